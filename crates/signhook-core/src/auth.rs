@@ -1,0 +1,76 @@
+//! API keys: `sk_live_…` acts on live data, `sk_test_…` in the sandbox. The
+//! prefix is the environment, so a key's text alone tells where it acts.
+
+use rand::distributions::Alphanumeric;
+use rand::Rng;
+
+/// Where a key acts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Environment {
+    /// Production data.
+    Live,
+    /// The sandbox: events and subscriptions with `sandbox: true`.
+    Test,
+}
+
+impl Environment {
+    /// The key prefix of this environment.
+    pub fn key_prefix(self) -> &'static str {
+        match self {
+            Environment::Live => "sk_live_",
+            Environment::Test => "sk_test_",
+        }
+    }
+
+    /// Whether this environment is the sandbox.
+    pub fn is_sandbox(self) -> bool {
+        self == Environment::Test
+    }
+
+    /// The environment a key's text claims, by its prefix.
+    pub fn of_key(key: &str) -> Option<Self> {
+        [Environment::Live, Environment::Test]
+            .into_iter()
+            .find(|env| key.starts_with(env.key_prefix()))
+    }
+
+    /// The environment's name in the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Live => "live",
+            Environment::Test => "test",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(text: &str) -> Option<Self> {
+        [Environment::Live, Environment::Test].into_iter().find(|env| env.as_str() == text)
+    }
+}
+
+/// The number of random characters after the prefix (≈ 238 bits).
+pub const KEY_RANDOM_CHARS: usize = 40;
+
+/// A fresh API key's text. Shown once to its owner, then only its hash is kept.
+pub fn generate_api_key(env: Environment, rng: &mut impl Rng) -> String {
+    let random: String = rng.sample_iter(&Alphanumeric).take(KEY_RANDOM_CHARS).map(char::from).collect();
+    format!("{}{random}", env.key_prefix())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_carry_their_environment() {
+        let mut rng = rand::thread_rng();
+        let live = generate_api_key(Environment::Live, &mut rng);
+        let test = generate_api_key(Environment::Test, &mut rng);
+        assert_eq!(Environment::of_key(&live), Some(Environment::Live));
+        assert_eq!(Environment::of_key(&test), Some(Environment::Test));
+        assert_eq!(Environment::of_key("pk_live_x"), None);
+        assert_eq!(live.len(), 8 + KEY_RANDOM_CHARS);
+        assert_ne!(live, generate_api_key(Environment::Live, &mut rng));
+    }
+}

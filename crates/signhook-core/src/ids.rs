@@ -1,0 +1,129 @@
+//! Prefixed identifiers. Each is a UUIDv7 (time-ordered) written as 32
+//! lower-case hex digits behind a type prefix, so ids sort by creation time as
+//! plain strings and a stray id of the wrong kind is refused at the edge.
+
+use std::fmt;
+
+/// Why an id's text was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{text}` is not a valid {kind} id (expected `{prefix}` followed by 32 hex digits)")]
+pub struct IdError {
+    /// The text that was given (cut to 64 characters).
+    pub text: String,
+    /// What kind of id was expected.
+    pub kind: &'static str,
+    /// The expected prefix.
+    pub prefix: &'static str,
+}
+
+macro_rules! prefixed_id {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal, $kind:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            /// The prefix every id of this kind starts with.
+            pub const PREFIX: &'static str = $prefix;
+
+            /// A fresh id, ordered after every id made earlier by this process.
+            pub fn generate() -> Self {
+                Self(format!("{}{}", $prefix, uuid::Uuid::now_v7().simple()))
+            }
+
+            /// Parses an id, checking its prefix and body.
+            pub fn parse(text: &str) -> Result<Self, IdError> {
+                let valid = text
+                    .strip_prefix($prefix)
+                    .is_some_and(|body| body.len() == 32 && body.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')));
+                if valid {
+                    Ok(Self(text.to_owned()))
+                } else {
+                    Err(IdError { text: text.chars().take(64).collect(), kind: $kind, prefix: $prefix })
+                }
+            }
+
+            /// The id as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = IdError;
+            fn try_from(text: String) -> Result<Self, IdError> {
+                Self::parse(&text)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0
+            }
+        }
+    };
+}
+
+prefixed_id!(
+    /// A tenant (an account).
+    TenantId, "tnt_", "tenant"
+);
+prefixed_id!(
+    /// An API key's public id (not the key itself).
+    ApiKeyId, "key_", "API key"
+);
+prefixed_id!(
+    /// A workspace.
+    WorkspaceId, "ws_", "workspace"
+);
+prefixed_id!(
+    /// A webhook subscription.
+    SubscriptionId, "wh_", "webhook"
+);
+prefixed_id!(
+    /// An event; also the `webhook-id` of every delivery of it.
+    EventId, "evt_", "event"
+);
+prefixed_id!(
+    /// One event's delivery to one subscription.
+    DeliveryId, "dlv_", "delivery"
+);
+prefixed_id!(
+    /// One try of a delivery.
+    AttemptId, "att_", "attempt"
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_ids_parse_and_sort_by_creation() {
+        let a = EventId::generate();
+        let b = EventId::generate();
+        assert!(a < b, "{a} then {b}");
+        assert_eq!(EventId::parse(a.as_str()).unwrap(), a);
+    }
+
+    #[test]
+    fn wrong_prefix_or_body_is_refused() {
+        let wh = SubscriptionId::generate();
+        let err = EventId::parse(wh.as_str()).unwrap_err();
+        assert_eq!(err.kind, "event");
+        assert!(EventId::parse("evt_XYZ").is_err());
+        assert!(EventId::parse("evt_0123456789abcdef0123456789ABCDEF").is_err());
+    }
+}

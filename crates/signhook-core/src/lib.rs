@@ -1,0 +1,26 @@
+//! Signhook's domain: the types every other crate speaks, and the rules that
+//! need no I/O.
+//!
+//! # Layout
+//!
+//! - [`ids`]: prefixed, time-ordered identifiers (`evt_…`, `wh_…`, …).
+//! - [`time`]: the injected [`Clock`](time::Clock) and timestamp helpers.
+//! - [`catalog`]: the event catalog (DESIGN §3.2) as data.
+//! - [`filter`]: what a subscription listens to (events, scopes, workspaces)
+//!   and the one function that decides whether an event matches.
+//! - [`endpoint`]: a subscription's URL, custom headers and signature scheme.
+//! - [`retry`]: what an attempt's outcome means and how long to wait.
+//! - [`delivery`]: delivery status and attempt error kinds.
+//! - [`auth`]: API key formats and environments.
+//! - [`duration`]: the `5s,30s,2m` duration syntax used by flags.
+#![deny(missing_docs)]
+
+pub mod auth;
+pub mod catalog;
+pub mod delivery;
+pub mod duration;
+pub mod endpoint;
+pub mod filter;
+pub mod ids;
+pub mod retry;
+pub mod time;

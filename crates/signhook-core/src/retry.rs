@@ -1,0 +1,208 @@
+//! Retry decisions, kept pure (STYLE habit 6). *What* an attempt's outcome
+//! means ([`classify`]) is apart from *how long* to wait ([`RetryPolicy`]);
+//! [`decide`] puts them together and returns the action with its reason, and
+//! the dispatcher only applies it.
+
+use crate::delivery::ErrorKind;
+use rand::Rng;
+use std::time::Duration;
+
+/// The default schedule: the wait after the 1st, 2nd, … failed attempt.
+pub const DEFAULT_SCHEDULE: [Duration; 10] = [
+    Duration::from_secs(5),
+    Duration::from_secs(30),
+    Duration::from_secs(2 * 60),
+    Duration::from_secs(10 * 60),
+    Duration::from_secs(30 * 60),
+    Duration::from_secs(60 * 60),
+    Duration::from_secs(3 * 60 * 60),
+    Duration::from_secs(6 * 60 * 60),
+    Duration::from_secs(12 * 60 * 60),
+    Duration::from_secs(24 * 60 * 60),
+];
+
+/// The default jitter: each wait is drawn uniformly within ±20 % of its step.
+pub const DEFAULT_JITTER: f64 = 0.2;
+
+/// How long to wait between attempts, and how many there are.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    schedule: Vec<Duration>,
+    jitter: f64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self::new(DEFAULT_SCHEDULE.to_vec(), DEFAULT_JITTER)
+    }
+}
+
+impl RetryPolicy {
+    /// A policy with `schedule` (one wait per retry) and a relative jitter
+    /// (clamped to 0..=1).
+    pub fn new(schedule: Vec<Duration>, jitter: f64) -> Self {
+        Self { schedule, jitter: jitter.clamp(0.0, 1.0) }
+    }
+
+    /// The steps of the schedule.
+    pub fn schedule(&self) -> &[Duration] {
+        &self.schedule
+    }
+
+    /// Attempts in all: the first one plus one per step.
+    pub fn max_attempts(&self) -> u32 {
+        u32::try_from(self.schedule.len()).unwrap_or(u32::MAX - 1) + 1
+    }
+
+    /// The wait after the `failed_attempts`-th failure (1-based), jittered;
+    /// `None` once the schedule is used up.
+    pub fn next_delay(&self, failed_attempts: u32, rng: &mut impl Rng) -> Option<Duration> {
+        let index = usize::try_from(failed_attempts.checked_sub(1)?).ok()?;
+        let step = *self.schedule.get(index)?;
+        if self.jitter == 0.0 || step.is_zero() {
+            return Some(step);
+        }
+        let factor = rng.gen_range((1.0 - self.jitter)..=(1.0 + self.jitter));
+        Some(step.mul_f64(factor))
+    }
+}
+
+/// What happened on one attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    /// The endpoint answered with this status code.
+    Response(u16),
+    /// No usable answer.
+    Error(ErrorKind),
+}
+
+/// What an outcome means, before the schedule is consulted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The endpoint took the delivery.
+    Accepted,
+    /// The endpoint did not take it; trying again may help.
+    Retryable(&'static str),
+    /// Trying again cannot help.
+    Permanent(&'static str),
+}
+
+/// Classifies an outcome: 2xx is success (DESIGN §4); every other status,
+/// and every network failure, may succeed later; a send that was blocked by
+/// policy never will.
+pub fn classify(outcome: AttemptOutcome) -> Verdict {
+    match outcome {
+        AttemptOutcome::Response(status) if (200..300).contains(&status) => Verdict::Accepted,
+        AttemptOutcome::Response(status) if (300..400).contains(&status) => {
+            Verdict::Retryable("redirect (redirects are not followed)")
+        }
+        AttemptOutcome::Response(_) => Verdict::Retryable("non-2xx status"),
+        AttemptOutcome::Error(ErrorKind::Blocked) => Verdict::Permanent("endpoint address is not allowed"),
+        AttemptOutcome::Error(ErrorKind::Timeout) => Verdict::Retryable("timed out"),
+        AttemptOutcome::Error(ErrorKind::Connect) => Verdict::Retryable("connection failed"),
+        AttemptOutcome::Error(ErrorKind::Dns) => Verdict::Retryable("DNS lookup failed"),
+        AttemptOutcome::Error(ErrorKind::Tls) => Verdict::Retryable("TLS handshake failed"),
+        AttemptOutcome::Error(ErrorKind::Http) => Verdict::Retryable("HTTP protocol error"),
+    }
+}
+
+/// What the dispatcher does after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Mark the delivery succeeded.
+    Succeeded,
+    /// Try again after `delay`.
+    RetryAfter {
+        /// The jittered wait.
+        delay: Duration,
+        /// Why the attempt failed.
+        reason: &'static str,
+    },
+    /// Dead-letter the delivery (`failed`).
+    DeadLetter {
+        /// Why no further attempt is made.
+        reason: &'static str,
+    },
+}
+
+/// Decides the fate of a delivery after its `attempt`-th attempt (1-based).
+pub fn decide(
+    outcome: AttemptOutcome,
+    attempt: u32,
+    auto_retry: bool,
+    policy: &RetryPolicy,
+    rng: &mut impl Rng,
+) -> Decision {
+    match classify(outcome) {
+        Verdict::Accepted => Decision::Succeeded,
+        Verdict::Permanent(reason) => Decision::DeadLetter { reason },
+        Verdict::Retryable(_) if !auto_retry => Decision::DeadLetter { reason: "auto_retry is off" },
+        Verdict::Retryable(reason) => match policy.next_delay(attempt, rng) {
+            Some(delay) => Decision::RetryAfter { delay, reason },
+            None => Decision::DeadLetter { reason: "retry schedule exhausted" },
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    #[test]
+    fn default_schedule_has_eleven_attempts_within_twenty_percent() {
+        let policy = RetryPolicy::default();
+        assert_eq!(policy.max_attempts(), 11);
+        let mut rng = StdRng::seed_from_u64(7);
+        for (i, step) in DEFAULT_SCHEDULE.iter().enumerate() {
+            for _ in 0..200 {
+                let d = policy.next_delay(i as u32 + 1, &mut rng).unwrap();
+                assert!(d >= step.mul_f64(0.8) && d <= step.mul_f64(1.2), "step {i}: {d:?}");
+            }
+        }
+        assert_eq!(policy.next_delay(11, &mut rng), None);
+        assert_eq!(policy.next_delay(0, &mut rng), None);
+    }
+
+    #[test]
+    fn jitter_actually_spreads_the_waits() {
+        let policy = RetryPolicy::default();
+        let mut rng = StdRng::seed_from_u64(1);
+        let waits: std::collections::HashSet<_> = (0..20).map(|_| policy.next_delay(1, &mut rng).unwrap()).collect();
+        assert!(waits.len() > 10);
+    }
+
+    #[test]
+    fn decisions_table() {
+        let policy = RetryPolicy::new(vec![Duration::from_millis(10); 2], 0.0);
+        let mut rng = StdRng::seed_from_u64(0);
+        let cases = [
+            (AttemptOutcome::Response(200), 1, true, Decision::Succeeded),
+            (AttemptOutcome::Response(204), 3, true, Decision::Succeeded),
+            (
+                AttemptOutcome::Response(500),
+                1,
+                true,
+                Decision::RetryAfter { delay: Duration::from_millis(10), reason: "non-2xx status" },
+            ),
+            (
+                AttemptOutcome::Response(302),
+                2,
+                true,
+                Decision::RetryAfter { delay: Duration::from_millis(10), reason: "redirect (redirects are not followed)" },
+            ),
+            (AttemptOutcome::Response(500), 3, true, Decision::DeadLetter { reason: "retry schedule exhausted" }),
+            (AttemptOutcome::Error(ErrorKind::Timeout), 1, false, Decision::DeadLetter { reason: "auto_retry is off" }),
+            (
+                AttemptOutcome::Error(ErrorKind::Blocked),
+                1,
+                true,
+                Decision::DeadLetter { reason: "endpoint address is not allowed" },
+            ),
+        ];
+        for (outcome, attempt, auto_retry, expected) in cases {
+            assert_eq!(decide(outcome, attempt, auto_retry, &policy, &mut rng), expected, "{outcome:?} #{attempt}");
+        }
+    }
+}
