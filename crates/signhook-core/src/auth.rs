@@ -58,6 +58,16 @@ pub fn generate_api_key(env: Environment, rng: &mut impl Rng) -> String {
     format!("{}{random}", env.key_prefix())
 }
 
+/// The length of a generated webhook signing key, in bytes.
+pub const WEBHOOK_KEY_BYTES: usize = 32;
+
+/// Fresh random bytes for a webhook signing key.
+pub fn generate_webhook_key(rng: &mut (impl Rng + rand::CryptoRng)) -> [u8; WEBHOOK_KEY_BYTES] {
+    let mut key = [0u8; WEBHOOK_KEY_BYTES];
+    rng.fill(&mut key);
+    key
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -106,6 +106,14 @@ prefixed_id!(
     AttemptId, "att_", "attempt"
 );
 
+/// A fresh node id (`node_` and 12 random hex digits), for a process that
+/// was not given one.
+pub fn generate_node_id() -> String {
+    let uuid = uuid::Uuid::now_v7().simple().to_string();
+    // The last 12 digits of a UUIDv7 are random.
+    format!("node_{}", &uuid[20..])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -76,6 +76,18 @@ pub enum AttemptOutcome {
     Error(ErrorKind),
 }
 
+impl AttemptOutcome {
+    /// The error kind the delivery log records: none for a 2xx, `http` for
+    /// any other status, the failure's own kind otherwise.
+    pub fn error_kind(self) -> Option<ErrorKind> {
+        match self {
+            AttemptOutcome::Response(status) if (200..300).contains(&status) => None,
+            AttemptOutcome::Response(_) => Some(ErrorKind::Http),
+            AttemptOutcome::Error(kind) => Some(kind),
+        }
+    }
+}
+
 /// What an outcome means, before the schedule is consulted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {

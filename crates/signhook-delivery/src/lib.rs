@@ -1,1 +1,30 @@
-//! placeholder
+//! Signhook's delivery engine: claim due deliveries, send them signed,
+//! record every attempt, reschedule or dead-letter.
+//!
+//! # Layout
+//!
+//! - [`payload`]: the JSON envelope a delivery carries (DESIGN §3.3).
+//! - [`sender`]: one attempt: sign, POST, classify the answer.
+//! - [`dispatcher`]: the loop that claims batches with a lease, runs sends
+//!   concurrently, and writes results back in batches.
+//!
+//! The engine knows nothing of e-signatures: it moves events to endpoints.
+#![deny(missing_docs)]
+
+pub mod dispatcher;
+pub mod payload;
+pub mod sender;
+
+pub use dispatcher::{Dispatcher, DispatcherConfig, Waker};
+
+/// What can stop the engine.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeliveryError {
+    /// The HTTP client could not be built (TLS roots, …).
+    #[error("could not build the HTTP client")]
+    Client(#[from] reqwest::Error),
+    /// The store failed.
+    #[error("store error")]
+    Store(#[from] signhook_store::StoreError),
+}

@@ -1,1 +1,193 @@
-//! placeholder
+//! Signhook's server: the HTTP API over the store, and the wiring that runs
+//! the API and the delivery dispatcher as one process.
+//!
+//! # Layout
+//!
+//! - [`Application`]: built from [`Settings`], binds its own listener (port 0
+//!   in tests), runs until a shutdown token fires. Used by `signhook serve`
+//!   and by the test harness alike.
+//! - [`error`]: the one [`ApiError`](error::ApiError) and its response.
+//! - [`extract`]: authentication, strict JSON and query parsing.
+//! - [`routes`]: one module per resource, plus health.
+//! - [`openapi`]: the OpenAPI document generated from the handlers.
+#![deny(missing_docs)]
+
+pub mod error;
+pub mod extract;
+pub mod openapi;
+pub mod routes;
+pub mod state;
+
+use signhook_core::retry::RetryPolicy;
+use signhook_core::time::Clock;
+use signhook_delivery::{Dispatcher, DispatcherConfig};
+use signhook_store::Store;
+use state::{ApiSettings, AppState};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Everything `signhook serve` can be told, resolved into typed values.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where the API listens (`127.0.0.1:0` picks a free port).
+    pub listen: SocketAddr,
+    /// Where the SQLite database lives.
+    pub data_dir: PathBuf,
+    /// `--dev`: allow `http://` endpoints.
+    pub dev: bool,
+    /// The retry schedule.
+    pub retry_policy: RetryPolicy,
+    /// How long one delivery attempt may take.
+    pub request_timeout: Duration,
+    /// How long a rotated-out secret keeps signing.
+    pub secret_overlap: Duration,
+    /// How long a claimed delivery stays leased (defaults to the request
+    /// timeout plus 30 s).
+    pub delivery_lease: Option<Duration>,
+    /// How long sends in flight may finish at shutdown.
+    pub shutdown_grace: Option<Duration>,
+    /// This node's id (generated when not given).
+    pub node_id: Option<String>,
+}
+
+impl Settings {
+    /// The defaults of DESIGN §7 for a data directory.
+    pub fn new(data_dir: PathBuf) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir,
+            dev: false,
+            retry_policy: RetryPolicy::default(),
+            request_timeout: Duration::from_secs(15),
+            secret_overlap: Duration::from_secs(24 * 60 * 60),
+            delivery_lease: None,
+            shutdown_grace: None,
+            node_id: None,
+        }
+    }
+}
+
+/// What can keep the server from starting or running.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The data directory could not be created.
+    #[error("cannot create the data directory {path}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The store failed to open or migrate.
+    #[error(transparent)]
+    Store(#[from] signhook_store::StoreError),
+    /// The delivery engine failed.
+    #[error(transparent)]
+    Delivery(#[from] signhook_delivery::DeliveryError),
+    /// The HTTP server failed.
+    #[error("the HTTP server failed")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Opens the store in `data_dir` (creating the directory) and applies
+/// migrations.
+pub async fn open_store(data_dir: &std::path::Path) -> Result<Store, ServerError> {
+    std::fs::create_dir_all(data_dir).map_err(|source| ServerError::DataDir { path: data_dir.to_owned(), source })?;
+    let store = Store::open_sqlite(data_dir).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+/// A built, bound, not yet running server.
+pub struct Application {
+    listener: TcpListener,
+    store: Store,
+    router: axum::Router,
+    dispatcher: Dispatcher,
+    node_id: String,
+}
+
+impl Application {
+    /// Opens the store, migrates, binds the listener and builds the API and
+    /// the dispatcher.
+    pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<Self, ServerError> {
+        let store = open_store(&settings.data_dir).await?;
+        let node_id = settings
+            .node_id
+            .clone()
+            .unwrap_or_else(signhook_core::ids::generate_node_id);
+        let mut config = DispatcherConfig::new(node_id.clone(), settings.retry_policy.clone(), settings.request_timeout);
+        if let Some(lease) = settings.delivery_lease {
+            config.lease = lease;
+        }
+        if let Some(grace) = settings.shutdown_grace {
+            config.shutdown_grace = grace;
+        }
+        let dispatcher = Dispatcher::new(store.clone(), config, clock.clone())?;
+        let state = AppState {
+            store: store.clone(),
+            clock,
+            waker: dispatcher.waker(),
+            api: Arc::new(ApiSettings { dev: settings.dev, secret_overlap: settings.secret_overlap }),
+        };
+        let router = routes::router(state);
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .map_err(|source| ServerError::Bind { addr: settings.listen, source })?;
+        Ok(Self { listener, store, router, dispatcher, node_id })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound TCP listener has an address")
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    /// Runs the API and the dispatcher until `shutdown` fires or one of them
+    /// fails; then stops both (the API stops accepting, the dispatcher
+    /// finishes or releases what it has in flight) and closes the store.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), ServerError> {
+        let Application { listener, store, router, dispatcher, .. } = self;
+        let api_shutdown = shutdown.clone();
+        let api = async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move { api_shutdown.cancelled().await })
+                .await
+                .map_err(ServerError::Serve)
+        };
+        let dispatch = dispatcher.run(shutdown.clone());
+        tokio::pin!(api, dispatch);
+        let (first, result) = tokio::select! {
+            r = &mut api => ("api", r),
+            r = &mut dispatch => ("dispatcher", r.map_err(ServerError::from)),
+        };
+        match &result {
+            Ok(()) => tracing::info!(part = first, "stopped"),
+            Err(e) => tracing::error!(part = first, error = %error::error_chain(e), "stopped with an error"),
+        }
+        // Whichever stopped first, stop the other too and wait for it.
+        shutdown.cancel();
+        let other = if first == "api" { dispatch.await.map_err(ServerError::from) } else { api.await };
+        store.close().await;
+        result.and(other)
+    }
+}

@@ -1,1 +1,216 @@
-fn main() {}
+//! `signhook`: the command line. It parses flags (each with a `SIGNHOOK_…`
+//! environment variable), wires the library crates together and reports
+//! errors with their causes; the logic lives in the libraries.
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use signhook_core::duration::{parse_duration, parse_duration_list};
+use signhook_core::retry::{RetryPolicy, DEFAULT_JITTER};
+use signhook_core::time::{Clock, SystemClock};
+use signhook_server::{Application, Settings};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Parser)]
+#[command(name = "signhook", version, about = "Webhooks for an e-signature platform")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the API and the delivery dispatcher.
+    Serve(ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate(DataArgs),
+    /// Administrative tasks.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Print the OpenAPI document of the API.
+    Openapi,
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Create a tenant; prints {"tenant_id", "live_key", "test_key"} as JSON.
+    CreateTenant {
+        /// The tenant's name.
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+struct DataArgs {
+    /// Where the SQLite database lives.
+    #[arg(long, env = "SIGNHOOK_DATA_DIR", default_value = "./signhook-data")]
+    data_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// The address the API listens on.
+    #[arg(long, env = "SIGNHOOK_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    #[command(flatten)]
+    data: DataArgs,
+    /// The base of links put in payloads; defaults to http://{listen}.
+    #[arg(long, env = "SIGNHOOK_PUBLIC_URL")]
+    public_url: Option<url::Url>,
+    /// Development mode: allow http:// endpoints. Never in production.
+    #[arg(long, env = "SIGNHOOK_DEV")]
+    dev: bool,
+    /// The waits between attempts, e.g. `5s,30s,2m,10m,30m,1h,3h,6h,12h,24h`
+    /// (each jittered ±20 %).
+    #[arg(long, env = "SIGNHOOK_RETRY_SCHEDULE", default_value = "5s,30s,2m,10m,30m,1h,3h,6h,12h,24h", value_parser = parse_schedule)]
+    retry_schedule: Schedule,
+    /// How long one delivery attempt may take.
+    #[arg(long, env = "SIGNHOOK_REQUEST_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
+    request_timeout: Duration,
+    /// How long a rotated-out secret keeps signing beside the new one.
+    #[arg(long, env = "SIGNHOOK_SECRET_OVERLAP", default_value = "24h", value_parser = parse_duration)]
+    secret_overlap: Duration,
+    /// How long a claimed delivery stays leased to this node (default: the
+    /// request timeout plus 30 s). After a crash, claims fall due again when
+    /// their lease ends.
+    #[arg(long, env = "SIGNHOOK_DELIVERY_LEASE", value_parser = parse_duration)]
+    delivery_lease: Option<Duration>,
+    /// How long sends in flight may finish at shutdown before their claims
+    /// are released (default: the request timeout, at most 10 s).
+    #[arg(long, env = "SIGNHOOK_SHUTDOWN_GRACE", value_parser = parse_duration)]
+    shutdown_grace: Option<Duration>,
+    /// This node's id in leases and attempts (generated when absent).
+    #[arg(long, env = "SIGNHOOK_NODE_ID")]
+    node_id: Option<String>,
+}
+
+/// A retry schedule given as one comma-separated value. (A bare `Vec` would
+/// make clap expect one duration per occurrence of the flag.)
+#[derive(Debug, Clone)]
+struct Schedule(Vec<Duration>);
+
+fn parse_schedule(text: &str) -> Result<Schedule, signhook_core::duration::DurationError> {
+    parse_duration_list(text).map(Schedule)
+}
+
+impl ServeArgs {
+    fn into_settings(self) -> Settings {
+        let mut settings = Settings::new(self.data.data_dir);
+        settings.listen = self.listen;
+        settings.dev = self.dev;
+        settings.retry_policy = RetryPolicy::new(self.retry_schedule.0, DEFAULT_JITTER);
+        settings.request_timeout = self.request_timeout;
+        settings.secret_overlap = self.secret_overlap;
+        settings.delivery_lease = self.delivery_lease;
+        settings.shutdown_grace = self.shutdown_grace;
+        settings.node_id = self.node_id;
+        settings
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=warn,sqlx=warn"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Migrate(data) => {
+            signhook_server::open_store(&data.data_dir).await.context("migrating")?.close().await;
+            tracing::info!(data_dir = %data.data_dir.display(), "migrations applied");
+            Ok(())
+        }
+        Command::Admin { command: AdminCommand::CreateTenant { name, data } } => {
+            let name = name.trim();
+            anyhow::ensure!(!name.is_empty() && name.chars().count() <= 200, "--name must be 1 to 200 characters");
+            let store = signhook_server::open_store(&data.data_dir).await.context("opening the store")?;
+            let tenant = store.create_tenant(name, SystemClock.now()).await.context("creating the tenant")?;
+            store.close().await;
+            // Written by hand to keep the documented key order.
+            println!(
+                "{{\"tenant_id\":{},\"live_key\":{},\"test_key\":{}}}",
+                serde_json::Value::from(tenant.tenant_id.as_str()),
+                serde_json::Value::from(tenant.live_key),
+                serde_json::Value::from(tenant.test_key),
+            );
+            Ok(())
+        }
+        Command::Openapi => {
+            print!("{}", signhook_server::openapi::document());
+            Ok(())
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let public_url = args.public_url.clone();
+    let settings = args.into_settings();
+    if settings.dev {
+        tracing::warn!("DEVELOPMENT MODE (--dev): http:// endpoints are allowed. Never run a production server like this.");
+    }
+    let data_dir = settings.data_dir.clone();
+    let app = Application::build(settings, Arc::new(SystemClock)).await.context("starting the server")?;
+    let addr = app.local_addr();
+    let public_url = public_url.map_or_else(|| format!("http://{addr}"), |u| u.to_string());
+    tracing::info!(%addr, %public_url, node_id = app.node_id(), data_dir = %data_dir.display(), "signhook is serving");
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    app.run(shutdown).await.context("serving")?;
+    tracing::info!("signhook stopped");
+    Ok(())
+}
+
+/// Cancels `shutdown` on SIGINT or SIGTERM.
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => tracing::info!("SIGINT received: shutting down"),
+        _ = terminate => tracing::info!("SIGTERM received: shutting down"),
+    }
+    shutdown.cancel();
+}

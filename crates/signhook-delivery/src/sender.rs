@@ -1,0 +1,187 @@
+//! One attempt: build the signed request, POST it, and turn whatever happens
+//! into an [`AttemptOutcome`] with the details the delivery log shows.
+
+use crate::payload::Envelope;
+use chrono::{DateTime, Utc};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, USER_AGENT};
+use signhook_core::delivery::ErrorKind;
+use signhook_core::endpoint::SignatureScheme;
+use signhook_core::retry::AttemptOutcome;
+use signhook_store::deliveries::{ClaimedDelivery, MAX_RESPONSE_BODY};
+use signhook_verify as verify;
+use std::time::{Duration, Instant};
+
+/// What one attempt produced.
+#[derive(Debug, Clone)]
+pub struct SendResult {
+    /// When the request started.
+    pub started_at: DateTime<Utc>,
+    /// How long it took.
+    pub duration: Duration,
+    /// The classified outcome.
+    pub outcome: AttemptOutcome,
+    /// The status code, when an answer came.
+    pub status_code: Option<u16>,
+    /// The start of the answer's body.
+    pub response_body: Option<String>,
+    /// A readable description of a failure.
+    pub error_message: Option<String>,
+}
+
+/// The `user-agent` of every delivery.
+pub fn user_agent() -> String {
+    format!("Signhook/{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// Builds the HTTP client deliveries share: no redirects followed (a 3xx is
+/// an answer, DESIGN §4), connections kept alive per endpoint.
+pub fn build_client(connect_timeout: Duration) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(connect_timeout)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build()
+}
+
+/// The headers of one attempt, signed at `timestamp` (unix seconds).
+pub fn signed_headers(claim: &ClaimedDelivery, body: &[u8], timestamp: i64, now: DateTime<Utc>) -> HeaderMap {
+    let sub = &claim.subscription;
+    let mut headers = HeaderMap::with_capacity(6 + sub.headers.as_map().len());
+    // Custom headers first, so that ours win even if a stored name slipped
+    // past validation.
+    for (name, value) in sub.headers.iter() {
+        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+            headers.insert(name, value);
+        }
+    }
+    let msg_id = claim.event.id.as_str();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(USER_AGENT, header_value(&user_agent()));
+    headers.insert(verify::HEADER_WEBHOOK_ID, header_value(msg_id));
+    headers.insert(verify::HEADER_WEBHOOK_TIMESTAMP, HeaderValue::from(timestamp));
+    match sub.signature_scheme {
+        SignatureScheme::Standard => {
+            let webhook_signature = sub
+                .signing_secrets(now)
+                .into_iter()
+                .map(|secret| verify::sign(secret, msg_id, timestamp, body))
+                .collect::<Vec<_>>()
+                .join(" ");
+            headers.insert(verify::HEADER_WEBHOOK_SIGNATURE, header_value(&webhook_signature));
+        }
+        SignatureScheme::HmacSha256Hex => {
+            let x_signature = verify::hex_body_signature(&sub.secret.expose(), body);
+            headers.insert(verify::HEADER_X_SIGNATURE, header_value(&x_signature));
+            headers.insert(verify::HEADER_X_CLIENT_ID, header_value(sub.tenant_id.as_str()));
+        }
+    }
+    headers
+}
+
+fn header_value(text: &str) -> HeaderValue {
+    // Every value passed here is ASCII we produced (ids, base64, hex, the
+    // version string), which is always a valid header value.
+    HeaderValue::from_str(text).expect("ids, base64 and hex are valid header values")
+}
+
+/// Makes one attempt of `claim`, waiting at most `timeout` for the answer and
+/// its first [`MAX_RESPONSE_BODY`] bytes. Can take up to `timeout`.
+pub async fn send(
+    client: &reqwest::Client,
+    claim: &ClaimedDelivery,
+    timeout: Duration,
+    now: DateTime<Utc>,
+) -> SendResult {
+    let started = Instant::now();
+    let body = match Envelope::new(&claim.event, Some(&claim.subscription)) {
+        Ok(envelope) => envelope.to_body(),
+        Err(e) => {
+            return SendResult {
+                started_at: now,
+                duration: Duration::ZERO,
+                outcome: AttemptOutcome::Error(ErrorKind::Http),
+                status_code: None,
+                response_body: None,
+                error_message: Some(e.to_string()),
+            }
+        }
+    };
+    let headers = signed_headers(claim, &body, now.timestamp(), now);
+    let request = client
+        .post(claim.subscription.url.url().clone())
+        .headers(headers)
+        .timeout(timeout)
+        .body(body);
+    let (outcome, status_code, response_body, error_message) = match request.send().await {
+        Ok(mut response) => {
+            let status = response.status().as_u16();
+            let (body, body_error) = read_start(&mut response).await;
+            let mut message = body_error.map(|e| format!("reading the response body: {e}"));
+            if (300..400).contains(&status) {
+                let location = response.headers().get("location").and_then(|l| l.to_str().ok()).unwrap_or("");
+                message = Some(format!("redirect to `{location}` not followed"));
+            }
+            (AttemptOutcome::Response(status), Some(status), Some(body), message)
+        }
+        Err(e) => {
+            let kind = error_kind(&e);
+            (AttemptOutcome::Error(kind), None, None, Some(error_chain(&e)))
+        }
+    };
+    SendResult { started_at: now, duration: started.elapsed(), outcome, status_code, response_body, error_message }
+}
+
+/// Reads up to [`MAX_RESPONSE_BODY`] bytes of the body, as lossy UTF-8. A
+/// body that breaks off midway keeps what came and says why.
+async fn read_start(response: &mut reqwest::Response) -> (String, Option<String>) {
+    let mut bytes = Vec::new();
+    let mut error = None;
+    while bytes.len() < MAX_RESPONSE_BODY {
+        match response.chunk().await {
+            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+            Ok(None) => break,
+            Err(e) => {
+                error = Some(error_chain(&e));
+                break;
+            }
+        }
+    }
+    bytes.truncate(MAX_RESPONSE_BODY);
+    let mut text = String::from_utf8_lossy(&bytes).into_owned();
+    if bytes.len() == MAX_RESPONSE_BODY {
+        // A cut may have split a character; drop the replacement char it left.
+        while text.ends_with('\u{FFFD}') {
+            text.pop();
+        }
+    }
+    (text, error)
+}
+
+/// Sorts a transport failure into the error kinds of DESIGN §3.
+fn error_kind(e: &reqwest::Error) -> ErrorKind {
+    if e.is_timeout() {
+        return ErrorKind::Timeout;
+    }
+    let chain = error_chain(e).to_ascii_lowercase();
+    if chain.contains("dns error") || chain.contains("failed to lookup address") {
+        ErrorKind::Dns
+    } else if chain.contains("certificate") || chain.contains("tls") || chain.contains("handshake") {
+        ErrorKind::Tls
+    } else if e.is_connect() {
+        ErrorKind::Connect
+    } else {
+        ErrorKind::Http
+    }
+}
+
+/// The error and its causes, `: `-separated, as one line.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,178 @@
+//! The API's one error type and its one mapping to a response: the JSON shape
+//! of DESIGN §7, `{"error": {"code", "message", "field"}}`. Internal causes
+//! are logged with their chain; clients are told only what they can act on.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use signhook_store::StoreError;
+
+/// Every way a request can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the body is not JSON, or a header is malformed.
+    #[error("{message}")]
+    BadRequest {
+        /// A stable machine-readable code.
+        code: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// 401: no API key, or one that is not valid.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// 404: no such object for this tenant (another tenant's objects are
+    /// 404 too, never 403, so their existence is not confirmed).
+    #[error("{0}")]
+    NotFound(String),
+    /// 405: the route exists with other methods.
+    #[error("this method is not allowed on this route")]
+    MethodNotAllowed,
+    /// 409: the request conflicts with existing state.
+    #[error("{message}")]
+    Conflict {
+        /// A stable machine-readable code.
+        code: &'static str,
+        /// What conflicts.
+        message: String,
+        /// The field at fault.
+        field: Option<String>,
+    },
+    /// 413: the body is larger than allowed.
+    #[error("the request body is larger than {limit} bytes")]
+    PayloadTooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// 415: the body is not `application/json`.
+    #[error("send the body as JSON with `content-type: application/json`")]
+    UnsupportedMediaType,
+    /// 422: the body is JSON but a value is not acceptable.
+    #[error("{message}")]
+    Validation {
+        /// The field at fault, as a JSON path (`subscribed_events[1]`).
+        field: String,
+        /// What is wrong and what is allowed.
+        message: String,
+    },
+    /// 503: the database cannot be reached right now.
+    #[error("the service cannot reach its database right now; retry shortly")]
+    Unavailable,
+    /// 500: a bug or a failure the client cannot act on; details are logged.
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl ApiError {
+    /// A 422 on `field`.
+    pub fn validation(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError::Validation { field: field.into(), message: message.into() }
+    }
+
+    /// A 404 naming what was not found.
+    pub fn not_found(what: &str, id: &str) -> Self {
+        ApiError::NotFound(format!("no {what} `{id}` exists"))
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest { code, .. } | ApiError::Conflict { code, .. } => code,
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::Validation { .. } => "validation_failed",
+            ApiError::Unavailable => "unavailable",
+            ApiError::Internal(_) => "internal_error",
+        }
+    }
+
+    fn field(&self) -> Option<&str> {
+        match self {
+            ApiError::Validation { field, .. } => Some(field),
+            ApiError::Conflict { field, .. } => field.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// The error body.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// One error.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// A stable machine-readable code, such as `validation_failed`.
+    pub code: String,
+    /// What went wrong and what is allowed, for a human.
+    pub message: String,
+    /// The request field at fault, when there is one.
+    pub field: Option<String>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if let ApiError::Internal(cause) = &self {
+            tracing::error!(error = %error_chain(cause.as_ref()), "request failed");
+        }
+        let body = ErrorBody {
+            error: ErrorDetail { code: self.code().to_owned(), message: self.to_string(), field: self.field().map(str::to_owned) },
+        };
+        (status, axum::Json(body)).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict { field } => ApiError::Conflict {
+                code: "conflict",
+                message: format!("a resource with this {field} already exists"),
+                field: Some(field.to_owned()),
+            },
+            StoreError::IdempotencyMismatch => ApiError::Conflict {
+                code: "idempotency_key_reused",
+                message: "this Idempotency-Key was already used with a different request; use a new key for a new request".into(),
+                field: Some("Idempotency-Key".into()),
+            },
+            StoreError::Unavailable(_) => {
+                tracing::warn!(error = %error_chain(&e), "database unavailable");
+                ApiError::Unavailable
+            }
+            other => ApiError::Internal(Box::new(other)),
+        }
+    }
+}
+
+/// The error and its causes, `: `-separated.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

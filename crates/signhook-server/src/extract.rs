@@ -1,0 +1,168 @@
+//! Extractors that turn a request into checked values or an [`ApiError`]:
+//! the caller's identity ([`Auth`]), a JSON body ([`ApiJson`]) and query
+//! parameters ([`ApiQuery`]). A bad input is rejected here, with the field
+//! it concerns, before any handler runs.
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap};
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use signhook_core::ids::TenantId;
+use signhook_store::tenants::Principal;
+
+/// The largest request body accepted by JSON routes.
+pub const MAX_JSON_BODY: usize = 1024 * 1024;
+
+/// The authenticated caller: a tenant acting live or in the sandbox.
+#[derive(Debug, Clone)]
+pub struct Auth(pub Principal);
+
+impl Auth {
+    /// The tenant.
+    pub fn tenant(&self) -> &TenantId {
+        &self.0.tenant_id
+    }
+
+    /// Whether the key acts in the sandbox.
+    pub fn sandbox(&self) -> bool {
+        self.0.environment.is_sandbox()
+    }
+}
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or(ApiError::Unauthorized("send your API key as `Authorization: Bearer sk_live_…` or `sk_test_…`"))?;
+        let key = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim)
+            .ok_or(ApiError::Unauthorized("the Authorization header must be `Bearer ` followed by an API key"))?;
+        match state.store.authenticate(key).await? {
+            Some(principal) => Ok(Auth(principal)),
+            None => Err(ApiError::Unauthorized("the API key is not valid")),
+        }
+    }
+}
+
+/// A JSON body of type `T`, parsed strictly: malformed JSON is a 400, a
+/// value of the wrong type or an unknown field a 422 naming the field, a
+/// body over [`MAX_JSON_BODY`] a 413.
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T, pub Bytes);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json"));
+        if !is_json {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge { limit: MAX_JSON_BODY }
+            } else {
+                ApiError::BadRequest { code: "unreadable_body", message: rejection.body_text() }
+            }
+        })?;
+        let value = parse_json(&bytes)?;
+        Ok(ApiJson(value, bytes))
+    }
+}
+
+/// Parses a JSON body, telling syntax errors (400) from value errors (422).
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof | serde_json::error::Category::Io => {
+                ApiError::BadRequest { code: "malformed_json", message: format!("the body is not valid JSON: {inner}") }
+            }
+            serde_json::error::Category::Data => {
+                let message = strip_position(&inner.to_string());
+                // serde reports an unknown field at its parent's path; name
+                // the field itself.
+                let field = match unknown_field(&message) {
+                    Some(name) if path == "." => name.to_owned(),
+                    Some(name) => format!("{path}.{name}"),
+                    None if path == "." => "body".to_owned(),
+                    None => path,
+                };
+                ApiError::validation(field, message)
+            }
+        }
+    })
+}
+
+fn unknown_field(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("unknown field `")?;
+    rest.split('`').next()
+}
+
+/// Drops serde_json's " at line 1 column 23" suffix, which means nothing to
+/// an API client.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+/// Query parameters of type `T`; a bad one is a 422 naming it.
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        Query::<T>::try_from_uri(&parts.uri)
+            .map(|Query(value)| ApiQuery(value))
+            .map_err(|rejection| {
+                let text = rejection.body_text();
+                let message = text.strip_prefix("Failed to deserialize query string: ").unwrap_or(&text).to_owned();
+                let field = unknown_field(&message).unwrap_or("query").to_owned();
+                ApiError::validation(field, message)
+            })
+    }
+}
+
+/// The `Idempotency-Key` header, if sent: 1 to 255 visible ASCII characters.
+pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let bad = || ApiError::BadRequest {
+        code: "invalid_idempotency_key",
+        message: "Idempotency-Key must be 1 to 255 visible ASCII characters".into(),
+    };
+    let key = value.to_str().map_err(|_| bad())?.trim();
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(bad());
+    }
+    Ok(Some(key.to_owned()))
+}
+
+/// The page size of listings: 1 to 100, 20 when not given.
+pub fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
+    match limit {
+        None => Ok(20),
+        Some(n @ 1..=100) => Ok(n),
+        Some(_) => Err(ApiError::validation("limit", "limit must be between 1 and 100")),
+    }
+}

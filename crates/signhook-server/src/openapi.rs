@@ -1,0 +1,71 @@
+//! The OpenAPI document, generated from the handlers' annotations and served
+//! at `/openapi.json`. `docs/openapi.json` is a committed copy; a test fails
+//! when the two differ (regenerate with `signhook openapi > docs/openapi.json`).
+
+use axum::Json;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+/// The API's document.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Signhook API", description = "Webhooks for an e-signature platform: subscriptions, events, signed deliveries."),
+    paths(
+        crate::routes::event_types::list,
+        crate::routes::workspaces::create,
+        crate::routes::workspaces::list,
+        crate::routes::webhooks::create,
+        crate::routes::webhooks::list,
+        crate::routes::webhooks::get,
+        crate::routes::webhooks::update,
+        crate::routes::webhooks::delete,
+        crate::routes::webhooks::reveal_secret,
+        crate::routes::webhooks::rotate_secret,
+        crate::routes::webhooks::send_test,
+        crate::routes::deliveries::list_for_webhook,
+        crate::routes::deliveries::get,
+        crate::routes::events::publish,
+        crate::routes::events::list,
+        crate::routes::events::get,
+        crate::routes::health::healthz,
+        crate::routes::health::readyz,
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "webhooks", description = "Subscriptions: where, what and how to deliver"),
+        (name = "events", description = "Publishing, the catalog and the reconciliation feed"),
+        (name = "deliveries", description = "The delivery log"),
+        (name = "workspaces", description = "Partitions of a tenant's documents"),
+        (name = "health", description = "Liveness and readiness")
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An API key: `sk_live_…` for live data, `sk_test_…` for the sandbox"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The document as pretty JSON, exactly as committed in `docs/openapi.json`.
+pub fn document() -> String {
+    let mut text = ApiDoc::openapi().to_pretty_json().expect("the OpenAPI document serializes");
+    text.push('\n');
+    text
+}
+
+/// `GET /openapi.json`.
+pub async fn serve() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

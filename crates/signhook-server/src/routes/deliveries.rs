@@ -1,0 +1,175 @@
+//! The delivery log: `GET /v1/deliveries/{id}` with its attempts, and
+//! `GET /v1/webhooks/{id}/deliveries?status=`.
+
+use crate::error::ApiError;
+use crate::extract::{page_limit, ApiQuery, Auth};
+use crate::routes::{list_type, path_id};
+use crate::state::AppState;
+use axum::extract::{Path, State};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use signhook_core::delivery::DeliveryStatus;
+use signhook_core::ids::{DeliveryId, SubscriptionId};
+use signhook_core::time::rfc3339;
+use signhook_store::deliveries::{Attempt, Delivery};
+use utoipa::{IntoParams, ToSchema};
+
+/// A delivery: one event to one subscription.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryView {
+    /// `dlv_…`
+    pub id: String,
+    /// The event (`evt_…`), also the `webhook-id` header of every attempt.
+    pub event_id: String,
+    /// The event's type.
+    pub event_type: String,
+    /// The subscription (`wh_…`).
+    pub webhook_id: String,
+    /// `pending`, `succeeded`, `failed` (dead-lettered) or `canceled`.
+    pub status: String,
+    /// Attempts made so far.
+    pub attempt_count: u32,
+    /// When the next attempt is due, while pending.
+    pub next_attempt_at: Option<String>,
+    /// When the last attempt started.
+    pub last_attempt_at: Option<String>,
+    /// When it was created.
+    pub created_at: String,
+    /// When it last changed.
+    pub updated_at: String,
+    /// Every attempt, oldest first (in the single-delivery view only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<Vec<AttemptView>>,
+}
+
+/// One attempt.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AttemptView {
+    /// `att_…`
+    pub id: String,
+    /// 1 for the first try.
+    pub attempt_number: u32,
+    /// When the request started.
+    pub started_at: String,
+    /// How long it took, in milliseconds.
+    pub duration_ms: u64,
+    /// The answer's status code, if one came.
+    pub status_code: Option<u16>,
+    /// The first 4 KiB of the answer's body.
+    pub response_body: Option<String>,
+    /// `timeout`, `connect`, `tls`, `dns`, `blocked` or `http`; null on success.
+    pub error_kind: Option<String>,
+    /// What went wrong, in words.
+    pub error_message: Option<String>,
+    /// The node that sent it.
+    pub node_id: String,
+}
+
+impl DeliveryView {
+    /// The view of a delivery, with its attempts when given.
+    pub fn new(d: Delivery, attempts: Option<Vec<Attempt>>) -> Self {
+        Self {
+            id: d.id.to_string(),
+            event_id: d.event_id.to_string(),
+            event_type: d.event_type,
+            webhook_id: d.subscription_id.to_string(),
+            status: d.status.as_str().to_owned(),
+            attempt_count: d.attempt_count,
+            next_attempt_at: d.next_attempt_at.filter(|_| d.status == DeliveryStatus::Pending).map(rfc3339),
+            last_attempt_at: d.last_attempt_at.map(rfc3339),
+            created_at: rfc3339(d.created_at),
+            updated_at: rfc3339(d.updated_at),
+            attempts: attempts.map(|list| list.into_iter().map(AttemptView::from).collect()),
+        }
+    }
+}
+
+impl From<Attempt> for AttemptView {
+    fn from(a: Attempt) -> Self {
+        Self {
+            id: a.id.to_string(),
+            attempt_number: a.attempt_number,
+            started_at: rfc3339(a.started_at),
+            duration_ms: a.duration_ms,
+            status_code: a.status_code,
+            response_body: a.response_body,
+            error_kind: a.error_kind.map(|k| k.as_str().to_owned()),
+            error_message: a.error_message,
+            node_id: a.node_id,
+        }
+    }
+}
+
+list_type!(DeliveryList, DeliveryView, "A page of deliveries, newest first.");
+
+/// Delivery listing parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryParams {
+    /// `pending`, `succeeded`, `failed` (the dead letters) or `canceled`.
+    pub status: Option<String>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Page size, 1 to 100 (default 20).
+    pub limit: Option<u32>,
+}
+
+/// One delivery with every attempt.
+#[utoipa::path(
+    get, path = "/v1/deliveries/{id}", tag = "deliveries", security(("api_key" = [])),
+    params(("id" = String, Path, description = "`dlv_…`")),
+    responses((status = 200, body = DeliveryView), (status = 404, body = crate::error::ErrorBody))
+)]
+pub async fn get(State(state): State<AppState>, auth: Auth, Path(id): Path<String>) -> Result<Json<DeliveryView>, ApiError> {
+    let delivery_id = path_id(&id, "delivery", DeliveryId::parse)?;
+    let (delivery, attempts) = state
+        .store
+        .get_delivery(auth.tenant(), auth.sandbox(), &delivery_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("delivery", &id))?;
+    Ok(Json(DeliveryView::new(delivery, Some(attempts))))
+}
+
+/// A subscription's deliveries, newest first; `status=failed` lists its
+/// dead letters.
+#[utoipa::path(
+    get, path = "/v1/webhooks/{id}/deliveries", tag = "deliveries", security(("api_key" = [])),
+    params(("id" = String, Path, description = "`wh_…`"), DeliveryParams),
+    responses((status = 200, body = DeliveryList), (status = 404, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody))
+)]
+pub async fn list_for_webhook(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    ApiQuery(params): ApiQuery<DeliveryParams>,
+) -> Result<Json<DeliveryList>, ApiError> {
+    let sub_id = path_id(&id, "webhook", SubscriptionId::parse)?;
+    // Deleted subscriptions are gone from this route, like from GET.
+    state
+        .store
+        .get_subscription(auth.tenant(), auth.sandbox(), &sub_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("webhook", &id))?;
+    let status = params
+        .status
+        .as_deref()
+        .map(|s| {
+            DeliveryStatus::parse(s).ok_or_else(|| {
+                ApiError::validation("status", "status must be one of pending, succeeded, failed, canceled")
+            })
+        })
+        .transpose()?;
+    let cursor = params
+        .cursor
+        .as_deref()
+        .map(|c| DeliveryId::parse(c).map_err(|e| ApiError::validation("cursor", e.to_string())))
+        .transpose()?;
+    let limit = page_limit(params.limit)?;
+    let page = state.store.list_deliveries(&sub_id, status, cursor.as_ref(), limit).await?;
+    let next_cursor = page.has_more.then(|| page.items.last().map(|d| d.id.to_string())).flatten();
+    Ok(Json(DeliveryList {
+        data: page.items.into_iter().map(|d| DeliveryView::new(d, None)).collect(),
+        has_more: page.has_more,
+        next_cursor,
+    }))
+}

@@ -1,0 +1,226 @@
+//! Events: `POST /v1/events` publishes (event and deliveries in one
+//! transaction), `GET /v1/events` is the reconciliation feed, oldest first
+//! after a cursor, and `GET /v1/events/{id}` reads one.
+
+use crate::error::ApiError;
+use crate::extract::{idempotency_key, page_limit, ApiJson, ApiQuery, Auth};
+use crate::routes::{list_type, path_id};
+use crate::state::AppState;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use signhook_core::catalog::{self, EventOrigin};
+use signhook_core::filter::Scope;
+use signhook_core::ids::{EventId, WorkspaceId};
+use signhook_core::time::rfc3339;
+use signhook_store::events::{Event, Idempotency, NewEvent};
+use utoipa::{IntoParams, ToSchema};
+
+/// Publishing an event.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PublishEvent {
+    /// A lifecycle type of the catalog (see `GET /v1/event_types`).
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// The event's data: a JSON object.
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+    /// The workspace (`ws_…`); the tenant's default workspace when absent.
+    pub workspace_id: Option<String>,
+}
+
+/// An event.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventView {
+    /// `evt_…`; the `webhook-id` of its deliveries.
+    pub id: String,
+    /// Its type.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// When it happened.
+    pub created_at: String,
+    /// Whether it happened in the sandbox.
+    pub sandbox: bool,
+    /// `public_api` or `app`.
+    pub scope: String,
+    /// Its workspace.
+    pub workspace_id: String,
+    /// Its data.
+    #[schema(value_type = Object)]
+    pub data: Box<serde_json::value::RawValue>,
+}
+
+impl TryFrom<Event> for EventView {
+    type Error = ApiError;
+
+    fn try_from(e: Event) -> Result<Self, ApiError> {
+        let data = serde_json::value::RawValue::from_string(e.data)
+            .map_err(|err| ApiError::Internal(format!("event {} holds invalid JSON: {err}", e.id).into()))?;
+        Ok(Self {
+            id: e.id.to_string(),
+            event_type: e.event_type,
+            created_at: rfc3339(e.created_at),
+            sandbox: e.sandbox,
+            scope: e.scope.as_str().to_owned(),
+            workspace_id: e.workspace_id.to_string(),
+            data,
+        })
+    }
+}
+
+/// A published event and how many deliveries it started.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PublishedEvent {
+    #[serde(flatten)]
+    #[schema(inline)]
+    event: EventView,
+    /// Deliveries created (one per matching, enabled subscription).
+    pub deliveries: usize,
+}
+
+list_type!(EventList, EventView, "A page of events, oldest first.");
+
+/// Event listing parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct EventParams {
+    /// Only events after this one (`evt_…`, typically the last one you saw).
+    pub after: Option<String>,
+    /// Only events of this type.
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    pub event_type: Option<String>,
+    /// Page size, 1 to 100 (default 20).
+    pub limit: Option<u32>,
+}
+
+fn parse_type(text: &str) -> Result<&'static str, ApiError> {
+    match catalog::lookup(text) {
+        Some(info) if info.origin == EventOrigin::Lifecycle => Ok(info.name),
+        Some(_) => Err(ApiError::validation(
+            "type",
+            format!("`{text}` is emitted by Signhook itself and cannot be published; publishable types are: {}", catalog::publishable_names().join(", ")),
+        )),
+        None => Err(ApiError::validation(
+            "type",
+            format!("`{}` is not a known event type; publishable types are: {}", text.chars().take(100).collect::<String>(), catalog::publishable_names().join(", ")),
+        )),
+    }
+}
+
+/// Publishes an event: when this answers 2xx, the event is stored and a
+/// delivery exists for every matching subscription. With an
+/// `Idempotency-Key`, repeating the request returns the same event (200,
+/// `Idempotent-Replayed: true`) instead of publishing twice.
+#[utoipa::path(
+    post, path = "/v1/events", tag = "events", security(("api_key" = [])),
+    request_body = PublishEvent,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the same key returns the same event")),
+    responses(
+        (status = 201, body = PublishedEvent),
+        (status = 200, description = "Replayed for a repeated Idempotency-Key", body = PublishedEvent),
+        (status = 400, body = crate::error::ErrorBody),
+        (status = 409, description = "The Idempotency-Key was used for a different request", body = crate::error::ErrorBody),
+        (status = 413, body = crate::error::ErrorBody),
+        (status = 422, body = crate::error::ErrorBody)
+    )
+)]
+pub async fn publish(
+    State(state): State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    ApiJson(body, raw): ApiJson<PublishEvent>,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
+    let event_type = parse_type(&body.event_type)?;
+    if !body.data.is_object() {
+        return Err(ApiError::validation("data", "data must be a JSON object"));
+    }
+    let workspace_id = match body.workspace_id.as_deref() {
+        None => state.store.default_workspace(auth.tenant()).await?,
+        Some(text) => {
+            let id = WorkspaceId::parse(text).map_err(|e| ApiError::validation("workspace_id", e.to_string()))?;
+            if !state.store.unknown_workspaces(auth.tenant(), std::slice::from_ref(&id)).await?.is_empty() {
+                return Err(ApiError::validation("workspace_id", format!("`{id}` is not one of your workspaces")));
+            }
+            id
+        }
+    };
+    let new = NewEvent {
+        tenant_id: auth.tenant().clone(),
+        sandbox: auth.sandbox(),
+        event_type: event_type.to_owned(),
+        scope: Scope::PublicApi,
+        workspace_id,
+        data: body.data.to_string(),
+        idempotency: key.map(|key| Idempotency { key, request_hash: Sha256::digest(&raw).into() }),
+    };
+    let published = state.store.publish_event(new, state.clock.now()).await?;
+    if published.deliveries > 0 && !published.replayed {
+        state.waker.wake();
+    }
+    let status = if published.replayed { StatusCode::OK } else { StatusCode::CREATED };
+    let mut response =
+        (status, Json(PublishedEvent { event: published.event.try_into()?, deliveries: published.deliveries })).into_response();
+    if published.replayed {
+        response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+/// The reconciliation feed: events of the key's environment in the order
+/// they happened, after a cursor.
+#[utoipa::path(
+    get, path = "/v1/events", tag = "events", security(("api_key" = [])),
+    params(EventParams),
+    responses((status = 200, body = EventList), (status = 422, body = crate::error::ErrorBody))
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiQuery(params): ApiQuery<EventParams>,
+) -> Result<Json<EventList>, ApiError> {
+    let limit = page_limit(params.limit)?;
+    let after = params
+        .after
+        .as_deref()
+        .map(|a| EventId::parse(a).map_err(|e| ApiError::validation("after", e.to_string())))
+        .transpose()?;
+    let event_type = match params.event_type.as_deref() {
+        Some(t) => Some(
+            catalog::lookup(t)
+                .ok_or_else(|| {
+                    ApiError::validation("type", format!("`{t}` is not a known event type; known types are: {}", catalog::all_names().join(", ")))
+                })?
+                .name,
+        ),
+        None => None,
+    };
+    let page = state.store.list_events(auth.tenant(), auth.sandbox(), after.as_ref(), event_type, limit).await?;
+    let next_cursor = page.items.last().map(|e| e.id.to_string());
+    let has_more = page.has_more;
+    let data = page.items.into_iter().map(EventView::try_from).collect::<Result<Vec<_>, _>>()?;
+    // The cursor is returned even on the last page: a reconciling client
+    // stores it and asks again later for what happened since.
+    Ok(Json(EventList { data, has_more, next_cursor }))
+}
+
+/// One event.
+#[utoipa::path(
+    get, path = "/v1/events/{id}", tag = "events", security(("api_key" = [])),
+    params(("id" = String, Path, description = "`evt_…`")),
+    responses((status = 200, body = EventView), (status = 404, body = crate::error::ErrorBody))
+)]
+pub async fn get(State(state): State<AppState>, auth: Auth, Path(id): Path<String>) -> Result<Json<EventView>, ApiError> {
+    let event_id = path_id(&id, "event", EventId::parse)?;
+    let event = state
+        .store
+        .get_event(auth.tenant(), auth.sandbox(), &event_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("event", &id))?;
+    Ok(Json(event.try_into()?))
+}

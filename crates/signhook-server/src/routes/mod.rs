@@ -1,0 +1,71 @@
+//! The API's routes, one module per resource (DESIGN §7).
+
+pub mod deliveries;
+pub mod event_types;
+pub mod events;
+pub mod health;
+pub mod webhooks;
+pub mod workspaces;
+
+use crate::error::ApiError;
+use crate::extract::MAX_JSON_BODY;
+use crate::state::AppState;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    let v1 = Router::new()
+        .route("/event_types", get(event_types::list))
+        .route("/workspaces", post(workspaces::create).get(workspaces::list))
+        .route("/webhooks", post(webhooks::create).get(webhooks::list))
+        .route("/webhooks/{id}", get(webhooks::get).patch(webhooks::update).delete(webhooks::delete))
+        .route("/webhooks/{id}/secret", get(webhooks::reveal_secret))
+        .route("/webhooks/{id}/rotate_secret", post(webhooks::rotate_secret))
+        .route("/webhooks/{id}/test", post(webhooks::send_test))
+        .route("/webhooks/{id}/deliveries", get(deliveries::list_for_webhook))
+        .route("/deliveries/{id}", get(deliveries::get))
+        .route("/events", post(events::publish).get(events::list))
+        .route("/events/{id}", get(events::get));
+    Router::new()
+        .nest("/v1", v1)
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/openapi.json", get(crate::openapi::serve))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such route; see /openapi.json for the API".into())
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+/// Parses a path id of type `T`; a malformed one is a 404 like an unknown
+/// one, since to the caller both name nothing that exists.
+pub(crate) fn path_id<T>(text: &str, what: &str, parse: impl Fn(&str) -> Result<T, signhook_core::ids::IdError>) -> Result<T, ApiError> {
+    parse(text).map_err(|_| ApiError::not_found(what, text))
+}
+
+macro_rules! list_type {
+    ($name:ident, $item:ty, $doc:literal) => {
+        #[doc = $doc]
+        #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+        pub struct $name {
+            /// The items of this page.
+            pub data: Vec<$item>,
+            /// Whether more items follow.
+            pub has_more: bool,
+            /// Pass this as the cursor to get the next page; null on the last page.
+            pub next_cursor: Option<String>,
+        }
+    };
+}
+pub(crate) use list_type;
