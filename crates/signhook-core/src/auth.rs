@@ -45,7 +45,9 @@ impl Environment {
 
     /// Parses a stored name.
     pub fn parse(text: &str) -> Option<Self> {
-        [Environment::Live, Environment::Test].into_iter().find(|env| env.as_str() == text)
+        [Environment::Live, Environment::Test]
+            .into_iter()
+            .find(|env| env.as_str() == text)
     }
 }
 
@@ -54,7 +56,11 @@ pub const KEY_RANDOM_CHARS: usize = 40;
 
 /// A fresh API key's text. Shown once to its owner, then only its hash is kept.
 pub fn generate_api_key(env: Environment, rng: &mut impl Rng) -> String {
-    let random: String = rng.sample_iter(&Alphanumeric).take(KEY_RANDOM_CHARS).map(char::from).collect();
+    let random: String = rng
+        .sample_iter(&Alphanumeric)
+        .take(KEY_RANDOM_CHARS)
+        .map(char::from)
+        .collect();
     format!("{}{random}", env.key_prefix())
 }
 

@@ -156,7 +156,11 @@ fn request_data(status: &str, sequence: u64) -> Value {
 }
 
 fn signer(status: &str) -> Value {
-    let signed_at = if status == "done" { json!("2026-11-22T10:04:05.123Z") } else { Value::Null };
+    let signed_at = if status == "done" {
+        json!("2026-11-22T10:04:05.123Z")
+    } else {
+        Value::Null
+    };
     json!({
         "id": "sg_01936f0e7c4a7b2e9d1f0a3b5c6d7e90",
         "name": "Ada Lovelace",

@@ -71,8 +71,14 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind.
-    pub const ALL: [ErrorKind; 6] =
-        [ErrorKind::Timeout, ErrorKind::Connect, ErrorKind::Tls, ErrorKind::Dns, ErrorKind::Blocked, ErrorKind::Http];
+    pub const ALL: [ErrorKind; 6] = [
+        ErrorKind::Timeout,
+        ErrorKind::Connect,
+        ErrorKind::Tls,
+        ErrorKind::Dns,
+        ErrorKind::Blocked,
+        ErrorKind::Http,
+    ];
 
     /// The kind's name in the API and the store.
     pub fn as_str(self) -> &'static str {

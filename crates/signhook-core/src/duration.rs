@@ -55,7 +55,13 @@ mod tests {
 
     #[test]
     fn parses_each_unit() {
-        for (text, ms) in [("250ms", 250), ("15s", 15_000), ("2m", 120_000), ("1h", 3_600_000), ("7d", 604_800_000)] {
+        for (text, ms) in [
+            ("250ms", 250),
+            ("15s", 15_000),
+            ("2m", 120_000),
+            ("1h", 3_600_000),
+            ("7d", 604_800_000),
+        ] {
             assert_eq!(parse_duration(text), Ok(Duration::from_millis(ms)), "{text}");
             assert_eq!(format_duration(Duration::from_millis(ms)), text);
         }

@@ -199,11 +199,23 @@ mod tests {
     #[test]
     fn urls_must_be_https_unless_dev() {
         assert!(WebhookUrl::parse("https://crm.example.com/hooks", false).is_ok());
-        assert_eq!(WebhookUrl::parse("http://crm.example.com/hooks", false), Err(UrlError::NotHttps));
+        assert_eq!(
+            WebhookUrl::parse("http://crm.example.com/hooks", false),
+            Err(UrlError::NotHttps)
+        );
         assert!(WebhookUrl::parse("http://127.0.0.1:9000/hooks", true).is_ok());
-        assert!(matches!(WebhookUrl::parse("ftp://x.example.com", true), Err(UrlError::BadScheme(_))));
-        assert!(matches!(WebhookUrl::parse("not a url", true), Err(UrlError::Malformed(_))));
-        assert_eq!(WebhookUrl::parse("https://u:p@example.com/", false), Err(UrlError::Credentials));
+        assert!(matches!(
+            WebhookUrl::parse("ftp://x.example.com", true),
+            Err(UrlError::BadScheme(_))
+        ));
+        assert!(matches!(
+            WebhookUrl::parse("not a url", true),
+            Err(UrlError::Malformed(_))
+        ));
+        assert_eq!(
+            WebhookUrl::parse("https://u:p@example.com/", false),
+            Err(UrlError::Credentials)
+        );
         let long = format!("https://example.com/{}", "a".repeat(MAX_URL_LEN));
         assert_eq!(WebhookUrl::parse(&long, false), Err(UrlError::TooLong));
     }
@@ -214,11 +226,30 @@ mod tests {
 
     #[test]
     fn custom_headers_cannot_take_over_ours() {
-        for name in ["webhook-id", "Webhook-Signature", "Content-Type", "host", "User-Agent", "x-signature"] {
-            assert!(matches!(CustomHeaders::parse(&headers(&[(name, "x")])), Err(HeaderError::Reserved(_))), "{name}");
+        for name in [
+            "webhook-id",
+            "Webhook-Signature",
+            "Content-Type",
+            "host",
+            "User-Agent",
+            "x-signature",
+        ] {
+            assert!(
+                matches!(
+                    CustomHeaders::parse(&headers(&[(name, "x")])),
+                    Err(HeaderError::Reserved(_))
+                ),
+                "{name}"
+            );
         }
-        assert!(matches!(CustomHeaders::parse(&headers(&[("bad name", "x")])), Err(HeaderError::BadName(_))));
-        assert!(matches!(CustomHeaders::parse(&headers(&[("x-a", "line\nbreak")])), Err(HeaderError::BadValue(_))));
+        assert!(matches!(
+            CustomHeaders::parse(&headers(&[("bad name", "x")])),
+            Err(HeaderError::BadName(_))
+        ));
+        assert!(matches!(
+            CustomHeaders::parse(&headers(&[("x-a", "line\nbreak")])),
+            Err(HeaderError::BadValue(_))
+        ));
         assert!(matches!(
             CustomHeaders::parse(&headers(&[("X-Key", "1"), ("x-key", "2")])),
             Err(HeaderError::Duplicate(_))

@@ -50,9 +50,7 @@ impl EventPattern {
     fn matches(&self, event_type: &str) -> bool {
         match self {
             EventPattern::Exact(t) => t.name() == event_type,
-            EventPattern::Namespace(ns) => event_type
-                .strip_prefix(ns)
-                .is_some_and(|rest| rest.starts_with('.')),
+            EventPattern::Namespace(ns) => event_type.strip_prefix(ns).is_some_and(|rest| rest.starts_with('.')),
         }
     }
 
@@ -94,7 +92,9 @@ pub enum FilterError {
     #[error("\"*\" must be the only element when it is used")]
     WildcardNotAlone,
     /// An event name is not in the catalog.
-    #[error("`{given}` is not a known event type; valid types are: {valid}, a namespace wildcard ({namespaces}) or \"*\"")]
+    #[error(
+        "`{given}` is not a known event type; valid types are: {valid}, a namespace wildcard ({namespaces}) or \"*\""
+    )]
     UnknownEvent {
         /// What was given.
         given: String,
@@ -310,7 +310,10 @@ mod tests {
     #[test]
     fn event_filters_refuse_with_the_valid_list() {
         assert_eq!(EventFilter::parse(&[]), Err(FilterError::Empty));
-        assert_eq!(EventFilter::parse(&texts(&["*", "signer.done"])), Err(FilterError::WildcardNotAlone));
+        assert_eq!(
+            EventFilter::parse(&texts(&["*", "signer.done"])),
+            Err(FilterError::WildcardNotAlone)
+        );
         let err = EventFilter::parse(&texts(&["signer.signed"])).unwrap_err().to_string();
         assert!(err.contains("`signer.signed`"), "{err}");
         assert!(err.contains("signature_request.done"), "{err}");
@@ -334,17 +337,37 @@ mod tests {
             scopes: ScopeFilter::parse(&texts(&["public_api"])).unwrap(),
             workspaces: WorkspaceFilter::parse(&[ws.to_string()]).unwrap(),
         };
-        let event = EventFacts { event_type: "signer.done", sandbox: false, scope: Scope::PublicApi, workspace: &ws };
+        let event = EventFacts {
+            event_type: "signer.done",
+            sandbox: false,
+            scope: Scope::PublicApi,
+            workspace: &ws,
+        };
         assert!(filter.matches(&event));
         assert!(!filter.matches(&EventFacts { sandbox: true, ..event }));
-        assert!(!filter.matches(&EventFacts { event_type: "signature_request.done", ..event }));
-        assert!(!filter.matches(&EventFacts { scope: Scope::App, ..event }));
-        assert!(!filter.matches(&EventFacts { workspace: &other_ws, ..event }));
+        assert!(!filter.matches(&EventFacts {
+            event_type: "signature_request.done",
+            ..event
+        }));
+        assert!(!filter.matches(&EventFacts {
+            scope: Scope::App,
+            ..event
+        }));
+        assert!(!filter.matches(&EventFacts {
+            workspace: &other_ws,
+            ..event
+        }));
     }
 
     #[test]
     fn scopes_and_workspaces_refuse_unknown_values() {
-        assert!(matches!(ScopeFilter::parse(&texts(&["api"])), Err(FilterError::UnknownScope(_))));
-        assert!(matches!(WorkspaceFilter::parse(&texts(&["sales"])), Err(FilterError::BadWorkspace(_))));
+        assert!(matches!(
+            ScopeFilter::parse(&texts(&["api"])),
+            Err(FilterError::UnknownScope(_))
+        ));
+        assert!(matches!(
+            WorkspaceFilter::parse(&texts(&["sales"])),
+            Err(FilterError::BadWorkspace(_))
+        ));
     }
 }

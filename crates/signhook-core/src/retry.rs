@@ -41,7 +41,10 @@ impl RetryPolicy {
     /// A policy with `schedule` (one wait per retry) and a relative jitter
     /// (clamped to 0..=1).
     pub fn new(schedule: Vec<Duration>, jitter: f64) -> Self {
-        Self { schedule, jitter: jitter.clamp(0.0, 1.0) }
+        Self {
+            schedule,
+            jitter: jitter.clamp(0.0, 1.0),
+        }
     }
 
     /// The steps of the schedule.
@@ -148,10 +151,14 @@ pub fn decide(
     match classify(outcome) {
         Verdict::Accepted => Decision::Succeeded,
         Verdict::Permanent(reason) => Decision::DeadLetter { reason },
-        Verdict::Retryable(_) if !auto_retry => Decision::DeadLetter { reason: "auto_retry is off" },
+        Verdict::Retryable(_) if !auto_retry => Decision::DeadLetter {
+            reason: "auto_retry is off",
+        },
         Verdict::Retryable(reason) => match policy.next_delay(attempt, rng) {
             Some(delay) => Decision::RetryAfter { delay, reason },
-            None => Decision::DeadLetter { reason: "retry schedule exhausted" },
+            None => Decision::DeadLetter {
+                reason: "retry schedule exhausted",
+            },
         },
     }
 }
@@ -196,25 +203,51 @@ mod tests {
                 AttemptOutcome::Response(500),
                 1,
                 true,
-                Decision::RetryAfter { delay: Duration::from_millis(10), reason: "non-2xx status" },
+                Decision::RetryAfter {
+                    delay: Duration::from_millis(10),
+                    reason: "non-2xx status",
+                },
             ),
             (
                 AttemptOutcome::Response(302),
                 2,
                 true,
-                Decision::RetryAfter { delay: Duration::from_millis(10), reason: "redirect (redirects are not followed)" },
+                Decision::RetryAfter {
+                    delay: Duration::from_millis(10),
+                    reason: "redirect (redirects are not followed)",
+                },
             ),
-            (AttemptOutcome::Response(500), 3, true, Decision::DeadLetter { reason: "retry schedule exhausted" }),
-            (AttemptOutcome::Error(ErrorKind::Timeout), 1, false, Decision::DeadLetter { reason: "auto_retry is off" }),
+            (
+                AttemptOutcome::Response(500),
+                3,
+                true,
+                Decision::DeadLetter {
+                    reason: "retry schedule exhausted",
+                },
+            ),
+            (
+                AttemptOutcome::Error(ErrorKind::Timeout),
+                1,
+                false,
+                Decision::DeadLetter {
+                    reason: "auto_retry is off",
+                },
+            ),
             (
                 AttemptOutcome::Error(ErrorKind::Blocked),
                 1,
                 true,
-                Decision::DeadLetter { reason: "endpoint address is not allowed" },
+                Decision::DeadLetter {
+                    reason: "endpoint address is not allowed",
+                },
             ),
         ];
         for (outcome, attempt, auto_retry, expected) in cases {
-            assert_eq!(decide(outcome, attempt, auto_retry, &policy, &mut rng), expected, "{outcome:?} #{attempt}");
+            assert_eq!(
+                decide(outcome, attempt, auto_retry, &policy, &mut rng),
+                expected,
+                "{outcome:?} #{attempt}"
+            );
         }
     }
 }

@@ -97,7 +97,13 @@ impl Dispatcher {
     /// A dispatcher over `store`.
     pub fn new(store: Store, config: DispatcherConfig, clock: Arc<dyn Clock>) -> Result<Self, DeliveryError> {
         let client = sender::build_client(config.request_timeout)?;
-        Ok(Self { store, config, clock, client, waker: Waker::default() })
+        Ok(Self {
+            store,
+            config,
+            clock,
+            client,
+            waker: Waker::default(),
+        })
     }
 
     /// A handle that wakes this dispatcher.
@@ -109,7 +115,12 @@ impl Dispatcher {
     /// module docs. Returns an error only if the store stays unusable.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), DeliveryError> {
         let (results_tx, results_rx) = mpsc::unbounded_channel();
-        let recorder = tokio::spawn(record_results(self.store.clone(), self.config.node_id.clone(), self.clock.clone(), results_rx));
+        let recorder = tokio::spawn(record_results(
+            self.store.clone(),
+            self.config.node_id.clone(),
+            self.clock.clone(),
+            results_rx,
+        ));
         let slots = Arc::new(Semaphore::new(self.config.max_in_flight));
         let abandon = CancellationToken::new();
         let mut in_flight = JoinSet::new();
@@ -143,7 +154,11 @@ impl Dispatcher {
             };
             let got = claims.len();
             for claim in claims {
-                let permit = slots.clone().acquire_owned().await.expect("the semaphore is never closed");
+                let permit = slots
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("the semaphore is never closed");
                 let ctx = SendContext {
                     client: self.client.clone(),
                     clock: self.clock.clone(),
@@ -169,18 +184,26 @@ impl Dispatcher {
             }
         }
 
-        tracing::info!(in_flight = in_flight.len(), "dispatcher stopping: finishing sends in flight");
+        tracing::info!(
+            in_flight = in_flight.len(),
+            "dispatcher stopping: finishing sends in flight"
+        );
         let drained = tokio::time::timeout(self.config.shutdown_grace, async {
             while in_flight.join_next().await.is_some() {}
         })
         .await;
         if drained.is_err() {
-            tracing::warn!(abandoned = in_flight.len(), "sends still running after the grace period; releasing their claims");
+            tracing::warn!(
+                abandoned = in_flight.len(),
+                "sends still running after the grace period; releasing their claims"
+            );
             abandon.cancel();
             while in_flight.join_next().await.is_some() {}
         }
         drop(results_tx);
-        recorder.await.map_err(|_| DeliveryError::Store(signhook_store::StoreError::Corrupt("recorder panicked".into())))?;
+        recorder
+            .await
+            .map_err(|_| DeliveryError::Store(signhook_store::StoreError::Corrupt("recorder panicked".into())))?;
         Ok(())
     }
 
@@ -221,7 +244,13 @@ impl SendContext {
     async fn attempt(&self, claim: &ClaimedDelivery) -> AttemptRecord {
         let result: SendResult = sender::send(&self.client, claim, self.timeout, self.clock.now()).await;
         let mut rng = StdRng::from_entropy();
-        let decision = decide(result.outcome, claim.attempt_number, claim.subscription.auto_retry, &self.policy, &mut rng);
+        let decision = decide(
+            result.outcome,
+            claim.attempt_number,
+            claim.subscription.auto_retry,
+            &self.policy,
+            &mut rng,
+        );
         let finished_at = self.clock.now();
         let next_attempt_at = match decision {
             Decision::RetryAfter { delay, .. } => Some(finished_at + delay),
@@ -256,10 +285,23 @@ fn log_decision(claim: &ClaimedDelivery, result: &SendResult, decision: Decision
     match decision {
         Decision::Succeeded => tracing::debug!(delivery, attempt, status, "delivered"),
         Decision::RetryAfter { delay, reason } => {
-            tracing::info!(delivery, attempt, status, reason, retry_in_ms = delay.as_millis() as u64, "attempt failed; will retry")
+            tracing::info!(
+                delivery,
+                attempt,
+                status,
+                reason,
+                retry_in_ms = delay.as_millis() as u64,
+                "attempt failed; will retry"
+            )
         }
         Decision::DeadLetter { reason } => {
-            tracing::warn!(delivery, attempt, status, reason, "attempt failed; delivery dead-lettered")
+            tracing::warn!(
+                delivery,
+                attempt,
+                status,
+                reason,
+                "attempt failed; delivery dead-lettered"
+            )
         }
     }
 }
@@ -283,7 +325,11 @@ async fn record_results(
                 Finished::Attempted(record) => attempts.push(record),
                 Finished::Abandoned(id, lease) => released.push((id, lease)),
             }
-            next = if attempts.len() + released.len() < MAX_BATCH { results.try_recv().ok() } else { None };
+            next = if attempts.len() + released.len() < MAX_BATCH {
+                results.try_recv().ok()
+            } else {
+                None
+            };
         }
         loop {
             let now: DateTime<Utc> = clock.now();

@@ -50,8 +50,7 @@ pub struct CorruptEventData(pub String);
 impl<'a> Envelope<'a> {
     /// The envelope of `event`, addressed to `subscription` when given.
     pub fn new(event: &'a Event, subscription: Option<&'a Subscription>) -> Result<Self, CorruptEventData> {
-        let data: &RawValue =
-            serde_json::from_str(&event.data).map_err(|_| CorruptEventData(event.id.to_string()))?;
+        let data: &RawValue = serde_json::from_str(&event.data).map_err(|_| CorruptEventData(event.id.to_string()))?;
         Ok(Envelope {
             id: event.id.as_str(),
             event_type: &event.event_type,
@@ -59,7 +58,10 @@ impl<'a> Envelope<'a> {
             sandbox: event.sandbox,
             scope: event.scope.as_str(),
             workspace_id: event.workspace_id.as_str(),
-            subscription: subscription.map(|s| SubscriptionRef { id: s.id.as_str(), description: &s.description }),
+            subscription: subscription.map(|s| SubscriptionRef {
+                id: s.id.as_str(),
+                description: &s.description,
+            }),
             data,
         })
     }

@@ -118,7 +118,11 @@ pub async fn send(
             let (body, body_error) = read_start(&mut response).await;
             let mut message = body_error.map(|e| format!("reading the response body: {e}"));
             if (300..400).contains(&status) {
-                let location = response.headers().get("location").and_then(|l| l.to_str().ok()).unwrap_or("");
+                let location = response
+                    .headers()
+                    .get("location")
+                    .and_then(|l| l.to_str().ok())
+                    .unwrap_or("");
                 message = Some(format!("redirect to `{location}` not followed"));
             }
             (AttemptOutcome::Response(status), Some(status), Some(body), message)
@@ -128,7 +132,14 @@ pub async fn send(
             (AttemptOutcome::Error(kind), None, None, Some(error_chain(&e)))
         }
     };
-    SendResult { started_at: now, duration: started.elapsed(), outcome, status_code, response_body, error_message }
+    SendResult {
+        started_at: now,
+        duration: started.elapsed(),
+        outcome,
+        status_code,
+        response_body,
+        error_message,
+    }
 }
 
 /// Reads up to [`MAX_RESPONSE_BODY`] bytes of the body, as lossy UTF-8. A

@@ -66,7 +66,10 @@ pub enum ApiError {
 impl ApiError {
     /// A 422 on `field`.
     pub fn validation(field: impl Into<String>, message: impl Into<String>) -> Self {
-        ApiError::Validation { field: field.into(), message: message.into() }
+        ApiError::Validation {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 
     /// A 404 naming what was not found.
@@ -137,7 +140,11 @@ impl IntoResponse for ApiError {
             tracing::error!(error = %error_chain(cause.as_ref()), "request failed");
         }
         let body = ErrorBody {
-            error: ErrorDetail { code: self.code().to_owned(), message: self.to_string(), field: self.field().map(str::to_owned) },
+            error: ErrorDetail {
+                code: self.code().to_owned(),
+                message: self.to_string(),
+                field: self.field().map(str::to_owned),
+            },
         };
         (status, axum::Json(body)).into_response()
     }
@@ -153,7 +160,9 @@ impl From<StoreError> for ApiError {
             },
             StoreError::IdempotencyMismatch => ApiError::Conflict {
                 code: "idempotency_key_reused",
-                message: "this Idempotency-Key was already used with a different request; use a new key for a new request".into(),
+                message:
+                    "this Idempotency-Key was already used with a different request; use a new key for a new request"
+                        .into(),
                 field: Some("Idempotency-Key".into()),
             },
             StoreError::Unavailable(_) => {

@@ -36,16 +36,17 @@ impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let value = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or(ApiError::Unauthorized("send your API key as `Authorization: Bearer sk_live_…` or `sk_test_…`"))?;
+        let value = parts.headers.get(header::AUTHORIZATION).ok_or(ApiError::Unauthorized(
+            "send your API key as `Authorization: Bearer sk_live_…` or `sk_test_…`",
+        ))?;
         let key = value
             .to_str()
             .ok()
             .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .map(str::trim)
-            .ok_or(ApiError::Unauthorized("the Authorization header must be `Bearer ` followed by an API key"))?;
+            .ok_or(ApiError::Unauthorized(
+                "the Authorization header must be `Bearer ` followed by an API key",
+            ))?;
         match state.store.authenticate(key).await? {
             Some(principal) => Ok(Auth(principal)),
             None => Err(ApiError::Unauthorized("the API key is not valid")),
@@ -67,7 +68,13 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json"));
+            .is_some_and(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .eq_ignore_ascii_case("application/json")
+            });
         if !is_json {
             return Err(ApiError::UnsupportedMediaType);
         }
@@ -75,7 +82,10 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
             if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::PayloadTooLarge { limit: MAX_JSON_BODY }
             } else {
-                ApiError::BadRequest { code: "unreadable_body", message: rejection.body_text() }
+                ApiError::BadRequest {
+                    code: "unreadable_body",
+                    message: rejection.body_text(),
+                }
             }
         })?;
         let value = parse_json(&bytes)?;
@@ -90,18 +100,20 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let path = e.path().to_string();
         let inner = e.into_inner();
         match inner.classify() {
-            serde_json::error::Category::Syntax | serde_json::error::Category::Eof | serde_json::error::Category::Io => {
-                ApiError::BadRequest { code: "malformed_json", message: format!("the body is not valid JSON: {inner}") }
-            }
+            serde_json::error::Category::Syntax
+            | serde_json::error::Category::Eof
+            | serde_json::error::Category::Io => ApiError::BadRequest {
+                code: "malformed_json",
+                message: format!("the body is not valid JSON: {inner}"),
+            },
             serde_json::error::Category::Data => {
                 let message = strip_position(&inner.to_string());
-                // serde reports an unknown field at its parent's path; name
-                // the field itself.
-                let field = match unknown_field(&message) {
-                    Some(name) if path == "." => name.to_owned(),
-                    Some(name) => format!("{path}.{name}"),
-                    None if path == "." => "body".to_owned(),
-                    None => path,
+                // A missing field is reported at its parent's path (`.` for
+                // the top level); name the field itself.
+                let field = match (path.as_str(), named_field(&message)) {
+                    (".", Some(name)) => name.to_owned(),
+                    (".", None) => "body".to_owned(),
+                    _ => path,
                 };
                 ApiError::validation(field, message)
             }
@@ -109,9 +121,12 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })
 }
 
-fn unknown_field(message: &str) -> Option<&str> {
-    let rest = message.strip_prefix("unknown field `")?;
-    rest.split('`').next()
+/// The field serde names in "unknown field `x`" or "missing field `x`".
+fn named_field(message: &str) -> Option<&str> {
+    ["unknown field `", "missing field `"].iter().find_map(|marker| {
+        let start = message.find(marker)? + marker.len();
+        message[start..].split('`').next()
+    })
 }
 
 /// Drops serde_json's " at line 1 column 23" suffix, which means nothing to
@@ -135,8 +150,20 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
             .map(|Query(value)| ApiQuery(value))
             .map_err(|rejection| {
                 let text = rejection.body_text();
-                let message = text.strip_prefix("Failed to deserialize query string: ").unwrap_or(&text).to_owned();
-                let field = unknown_field(&message).unwrap_or("query").to_owned();
+                let message = text
+                    .strip_prefix("Failed to deserialize query string: ")
+                    .unwrap_or(&text)
+                    .to_owned();
+                // serde_urlencoded says "name: what is wrong" for a bad value.
+                let field = named_field(&message)
+                    .or_else(|| {
+                        message
+                            .split_once(": ")
+                            .map(|(name, _)| name)
+                            .filter(|n| !n.contains(' '))
+                    })
+                    .unwrap_or("query")
+                    .to_owned();
                 ApiError::validation(field, message)
             })
     }

@@ -107,7 +107,10 @@ pub enum ServerError {
 /// Opens the store in `data_dir` (creating the directory) and applies
 /// migrations.
 pub async fn open_store(data_dir: &std::path::Path) -> Result<Store, ServerError> {
-    std::fs::create_dir_all(data_dir).map_err(|source| ServerError::DataDir { path: data_dir.to_owned(), source })?;
+    std::fs::create_dir_all(data_dir).map_err(|source| ServerError::DataDir {
+        path: data_dir.to_owned(),
+        source,
+    })?;
     let store = Store::open_sqlite(data_dir).await?;
     store.migrate().await?;
     Ok(store)
@@ -131,7 +134,8 @@ impl Application {
             .node_id
             .clone()
             .unwrap_or_else(signhook_core::ids::generate_node_id);
-        let mut config = DispatcherConfig::new(node_id.clone(), settings.retry_policy.clone(), settings.request_timeout);
+        let mut config =
+            DispatcherConfig::new(node_id.clone(), settings.retry_policy.clone(), settings.request_timeout);
         if let Some(lease) = settings.delivery_lease {
             config.lease = lease;
         }
@@ -143,13 +147,25 @@ impl Application {
             store: store.clone(),
             clock,
             waker: dispatcher.waker(),
-            api: Arc::new(ApiSettings { dev: settings.dev, secret_overlap: settings.secret_overlap }),
+            api: Arc::new(ApiSettings {
+                dev: settings.dev,
+                secret_overlap: settings.secret_overlap,
+            }),
         };
         let router = routes::router(state);
         let listener = TcpListener::bind(settings.listen)
             .await
-            .map_err(|source| ServerError::Bind { addr: settings.listen, source })?;
-        Ok(Self { listener, store, router, dispatcher, node_id })
+            .map_err(|source| ServerError::Bind {
+                addr: settings.listen,
+                source,
+            })?;
+        Ok(Self {
+            listener,
+            store,
+            router,
+            dispatcher,
+            node_id,
+        })
     }
 
     /// The address actually bound.
@@ -166,7 +182,13 @@ impl Application {
     /// fails; then stops both (the API stops accepting, the dispatcher
     /// finishes or releases what it has in flight) and closes the store.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ServerError> {
-        let Application { listener, store, router, dispatcher, .. } = self;
+        let Application {
+            listener,
+            store,
+            router,
+            dispatcher,
+            ..
+        } = self;
         let api_shutdown = shutdown.clone();
         let api = async move {
             axum::serve(listener, router)
@@ -186,7 +208,11 @@ impl Application {
         }
         // Whichever stopped first, stop the other too and wait for it.
         shutdown.cancel();
-        let other = if first == "api" { dispatch.await.map_err(ServerError::from) } else { api.await };
+        let other = if first == "api" {
+            dispatch.await.map_err(ServerError::from)
+        } else {
+            api.await
+        };
         store.close().await;
         result.and(other)
     }

@@ -51,7 +51,9 @@ impl Modify for BearerAuth {
             SecurityScheme::Http(
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("An API key: `sk_live_…` for live data, `sk_test_…` for the sandbox"))
+                    .description(Some(
+                        "An API key: `sk_live_…` for live data, `sk_test_…` for the sandbox",
+                    ))
                     .build(),
             ),
         );
@@ -60,7 +62,9 @@ impl Modify for BearerAuth {
 
 /// The document as pretty JSON, exactly as committed in `docs/openapi.json`.
 pub fn document() -> String {
-    let mut text = ApiDoc::openapi().to_pretty_json().expect("the OpenAPI document serializes");
+    let mut text = ApiDoc::openapi()
+        .to_pretty_json()
+        .expect("the OpenAPI document serializes");
     text.push('\n');
     text
 }

@@ -171,7 +171,11 @@ impl Store {
             return Ok(Vec::new());
         }
         let event_ids = json_ids(claimed.iter().filter_map(|r| r.try_get::<&str, _>("event_id").ok()));
-        let sub_ids = json_ids(claimed.iter().filter_map(|r| r.try_get::<&str, _>("subscription_id").ok()));
+        let sub_ids = json_ids(
+            claimed
+                .iter()
+                .filter_map(|r| r.try_get::<&str, _>("subscription_id").ok()),
+        );
         let events: HashMap<String, Event> = sqlx::query(
             "SELECT id, tenant_id, sandbox, type, scope, workspace_id, created_at, data FROM events \
              WHERE id IN (SELECT value FROM json_each(?))",
@@ -203,7 +207,10 @@ impl Store {
                     delivery_id: DeliveryId::parse(row.try_get("id")?).map_err(StoreError::corrupt)?,
                     attempt_number: row.try_get::<i64, _>("attempt_count")? as u32 + 1,
                     lease_until: lease,
-                    event: events.get(event_id).cloned().ok_or_else(|| StoreError::corrupt("delivery without event"))?,
+                    event: events
+                        .get(event_id)
+                        .cloned()
+                        .ok_or_else(|| StoreError::corrupt("delivery without event"))?,
                     subscription: subscriptions
                         .get(sub_id)
                         .cloned()

@@ -121,7 +121,11 @@ pub(crate) async fn insert_delivery(
     now: i64,
 ) -> Result<DeliveryId> {
     let id = DeliveryId::generate();
-    let (status, next_attempt_at) = if enabled { ("pending", Some(now)) } else { ("canceled", None) };
+    let (status, next_attempt_at) = if enabled {
+        ("pending", Some(now))
+    } else {
+        ("canceled", None)
+    };
     sqlx::query(
         "INSERT INTO deliveries (id, tenant_id, event_id, subscription_id, status, next_attempt_at, created_at, updated_at) \
          VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -160,11 +164,16 @@ impl Store {
                     return Err(StoreError::IdempotencyMismatch);
                 }
                 let event = event_from_row(&row)?;
-                let deliveries: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE event_id = ? AND status <> 'canceled'")
-                    .bind(event.id.as_str())
-                    .fetch_one(&mut *tx)
-                    .await?;
-                return Ok(Published { event, deliveries: deliveries as usize, replayed: true });
+                let deliveries: i64 =
+                    sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE event_id = ? AND status <> 'canceled'")
+                        .bind(event.id.as_str())
+                        .fetch_one(&mut *tx)
+                        .await?;
+                return Ok(Published {
+                    event,
+                    deliveries: deliveries as usize,
+                    replayed: true,
+                });
             }
         }
         let event = Event {
@@ -177,10 +186,14 @@ impl Store {
             created_at: now,
             data: new.data,
         };
-        insert_event(&mut tx, &event, new.idempotency.as_ref()).await.map_err(|e| match e {
-            StoreError::Database(db) if is_unique_violation(&db) => StoreError::Conflict { field: "Idempotency-Key" },
-            other => other,
-        })?;
+        insert_event(&mut tx, &event, new.idempotency.as_ref())
+            .await
+            .map_err(|e| match e {
+                StoreError::Database(db) if is_unique_violation(&db) => StoreError::Conflict {
+                    field: "Idempotency-Key",
+                },
+                other => other,
+            })?;
         let facts = EventFacts {
             event_type: &event.event_type,
             sandbox: event.sandbox,
@@ -196,7 +209,11 @@ impl Store {
             }
         }
         tx.commit().await?;
-        Ok(Published { event, deliveries, replayed: false })
+        Ok(Published {
+            event,
+            deliveries,
+            replayed: false,
+        })
     }
 
     /// Writes an event meant for one subscription only (a `webhook.test`),

@@ -118,7 +118,10 @@ pub(crate) fn subscription_from_row(row: &SqliteRow) -> Result<Subscription> {
     let previous_secret = match row.try_get::<Option<String>, _>("previous_secret")? {
         Some(secret) => Some((
             WebhookSecret::parse(&secret).map_err(|e| corrupt("previous_secret")(e.to_string()))?,
-            from_millis(row.try_get::<Option<i64>, _>("previous_secret_expires_at")?.unwrap_or(0)),
+            from_millis(
+                row.try_get::<Option<i64>, _>("previous_secret_expires_at")?
+                    .unwrap_or(0),
+            ),
         )),
         None => None,
     };
@@ -136,9 +139,11 @@ pub(crate) fn subscription_from_row(row: &SqliteRow) -> Result<Subscription> {
         auto_retry: row.try_get("auto_retry")?,
         filter: SubscriptionFilter {
             sandbox: row.try_get("sandbox")?,
-            events: EventFilter::parse(&list("subscribed_events")?).map_err(|e| corrupt("subscribed_events")(e.to_string()))?,
+            events: EventFilter::parse(&list("subscribed_events")?)
+                .map_err(|e| corrupt("subscribed_events")(e.to_string()))?,
             scopes: ScopeFilter::parse(&list("scopes")?).map_err(|e| corrupt("scopes")(e.to_string()))?,
-            workspaces: WorkspaceFilter::parse(&list("workspaces")?).map_err(|e| corrupt("workspaces")(e.to_string()))?,
+            workspaces: WorkspaceFilter::parse(&list("workspaces")?)
+                .map_err(|e| corrupt("workspaces")(e.to_string()))?,
         },
         headers: CustomHeaders::parse(&headers).map_err(|e| corrupt("headers")(e.to_string()))?,
         signature_scheme: SignatureScheme::parse(&scheme).ok_or_else(|| corrupt("signature_scheme")(scheme.clone()))?,
@@ -199,7 +204,12 @@ async fn fetch_live(
     let sql = format!(
         "SELECT {COLUMNS} FROM subscriptions WHERE id = ? AND tenant_id = ? AND sandbox = ? AND deleted_at IS NULL"
     );
-    let row = sqlx::query(&sql).bind(id.as_str()).bind(tenant.as_str()).bind(sandbox).fetch_optional(conn).await?;
+    let row = sqlx::query(&sql)
+        .bind(id.as_str())
+        .bind(tenant.as_str())
+        .bind(sandbox)
+        .fetch_optional(conn)
+        .await?;
     row.as_ref().map(subscription_from_row).transpose()
 }
 
@@ -211,7 +221,11 @@ pub(crate) async fn live_subscriptions(
     sandbox: bool,
 ) -> Result<Vec<Subscription>> {
     let sql = format!("SELECT {COLUMNS} FROM subscriptions WHERE tenant_id = ? AND sandbox = ? AND deleted_at IS NULL");
-    let rows = sqlx::query(&sql).bind(tenant.as_str()).bind(sandbox).fetch_all(conn).await?;
+    let rows = sqlx::query(&sql)
+        .bind(tenant.as_str())
+        .bind(sandbox)
+        .fetch_all(conn)
+        .await?;
     rows.iter().map(subscription_from_row).collect()
 }
 

@@ -48,7 +48,10 @@ impl Store {
         let default_workspace_id = WorkspaceId::generate();
         let (live_key, test_key) = {
             let mut rng = rand_core_rng();
-            (generate_api_key(Environment::Live, &mut rng), generate_api_key(Environment::Test, &mut rng))
+            (
+                generate_api_key(Environment::Live, &mut rng),
+                generate_api_key(Environment::Test, &mut rng),
+            )
         };
         let now = to_millis(now);
         let mut tx = self.writer.begin().await?;
@@ -59,14 +62,16 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         for (env, key) in [(Environment::Live, &live_key), (Environment::Test, &test_key)] {
-            sqlx::query("INSERT INTO api_keys (id, tenant_id, environment, key_hash, created_at) VALUES (?, ?, ?, ?, ?)")
-                .bind(ApiKeyId::generate().as_str())
-                .bind(tenant_id.as_str())
-                .bind(env.as_str())
-                .bind(key_hash(key).as_slice())
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO api_keys (id, tenant_id, environment, key_hash, created_at) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(ApiKeyId::generate().as_str())
+            .bind(tenant_id.as_str())
+            .bind(env.as_str())
+            .bind(key_hash(key).as_slice())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
         }
         sqlx::query("INSERT INTO workspaces (id, tenant_id, name, is_default, created_at) VALUES (?, ?, ?, 1, ?)")
             .bind(default_workspace_id.as_str())
@@ -76,7 +81,12 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(CreatedTenant { tenant_id, live_key, test_key, default_workspace_id })
+        Ok(CreatedTenant {
+            tenant_id,
+            live_key,
+            test_key,
+            default_workspace_id,
+        })
     }
 
     /// Finds who a presented key speaks for; `None` for an unknown or revoked
@@ -86,10 +96,12 @@ impl Store {
             return Ok(None);
         };
         let hash = key_hash(key);
-        let row = sqlx::query("SELECT tenant_id, environment, key_hash FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL")
-            .bind(hash.as_slice())
-            .fetch_optional(&self.reader)
-            .await?;
+        let row = sqlx::query(
+            "SELECT tenant_id, environment, key_hash FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL",
+        )
+        .bind(hash.as_slice())
+        .fetch_optional(&self.reader)
+        .await?;
         let Some(row) = row else { return Ok(None) };
         // The index lookup already matched; compare again in constant time so
         // that the decision itself never depends on where bytes differ.

@@ -34,7 +34,12 @@ fn workspace_from_row(row: &SqliteRow) -> Result<Workspace> {
 impl Store {
     /// Creates a workspace; a taken name is a conflict on `name`.
     pub async fn create_workspace(&self, tenant: &TenantId, name: &str, now: DateTime<Utc>) -> Result<Workspace> {
-        let workspace = Workspace { id: WorkspaceId::generate(), name: name.to_owned(), is_default: false, created_at: now };
+        let workspace = Workspace {
+            id: WorkspaceId::generate(),
+            name: name.to_owned(),
+            is_default: false,
+            created_at: now,
+        };
         sqlx::query("INSERT INTO workspaces (id, tenant_id, name, is_default, created_at) VALUES (?, ?, ?, 0, ?)")
             .bind(workspace.id.as_str())
             .bind(tenant.as_str())
@@ -42,16 +47,23 @@ impl Store {
             .bind(to_millis(now))
             .execute(&self.writer)
             .await
-            .map_err(|e| if is_unique_violation(&e) { StoreError::Conflict { field: "name" } } else { e.into() })?;
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::Conflict { field: "name" }
+                } else {
+                    e.into()
+                }
+            })?;
         Ok(workspace)
     }
 
     /// Every workspace of a tenant, oldest first.
     pub async fn list_workspaces(&self, tenant: &TenantId) -> Result<Vec<Workspace>> {
-        let rows = sqlx::query("SELECT id, name, is_default, created_at FROM workspaces WHERE tenant_id = ? ORDER BY id")
-            .bind(tenant.as_str())
-            .fetch_all(&self.reader)
-            .await?;
+        let rows =
+            sqlx::query("SELECT id, name, is_default, created_at FROM workspaces WHERE tenant_id = ? ORDER BY id")
+                .bind(tenant.as_str())
+                .fetch_all(&self.reader)
+                .await?;
         rows.iter().map(workspace_from_row).collect()
     }
 
@@ -78,6 +90,10 @@ impl Store {
         .bind(wanted)
         .fetch_all(&self.reader)
         .await?;
-        Ok(ids.iter().filter(|id| !found.iter().any(|f| f == id.as_str())).cloned().collect())
+        Ok(ids
+            .iter()
+            .filter(|id| !found.iter().any(|f| f == id.as_str()))
+            .cloned()
+            .collect())
     }
 }

@@ -80,9 +80,7 @@ impl WebhookSecret {
     /// Webhooks libraries allow.
     pub fn parse(text: &str) -> Result<Self, SecretError> {
         let encoded = text.strip_prefix(SECRET_PREFIX).unwrap_or(text);
-        let key = BASE64
-            .decode(encoded)
-            .map_err(|_| SecretError::NotBase64)?;
+        let key = BASE64.decode(encoded).map_err(|_| SecretError::NotBase64)?;
         if key.len() < MIN_SECRET_BYTES || key.len() > MAX_SECRET_BYTES {
             return Err(SecretError::Length(key.len()));
         }
@@ -147,8 +145,7 @@ fn signature_bytes(secret: &WebhookSecret, msg_id: &str, timestamp: i64, body: &
 /// raw body, keyed with the secret's full text (`whsec_…`) exactly as the
 /// receiver stores it.
 pub fn hex_body_signature(secret_text: &str, body: &[u8]) -> String {
-    let mut mac =
-        HmacSha256::new_from_slice(secret_text.as_bytes()).expect("HMAC accepts keys of any length");
+    let mut mac = HmacSha256::new_from_slice(secret_text.as_bytes()).expect("HMAC accepts keys of any length");
     mac.update(body);
     let digest = mac.finalize().into_bytes();
     let mut out = String::with_capacity(64);
@@ -205,24 +202,14 @@ impl Webhook {
     }
 
     /// Verifies a delivery as of `now` (unix seconds) and parses its envelope.
-    pub fn verify_at(
-        &self,
-        headers: &http::HeaderMap,
-        body: &[u8],
-        now: i64,
-    ) -> Result<Event, VerifyError> {
+    pub fn verify_at(&self, headers: &http::HeaderMap, body: &[u8], now: i64) -> Result<Event, VerifyError> {
         self.verify_signature_at(headers, body, now)?;
         serde_json::from_slice(body).map_err(|e| VerifyError::Payload(e.to_string()))
     }
 
     /// Verifies only the webhook signature and timestamp, leaving the body
     /// unparsed (for a gateway that forwards the bytes as they came).
-    pub fn verify_signature_at(
-        &self,
-        headers: &http::HeaderMap,
-        body: &[u8],
-        now: i64,
-    ) -> Result<(), VerifyError> {
+    pub fn verify_signature_at(&self, headers: &http::HeaderMap, body: &[u8], now: i64) -> Result<(), VerifyError> {
         let msg_id = header(headers, HEADER_WEBHOOK_ID)?;
         let timestamp_text = header(headers, HEADER_WEBHOOK_TIMESTAMP)?;
         let signatures = header(headers, HEADER_WEBHOOK_SIGNATURE)?;
@@ -354,14 +341,21 @@ mod tests {
         let secret = WebhookSecret::parse(SPEC_SECRET).unwrap();
         assert_eq!(sign(&secret, SPEC_ID, SPEC_TIMESTAMP, SPEC_BODY), SPEC_SIGNATURE);
         let wh = Webhook::new(SPEC_SECRET).unwrap();
-        wh.verify_signature_at(&headers(SPEC_ID, SPEC_TIMESTAMP, SPEC_SIGNATURE), SPEC_BODY, SPEC_TIMESTAMP)
-            .unwrap();
+        wh.verify_signature_at(
+            &headers(SPEC_ID, SPEC_TIMESTAMP, SPEC_SIGNATURE),
+            SPEC_BODY,
+            SPEC_TIMESTAMP,
+        )
+        .unwrap();
     }
 
     #[test]
     fn secret_without_prefix_is_the_same_secret() {
         let bare = SPEC_SECRET.strip_prefix(SECRET_PREFIX).unwrap();
-        assert_eq!(WebhookSecret::parse(bare).unwrap(), WebhookSecret::parse(SPEC_SECRET).unwrap());
+        assert_eq!(
+            WebhookSecret::parse(bare).unwrap(),
+            WebhookSecret::parse(SPEC_SECRET).unwrap()
+        );
         assert_eq!(WebhookSecret::parse(bare).unwrap().expose(), SPEC_SECRET);
     }
 
@@ -387,7 +381,11 @@ mod tests {
             Err(VerifyError::NoMatchingSignature)
         );
         assert_eq!(
-            wh.verify_signature_at(&headers("msg_other", SPEC_TIMESTAMP, SPEC_SIGNATURE), SPEC_BODY, SPEC_TIMESTAMP),
+            wh.verify_signature_at(
+                &headers("msg_other", SPEC_TIMESTAMP, SPEC_SIGNATURE),
+                SPEC_BODY,
+                SPEC_TIMESTAMP
+            ),
             Err(VerifyError::NoMatchingSignature)
         );
         assert_eq!(
@@ -418,8 +416,12 @@ mod tests {
     fn a_rotated_secret_is_accepted_alongside() {
         let new = WebhookSecret::from_bytes(&[7u8; 32]);
         let wh = Webhook::new(&new.expose()).unwrap().with_secret(SPEC_SECRET).unwrap();
-        wh.verify_signature_at(&headers(SPEC_ID, SPEC_TIMESTAMP, SPEC_SIGNATURE), SPEC_BODY, SPEC_TIMESTAMP)
-            .unwrap();
+        wh.verify_signature_at(
+            &headers(SPEC_ID, SPEC_TIMESTAMP, SPEC_SIGNATURE),
+            SPEC_BODY,
+            SPEC_TIMESTAMP,
+        )
+        .unwrap();
     }
 
     #[test]
@@ -440,7 +442,15 @@ mod tests {
             hex_body_signature("key", b"hello"),
             "9307b3b915efb5171ff14d8cb55fbcc798c6c0ef1456d66ded1a6aa723a58b7b"
         );
-        assert!(verify_hex_body_signature("key", b"hello", "9307b3b915efb5171ff14d8cb55fbcc798c6c0ef1456d66ded1a6aa723a58b7b"));
-        assert!(!verify_hex_body_signature("key", b"hellp", "9307b3b915efb5171ff14d8cb55fbcc798c6c0ef1456d66ded1a6aa723a58b7b"));
+        assert!(verify_hex_body_signature(
+            "key",
+            b"hello",
+            "9307b3b915efb5171ff14d8cb55fbcc798c6c0ef1456d66ded1a6aa723a58b7b"
+        ));
+        assert!(!verify_hex_body_signature(
+            "key",
+            b"hellp",
+            "9307b3b915efb5171ff14d8cb55fbcc798c6c0ef1456d66ded1a6aa723a58b7b"
+        ));
     }
 }

@@ -25,7 +25,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the API and the delivery dispatcher.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply database migrations and exit.
     Migrate(DataArgs),
     /// Administrative tasks.
@@ -140,22 +140,40 @@ fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=warn,sqlx=warn"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::Migrate(data) => {
-            signhook_server::open_store(&data.data_dir).await.context("migrating")?.close().await;
+            signhook_server::open_store(&data.data_dir)
+                .await
+                .context("migrating")?
+                .close()
+                .await;
             tracing::info!(data_dir = %data.data_dir.display(), "migrations applied");
             Ok(())
         }
-        Command::Admin { command: AdminCommand::CreateTenant { name, data } } => {
+        Command::Admin {
+            command: AdminCommand::CreateTenant { name, data },
+        } => {
             let name = name.trim();
-            anyhow::ensure!(!name.is_empty() && name.chars().count() <= 200, "--name must be 1 to 200 characters");
-            let store = signhook_server::open_store(&data.data_dir).await.context("opening the store")?;
-            let tenant = store.create_tenant(name, SystemClock.now()).await.context("creating the tenant")?;
+            anyhow::ensure!(
+                !name.is_empty() && name.chars().count() <= 200,
+                "--name must be 1 to 200 characters"
+            );
+            let store = signhook_server::open_store(&data.data_dir)
+                .await
+                .context("opening the store")?;
+            let tenant = store
+                .create_tenant(name, SystemClock.now())
+                .await
+                .context("creating the tenant")?;
             store.close().await;
             // Written by hand to keep the documented key order.
             println!(
@@ -177,10 +195,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let public_url = args.public_url.clone();
     let settings = args.into_settings();
     if settings.dev {
-        tracing::warn!("DEVELOPMENT MODE (--dev): http:// endpoints are allowed. Never run a production server like this.");
+        tracing::warn!(
+            "DEVELOPMENT MODE (--dev): http:// endpoints are allowed. Never run a production server like this."
+        );
     }
     let data_dir = settings.data_dir.clone();
-    let app = Application::build(settings, Arc::new(SystemClock)).await.context("starting the server")?;
+    let app = Application::build(settings, Arc::new(SystemClock))
+        .await
+        .context("starting the server")?;
     let addr = app.local_addr();
     let public_url = public_url.map_or_else(|| format!("http://{addr}"), |u| u.to_string());
     tracing::info!(%addr, %public_url, node_id = app.node_id(), data_dir = %data_dir.display(), "signhook is serving");

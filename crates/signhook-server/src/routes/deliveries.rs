@@ -75,7 +75,10 @@ impl DeliveryView {
             webhook_id: d.subscription_id.to_string(),
             status: d.status.as_str().to_owned(),
             attempt_count: d.attempt_count,
-            next_attempt_at: d.next_attempt_at.filter(|_| d.status == DeliveryStatus::Pending).map(rfc3339),
+            next_attempt_at: d
+                .next_attempt_at
+                .filter(|_| d.status == DeliveryStatus::Pending)
+                .map(rfc3339),
             last_attempt_at: d.last_attempt_at.map(rfc3339),
             created_at: rfc3339(d.created_at),
             updated_at: rfc3339(d.updated_at),
@@ -120,7 +123,11 @@ pub struct DeliveryParams {
     params(("id" = String, Path, description = "`dlv_…`")),
     responses((status = 200, body = DeliveryView), (status = 404, body = crate::error::ErrorBody))
 )]
-pub async fn get(State(state): State<AppState>, auth: Auth, Path(id): Path<String>) -> Result<Json<DeliveryView>, ApiError> {
+pub async fn get(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<DeliveryView>, ApiError> {
     let delivery_id = path_id(&id, "delivery", DeliveryId::parse)?;
     let (delivery, attempts) = state
         .store
@@ -165,8 +172,14 @@ pub async fn list_for_webhook(
         .map(|c| DeliveryId::parse(c).map_err(|e| ApiError::validation("cursor", e.to_string())))
         .transpose()?;
     let limit = page_limit(params.limit)?;
-    let page = state.store.list_deliveries(&sub_id, status, cursor.as_ref(), limit).await?;
-    let next_cursor = page.has_more.then(|| page.items.last().map(|d| d.id.to_string())).flatten();
+    let page = state
+        .store
+        .list_deliveries(&sub_id, status, cursor.as_ref(), limit)
+        .await?;
+    let next_cursor = page
+        .has_more
+        .then(|| page.items.last().map(|d| d.id.to_string()))
+        .flatten();
     Ok(Json(DeliveryList {
         data: page.items.into_iter().map(|d| DeliveryView::new(d, None)).collect(),
         has_more: page.has_more,

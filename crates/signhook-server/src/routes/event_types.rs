@@ -48,5 +48,9 @@ pub async fn list(_auth: Auth) -> Json<EventTypeList> {
             }),
         })
         .collect();
-    Json(EventTypeList { data, has_more: false, next_cursor: None })
+    Json(EventTypeList {
+        data,
+        has_more: false,
+        next_cursor: None,
+    })
 }

@@ -103,11 +103,18 @@ fn parse_type(text: &str) -> Result<&'static str, ApiError> {
         Some(info) if info.origin == EventOrigin::Lifecycle => Ok(info.name),
         Some(_) => Err(ApiError::validation(
             "type",
-            format!("`{text}` is emitted by Signhook itself and cannot be published; publishable types are: {}", catalog::publishable_names().join(", ")),
+            format!(
+                "`{text}` is emitted by Signhook itself and cannot be published; publishable types are: {}",
+                catalog::publishable_names().join(", ")
+            ),
         )),
         None => Err(ApiError::validation(
             "type",
-            format!("`{}` is not a known event type; publishable types are: {}", text.chars().take(100).collect::<String>(), catalog::publishable_names().join(", ")),
+            format!(
+                "`{}` is not a known event type; publishable types are: {}",
+                text.chars().take(100).collect::<String>(),
+                catalog::publishable_names().join(", ")
+            ),
         )),
     }
 }
@@ -144,8 +151,16 @@ pub async fn publish(
         None => state.store.default_workspace(auth.tenant()).await?,
         Some(text) => {
             let id = WorkspaceId::parse(text).map_err(|e| ApiError::validation("workspace_id", e.to_string()))?;
-            if !state.store.unknown_workspaces(auth.tenant(), std::slice::from_ref(&id)).await?.is_empty() {
-                return Err(ApiError::validation("workspace_id", format!("`{id}` is not one of your workspaces")));
+            if !state
+                .store
+                .unknown_workspaces(auth.tenant(), std::slice::from_ref(&id))
+                .await?
+                .is_empty()
+            {
+                return Err(ApiError::validation(
+                    "workspace_id",
+                    format!("`{id}` is not one of your workspaces"),
+                ));
             }
             id
         }
@@ -157,17 +172,32 @@ pub async fn publish(
         scope: Scope::PublicApi,
         workspace_id,
         data: body.data.to_string(),
-        idempotency: key.map(|key| Idempotency { key, request_hash: Sha256::digest(&raw).into() }),
+        idempotency: key.map(|key| Idempotency {
+            key,
+            request_hash: Sha256::digest(&raw).into(),
+        }),
     };
     let published = state.store.publish_event(new, state.clock.now()).await?;
     if published.deliveries > 0 && !published.replayed {
         state.waker.wake();
     }
-    let status = if published.replayed { StatusCode::OK } else { StatusCode::CREATED };
-    let mut response =
-        (status, Json(PublishedEvent { event: published.event.try_into()?, deliveries: published.deliveries })).into_response();
+    let status = if published.replayed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    let mut response = (
+        status,
+        Json(PublishedEvent {
+            event: published.event.try_into()?,
+            deliveries: published.deliveries,
+        }),
+    )
+        .into_response();
     if published.replayed {
-        response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     Ok(response)
 }
@@ -194,19 +224,36 @@ pub async fn list(
         Some(t) => Some(
             catalog::lookup(t)
                 .ok_or_else(|| {
-                    ApiError::validation("type", format!("`{t}` is not a known event type; known types are: {}", catalog::all_names().join(", ")))
+                    ApiError::validation(
+                        "type",
+                        format!(
+                            "`{t}` is not a known event type; known types are: {}",
+                            catalog::all_names().join(", ")
+                        ),
+                    )
                 })?
                 .name,
         ),
         None => None,
     };
-    let page = state.store.list_events(auth.tenant(), auth.sandbox(), after.as_ref(), event_type, limit).await?;
+    let page = state
+        .store
+        .list_events(auth.tenant(), auth.sandbox(), after.as_ref(), event_type, limit)
+        .await?;
     let next_cursor = page.items.last().map(|e| e.id.to_string());
     let has_more = page.has_more;
-    let data = page.items.into_iter().map(EventView::try_from).collect::<Result<Vec<_>, _>>()?;
+    let data = page
+        .items
+        .into_iter()
+        .map(EventView::try_from)
+        .collect::<Result<Vec<_>, _>>()?;
     // The cursor is returned even on the last page: a reconciling client
     // stores it and asks again later for what happened since.
-    Ok(Json(EventList { data, has_more, next_cursor }))
+    Ok(Json(EventList {
+        data,
+        has_more,
+        next_cursor,
+    }))
 }
 
 /// One event.
@@ -215,7 +262,11 @@ pub async fn list(
     params(("id" = String, Path, description = "`evt_…`")),
     responses((status = 200, body = EventView), (status = 404, body = crate::error::ErrorBody))
 )]
-pub async fn get(State(state): State<AppState>, auth: Auth, Path(id): Path<String>) -> Result<Json<EventView>, ApiError> {
+pub async fn get(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<EventView>, ApiError> {
     let event_id = path_id(&id, "event", EventId::parse)?;
     let event = state
         .store

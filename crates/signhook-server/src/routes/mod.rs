@@ -20,7 +20,10 @@ pub fn router(state: AppState) -> Router {
         .route("/event_types", get(event_types::list))
         .route("/workspaces", post(workspaces::create).get(workspaces::list))
         .route("/webhooks", post(webhooks::create).get(webhooks::list))
-        .route("/webhooks/{id}", get(webhooks::get).patch(webhooks::update).delete(webhooks::delete))
+        .route(
+            "/webhooks/{id}",
+            get(webhooks::get).patch(webhooks::update).delete(webhooks::delete),
+        )
         .route("/webhooks/{id}/secret", get(webhooks::reveal_secret))
         .route("/webhooks/{id}/rotate_secret", post(webhooks::rotate_secret))
         .route("/webhooks/{id}/test", post(webhooks::send_test))
@@ -50,7 +53,11 @@ async fn method_not_allowed() -> ApiError {
 
 /// Parses a path id of type `T`; a malformed one is a 404 like an unknown
 /// one, since to the caller both name nothing that exists.
-pub(crate) fn path_id<T>(text: &str, what: &str, parse: impl Fn(&str) -> Result<T, signhook_core::ids::IdError>) -> Result<T, ApiError> {
+pub(crate) fn path_id<T>(
+    text: &str,
+    what: &str,
+    parse: impl Fn(&str) -> Result<T, signhook_core::ids::IdError>,
+) -> Result<T, ApiError> {
     parse(text).map_err(|_| ApiError::not_found(what, text))
 }
 

@@ -177,7 +177,10 @@ fn parse_url(text: &str, dev: bool) -> Result<WebhookUrl, ApiError> {
 
 fn parse_description(text: String) -> Result<String, ApiError> {
     if text.chars().count() > MAX_DESCRIPTION_LEN {
-        return Err(ApiError::validation("description", format!("description must be at most {MAX_DESCRIPTION_LEN} characters")));
+        return Err(ApiError::validation(
+            "description",
+            format!("description must be at most {MAX_DESCRIPTION_LEN} characters"),
+        ));
     }
     Ok(text)
 }
@@ -188,7 +191,10 @@ fn parse_headers(given: &BTreeMap<String, String>) -> Result<CustomHeaders, ApiE
 
 fn parse_scheme(text: &str) -> Result<SignatureScheme, ApiError> {
     SignatureScheme::parse(text).ok_or_else(|| {
-        ApiError::validation("signature_scheme", "signature_scheme must be `standard` or `hmac-sha256-hex`")
+        ApiError::validation(
+            "signature_scheme",
+            "signature_scheme must be `standard` or `hmac-sha256-hex`",
+        )
     })
 }
 
@@ -205,7 +211,10 @@ async fn parse_workspaces(state: &AppState, auth: &Auth, texts: &[String]) -> Re
     let filter = WorkspaceFilter::parse(texts).map_err(|e| filter_error("workspaces", e))?;
     let unknown = state.store.unknown_workspaces(auth.tenant(), filter.listed()).await?;
     if let Some(first) = unknown.first() {
-        return Err(ApiError::validation("workspaces", format!("workspaces: `{first}` is not one of your workspaces")));
+        return Err(ApiError::validation(
+            "workspaces",
+            format!("workspaces: `{first}` is not one of your workspaces"),
+        ));
     }
     Ok(filter)
 }
@@ -273,12 +282,23 @@ pub async fn create(
             workspaces: parse_workspaces(&state, &auth, &body.workspaces.unwrap_or_else(wildcard)).await?,
         },
         headers: parse_headers(&body.headers.unwrap_or_default())?,
-        signature_scheme: body.signature_scheme.as_deref().map(parse_scheme).transpose()?.unwrap_or_default(),
+        signature_scheme: body
+            .signature_scheme
+            .as_deref()
+            .map(parse_scheme)
+            .transpose()?
+            .unwrap_or_default(),
         secret: new_secret(),
     };
     let sub = state.store.create_subscription(new, state.clock.now()).await?;
     let secret = sub.secret.expose();
-    Ok((StatusCode::CREATED, Json(CreatedWebhook { webhook: (&sub).into(), secret })))
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedWebhook {
+            webhook: (&sub).into(),
+            secret,
+        }),
+    ))
 }
 
 /// Lists subscriptions of the key's environment, oldest first.
@@ -298,9 +318,19 @@ pub async fn list(
         .as_deref()
         .map(|a| SubscriptionId::parse(a).map_err(|e| ApiError::validation("after", e.to_string())))
         .transpose()?;
-    let page = state.store.list_subscriptions(auth.tenant(), auth.sandbox(), after.as_ref(), limit).await?;
-    let next_cursor = page.has_more.then(|| page.items.last().map(|s| s.id.to_string())).flatten();
-    Ok(Json(WebhookList { data: page.items.iter().map(Into::into).collect(), has_more: page.has_more, next_cursor }))
+    let page = state
+        .store
+        .list_subscriptions(auth.tenant(), auth.sandbox(), after.as_ref(), limit)
+        .await?;
+    let next_cursor = page
+        .has_more
+        .then(|| page.items.last().map(|s| s.id.to_string()))
+        .flatten();
+    Ok(Json(WebhookList {
+        data: page.items.iter().map(Into::into).collect(),
+        has_more: page.has_more,
+        next_cursor,
+    }))
 }
 
 /// One subscription.
@@ -309,7 +339,11 @@ pub async fn list(
     params(("id" = String, Path, description = "`wh_…`")),
     responses((status = 200, body = WebhookView), (status = 404, body = crate::error::ErrorBody))
 )]
-pub async fn get(State(state): State<AppState>, auth: Auth, Path(id): Path<String>) -> Result<Json<WebhookView>, ApiError> {
+pub async fn get(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<WebhookView>, ApiError> {
     let sub = load(&state, &auth, &id).await?;
     Ok(Json((&sub).into()))
 }
@@ -334,7 +368,10 @@ pub async fn update(
 ) -> Result<Json<WebhookView>, ApiError> {
     let sub_id = path_id(&id, "webhook", SubscriptionId::parse)?;
     if body.sandbox.is_some_and(|s| s != auth.sandbox()) {
-        return Err(ApiError::validation("sandbox", "sandbox cannot be changed; create a subscription in the other environment instead"));
+        return Err(ApiError::validation(
+            "sandbox",
+            "sandbox cannot be changed; create a subscription in the other environment instead",
+        ));
     }
     let changes = SubscriptionChanges {
         url: body.url.as_deref().map(|u| parse_url(u, state.api.dev)).transpose()?,
@@ -367,7 +404,11 @@ pub async fn update(
 )]
 pub async fn delete(State(state): State<AppState>, auth: Auth, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     let sub_id = path_id(&id, "webhook", SubscriptionId::parse)?;
-    if state.store.delete_subscription(auth.tenant(), auth.sandbox(), &sub_id, state.clock.now()).await? {
+    if state
+        .store
+        .delete_subscription(auth.tenant(), auth.sandbox(), &sub_id, state.clock.now())
+        .await?
+    {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("webhook", &id))
@@ -392,7 +433,11 @@ fn secret_view(sub: &Subscription, state: &AppState) -> SecretView {
     params(("id" = String, Path, description = "`wh_…`")),
     responses((status = 200, body = SecretView), (status = 404, body = crate::error::ErrorBody))
 )]
-pub async fn reveal_secret(State(state): State<AppState>, auth: Auth, Path(id): Path<String>) -> Result<Json<SecretView>, ApiError> {
+pub async fn reveal_secret(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<SecretView>, ApiError> {
     let sub = load(&state, &auth, &id).await?;
     tracing::info!(webhook = %sub.id, "secret revealed");
     Ok(Json(secret_view(&sub, &state)))
@@ -406,7 +451,11 @@ pub async fn reveal_secret(State(state): State<AppState>, auth: Auth, Path(id): 
     params(("id" = String, Path, description = "`wh_…`")),
     responses((status = 200, body = SecretView), (status = 404, body = crate::error::ErrorBody))
 )]
-pub async fn rotate_secret(State(state): State<AppState>, auth: Auth, Path(id): Path<String>) -> Result<Json<SecretView>, ApiError> {
+pub async fn rotate_secret(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<SecretView>, ApiError> {
     let sub_id = path_id(&id, "webhook", SubscriptionId::parse)?;
     let now = state.clock.now();
     let overlap_until = now + state.api.secret_overlap;
@@ -426,13 +475,23 @@ pub async fn rotate_secret(State(state): State<AppState>, auth: Auth, Path(id): 
     params(("id" = String, Path, description = "`wh_…`")),
     responses((status = 202, description = "Queued; follow it at /v1/deliveries/{id}", body = DeliveryView), (status = 404, body = crate::error::ErrorBody))
 )]
-pub async fn send_test(State(state): State<AppState>, auth: Auth, Path(id): Path<String>) -> Result<(StatusCode, Json<DeliveryView>), ApiError> {
+pub async fn send_test(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<DeliveryView>), ApiError> {
     let sub = load(&state, &auth, &id).await?;
     let workspace = state.store.default_workspace(auth.tenant()).await?;
     let info = signhook_core::catalog::lookup("webhook.test").expect("webhook.test is in the catalog");
     let (_, delivery_id) = state
         .store
-        .publish_to_subscription(&sub, info.name, info.example_data().to_string(), workspace, state.clock.now())
+        .publish_to_subscription(
+            &sub,
+            info.name,
+            info.example_data().to_string(),
+            workspace,
+            state.clock.now(),
+        )
         .await?;
     state.waker.wake();
     let (delivery, attempts) = state

@@ -65,9 +65,15 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<WorkspaceView>), ApiError> {
     let name = body.name.trim();
     if name.is_empty() || name.chars().count() > MAX_NAME_LEN {
-        return Err(ApiError::validation("name", format!("name must be 1 to {MAX_NAME_LEN} characters")));
+        return Err(ApiError::validation(
+            "name",
+            format!("name must be 1 to {MAX_NAME_LEN} characters"),
+        ));
     }
-    let workspace = state.store.create_workspace(auth.tenant(), name, state.clock.now()).await?;
+    let workspace = state
+        .store
+        .create_workspace(auth.tenant(), name, state.clock.now())
+        .await?;
     Ok((StatusCode::CREATED, Json(workspace.into())))
 }
 
@@ -77,6 +83,16 @@ pub async fn create(
     responses((status = 200, body = WorkspaceList))
 )]
 pub async fn list(State(state): State<AppState>, auth: Auth) -> Result<Json<WorkspaceList>, ApiError> {
-    let data = state.store.list_workspaces(auth.tenant()).await?.into_iter().map(Into::into).collect();
-    Ok(Json(WorkspaceList { data, has_more: false, next_cursor: None }))
+    let data = state
+        .store
+        .list_workspaces(auth.tenant())
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect();
+    Ok(Json(WorkspaceList {
+        data,
+        has_more: false,
+        next_cursor: None,
+    }))
 }

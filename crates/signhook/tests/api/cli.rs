@@ -1,0 +1,109 @@
+//! The command line as an operator uses it, and the committed OpenAPI file.
+
+use crate::helpers::*;
+use serde_json::Value;
+
+#[test]
+fn create_tenant_prints_its_keys_once_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_cli(&[
+        "admin",
+        "create-tenant",
+        "--name",
+        "Acme",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let keys: Vec<&str> = ["\"tenant_id\"", "\"live_key\"", "\"test_key\""].into_iter().collect();
+    let positions: Vec<usize> = keys.iter().map(|k| text.find(k).unwrap()).collect();
+    assert!(
+        positions.windows(2).all(|w| w[0] < w[1]),
+        "documented key order: {text}"
+    );
+    let tenant: Value = serde_json::from_str(&text).unwrap();
+    assert!(tenant["tenant_id"].as_str().unwrap().starts_with("tnt_"));
+    assert!(tenant["live_key"].as_str().unwrap().starts_with("sk_live_"));
+    assert!(tenant["test_key"].as_str().unwrap().starts_with("sk_test_"));
+    assert!(dir.path().join("signhook.db").exists());
+}
+
+#[test]
+fn create_tenant_refuses_an_empty_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_cli(&[
+        "admin",
+        "create-tenant",
+        "--name",
+        " ",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--name"));
+}
+
+#[test]
+fn migrate_creates_the_database_and_is_repeatable() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("nested/data");
+    for _ in 0..2 {
+        let out = run_cli(&["migrate", "--data-dir", data_dir.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert!(data_dir.join("signhook.db").exists());
+}
+
+#[test]
+fn bad_flags_are_refused_with_the_flag_named() {
+    let out = run_cli(&["serve", "--retry-schedule", "5s,soon"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--retry-schedule") && stderr.contains("soon"),
+        "{stderr}"
+    );
+    let out = run_cli(&["serve", "--request-timeout", "fast"]);
+    assert!(!out.status.success());
+}
+
+#[test]
+fn the_committed_openapi_document_is_current() {
+    let generated = signhook_server::openapi::document();
+    let committed = std::fs::read_to_string(repo_root().join("docs/openapi.json")).unwrap_or_default();
+    assert!(
+        generated == committed,
+        "docs/openapi.json is stale: run `cargo run -q -p signhook -- openapi > docs/openapi.json`"
+    );
+    let printed = run_cli(&["openapi"]);
+    assert_eq!(String::from_utf8(printed.stdout).unwrap(), generated);
+}
+
+#[tokio::test]
+async fn the_served_openapi_document_lists_every_route() {
+    let app = TestApp::spawn().await;
+    let response = app.client.get(app.url("/openapi.json")).send().await.unwrap();
+    let (status, doc) = read(response).await;
+    assert_eq!(status, 200);
+    let paths = doc["paths"].as_object().unwrap();
+    for path in [
+        "/v1/event_types",
+        "/v1/workspaces",
+        "/v1/webhooks",
+        "/v1/webhooks/{id}",
+        "/v1/webhooks/{id}/secret",
+        "/v1/webhooks/{id}/rotate_secret",
+        "/v1/webhooks/{id}/test",
+        "/v1/webhooks/{id}/deliveries",
+        "/v1/deliveries/{id}",
+        "/v1/events",
+        "/v1/events/{id}",
+    ] {
+        assert!(paths.contains_key(path), "{path} missing from /openapi.json");
+    }
+    let (status, _) = read(app.client.get(app.url("/readyz")).send().await.unwrap()).await;
+    assert_eq!(status, 200);
+    let (status, _) = read(app.client.get(app.url("/healthz")).send().await.unwrap()).await;
+    assert_eq!(status, 200);
+}

@@ -1,0 +1,185 @@
+//! Crash safety with the real binary: SIGKILL with deliveries pending or in
+//! flight loses nothing; SIGTERM releases what is in flight.
+
+use crate::helpers::*;
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::path::Path;
+
+fn tenant_key(data_dir: &Path) -> String {
+    let out = run_cli(&[
+        "admin",
+        "create-tenant",
+        "--name",
+        "Acme",
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let tenant: Value = serde_json::from_slice(&out.stdout).unwrap();
+    tenant["live_key"].as_str().unwrap().to_owned()
+}
+
+async fn call(server: &BinaryServer, key: &str, path: &str, body: Value) -> Value {
+    let response = reqwest::Client::new()
+        .post(server.url(path))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let (status, value) = read(response).await;
+    assert!(status.is_success(), "{status}: {value}");
+    value
+}
+
+fn ids_received(receiver: &Receiver) -> HashSet<String> {
+    receiver
+        .received()
+        .iter()
+        .map(|r| r.header("webhook-id").to_owned())
+        .collect()
+}
+
+/// Waits until the receiver has seen every id in `expected`.
+async fn wait_for_all(receiver: &Receiver, expected: &HashSet<String>) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let seen = ids_received(receiver);
+        if expected.is_subset(&seen) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {} events never arrived",
+            expected.difference(&seen).count(),
+            expected.len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+const FAST: &[&str] = &["--dev", "--retry-schedule", "100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms"];
+
+#[tokio::test]
+async fn sigkill_with_the_receiver_down_loses_no_accepted_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = tenant_key(dir.path());
+    // Reserve a port for the receiver, then free it: nothing listens there yet.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut args = FAST.to_vec();
+    args.extend(["--request-timeout", "1s", "--delivery-lease", "2s"]);
+
+    let server = BinaryServer::start(dir.path(), &args);
+    call(
+        &server,
+        &key,
+        "/v1/webhooks",
+        json!({"url": format!("http://127.0.0.1:{port}/hook")}),
+    )
+    .await;
+    let mut accepted = HashSet::new();
+    for i in 0..50 {
+        let event = call(
+            &server,
+            &key,
+            "/v1/events",
+            json!({"type": "signer.done", "data": {"i": i}}),
+        )
+        .await;
+        accepted.insert(event["id"].as_str().unwrap().to_owned());
+    }
+    server.kill9();
+
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("the reserved port is free again");
+    let receiver = Receiver::on(listener, vec![], Reply::Status(200));
+    let _restarted = BinaryServer::start(dir.path(), &args);
+    wait_for_all(&receiver, &accepted).await;
+}
+
+#[tokio::test]
+async fn sigkill_mid_send_is_sent_again_when_the_lease_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = tenant_key(dir.path());
+    // The first 10 requests hang (the server is killed while waiting on them);
+    // everything after is answered.
+    let receiver = Receiver::scripted(vec![Reply::Hang; 10], Reply::Status(200)).await;
+    let mut args = FAST.to_vec();
+    args.extend(["--request-timeout", "30s", "--delivery-lease", "2s"]);
+
+    let server = BinaryServer::start(dir.path(), &args);
+    call(&server, &key, "/v1/webhooks", json!({"url": receiver.url("/hook")})).await;
+    let mut accepted = HashSet::new();
+    for i in 0..10 {
+        let event = call(
+            &server,
+            &key,
+            "/v1/events",
+            json!({"type": "signer.done", "data": {"i": i}}),
+        )
+        .await;
+        accepted.insert(event["id"].as_str().unwrap().to_owned());
+    }
+    receiver.wait_for(10).await;
+    server.kill9();
+
+    let _restarted = BinaryServer::start(dir.path(), &args);
+    let received = receiver.wait_for(20).await;
+    let answered: HashSet<String> = received[10..]
+        .iter()
+        .map(|r| r.header("webhook-id").to_owned())
+        .collect();
+    assert_eq!(
+        answered, accepted,
+        "every in-flight delivery was sent again after its lease ended"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_releases_sends_in_flight_so_a_restart_sends_them_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = tenant_key(dir.path());
+    let receiver = Receiver::scripted(vec![Reply::Hang; 5], Reply::Status(200)).await;
+    // A lease far longer than the test's patience: only an explicit release
+    // can make these deliveries due again in time.
+    let mut args = FAST.to_vec();
+    args.extend([
+        "--request-timeout",
+        "60s",
+        "--delivery-lease",
+        "1h",
+        "--shutdown-grace",
+        "100ms",
+    ]);
+
+    let server = BinaryServer::start(dir.path(), &args);
+    call(&server, &key, "/v1/webhooks", json!({"url": receiver.url("/hook")})).await;
+    let mut accepted = HashSet::new();
+    for i in 0..5 {
+        let event = call(
+            &server,
+            &key,
+            "/v1/events",
+            json!({"type": "signer.done", "data": {"i": i}}),
+        )
+        .await;
+        accepted.insert(event["id"].as_str().unwrap().to_owned());
+    }
+    receiver.wait_for(5).await;
+    let status = server.terminate();
+    assert!(status.success(), "a clean exit on SIGTERM: {status}");
+
+    let _restarted = BinaryServer::start(dir.path(), &args);
+    let received = receiver.wait_for(10).await;
+    let answered: HashSet<String> = received[5..]
+        .iter()
+        .map(|r| r.header("webhook-id").to_owned())
+        .collect();
+    assert_eq!(answered, accepted);
+}

@@ -1,0 +1,247 @@
+//! Deliveries as a receiver sees them: signed per Standard Webhooks (checked
+//! by an implementation we did not write), retried on the schedule, recorded
+//! attempt by attempt.
+
+use crate::helpers::*;
+use axum::http::StatusCode;
+use serde_json::json;
+
+fn verify_standard(secret: &str, received: &Received) {
+    standardwebhooks::Webhook::new(secret)
+        .unwrap()
+        .verify(&received.body, &received.headers)
+        .expect("the standardwebhooks crate verifies our delivery");
+    signhook_verify::Webhook::new(secret)
+        .unwrap()
+        .verify(&received.headers, &received.body)
+        .expect("signhook-verify verifies our delivery");
+}
+
+#[tokio::test]
+async fn a_delivery_is_signed_and_shaped_as_documented() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let hook = app
+        .create_webhook(
+            &receiver.url("/hooks"),
+            json!({"description": "CRM sync", "headers": {"X-Api-Key": "k-123"}}),
+        )
+        .await;
+    let secret = hook["secret"].as_str().unwrap();
+    let event = app
+        .publish("signer.done", json!({"signer": {"name": "Ada Lovelace"}}))
+        .await;
+
+    let received = receiver.wait_for(1).await.remove(0);
+    verify_standard(secret, &received);
+    assert_eq!(received.header("content-type"), "application/json");
+    assert!(received.header("user-agent").starts_with("Signhook/"));
+    assert_eq!(received.header("webhook-id"), event["id"]);
+    assert_eq!(received.header("x-api-key"), "k-123");
+    let body = received.json();
+    assert_eq!(
+        body,
+        json!({
+            "id": event["id"],
+            "type": "signer.done",
+            "created_at": event["created_at"],
+            "sandbox": false,
+            "scope": "public_api",
+            "workspace_id": event["workspace_id"],
+            "subscription": {"id": hook["id"], "description": "CRM sync"},
+            "data": {"signer": {"name": "Ada Lovelace"}}
+        })
+    );
+    let typed = signhook_verify::Webhook::new(secret)
+        .unwrap()
+        .verify(&received.headers, &received.body)
+        .unwrap();
+    assert_eq!(typed.event_type, "signer.done");
+
+    let delivery = app.only_delivery(hook["id"].as_str().unwrap()).await;
+    let settled = app.wait_until_settled(delivery["id"].as_str().unwrap()).await;
+    assert_eq!(settled["status"], "succeeded");
+    assert_eq!(settled["attempt_count"], 1);
+    let attempt = &settled["attempts"][0];
+    assert_eq!(attempt["status_code"], 200);
+    assert_eq!(attempt["response_body"], "answered 200");
+    assert_eq!(attempt["error_kind"], json!(null));
+    assert!(attempt["node_id"].as_str().unwrap().starts_with("node_"));
+}
+
+#[tokio::test]
+async fn the_hex_scheme_signs_the_body_with_the_secret_text() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let hook = app
+        .create_webhook(&receiver.url("/"), json!({"signature_scheme": "hmac-sha256-hex"}))
+        .await;
+    let secret = hook["secret"].as_str().unwrap();
+    app.publish("signature_request.done", json!({})).await;
+    let received = receiver.wait_for(1).await.remove(0);
+    assert!(signhook_verify::verify_hex_body_signature(
+        secret,
+        &received.body,
+        received.header("x-signature")
+    ));
+    assert_eq!(received.header("x-client-id"), app.tenant.id);
+    assert!(received.headers.get("webhook-signature").is_none());
+    assert_eq!(received.header("webhook-id"), received.json()["id"]);
+}
+
+#[tokio::test]
+async fn failures_are_retried_with_the_same_webhook_id_until_success() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::scripted(
+        vec![Reply::Status(500), Reply::Status(503), Reply::Status(404)],
+        Reply::Status(204),
+    )
+    .await;
+    let hook = app.create_webhook(&receiver.url("/"), json!({})).await;
+    let secret = hook["secret"].as_str().unwrap();
+    let event = app.publish("signer.notified", json!({})).await;
+
+    let received = receiver.wait_for(4).await;
+    for request in &received {
+        assert_eq!(request.header("webhook-id"), event["id"], "the same id on every retry");
+        verify_standard(secret, request);
+    }
+    let delivery = app.only_delivery(hook["id"].as_str().unwrap()).await;
+    let settled = app.wait_until_settled(delivery["id"].as_str().unwrap()).await;
+    assert_eq!(settled["status"], "succeeded");
+    assert_eq!(settled["attempt_count"], 4);
+    let attempts = settled["attempts"].as_array().unwrap();
+    let codes: Vec<_> = attempts.iter().map(|a| a["status_code"].as_u64().unwrap()).collect();
+    assert_eq!(codes, [500, 503, 404, 204]);
+    let numbers: Vec<_> = attempts.iter().map(|a| a["attempt_number"].as_u64().unwrap()).collect();
+    assert_eq!(numbers, [1, 2, 3, 4]);
+    for failed in &attempts[..3] {
+        assert_eq!(failed["error_kind"], "http");
+        assert!(failed["response_body"].as_str().unwrap().starts_with("answered"));
+        assert!(failed["duration_ms"].is_u64());
+    }
+    assert_eq!(receiver.received().len(), 4, "nothing more after success");
+}
+
+#[tokio::test]
+async fn without_auto_retry_one_failure_is_final() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::scripted(vec![], Reply::Status(500)).await;
+    let hook = app
+        .create_webhook(&receiver.url("/"), json!({"auto_retry": false}))
+        .await;
+    app.publish("signer.done", json!({})).await;
+    let delivery = app.only_delivery(hook["id"].as_str().unwrap()).await;
+    let settled = app.wait_until_settled(delivery["id"].as_str().unwrap()).await;
+    assert_eq!(settled["status"], "failed");
+    assert_eq!(settled["attempt_count"], 1);
+    assert_eq!(settled["next_attempt_at"], json!(null));
+    assert_eq!(receiver.received().len(), 1);
+}
+
+#[tokio::test]
+async fn an_exhausted_schedule_dead_letters_the_delivery() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::scripted(vec![], Reply::Status(500)).await;
+    let hook = app.create_webhook(&receiver.url("/"), json!({})).await;
+    let hook_id = hook["id"].as_str().unwrap();
+    app.publish("signer.done", json!({})).await;
+    let delivery = app.only_delivery(hook_id).await;
+    let settled = app.wait_until_settled(delivery["id"].as_str().unwrap()).await;
+    assert_eq!(settled["status"], "failed");
+    assert_eq!(settled["attempt_count"], 4, "one attempt plus three retries");
+    assert_eq!(receiver.received().len(), 4);
+    let dead = app.deliveries(hook_id, Some("failed")).await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0]["id"], delivery["id"]);
+    assert!(app.deliveries(hook_id, Some("succeeded")).await.is_empty());
+}
+
+#[tokio::test]
+async fn an_unreachable_endpoint_is_recorded_as_connect() {
+    let app = TestApp::spawn().await;
+    // A port that was free a moment ago: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let hook = app
+        .create_webhook(&format!("http://127.0.0.1:{port}/"), json!({"auto_retry": false}))
+        .await;
+    app.publish("signer.done", json!({})).await;
+    let delivery = app.only_delivery(hook["id"].as_str().unwrap()).await;
+    let settled = app.wait_until_settled(delivery["id"].as_str().unwrap()).await;
+    assert_eq!(settled["status"], "failed");
+    let attempt = &settled["attempts"][0];
+    assert_eq!(attempt["error_kind"], "connect", "{attempt}");
+    assert_eq!(attempt["status_code"], json!(null));
+    assert!(attempt["error_message"].as_str().unwrap().len() > 5);
+}
+
+#[tokio::test]
+async fn the_test_event_is_signed_like_a_real_one() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    // It goes out even though the subscription listens to something else.
+    let hook = app
+        .create_webhook(&receiver.url("/"), json!({"subscribed_events": ["signer.done"]}))
+        .await;
+    let hook_id = hook["id"].as_str().unwrap();
+    let (status, delivery) = app.post(&format!("/v1/webhooks/{hook_id}/test"), json!({})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{delivery}");
+    assert_eq!(delivery["event_type"], "webhook.test");
+    let received = receiver.wait_for(1).await.remove(0);
+    verify_standard(hook["secret"].as_str().unwrap(), &received);
+    assert_eq!(received.json()["type"], "webhook.test");
+    assert_eq!(received.header("webhook-id"), delivery["event_id"]);
+    let settled = app.wait_until_settled(delivery["id"].as_str().unwrap()).await;
+    assert_eq!(settled["status"], "succeeded");
+}
+
+#[tokio::test]
+async fn a_rotated_secret_signs_beside_the_new_one() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let hook = app.create_webhook(&receiver.url("/"), json!({})).await;
+    let hook_id = hook["id"].as_str().unwrap();
+    let old_secret = hook["secret"].as_str().unwrap();
+    let (status, rotated) = app
+        .post(&format!("/v1/webhooks/{hook_id}/rotate_secret"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let new_secret = rotated["secret"].as_str().unwrap();
+    assert_ne!(new_secret, old_secret);
+    assert!(rotated["previous_secret_expires_at"].is_string());
+    let (_, revealed) = app.get(&format!("/v1/webhooks/{hook_id}/secret")).await;
+    assert_eq!(revealed["secret"], new_secret);
+
+    app.publish("signer.done", json!({})).await;
+    let received = receiver.wait_for(1).await.remove(0);
+    assert_eq!(received.header("webhook-signature").split(' ').count(), 2);
+    verify_standard(old_secret, &received);
+    verify_standard(new_secret, &received);
+}
+
+#[tokio::test]
+async fn graceful_stop_finishes_what_is_in_flight() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let hook = app.create_webhook(&receiver.url("/"), json!({})).await;
+    for _ in 0..20 {
+        app.publish("signer.done", json!({})).await;
+    }
+    receiver.wait_for(20).await;
+    let hook_id = hook["id"].as_str().unwrap().to_owned();
+    let data_dir = app.stop().await;
+    // Every result was recorded before the process let go of the store.
+    let store = signhook_server::open_store(data_dir.path()).await.unwrap();
+    let sub_id = signhook_core::ids::SubscriptionId::parse(&hook_id).unwrap();
+    let succeeded = signhook_core::delivery::DeliveryStatus::Succeeded;
+    let page = store
+        .list_deliveries(&sub_id, Some(succeeded), None, 100)
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 20);
+    store.close().await;
+}

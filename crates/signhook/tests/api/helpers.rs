@@ -1,0 +1,440 @@
+//! The one test harness: `TestApp::spawn()` runs the real server on port 0
+//! over a fresh SQLite file, with typed helpers per route; `Receiver` is a
+//! real HTTP endpoint on 127.0.0.1 that records what it gets and answers as
+//! scripted; `BinaryServer` runs the real `signhook` binary for tests that
+//! must kill a process.
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::{json, Value};
+use signhook_core::retry::RetryPolicy;
+use signhook_core::time::SystemClock;
+use signhook_server::{Application, Settings};
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// How long a test waits for something that should happen within
+/// milliseconds before it declares failure. Generous, so that a loaded
+/// 2-core machine never fails a correct build; never a timing assertion.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// A millisecond retry schedule: 3 retries, so 4 attempts in all.
+pub fn fast_schedule() -> RetryPolicy {
+    RetryPolicy::new(vec![Duration::from_millis(20); 3], 0.2)
+}
+
+/// A tenant's credentials.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub id: String,
+    pub live_key: String,
+    pub test_key: String,
+}
+
+/// The real server, in-process, on a random port and its own database.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub data_dir: tempfile::TempDir,
+    pub client: reqwest::Client,
+    pub tenant: Tenant,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Options for [`TestApp::spawn_with`].
+pub struct Options {
+    pub dev: bool,
+    pub retry_policy: RetryPolicy,
+    pub request_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            dev: true,
+            retry_policy: fast_schedule(),
+            request_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl TestApp {
+    /// The server in `--dev` mode (tests' receivers are http://127.0.0.1)
+    /// with a millisecond retry schedule.
+    pub async fn spawn() -> Self {
+        Self::spawn_with(Options::default()).await
+    }
+
+    pub async fn spawn_with(options: Options) -> Self {
+        let data_dir = tempfile::tempdir().expect("a temp dir");
+        let tenant = create_tenant(data_dir.path(), "Acme").await;
+        let mut settings = Settings::new(data_dir.path().to_owned());
+        settings.listen = "127.0.0.1:0".parse().unwrap();
+        settings.dev = options.dev;
+        settings.retry_policy = options.retry_policy;
+        settings.request_timeout = options.request_timeout;
+        let app = Application::build(settings, Arc::new(SystemClock))
+            .await
+            .expect("the server builds");
+        let addr = app.local_addr();
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        let task = tokio::spawn(async move { app.run(token).await.expect("the server runs and stops cleanly") });
+        Self {
+            addr,
+            data_dir,
+            client: reqwest::Client::new(),
+            tenant,
+            shutdown,
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Another tenant on the same server.
+    pub async fn other_tenant(&self) -> Tenant {
+        create_tenant(self.data_dir.path(), "Other").await
+    }
+
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.client.request(method, self.url(path)).bearer_auth(key);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let response = req.send().await.expect("the server answers");
+        read(response).await
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.request(reqwest::Method::GET, path, &self.tenant.live_key, None)
+            .await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.request(reqwest::Method::POST, path, &self.tenant.live_key, Some(body))
+            .await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.request(reqwest::Method::PATCH, path, &self.tenant.live_key, Some(body))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        self.request(reqwest::Method::DELETE, path, &self.tenant.live_key, None)
+            .await
+    }
+
+    /// Creates a subscription to `url` with extra attributes; panics unless 201.
+    pub async fn create_webhook(&self, url: &str, attributes: Value) -> Value {
+        let mut body = json!({ "url": url });
+        merge(&mut body, attributes);
+        let (status, webhook) = self.post("/v1/webhooks", body).await;
+        assert_eq!(status, StatusCode::CREATED, "{webhook}");
+        webhook
+    }
+
+    /// Publishes an event; panics unless 201.
+    pub async fn publish(&self, event_type: &str, data: Value) -> Value {
+        let (status, event) = self
+            .post("/v1/events", json!({ "type": event_type, "data": data }))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{event}");
+        event
+    }
+
+    /// The deliveries of a subscription (newest first), optionally of one status.
+    pub async fn deliveries(&self, webhook_id: &str, status: Option<&str>) -> Vec<Value> {
+        let path = match status {
+            Some(s) => format!("/v1/webhooks/{webhook_id}/deliveries?status={s}&limit=100"),
+            None => format!("/v1/webhooks/{webhook_id}/deliveries?limit=100"),
+        };
+        let (code, body) = self.get(&path).await;
+        assert_eq!(code, StatusCode::OK, "{body}");
+        body["data"].as_array().unwrap().clone()
+    }
+
+    /// Polls a delivery until it leaves `pending`; returns it with its attempts.
+    pub async fn wait_until_settled(&self, delivery_id: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let (code, delivery) = self.get(&format!("/v1/deliveries/{delivery_id}")).await;
+            assert_eq!(code, StatusCode::OK, "{delivery}");
+            if delivery["status"] != "pending" {
+                return delivery;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "delivery never settled: {delivery}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// The single delivery of `webhook_id`, once it exists.
+    pub async fn only_delivery(&self, webhook_id: &str) -> Value {
+        let deliveries = self.deliveries(webhook_id, None).await;
+        assert_eq!(deliveries.len(), 1, "{deliveries:?}");
+        deliveries[0].clone()
+    }
+
+    /// Stops the server the way SIGTERM would; hands back its data
+    /// directory for inspection.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.expect("the server task ends without panicking");
+        }
+        std::mem::replace(&mut self.data_dir, tempfile::tempdir().expect("a temp dir"))
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub async fn read(response: reqwest::Response) -> (StatusCode, Value) {
+    let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+    let text = response.text().await.expect("a readable body");
+    let value = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    (status, value)
+}
+
+pub fn merge(target: &mut Value, extra: Value) {
+    if let (Some(target), Value::Object(extra)) = (target.as_object_mut(), extra) {
+        for (k, v) in extra {
+            target.insert(k, v);
+        }
+    }
+}
+
+/// Creates a tenant the way `signhook admin create-tenant` does.
+pub async fn create_tenant(data_dir: &Path, name: &str) -> Tenant {
+    let store = signhook_server::open_store(data_dir).await.expect("the store opens");
+    let created = store.create_tenant(name, chrono::Utc::now()).await.expect("a tenant");
+    store.close().await;
+    Tenant {
+        id: created.tenant_id.to_string(),
+        live_key: created.live_key,
+        test_key: created.test_key,
+    }
+}
+
+/// What a receiver answers.
+#[derive(Debug, Clone, Copy)]
+pub enum Reply {
+    Status(u16),
+    /// Accept the request and never answer.
+    Hang,
+}
+
+/// One request a receiver got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Received {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("a JSON body")
+    }
+
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap())
+            .unwrap_or_else(|| panic!("no {name} header"))
+    }
+}
+
+struct ReceiverState {
+    received: Mutex<Vec<Received>>,
+    script: Mutex<VecDeque<Reply>>,
+    then: Reply,
+    arrived: Notify,
+}
+
+/// A real HTTP endpoint on 127.0.0.1.
+pub struct Receiver {
+    pub addr: SocketAddr,
+    state: Arc<ReceiverState>,
+    shutdown: CancellationToken,
+}
+
+impl Receiver {
+    /// Answers 200 to everything.
+    pub async fn start() -> Self {
+        Self::scripted(vec![], Reply::Status(200)).await
+    }
+
+    /// Answers with `script` in order, then `then` forever.
+    pub async fn scripted(script: Vec<Reply>, then: Reply) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::on(listener, script, then)
+    }
+
+    /// Serves on a listener the test already bound (to know the port early).
+    pub fn on(listener: tokio::net::TcpListener, script: Vec<Reply>, then: Reply) -> Self {
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(ReceiverState {
+            received: Mutex::new(Vec::new()),
+            script: Mutex::new(script.into()),
+            then,
+            arrived: Notify::new(),
+        });
+        let handler_state = state.clone();
+        let app = axum::Router::new().fallback(move |headers: HeaderMap, body: Bytes| {
+            let state = handler_state.clone();
+            async move {
+                let reply = state.script.lock().unwrap().pop_front().unwrap_or(state.then);
+                state.received.lock().unwrap().push(Received { headers, body });
+                state.arrived.notify_waiters();
+                match reply {
+                    Reply::Status(code) => (StatusCode::from_u16(code).unwrap(), format!("answered {code}")),
+                    Reply::Hang => std::future::pending().await,
+                }
+            }
+        });
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { token.cancelled().await })
+                .await
+                .unwrap();
+        });
+        Self { addr, state, shutdown }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.state.received.lock().unwrap().clone()
+    }
+
+    /// Waits until at least `n` requests arrived, and returns all of them.
+    pub async fn wait_for(&self, n: usize) -> Vec<Received> {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let arrived = self.state.arrived.notified();
+            let received = self.received();
+            if received.len() >= n {
+                return received;
+            }
+            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                panic!("only {} of {n} requests arrived", self.received().len());
+            }
+        }
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// The real `signhook` binary, started as a user would.
+pub struct BinaryServer {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl BinaryServer {
+    /// Runs `signhook serve --listen 127.0.0.1:0 --data-dir DIR ARGS…` and
+    /// waits until it says where it listens.
+    pub fn start(data_dir: &Path, args: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_signhook"))
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the binary starts");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line
+                    .split("addr=")
+                    .nth(1)
+                    .filter(|_| line.contains("signhook is serving"))
+                {
+                    let addr: SocketAddr = addr.split_whitespace().next().unwrap().parse().unwrap();
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(addr);
+                    }
+                }
+                // Keep draining so the server never blocks on a full pipe.
+            }
+        });
+        let addr = rx.recv_timeout(PATIENCE).expect("the server reports its address");
+        Self { child, addr }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill9(mut self) {
+        self.child.kill().expect("SIGKILL is delivered");
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for BinaryServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `signhook ARGS…` to completion.
+pub fn run_cli(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_signhook"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+/// The workspace root (for committed files like docs/openapi.json).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}

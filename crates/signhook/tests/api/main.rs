@@ -1,0 +1,11 @@
+//! The API and delivery suite: the real server (or binary), real SQLite
+//! files in temp dirs, real HTTP receivers on 127.0.0.1. One test binary,
+//! built once.
+
+mod cli;
+mod crash;
+mod delivery;
+mod errors;
+mod events;
+mod helpers;
+mod webhooks;
