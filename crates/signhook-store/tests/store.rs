@@ -1,0 +1,195 @@
+//! The store on a real SQLite file, with instants passed in: leases,
+//! releases and the outbox checked without waiting on any clock.
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use signhook_core::delivery::DeliveryStatus;
+use signhook_core::endpoint::{CustomHeaders, SignatureScheme, WebhookUrl};
+use signhook_core::filter::{EventFilter, Scope, ScopeFilter, SubscriptionFilter, WorkspaceFilter};
+use signhook_core::ids::AttemptId;
+use signhook_store::deliveries::{Attempt, AttemptRecord};
+use signhook_store::events::NewEvent;
+use signhook_store::subscriptions::NewSubscription;
+use signhook_store::tenants::CreatedTenant;
+use signhook_store::Store;
+use signhook_verify::WebhookSecret;
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap()
+}
+
+async fn store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_sqlite(dir.path()).await.unwrap();
+    store.migrate().await.unwrap();
+    (dir, store)
+}
+
+async fn tenant_with_subscription(store: &Store) -> CreatedTenant {
+    let tenant = store.create_tenant("Acme", t0()).await.unwrap();
+    store
+        .create_subscription(
+            NewSubscription {
+                tenant_id: tenant.tenant_id.clone(),
+                url: WebhookUrl::parse("https://crm.example.com/", false).unwrap(),
+                description: String::new(),
+                enabled: true,
+                auto_retry: true,
+                filter: SubscriptionFilter {
+                    sandbox: false,
+                    events: EventFilter::all(),
+                    scopes: ScopeFilter::all(),
+                    workspaces: WorkspaceFilter::all(),
+                },
+                headers: CustomHeaders::default(),
+                signature_scheme: SignatureScheme::Standard,
+                secret: WebhookSecret::from_bytes(&[1; 32]),
+            },
+            t0(),
+        )
+        .await
+        .unwrap();
+    tenant
+}
+
+async fn publish(store: &Store, tenant: &CreatedTenant, at: DateTime<Utc>) {
+    let published = store
+        .publish_event(
+            NewEvent {
+                tenant_id: tenant.tenant_id.clone(),
+                sandbox: false,
+                event_type: "signer.done".into(),
+                scope: Scope::PublicApi,
+                workspace_id: tenant.default_workspace_id.clone(),
+                data: "{}".into(),
+                idempotency: None,
+            },
+            at,
+        )
+        .await
+        .unwrap();
+    assert_eq!(published.deliveries, 1);
+}
+
+fn succeeded(claim: &signhook_store::deliveries::ClaimedDelivery, at: DateTime<Utc>, node: &str) -> AttemptRecord {
+    AttemptRecord {
+        delivery_id: claim.delivery_id.clone(),
+        lease_until: claim.lease_until,
+        attempt: Attempt {
+            id: AttemptId::generate(),
+            attempt_number: claim.attempt_number,
+            started_at: at,
+            duration_ms: 3,
+            status_code: Some(200),
+            response_body: Some("ok".into()),
+            error_kind: None,
+            error_message: None,
+            node_id: node.into(),
+        },
+        status: DeliveryStatus::Succeeded,
+        next_attempt_at: None,
+    }
+}
+
+#[tokio::test]
+async fn a_lease_holds_until_it_ends_then_the_delivery_is_claimable_again() {
+    let (_dir, store) = store().await;
+    let tenant = tenant_with_subscription(&store).await;
+    publish(&store, &tenant, t0()).await;
+    let lease = Duration::seconds(45);
+
+    let first = store.claim_due_deliveries("node_a", t0(), t0() + lease, 10).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].attempt_number, 1);
+    // While the lease holds, nobody else gets it.
+    let during = t0() + Duration::seconds(44);
+    assert!(store.claim_due_deliveries("node_b", during, during + lease, 10).await.unwrap().is_empty());
+    assert_eq!(store.next_due_at().await.unwrap(), Some(t0() + lease));
+    // node_a dies; when its lease ends, node_b takes over.
+    let after = t0() + lease;
+    let second = store.claim_due_deliveries("node_b", after, after + lease, 10).await.unwrap();
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].delivery_id, first[0].delivery_id);
+
+    // A late result under the expired lease is recorded as an attempt but
+    // does not change the delivery; node_b's result does.
+    store.record_attempts("node_a", &[succeeded(&first[0], during, "node_a")], during).await.unwrap();
+    let (delivery, attempts) =
+        store.get_delivery(&tenant.tenant_id, false, &first[0].delivery_id).await.unwrap().unwrap();
+    assert_eq!(delivery.status, DeliveryStatus::Pending);
+    assert_eq!(attempts.len(), 1);
+    store.record_attempts("node_b", &[succeeded(&second[0], after, "node_b")], after).await.unwrap();
+    let (delivery, attempts) =
+        store.get_delivery(&tenant.tenant_id, false, &first[0].delivery_id).await.unwrap().unwrap();
+    assert_eq!(delivery.status, DeliveryStatus::Succeeded);
+    assert_eq!(attempts.iter().map(|a| a.node_id.as_str()).collect::<Vec<_>>(), ["node_a", "node_b"]);
+    assert_eq!(store.next_due_at().await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_released_claim_is_due_at_once() {
+    let (_dir, store) = store().await;
+    let tenant = tenant_with_subscription(&store).await;
+    publish(&store, &tenant, t0()).await;
+    let claims = store.claim_due_deliveries("node_a", t0(), t0() + Duration::hours(1), 10).await.unwrap();
+    let released: Vec<_> = claims.iter().map(|c| (c.delivery_id.clone(), c.lease_until)).collect();
+    store.release_deliveries("node_a", &released, t0()).await.unwrap();
+    let again = store.claim_due_deliveries("node_b", t0(), t0() + Duration::hours(1), 10).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].attempt_number, 1, "a release is not an attempt");
+}
+
+#[tokio::test]
+async fn claims_come_oldest_due_first_in_batches() {
+    let (_dir, store) = store().await;
+    let tenant = tenant_with_subscription(&store).await;
+    for i in 0..5 {
+        publish(&store, &tenant, t0() + Duration::milliseconds(i)).await;
+    }
+    let now = t0() + Duration::seconds(1);
+    let batch = store.claim_due_deliveries("n", now, now + Duration::minutes(1), 3).await.unwrap();
+    assert_eq!(batch.len(), 3);
+    let created: Vec<_> = batch.iter().map(|c| c.event.created_at).collect();
+    let mut sorted = created.clone();
+    sorted.sort();
+    assert_eq!(created, sorted);
+    let rest = store.claim_due_deliveries("n", now, now + Duration::minutes(1), 3).await.unwrap();
+    assert_eq!(rest.len(), 2);
+}
+
+#[tokio::test]
+async fn a_publish_that_fails_leaves_nothing_behind() {
+    let (_dir, store) = store().await;
+    let tenant = tenant_with_subscription(&store).await;
+    // A workspace that does not exist breaks the event's foreign key.
+    let result = store
+        .publish_event(
+            NewEvent {
+                tenant_id: tenant.tenant_id.clone(),
+                sandbox: false,
+                event_type: "signer.done".into(),
+                scope: Scope::PublicApi,
+                workspace_id: signhook_core::ids::WorkspaceId::generate(),
+                data: "{}".into(),
+                idempotency: None,
+            },
+            t0(),
+        )
+        .await;
+    assert!(result.is_err());
+    assert!(store.list_events(&tenant.tenant_id, false, None, None, 10).await.unwrap().items.is_empty());
+    assert_eq!(store.next_due_at().await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn keys_authenticate_only_as_themselves() {
+    let (_dir, store) = store().await;
+    let tenant = store.create_tenant("Acme", t0()).await.unwrap();
+    let live = store.authenticate(&tenant.live_key).await.unwrap().unwrap();
+    assert_eq!(live.tenant_id, tenant.tenant_id);
+    assert!(!live.environment.is_sandbox());
+    assert!(store.authenticate(&tenant.test_key).await.unwrap().unwrap().environment.is_sandbox());
+    assert!(store.authenticate("sk_live_nope").await.unwrap().is_none());
+    let mut tampered = tenant.live_key.clone();
+    tampered.pop();
+    assert!(store.authenticate(&tampered).await.unwrap().is_none());
+}
