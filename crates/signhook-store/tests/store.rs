@@ -97,31 +97,56 @@ async fn a_lease_holds_until_it_ends_then_the_delivery_is_claimable_again() {
     publish(&store, &tenant, t0()).await;
     let lease = Duration::seconds(45);
 
-    let first = store.claim_due_deliveries("node_a", t0(), t0() + lease, 10).await.unwrap();
+    let first = store
+        .claim_due_deliveries("node_a", t0(), t0() + lease, 10)
+        .await
+        .unwrap();
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].attempt_number, 1);
     // While the lease holds, nobody else gets it.
     let during = t0() + Duration::seconds(44);
-    assert!(store.claim_due_deliveries("node_b", during, during + lease, 10).await.unwrap().is_empty());
+    assert!(store
+        .claim_due_deliveries("node_b", during, during + lease, 10)
+        .await
+        .unwrap()
+        .is_empty());
     assert_eq!(store.next_due_at().await.unwrap(), Some(t0() + lease));
     // node_a dies; when its lease ends, node_b takes over.
     let after = t0() + lease;
-    let second = store.claim_due_deliveries("node_b", after, after + lease, 10).await.unwrap();
+    let second = store
+        .claim_due_deliveries("node_b", after, after + lease, 10)
+        .await
+        .unwrap();
     assert_eq!(second.len(), 1);
     assert_eq!(second[0].delivery_id, first[0].delivery_id);
 
     // A late result under the expired lease is recorded as an attempt but
     // does not change the delivery; node_b's result does.
-    store.record_attempts("node_a", &[succeeded(&first[0], during, "node_a")], during).await.unwrap();
-    let (delivery, attempts) =
-        store.get_delivery(&tenant.tenant_id, false, &first[0].delivery_id).await.unwrap().unwrap();
+    store
+        .record_attempts("node_a", &[succeeded(&first[0], during, "node_a")], during)
+        .await
+        .unwrap();
+    let (delivery, attempts) = store
+        .get_delivery(&tenant.tenant_id, false, &first[0].delivery_id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(delivery.status, DeliveryStatus::Pending);
     assert_eq!(attempts.len(), 1);
-    store.record_attempts("node_b", &[succeeded(&second[0], after, "node_b")], after).await.unwrap();
-    let (delivery, attempts) =
-        store.get_delivery(&tenant.tenant_id, false, &first[0].delivery_id).await.unwrap().unwrap();
+    store
+        .record_attempts("node_b", &[succeeded(&second[0], after, "node_b")], after)
+        .await
+        .unwrap();
+    let (delivery, attempts) = store
+        .get_delivery(&tenant.tenant_id, false, &first[0].delivery_id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(delivery.status, DeliveryStatus::Succeeded);
-    assert_eq!(attempts.iter().map(|a| a.node_id.as_str()).collect::<Vec<_>>(), ["node_a", "node_b"]);
+    assert_eq!(
+        attempts.iter().map(|a| a.node_id.as_str()).collect::<Vec<_>>(),
+        ["node_a", "node_b"]
+    );
     assert_eq!(store.next_due_at().await.unwrap(), None);
 }
 
@@ -130,10 +155,16 @@ async fn a_released_claim_is_due_at_once() {
     let (_dir, store) = store().await;
     let tenant = tenant_with_subscription(&store).await;
     publish(&store, &tenant, t0()).await;
-    let claims = store.claim_due_deliveries("node_a", t0(), t0() + Duration::hours(1), 10).await.unwrap();
+    let claims = store
+        .claim_due_deliveries("node_a", t0(), t0() + Duration::hours(1), 10)
+        .await
+        .unwrap();
     let released: Vec<_> = claims.iter().map(|c| (c.delivery_id.clone(), c.lease_until)).collect();
     store.release_deliveries("node_a", &released, t0()).await.unwrap();
-    let again = store.claim_due_deliveries("node_b", t0(), t0() + Duration::hours(1), 10).await.unwrap();
+    let again = store
+        .claim_due_deliveries("node_b", t0(), t0() + Duration::hours(1), 10)
+        .await
+        .unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].attempt_number, 1, "a release is not an attempt");
 }
@@ -146,13 +177,19 @@ async fn claims_come_oldest_due_first_in_batches() {
         publish(&store, &tenant, t0() + Duration::milliseconds(i)).await;
     }
     let now = t0() + Duration::seconds(1);
-    let batch = store.claim_due_deliveries("n", now, now + Duration::minutes(1), 3).await.unwrap();
+    let batch = store
+        .claim_due_deliveries("n", now, now + Duration::minutes(1), 3)
+        .await
+        .unwrap();
     assert_eq!(batch.len(), 3);
     let created: Vec<_> = batch.iter().map(|c| c.event.created_at).collect();
     let mut sorted = created.clone();
     sorted.sort();
     assert_eq!(created, sorted);
-    let rest = store.claim_due_deliveries("n", now, now + Duration::minutes(1), 3).await.unwrap();
+    let rest = store
+        .claim_due_deliveries("n", now, now + Duration::minutes(1), 3)
+        .await
+        .unwrap();
     assert_eq!(rest.len(), 2);
 }
 
@@ -176,7 +213,12 @@ async fn a_publish_that_fails_leaves_nothing_behind() {
         )
         .await;
     assert!(result.is_err());
-    assert!(store.list_events(&tenant.tenant_id, false, None, None, 10).await.unwrap().items.is_empty());
+    assert!(store
+        .list_events(&tenant.tenant_id, false, None, None, 10)
+        .await
+        .unwrap()
+        .items
+        .is_empty());
     assert_eq!(store.next_due_at().await.unwrap(), None);
 }
 
@@ -187,7 +229,13 @@ async fn keys_authenticate_only_as_themselves() {
     let live = store.authenticate(&tenant.live_key).await.unwrap().unwrap();
     assert_eq!(live.tenant_id, tenant.tenant_id);
     assert!(!live.environment.is_sandbox());
-    assert!(store.authenticate(&tenant.test_key).await.unwrap().unwrap().environment.is_sandbox());
+    assert!(store
+        .authenticate(&tenant.test_key)
+        .await
+        .unwrap()
+        .unwrap()
+        .environment
+        .is_sandbox());
     assert!(store.authenticate("sk_live_nope").await.unwrap().is_none());
     let mut tampered = tenant.live_key.clone();
     tampered.pop();
