@@ -121,6 +121,7 @@ impl Dispatcher {
             self.clock.clone(),
             results_rx,
         ));
+        let listener = self.listen_for_other_nodes().await;
         let slots = Arc::new(Semaphore::new(self.config.max_in_flight));
         let abandon = CancellationToken::new();
         let mut in_flight = JoinSet::new();
@@ -184,6 +185,9 @@ impl Dispatcher {
             }
         }
 
+        if let Some(listener) = listener {
+            listener.abort();
+        }
         tracing::info!(
             in_flight = in_flight.len(),
             "dispatcher stopping: finishing sends in flight"
@@ -205,6 +209,31 @@ impl Dispatcher {
             .await
             .map_err(|_| DeliveryError::Store(signhook_store::StoreError::Corrupt("recorder panicked".into())))?;
         Ok(())
+    }
+
+    /// On a shared database, wakes this dispatcher whenever any node
+    /// publishes (PostgreSQL `LISTEN`), so an idle node's latency does not
+    /// depend on the poll interval. Without it, polling still finds the work.
+    async fn listen_for_other_nodes(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let mut listener = match self.store.work_listener().await {
+            Ok(listener) => listener?,
+            Err(e) => {
+                tracing::warn!(error = %error_chain(&e), "cannot listen for other nodes' publishes; polling only");
+                return None;
+            }
+        };
+        let waker = self.waker.clone();
+        Some(tokio::spawn(async move {
+            loop {
+                if let Err(e) = listener.recv().await {
+                    // The listener reconnects on its next call; work may have
+                    // been announced meanwhile, so look for it.
+                    tracing::warn!(error = %error_chain(&e), "lost the notification connection; reconnecting");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                waker.wake();
+            }
+        }))
     }
 
     /// Sleeps until the next delivery falls due, a publish wakes us, the idle

@@ -21,7 +21,7 @@ pub mod state;
 use signhook_core::retry::RetryPolicy;
 use signhook_core::time::Clock;
 use signhook_delivery::{Dispatcher, DispatcherConfig};
-use signhook_store::Store;
+use signhook_store::{Location, Store};
 use state::{ApiSettings, AppState};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -37,6 +37,8 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// Where the SQLite database lives.
     pub data_dir: PathBuf,
+    /// `postgres://…` to use PostgreSQL instead of SQLite.
+    pub database_url: Option<String>,
     /// `--dev`: allow `http://` endpoints.
     pub dev: bool,
     /// The retry schedule.
@@ -60,6 +62,7 @@ impl Settings {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir,
+            database_url: None,
             dev: false,
             retry_policy: RetryPolicy::default(),
             request_timeout: Duration::from_secs(15),
@@ -104,14 +107,17 @@ pub enum ServerError {
     Serve(#[source] std::io::Error),
 }
 
-/// Opens the store in `data_dir` (creating the directory) and applies
-/// migrations.
-pub async fn open_store(data_dir: &std::path::Path) -> Result<Store, ServerError> {
-    std::fs::create_dir_all(data_dir).map_err(|source| ServerError::DataDir {
-        path: data_dir.to_owned(),
-        source,
-    })?;
-    let store = Store::open_sqlite(data_dir).await?;
+/// Opens the store named by `--database-url`, or SQLite in `data_dir`
+/// (creating the directory), and applies migrations.
+pub async fn open_store(database_url: Option<&str>, data_dir: &std::path::Path) -> Result<Store, ServerError> {
+    let location = Location::new(database_url, data_dir)?;
+    if let Location::SqliteDir(dir) = &location {
+        std::fs::create_dir_all(dir).map_err(|source| ServerError::DataDir {
+            path: dir.clone(),
+            source,
+        })?;
+    }
+    let store = Store::open(&location).await?;
     store.migrate().await?;
     Ok(store)
 }
@@ -129,7 +135,7 @@ impl Application {
     /// Opens the store, migrates, binds the listener and builds the API and
     /// the dispatcher.
     pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<Self, ServerError> {
-        let store = open_store(&settings.data_dir).await?;
+        let store = open_store(settings.database_url.as_deref(), &settings.data_dir).await?;
         let node_id = settings
             .node_id
             .clone()
@@ -176,6 +182,11 @@ impl Application {
     /// This node's id.
     pub fn node_id(&self) -> &str {
         &self.node_id
+    }
+
+    /// `"sqlite"` or `"postgres"`.
+    pub fn backend_name(&self) -> &'static str {
+        self.store.backend_name()
     }
 
     /// Runs the API and the dispatcher until `shutdown` fires or one of them

@@ -8,15 +8,13 @@
 //! overwrite the newer state; its attempt is still recorded, because it
 //! happened.
 
-use crate::events::Event;
-use crate::subscriptions::{subscription_from_row, Subscription};
-use crate::{Page, Result, Store, StoreError};
+use crate::events::{event_from_row, Event, COLUMNS as EVENT_COLUMNS};
+use crate::subscriptions::{subscription_from_row, Subscription, COLUMNS as SUBSCRIPTION_COLUMNS};
+use crate::{json_strings, with_pool, DbRow, Page, Result, Store, StoreError};
 use chrono::{DateTime, Utc};
 use signhook_core::delivery::{DeliveryStatus, ErrorKind};
 use signhook_core::ids::{AttemptId, DeliveryId, EventId, SubscriptionId, TenantId};
 use signhook_core::time::{from_millis, to_millis};
-use sqlx::sqlite::SqliteRow;
-use sqlx::Row;
 use std::collections::HashMap;
 
 /// The most response-body bytes kept per attempt.
@@ -103,47 +101,53 @@ pub struct AttemptRecord {
 const DELIVERY_COLUMNS: &str = "d.id, d.event_id, e.type, d.subscription_id, d.status, d.attempt_count, \
     d.next_attempt_at, d.last_attempt_at, d.created_at, d.updated_at";
 
-fn delivery_from_row(row: &SqliteRow) -> Result<Delivery> {
-    let status: String = row.try_get("status")?;
+fn delivery_from_row(row: &impl DbRow) -> Result<Delivery> {
+    let status = row.text("status")?;
     Ok(Delivery {
-        id: DeliveryId::parse(row.try_get("id")?).map_err(StoreError::corrupt)?,
-        event_id: EventId::parse(row.try_get("event_id")?).map_err(StoreError::corrupt)?,
-        event_type: row.try_get("type")?,
-        subscription_id: SubscriptionId::parse(row.try_get("subscription_id")?).map_err(StoreError::corrupt)?,
+        id: DeliveryId::parse(&row.text("id")?).map_err(StoreError::corrupt)?,
+        event_id: EventId::parse(&row.text("event_id")?).map_err(StoreError::corrupt)?,
+        event_type: row.text("type")?,
+        subscription_id: SubscriptionId::parse(&row.text("subscription_id")?).map_err(StoreError::corrupt)?,
         status: DeliveryStatus::parse(&status).ok_or_else(|| StoreError::corrupt(format_args!("status {status}")))?,
-        attempt_count: row.try_get::<i64, _>("attempt_count")? as u32,
-        next_attempt_at: row.try_get::<Option<i64>, _>("next_attempt_at")?.map(from_millis),
-        last_attempt_at: row.try_get::<Option<i64>, _>("last_attempt_at")?.map(from_millis),
-        created_at: from_millis(row.try_get("created_at")?),
-        updated_at: from_millis(row.try_get("updated_at")?),
+        attempt_count: row.int("attempt_count")? as u32,
+        next_attempt_at: row.opt_int("next_attempt_at")?.map(from_millis),
+        last_attempt_at: row.opt_int("last_attempt_at")?.map(from_millis),
+        created_at: from_millis(row.int("created_at")?),
+        updated_at: from_millis(row.int("updated_at")?),
     })
 }
 
-fn attempt_from_row(row: &SqliteRow) -> Result<Attempt> {
-    let kind: Option<String> = row.try_get("error_kind")?;
+fn attempt_from_row(row: &impl DbRow) -> Result<Attempt> {
+    let kind = row.opt_text("error_kind")?;
     Ok(Attempt {
-        id: AttemptId::parse(row.try_get("id")?).map_err(StoreError::corrupt)?,
-        attempt_number: row.try_get::<i64, _>("attempt_number")? as u32,
-        started_at: from_millis(row.try_get("started_at")?),
-        duration_ms: row.try_get::<i64, _>("duration_ms")?.max(0) as u64,
-        status_code: row.try_get::<Option<i64>, _>("status_code")?.map(|c| c as u16),
-        response_body: row.try_get("response_body")?,
+        id: AttemptId::parse(&row.text("id")?).map_err(StoreError::corrupt)?,
+        attempt_number: row.int("attempt_number")? as u32,
+        started_at: from_millis(row.int("started_at")?),
+        duration_ms: row.int("duration_ms")?.max(0) as u64,
+        status_code: row.opt_int("status_code")?.map(|c| c as u16),
+        response_body: row.opt_text("response_body")?,
         error_kind: match kind {
             Some(k) => Some(ErrorKind::parse(&k).ok_or_else(|| StoreError::corrupt(format_args!("error_kind {k}")))?),
             None => None,
         },
-        error_message: row.try_get("error_message")?,
-        node_id: row.try_get("node_id")?,
+        error_message: row.opt_text("error_message")?,
+        node_id: row.text("node_id")?,
     })
 }
 
-fn json_ids<'a>(ids: impl Iterator<Item = &'a str>) -> String {
-    serde_json::Value::from(ids.collect::<Vec<_>>()).to_string()
+/// A claimed row, before its event and subscription are attached.
+struct Claim {
+    id: DeliveryId,
+    event_id: String,
+    subscription_id: String,
+    attempt_count: i64,
 }
 
 impl Store {
     /// Claims up to `limit` due deliveries for `node` until `lease_until`,
-    /// oldest due first, and loads what sending them needs.
+    /// oldest due first, and loads what sending them needs. On PostgreSQL,
+    /// rows another node is claiming at the same moment are skipped, not
+    /// waited for.
     pub async fn claim_due_deliveries(
         &self,
         node: &str,
@@ -152,69 +156,79 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<ClaimedDelivery>> {
         let lease = to_millis(lease_until);
-        let mut tx = self.writer.begin().await?;
-        let claimed = sqlx::query(
-            "UPDATE deliveries SET leased_by = ?, leased_until = ?, next_attempt_at = ? \
-             WHERE id IN (SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ? \
-                          ORDER BY next_attempt_at LIMIT ?) \
-             RETURNING id, event_id, subscription_id, attempt_count",
-        )
-        .bind(node)
-        .bind(lease)
-        .bind(lease)
-        .bind(to_millis(now))
-        .bind(i64::from(limit))
-        .fetch_all(&mut *tx)
-        .await?;
-        if claimed.is_empty() {
-            tx.commit().await?;
-            return Ok(Vec::new());
-        }
-        let event_ids = json_ids(claimed.iter().filter_map(|r| r.try_get::<&str, _>("event_id").ok()));
-        let sub_ids = json_ids(
-            claimed
+        let (claims, events, subscriptions) = with_pool!(self, writer, |pool, dialect| {
+            let mut tx = pool.begin().await?;
+            let sql = format!(
+                "UPDATE deliveries SET leased_by = $1, leased_until = $2, next_attempt_at = $2 \
+                 WHERE id IN (SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= $3 \
+                              ORDER BY next_attempt_at LIMIT $4{}) \
+                 RETURNING id, event_id, subscription_id, attempt_count",
+                dialect.skip_locked
+            );
+            let claims = sqlx::query(&sql)
+                .bind(node)
+                .bind(lease)
+                .bind(to_millis(now))
+                .bind(i64::from(limit))
+                .fetch_all(&mut *tx)
+                .await?
                 .iter()
-                .filter_map(|r| r.try_get::<&str, _>("subscription_id").ok()),
-        );
-        let events: HashMap<String, Event> = sqlx::query(
-            "SELECT id, tenant_id, sandbox, type, scope, workspace_id, created_at, data FROM events \
-             WHERE id IN (SELECT value FROM json_each(?))",
-        )
-        .bind(event_ids)
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(|row| crate::events::event_from_row(row).map(|e| (e.id.to_string(), e)))
-        .collect::<Result<_>>()?;
-        let subscriptions: HashMap<String, Subscription> = sqlx::query(&format!(
-            "SELECT {} FROM subscriptions WHERE id IN (SELECT value FROM json_each(?))",
-            crate::subscriptions::COLUMNS
-        ))
-        .bind(sub_ids)
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(|row| subscription_from_row(row).map(|s| (s.id.to_string(), s)))
-        .collect::<Result<_>>()?;
-        tx.commit().await?;
-
-        claimed
-            .iter()
-            .map(|row| {
-                let event_id: &str = row.try_get("event_id")?;
-                let sub_id: &str = row.try_get("subscription_id")?;
+                .map(|row| {
+                    Ok(Claim {
+                        id: DeliveryId::parse(&row.text("id")?).map_err(StoreError::corrupt)?,
+                        event_id: row.text("event_id")?,
+                        subscription_id: row.text("subscription_id")?,
+                        attempt_count: row.int("attempt_count")?,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            if claims.is_empty() {
+                tx.commit().await?;
+                return Ok(Vec::new());
+            }
+            // RETURNING has no order; hand them out oldest first.
+            let mut claims = claims;
+            claims.sort_by(|a, b| a.id.cmp(&b.id));
+            let sql = format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE id IN ({})",
+                dialect.list_param(1)
+            );
+            let events: HashMap<String, Event> = sqlx::query(&sql)
+                .bind(json_strings(claims.iter().map(|c| c.event_id.as_str())))
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|row| event_from_row(row).map(|e| (e.id.to_string(), e)))
+                .collect::<Result<_>>()?;
+            let sql = format!(
+                "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id IN ({})",
+                dialect.list_param(1)
+            );
+            let subscriptions: HashMap<String, Subscription> = sqlx::query(&sql)
+                .bind(json_strings(claims.iter().map(|c| c.subscription_id.as_str())))
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|row| subscription_from_row(row).map(|s| (s.id.to_string(), s)))
+                .collect::<Result<_>>()?;
+            tx.commit().await?;
+            (claims, events, subscriptions)
+        });
+        claims
+            .into_iter()
+            .map(|claim| {
                 Ok(ClaimedDelivery {
-                    delivery_id: DeliveryId::parse(row.try_get("id")?).map_err(StoreError::corrupt)?,
-                    attempt_number: row.try_get::<i64, _>("attempt_count")? as u32 + 1,
+                    attempt_number: claim.attempt_count as u32 + 1,
                     lease_until: lease,
                     event: events
-                        .get(event_id)
+                        .get(&claim.event_id)
                         .cloned()
                         .ok_or_else(|| StoreError::corrupt("delivery without event"))?,
                     subscription: subscriptions
-                        .get(sub_id)
+                        .get(&claim.subscription_id)
                         .cloned()
                         .ok_or_else(|| StoreError::corrupt("delivery without subscription"))?,
+                    delivery_id: claim.id,
                 })
             })
             .collect()
@@ -227,71 +241,78 @@ impl Store {
             return Ok(());
         }
         let now = to_millis(now);
-        let mut tx = self.writer.begin().await?;
-        for record in records {
-            let a = &record.attempt;
-            sqlx::query(
-                "INSERT INTO attempts (id, delivery_id, attempt_number, started_at, duration_ms, status_code, \
-                 response_body, error_kind, error_message, node_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(a.id.as_str())
-            .bind(record.delivery_id.as_str())
-            .bind(i64::from(a.attempt_number))
-            .bind(to_millis(a.started_at))
-            .bind(i64::try_from(a.duration_ms).unwrap_or(i64::MAX))
-            .bind(a.status_code.map(i64::from))
-            .bind(&a.response_body)
-            .bind(a.error_kind.map(ErrorKind::as_str))
-            .bind(&a.error_message)
-            .bind(&a.node_id)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "UPDATE deliveries SET status = ?, attempt_count = ?, next_attempt_at = ?, last_attempt_at = ?, \
-                 leased_by = NULL, leased_until = NULL, updated_at = ? \
-                 WHERE id = ? AND status = 'pending' AND leased_by = ? AND leased_until = ?",
-            )
-            .bind(record.status.as_str())
-            .bind(i64::from(a.attempt_number))
-            .bind(record.next_attempt_at.map(to_millis))
-            .bind(to_millis(a.started_at))
-            .bind(now)
-            .bind(record.delivery_id.as_str())
-            .bind(node)
-            .bind(record.lease_until)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
+        with_pool!(self, writer, |pool, dialect| {
+            let mut tx = pool.begin().await?;
+            for record in records {
+                let a = &record.attempt;
+                sqlx::query(
+                    "INSERT INTO attempts (id, delivery_id, attempt_number, started_at, duration_ms, status_code, \
+                     response_body, error_kind, error_message, node_id) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .bind(a.id.as_str())
+                .bind(record.delivery_id.as_str())
+                .bind(i64::from(a.attempt_number))
+                .bind(to_millis(a.started_at))
+                .bind(i64::try_from(a.duration_ms).unwrap_or(i64::MAX))
+                .bind(a.status_code.map(i64::from))
+                .bind(&a.response_body)
+                .bind(a.error_kind.map(ErrorKind::as_str))
+                .bind(&a.error_message)
+                .bind(&a.node_id)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "UPDATE deliveries SET status = $1, attempt_count = $2, next_attempt_at = $3, \
+                     last_attempt_at = $4, leased_by = NULL, leased_until = NULL, updated_at = $5 \
+                     WHERE id = $6 AND status = 'pending' AND leased_by = $7 AND leased_until = $8",
+                )
+                .bind(record.status.as_str())
+                .bind(i64::from(a.attempt_number))
+                .bind(record.next_attempt_at.map(to_millis))
+                .bind(to_millis(a.started_at))
+                .bind(now)
+                .bind(record.delivery_id.as_str())
+                .bind(node)
+                .bind(record.lease_until)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+        });
         Ok(())
     }
 
     /// Gives claimed deliveries back without an attempt (on shutdown): they
     /// are due again at once, for this node or another.
     pub async fn release_deliveries(&self, node: &str, claims: &[(DeliveryId, i64)], now: DateTime<Utc>) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
-        for (id, lease_until) in claims {
-            sqlx::query(
-                "UPDATE deliveries SET next_attempt_at = ?, leased_by = NULL, leased_until = NULL \
-                 WHERE id = ? AND status = 'pending' AND leased_by = ? AND leased_until = ?",
-            )
-            .bind(to_millis(now))
-            .bind(id.as_str())
-            .bind(node)
-            .bind(lease_until)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
+        with_pool!(self, writer, |pool, dialect| {
+            let mut tx = pool.begin().await?;
+            for (id, lease_until) in claims {
+                sqlx::query(
+                    "UPDATE deliveries SET next_attempt_at = $1, leased_by = NULL, leased_until = NULL \
+                     WHERE id = $2 AND status = 'pending' AND leased_by = $3 AND leased_until = $4",
+                )
+                .bind(to_millis(now))
+                .bind(id.as_str())
+                .bind(node)
+                .bind(lease_until)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+        });
         Ok(())
     }
 
     /// When the earliest pending delivery falls due (past or future).
     pub async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>> {
-        let next: Option<i64> =
-            sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM deliveries WHERE status = 'pending'")
-                .fetch_one(&self.reader)
-                .await?;
+        let next = with_pool!(self, reader, |pool, dialect| {
+            sqlx::query("SELECT MIN(next_attempt_at) AS next FROM deliveries WHERE status = 'pending'")
+                .fetch_one(pool)
+                .await?
+                .opt_int("next")?
+        });
         Ok(next.map(from_millis))
     }
 
@@ -304,29 +325,31 @@ impl Store {
     ) -> Result<Option<(Delivery, Vec<Attempt>)>> {
         let sql = format!(
             "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN events e ON e.id = d.event_id \
-             WHERE d.id = ? AND d.tenant_id = ? AND e.sandbox = ?"
+             WHERE d.id = $1 AND d.tenant_id = $2 AND e.sandbox = $3"
         );
-        let Some(row) = sqlx::query(&sql)
+        with_pool!(self, reader, |pool, dialect| {
+            let Some(row) = sqlx::query(&sql)
+                .bind(id.as_str())
+                .bind(tenant.as_str())
+                .bind(sandbox)
+                .fetch_optional(pool)
+                .await?
+            else {
+                return Ok(None);
+            };
+            let delivery = delivery_from_row(&row)?;
+            let attempts = sqlx::query(
+                "SELECT id, attempt_number, started_at, duration_ms, status_code, response_body, error_kind, \
+                 error_message, node_id FROM attempts WHERE delivery_id = $1 ORDER BY attempt_number, started_at",
+            )
             .bind(id.as_str())
-            .bind(tenant.as_str())
-            .bind(sandbox)
-            .fetch_optional(&self.reader)
+            .fetch_all(pool)
             .await?
-        else {
-            return Ok(None);
-        };
-        let delivery = delivery_from_row(&row)?;
-        let attempts = sqlx::query(
-            "SELECT id, attempt_number, started_at, duration_ms, status_code, response_body, error_kind, \
-             error_message, node_id FROM attempts WHERE delivery_id = ? ORDER BY attempt_number, started_at",
-        )
-        .bind(id.as_str())
-        .fetch_all(&self.reader)
-        .await?
-        .iter()
-        .map(attempt_from_row)
-        .collect::<Result<Vec<_>>>()?;
-        Ok(Some((delivery, attempts)))
+            .iter()
+            .map(attempt_from_row)
+            .collect::<Result<Vec<_>>>()?;
+            Ok(Some((delivery, attempts)))
+        })
     }
 
     /// A page of a subscription's deliveries, newest first, older than
@@ -340,21 +363,23 @@ impl Store {
     ) -> Result<Page<Delivery>> {
         let sql = format!(
             "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN events e ON e.id = d.event_id \
-             WHERE d.subscription_id = ? AND (? IS NULL OR d.status = ?) AND (? IS NULL OR d.id < ?) \
-             ORDER BY d.id DESC LIMIT ?"
+             WHERE d.subscription_id = $1 AND (CAST($2 AS TEXT) IS NULL OR d.status = $2) \
+             AND (CAST($3 AS TEXT) IS NULL OR d.id < $3) ORDER BY d.id DESC LIMIT $4"
         );
         let status = status.map(DeliveryStatus::as_str);
         let before = before.map(DeliveryId::as_str);
-        let rows = sqlx::query(&sql)
-            .bind(subscription.as_str())
-            .bind(status)
-            .bind(status)
-            .bind(before)
-            .bind(before)
-            .bind(i64::from(limit) + 1)
-            .fetch_all(&self.reader)
-            .await?;
-        let items = rows.iter().map(delivery_from_row).collect::<Result<Vec<_>>>()?;
+        let items = with_pool!(self, reader, |pool, dialect| {
+            sqlx::query(&sql)
+                .bind(subscription.as_str())
+                .bind(status)
+                .bind(before)
+                .bind(i64::from(limit) + 1)
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(delivery_from_row)
+                .collect::<Result<Vec<_>>>()?
+        });
         Ok(Page::from_rows(items, limit))
     }
 }

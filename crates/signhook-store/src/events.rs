@@ -3,14 +3,12 @@
 //! a publish that was acknowledged always produces its webhooks and one that
 //! failed produces none.
 
-use crate::subscriptions::{live_subscriptions, Subscription};
-use crate::{is_unique_violation, Page, Result, Store, StoreError};
+use crate::subscriptions::{subscription_from_row, Subscription, COLUMNS as SUBSCRIPTION_COLUMNS};
+use crate::{is_unique_violation, with_pool, DbRow, Page, Result, Store, StoreError};
 use chrono::{DateTime, Utc};
 use signhook_core::filter::{EventFacts, Scope};
-use signhook_core::ids::{DeliveryId, EventId, SubscriptionId, TenantId, WorkspaceId};
+use signhook_core::ids::{DeliveryId, EventId, TenantId, WorkspaceId};
 use signhook_core::time::{from_millis, to_millis};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection};
 
 /// An event as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,109 +71,73 @@ pub struct Published {
     pub replayed: bool,
 }
 
-const COLUMNS: &str = "id, tenant_id, sandbox, type, scope, workspace_id, created_at, data";
+pub(crate) const COLUMNS: &str = "id, tenant_id, sandbox, type, scope, workspace_id, created_at, data";
 
-pub(crate) fn event_from_row(row: &SqliteRow) -> Result<Event> {
-    let text = |column: &str| -> Result<String> { Ok(row.try_get::<String, _>(column)?) };
-    let scope = text("scope")?;
+const INSERT_EVENT: &str = "INSERT INTO events (id, tenant_id, sandbox, type, scope, workspace_id, created_at, data, \
+    idempotency_key, request_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+
+/// A delivery is pending and due now when its subscription is enabled, and
+/// kept as canceled (for a later recovery) when it is not.
+const INSERT_DELIVERY: &str = "INSERT INTO deliveries (id, tenant_id, event_id, subscription_id, status, \
+    next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)";
+
+pub(crate) fn event_from_row(row: &impl DbRow) -> Result<Event> {
+    let scope = row.text("scope")?;
     Ok(Event {
-        id: EventId::parse(&text("id")?).map_err(StoreError::corrupt)?,
-        tenant_id: TenantId::parse(&text("tenant_id")?).map_err(StoreError::corrupt)?,
-        sandbox: row.try_get("sandbox")?,
-        event_type: text("type")?,
+        id: EventId::parse(&row.text("id")?).map_err(StoreError::corrupt)?,
+        tenant_id: TenantId::parse(&row.text("tenant_id")?).map_err(StoreError::corrupt)?,
+        sandbox: row.flag("sandbox")?,
+        event_type: row.text("type")?,
         scope: Scope::parse(&scope).ok_or_else(|| StoreError::corrupt(format_args!("scope {scope}")))?,
-        workspace_id: WorkspaceId::parse(&text("workspace_id")?).map_err(StoreError::corrupt)?,
-        created_at: from_millis(row.try_get("created_at")?),
-        data: text("data")?,
+        workspace_id: WorkspaceId::parse(&row.text("workspace_id")?).map_err(StoreError::corrupt)?,
+        created_at: from_millis(row.int("created_at")?),
+        data: row.text("data")?,
     })
 }
 
-/// Inserts an event row.
-async fn insert_event(conn: &mut SqliteConnection, event: &Event, idempotency: Option<&Idempotency>) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO events (id, tenant_id, sandbox, type, scope, workspace_id, created_at, data, idempotency_key, request_hash) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(event.id.as_str())
-    .bind(event.tenant_id.as_str())
-    .bind(event.sandbox)
-    .bind(&event.event_type)
-    .bind(event.scope.as_str())
-    .bind(event.workspace_id.as_str())
-    .bind(to_millis(event.created_at))
-    .bind(&event.data)
-    .bind(idempotency.map(|i| i.key.as_str()))
-    .bind(idempotency.map(|i| i.request_hash.as_slice()))
-    .execute(conn)
-    .await?;
-    Ok(())
+/// Binds an event in the order of [`INSERT_EVENT`].
+macro_rules! bind_event {
+    ($event:expr, $idempotency:expr) => {{
+        let event: &Event = $event;
+        let idempotency: Option<&Idempotency> = $idempotency;
+        sqlx::query(INSERT_EVENT)
+            .bind(event.id.as_str())
+            .bind(event.tenant_id.as_str())
+            .bind(event.sandbox)
+            .bind(&event.event_type)
+            .bind(event.scope.as_str())
+            .bind(event.workspace_id.as_str())
+            .bind(to_millis(event.created_at))
+            .bind(&event.data)
+            .bind(idempotency.map(|i| i.key.as_str()))
+            .bind(idempotency.map(|i| i.request_hash.as_slice()))
+    }};
 }
 
-/// Inserts a delivery of `event` to `subscription`: pending and due now when
-/// the subscription is enabled, canceled (kept for later recovery) when not.
-pub(crate) async fn insert_delivery(
-    conn: &mut SqliteConnection,
-    event: &Event,
-    subscription: &SubscriptionId,
-    enabled: bool,
-    now: i64,
-) -> Result<DeliveryId> {
-    let id = DeliveryId::generate();
-    let (status, next_attempt_at) = if enabled {
-        ("pending", Some(now))
-    } else {
-        ("canceled", None)
-    };
-    sqlx::query(
-        "INSERT INTO deliveries (id, tenant_id, event_id, subscription_id, status, next_attempt_at, created_at, updated_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(id.as_str())
-    .bind(event.tenant_id.as_str())
-    .bind(event.id.as_str())
-    .bind(subscription.as_str())
-    .bind(status)
-    .bind(next_attempt_at)
-    .bind(now)
-    .bind(now)
-    .execute(conn)
-    .await?;
-    Ok(id)
+/// Binds a delivery of `event` to subscription `sub_id` in the order of
+/// [`INSERT_DELIVERY`].
+macro_rules! bind_delivery {
+    ($id:expr, $event:expr, $sub_id:expr, $enabled:expr, $now:expr) => {{
+        let (status, next_attempt_at) = if $enabled {
+            ("pending", Some($now))
+        } else {
+            ("canceled", None)
+        };
+        sqlx::query(INSERT_DELIVERY)
+            .bind($id.as_str())
+            .bind($event.tenant_id.as_str())
+            .bind($event.id.as_str())
+            .bind($sub_id.as_str())
+            .bind(status)
+            .bind(next_attempt_at)
+            .bind($now)
+    }};
 }
 
 impl Store {
     /// Publishes an event: writes it and a delivery for every matching
     /// subscription, in one transaction.
     pub async fn publish_event(&self, new: NewEvent, now: DateTime<Utc>) -> Result<Published> {
-        let mut tx = self.writer.begin().await?;
-        if let Some(idempotency) = &new.idempotency {
-            let sql = format!(
-                "SELECT {COLUMNS}, request_hash FROM events WHERE tenant_id = ? AND sandbox = ? AND idempotency_key = ?"
-            );
-            let existing = sqlx::query(&sql)
-                .bind(new.tenant_id.as_str())
-                .bind(new.sandbox)
-                .bind(&idempotency.key)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if let Some(row) = existing {
-                let hash: Vec<u8> = row.try_get("request_hash")?;
-                if hash != idempotency.request_hash {
-                    return Err(StoreError::IdempotencyMismatch);
-                }
-                let event = event_from_row(&row)?;
-                let deliveries: i64 =
-                    sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE event_id = ? AND status <> 'canceled'")
-                        .bind(event.id.as_str())
-                        .fetch_one(&mut *tx)
-                        .await?;
-                return Ok(Published {
-                    event,
-                    deliveries: deliveries as usize,
-                    replayed: true,
-                });
-            }
-        }
         let event = Event {
             id: EventId::generate(),
             tenant_id: new.tenant_id,
@@ -186,33 +148,85 @@ impl Store {
             created_at: now,
             data: new.data,
         };
-        insert_event(&mut tx, &event, new.idempotency.as_ref())
-            .await
-            .map_err(|e| match e {
-                StoreError::Database(db) if is_unique_violation(&db) => StoreError::Conflict {
-                    field: "Idempotency-Key",
-                },
-                other => other,
-            })?;
+        let idempotency = new.idempotency.as_ref();
+        let now_ms = to_millis(now);
         let facts = EventFacts {
             event_type: &event.event_type,
             sandbox: event.sandbox,
             scope: event.scope,
             workspace: &event.workspace_id,
         };
-        let mut deliveries = 0;
-        let now_ms = to_millis(now);
-        for sub in live_subscriptions(&mut tx, &event.tenant_id, event.sandbox).await? {
-            if sub.filter.matches(&facts) {
-                insert_delivery(&mut tx, &event, &sub.id, sub.enabled, now_ms).await?;
-                deliveries += usize::from(sub.enabled);
+        with_pool!(self, writer, |pool, dialect| {
+            let mut tx = pool.begin().await?;
+            if let Some(idempotency) = idempotency {
+                let sql = format!(
+                    "SELECT {COLUMNS}, request_hash FROM events \
+                     WHERE tenant_id = $1 AND sandbox = $2 AND idempotency_key = $3"
+                );
+                let existing = sqlx::query(&sql)
+                    .bind(event.tenant_id.as_str())
+                    .bind(event.sandbox)
+                    .bind(&idempotency.key)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if let Some(row) = existing {
+                    if row.opt_bytes("request_hash")?.as_deref() != Some(idempotency.request_hash.as_slice()) {
+                        return Err(StoreError::IdempotencyMismatch);
+                    }
+                    let earlier = event_from_row(&row)?;
+                    let deliveries = sqlx::query(
+                        "SELECT COUNT(*) AS n FROM deliveries WHERE event_id = $1 AND status <> 'canceled'",
+                    )
+                    .bind(earlier.id.as_str())
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .int("n")?;
+                    return Ok(Published {
+                        event: earlier,
+                        deliveries: deliveries as usize,
+                        replayed: true,
+                    });
+                }
             }
-        }
-        tx.commit().await?;
-        Ok(Published {
-            event,
-            deliveries,
-            replayed: false,
+            bind_event!(&event, idempotency).execute(&mut *tx).await.map_err(|e| {
+                // Two concurrent publishes with one key: the loser is told so.
+                if is_unique_violation(&e) {
+                    StoreError::Conflict {
+                        field: "Idempotency-Key",
+                    }
+                } else {
+                    e.into()
+                }
+            })?;
+            let sql = format!(
+                "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions \
+                 WHERE tenant_id = $1 AND sandbox = $2 AND deleted_at IS NULL"
+            );
+            let candidates = sqlx::query(&sql)
+                .bind(event.tenant_id.as_str())
+                .bind(event.sandbox)
+                .fetch_all(&mut *tx)
+                .await?;
+            let mut deliveries = 0;
+            for row in &candidates {
+                let sub = subscription_from_row(row)?;
+                if sub.filter.matches(&facts) {
+                    bind_delivery!(DeliveryId::generate(), event, sub.id, sub.enabled, now_ms)
+                        .execute(&mut *tx)
+                        .await?;
+                    deliveries += usize::from(sub.enabled);
+                }
+            }
+            if deliveries > 0 && !dialect.notify.is_empty() {
+                // Delivered on commit, to every listening node.
+                sqlx::query(dialect.notify).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(Published {
+                event,
+                deliveries,
+                replayed: false,
+            })
         })
     }
 
@@ -236,23 +250,33 @@ impl Store {
             created_at: now,
             data,
         };
-        let mut tx = self.writer.begin().await?;
-        insert_event(&mut tx, &event, None).await?;
-        let delivery = insert_delivery(&mut tx, &event, &subscription.id, true, to_millis(now)).await?;
-        tx.commit().await?;
+        let delivery = DeliveryId::generate();
+        with_pool!(self, writer, |pool, dialect| {
+            let mut tx = pool.begin().await?;
+            bind_event!(&event, None).execute(&mut *tx).await?;
+            bind_delivery!(delivery, event, subscription.id, true, to_millis(now))
+                .execute(&mut *tx)
+                .await?;
+            if !dialect.notify.is_empty() {
+                sqlx::query(dialect.notify).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        });
         Ok((event, delivery))
     }
 
     /// One event of the tenant's environment.
     pub async fn get_event(&self, tenant: &TenantId, sandbox: bool, id: &EventId) -> Result<Option<Event>> {
-        let sql = format!("SELECT {COLUMNS} FROM events WHERE id = ? AND tenant_id = ? AND sandbox = ?");
-        let row = sqlx::query(&sql)
-            .bind(id.as_str())
-            .bind(tenant.as_str())
-            .bind(sandbox)
-            .fetch_optional(&self.reader)
-            .await?;
-        row.as_ref().map(event_from_row).transpose()
+        let sql = format!("SELECT {COLUMNS} FROM events WHERE id = $1 AND tenant_id = $2 AND sandbox = $3");
+        with_pool!(self, reader, |pool, dialect| {
+            let row = sqlx::query(&sql)
+                .bind(id.as_str())
+                .bind(tenant.as_str())
+                .bind(sandbox)
+                .fetch_optional(pool)
+                .await?;
+            row.as_ref().map(event_from_row).transpose()
+        })
     }
 
     /// A page of the tenant's events in id (= time) order after `after`,
@@ -266,19 +290,22 @@ impl Store {
         limit: u32,
     ) -> Result<Page<Event>> {
         let sql = format!(
-            "SELECT {COLUMNS} FROM events WHERE tenant_id = ? AND sandbox = ? AND id > ? \
-             AND (? IS NULL OR type = ?) ORDER BY id LIMIT ?"
+            "SELECT {COLUMNS} FROM events WHERE tenant_id = $1 AND sandbox = $2 AND id > $3 \
+             AND (CAST($4 AS TEXT) IS NULL OR type = $4) ORDER BY id LIMIT $5"
         );
-        let rows = sqlx::query(&sql)
-            .bind(tenant.as_str())
-            .bind(sandbox)
-            .bind(after.map_or("", EventId::as_str))
-            .bind(event_type)
-            .bind(event_type)
-            .bind(i64::from(limit) + 1)
-            .fetch_all(&self.reader)
-            .await?;
-        let items = rows.iter().map(event_from_row).collect::<Result<Vec<_>>>()?;
+        let items = with_pool!(self, reader, |pool, dialect| {
+            sqlx::query(&sql)
+                .bind(tenant.as_str())
+                .bind(sandbox)
+                .bind(after.map_or("", EventId::as_str))
+                .bind(event_type)
+                .bind(i64::from(limit) + 1)
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(event_from_row)
+                .collect::<Result<Vec<_>>>()?
+        });
         Ok(Page::from_rows(items, limit))
     }
 }

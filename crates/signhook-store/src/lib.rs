@@ -1,5 +1,5 @@
 //! Signhook's persistence: one [`Store`] API over SQLite (the embedded
-//! default), with its migrations.
+//! default) or PostgreSQL (several nodes), with the migrations of both.
 //!
 //! # Layout
 //!
@@ -9,10 +9,19 @@
 //! transaction: the transactional outbox) and [`deliveries`] (claiming with a
 //! lease, recording attempts, the delivery log).
 //!
-//! SQLite allows one writer at a time, so the store keeps two pools over the
+//! # Two backends, one body of code
+//!
+//! Queries are written once, with `$1`-style placeholders that both drivers
+//! understand, and run through [`with_pool!`], which compiles the same body
+//! once per backend against that backend's native driver. Where the dialects
+//! differ (claiming with `FOR UPDATE SKIP LOCKED`, expanding a list
+//! parameter), the [`Dialect`] of the arm supplies the SQL, so the two
+//! variants sit side by side.
+//!
+//! SQLite allows one writer at a time, so its store keeps two pools over the
 //! same file: a single-connection writer (writes queue in-process instead of
 //! failing with `SQLITE_BUSY`) and a few read-only connections, which WAL
-//! lets run beside the writer.
+//! lets run beside the writer. PostgreSQL uses one pool for both.
 #![deny(missing_docs)]
 
 pub mod deliveries;
@@ -21,12 +30,20 @@ pub mod subscriptions;
 pub mod tenants;
 pub mod workspaces;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::Row;
 use std::path::Path;
+use std::str::FromStr;
 use std::time::Duration;
 
 /// The name of the database file inside the data directory.
 pub const SQLITE_FILE: &str = "signhook.db";
+
+/// The PostgreSQL channel on which publishes announce new deliveries.
+pub const WAKE_CHANNEL: &str = "signhook_deliveries";
 
 /// What went wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -44,8 +61,12 @@ pub enum StoreError {
     /// A stored value no longer parses: a bug or a hand-edited database.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The database URL cannot be used.
+    #[error("invalid database URL: {0}")]
+    InvalidUrl(String),
     /// The database cannot be reached right now (connection refused or
-    /// lost, pool exhausted); retrying later may succeed.
+    /// lost, server shutting down, pool exhausted); retrying later may
+    /// succeed.
     #[error("database unavailable")]
     Unavailable(#[source] sqlx::Error),
     /// The database failed otherwise.
@@ -58,10 +79,26 @@ pub enum StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        match e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => StoreError::Unavailable(e),
-            other => StoreError::Database(other),
+        if is_connection_loss(&e) {
+            StoreError::Unavailable(e)
+        } else {
+            StoreError::Database(e)
         }
+    }
+}
+
+/// Whether an error means "the database is not reachable now" rather than
+/// "this statement is wrong": I/O and pool errors, and PostgreSQL's
+/// connection-exception (08…) and operator-intervention (57P…) classes, which
+/// is what a restarting server answers.
+fn is_connection_loss(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+        sqlx::Error::Protocol(_) => true,
+        _ => false,
     }
 }
 
@@ -92,17 +129,164 @@ impl<T> Page<T> {
     }
 }
 
+/// The SQL that differs between the backends.
+#[derive(Debug)]
+pub(crate) struct Dialect {
+    /// A subquery yielding the elements of a JSON array of strings bound as
+    /// `$N` (written `{}` here, filled in with the parameter number).
+    pub json_list: &'static str,
+    /// Appended to the claim's inner SELECT: lock the chosen rows and skip
+    /// those another node is claiming.
+    pub skip_locked: &'static str,
+    /// Wakes dispatchers on other nodes after a publish (empty: nothing to
+    /// wake beyond this process).
+    pub notify: &'static str,
+    /// Appended to a SELECT that is about to modify the row it reads.
+    pub for_update: &'static str,
+}
+
+pub(crate) const SQLITE: Dialect = Dialect {
+    json_list: "SELECT value FROM json_each({})",
+    skip_locked: "",
+    notify: "",
+    // SQLite has one writer connection: a write transaction is already alone.
+    for_update: "",
+};
+
+pub(crate) const POSTGRES: Dialect = Dialect {
+    json_list: "SELECT json_array_elements_text(CAST({} AS json))",
+    skip_locked: " FOR UPDATE SKIP LOCKED",
+    notify: "SELECT pg_notify('signhook_deliveries', '')",
+    for_update: " FOR UPDATE",
+};
+
+impl Dialect {
+    /// The list subquery for parameter `$n`.
+    pub(crate) fn list_param(&self, n: u8) -> String {
+        self.json_list.replace("{}", &format!("${n}"))
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Backend {
+    Sqlite { writer: SqlitePool, reader: SqlitePool },
+    Postgres { pool: PgPool },
+}
+
+/// Runs `$body` with `$pool` bound to the backend's `writer` or `reader`
+/// pool and `$dialect` to its [`Dialect`]. The body is compiled once per
+/// backend, against each native driver.
+macro_rules! with_pool {
+    ($store:expr, writer, |$pool:ident, $dialect:ident| $body:expr) => {
+        match &$store.backend {
+            $crate::Backend::Sqlite { writer: $pool, .. } => {
+                #[allow(unused_variables)]
+                let $dialect = &$crate::SQLITE;
+                $body
+            }
+            $crate::Backend::Postgres { pool: $pool } => {
+                #[allow(unused_variables)]
+                let $dialect = &$crate::POSTGRES;
+                $body
+            }
+        }
+    };
+    ($store:expr, reader, |$pool:ident, $dialect:ident| $body:expr) => {
+        match &$store.backend {
+            $crate::Backend::Sqlite { reader: $pool, .. } => {
+                #[allow(unused_variables)]
+                let $dialect = &$crate::SQLITE;
+                $body
+            }
+            $crate::Backend::Postgres { pool: $pool } => {
+                #[allow(unused_variables)]
+                let $dialect = &$crate::POSTGRES;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use with_pool;
+
+/// Column access shared by both backends' rows.
+pub(crate) trait DbRow {
+    fn text(&self, column: &str) -> Result<String>;
+    fn opt_text(&self, column: &str) -> Result<Option<String>>;
+    fn int(&self, column: &str) -> Result<i64>;
+    fn opt_int(&self, column: &str) -> Result<Option<i64>>;
+    fn flag(&self, column: &str) -> Result<bool>;
+    fn opt_bytes(&self, column: &str) -> Result<Option<Vec<u8>>>;
+}
+
+macro_rules! impl_db_row {
+    ($row:ty) => {
+        impl DbRow for $row {
+            fn text(&self, column: &str) -> Result<String> {
+                Ok(self.try_get(column)?)
+            }
+            fn opt_text(&self, column: &str) -> Result<Option<String>> {
+                Ok(self.try_get(column)?)
+            }
+            fn int(&self, column: &str) -> Result<i64> {
+                Ok(self.try_get(column)?)
+            }
+            fn opt_int(&self, column: &str) -> Result<Option<i64>> {
+                Ok(self.try_get(column)?)
+            }
+            fn flag(&self, column: &str) -> Result<bool> {
+                Ok(self.try_get(column)?)
+            }
+            fn opt_bytes(&self, column: &str) -> Result<Option<Vec<u8>>> {
+                Ok(self.try_get(column)?)
+            }
+        }
+    };
+}
+impl_db_row!(SqliteRow);
+impl_db_row!(PgRow);
+
+/// Which database a store runs on, as the operator names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// `signhook.db` in this directory.
+    SqliteDir(std::path::PathBuf),
+    /// A `postgres://` URL.
+    Postgres(String),
+}
+
+impl Location {
+    /// PostgreSQL when `database_url` is given, SQLite in `data_dir` otherwise.
+    pub fn new(database_url: Option<&str>, data_dir: &Path) -> Result<Self> {
+        match database_url {
+            None => Ok(Location::SqliteDir(data_dir.to_owned())),
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Ok(Location::Postgres(url.to_owned()))
+            }
+            Some(_) => Err(StoreError::InvalidUrl(
+                "--database-url must start with postgres:// (leave it out to use SQLite in --data-dir)".into(),
+            )),
+        }
+    }
+}
+
 /// The handle every part of Signhook persists through. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
-    writer: SqlitePool,
-    reader: SqlitePool,
+    backend: Backend,
 }
 
 impl Store {
+    /// Opens the store at `location` (creating a SQLite file if needed).
+    /// Does not migrate; call [`Store::migrate`].
+    pub async fn open(location: &Location) -> Result<Self> {
+        match location {
+            Location::SqliteDir(dir) => Self::open_sqlite(dir).await,
+            Location::Postgres(url) => Self::open_postgres(url).await,
+        }
+    }
+
     /// Opens (creating if needed) the SQLite database in `data_dir`, in WAL
     /// mode with `synchronous = FULL`: a committed write is on disk.
-    /// Does not migrate; call [`Store::migrate`].
     pub async fn open_sqlite(data_dir: &Path) -> Result<Self> {
         let path = data_dir.join(SQLITE_FILE);
         let options = SqliteConnectOptions::new()
@@ -122,25 +306,112 @@ impl Store {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options.read_only(true))
             .await?;
-        Ok(Self { writer, reader })
+        Ok(Self {
+            backend: Backend::Sqlite { writer, reader },
+        })
+    }
+
+    /// Connects to PostgreSQL at `url`. If the server goes away later, every
+    /// use answers [`StoreError::Unavailable`] until it is back; the pool
+    /// reconnects by itself.
+    pub async fn open_postgres(url: &str) -> Result<Self> {
+        let options = PgConnectOptions::from_str(url).map_err(|e| StoreError::InvalidUrl(e.to_string()))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await?;
+        Ok(Self {
+            backend: Backend::Postgres { pool },
+        })
+    }
+
+    /// `"sqlite"` or `"postgres"`.
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite { .. } => "sqlite",
+            Backend::Postgres { .. } => "postgres",
+        }
     }
 
     /// Applies every pending migration.
     pub async fn migrate(&self) -> Result<()> {
-        sqlx::migrate!("./migrations/sqlite").run(&self.writer).await?;
+        match &self.backend {
+            Backend::Sqlite { writer, .. } => sqlx::migrate!("./migrations/sqlite").run(writer).await?,
+            Backend::Postgres { pool } => sqlx::migrate!("./migrations/postgres").run(pool).await?,
+        }
         Ok(())
     }
 
     /// Whether the database answers (for `/readyz`).
     pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        with_pool!(self, reader, |pool, dialect| {
+            sqlx::query("SELECT 1").execute(pool).await?;
+        });
         Ok(())
     }
 
-    /// Closes both pools, waiting for connections to be returned.
+    /// Waits for other nodes' publishes (PostgreSQL `LISTEN`); `None` on
+    /// SQLite, where every publish happens in this process.
+    pub async fn work_listener(&self) -> Result<Option<WorkListener>> {
+        match &self.backend {
+            Backend::Sqlite { .. } => Ok(None),
+            Backend::Postgres { pool } => {
+                let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+                listener.listen(WAKE_CHANNEL).await?;
+                Ok(Some(WorkListener(listener)))
+            }
+        }
+    }
+
+    /// The tables and their columns, sorted: to check that both backends'
+    /// migrations define the same schema.
+    pub async fn schema(&self) -> Result<Vec<(String, String)>> {
+        let sql = match &self.backend {
+            Backend::Sqlite { .. } => {
+                "SELECT m.name AS table_name, p.name AS column_name FROM sqlite_master m \
+                 JOIN pragma_table_info(m.name) p WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' \
+                 AND m.name NOT LIKE '_sqlx%'"
+            }
+            Backend::Postgres { .. } => {
+                "SELECT CAST(table_name AS TEXT) AS table_name, CAST(column_name AS TEXT) AS column_name \
+                 FROM information_schema.columns WHERE table_schema = current_schema() AND table_name NOT LIKE '_sqlx%'"
+            }
+        };
+        let mut columns = with_pool!(self, reader, |pool, dialect| {
+            sqlx::query(sql)
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(|row| Ok((row.text("table_name")?, row.text("column_name")?)))
+                .collect::<Result<Vec<_>>>()?
+        });
+        columns.sort();
+        Ok(columns)
+    }
+
+    /// Closes the pools, waiting for connections to be returned.
     pub async fn close(&self) {
-        self.writer.close().await;
-        self.reader.close().await;
+        match &self.backend {
+            Backend::Sqlite { writer, reader } => {
+                writer.close().await;
+                reader.close().await;
+            }
+            Backend::Postgres { pool } => pool.close().await,
+        }
+    }
+}
+
+/// Notifications that deliveries were created somewhere in the cluster.
+pub struct WorkListener(sqlx::postgres::PgListener);
+
+impl WorkListener {
+    /// Waits for the next notification. If the connection drops, the
+    /// listener reconnects by itself; the error is returned so the caller
+    /// can log it and treat it as a wake-up (work may have been missed).
+    pub async fn recv(&mut self) -> Result<()> {
+        self.0.recv().await?;
+        Ok(())
     }
 }
 
@@ -152,4 +423,9 @@ fn from_json<T: serde::de::DeserializeOwned>(column: &str, text: &str) -> Result
 /// Whether a database error is a broken UNIQUE constraint.
 fn is_unique_violation(err: &sqlx::Error) -> bool {
     err.as_database_error().is_some_and(|db| db.is_unique_violation())
+}
+
+/// A JSON array of strings, for a [`Dialect::list_param`] parameter.
+fn json_strings<'a>(items: impl Iterator<Item = &'a str>) -> String {
+    serde_json::Value::from(items.collect::<Vec<_>>()).to_string()
 }

@@ -1,14 +1,12 @@
 //! Webhook subscriptions: where to send, what to send, how to sign.
 
-use crate::{from_json, Page, Result, Store, StoreError};
+use crate::{from_json, with_pool, DbRow, Page, Result, Store, StoreError};
 use chrono::{DateTime, Utc};
 use signhook_core::endpoint::{CustomHeaders, SignatureScheme, WebhookUrl};
 use signhook_core::filter::{EventFilter, ScopeFilter, SubscriptionFilter, WorkspaceFilter};
 use signhook_core::ids::{SubscriptionId, TenantId};
 use signhook_core::time::{from_millis, to_millis};
 use signhook_verify::WebhookSecret;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection};
 use std::collections::BTreeMap;
 
 /// Why a subscription was disabled by its owner (as opposed to by policy).
@@ -107,38 +105,132 @@ pub struct SubscriptionChanges {
     pub signature_scheme: Option<SignatureScheme>,
 }
 
+impl SubscriptionChanges {
+    fn apply(self, sub: &mut Subscription) {
+        if let Some(url) = self.url {
+            sub.url = url;
+        }
+        if let Some(description) = self.description {
+            sub.description = description;
+        }
+        if let Some(enabled) = self.enabled {
+            if enabled != sub.enabled {
+                sub.enabled = enabled;
+                sub.disabled_reason = (!enabled).then(|| DISABLED_MANUALLY.to_owned());
+            }
+        }
+        if let Some(auto_retry) = self.auto_retry {
+            sub.auto_retry = auto_retry;
+        }
+        if let Some(events) = self.events {
+            sub.filter.events = events;
+        }
+        if let Some(scopes) = self.scopes {
+            sub.filter.scopes = scopes;
+        }
+        if let Some(workspaces) = self.workspaces {
+            sub.filter.workspaces = workspaces;
+        }
+        if let Some(headers) = self.headers {
+            sub.headers = headers;
+        }
+        if let Some(scheme) = self.signature_scheme {
+            sub.signature_scheme = scheme;
+        }
+    }
+}
+
 pub(crate) const COLUMNS: &str = "id, tenant_id, sandbox, url, description, enabled, disabled_reason, auto_retry, \
     subscribed_events, scopes, workspaces, headers, signature_scheme, secret, previous_secret, \
     previous_secret_expires_at, created_at, updated_at";
 
-pub(crate) fn subscription_from_row(row: &SqliteRow) -> Result<Subscription> {
-    let text = |column: &str| -> Result<String> { Ok(row.try_get::<String, _>(column)?) };
-    let list = |column: &str| -> Result<Vec<String>> { from_json(column, &text(column)?) };
-    let corrupt = |column: &'static str| move |e: String| StoreError::Corrupt(format!("{column}: {e}"));
-    let previous_secret = match row.try_get::<Option<String>, _>("previous_secret")? {
+const INSERT: &str = "INSERT INTO subscriptions (url, description, enabled, disabled_reason, auto_retry, \
+    subscribed_events, scopes, workspaces, headers, signature_scheme, secret, previous_secret, \
+    previous_secret_expires_at, updated_at, id, tenant_id, sandbox, created_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)";
+
+const UPDATE: &str = "UPDATE subscriptions SET url = $1, description = $2, enabled = $3, disabled_reason = $4, \
+    auto_retry = $5, subscribed_events = $6, scopes = $7, workspaces = $8, headers = $9, signature_scheme = $10, \
+    secret = $11, previous_secret = $12, previous_secret_expires_at = $13, updated_at = $14 \
+    WHERE id = $15 AND tenant_id = $16 AND sandbox = $17 AND created_at = $18";
+
+/// Binds every column of `sub` in the order of [`INSERT`] and [`UPDATE`].
+macro_rules! bind_subscription {
+    ($query:expr, $sub:expr, $columns:expr) => {{
+        let sub: &Subscription = $sub;
+        let columns: &StoredColumns = $columns;
+        $query
+            .bind(sub.url.as_str())
+            .bind(&sub.description)
+            .bind(sub.enabled)
+            .bind(&sub.disabled_reason)
+            .bind(sub.auto_retry)
+            .bind(&columns.events)
+            .bind(&columns.scopes)
+            .bind(&columns.workspaces)
+            .bind(&columns.headers)
+            .bind(sub.signature_scheme.as_str())
+            .bind(&columns.secret)
+            .bind(&columns.previous_secret)
+            .bind(sub.previous_secret.as_ref().map(|(_, until)| to_millis(*until)))
+            .bind(to_millis(sub.updated_at))
+            .bind(sub.id.as_str())
+            .bind(sub.tenant_id.as_str())
+            .bind(sub.filter.sandbox)
+            .bind(to_millis(sub.created_at))
+    }};
+}
+
+/// The text forms of a subscription's structured columns.
+struct StoredColumns {
+    events: String,
+    scopes: String,
+    workspaces: String,
+    headers: String,
+    secret: String,
+    previous_secret: Option<String>,
+}
+
+impl StoredColumns {
+    fn of(sub: &Subscription) -> Result<Self> {
+        let list = |texts: Vec<String>| serde_json::Value::from(texts).to_string();
+        Ok(Self {
+            events: list(sub.filter.events.to_texts()),
+            scopes: list(sub.filter.scopes.to_texts()),
+            workspaces: list(sub.filter.workspaces.to_texts()),
+            headers: serde_json::to_string(sub.headers.as_map()).map_err(StoreError::corrupt)?,
+            secret: sub.secret.expose(),
+            previous_secret: sub.previous_secret.as_ref().map(|(s, _)| s.expose()),
+        })
+    }
+}
+
+pub(crate) fn subscription_from_row(row: &impl DbRow) -> Result<Subscription> {
+    fn corrupt(column: &'static str) -> impl Fn(String) -> StoreError {
+        move |e| StoreError::Corrupt(format!("{column}: {e}"))
+    }
+    let list = |column: &str| -> Result<Vec<String>> { from_json(column, &row.text(column)?) };
+    let previous_secret = match row.opt_text("previous_secret")? {
         Some(secret) => Some((
             WebhookSecret::parse(&secret).map_err(|e| corrupt("previous_secret")(e.to_string()))?,
-            from_millis(
-                row.try_get::<Option<i64>, _>("previous_secret_expires_at")?
-                    .unwrap_or(0),
-            ),
+            from_millis(row.opt_int("previous_secret_expires_at")?.unwrap_or(0)),
         )),
         None => None,
     };
-    let headers: BTreeMap<String, String> = from_json("headers", &text("headers")?)?;
-    let scheme = text("signature_scheme")?;
+    let headers: BTreeMap<String, String> = from_json("headers", &row.text("headers")?)?;
+    let scheme = row.text("signature_scheme")?;
     Ok(Subscription {
-        id: SubscriptionId::parse(&text("id")?).map_err(|e| corrupt("id")(e.to_string()))?,
-        tenant_id: TenantId::parse(&text("tenant_id")?).map_err(|e| corrupt("tenant_id")(e.to_string()))?,
-        // Stored URLs were checked when written; `--dev` may since be off, but
-        // the send-time rules (not parsing) decide what may be reached.
-        url: WebhookUrl::parse(&text("url")?, true).map_err(|e| corrupt("url")(e.to_string()))?,
-        description: text("description")?,
-        enabled: row.try_get("enabled")?,
-        disabled_reason: row.try_get("disabled_reason")?,
-        auto_retry: row.try_get("auto_retry")?,
+        id: SubscriptionId::parse(&row.text("id")?).map_err(|e| corrupt("id")(e.to_string()))?,
+        tenant_id: TenantId::parse(&row.text("tenant_id")?).map_err(|e| corrupt("tenant_id")(e.to_string()))?,
+        // Stored URLs were checked when written; whether `--dev` is on now
+        // is for the send-time rules to decide, not for parsing.
+        url: WebhookUrl::parse(&row.text("url")?, true).map_err(|e| corrupt("url")(e.to_string()))?,
+        description: row.text("description")?,
+        enabled: row.flag("enabled")?,
+        disabled_reason: row.opt_text("disabled_reason")?,
+        auto_retry: row.flag("auto_retry")?,
         filter: SubscriptionFilter {
-            sandbox: row.try_get("sandbox")?,
+            sandbox: row.flag("sandbox")?,
             events: EventFilter::parse(&list("subscribed_events")?)
                 .map_err(|e| corrupt("subscribed_events")(e.to_string()))?,
             scopes: ScopeFilter::parse(&list("scopes")?).map_err(|e| corrupt("scopes")(e.to_string()))?,
@@ -147,86 +239,46 @@ pub(crate) fn subscription_from_row(row: &SqliteRow) -> Result<Subscription> {
         },
         headers: CustomHeaders::parse(&headers).map_err(|e| corrupt("headers")(e.to_string()))?,
         signature_scheme: SignatureScheme::parse(&scheme).ok_or_else(|| corrupt("signature_scheme")(scheme.clone()))?,
-        secret: WebhookSecret::parse(&text("secret")?).map_err(|e| corrupt("secret")(e.to_string()))?,
+        secret: WebhookSecret::parse(&row.text("secret")?).map_err(|e| corrupt("secret")(e.to_string()))?,
         previous_secret,
-        created_at: from_millis(row.try_get("created_at")?),
-        updated_at: from_millis(row.try_get("updated_at")?),
+        created_at: from_millis(row.int("created_at")?),
+        updated_at: from_millis(row.int("updated_at")?),
     })
 }
 
-fn json_list(texts: Vec<String>) -> String {
-    serde_json::Value::from(texts).to_string()
-}
-
-/// Writes every mutable column of `sub` (used by create and update alike).
-async fn write_subscription(conn: &mut SqliteConnection, sub: &Subscription, insert: bool) -> Result<()> {
-    let sql = if insert {
-        "INSERT INTO subscriptions (url, description, enabled, disabled_reason, auto_retry, subscribed_events, \
-         scopes, workspaces, headers, signature_scheme, secret, previous_secret, previous_secret_expires_at, \
-         updated_at, id, tenant_id, sandbox, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    } else {
-        "UPDATE subscriptions SET url = ?, description = ?, enabled = ?, disabled_reason = ?, auto_retry = ?, \
-         subscribed_events = ?, scopes = ?, workspaces = ?, headers = ?, signature_scheme = ?, secret = ?, \
-         previous_secret = ?, previous_secret_expires_at = ?, updated_at = ? \
-         WHERE id = ? AND tenant_id = ? AND sandbox = ? AND created_at = ?"
+/// Loads a live (not deleted) subscription of the tenant's environment
+/// inside a transaction, locking its row where the backend can, changes it
+/// with `change`, and writes it back. `None` when it is not the tenant's.
+macro_rules! modify_subscription {
+    ($store:expr, $tenant:expr, $sandbox:expr, $id:expr, |$sub:ident| $change:expr) => {
+        with_pool!($store, writer, |pool, dialect| {
+            let mut tx = pool.begin().await?;
+            let sql = format!(
+                "SELECT {COLUMNS} FROM subscriptions WHERE id = $1 AND tenant_id = $2 AND sandbox = $3 \
+                 AND deleted_at IS NULL{}",
+                dialect.for_update
+            );
+            let row = sqlx::query(&sql)
+                .bind($id.as_str())
+                .bind($tenant.as_str())
+                .bind($sandbox)
+                .fetch_optional(&mut *tx)
+                .await?;
+            match row {
+                None => None,
+                Some(row) => {
+                    let mut $sub = subscription_from_row(&row)?;
+                    $change;
+                    let columns = StoredColumns::of(&$sub)?;
+                    bind_subscription!(sqlx::query(UPDATE), &$sub, &columns)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    Some($sub)
+                }
+            }
+        })
     };
-    let headers = serde_json::to_string(sub.headers.as_map()).map_err(StoreError::corrupt)?;
-    sqlx::query(sql)
-        .bind(sub.url.as_str())
-        .bind(&sub.description)
-        .bind(sub.enabled)
-        .bind(&sub.disabled_reason)
-        .bind(sub.auto_retry)
-        .bind(json_list(sub.filter.events.to_texts()))
-        .bind(json_list(sub.filter.scopes.to_texts()))
-        .bind(json_list(sub.filter.workspaces.to_texts()))
-        .bind(headers)
-        .bind(sub.signature_scheme.as_str())
-        .bind(sub.secret.expose())
-        .bind(sub.previous_secret.as_ref().map(|(s, _)| s.expose()))
-        .bind(sub.previous_secret.as_ref().map(|(_, until)| to_millis(*until)))
-        .bind(to_millis(sub.updated_at))
-        .bind(sub.id.as_str())
-        .bind(sub.tenant_id.as_str())
-        .bind(sub.filter.sandbox)
-        .bind(to_millis(sub.created_at))
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-async fn fetch_live(
-    conn: &mut SqliteConnection,
-    tenant: &TenantId,
-    sandbox: bool,
-    id: &SubscriptionId,
-) -> Result<Option<Subscription>> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM subscriptions WHERE id = ? AND tenant_id = ? AND sandbox = ? AND deleted_at IS NULL"
-    );
-    let row = sqlx::query(&sql)
-        .bind(id.as_str())
-        .bind(tenant.as_str())
-        .bind(sandbox)
-        .fetch_optional(conn)
-        .await?;
-    row.as_ref().map(subscription_from_row).transpose()
-}
-
-/// Every subscription of a tenant's environment that is not deleted, for
-/// matching inside the publishing transaction.
-pub(crate) async fn live_subscriptions(
-    conn: &mut SqliteConnection,
-    tenant: &TenantId,
-    sandbox: bool,
-) -> Result<Vec<Subscription>> {
-    let sql = format!("SELECT {COLUMNS} FROM subscriptions WHERE tenant_id = ? AND sandbox = ? AND deleted_at IS NULL");
-    let rows = sqlx::query(&sql)
-        .bind(tenant.as_str())
-        .bind(sandbox)
-        .fetch_all(conn)
-        .await?;
-    rows.iter().map(subscription_from_row).collect()
 }
 
 impl Store {
@@ -248,8 +300,12 @@ impl Store {
             created_at: now,
             updated_at: now,
         };
-        let mut conn = self.writer.acquire().await?;
-        write_subscription(&mut conn, &sub, true).await?;
+        let columns = StoredColumns::of(&sub)?;
+        with_pool!(self, writer, |pool, dialect| {
+            bind_subscription!(sqlx::query(INSERT), &sub, &columns)
+                .execute(pool)
+                .await?;
+        });
         Ok(sub)
     }
 
@@ -261,8 +317,18 @@ impl Store {
         sandbox: bool,
         id: &SubscriptionId,
     ) -> Result<Option<Subscription>> {
-        let mut conn = self.reader.acquire().await?;
-        fetch_live(&mut conn, tenant, sandbox, id).await
+        let sql = format!(
+            "SELECT {COLUMNS} FROM subscriptions WHERE id = $1 AND tenant_id = $2 AND sandbox = $3 AND deleted_at IS NULL"
+        );
+        with_pool!(self, reader, |pool, dialect| {
+            let row = sqlx::query(&sql)
+                .bind(id.as_str())
+                .bind(tenant.as_str())
+                .bind(sandbox)
+                .fetch_optional(pool)
+                .await?;
+            row.as_ref().map(subscription_from_row).transpose()
+        })
     }
 
     /// A page of the tenant's subscriptions, oldest first, after `after`.
@@ -274,17 +340,21 @@ impl Store {
         limit: u32,
     ) -> Result<Page<Subscription>> {
         let sql = format!(
-            "SELECT {COLUMNS} FROM subscriptions WHERE tenant_id = ? AND sandbox = ? AND deleted_at IS NULL \
-             AND id > ? ORDER BY id LIMIT ?"
+            "SELECT {COLUMNS} FROM subscriptions WHERE tenant_id = $1 AND sandbox = $2 AND deleted_at IS NULL \
+             AND id > $3 ORDER BY id LIMIT $4"
         );
-        let rows = sqlx::query(&sql)
-            .bind(tenant.as_str())
-            .bind(sandbox)
-            .bind(after.map_or("", SubscriptionId::as_str))
-            .bind(i64::from(limit) + 1)
-            .fetch_all(&self.reader)
-            .await?;
-        let items = rows.iter().map(subscription_from_row).collect::<Result<Vec<_>>>()?;
+        let items = with_pool!(self, reader, |pool, dialect| {
+            sqlx::query(&sql)
+                .bind(tenant.as_str())
+                .bind(sandbox)
+                .bind(after.map_or("", SubscriptionId::as_str))
+                .bind(i64::from(limit) + 1)
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(subscription_from_row)
+                .collect::<Result<Vec<_>>>()?
+        });
         Ok(Page::from_rows(items, limit))
     }
 
@@ -297,44 +367,10 @@ impl Store {
         changes: SubscriptionChanges,
         now: DateTime<Utc>,
     ) -> Result<Option<Subscription>> {
-        let mut tx = self.writer.begin().await?;
-        let Some(mut sub) = fetch_live(&mut tx, tenant, sandbox, id).await? else {
-            return Ok(None);
-        };
-        if let Some(url) = changes.url {
-            sub.url = url;
-        }
-        if let Some(description) = changes.description {
-            sub.description = description;
-        }
-        if let Some(enabled) = changes.enabled {
-            if enabled != sub.enabled {
-                sub.enabled = enabled;
-                sub.disabled_reason = (!enabled).then(|| DISABLED_MANUALLY.to_owned());
-            }
-        }
-        if let Some(auto_retry) = changes.auto_retry {
-            sub.auto_retry = auto_retry;
-        }
-        if let Some(events) = changes.events {
-            sub.filter.events = events;
-        }
-        if let Some(scopes) = changes.scopes {
-            sub.filter.scopes = scopes;
-        }
-        if let Some(workspaces) = changes.workspaces {
-            sub.filter.workspaces = workspaces;
-        }
-        if let Some(headers) = changes.headers {
-            sub.headers = headers;
-        }
-        if let Some(scheme) = changes.signature_scheme {
-            sub.signature_scheme = scheme;
-        }
-        sub.updated_at = now;
-        write_subscription(&mut tx, &sub, false).await?;
-        tx.commit().await?;
-        Ok(Some(sub))
+        Ok(modify_subscription!(self, tenant, sandbox, id, |sub| {
+            changes.apply(&mut sub);
+            sub.updated_at = now;
+        }))
     }
 
     /// Replaces the secret; the old one keeps signing until `overlap_until`.
@@ -347,16 +383,11 @@ impl Store {
         overlap_until: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Option<Subscription>> {
-        let mut tx = self.writer.begin().await?;
-        let Some(mut sub) = fetch_live(&mut tx, tenant, sandbox, id).await? else {
-            return Ok(None);
-        };
-        let old = std::mem::replace(&mut sub.secret, new_secret);
-        sub.previous_secret = Some((old, overlap_until));
-        sub.updated_at = now;
-        write_subscription(&mut tx, &sub, false).await?;
-        tx.commit().await?;
-        Ok(Some(sub))
+        Ok(modify_subscription!(self, tenant, sandbox, id, |sub| {
+            let old = std::mem::replace(&mut sub.secret, new_secret);
+            sub.previous_secret = Some((old, overlap_until));
+            sub.updated_at = now;
+        }))
     }
 
     /// Deletes a subscription: it stops matching, its pending deliveries are
@@ -370,31 +401,32 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<bool> {
         let now = to_millis(now);
-        let mut tx = self.writer.begin().await?;
-        let deleted = sqlx::query(
-            "UPDATE subscriptions SET deleted_at = ?, enabled = 0, updated_at = ? \
-             WHERE id = ? AND tenant_id = ? AND sandbox = ? AND deleted_at IS NULL",
-        )
-        .bind(now)
-        .bind(now)
-        .bind(id.as_str())
-        .bind(tenant.as_str())
-        .bind(sandbox)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if deleted {
-            sqlx::query(
-                "UPDATE deliveries SET status = 'canceled', next_attempt_at = NULL, leased_until = NULL, \
-                 leased_by = NULL, updated_at = ? WHERE subscription_id = ? AND status = 'pending'",
+        with_pool!(self, writer, |pool, dialect| {
+            let mut tx = pool.begin().await?;
+            let deleted = sqlx::query(
+                "UPDATE subscriptions SET deleted_at = $1, enabled = FALSE, updated_at = $1 \
+                 WHERE id = $2 AND tenant_id = $3 AND sandbox = $4 AND deleted_at IS NULL",
             )
             .bind(now)
             .bind(id.as_str())
+            .bind(tenant.as_str())
+            .bind(sandbox)
             .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(deleted)
+            .await?
+            .rows_affected()
+                == 1;
+            if deleted {
+                sqlx::query(
+                    "UPDATE deliveries SET status = 'canceled', next_attempt_at = NULL, leased_until = NULL, \
+                     leased_by = NULL, updated_at = $1 WHERE subscription_id = $2 AND status = 'pending'",
+                )
+                .bind(now)
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(deleted)
+        })
     }
 }

@@ -2,13 +2,12 @@
 //! SHA-256 is stored, and a presented key is found by that hash and then
 //! compared in constant time.
 
-use crate::{Result, Store, StoreError};
+use crate::{with_pool, DbRow, Result, Store, StoreError};
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use signhook_core::auth::{generate_api_key, Environment};
 use signhook_core::ids::{ApiKeyId, TenantId, WorkspaceId};
 use signhook_core::time::to_millis;
-use sqlx::Row;
 use subtle::ConstantTimeEq;
 
 /// The name of the workspace every tenant starts with.
@@ -46,41 +45,42 @@ impl Store {
     pub async fn create_tenant(&self, name: &str, now: DateTime<Utc>) -> Result<CreatedTenant> {
         let tenant_id = TenantId::generate();
         let default_workspace_id = WorkspaceId::generate();
-        let (live_key, test_key) = {
-            let mut rng = rand_core_rng();
-            (
-                generate_api_key(Environment::Live, &mut rng),
-                generate_api_key(Environment::Test, &mut rng),
-            )
-        };
+        // Keys come from the operating system's CSPRNG.
+        let mut rng = rand::rngs::OsRng;
+        let live_key = generate_api_key(Environment::Live, &mut rng);
+        let test_key = generate_api_key(Environment::Test, &mut rng);
         let now = to_millis(now);
-        let mut tx = self.writer.begin().await?;
-        sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES (?, ?, ?)")
-            .bind(tenant_id.as_str())
-            .bind(name)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        for (env, key) in [(Environment::Live, &live_key), (Environment::Test, &test_key)] {
+        with_pool!(self, writer, |pool, dialect| {
+            let mut tx = pool.begin().await?;
+            sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
+                .bind(tenant_id.as_str())
+                .bind(name)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            for (env, key) in [(Environment::Live, &live_key), (Environment::Test, &test_key)] {
+                sqlx::query(
+                    "INSERT INTO api_keys (id, tenant_id, environment, key_hash, created_at) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(ApiKeyId::generate().as_str())
+                .bind(tenant_id.as_str())
+                .bind(env.as_str())
+                .bind(key_hash(key).as_slice())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
             sqlx::query(
-                "INSERT INTO api_keys (id, tenant_id, environment, key_hash, created_at) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO workspaces (id, tenant_id, name, is_default, created_at) VALUES ($1, $2, $3, TRUE, $4)",
             )
-            .bind(ApiKeyId::generate().as_str())
-            .bind(tenant_id.as_str())
-            .bind(env.as_str())
-            .bind(key_hash(key).as_slice())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        sqlx::query("INSERT INTO workspaces (id, tenant_id, name, is_default, created_at) VALUES (?, ?, ?, 1, ?)")
             .bind(default_workspace_id.as_str())
             .bind(tenant_id.as_str())
             .bind(DEFAULT_WORKSPACE_NAME)
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        tx.commit().await?;
+            tx.commit().await?;
+        });
         Ok(CreatedTenant {
             tenant_id,
             live_key,
@@ -96,30 +96,34 @@ impl Store {
             return Ok(None);
         };
         let hash = key_hash(key);
-        let row = sqlx::query(
-            "SELECT tenant_id, environment, key_hash FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL",
-        )
-        .bind(hash.as_slice())
-        .fetch_optional(&self.reader)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
+        let found = with_pool!(self, reader, |pool, dialect| {
+            let row = sqlx::query(
+                "SELECT tenant_id, environment, key_hash FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+            )
+            .bind(hash.as_slice())
+            .fetch_optional(pool)
+            .await?;
+            match row {
+                Some(row) => Some((
+                    row.text("tenant_id")?,
+                    row.text("environment")?,
+                    row.opt_bytes("key_hash")?,
+                )),
+                None => None,
+            }
+        });
+        let Some((tenant_id, stored_env, stored_hash)) = found else {
+            return Ok(None);
+        };
         // The index lookup already matched; compare again in constant time so
         // that the decision itself never depends on where bytes differ.
-        let stored: Vec<u8> = row.try_get("key_hash")?;
-        if !bool::from(stored.as_slice().ct_eq(hash.as_slice())) {
+        if !bool::from(stored_hash.unwrap_or_default().as_slice().ct_eq(hash.as_slice())) {
             return Ok(None);
         }
-        let stored_env: String = row.try_get("environment")?;
         if Environment::parse(&stored_env) != Some(environment) {
             return Ok(None);
         }
-        let tenant_id: String = row.try_get("tenant_id")?;
         let tenant_id = TenantId::parse(&tenant_id).map_err(StoreError::corrupt)?;
         Ok(Some(Principal { tenant_id, environment }))
     }
-}
-
-/// The random source for keys: the operating system's CSPRNG.
-fn rand_core_rng() -> impl rand::RngCore + rand::CryptoRng {
-    rand::rngs::OsRng
 }

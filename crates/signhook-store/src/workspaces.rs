@@ -1,12 +1,10 @@
 //! Workspaces: partitions of a tenant's documents. Every tenant has a
 //! default one; events without a workspace belong to it.
 
-use crate::{is_unique_violation, Result, Store, StoreError};
+use crate::{is_unique_violation, json_strings, with_pool, DbRow, Result, Store, StoreError};
 use chrono::{DateTime, Utc};
 use signhook_core::ids::{TenantId, WorkspaceId};
 use signhook_core::time::{from_millis, to_millis};
-use sqlx::sqlite::SqliteRow;
-use sqlx::Row;
 
 /// A workspace.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,13 +19,12 @@ pub struct Workspace {
     pub created_at: DateTime<Utc>,
 }
 
-fn workspace_from_row(row: &SqliteRow) -> Result<Workspace> {
-    let id: String = row.try_get("id")?;
+fn workspace_from_row(row: &impl DbRow) -> Result<Workspace> {
     Ok(Workspace {
-        id: WorkspaceId::parse(&id).map_err(StoreError::corrupt)?,
-        name: row.try_get("name")?,
-        is_default: row.try_get("is_default")?,
-        created_at: from_millis(row.try_get("created_at")?),
+        id: WorkspaceId::parse(&row.text("id")?).map_err(StoreError::corrupt)?,
+        name: row.text("name")?,
+        is_default: row.flag("is_default")?,
+        created_at: from_millis(row.int("created_at")?),
     })
 }
 
@@ -40,12 +37,15 @@ impl Store {
             is_default: false,
             created_at: now,
         };
-        sqlx::query("INSERT INTO workspaces (id, tenant_id, name, is_default, created_at) VALUES (?, ?, ?, 0, ?)")
+        with_pool!(self, writer, |pool, dialect| {
+            sqlx::query(
+                "INSERT INTO workspaces (id, tenant_id, name, is_default, created_at) VALUES ($1, $2, $3, FALSE, $4)",
+            )
             .bind(workspace.id.as_str())
             .bind(tenant.as_str())
             .bind(name)
             .bind(to_millis(now))
-            .execute(&self.writer)
+            .execute(pool)
             .await
             .map_err(|e| {
                 if is_unique_violation(&e) {
@@ -54,25 +54,32 @@ impl Store {
                     e.into()
                 }
             })?;
+        });
         Ok(workspace)
     }
 
     /// Every workspace of a tenant, oldest first.
     pub async fn list_workspaces(&self, tenant: &TenantId) -> Result<Vec<Workspace>> {
-        let rows =
-            sqlx::query("SELECT id, name, is_default, created_at FROM workspaces WHERE tenant_id = ? ORDER BY id")
+        with_pool!(self, reader, |pool, dialect| {
+            sqlx::query("SELECT id, name, is_default, created_at FROM workspaces WHERE tenant_id = $1 ORDER BY id")
                 .bind(tenant.as_str())
-                .fetch_all(&self.reader)
-                .await?;
-        rows.iter().map(workspace_from_row).collect()
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(workspace_from_row)
+                .collect()
+        })
     }
 
     /// The tenant's default workspace.
     pub async fn default_workspace(&self, tenant: &TenantId) -> Result<WorkspaceId> {
-        let id: String = sqlx::query_scalar("SELECT id FROM workspaces WHERE tenant_id = ? AND is_default = 1")
-            .bind(tenant.as_str())
-            .fetch_one(&self.reader)
-            .await?;
+        let id = with_pool!(self, reader, |pool, dialect| {
+            sqlx::query("SELECT id FROM workspaces WHERE tenant_id = $1 AND is_default = TRUE")
+                .bind(tenant.as_str())
+                .fetch_one(pool)
+                .await?
+                .text("id")?
+        });
         WorkspaceId::parse(&id).map_err(StoreError::corrupt)
     }
 
@@ -81,15 +88,21 @@ impl Store {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let wanted = serde_json::to_string(&ids.iter().map(WorkspaceId::as_str).collect::<Vec<_>>())
-            .map_err(StoreError::corrupt)?;
-        let found: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM workspaces WHERE tenant_id = ? AND id IN (SELECT value FROM json_each(?))",
-        )
-        .bind(tenant.as_str())
-        .bind(wanted)
-        .fetch_all(&self.reader)
-        .await?;
+        let wanted = json_strings(ids.iter().map(WorkspaceId::as_str));
+        let found: Vec<String> = with_pool!(self, reader, |pool, dialect| {
+            let sql = format!(
+                "SELECT id FROM workspaces WHERE tenant_id = $1 AND id IN ({})",
+                dialect.list_param(2)
+            );
+            sqlx::query(&sql)
+                .bind(tenant.as_str())
+                .bind(&wanted)
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(|row| row.text("id"))
+                .collect::<Result<_>>()?
+        });
         Ok(ids
             .iter()
             .filter(|id| !found.iter().any(|f| f == id.as_str()))

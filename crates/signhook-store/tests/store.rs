@@ -11,15 +11,26 @@ use signhook_store::events::NewEvent;
 use signhook_store::subscriptions::NewSubscription;
 use signhook_store::tenants::CreatedTenant;
 use signhook_store::Store;
+use signhook_testkit::{on_both_backends, Backend, PgServer};
 use signhook_verify::WebhookSecret;
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap()
 }
 
-async fn store() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_sqlite(dir.path()).await.unwrap();
+/// A fresh, migrated store; the guard keeps a SQLite file's directory alive.
+async fn store(backend: Backend) -> (Option<tempfile::TempDir>, Store) {
+    let (dir, store) = match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open_sqlite(dir.path()).await.unwrap();
+            (Some(dir), store)
+        }
+        Backend::Postgres => {
+            let url = PgServer::shared().create_database().await;
+            (None, Store::open_postgres(&url).await.unwrap())
+        }
+    };
     store.migrate().await.unwrap();
     (dir, store)
 }
@@ -90,9 +101,9 @@ fn succeeded(claim: &signhook_store::deliveries::ClaimedDelivery, at: DateTime<U
     }
 }
 
-#[tokio::test]
-async fn a_lease_holds_until_it_ends_then_the_delivery_is_claimable_again() {
-    let (_dir, store) = store().await;
+on_both_backends! {
+async fn a_lease_holds_until_it_ends_then_the_delivery_is_claimable_again(backend: Backend) {
+    let (_dir, store) = store(backend).await;
     let tenant = tenant_with_subscription(&store).await;
     publish(&store, &tenant, t0()).await;
     let lease = Duration::seconds(45);
@@ -150,9 +161,8 @@ async fn a_lease_holds_until_it_ends_then_the_delivery_is_claimable_again() {
     assert_eq!(store.next_due_at().await.unwrap(), None);
 }
 
-#[tokio::test]
-async fn a_released_claim_is_due_at_once() {
-    let (_dir, store) = store().await;
+async fn a_released_claim_is_due_at_once(backend: Backend) {
+    let (_dir, store) = store(backend).await;
     let tenant = tenant_with_subscription(&store).await;
     publish(&store, &tenant, t0()).await;
     let claims = store
@@ -169,9 +179,8 @@ async fn a_released_claim_is_due_at_once() {
     assert_eq!(again[0].attempt_number, 1, "a release is not an attempt");
 }
 
-#[tokio::test]
-async fn claims_come_oldest_due_first_in_batches() {
-    let (_dir, store) = store().await;
+async fn claims_come_oldest_due_first_in_batches(backend: Backend) {
+    let (_dir, store) = store(backend).await;
     let tenant = tenant_with_subscription(&store).await;
     for i in 0..5 {
         publish(&store, &tenant, t0() + Duration::milliseconds(i)).await;
@@ -193,9 +202,8 @@ async fn claims_come_oldest_due_first_in_batches() {
     assert_eq!(rest.len(), 2);
 }
 
-#[tokio::test]
-async fn a_publish_that_fails_leaves_nothing_behind() {
-    let (_dir, store) = store().await;
+async fn a_publish_that_fails_leaves_nothing_behind(backend: Backend) {
+    let (_dir, store) = store(backend).await;
     let tenant = tenant_with_subscription(&store).await;
     // A workspace that does not exist breaks the event's foreign key.
     let result = store
@@ -222,9 +230,8 @@ async fn a_publish_that_fails_leaves_nothing_behind() {
     assert_eq!(store.next_due_at().await.unwrap(), None);
 }
 
-#[tokio::test]
-async fn keys_authenticate_only_as_themselves() {
-    let (_dir, store) = store().await;
+async fn keys_authenticate_only_as_themselves(backend: Backend) {
+    let (_dir, store) = store(backend).await;
     let tenant = store.create_tenant("Acme", t0()).await.unwrap();
     let live = store.authenticate(&tenant.live_key).await.unwrap().unwrap();
     assert_eq!(live.tenant_id, tenant.tenant_id);
@@ -240,4 +247,18 @@ async fn keys_authenticate_only_as_themselves() {
     let mut tampered = tenant.live_key.clone();
     tampered.pop();
     assert!(store.authenticate(&tampered).await.unwrap().is_none());
+}
+}
+
+#[tokio::test]
+async fn both_backends_have_the_same_tables_and_columns() {
+    let (_dir, sqlite) = store(Backend::Sqlite).await;
+    let (_, postgres) = store(Backend::Postgres).await;
+    let sqlite_schema = sqlite.schema().await.unwrap();
+    assert!(sqlite_schema.len() > 40, "{sqlite_schema:?}");
+    assert_eq!(
+        sqlite_schema,
+        postgres.schema().await.unwrap(),
+        "the migrations of the two backends differ"
+    );
 }

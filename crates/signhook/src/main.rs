@@ -54,6 +54,18 @@ struct DataArgs {
     /// Where the SQLite database lives.
     #[arg(long, env = "SIGNHOOK_DATA_DIR", default_value = "./signhook-data")]
     data_dir: PathBuf,
+    /// `postgres://user:password@host/db` to use PostgreSQL instead of SQLite
+    /// (run several nodes on one database).
+    #[arg(long, env = "SIGNHOOK_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+}
+
+impl DataArgs {
+    async fn open_store(&self) -> anyhow::Result<signhook_store::Store> {
+        signhook_server::open_store(self.database_url.as_deref(), &self.data_dir)
+            .await
+            .context("opening the database")
+    }
 }
 
 #[derive(Debug, Args)]
@@ -105,6 +117,7 @@ fn parse_schedule(text: &str) -> Result<Schedule, signhook_core::duration::Durat
 impl ServeArgs {
     fn into_settings(self) -> Settings {
         let mut settings = Settings::new(self.data.data_dir);
+        settings.database_url = self.data.database_url;
         settings.listen = self.listen;
         settings.dev = self.dev;
         settings.retry_policy = RetryPolicy::new(self.retry_schedule.0, DEFAULT_JITTER);
@@ -151,12 +164,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(*args).await,
         Command::Migrate(data) => {
-            signhook_server::open_store(&data.data_dir)
-                .await
-                .context("migrating")?
-                .close()
-                .await;
-            tracing::info!(data_dir = %data.data_dir.display(), "migrations applied");
+            let store = data.open_store().await?;
+            tracing::info!(backend = store.backend_name(), "migrations applied");
+            store.close().await;
             Ok(())
         }
         Command::Admin {
@@ -167,9 +177,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 !name.is_empty() && name.chars().count() <= 200,
                 "--name must be 1 to 200 characters"
             );
-            let store = signhook_server::open_store(&data.data_dir)
-                .await
-                .context("opening the store")?;
+            let store = data.open_store().await?;
             let tenant = store
                 .create_tenant(name, SystemClock.now())
                 .await
@@ -200,12 +208,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     let data_dir = settings.data_dir.clone();
+    let postgres = settings.database_url.is_some();
     let app = Application::build(settings, Arc::new(SystemClock))
         .await
         .context("starting the server")?;
     let addr = app.local_addr();
     let public_url = public_url.map_or_else(|| format!("http://{addr}"), |u| u.to_string());
-    tracing::info!(%addr, %public_url, node_id = app.node_id(), data_dir = %data_dir.display(), "signhook is serving");
+    let database = if postgres {
+        "postgres".to_owned()
+    } else {
+        data_dir.display().to_string()
+    };
+    tracing::info!(%addr, %public_url, node_id = app.node_id(), %database, "signhook is serving");
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     app.run(shutdown).await.context("serving")?;

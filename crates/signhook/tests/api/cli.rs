@@ -82,7 +82,7 @@ fn the_committed_openapi_document_is_current() {
 
 #[tokio::test]
 async fn the_served_openapi_document_lists_every_route() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn(Backend::Sqlite).await;
     let response = app.client.get(app.url("/openapi.json")).send().await.unwrap();
     let (status, doc) = read(response).await;
     assert_eq!(status, 200);

@@ -4,17 +4,11 @@
 use crate::helpers::*;
 use serde_json::{json, Value};
 use std::collections::HashSet;
-use std::path::Path;
 
-fn tenant_key(data_dir: &Path) -> String {
-    let out = run_cli(&[
-        "admin",
-        "create-tenant",
-        "--name",
-        "Acme",
-        "--data-dir",
-        data_dir.to_str().unwrap(),
-    ]);
+fn tenant_key(db: &Database) -> String {
+    let mut args: Vec<String> = ["admin", "create-tenant", "--name", "Acme"].map(String::from).to_vec();
+    args.extend(db.cli_args());
+    let out = run_cli(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let tenant: Value = serde_json::from_slice(&out.stdout).unwrap();
     tenant["live_key"].as_str().unwrap().to_owned()
@@ -61,10 +55,10 @@ async fn wait_for_all(receiver: &Receiver, expected: &HashSet<String>) {
 
 const FAST: &[&str] = &["--dev", "--retry-schedule", "100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms"];
 
-#[tokio::test]
-async fn sigkill_with_the_receiver_down_loses_no_accepted_event() {
-    let dir = tempfile::tempdir().unwrap();
-    let key = tenant_key(dir.path());
+on_both_backends! {
+async fn sigkill_with_the_receiver_down_loses_no_accepted_event(backend: Backend) {
+    let db = Database::new(backend).await;
+    let key = tenant_key(&db);
     // Reserve a port for the receiver, then free it: nothing listens there yet.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -74,7 +68,7 @@ async fn sigkill_with_the_receiver_down_loses_no_accepted_event() {
     let mut args = FAST.to_vec();
     args.extend(["--request-timeout", "1s", "--delivery-lease", "2s"]);
 
-    let server = BinaryServer::start(dir.path(), &args);
+    let server = BinaryServer::start(&db, &args);
     call(
         &server,
         &key,
@@ -99,21 +93,20 @@ async fn sigkill_with_the_receiver_down_loses_no_accepted_event() {
         .await
         .expect("the reserved port is free again");
     let receiver = Receiver::on(listener, vec![], Reply::Status(200));
-    let _restarted = BinaryServer::start(dir.path(), &args);
+    let _restarted = BinaryServer::start(&db, &args);
     wait_for_all(&receiver, &accepted).await;
 }
 
-#[tokio::test]
-async fn sigkill_mid_send_is_sent_again_when_the_lease_ends() {
-    let dir = tempfile::tempdir().unwrap();
-    let key = tenant_key(dir.path());
+async fn sigkill_mid_send_is_sent_again_when_the_lease_ends(backend: Backend) {
+    let db = Database::new(backend).await;
+    let key = tenant_key(&db);
     // The first 10 requests hang (the server is killed while waiting on them);
     // everything after is answered.
     let receiver = Receiver::scripted(vec![Reply::Hang; 10], Reply::Status(200)).await;
     let mut args = FAST.to_vec();
     args.extend(["--request-timeout", "30s", "--delivery-lease", "2s"]);
 
-    let server = BinaryServer::start(dir.path(), &args);
+    let server = BinaryServer::start(&db, &args);
     call(&server, &key, "/v1/webhooks", json!({"url": receiver.url("/hook")})).await;
     let mut accepted = HashSet::new();
     for i in 0..10 {
@@ -129,7 +122,7 @@ async fn sigkill_mid_send_is_sent_again_when_the_lease_ends() {
     receiver.wait_for(10).await;
     server.kill9();
 
-    let _restarted = BinaryServer::start(dir.path(), &args);
+    let _restarted = BinaryServer::start(&db, &args);
     let received = receiver.wait_for(20).await;
     let answered: HashSet<String> = received[10..]
         .iter()
@@ -141,10 +134,9 @@ async fn sigkill_mid_send_is_sent_again_when_the_lease_ends() {
     );
 }
 
-#[tokio::test]
-async fn sigterm_releases_sends_in_flight_so_a_restart_sends_them_at_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let key = tenant_key(dir.path());
+async fn sigterm_releases_sends_in_flight_so_a_restart_sends_them_at_once(backend: Backend) {
+    let db = Database::new(backend).await;
+    let key = tenant_key(&db);
     let receiver = Receiver::scripted(vec![Reply::Hang; 5], Reply::Status(200)).await;
     // A lease far longer than the test's patience: only an explicit release
     // can make these deliveries due again in time.
@@ -158,7 +150,7 @@ async fn sigterm_releases_sends_in_flight_so_a_restart_sends_them_at_once() {
         "100ms",
     ]);
 
-    let server = BinaryServer::start(dir.path(), &args);
+    let server = BinaryServer::start(&db, &args);
     call(&server, &key, "/v1/webhooks", json!({"url": receiver.url("/hook")})).await;
     let mut accepted = HashSet::new();
     for i in 0..5 {
@@ -175,11 +167,12 @@ async fn sigterm_releases_sends_in_flight_so_a_restart_sends_them_at_once() {
     let status = server.terminate();
     assert!(status.success(), "a clean exit on SIGTERM: {status}");
 
-    let _restarted = BinaryServer::start(dir.path(), &args);
+    let _restarted = BinaryServer::start(&db, &args);
     let received = receiver.wait_for(10).await;
     let answered: HashSet<String> = received[5..]
         .iter()
         .map(|r| r.header("webhook-id").to_owned())
         .collect();
     assert_eq!(answered, accepted);
+}
 }

@@ -17,9 +17,9 @@ fn verify_standard(secret: &str, received: &Received) {
         .expect("signhook-verify verifies our delivery");
 }
 
-#[tokio::test]
-async fn a_delivery_is_signed_and_shaped_as_documented() {
-    let app = TestApp::spawn().await;
+on_both_backends! {
+async fn a_delivery_is_signed_and_shaped_as_documented(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let receiver = Receiver::start().await;
     let hook = app
         .create_webhook(
@@ -69,9 +69,8 @@ async fn a_delivery_is_signed_and_shaped_as_documented() {
     assert!(attempt["node_id"].as_str().unwrap().starts_with("node_"));
 }
 
-#[tokio::test]
-async fn the_hex_scheme_signs_the_body_with_the_secret_text() {
-    let app = TestApp::spawn().await;
+async fn the_hex_scheme_signs_the_body_with_the_secret_text(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let receiver = Receiver::start().await;
     let hook = app
         .create_webhook(&receiver.url("/"), json!({"signature_scheme": "hmac-sha256-hex"}))
@@ -89,9 +88,8 @@ async fn the_hex_scheme_signs_the_body_with_the_secret_text() {
     assert_eq!(received.header("webhook-id"), received.json()["id"]);
 }
 
-#[tokio::test]
-async fn failures_are_retried_with_the_same_webhook_id_until_success() {
-    let app = TestApp::spawn().await;
+async fn failures_are_retried_with_the_same_webhook_id_until_success(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let receiver = Receiver::scripted(
         vec![Reply::Status(500), Reply::Status(503), Reply::Status(404)],
         Reply::Status(204),
@@ -123,9 +121,8 @@ async fn failures_are_retried_with_the_same_webhook_id_until_success() {
     assert_eq!(receiver.received().len(), 4, "nothing more after success");
 }
 
-#[tokio::test]
-async fn without_auto_retry_one_failure_is_final() {
-    let app = TestApp::spawn().await;
+async fn without_auto_retry_one_failure_is_final(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let receiver = Receiver::scripted(vec![], Reply::Status(500)).await;
     let hook = app
         .create_webhook(&receiver.url("/"), json!({"auto_retry": false}))
@@ -139,9 +136,8 @@ async fn without_auto_retry_one_failure_is_final() {
     assert_eq!(receiver.received().len(), 1);
 }
 
-#[tokio::test]
-async fn an_exhausted_schedule_dead_letters_the_delivery() {
-    let app = TestApp::spawn().await;
+async fn an_exhausted_schedule_dead_letters_the_delivery(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let receiver = Receiver::scripted(vec![], Reply::Status(500)).await;
     let hook = app.create_webhook(&receiver.url("/"), json!({})).await;
     let hook_id = hook["id"].as_str().unwrap();
@@ -157,9 +153,8 @@ async fn an_exhausted_schedule_dead_letters_the_delivery() {
     assert!(app.deliveries(hook_id, Some("succeeded")).await.is_empty());
 }
 
-#[tokio::test]
-async fn an_unreachable_endpoint_is_recorded_as_connect() {
-    let app = TestApp::spawn().await;
+async fn an_unreachable_endpoint_is_recorded_as_connect(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     // A port that was free a moment ago: nothing listens there.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -179,9 +174,8 @@ async fn an_unreachable_endpoint_is_recorded_as_connect() {
     assert!(attempt["error_message"].as_str().unwrap().len() > 5);
 }
 
-#[tokio::test]
-async fn the_test_event_is_signed_like_a_real_one() {
-    let app = TestApp::spawn().await;
+async fn the_test_event_is_signed_like_a_real_one(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let receiver = Receiver::start().await;
     // It goes out even though the subscription listens to something else.
     let hook = app
@@ -199,9 +193,8 @@ async fn the_test_event_is_signed_like_a_real_one() {
     assert_eq!(settled["status"], "succeeded");
 }
 
-#[tokio::test]
-async fn a_rotated_secret_signs_beside_the_new_one() {
-    let app = TestApp::spawn().await;
+async fn a_rotated_secret_signs_beside_the_new_one(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let receiver = Receiver::start().await;
     let hook = app.create_webhook(&receiver.url("/"), json!({})).await;
     let hook_id = hook["id"].as_str().unwrap();
@@ -223,9 +216,8 @@ async fn a_rotated_secret_signs_beside_the_new_one() {
     verify_standard(new_secret, &received);
 }
 
-#[tokio::test]
-async fn graceful_stop_finishes_what_is_in_flight() {
-    let app = TestApp::spawn().await;
+async fn graceful_stop_finishes_what_is_in_flight(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let receiver = Receiver::start().await;
     let hook = app.create_webhook(&receiver.url("/"), json!({})).await;
     for _ in 0..20 {
@@ -233,9 +225,9 @@ async fn graceful_stop_finishes_what_is_in_flight() {
     }
     receiver.wait_for(20).await;
     let hook_id = hook["id"].as_str().unwrap().to_owned();
-    let data_dir = app.stop().await;
+    let db = app.stop().await;
     // Every result was recorded before the process let go of the store.
-    let store = signhook_server::open_store(data_dir.path()).await.unwrap();
+    let store = db.open_store().await;
     let sub_id = signhook_core::ids::SubscriptionId::parse(&hook_id).unwrap();
     let succeeded = signhook_core::delivery::DeliveryStatus::Succeeded;
     let page = store
@@ -244,4 +236,5 @@ async fn graceful_stop_finishes_what_is_in_flight() {
         .unwrap();
     assert_eq!(page.items.len(), 20);
     store.close().await;
+}
 }

@@ -49,9 +49,9 @@ fn assert_error(status: StatusCode, body: &Value, expected: StatusCode, code: &s
     }
 }
 
-#[tokio::test]
-async fn bad_webhooks_are_refused_field_by_field_and_write_nothing() {
-    let app = TestApp::spawn().await;
+on_both_backends! {
+async fn bad_webhooks_are_refused_field_by_field_and_write_nothing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let cases: Vec<(Value, &str, &str)> = vec![
         (json!({}), "url", "missing field"),
         (json!({"url": "not a url"}), "url", "not a valid URL"),
@@ -132,9 +132,8 @@ async fn bad_webhooks_are_refused_field_by_field_and_write_nothing() {
     assert_eq!(webhook_count(&app).await, 0);
 }
 
-#[tokio::test]
-async fn unknown_event_types_list_the_valid_ones() {
-    let app = TestApp::spawn().await;
+async fn unknown_event_types_list_the_valid_ones(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let (status, err) = app
         .post(
             "/v1/webhooks",
@@ -180,9 +179,8 @@ async fn unknown_event_types_list_the_valid_ones() {
     assert_eq!(event_count(&app).await, 0);
 }
 
-#[tokio::test]
-async fn bad_events_are_refused_and_write_nothing() {
-    let app = TestApp::spawn().await;
+async fn bad_events_are_refused_and_write_nothing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let other = app.other_tenant().await;
     let (_, other_ws) = app
         .request(reqwest::Method::GET, "/v1/workspaces", &other.live_key, None)
@@ -215,9 +213,8 @@ async fn bad_events_are_refused_and_write_nothing() {
     assert_eq!(event_count(&app).await, 0);
 }
 
-#[tokio::test]
-async fn malformed_json_oversized_bodies_and_wrong_media_types() {
-    let app = TestApp::spawn().await;
+async fn malformed_json_oversized_bodies_and_wrong_media_types(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let (status, err) = raw(&app, "/v1/webhooks", "application/json", b"{\"url\": ".to_vec()).await;
     assert_error(status, &err, StatusCode::BAD_REQUEST, "malformed_json", None);
     let (status, err) = raw(&app, "/v1/events", "application/json", b"{not json}".to_vec()).await;
@@ -240,9 +237,8 @@ async fn malformed_json_oversized_bodies_and_wrong_media_types() {
     assert_eq!(event_count(&app).await, 0);
 }
 
-#[tokio::test]
-async fn missing_or_wrong_keys_are_401() {
-    let app = TestApp::spawn().await;
+async fn missing_or_wrong_keys_are_401(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let response = app.client.get(app.url("/v1/webhooks")).send().await.unwrap();
     let (status, err) = read(response).await;
     assert_error(status, &err, StatusCode::UNAUTHORIZED, "unauthorized", None);
@@ -264,9 +260,8 @@ async fn missing_or_wrong_keys_are_401() {
     assert_eq!(response.status(), 401);
 }
 
-#[tokio::test]
-async fn unknown_ids_routes_and_methods() {
-    let app = TestApp::spawn().await;
+async fn unknown_ids_routes_and_methods(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let (status, err) = app.get("/v1/webhooks/wh_00000000000000000000000000000000").await;
     assert_error(status, &err, StatusCode::NOT_FOUND, "not_found", None);
     let (status, err) = app.get("/v1/webhooks/garbage").await;
@@ -281,9 +276,8 @@ async fn unknown_ids_routes_and_methods() {
     assert_error(status, &err, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", None);
 }
 
-#[tokio::test]
-async fn bad_query_parameters_name_the_parameter() {
-    let app = TestApp::spawn().await;
+async fn bad_query_parameters_name_the_parameter(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let hook = app.create_webhook("https://x.example.com/", json!({})).await;
     let id = hook["id"].as_str().unwrap();
     for (path, field) in [
@@ -306,11 +300,10 @@ async fn bad_query_parameters_name_the_parameter() {
     }
 }
 
-#[tokio::test]
-async fn http_endpoints_need_dev_mode() {
+async fn http_endpoints_need_dev_mode(backend: Backend) {
     let app = TestApp::spawn_with(Options {
         dev: false,
-        ..Options::default()
+        ..Options::on(backend)
     })
     .await;
     let (status, err) = app
@@ -341,9 +334,8 @@ async fn http_endpoints_need_dev_mode() {
     assert_eq!(webhook_count(&app).await, 1);
 }
 
-#[tokio::test]
-async fn a_failed_patch_changes_nothing() {
-    let app = TestApp::spawn().await;
+async fn a_failed_patch_changes_nothing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let created = app
         .create_webhook("https://crm.example.com/", json!({"description": "before"}))
         .await;
@@ -366,4 +358,5 @@ async fn a_failed_patch_changes_nothing() {
     let (_, got) = app.get(&format!("/v1/webhooks/{id}")).await;
     assert_eq!(got["description"], "before");
     assert_eq!(got["updated_at"], created["updated_at"]);
+}
 }

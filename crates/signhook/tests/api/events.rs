@@ -30,9 +30,9 @@ async fn reached(app: &TestApp, hooks: &[(&str, &Value)], event: Value, key: &st
     names
 }
 
-#[tokio::test]
-async fn each_filter_decides_who_gets_an_event() {
-    let app = TestApp::spawn().await;
+on_both_backends! {
+async fn each_filter_decides_who_gets_an_event(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let (_, sales) = app.post("/v1/workspaces", json!({"name": "Sales"})).await;
     let sales = sales["id"].as_str().unwrap();
     let url = "https://crm.example.com/";
@@ -116,9 +116,8 @@ async fn each_filter_decides_who_gets_an_event() {
     );
 }
 
-#[tokio::test]
-async fn disabled_subscriptions_keep_canceled_deliveries() {
-    let app = TestApp::spawn().await;
+async fn disabled_subscriptions_keep_canceled_deliveries(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let hook = app
         .create_webhook("https://crm.example.com/", json!({"enabled": false}))
         .await;
@@ -128,9 +127,8 @@ async fn disabled_subscriptions_keep_canceled_deliveries() {
     assert_eq!(delivery["status"], "canceled");
 }
 
-#[tokio::test]
-async fn publish_returns_the_event_and_it_reads_back() {
-    let app = TestApp::spawn().await;
+async fn publish_returns_the_event_and_it_reads_back(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let data = json!({"signature_request": {"id": "sr_1", "name": "MSA"}, "note": "ünïcødé"});
     let event = app.publish("signature_request.activated", data.clone()).await;
     let id = event["id"].as_str().unwrap();
@@ -161,9 +159,8 @@ async fn publish_returns_the_event_and_it_reads_back() {
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
-#[tokio::test]
-async fn idempotency_key_returns_the_same_event_once() {
-    let app = TestApp::spawn().await;
+async fn idempotency_key_returns_the_same_event_once(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let receiver = Receiver::start().await;
     let hook = app.create_webhook(&receiver.url("/"), json!({})).await;
     let body = json!({"type": "signer.done", "data": {"n": 1}});
@@ -192,9 +189,8 @@ async fn idempotency_key_returns_the_same_event_once() {
     assert_eq!(app.deliveries(hook["id"].as_str().unwrap(), None).await.len(), 1);
 }
 
-#[tokio::test]
-async fn the_feed_pages_in_order_by_cursor_and_type() {
-    let app = TestApp::spawn().await;
+async fn the_feed_pages_in_order_by_cursor_and_type(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let mut ids = Vec::new();
     for i in 0..7 {
         let event_type = if i % 2 == 0 { "signer.done" } else { "signer.notified" };
@@ -240,4 +236,5 @@ async fn the_feed_pages_in_order_by_cursor_and_type() {
         .unwrap()
         .iter()
         .all(|e| e["type"] == "signer.done"));
+}
 }

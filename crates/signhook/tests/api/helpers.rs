@@ -10,10 +10,12 @@ use serde_json::{json, Value};
 use signhook_core::retry::RetryPolicy;
 use signhook_core::time::SystemClock;
 use signhook_server::{Application, Settings};
+pub use signhook_testkit::{on_both_backends, Backend, PgServer};
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -38,10 +40,55 @@ pub struct Tenant {
     pub test_key: String,
 }
 
+/// A fresh database of either backend: a SQLite file in a temp dir, or a new
+/// database on the shared test PostgreSQL.
+pub struct Database {
+    pub dir: tempfile::TempDir,
+    pub url: Option<String>,
+}
+
+impl Database {
+    pub async fn new(backend: Backend) -> Self {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let url = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(PgServer::shared().create_database().await),
+        };
+        Self { dir, url }
+    }
+
+    pub async fn open_store(&self) -> signhook_store::Store {
+        signhook_server::open_store(self.url.as_deref(), self.dir.path())
+            .await
+            .expect("the store opens")
+    }
+
+    /// `--data-dir DIR` and, on PostgreSQL, `--database-url URL`.
+    pub fn cli_args(&self) -> Vec<String> {
+        let mut args = vec!["--data-dir".to_owned(), self.dir.path().display().to_string()];
+        if let Some(url) = &self.url {
+            args.extend(["--database-url".to_owned(), url.clone()]);
+        }
+        args
+    }
+
+    /// Creates a tenant the way `signhook admin create-tenant` does.
+    pub async fn create_tenant(&self, name: &str) -> Tenant {
+        let store = self.open_store().await;
+        let created = store.create_tenant(name, chrono::Utc::now()).await.expect("a tenant");
+        store.close().await;
+        Tenant {
+            id: created.tenant_id.to_string(),
+            live_key: created.live_key,
+            test_key: created.test_key,
+        }
+    }
+}
+
 /// The real server, in-process, on a random port and its own database.
 pub struct TestApp {
     pub addr: SocketAddr,
-    pub data_dir: tempfile::TempDir,
+    pub db: Database,
     pub client: reqwest::Client,
     pub tenant: Tenant,
     shutdown: CancellationToken,
@@ -50,14 +97,16 @@ pub struct TestApp {
 
 /// Options for [`TestApp::spawn_with`].
 pub struct Options {
+    pub backend: Backend,
     pub dev: bool,
     pub retry_policy: RetryPolicy,
     pub request_timeout: Duration,
 }
 
-impl Default for Options {
-    fn default() -> Self {
+impl Options {
+    pub fn on(backend: Backend) -> Self {
         Self {
+            backend,
             dev: true,
             retry_policy: fast_schedule(),
             request_timeout: Duration::from_secs(5),
@@ -68,14 +117,15 @@ impl Default for Options {
 impl TestApp {
     /// The server in `--dev` mode (tests' receivers are http://127.0.0.1)
     /// with a millisecond retry schedule.
-    pub async fn spawn() -> Self {
-        Self::spawn_with(Options::default()).await
+    pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(Options::on(backend)).await
     }
 
     pub async fn spawn_with(options: Options) -> Self {
-        let data_dir = tempfile::tempdir().expect("a temp dir");
-        let tenant = create_tenant(data_dir.path(), "Acme").await;
-        let mut settings = Settings::new(data_dir.path().to_owned());
+        let db = Database::new(options.backend).await;
+        let tenant = db.create_tenant("Acme").await;
+        let mut settings = Settings::new(db.dir.path().to_owned());
+        settings.database_url = db.url.clone();
         settings.listen = "127.0.0.1:0".parse().unwrap();
         settings.dev = options.dev;
         settings.retry_policy = options.retry_policy;
@@ -89,7 +139,7 @@ impl TestApp {
         let task = tokio::spawn(async move { app.run(token).await.expect("the server runs and stops cleanly") });
         Self {
             addr,
-            data_dir,
+            db,
             client: reqwest::Client::new(),
             tenant,
             shutdown,
@@ -103,7 +153,7 @@ impl TestApp {
 
     /// Another tenant on the same server.
     pub async fn other_tenant(&self) -> Tenant {
-        create_tenant(self.data_dir.path(), "Other").await
+        self.db.create_tenant("Other").await
     }
 
     pub async fn request(
@@ -194,14 +244,18 @@ impl TestApp {
         deliveries[0].clone()
     }
 
-    /// Stops the server the way SIGTERM would; hands back its data
-    /// directory for inspection.
-    pub async fn stop(mut self) -> tempfile::TempDir {
+    /// Stops the server the way SIGTERM would; hands back its database for
+    /// inspection.
+    pub async fn stop(mut self) -> Database {
         self.shutdown.cancel();
         if let Some(task) = self.task.take() {
             task.await.expect("the server task ends without panicking");
         }
-        std::mem::replace(&mut self.data_dir, tempfile::tempdir().expect("a temp dir"))
+        let placeholder = Database {
+            dir: tempfile::tempdir().expect("a temp dir"),
+            url: None,
+        };
+        std::mem::replace(&mut self.db, placeholder)
     }
 }
 
@@ -227,18 +281,6 @@ pub fn merge(target: &mut Value, extra: Value) {
         for (k, v) in extra {
             target.insert(k, v);
         }
-    }
-}
-
-/// Creates a tenant the way `signhook admin create-tenant` does.
-pub async fn create_tenant(data_dir: &Path, name: &str) -> Tenant {
-    let store = signhook_server::open_store(data_dir).await.expect("the store opens");
-    let created = store.create_tenant(name, chrono::Utc::now()).await.expect("a tenant");
-    store.close().await;
-    Tenant {
-        id: created.tenant_id.to_string(),
-        live_key: created.live_key,
-        test_key: created.test_key,
     }
 }
 
@@ -366,13 +408,13 @@ pub struct BinaryServer {
 }
 
 impl BinaryServer {
-    /// Runs `signhook serve --listen 127.0.0.1:0 --data-dir DIR ARGS…` and
-    /// waits until it says where it listens.
-    pub fn start(data_dir: &Path, args: &[&str]) -> Self {
+    /// Runs `signhook serve --listen 127.0.0.1:0 DATABASE ARGS…` and waits
+    /// until it says where it listens.
+    pub fn start(db: &Database, args: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_signhook"))
             .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(db.cli_args())
             .args(args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())

@@ -5,9 +5,9 @@ use crate::helpers::*;
 use axum::http::StatusCode;
 use serde_json::json;
 
-#[tokio::test]
-async fn create_with_every_attribute_then_read_it_back() {
-    let app = TestApp::spawn().await;
+on_both_backends! {
+async fn create_with_every_attribute_then_read_it_back(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let (_, workspace) = app.post("/v1/workspaces", json!({"name": "Sales"})).await;
     let ws = workspace["id"].as_str().unwrap();
     let created = app
@@ -54,9 +54,8 @@ async fn create_with_every_attribute_then_read_it_back() {
     assert_eq!(revealed["secret"], secret);
 }
 
-#[tokio::test]
-async fn defaults_are_everything_enabled_retrying_standard() {
-    let app = TestApp::spawn().await;
+async fn defaults_are_everything_enabled_retrying_standard(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let created = app.create_webhook("https://crm.example.com/hooks", json!({})).await;
     assert_eq!(created["subscribed_events"], json!(["*"]));
     assert_eq!(created["scopes"], json!(["*"]));
@@ -67,9 +66,8 @@ async fn defaults_are_everything_enabled_retrying_standard() {
     assert_eq!(created["description"], "");
 }
 
-#[tokio::test]
-async fn patch_changes_only_what_is_given_and_reenables() {
-    let app = TestApp::spawn().await;
+async fn patch_changes_only_what_is_given_and_reenables(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let created = app
         .create_webhook("https://a.example.com/", json!({"description": "one"}))
         .await;
@@ -99,9 +97,8 @@ async fn patch_changes_only_what_is_given_and_reenables() {
     assert_eq!(patched["subscribed_events"], json!(["signer.done"]));
 }
 
-#[tokio::test]
-async fn list_pages_with_a_cursor() {
-    let app = TestApp::spawn().await;
+async fn list_pages_with_a_cursor(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let mut ids = Vec::new();
     for i in 0..5 {
         let created = app
@@ -133,9 +130,8 @@ async fn list_pages_with_a_cursor() {
     assert_eq!(seen, ids);
 }
 
-#[tokio::test]
-async fn delete_hides_it_and_cancels_pending_deliveries() {
-    let app = TestApp::spawn().await;
+async fn delete_hides_it_and_cancels_pending_deliveries(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     // A receiver that never answers keeps the delivery pending.
     let receiver = Receiver::scripted(vec![], Reply::Hang).await;
     let created = app.create_webhook(&receiver.url("/"), json!({})).await;
@@ -152,9 +148,8 @@ async fn delete_hides_it_and_cancels_pending_deliveries() {
     assert_eq!(settled["status"], "canceled", "{settled}");
 }
 
-#[tokio::test]
-async fn another_tenants_webhook_is_404_everywhere() {
-    let app = TestApp::spawn().await;
+async fn another_tenants_webhook_is_404_everywhere(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let created = app.create_webhook("https://crm.example.com/", json!({})).await;
     let id = created["id"].as_str().unwrap();
     let other = app.other_tenant().await;
@@ -194,9 +189,8 @@ async fn another_tenants_webhook_is_404_everywhere() {
     assert_eq!(got["enabled"], true);
 }
 
-#[tokio::test]
-async fn test_key_makes_sandbox_subscriptions_only() {
-    let app = TestApp::spawn().await;
+async fn test_key_makes_sandbox_subscriptions_only(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let (status, created) = app
         .request(
             reqwest::Method::POST,
@@ -225,9 +219,8 @@ async fn test_key_makes_sandbox_subscriptions_only() {
     );
 }
 
-#[tokio::test]
-async fn workspaces_are_created_listed_and_unique() {
-    let app = TestApp::spawn().await;
+async fn workspaces_are_created_listed_and_unique(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let (_, list) = app.get("/v1/workspaces").await;
     let list = list["data"].as_array().unwrap().clone();
     assert_eq!(list.len(), 1);
@@ -257,9 +250,8 @@ async fn workspaces_are_created_listed_and_unique() {
     assert_eq!(err["error"]["field"], "workspaces");
 }
 
-#[tokio::test]
-async fn event_types_are_served_with_examples() {
-    let app = TestApp::spawn().await;
+async fn event_types_are_served_with_examples(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let (status, body) = app.get("/v1/event_types").await;
     assert_eq!(status, StatusCode::OK);
     let types = body["data"].as_array().unwrap();
@@ -271,4 +263,5 @@ async fn event_types_are_served_with_examples() {
     assert!(done["description"].as_str().unwrap().len() > 10);
     assert_eq!(done["example"]["type"], "signature_request.done");
     assert!(done["example"]["data"]["links"]["signed_pdf"]["url"].is_string());
+}
 }

@@ -1,0 +1,333 @@
+//! Test-only helpers shared by the store and API suites.
+//!
+//! - [`PgServer`]: a real PostgreSQL, started by the tests themselves with the
+//!   machine's `initdb` and `pg_ctl` on a free port on 127.0.0.1, data in a
+//!   temp dir, run as the `postgres` user when the tests run as root.
+//!   [`PgServer::shared`] is one server per test process (each test gets its
+//!   own database in it); [`PgServer::start`] a private one a test may stop
+//!   and restart.
+//! - [`on_both_backends!`]: writes a test once and runs it on SQLite and on
+//!   PostgreSQL.
+//!
+//! There is no silent skip: without PostgreSQL's server binaries the
+//! PostgreSQL half of every test fails, saying what to install.
+#![deny(missing_docs)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+/// The backend a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file in a temp dir.
+    Sqlite,
+    /// A fresh database on the shared test PostgreSQL.
+    Postgres,
+}
+
+/// Writes each test once and runs it on both backends: every
+/// `async fn name(backend: Backend) { … }` becomes a module `name` with the
+/// tests `name::sqlite` and `name::postgres`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($(#[$meta:meta])* async fn $name:ident($backend:ident : Backend) $body:block)*) => {$(
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn run($backend: $crate::Backend) $body
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                run($crate::Backend::Sqlite).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                run($crate::Backend::Postgres).await
+            }
+        }
+    )*};
+}
+
+/// A PostgreSQL server run by the tests.
+#[derive(Debug)]
+pub struct PgServer {
+    bin_dir: PathBuf,
+    root: PathBuf,
+    port: u16,
+    as_postgres_user: bool,
+    // Removes the data directory when a private server is dropped.
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// The role the tests connect as.
+const SUPERUSER: &str = "signhook";
+
+impl PgServer {
+    /// The server shared by every test of this process, started on first
+    /// use. A watchdog stops it and removes its files when the process exits,
+    /// however it exits.
+    pub fn shared() -> &'static PgServer {
+        static SHARED: OnceLock<PgServer> = OnceLock::new();
+        SHARED.get_or_init(|| {
+            let mut server = PgServer::start();
+            let dir = server._dir.take().expect("a fresh server owns its directory").keep();
+            server.spawn_watchdog(&dir);
+            server
+        })
+    }
+
+    /// A private server, stopped and removed when dropped.
+    pub fn start() -> PgServer {
+        let bin_dir = find_bin_dir();
+        let as_postgres_user = running_as_root();
+        let dir = tempfile::Builder::new()
+            .prefix("signhook-pg-")
+            .tempdir()
+            .expect("a temp dir for PostgreSQL");
+        let root = dir.path().to_owned();
+        if as_postgres_user {
+            // initdb refuses to run as root; the postgres user owns the files.
+            run(
+                Command::new("chown").args(["-R", "postgres:postgres"]).arg(&root),
+                "chown",
+            );
+        }
+        let mut server = PgServer {
+            bin_dir,
+            root,
+            port: 0,
+            as_postgres_user,
+            _dir: Some(dir),
+        };
+        let data = server.data_dir();
+        server.run_pg(
+            "initdb",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-U",
+                SUPERUSER,
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+        );
+        server.start_on_a_free_port();
+        server
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.root.join("data")
+    }
+
+    fn start_on_a_free_port(&mut self) {
+        for _ in 0..5 {
+            self.port = free_port();
+            if self.try_start() {
+                return;
+            }
+        }
+        panic!("PostgreSQL did not start; see {}", self.root.join("log").display());
+    }
+
+    fn try_start(&self) -> bool {
+        let options = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c synchronous_commit=off -c max_connections=300",
+            self.port,
+            self.root.display()
+        );
+        let log = self.root.join("log");
+        let data = self.data_dir();
+        self.pg_command(
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-l",
+                log.to_str().unwrap(),
+                "-o",
+                &options,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+    }
+
+    /// Stops the server (fast shutdown: connections are cut).
+    pub fn stop(&self) {
+        let data = self.data_dir();
+        self.run_pg("pg_ctl", &["-D", data.to_str().unwrap(), "-m", "fast", "-w", "stop"]);
+    }
+
+    /// Starts a stopped server again on the same port.
+    pub fn restart(&self) {
+        assert!(
+            self.try_start(),
+            "PostgreSQL did not restart; see {}",
+            self.root.join("log").display()
+        );
+    }
+
+    /// The port it listens on, on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The URL of database `name`.
+    pub fn url(&self, name: &str) -> String {
+        format!("postgres://{SUPERUSER}@127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// Creates a fresh, empty database and returns its URL.
+    pub async fn create_database(&self) -> String {
+        use sqlx::Connection;
+        let name = format!("t_{}", uuid::Uuid::now_v7().simple());
+        let mut conn = sqlx::PgConnection::connect(&self.url("postgres"))
+            .await
+            .expect("the test PostgreSQL answers");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("CREATE DATABASE");
+        conn.close().await.ok();
+        self.url(&name)
+    }
+
+    /// Runs `psql` with `sql` on the database at `url` and returns its
+    /// unaligned, tuples-only output.
+    pub fn psql(&self, url: &str, sql: &str) -> String {
+        let out = Command::new(self.bin_dir.join("psql"))
+            .args(["-X", "-A", "-t", "-d", url, "-c", sql])
+            .output()
+            .expect("psql runs");
+        assert!(
+            out.status.success(),
+            "psql failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("psql prints UTF-8")
+    }
+
+    fn pg_command(&self, tool: &str, args: &[&str]) -> Command {
+        let program = self.bin_dir.join(tool);
+        if self.as_postgres_user {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(program).args(args);
+            command
+        } else {
+            let mut command = Command::new(program);
+            command.args(args);
+            command
+        }
+    }
+
+    fn run_pg(&self, tool: &str, args: &[&str]) {
+        run(self.pg_command(tool, args).stdout(Stdio::null()), tool);
+    }
+
+    fn spawn_watchdog(&self, dir: &Path) {
+        let stop = self.pg_command(
+            "pg_ctl",
+            &["-D", self.data_dir().to_str().unwrap(), "-m", "immediate", "stop"],
+        );
+        let stop_line = std::iter::once(stop.get_program())
+            .chain(stop.get_args())
+            .map(|part| format!("'{}'", part.to_string_lossy()))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let script = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; {stop_line} >/dev/null 2>&1; rm -rf '{dir}'",
+            pid = std::process::id(),
+            dir = dir.display()
+        );
+        // Deliberately never waited for: it must outlive this process.
+        #[allow(clippy::zombie_processes)]
+        let _watchdog = Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the watchdog starts");
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        if self._dir.is_some() {
+            let data = self.data_dir();
+            let _ = self
+                .pg_command("pg_ctl", &["-D", data.to_str().unwrap(), "-m", "immediate", "stop"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+fn run(command: &mut Command, what: &str) {
+    let status = command.status().unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    assert!(status.success(), "{what} failed: {status}");
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("a free port")
+        .local_addr()
+        .expect("an address")
+        .port()
+}
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false)
+}
+
+/// Finds PostgreSQL's server binaries: `SIGNHOOK_TEST_PG_BIN`, else the
+/// newest `/usr/lib/postgresql/*/bin` (Debian's layout), else `pg_config
+/// --bindir`.
+fn find_bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("SIGNHOOK_TEST_PG_BIN") {
+        return PathBuf::from(dir);
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let version = entry.file_name().to_str()?.parse().ok()?;
+            let bin = entry.path().join("bin");
+            bin.join("initdb").exists().then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    if let Some((_, bin)) = versions.pop() {
+        return bin;
+    }
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
+        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if dir.join("initdb").exists() {
+            return dir;
+        }
+    }
+    panic!(
+        "PostgreSQL's server binaries (initdb, pg_ctl) were not found. Install them \
+         (`apt-get install -y postgresql-15` on Debian) or set SIGNHOOK_TEST_PG_BIN."
+    );
+}
