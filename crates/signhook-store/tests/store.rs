@@ -262,3 +262,24 @@ async fn both_backends_have_the_same_tables_and_columns() {
         "the migrations of the two backends differ"
     );
 }
+
+#[tokio::test]
+async fn a_publish_on_postgres_wakes_every_listening_node() {
+    let (_, store) = store(Backend::Postgres).await;
+    let tenant = tenant_with_subscription(&store).await;
+    let mut listener = store
+        .work_listener()
+        .await
+        .unwrap()
+        .expect("PostgreSQL announces publishes");
+    publish(&store, &tenant, t0()).await;
+    tokio::time::timeout(std::time::Duration::from_secs(60), listener.recv())
+        .await
+        .expect("the notification arrives")
+        .unwrap();
+    let (_dir, sqlite) = self::store(Backend::Sqlite).await;
+    assert!(
+        sqlite.work_listener().await.unwrap().is_none(),
+        "SQLite has no other nodes to hear from"
+    );
+}

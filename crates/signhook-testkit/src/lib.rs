@@ -193,8 +193,17 @@ impl PgServer {
 
     /// Creates a fresh, empty database and returns its URL.
     pub async fn create_database(&self) -> String {
+        self.create_database_named(&format!("t_{}", uuid::Uuid::now_v7().simple()))
+            .await
+    }
+
+    /// Creates database `name` (letters, digits, `_`) and returns its URL.
+    pub async fn create_database_named(&self, name: &str) -> String {
         use sqlx::Connection;
-        let name = format!("t_{}", uuid::Uuid::now_v7().simple());
+        assert!(
+            name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
+            "a plain database name"
+        );
         let mut conn = sqlx::PgConnection::connect(&self.url("postgres"))
             .await
             .expect("the test PostgreSQL answers");
@@ -203,7 +212,7 @@ impl PgServer {
             .await
             .expect("CREATE DATABASE");
         conn.close().await.ok();
-        self.url(&name)
+        self.url(name)
     }
 
     /// Runs `psql` with `sql` on the database at `url` and returns its

@@ -8,4 +8,5 @@ mod delivery;
 mod errors;
 mod events;
 mod helpers;
+mod multinode;
 mod webhooks;

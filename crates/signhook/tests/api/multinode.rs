@@ -1,0 +1,254 @@
+//! Several `signhook serve` nodes on one PostgreSQL: they share the work,
+//! never send a delivery twice while its lease holds, cover for a node that
+//! dies, and ride out a database restart.
+
+use crate::helpers::*;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+const EVENTS: usize = 5000;
+
+fn cli_tenant_key(db: &Database) -> String {
+    let mut args: Vec<String> = ["admin", "create-tenant", "--name", "Acme"].map(String::from).to_vec();
+    args.extend(db.cli_args());
+    let out = run_cli(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let tenant: Value = serde_json::from_slice(&out.stdout).unwrap();
+    tenant["live_key"].as_str().unwrap().to_owned()
+}
+
+async fn post(client: &reqwest::Client, url: String, key: &str, body: Value) -> (axum::http::StatusCode, Value) {
+    read(
+        client
+            .post(url)
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await
+            .expect("the node answers"),
+    )
+    .await
+}
+
+/// Publishes `count` events, alternating between `nodes`, 16 at a time;
+/// returns their ids.
+async fn publish_across(nodes: &[String], key: &str, count: usize) -> Vec<String> {
+    let client = reqwest::Client::new();
+    let mut ids = Vec::with_capacity(count);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..count {
+        let url = format!("{}/v1/events", nodes[i % nodes.len()]);
+        let (client, key) = (client.clone(), key.to_owned());
+        tasks.spawn(async move {
+            let (status, event) = post(&client, url, &key, json!({"type": "signer.done", "data": {"i": i}})).await;
+            assert_eq!(status, 201, "{event}");
+            event["id"].as_str().unwrap().to_owned()
+        });
+        if tasks.len() >= 16 {
+            ids.push(tasks.join_next().await.unwrap().unwrap());
+        }
+    }
+    while let Some(id) = tasks.join_next().await {
+        ids.push(id.unwrap());
+    }
+    ids
+}
+
+/// Publishes `count` events round-robin over `nodes`, 16 at a time, the way
+/// a client behind a load balancer does: a node that does not answer is
+/// skipped for the next one. Returns the ids of the acknowledged events.
+async fn publish_with_failover(nodes: Vec<String>, key: String, count: usize) -> Vec<String> {
+    let client = reqwest::Client::new();
+    let nodes = Arc::new(nodes);
+    let mut ids = Vec::with_capacity(count);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..count {
+        let (client, key, nodes) = (client.clone(), key.clone(), nodes.clone());
+        tasks.spawn(async move {
+            for attempt in 0..nodes.len() {
+                let url = format!("{}/v1/events", nodes[(i + attempt) % nodes.len()]);
+                let body = json!({"type": "signer.done", "data": {"i": i}});
+                let Ok(response) = client.post(url).bearer_auth(&key).json(&body).send().await else {
+                    continue; // that node is gone; try the next
+                };
+                let (status, event) = read(response).await;
+                assert_eq!(status, 201, "{event}");
+                return event["id"].as_str().unwrap().to_owned();
+            }
+            panic!("no node took event {i}");
+        });
+        if tasks.len() >= 16 {
+            ids.push(tasks.join_next().await.unwrap().unwrap());
+        }
+    }
+    while let Some(id) = tasks.join_next().await {
+        ids.push(id.unwrap());
+    }
+    ids
+}
+
+/// How many times each `webhook-id` arrived.
+fn arrivals(receiver: &Receiver) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for request in receiver.received() {
+        *counts.entry(request.header("webhook-id").to_owned()).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// Attempts per node, read straight from the database.
+fn attempts_by_node(db: &Database) -> HashMap<String, u64> {
+    let out = PgServer::shared().psql(
+        db.url.as_ref().unwrap(),
+        "SELECT node_id, count(*) FROM attempts GROUP BY node_id",
+    );
+    out.lines()
+        .filter_map(|line| line.split_once('|'))
+        .map(|(node, n)| (node.to_owned(), n.trim().parse().unwrap()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_share_the_work_and_send_nothing_twice() {
+    let db = Database::new(Backend::Postgres).await;
+    let key = cli_tenant_key(&db);
+    let receiver = Receiver::start().await;
+    let a = BinaryServer::start(&db, &["--dev", "--node-id", "node_a"]);
+    let b = BinaryServer::start(&db, &["--dev", "--node-id", "node_b"]);
+    let (status, hook) = post(
+        &reqwest::Client::new(),
+        a.url("/v1/webhooks"),
+        &key,
+        json!({"url": receiver.url("/hook")}),
+    )
+    .await;
+    assert_eq!(status, 201, "{hook}");
+
+    let ids = publish_across(&[a.url(""), b.url("")], &key, EVENTS).await;
+    receiver.wait_for(EVENTS).await;
+    let counts = arrivals(&receiver);
+    assert!(ids.iter().all(|id| counts.contains_key(id)), "every event arrived");
+    let duplicates: usize = counts.values().map(|n| n - 1).sum();
+    assert_eq!(duplicates, 0, "no delivery was sent twice while its lease held");
+
+    let by_node = attempts_by_node(&db);
+    println!("attempts by node: {by_node:?}");
+    assert_eq!(by_node.values().sum::<u64>(), EVENTS as u64);
+    assert!(by_node.get("node_a").is_some_and(|n| *n > 0), "{by_node:?}");
+    assert!(by_node.get("node_b").is_some_and(|n| *n > 0), "{by_node:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_a_node_is_killed_the_other_delivers_its_share() {
+    let db = Database::new(Backend::Postgres).await;
+    let key = cli_tenant_key(&db);
+    // The first requests hang, so node a surely dies with sends in flight.
+    let receiver = Receiver::scripted(vec![Reply::Hang; 20], Reply::Status(200)).await;
+    // A short lease, so the survivor takes over the dead node's claims soon.
+    let args = ["--dev", "--delivery-lease", "2s", "--request-timeout", "1s"];
+    let a = BinaryServer::start(&db, &[&args[..], &["--node-id", "node_a"]].concat());
+    let b = BinaryServer::start(&db, &[&args[..], &["--node-id", "node_b"]].concat());
+    let (status, _) = post(
+        &reqwest::Client::new(),
+        a.url("/v1/webhooks"),
+        &key,
+        json!({"url": receiver.url("/hook")}),
+    )
+    .await;
+    assert_eq!(status, 201);
+
+    // Publish across both nodes; a quarter of the way in, node a dies.
+    let publishing = tokio::spawn(publish_with_failover(vec![a.url(""), b.url("")], key.clone(), EVENTS));
+    receiver.wait_for(EVENTS / 4).await;
+    a.kill9();
+    let everything = publishing.await.expect("every event is acknowledged by a live node");
+    assert_eq!(everything.len(), EVENTS);
+
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let counts = arrivals(&receiver);
+        if everything.iter().all(|id| counts.contains_key(id)) {
+            let duplicates: usize = counts.values().map(|n| n - 1).sum();
+            // Only deliveries the dead node had in flight may arrive twice.
+            println!("duplicates after killing a node mid-run: {duplicates} (of {EVENTS} events)");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "some events never arrived after node a died"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    drop(b);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_restart_is_a_503_then_nothing_acknowledged_is_lost() {
+    let pg = PgServer::start();
+    // A server of its own, which this test stops and starts again.
+    let url = pg.create_database_named("restart").await;
+    let db = Database {
+        dir: tempfile::tempdir().unwrap(),
+        url: Some(url),
+    };
+    let key = cli_tenant_key(&db);
+    let receiver = Receiver::start().await;
+    let node = BinaryServer::start(&db, &["--dev"]);
+    let client = reqwest::Client::new();
+    let (status, _) = post(
+        &client,
+        node.url("/v1/webhooks"),
+        &key,
+        json!({"url": receiver.url("/hook")}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let mut acknowledged = publish_across(&[node.url("")], &key, 50).await;
+
+    pg.stop();
+    let (status, body) = post(
+        &client,
+        node.url("/v1/events"),
+        &key,
+        json!({"type": "signer.done", "data": {}}),
+    )
+    .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "unavailable");
+    let (status, _) = read(client.get(node.url("/readyz")).send().await.unwrap()).await;
+    assert_eq!(status, 503);
+
+    pg.restart();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let (status, event) = post(
+            &client,
+            node.url("/v1/events"),
+            &key,
+            json!({"type": "signer.done", "data": {}}),
+        )
+        .await;
+        if status == 201 {
+            acknowledged.push(event["id"].as_str().unwrap().to_owned());
+            break;
+        }
+        assert_eq!(status, 503, "only 503 while the database comes back: {event}");
+        assert!(tokio::time::Instant::now() < deadline, "the node never recovered");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    acknowledged.extend(publish_across(&[node.url("")], &key, 50).await);
+
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let counts = arrivals(&receiver);
+        if acknowledged.iter().all(|id| counts.contains_key(id)) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "an acknowledged event was lost across the restart"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
