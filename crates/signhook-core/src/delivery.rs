@@ -46,7 +46,7 @@ impl DeliveryStatus {
         match decision {
             Decision::Succeeded => DeliveryStatus::Succeeded,
             Decision::RetryAfter { .. } => DeliveryStatus::Pending,
-            Decision::DeadLetter { .. } => DeliveryStatus::Failed,
+            Decision::DeadLetter { .. } | Decision::DisableSubscription { .. } => DeliveryStatus::Failed,
         }
     }
 }

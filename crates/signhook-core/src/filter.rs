@@ -279,11 +279,15 @@ pub struct EventFacts<'a> {
 
 impl SubscriptionFilter {
     /// The rule: environment, type, scope and workspace must all match.
+    /// Operational events (about the webhook system itself, not about a
+    /// document) belong to no scope or workspace, so only the environment
+    /// and the type decide for them.
     pub fn matches(&self, event: &EventFacts<'_>) -> bool {
+        let operational =
+            catalog::lookup(event.event_type).is_some_and(|info| info.origin == catalog::EventOrigin::Operational);
         self.sandbox == event.sandbox
             && self.events.matches(event.event_type)
-            && self.scopes.matches(event.scope)
-            && self.workspaces.matches(event.workspace)
+            && (operational || (self.scopes.matches(event.scope) && self.workspaces.matches(event.workspace)))
     }
 }
 
@@ -357,6 +361,29 @@ mod tests {
             workspace: &other_ws,
             ..event
         }));
+    }
+
+    #[test]
+    fn operational_events_ignore_scope_and_workspace() {
+        let ws = WorkspaceId::generate();
+        let filter = SubscriptionFilter {
+            sandbox: false,
+            events: EventFilter::parse(&texts(&["webhook.*", "signer.done"])).unwrap(),
+            scopes: ScopeFilter::parse(&texts(&["app"])).unwrap(),
+            workspaces: WorkspaceFilter::parse(&[WorkspaceId::generate().to_string()]).unwrap(),
+        };
+        let event = EventFacts {
+            event_type: "webhook.disabled",
+            sandbox: false,
+            scope: Scope::PublicApi,
+            workspace: &ws,
+        };
+        assert!(filter.matches(&event));
+        assert!(!filter.matches(&EventFacts {
+            event_type: "signer.done",
+            ..event
+        }));
+        assert!(!filter.matches(&EventFacts { sandbox: true, ..event }));
     }
 
     #[test]

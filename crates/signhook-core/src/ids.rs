@@ -102,6 +102,10 @@ prefixed_id!(
     DeliveryId, "dlv_", "delivery"
 );
 prefixed_id!(
+    /// A recovery job (resend what failed in a window).
+    RecoveryId, "rcv_", "recovery"
+);
+prefixed_id!(
     /// One try of a delivery.
     AttemptId, "att_", "attempt"
 );

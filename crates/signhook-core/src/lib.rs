@@ -12,6 +12,8 @@
 //! - [`retry`]: what an attempt's outcome means and how long to wait.
 //! - [`delivery`]: delivery status and attempt error kinds.
 //! - [`auth`]: API key formats and environments.
+//! - [`netguard`]: which addresses endpoints may reach (the SSRF guard).
+//! - [`policy`]: when a failing subscription is warned, then disabled.
 //! - [`duration`]: the `5s,30s,2m` duration syntax used by flags.
 #![deny(missing_docs)]
 
@@ -22,5 +24,7 @@ pub mod duration;
 pub mod endpoint;
 pub mod filter;
 pub mod ids;
+pub mod netguard;
+pub mod policy;
 pub mod retry;
 pub mod time;

@@ -73,10 +73,41 @@ impl RetryPolicy {
 /// What happened on one attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttemptOutcome {
-    /// The endpoint answered with this status code.
-    Response(u16),
+    /// The endpoint answered.
+    Response {
+        /// The status code.
+        status: u16,
+        /// Its `Retry-After`, already parsed ([`parse_retry_after`]).
+        retry_after: Option<Duration>,
+    },
     /// No usable answer.
     Error(ErrorKind),
+}
+
+impl AttemptOutcome {
+    /// An answer without `Retry-After`.
+    pub fn status(status: u16) -> Self {
+        AttemptOutcome::Response {
+            status,
+            retry_after: None,
+        }
+    }
+}
+
+/// Parses a `Retry-After` value (RFC 9110 §10.2.3): either a number of
+/// seconds or an HTTP date, which is turned into the wait from `now`. A date
+/// in the past means "now"; anything unreadable is ignored.
+pub fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    Some(
+        (when.with_timezone(&chrono::Utc) - now)
+            .to_std()
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 impl AttemptOutcome {
@@ -84,8 +115,8 @@ impl AttemptOutcome {
     /// any other status, the failure's own kind otherwise.
     pub fn error_kind(self) -> Option<ErrorKind> {
         match self {
-            AttemptOutcome::Response(status) if (200..300).contains(&status) => None,
-            AttemptOutcome::Response(_) => Some(ErrorKind::Http),
+            AttemptOutcome::Response { status, .. } if (200..300).contains(&status) => None,
+            AttemptOutcome::Response { .. } => Some(ErrorKind::Http),
             AttemptOutcome::Error(kind) => Some(kind),
         }
     }
@@ -100,6 +131,9 @@ pub enum Verdict {
     Retryable(&'static str),
     /// Trying again cannot help.
     Permanent(&'static str),
+    /// `410 Gone`: the endpoint says it no longer exists; its subscription
+    /// is disabled at once.
+    Gone,
 }
 
 /// Classifies an outcome: 2xx is success (DESIGN §4); every other status,
@@ -107,11 +141,12 @@ pub enum Verdict {
 /// policy never will.
 pub fn classify(outcome: AttemptOutcome) -> Verdict {
     match outcome {
-        AttemptOutcome::Response(status) if (200..300).contains(&status) => Verdict::Accepted,
-        AttemptOutcome::Response(status) if (300..400).contains(&status) => {
+        AttemptOutcome::Response { status, .. } if (200..300).contains(&status) => Verdict::Accepted,
+        AttemptOutcome::Response { status: 410, .. } => Verdict::Gone,
+        AttemptOutcome::Response { status, .. } if (300..400).contains(&status) => {
             Verdict::Retryable("redirect (redirects are not followed)")
         }
-        AttemptOutcome::Response(_) => Verdict::Retryable("non-2xx status"),
+        AttemptOutcome::Response { .. } => Verdict::Retryable("non-2xx status"),
         AttemptOutcome::Error(ErrorKind::Blocked) => Verdict::Permanent("endpoint address is not allowed"),
         AttemptOutcome::Error(ErrorKind::Timeout) => Verdict::Retryable("timed out"),
         AttemptOutcome::Error(ErrorKind::Connect) => Verdict::Retryable("connection failed"),
@@ -138,9 +173,19 @@ pub enum Decision {
         /// Why no further attempt is made.
         reason: &'static str,
     },
+    /// Dead-letter the delivery and disable its subscription (`410 Gone`).
+    DisableSubscription {
+        /// The subscription's `disabled_reason`.
+        reason: &'static str,
+    },
 }
 
-/// Decides the fate of a delivery after its `attempt`-th attempt (1-based).
+/// The `disabled_reason` of a subscription whose endpoint answered 410.
+pub const DISABLED_GONE: &str = "gone";
+
+/// Decides the fate of a delivery after the `attempt`-th attempt of its
+/// current schedule (1-based). A `429` or `503` with `Retry-After` waits at
+/// least that long, but never longer than the schedule's longest step.
 pub fn decide(
     outcome: AttemptOutcome,
     attempt: u32,
@@ -150,12 +195,30 @@ pub fn decide(
 ) -> Decision {
     match classify(outcome) {
         Verdict::Accepted => Decision::Succeeded,
+        Verdict::Gone => Decision::DisableSubscription { reason: DISABLED_GONE },
         Verdict::Permanent(reason) => Decision::DeadLetter { reason },
         Verdict::Retryable(_) if !auto_retry => Decision::DeadLetter {
             reason: "auto_retry is off",
         },
         Verdict::Retryable(reason) => match policy.next_delay(attempt, rng) {
-            Some(delay) => Decision::RetryAfter { delay, reason },
+            Some(delay) => {
+                let asked = match outcome {
+                    AttemptOutcome::Response {
+                        status: 429 | 503,
+                        retry_after: Some(asked),
+                    } => asked,
+                    _ => Duration::ZERO,
+                };
+                let cap = policy.schedule.iter().copied().max().unwrap_or(Duration::ZERO);
+                if asked > delay {
+                    Decision::RetryAfter {
+                        delay: asked.min(cap).max(delay),
+                        reason: "the endpoint asked to wait (Retry-After)",
+                    }
+                } else {
+                    Decision::RetryAfter { delay, reason }
+                }
+            }
             None => Decision::DeadLetter {
                 reason: "retry schedule exhausted",
             },
@@ -166,8 +229,59 @@ pub fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::TimeZone;
     use rand::rngs::StdRng;
     use rand::SeedableRng;
+
+    #[test]
+    fn retry_after_is_honored_within_the_cap() {
+        let policy = RetryPolicy::new(vec![Duration::from_secs(5), Duration::from_secs(60)], 0.0);
+        let mut rng = StdRng::seed_from_u64(0);
+        let asked = |status, secs| AttemptOutcome::Response {
+            status,
+            retry_after: Some(Duration::from_secs(secs)),
+        };
+        let delay = |outcome| match decide(outcome, 1, true, &policy, &mut StdRng::seed_from_u64(0)) {
+            Decision::RetryAfter { delay, .. } => delay,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            delay(asked(429, 30)),
+            Duration::from_secs(30),
+            "longer than the step: wait as asked"
+        );
+        assert_eq!(
+            delay(asked(503, 1)),
+            Duration::from_secs(5),
+            "shorter than the step: the step wins"
+        );
+        assert_eq!(
+            delay(asked(429, 3600)),
+            Duration::from_secs(60),
+            "capped at the longest step"
+        );
+        assert_eq!(
+            delay(asked(500, 30)),
+            Duration::from_secs(5),
+            "only 429 and 503 are honored"
+        );
+        let _ = &mut rng;
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        let now = chrono::Utc.with_ymd_and_hms(2015, 10, 21, 7, 27, 0).unwrap();
+        assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
 
     #[test]
     fn default_schedule_has_eleven_attempts_within_twenty_percent() {
@@ -197,10 +311,22 @@ mod tests {
         let policy = RetryPolicy::new(vec![Duration::from_millis(10); 2], 0.0);
         let mut rng = StdRng::seed_from_u64(0);
         let cases = [
-            (AttemptOutcome::Response(200), 1, true, Decision::Succeeded),
-            (AttemptOutcome::Response(204), 3, true, Decision::Succeeded),
+            (AttemptOutcome::status(200), 1, true, Decision::Succeeded),
+            (AttemptOutcome::status(204), 3, true, Decision::Succeeded),
             (
-                AttemptOutcome::Response(500),
+                AttemptOutcome::status(410),
+                1,
+                true,
+                Decision::DisableSubscription { reason: "gone" },
+            ),
+            (
+                AttemptOutcome::status(410),
+                1,
+                false,
+                Decision::DisableSubscription { reason: "gone" },
+            ),
+            (
+                AttemptOutcome::status(500),
                 1,
                 true,
                 Decision::RetryAfter {
@@ -209,7 +335,7 @@ mod tests {
                 },
             ),
             (
-                AttemptOutcome::Response(302),
+                AttemptOutcome::status(302),
                 2,
                 true,
                 Decision::RetryAfter {
@@ -218,7 +344,7 @@ mod tests {
                 },
             ),
             (
-                AttemptOutcome::Response(500),
+                AttemptOutcome::status(500),
                 3,
                 true,
                 Decision::DeadLetter {

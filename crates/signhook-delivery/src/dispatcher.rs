@@ -8,6 +8,8 @@
 //! again immediately after a restart (or on another node). A crash skips all
 //! that and the leases simply expire.
 
+use crate::lanes::Lanes;
+use crate::metrics::DeliveryMetrics;
 use crate::sender::{self, error_chain, SendResult};
 use crate::DeliveryError;
 use chrono::{DateTime, Utc};
@@ -15,6 +17,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use signhook_core::delivery::DeliveryStatus;
 use signhook_core::ids::{AttemptId, DeliveryId};
+use signhook_core::netguard::AddressPolicy;
 use signhook_core::retry::{decide, Decision, RetryPolicy};
 use signhook_core::time::Clock;
 use signhook_store::deliveries::{Attempt, AttemptRecord, ClaimedDelivery};
@@ -46,6 +49,12 @@ pub struct DispatcherConfig {
     pub idle_poll: Duration,
     /// How long in-flight sends may finish after shutdown begins.
     pub shutdown_grace: Duration,
+    /// The most sends in flight to one subscription on this node.
+    pub per_subscription_in_flight: usize,
+    /// Which endpoint addresses may be reached (the SSRF guard).
+    pub addresses: Arc<AddressPolicy>,
+    /// Where attempts are counted.
+    pub metrics: DeliveryMetrics,
 }
 
 impl DispatcherConfig {
@@ -61,6 +70,9 @@ impl DispatcherConfig {
             max_in_flight: 512,
             idle_poll: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(10).min(request_timeout),
+            per_subscription_in_flight: 10,
+            addresses: Arc::new(AddressPolicy::default()),
+            metrics: DeliveryMetrics::default(),
         }
     }
 }
@@ -89,14 +101,14 @@ pub struct Dispatcher {
 
 /// A send's result, or the claim given back unsent.
 enum Finished {
-    Attempted(AttemptRecord),
+    Attempted(Box<AttemptRecord>),
     Abandoned(DeliveryId, i64),
 }
 
 impl Dispatcher {
     /// A dispatcher over `store`.
     pub fn new(store: Store, config: DispatcherConfig, clock: Arc<dyn Clock>) -> Result<Self, DeliveryError> {
-        let client = sender::build_client(config.request_timeout)?;
+        let client = sender::build_client(config.request_timeout, config.addresses.clone())?;
         Ok(Self {
             store,
             config,
@@ -123,6 +135,7 @@ impl Dispatcher {
         ));
         let listener = self.listen_for_other_nodes().await;
         let slots = Arc::new(Semaphore::new(self.config.max_in_flight));
+        let lanes = Lanes::new(self.config.per_subscription_in_flight);
         let abandon = CancellationToken::new();
         let mut in_flight = JoinSet::new();
 
@@ -136,11 +149,12 @@ impl Dispatcher {
                 }
                 continue;
             }
+            let saturated = lanes.saturated();
             let now = self.clock.now();
             let lease_until = now + self.config.lease;
             let claims = match self
                 .store
-                .claim_due_deliveries(&self.config.node_id, now, lease_until, free as u32)
+                .claim_due_deliveries(&self.config.node_id, now, lease_until, free as u32, &saturated)
                 .await
             {
                 Ok(claims) => claims,
@@ -154,7 +168,14 @@ impl Dispatcher {
                 }
             };
             let got = claims.len();
+            let mut overflow = Vec::new();
             for claim in claims {
+                // A lane can fill up within one batch; what does not fit goes
+                // straight back, due at once, for when the lane has room.
+                let Some(ticket) = lanes.enter(&claim.subscription) else {
+                    overflow.push((claim.delivery_id.clone(), claim.lease_until));
+                    continue;
+                };
                 let permit = slots
                     .clone()
                     .acquire_owned()
@@ -166,22 +187,38 @@ impl Dispatcher {
                     policy: self.config.retry_policy.clone(),
                     timeout: self.config.request_timeout,
                     node_id: self.config.node_id.clone(),
+                    addresses: self.config.addresses.clone(),
+                    metrics: self.config.metrics.clone(),
                 };
                 let results = results_tx.clone();
                 let abandon = abandon.clone();
                 in_flight.spawn(async move {
                     let finished = tokio::select! {
-                        record = ctx.attempt(&claim) => Finished::Attempted(record),
+                        record = async {
+                            ticket.wait_turn().await;
+                            ctx.attempt(&claim).await
+                        } => Finished::Attempted(Box::new(record)),
                         _ = abandon.cancelled() => Finished::Abandoned(claim.delivery_id.clone(), claim.lease_until),
                     };
                     // The recorder outlives every send task; a closed channel
                     // only happens when the process is already going down.
                     let _ = results.send(finished);
-                    drop(permit);
+                    drop((permit, ticket));
                 });
             }
+            if !overflow.is_empty() {
+                if let Err(e) = self
+                    .store
+                    .release_deliveries(&self.config.node_id, &overflow, self.clock.now())
+                    .await
+                {
+                    // Not fatal: their leases end by themselves.
+                    tracing::warn!(error = %error_chain(&e), "could not hand back claims of full lanes");
+                }
+            }
             if got < free {
-                self.wait_for_work(&shutdown).await;
+                self.wait_for_work(&shutdown, &mut in_flight, !saturated.is_empty() || !overflow.is_empty())
+                    .await;
             }
         }
 
@@ -236,23 +273,28 @@ impl Dispatcher {
         }))
     }
 
-    /// Sleeps until the next delivery falls due, a publish wakes us, the idle
-    /// poll passes, or shutdown begins — whichever comes first.
-    async fn wait_for_work(&self, shutdown: &CancellationToken) {
+    /// Sleeps until the next delivery falls due, a publish wakes us, a send
+    /// finishes (freeing its lane), the idle poll passes, or shutdown begins
+    /// — whichever comes first. `lanes_full` says some due work is waiting
+    /// for a lane, which only a finishing send can free.
+    async fn wait_for_work(&self, shutdown: &CancellationToken, in_flight: &mut JoinSet<()>, lanes_full: bool) {
         let mut wait = self.config.idle_poll;
         if let Ok(Some(next_due)) = self.store.next_due_at().await {
             let until_due = (next_due - self.clock.now()).to_std().unwrap_or(Duration::ZERO);
-            wait = wait.min(until_due);
+            if !(lanes_full && until_due.is_zero()) {
+                wait = wait.min(until_due);
+            }
         }
         if wait.is_zero() {
-            // Something is due already but was not claimable in this batch
-            // (for example every slot was busy): yield, then claim again.
+            // Something is due already but was not claimable in this batch:
+            // yield, then claim again.
             tokio::task::yield_now().await;
             return;
         }
         tokio::select! {
             _ = self.waker.0.notified() => {}
             _ = tokio::time::sleep(wait) => {}
+            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
             _ = shutdown.cancelled() => {}
         }
     }
@@ -265,17 +307,20 @@ struct SendContext {
     policy: RetryPolicy,
     timeout: Duration,
     node_id: String,
+    addresses: Arc<AddressPolicy>,
+    metrics: DeliveryMetrics,
 }
 
 impl SendContext {
     /// Makes one attempt and decides what follows. Can take up to the
     /// request timeout.
     async fn attempt(&self, claim: &ClaimedDelivery) -> AttemptRecord {
-        let result: SendResult = sender::send(&self.client, claim, self.timeout, self.clock.now()).await;
+        let result: SendResult =
+            sender::send(&self.client, &self.addresses, claim, self.timeout, self.clock.now()).await;
         let mut rng = StdRng::from_entropy();
         let decision = decide(
             result.outcome,
-            claim.attempt_number,
+            claim.schedule_attempt,
             claim.subscription.auto_retry,
             &self.policy,
             &mut rng,
@@ -286,6 +331,7 @@ impl SendContext {
             _ => None,
         };
         log_decision(claim, &result, decision);
+        self.metrics.observe(decision, result.duration);
         let error_kind = result.outcome.error_kind();
         AttemptRecord {
             delivery_id: claim.delivery_id.clone(),
@@ -300,9 +346,16 @@ impl SendContext {
                 error_kind,
                 error_message: result.error_message,
                 node_id: self.node_id.clone(),
+                location: result.location,
             },
             status: DeliveryStatus::after(decision),
             next_attempt_at,
+            subscription_id: claim.subscription.id.clone(),
+            event_type: claim.event.event_type.clone(),
+            disable_subscription: match decision {
+                Decision::DisableSubscription { reason } => Some(reason),
+                _ => None,
+            },
         }
     }
 }
@@ -332,6 +385,15 @@ fn log_decision(claim: &ClaimedDelivery, result: &SendResult, decision: Decision
                 "attempt failed; delivery dead-lettered"
             )
         }
+        Decision::DisableSubscription { reason } => {
+            tracing::warn!(
+                delivery,
+                attempt,
+                status,
+                reason,
+                "endpoint is gone; disabling its subscription"
+            )
+        }
     }
 }
 
@@ -351,7 +413,7 @@ async fn record_results(
         let mut next = Some(first);
         while let Some(finished) = next {
             match finished {
-                Finished::Attempted(record) => attempts.push(record),
+                Finished::Attempted(record) => attempts.push(*record),
                 Finished::Abandoned(id, lease) => released.push((id, lease)),
             }
             next = if attempts.len() + released.len() < MAX_BATCH {

@@ -7,15 +7,20 @@
 //! - [`sender`]: one attempt: sign, POST, classify the answer.
 //! - [`dispatcher`]: the loop that claims batches with a lease, runs sends
 //!   concurrently, and writes results back in batches.
+//! - [`lanes`]: per-subscription concurrency caps and rate limits, so one
+//!   endpoint never holds up another.
 //!
 //! The engine knows nothing of e-signatures: it moves events to endpoints.
 #![deny(missing_docs)]
 
 pub mod dispatcher;
+pub mod lanes;
+pub mod metrics;
 pub mod payload;
 pub mod sender;
 
 pub use dispatcher::{Dispatcher, DispatcherConfig, Waker};
+pub use metrics::DeliveryMetrics;
 
 /// What can stop the engine.
 #[derive(Debug, thiserror::Error)]

@@ -6,14 +6,19 @@ use chrono::{DateTime, Utc};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, USER_AGENT};
 use signhook_core::delivery::ErrorKind;
 use signhook_core::endpoint::SignatureScheme;
-use signhook_core::retry::AttemptOutcome;
+use signhook_core::netguard::{AddressPolicy, Forbidden};
+use signhook_core::retry::{parse_retry_after, AttemptOutcome};
 use signhook_store::deliveries::{ClaimedDelivery, MAX_RESPONSE_BODY};
 use signhook_verify as verify;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What one attempt produced.
 #[derive(Debug, Clone)]
 pub struct SendResult {
+    /// The `location` of a 3xx answer.
+    pub location: Option<String>,
     /// When the request started.
     pub started_at: DateTime<Utc>,
     /// How long it took.
@@ -34,13 +39,66 @@ pub fn user_agent() -> String {
 }
 
 /// Builds the HTTP client deliveries share: no redirects followed (a 3xx is
-/// an answer, DESIGN §4), connections kept alive per endpoint.
-pub fn build_client(connect_timeout: Duration) -> reqwest::Result<reqwest::Client> {
+/// an answer, DESIGN §4), connections kept alive per endpoint, and every
+/// host name resolved through the [`GuardedResolver`], so only vetted
+/// addresses are ever connected to.
+pub fn build_client(connect_timeout: Duration, addresses: Arc<AddressPolicy>) -> reqwest::Result<reqwest::Client> {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(connect_timeout)
         .pool_idle_timeout(Duration::from_secs(60))
+        .dns_resolver(Arc::new(GuardedResolver { addresses }))
         .build()
+}
+
+/// Resolves endpoint host names and keeps only the addresses the
+/// [`AddressPolicy`] allows. The client connects to what this returns and
+/// nothing else, so a name that re-resolves to a private address later (DNS
+/// rebinding) is checked again, every time.
+#[derive(Debug)]
+pub struct GuardedResolver {
+    addresses: Arc<AddressPolicy>,
+}
+
+/// A host whose every address is forbidden.
+#[derive(Debug, thiserror::Error)]
+#[error("blocked by the SSRF guard: {0}")]
+pub struct BlockedAddress(#[from] Forbidden);
+
+/// A host name that did not resolve.
+#[derive(Debug, thiserror::Error)]
+#[error("dns error: {0}")]
+struct DnsFailure(String);
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let addresses = self.addresses.clone();
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await
+                .map_err(|e| Box::new(DnsFailure(format!("{host}: {e}"))) as Box<dyn std::error::Error + Send + Sync>)?
+                .collect();
+            let mut refused = None;
+            let allowed: Vec<SocketAddr> = found
+                .into_iter()
+                .filter(|addr| match addresses.check(addr.ip()) {
+                    Ok(()) => true,
+                    Err(forbidden) => {
+                        refused = Some(forbidden);
+                        false
+                    }
+                })
+                .collect();
+            match (allowed.is_empty(), refused) {
+                (true, Some(forbidden)) => {
+                    Err(Box::new(BlockedAddress(forbidden)) as Box<dyn std::error::Error + Send + Sync>)
+                }
+                (true, None) => Err(Box::new(DnsFailure(format!("{host}: no addresses"))) as _),
+                (false, _) => Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs),
+            }
+        })
+    }
 }
 
 /// The headers of one attempt, signed at `timestamp` (unix seconds).
@@ -88,15 +146,31 @@ fn header_value(text: &str) -> HeaderValue {
 /// its first [`MAX_RESPONSE_BODY`] bytes. Can take up to `timeout`.
 pub async fn send(
     client: &reqwest::Client,
+    addresses: &AddressPolicy,
     claim: &ClaimedDelivery,
     timeout: Duration,
     now: DateTime<Utc>,
 ) -> SendResult {
     let started = Instant::now();
+    // An IP literal is never resolved, so the resolver cannot vet it: do it here.
+    if let Some(ip) = literal_ip(claim.subscription.url.url()) {
+        if let Err(forbidden) = addresses.check(ip) {
+            return SendResult {
+                location: None,
+                started_at: now,
+                duration: started.elapsed(),
+                outcome: AttemptOutcome::Error(ErrorKind::Blocked),
+                status_code: None,
+                response_body: None,
+                error_message: Some(BlockedAddress(forbidden).to_string()),
+            };
+        }
+    }
     let body = match Envelope::new(&claim.event, Some(&claim.subscription)) {
         Ok(envelope) => envelope.to_body(),
         Err(e) => {
             return SendResult {
+                location: None,
                 started_at: now,
                 duration: Duration::ZERO,
                 outcome: AttemptOutcome::Error(ErrorKind::Http),
@@ -112,20 +186,33 @@ pub async fn send(
         .headers(headers)
         .timeout(timeout)
         .body(body);
+    let mut location = None;
     let (outcome, status_code, response_body, error_message) = match request.send().await {
         Ok(mut response) => {
             let status = response.status().as_u16();
+            let header = |name: &str| {
+                response
+                    .headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            };
+            let retry_after = header("retry-after").and_then(|v| parse_retry_after(&v, now));
+            if (300..400).contains(&status) {
+                location = header("location");
+            }
             let (body, body_error) = read_start(&mut response).await;
             let mut message = body_error.map(|e| format!("reading the response body: {e}"));
             if (300..400).contains(&status) {
-                let location = response
-                    .headers()
-                    .get("location")
-                    .and_then(|l| l.to_str().ok())
-                    .unwrap_or("");
-                message = Some(format!("redirect to `{location}` not followed"));
+                let target = location.as_deref().unwrap_or("");
+                message = Some(format!("redirect to `{target}` not followed"));
             }
-            (AttemptOutcome::Response(status), Some(status), Some(body), message)
+            (
+                AttemptOutcome::Response { status, retry_after },
+                Some(status),
+                Some(body),
+                message,
+            )
         }
         Err(e) => {
             let kind = error_kind(&e);
@@ -133,12 +220,21 @@ pub async fn send(
         }
     };
     SendResult {
+        location,
         started_at: now,
         duration: started.elapsed(),
         outcome,
         status_code,
         response_body,
         error_message,
+    }
+}
+
+fn literal_ip(url: &url::Url) -> Option<IpAddr> {
+    match url.host()? {
+        url::Host::Ipv4(ip) => Some(IpAddr::V4(ip)),
+        url::Host::Ipv6(ip) => Some(IpAddr::V6(ip)),
+        url::Host::Domain(_) => None,
     }
 }
 
@@ -174,7 +270,9 @@ fn error_kind(e: &reqwest::Error) -> ErrorKind {
         return ErrorKind::Timeout;
     }
     let chain = error_chain(e).to_ascii_lowercase();
-    if chain.contains("dns error") || chain.contains("failed to lookup address") {
+    if chain.contains("blocked by the ssrf guard") {
+        ErrorKind::Blocked
+    } else if chain.contains("dns error") || chain.contains("failed to lookup address") {
         ErrorKind::Dns
     } else if chain.contains("certificate") || chain.contains("tls") || chain.contains("handshake") {
         ErrorKind::Tls

@@ -10,14 +10,21 @@
 //! - [`extract`]: authentication, strict JSON and query parsing.
 //! - [`routes`]: one module per resource, plus health.
 //! - [`openapi`]: the OpenAPI document generated from the handlers.
+//! - [`schedulers`]: the warn-then-disable sweep and recovery jobs; [`mail`]
+//!   e-mails warnings when SMTP is configured.
 #![deny(missing_docs)]
 
 pub mod error;
 pub mod extract;
+pub mod mail;
 pub mod openapi;
 pub mod routes;
+pub mod schedulers;
 pub mod state;
 
+use schedulers::Schedulers;
+use signhook_core::netguard::{AddressPolicy, Cidr};
+use signhook_core::policy::DisablePolicy;
 use signhook_core::retry::RetryPolicy;
 use signhook_core::time::Clock;
 use signhook_delivery::{Dispatcher, DispatcherConfig};
@@ -54,6 +61,16 @@ pub struct Settings {
     pub shutdown_grace: Option<Duration>,
     /// This node's id (generated when not given).
     pub node_id: Option<String>,
+    /// When failing subscriptions are warned, then disabled.
+    pub disable_policy: DisablePolicy,
+    /// How often the schedulers (disable sweep, recovery jobs) run.
+    pub scheduler_interval: Duration,
+    /// `--allow-endpoint-cidr`: private ranges endpoints may use anyway.
+    pub allowed_endpoint_ranges: Vec<Cidr>,
+    /// The most sends in flight to one subscription on this node.
+    pub per_subscription_in_flight: usize,
+    /// `--smtp-url` and `--smtp-from`, to e-mail failure warnings.
+    pub smtp: Option<(String, String)>,
 }
 
 impl Settings {
@@ -70,6 +87,11 @@ impl Settings {
             delivery_lease: None,
             shutdown_grace: None,
             node_id: None,
+            disable_policy: DisablePolicy::default(),
+            scheduler_interval: Duration::from_secs(30),
+            allowed_endpoint_ranges: Vec::new(),
+            per_subscription_in_flight: 10,
+            smtp: None,
         }
     }
 }
@@ -105,6 +127,9 @@ pub enum ServerError {
     /// The HTTP server failed.
     #[error("the HTTP server failed")]
     Serve(#[source] std::io::Error),
+    /// The SMTP settings are unusable.
+    #[error(transparent)]
+    Mail(#[from] mail::MailError),
 }
 
 /// Opens the store named by `--database-url`, or SQLite in `data_dir`
@@ -128,6 +153,7 @@ pub struct Application {
     store: Store,
     router: axum::Router,
     dispatcher: Dispatcher,
+    schedulers: Schedulers,
     node_id: String,
 }
 
@@ -148,15 +174,40 @@ impl Application {
         if let Some(grace) = settings.shutdown_grace {
             config.shutdown_grace = grace;
         }
+        let addresses = Arc::new(AddressPolicy {
+            allow_all: settings.dev,
+            allowed: settings.allowed_endpoint_ranges.clone(),
+        });
+        config.addresses = addresses.clone();
+        config.per_subscription_in_flight = settings.per_subscription_in_flight;
+        let metrics = Arc::new(state::Metrics::new(&config.metrics));
         let dispatcher = Dispatcher::new(store.clone(), config, clock.clone())?;
+        let jobs = Arc::new(tokio::sync::Notify::new());
+        let mailer = match &settings.smtp {
+            Some((url, from)) => Some(mail::Mailer::new(url, from)?),
+            None => None,
+        };
+        let schedulers = Schedulers {
+            store: store.clone(),
+            clock: clock.clone(),
+            node_id: node_id.clone(),
+            policy: settings.disable_policy,
+            interval: settings.scheduler_interval,
+            lease: Duration::from_secs(60),
+            mailer,
+            wake: jobs.clone(),
+        };
         let state = AppState {
             store: store.clone(),
             clock,
             waker: dispatcher.waker(),
+            jobs,
             api: Arc::new(ApiSettings {
                 dev: settings.dev,
                 secret_overlap: settings.secret_overlap,
+                addresses,
             }),
+            metrics,
         };
         let router = routes::router(state);
         let listener = TcpListener::bind(settings.listen)
@@ -170,6 +221,7 @@ impl Application {
             store,
             router,
             dispatcher,
+            schedulers,
             node_id,
         })
     }
@@ -198,6 +250,7 @@ impl Application {
             store,
             router,
             dispatcher,
+            schedulers,
             ..
         } = self;
         let api_shutdown = shutdown.clone();
@@ -208,6 +261,8 @@ impl Application {
                 .map_err(ServerError::Serve)
         };
         let dispatch = dispatcher.run(shutdown.clone());
+        // The schedulers only stop on shutdown; they log their own failures.
+        let scheduling = tokio::spawn(schedulers.run(shutdown.clone()));
         tokio::pin!(api, dispatch);
         let (first, result) = tokio::select! {
             r = &mut api => ("api", r),
@@ -217,13 +272,16 @@ impl Application {
             Ok(()) => tracing::info!(part = first, "stopped"),
             Err(e) => tracing::error!(part = first, error = %error::error_chain(e), "stopped with an error"),
         }
-        // Whichever stopped first, stop the other too and wait for it.
+        // Whichever stopped first, stop the others too and wait for them.
         shutdown.cancel();
         let other = if first == "api" {
             dispatch.await.map_err(ServerError::from)
         } else {
             api.await
         };
+        if scheduling.await.is_err() {
+            tracing::error!(part = "schedulers", "stopped by a panic");
+        }
         store.close().await;
         result.and(other)
     }

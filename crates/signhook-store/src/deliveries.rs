@@ -8,8 +8,12 @@
 //! overwrite the newer state; its attempt is still recorded, because it
 //! happened.
 
+use crate::events::emit_operational;
 use crate::events::{event_from_row, Event, COLUMNS as EVENT_COLUMNS};
-use crate::subscriptions::{subscription_from_row, Subscription, COLUMNS as SUBSCRIPTION_COLUMNS};
+use crate::subscriptions::{
+    disable_subscription, load_subscription, subscription_from_row, Subscription, COLUMNS as SUBSCRIPTION_COLUMNS,
+    RESET_STREAK,
+};
 use crate::{json_strings, with_pool, DbRow, Page, Result, Store, StoreError};
 use chrono::{DateTime, Utc};
 use signhook_core::delivery::{DeliveryStatus, ErrorKind};
@@ -66,6 +70,8 @@ pub struct Attempt {
     pub error_message: Option<String>,
     /// The node that made it.
     pub node_id: String,
+    /// The `location` of a 3xx answer (not followed).
+    pub location: Option<String>,
 }
 
 /// A delivery the dispatcher has claimed, with what it needs to send it.
@@ -75,6 +81,9 @@ pub struct ClaimedDelivery {
     pub delivery_id: DeliveryId,
     /// The number this attempt will have.
     pub attempt_number: u32,
+    /// Its place in the current retry schedule (1 for the first try after
+    /// creation or after a manual resend).
+    pub schedule_attempt: u32,
     /// The lease's end, in milliseconds; proves ownership when recording.
     pub lease_until: i64,
     /// The event.
@@ -96,6 +105,21 @@ pub struct AttemptRecord {
     pub status: DeliveryStatus,
     /// When to try again, if pending.
     pub next_attempt_at: Option<DateTime<Utc>>,
+    /// The subscription delivered to.
+    pub subscription_id: SubscriptionId,
+    /// The event's type (a dead-lettered operational event raises no
+    /// further `delivery.failed`, so failures cannot feed on themselves).
+    pub event_type: String,
+    /// Disable the subscription with this reason (`410 Gone`).
+    pub disable_subscription: Option<&'static str>,
+}
+
+/// How one batch changes a subscription's failure streak, in attempt order.
+#[derive(Debug, Default)]
+struct StreakChange {
+    reset: bool,
+    failures: i64,
+    first_failure: Option<i64>,
 }
 
 const DELIVERY_COLUMNS: &str = "d.id, d.event_id, e.type, d.subscription_id, d.status, d.attempt_count, \
@@ -132,6 +156,7 @@ fn attempt_from_row(row: &impl DbRow) -> Result<Attempt> {
         },
         error_message: row.opt_text("error_message")?,
         node_id: row.text("node_id")?,
+        location: row.opt_text("location")?,
     })
 }
 
@@ -141,28 +166,34 @@ struct Claim {
     event_id: String,
     subscription_id: String,
     attempt_count: i64,
+    schedule_offset: i64,
 }
 
 impl Store {
     /// Claims up to `limit` due deliveries for `node` until `lease_until`,
-    /// oldest due first, and loads what sending them needs. On PostgreSQL,
-    /// rows another node is claiming at the same moment are skipped, not
-    /// waited for.
+    /// oldest due first, leaving out those of the subscriptions in `skip`
+    /// (lanes that are full on this node), and loads what sending them
+    /// needs. On PostgreSQL, rows another node is claiming at the same moment
+    /// are skipped, not waited for.
     pub async fn claim_due_deliveries(
         &self,
         node: &str,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: u32,
+        skip: &[SubscriptionId],
     ) -> Result<Vec<ClaimedDelivery>> {
+        let skip = json_strings(skip.iter().map(SubscriptionId::as_str));
         let lease = to_millis(lease_until);
         let (claims, events, subscriptions) = with_pool!(self, writer, |pool, dialect| {
             let mut tx = pool.begin().await?;
             let sql = format!(
                 "UPDATE deliveries SET leased_by = $1, leased_until = $2, next_attempt_at = $2 \
                  WHERE id IN (SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= $3 \
+                              AND subscription_id NOT IN ({}) \
                               ORDER BY next_attempt_at LIMIT $4{}) \
-                 RETURNING id, event_id, subscription_id, attempt_count",
+                 RETURNING id, event_id, subscription_id, attempt_count, schedule_offset",
+                dialect.list_param(5),
                 dialect.skip_locked
             );
             let claims = sqlx::query(&sql)
@@ -170,6 +201,7 @@ impl Store {
                 .bind(lease)
                 .bind(to_millis(now))
                 .bind(i64::from(limit))
+                .bind(&skip)
                 .fetch_all(&mut *tx)
                 .await?
                 .iter()
@@ -179,6 +211,7 @@ impl Store {
                         event_id: row.text("event_id")?,
                         subscription_id: row.text("subscription_id")?,
                         attempt_count: row.int("attempt_count")?,
+                        schedule_offset: row.int("schedule_offset")?,
                     })
                 })
                 .collect::<Result<Vec<_>>>()?;
@@ -219,6 +252,7 @@ impl Store {
             .map(|claim| {
                 Ok(ClaimedDelivery {
                     attempt_number: claim.attempt_count as u32 + 1,
+                    schedule_attempt: (claim.attempt_count - claim.schedule_offset).max(0) as u32 + 1,
                     lease_until: lease,
                     event: events
                         .get(&claim.event_id)
@@ -235,7 +269,9 @@ impl Store {
     }
 
     /// Records a batch of attempt outcomes in one transaction (one commit, one
-    /// fsync, however many results).
+    /// fsync, however many results), with what follows from them: the
+    /// subscriptions' failure streaks, `delivery.failed` for dead letters,
+    /// and disabling on `410 Gone` (with `webhook.disabled`).
     pub async fn record_attempts(&self, node: &str, records: &[AttemptRecord], now: DateTime<Utc>) -> Result<()> {
         if records.is_empty() {
             return Ok(());
@@ -243,12 +279,13 @@ impl Store {
         let now = to_millis(now);
         with_pool!(self, writer, |pool, dialect| {
             let mut tx = pool.begin().await?;
+            let mut streaks: HashMap<&SubscriptionId, StreakChange> = HashMap::new();
             for record in records {
                 let a = &record.attempt;
                 sqlx::query(
                     "INSERT INTO attempts (id, delivery_id, attempt_number, started_at, duration_ms, status_code, \
-                     response_body, error_kind, error_message, node_id) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                     response_body, error_kind, error_message, node_id, location) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                 )
                 .bind(a.id.as_str())
                 .bind(record.delivery_id.as_str())
@@ -260,9 +297,10 @@ impl Store {
                 .bind(a.error_kind.map(ErrorKind::as_str))
                 .bind(&a.error_message)
                 .bind(&a.node_id)
+                .bind(&a.location)
                 .execute(&mut *tx)
                 .await?;
-                sqlx::query(
+                let applied = sqlx::query(
                     "UPDATE deliveries SET status = $1, attempt_count = $2, next_attempt_at = $3, \
                      last_attempt_at = $4, leased_by = NULL, leased_until = NULL, updated_at = $5 \
                      WHERE id = $6 AND status = 'pending' AND leased_by = $7 AND leased_until = $8",
@@ -276,7 +314,70 @@ impl Store {
                 .bind(node)
                 .bind(record.lease_until)
                 .execute(&mut *tx)
-                .await?;
+                .await?
+                .rows_affected()
+                    == 1;
+                // The attempt happened whatever became of the lease, so the
+                // streak counts it; the rest is the lease holder's to decide.
+                let streak = streaks.entry(&record.subscription_id).or_default();
+                if record.status == DeliveryStatus::Succeeded {
+                    *streak = StreakChange {
+                        reset: true,
+                        ..StreakChange::default()
+                    };
+                } else {
+                    streak.failures += 1;
+                    streak.first_failure.get_or_insert(to_millis(a.started_at));
+                }
+                if !applied {
+                    continue;
+                }
+                let operational = signhook_core::catalog::lookup(&record.event_type)
+                    .is_some_and(|info| info.origin == signhook_core::catalog::EventOrigin::Operational);
+                if record.status == DeliveryStatus::Failed && (!operational || record.disable_subscription.is_some()) {
+                    let sub = load_subscription!(tx, &record.subscription_id);
+                    if record.status == DeliveryStatus::Failed && !operational {
+                        let data = serde_json::json!({"delivery": {
+                            "id": record.delivery_id.as_str(),
+                            "event_type": record.event_type,
+                            "webhook_id": sub.id.as_str(),
+                            "attempts": a.attempt_number,
+                            "last_status_code": a.status_code,
+                            "last_error": a.error_kind.map(ErrorKind::as_str),
+                        }});
+                        emit_operational!(
+                            tx,
+                            dialect,
+                            &sub.tenant_id,
+                            sub.filter.sandbox,
+                            "delivery.failed",
+                            data.to_string(),
+                            now
+                        );
+                    }
+                    if let Some(reason) = record.disable_subscription {
+                        disable_subscription!(tx, dialect, &sub, reason, now);
+                    }
+                }
+            }
+            for (subscription, change) in streaks {
+                if change.reset {
+                    sqlx::query(RESET_STREAK)
+                        .bind(subscription.as_str())
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                if change.failures > 0 {
+                    sqlx::query(
+                        "UPDATE subscriptions SET failing_since = COALESCE(failing_since, $1), \
+                         failure_count = failure_count + $2 WHERE id = $3",
+                    )
+                    .bind(change.first_failure)
+                    .bind(change.failures)
+                    .bind(subscription.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                }
             }
             tx.commit().await?;
         });
@@ -340,7 +441,7 @@ impl Store {
             let delivery = delivery_from_row(&row)?;
             let attempts = sqlx::query(
                 "SELECT id, attempt_number, started_at, duration_ms, status_code, response_body, error_kind, \
-                 error_message, node_id FROM attempts WHERE delivery_id = $1 ORDER BY attempt_number, started_at",
+                 error_message, node_id, location FROM attempts WHERE delivery_id = $1 ORDER BY attempt_number, started_at",
             )
             .bind(id.as_str())
             .fetch_all(pool)
@@ -382,4 +483,134 @@ impl Store {
         });
         Ok(Page::from_rows(items, limit))
     }
+
+    /// Sends a delivery again now, on a fresh retry schedule. Refused while
+    /// it is still pending or its subscription is disabled or deleted.
+    pub async fn resend_delivery(
+        &self,
+        tenant: &TenantId,
+        sandbox: bool,
+        id: &DeliveryId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Result<(), ResendRefusal>>> {
+        let now_ms = to_millis(now);
+        with_pool!(self, writer, |pool, dialect| {
+            let mut tx = pool.begin().await?;
+            let row = sqlx::query(&format!(
+                "SELECT d.status, s.enabled, s.deleted_at FROM deliveries d \
+                 JOIN subscriptions s ON s.id = d.subscription_id \
+                 WHERE d.id = $1 AND d.tenant_id = $2 AND s.sandbox = $3{}",
+                dialect.for_update
+            ))
+            .bind(id.as_str())
+            .bind(tenant.as_str())
+            .bind(sandbox)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(row) = row else { return Ok(None) };
+            if row.text("status")? == DeliveryStatus::Pending.as_str() {
+                return Ok(Some(Err(ResendRefusal::StillPending)));
+            }
+            if row.opt_int("deleted_at")?.is_some() || !row.flag("enabled")? {
+                return Ok(Some(Err(ResendRefusal::SubscriptionDisabled)));
+            }
+            sqlx::query(
+                "UPDATE deliveries SET status = 'pending', next_attempt_at = $1, schedule_offset = attempt_count, \
+                 leased_by = NULL, leased_until = NULL, updated_at = $1 WHERE id = $2",
+            )
+            .bind(now_ms)
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+            if !dialect.notify.is_empty() {
+                sqlx::query(dialect.notify).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(Some(Ok(())))
+        })
+    }
+
+    /// Sends an event (again) to one subscription, whatever it subscribes to:
+    /// a new delivery, due now. `None` when either is not the tenant's.
+    pub async fn redeliver_event(
+        &self,
+        tenant: &TenantId,
+        sandbox: bool,
+        event: &EventId,
+        subscription: &SubscriptionId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Result<DeliveryId, ResendRefusal>>> {
+        let now_ms = to_millis(now);
+        let id = DeliveryId::generate();
+        with_pool!(self, writer, |pool, dialect| {
+            let mut tx = pool.begin().await?;
+            let event = sqlx::query(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE id = $1 AND tenant_id = $2 AND sandbox = $3"
+            ))
+            .bind(event.as_str())
+            .bind(tenant.as_str())
+            .bind(sandbox)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let sub = sqlx::query(
+                "SELECT enabled FROM subscriptions WHERE id = $1 AND tenant_id = $2 AND sandbox = $3 \
+                 AND deleted_at IS NULL",
+            )
+            .bind(subscription.as_str())
+            .bind(tenant.as_str())
+            .bind(sandbox)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let (Some(event), Some(sub)) = (event, sub) else {
+                return Ok(None);
+            };
+            if !sub.flag("enabled")? {
+                return Ok(Some(Err(ResendRefusal::SubscriptionDisabled)));
+            }
+            let event = event_from_row(&event)?;
+            crate::events::bind_delivery!(id, event, subscription, true, now_ms)
+                .execute(&mut *tx)
+                .await?;
+            if !dialect.notify.is_empty() {
+                sqlx::query(dialect.notify).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(Some(Ok(id.clone())))
+        })
+    }
+
+    /// The delivery backlog at `now`: how many pending deliveries are due
+    /// and not claimed, and since when the oldest of them has been due.
+    pub async fn delivery_backlog(&self, now: DateTime<Utc>) -> Result<(u64, Option<DateTime<Utc>>)> {
+        with_pool!(self, reader, |pool, dialect| {
+            let row = sqlx::query(
+                "SELECT COUNT(*) AS n, MIN(next_attempt_at) AS oldest FROM deliveries \
+                 WHERE status = 'pending' AND next_attempt_at <= $1 AND leased_by IS NULL",
+            )
+            .bind(to_millis(now))
+            .fetch_one(pool)
+            .await?;
+            Ok((row.int("n")?.max(0) as u64, row.opt_int("oldest")?.map(from_millis)))
+        })
+    }
+
+    /// How many subscriptions are disabled (not deleted).
+    pub async fn disabled_subscription_count(&self) -> Result<u64> {
+        with_pool!(self, reader, |pool, dialect| {
+            let row =
+                sqlx::query("SELECT COUNT(*) AS n FROM subscriptions WHERE enabled = FALSE AND deleted_at IS NULL")
+                    .fetch_one(pool)
+                    .await?;
+            Ok(row.int("n")?.max(0) as u64)
+        })
+    }
+}
+
+/// Why a resend was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResendRefusal {
+    /// The delivery is still pending: it will be tried anyway.
+    StillPending,
+    /// The subscription is disabled (or deleted): enable it first.
+    SubscriptionDisabled,
 }

@@ -3,10 +3,10 @@
 //! a publish that was acknowledged always produces its webhooks and one that
 //! failed produces none.
 
-use crate::subscriptions::{subscription_from_row, Subscription, COLUMNS as SUBSCRIPTION_COLUMNS};
-use crate::{is_unique_violation, with_pool, DbRow, Page, Result, Store, StoreError};
+use crate::subscriptions::Subscription;
+use crate::{with_pool, DbRow, Page, Result, Store, StoreError};
 use chrono::{DateTime, Utc};
-use signhook_core::filter::{EventFacts, Scope};
+use signhook_core::filter::Scope;
 use signhook_core::ids::{DeliveryId, EventId, TenantId, WorkspaceId};
 use signhook_core::time::{from_millis, to_millis};
 
@@ -73,12 +73,13 @@ pub struct Published {
 
 pub(crate) const COLUMNS: &str = "id, tenant_id, sandbox, type, scope, workspace_id, created_at, data";
 
-const INSERT_EVENT: &str = "INSERT INTO events (id, tenant_id, sandbox, type, scope, workspace_id, created_at, data, \
+pub(crate) const INSERT_EVENT: &str =
+    "INSERT INTO events (id, tenant_id, sandbox, type, scope, workspace_id, created_at, data, \
     idempotency_key, request_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 
 /// A delivery is pending and due now when its subscription is enabled, and
 /// kept as canceled (for a later recovery) when it is not.
-const INSERT_DELIVERY: &str = "INSERT INTO deliveries (id, tenant_id, event_id, subscription_id, status, \
+pub(crate) const INSERT_DELIVERY: &str = "INSERT INTO deliveries (id, tenant_id, event_id, subscription_id, status, \
     next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)";
 
 pub(crate) fn event_from_row(row: &impl DbRow) -> Result<Event> {
@@ -98,9 +99,9 @@ pub(crate) fn event_from_row(row: &impl DbRow) -> Result<Event> {
 /// Binds an event in the order of [`INSERT_EVENT`].
 macro_rules! bind_event {
     ($event:expr, $idempotency:expr) => {{
-        let event: &Event = $event;
-        let idempotency: Option<&Idempotency> = $idempotency;
-        sqlx::query(INSERT_EVENT)
+        let event: &$crate::events::Event = $event;
+        let idempotency: Option<&$crate::events::Idempotency> = $idempotency;
+        sqlx::query($crate::events::INSERT_EVENT)
             .bind(event.id.as_str())
             .bind(event.tenant_id.as_str())
             .bind(event.sandbox)
@@ -114,6 +115,8 @@ macro_rules! bind_event {
     }};
 }
 
+pub(crate) use bind_event;
+
 /// Binds a delivery of `event` to subscription `sub_id` in the order of
 /// [`INSERT_DELIVERY`].
 macro_rules! bind_delivery {
@@ -123,7 +126,7 @@ macro_rules! bind_delivery {
         } else {
             ("canceled", None)
         };
-        sqlx::query(INSERT_DELIVERY)
+        sqlx::query($crate::events::INSERT_DELIVERY)
             .bind($id.as_str())
             .bind($event.tenant_id.as_str())
             .bind($event.id.as_str())
@@ -133,6 +136,89 @@ macro_rules! bind_delivery {
             .bind($now)
     }};
 }
+pub(crate) use bind_delivery;
+
+/// Inside a write transaction `$tx`: writes `$event` and a delivery for
+/// every matching subscription of its tenant and environment (pending when
+/// the subscription is enabled, canceled when not), and announces them to
+/// other nodes on commit. Evaluates to the number of pending deliveries.
+macro_rules! insert_event_and_fan_out {
+    ($tx:ident, $dialect:ident, $event:expr, $idempotency:expr, $now_ms:expr) => {{
+        let event: &$crate::events::Event = $event;
+        let now_ms: i64 = $now_ms;
+        $crate::events::bind_event!(event, $idempotency)
+            .execute(&mut *$tx)
+            .await
+            .map_err(|e| {
+                // Two concurrent publishes with one key: the loser is told so.
+                if $crate::is_unique_violation(&e) {
+                    $crate::StoreError::Conflict {
+                        field: "Idempotency-Key",
+                    }
+                } else {
+                    $crate::StoreError::from(e)
+                }
+            })?;
+        let facts = signhook_core::filter::EventFacts {
+            event_type: &event.event_type,
+            sandbox: event.sandbox,
+            scope: event.scope,
+            workspace: &event.workspace_id,
+        };
+        let sql = format!(
+            "SELECT {} FROM subscriptions WHERE tenant_id = $1 AND sandbox = $2 AND deleted_at IS NULL",
+            $crate::subscriptions::COLUMNS
+        );
+        let candidates = sqlx::query(&sql)
+            .bind(event.tenant_id.as_str())
+            .bind(event.sandbox)
+            .fetch_all(&mut *$tx)
+            .await?;
+        let mut pending = 0usize;
+        for row in &candidates {
+            let sub = $crate::subscriptions::subscription_from_row(row)?;
+            if sub.filter.matches(&facts) {
+                let id = signhook_core::ids::DeliveryId::generate();
+                $crate::events::bind_delivery!(id, event, sub.id, sub.enabled, now_ms)
+                    .execute(&mut *$tx)
+                    .await?;
+                pending += usize::from(sub.enabled);
+            }
+        }
+        if pending > 0 && !$dialect.notify.is_empty() {
+            // Delivered on commit, to every listening node.
+            sqlx::query($dialect.notify).execute(&mut *$tx).await?;
+        }
+        pending
+    }};
+}
+pub(crate) use insert_event_and_fan_out;
+
+/// Inside a write transaction `$tx`: publishes an operational event (about
+/// the webhook system itself) of type `$type` with JSON `$data` to the
+/// tenant's subscriptions of environment `$sandbox` that subscribe to it.
+macro_rules! emit_operational {
+    ($tx:ident, $dialect:ident, $tenant:expr, $sandbox:expr, $type:expr, $data:expr, $now_ms:expr) => {{
+        let tenant: &signhook_core::ids::TenantId = $tenant;
+        let workspace = sqlx::query("SELECT id FROM workspaces WHERE tenant_id = $1 AND is_default = TRUE")
+            .bind(tenant.as_str())
+            .fetch_one(&mut *$tx)
+            .await?
+            .text("id")?;
+        let event = $crate::events::Event {
+            id: signhook_core::ids::EventId::generate(),
+            tenant_id: tenant.clone(),
+            sandbox: $sandbox,
+            event_type: String::from($type),
+            scope: signhook_core::filter::Scope::PublicApi,
+            workspace_id: signhook_core::ids::WorkspaceId::parse(&workspace).map_err($crate::StoreError::corrupt)?,
+            created_at: signhook_core::time::from_millis($now_ms),
+            data: $data,
+        };
+        $crate::events::insert_event_and_fan_out!($tx, $dialect, &event, None, $now_ms)
+    }};
+}
+pub(crate) use emit_operational;
 
 impl Store {
     /// Publishes an event: writes it and a delivery for every matching
@@ -150,12 +236,6 @@ impl Store {
         };
         let idempotency = new.idempotency.as_ref();
         let now_ms = to_millis(now);
-        let facts = EventFacts {
-            event_type: &event.event_type,
-            sandbox: event.sandbox,
-            scope: event.scope,
-            workspace: &event.workspace_id,
-        };
         with_pool!(self, writer, |pool, dialect| {
             let mut tx = pool.begin().await?;
             if let Some(idempotency) = idempotency {
@@ -188,39 +268,7 @@ impl Store {
                     });
                 }
             }
-            bind_event!(&event, idempotency).execute(&mut *tx).await.map_err(|e| {
-                // Two concurrent publishes with one key: the loser is told so.
-                if is_unique_violation(&e) {
-                    StoreError::Conflict {
-                        field: "Idempotency-Key",
-                    }
-                } else {
-                    e.into()
-                }
-            })?;
-            let sql = format!(
-                "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions \
-                 WHERE tenant_id = $1 AND sandbox = $2 AND deleted_at IS NULL"
-            );
-            let candidates = sqlx::query(&sql)
-                .bind(event.tenant_id.as_str())
-                .bind(event.sandbox)
-                .fetch_all(&mut *tx)
-                .await?;
-            let mut deliveries = 0;
-            for row in &candidates {
-                let sub = subscription_from_row(row)?;
-                if sub.filter.matches(&facts) {
-                    bind_delivery!(DeliveryId::generate(), event, sub.id, sub.enabled, now_ms)
-                        .execute(&mut *tx)
-                        .await?;
-                    deliveries += usize::from(sub.enabled);
-                }
-            }
-            if deliveries > 0 && !dialect.notify.is_empty() {
-                // Delivered on commit, to every listening node.
-                sqlx::query(dialect.notify).execute(&mut *tx).await?;
-            }
+            let deliveries = insert_event_and_fan_out!(tx, dialect, &event, idempotency, now_ms);
             tx.commit().await?;
             Ok(Published {
                 event,

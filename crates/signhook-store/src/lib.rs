@@ -26,6 +26,8 @@
 
 pub mod deliveries;
 pub mod events;
+pub mod policy;
+pub mod recoveries;
 pub mod subscriptions;
 pub mod tenants;
 pub mod workspaces;

@@ -35,10 +35,17 @@ pub struct Subscription {
     pub headers: CustomHeaders,
     /// How requests are signed.
     pub signature_scheme: SignatureScheme,
+    /// The most deliveries per second, when capped.
+    pub rate_limit_per_second: Option<u32>,
     /// The current signing secret.
     pub secret: WebhookSecret,
     /// The secret before the last rotation, still signing until it expires.
     pub previous_secret: Option<(WebhookSecret, DateTime<Utc>)>,
+    /// When its current run of failures began (read-only: kept by the
+    /// delivery results).
+    pub failing_since: Option<DateTime<Utc>>,
+    /// Failed attempts since the last success (read-only, likewise).
+    pub failure_count: u32,
     /// When it was created.
     pub created_at: DateTime<Utc>,
     /// When it last changed.
@@ -78,6 +85,8 @@ pub struct NewSubscription {
     pub headers: CustomHeaders,
     /// How requests are signed.
     pub signature_scheme: SignatureScheme,
+    /// The most deliveries per second, when capped.
+    pub rate_limit_per_second: Option<u32>,
     /// The signing secret.
     pub secret: WebhookSecret,
 }
@@ -103,6 +112,8 @@ pub struct SubscriptionChanges {
     pub headers: Option<CustomHeaders>,
     /// New signature scheme.
     pub signature_scheme: Option<SignatureScheme>,
+    /// New rate limit (`Some(None)` removes it).
+    pub rate_limit_per_second: Option<Option<u32>>,
 }
 
 impl SubscriptionChanges {
@@ -137,22 +148,98 @@ impl SubscriptionChanges {
         if let Some(scheme) = self.signature_scheme {
             sub.signature_scheme = scheme;
         }
+        if let Some(limit) = self.rate_limit_per_second {
+            sub.rate_limit_per_second = limit;
+        }
     }
 }
 
 pub(crate) const COLUMNS: &str = "id, tenant_id, sandbox, url, description, enabled, disabled_reason, auto_retry, \
     subscribed_events, scopes, workspaces, headers, signature_scheme, secret, previous_secret, \
-    previous_secret_expires_at, created_at, updated_at";
+    previous_secret_expires_at, created_at, updated_at, rate_limit_per_second, failing_since, failure_count";
 
 const INSERT: &str = "INSERT INTO subscriptions (url, description, enabled, disabled_reason, auto_retry, \
     subscribed_events, scopes, workspaces, headers, signature_scheme, secret, previous_secret, \
-    previous_secret_expires_at, updated_at, id, tenant_id, sandbox, created_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)";
+    previous_secret_expires_at, updated_at, rate_limit_per_second, id, tenant_id, sandbox, created_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)";
 
 const UPDATE: &str = "UPDATE subscriptions SET url = $1, description = $2, enabled = $3, disabled_reason = $4, \
     auto_retry = $5, subscribed_events = $6, scopes = $7, workspaces = $8, headers = $9, signature_scheme = $10, \
-    secret = $11, previous_secret = $12, previous_secret_expires_at = $13, updated_at = $14 \
-    WHERE id = $15 AND tenant_id = $16 AND sandbox = $17 AND created_at = $18";
+    secret = $11, previous_secret = $12, previous_secret_expires_at = $13, updated_at = $14, \
+    rate_limit_per_second = $15 WHERE id = $16 AND tenant_id = $17 AND sandbox = $18 AND created_at = $19";
+
+/// Cancels a subscription's pending deliveries (`$1` now, `$2` its id): on
+/// deletion and whenever it is disabled. Canceled deliveries can be resent
+/// or recovered once it is enabled again.
+pub(crate) const CANCEL_PENDING: &str = "UPDATE deliveries SET status = 'canceled', next_attempt_at = NULL, \
+    leased_until = NULL, leased_by = NULL, updated_at = $1 WHERE subscription_id = $2 AND status = 'pending'";
+
+/// Clears the failure streak of subscription `$1` (after a success, or when
+/// its owner enables it again).
+pub(crate) const RESET_STREAK: &str =
+    "UPDATE subscriptions SET failing_since = NULL, failure_count = 0, warned_at = NULL WHERE id = $1";
+
+/// Inside a transaction `$tx`: the subscription with id `$id`, deleted or
+/// not (it exists: a delivery refers to it).
+macro_rules! load_subscription {
+    ($tx:ident, $id:expr) => {{
+        let id: &signhook_core::ids::SubscriptionId = $id;
+        let sql = format!(
+            "SELECT {} FROM subscriptions WHERE id = $1",
+            $crate::subscriptions::COLUMNS
+        );
+        let row = sqlx::query(&sql).bind(id.as_str()).fetch_one(&mut *$tx).await?;
+        $crate::subscriptions::subscription_from_row(&row)?
+    }};
+}
+pub(crate) use load_subscription;
+
+/// Inside a write transaction `$tx`: disables `$sub` with `$reason` unless
+/// it already is, cancels its pending deliveries (kept for `recover`), and
+/// tells the tenant with `webhook.disabled`. Evaluates to whether it was
+/// this call that disabled it.
+macro_rules! disable_subscription {
+    ($tx:ident, $dialect:ident, $sub:expr, $reason:expr, $now_ms:expr) => {{
+        let sub: &$crate::subscriptions::Subscription = $sub;
+        let reason: &str = $reason;
+        let now_ms: i64 = $now_ms;
+        let disabled = sqlx::query(
+            "UPDATE subscriptions SET enabled = FALSE, disabled_reason = $1, updated_at = $2 \
+             WHERE id = $3 AND enabled = TRUE",
+        )
+        .bind(reason)
+        .bind(now_ms)
+        .bind(sub.id.as_str())
+        .execute(&mut *$tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if disabled {
+            sqlx::query($crate::subscriptions::CANCEL_PENDING)
+                .bind(now_ms)
+                .bind(sub.id.as_str())
+                .execute(&mut *$tx)
+                .await?;
+            let data = $crate::subscriptions::webhook_data(sub, false, Some(reason));
+            $crate::events::emit_operational!($tx, $dialect, &sub.tenant_id, sub.filter.sandbox, "webhook.disabled", data, now_ms);
+            tracing::warn!(webhook = %sub.id, reason, "subscription disabled");
+        }
+        disabled
+    }};
+}
+pub(crate) use disable_subscription;
+
+/// The `data` of `webhook.*` operational events.
+pub(crate) fn webhook_data(sub: &Subscription, enabled: bool, disabled_reason: Option<&str>) -> String {
+    serde_json::json!({"webhook": {
+        "id": sub.id.as_str(),
+        "url": sub.url.as_str(),
+        "description": sub.description,
+        "enabled": enabled,
+        "disabled_reason": disabled_reason,
+    }})
+    .to_string()
+}
 
 /// Binds every column of `sub` in the order of [`INSERT`] and [`UPDATE`].
 macro_rules! bind_subscription {
@@ -174,6 +261,7 @@ macro_rules! bind_subscription {
             .bind(&columns.previous_secret)
             .bind(sub.previous_secret.as_ref().map(|(_, until)| to_millis(*until)))
             .bind(to_millis(sub.updated_at))
+            .bind(sub.rate_limit_per_second.map(i64::from))
             .bind(sub.id.as_str())
             .bind(sub.tenant_id.as_str())
             .bind(sub.filter.sandbox)
@@ -239,8 +327,13 @@ pub(crate) fn subscription_from_row(row: &impl DbRow) -> Result<Subscription> {
         },
         headers: CustomHeaders::parse(&headers).map_err(|e| corrupt("headers")(e.to_string()))?,
         signature_scheme: SignatureScheme::parse(&scheme).ok_or_else(|| corrupt("signature_scheme")(scheme.clone()))?,
+        rate_limit_per_second: row
+            .opt_int("rate_limit_per_second")?
+            .map(|n| n.clamp(1, i64::from(u32::MAX)) as u32),
         secret: WebhookSecret::parse(&row.text("secret")?).map_err(|e| corrupt("secret")(e.to_string()))?,
         previous_secret,
+        failing_since: row.opt_int("failing_since")?.map(from_millis),
+        failure_count: u32::try_from(row.int("failure_count")?).unwrap_or(u32::MAX),
         created_at: from_millis(row.int("created_at")?),
         updated_at: from_millis(row.int("updated_at")?),
     })
@@ -250,9 +343,9 @@ pub(crate) fn subscription_from_row(row: &impl DbRow) -> Result<Subscription> {
 /// inside a transaction, locking its row where the backend can, changes it
 /// with `change`, and writes it back. `None` when it is not the tenant's.
 macro_rules! modify_subscription {
-    ($store:expr, $tenant:expr, $sandbox:expr, $id:expr, |$sub:ident| $change:expr) => {
+    ($store:expr, $tenant:expr, $sandbox:expr, $id:expr, |$sub:ident, $tx:ident| $change:expr) => {
         with_pool!($store, writer, |pool, dialect| {
-            let mut tx = pool.begin().await?;
+            let mut $tx = pool.begin().await?;
             let sql = format!(
                 "SELECT {COLUMNS} FROM subscriptions WHERE id = $1 AND tenant_id = $2 AND sandbox = $3 \
                  AND deleted_at IS NULL{}",
@@ -262,7 +355,7 @@ macro_rules! modify_subscription {
                 .bind($id.as_str())
                 .bind($tenant.as_str())
                 .bind($sandbox)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut *$tx)
                 .await?;
             match row {
                 None => None,
@@ -271,9 +364,9 @@ macro_rules! modify_subscription {
                     $change;
                     let columns = StoredColumns::of(&$sub)?;
                     bind_subscription!(sqlx::query(UPDATE), &$sub, &columns)
-                        .execute(&mut *tx)
+                        .execute(&mut *$tx)
                         .await?;
-                    tx.commit().await?;
+                    $tx.commit().await?;
                     Some($sub)
                 }
             }
@@ -295,8 +388,11 @@ impl Store {
             filter: new.filter,
             headers: new.headers,
             signature_scheme: new.signature_scheme,
+            rate_limit_per_second: new.rate_limit_per_second,
             secret: new.secret,
             previous_secret: None,
+            failing_since: None,
+            failure_count: 0,
             created_at: now,
             updated_at: now,
         };
@@ -367,9 +463,27 @@ impl Store {
         changes: SubscriptionChanges,
         now: DateTime<Utc>,
     ) -> Result<Option<Subscription>> {
-        Ok(modify_subscription!(self, tenant, sandbox, id, |sub| {
+        Ok(modify_subscription!(self, tenant, sandbox, id, |sub, tx| {
+            let was_enabled = sub.enabled;
             changes.apply(&mut sub);
             sub.updated_at = now;
+            if was_enabled && !sub.enabled {
+                // Paused: what is pending is kept as canceled, for `recover`.
+                sqlx::query(CANCEL_PENDING)
+                    .bind(to_millis(now))
+                    .bind(sub.id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if !was_enabled && sub.enabled {
+                // A fresh start: the disable policy forgets the old failures.
+                sqlx::query(RESET_STREAK)
+                    .bind(sub.id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                sub.failing_since = None;
+                sub.failure_count = 0;
+            }
         }))
     }
 
@@ -383,7 +497,7 @@ impl Store {
         overlap_until: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Option<Subscription>> {
-        Ok(modify_subscription!(self, tenant, sandbox, id, |sub| {
+        Ok(modify_subscription!(self, tenant, sandbox, id, |sub, tx| {
             let old = std::mem::replace(&mut sub.secret, new_secret);
             sub.previous_secret = Some((old, overlap_until));
             sub.updated_at = now;
@@ -416,14 +530,11 @@ impl Store {
             .rows_affected()
                 == 1;
             if deleted {
-                sqlx::query(
-                    "UPDATE deliveries SET status = 'canceled', next_attempt_at = NULL, leased_until = NULL, \
-                     leased_by = NULL, updated_at = $1 WHERE subscription_id = $2 AND status = 'pending'",
-                )
-                .bind(now)
-                .bind(id.as_str())
-                .execute(&mut *tx)
-                .await?;
+                sqlx::query(CANCEL_PENDING)
+                    .bind(now)
+                    .bind(id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
             }
             tx.commit().await?;
             Ok(deleted)

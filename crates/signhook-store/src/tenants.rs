@@ -43,6 +43,17 @@ fn key_hash(key: &str) -> [u8; 32] {
 impl Store {
     /// Creates a tenant with a live key, a test key and a default workspace.
     pub async fn create_tenant(&self, name: &str, now: DateTime<Utc>) -> Result<CreatedTenant> {
+        self.create_tenant_with_admin(name, None, now).await
+    }
+
+    /// Creates a tenant whose warnings (`webhook.disabling_soon`) are also
+    /// e-mailed to `admin_email` when SMTP is configured.
+    pub async fn create_tenant_with_admin(
+        &self,
+        name: &str,
+        admin_email: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<CreatedTenant> {
         let tenant_id = TenantId::generate();
         let default_workspace_id = WorkspaceId::generate();
         // Keys come from the operating system's CSPRNG.
@@ -52,10 +63,11 @@ impl Store {
         let now = to_millis(now);
         with_pool!(self, writer, |pool, dialect| {
             let mut tx = pool.begin().await?;
-            sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
+            sqlx::query("INSERT INTO tenants (id, name, created_at, admin_email) VALUES ($1, $2, $3, $4)")
                 .bind(tenant_id.as_str())
                 .bind(name)
                 .bind(now)
+                .bind(admin_email)
                 .execute(&mut *tx)
                 .await?;
             for (env, key) in [(Environment::Live, &live_key), (Environment::Test, &test_key)] {

@@ -53,6 +53,7 @@ async fn tenant_with_subscription(store: &Store) -> CreatedTenant {
                 },
                 headers: CustomHeaders::default(),
                 signature_scheme: SignatureScheme::Standard,
+                rate_limit_per_second: None,
                 secret: WebhookSecret::from_bytes(&[1; 32]),
             },
             t0(),
@@ -95,9 +96,13 @@ fn succeeded(claim: &signhook_store::deliveries::ClaimedDelivery, at: DateTime<U
             error_kind: None,
             error_message: None,
             node_id: node.into(),
+            location: None,
         },
         status: DeliveryStatus::Succeeded,
         next_attempt_at: None,
+        subscription_id: claim.subscription.id.clone(),
+        event_type: claim.event.event_type.clone(),
+        disable_subscription: None,
     }
 }
 
@@ -109,7 +114,7 @@ async fn a_lease_holds_until_it_ends_then_the_delivery_is_claimable_again(backen
     let lease = Duration::seconds(45);
 
     let first = store
-        .claim_due_deliveries("node_a", t0(), t0() + lease, 10)
+        .claim_due_deliveries("node_a", t0(), t0() + lease, 10, &[])
         .await
         .unwrap();
     assert_eq!(first.len(), 1);
@@ -117,7 +122,7 @@ async fn a_lease_holds_until_it_ends_then_the_delivery_is_claimable_again(backen
     // While the lease holds, nobody else gets it.
     let during = t0() + Duration::seconds(44);
     assert!(store
-        .claim_due_deliveries("node_b", during, during + lease, 10)
+        .claim_due_deliveries("node_b", during, during + lease, 10, &[])
         .await
         .unwrap()
         .is_empty());
@@ -125,7 +130,7 @@ async fn a_lease_holds_until_it_ends_then_the_delivery_is_claimable_again(backen
     // node_a dies; when its lease ends, node_b takes over.
     let after = t0() + lease;
     let second = store
-        .claim_due_deliveries("node_b", after, after + lease, 10)
+        .claim_due_deliveries("node_b", after, after + lease, 10, &[])
         .await
         .unwrap();
     assert_eq!(second.len(), 1);
@@ -166,13 +171,13 @@ async fn a_released_claim_is_due_at_once(backend: Backend) {
     let tenant = tenant_with_subscription(&store).await;
     publish(&store, &tenant, t0()).await;
     let claims = store
-        .claim_due_deliveries("node_a", t0(), t0() + Duration::hours(1), 10)
+        .claim_due_deliveries("node_a", t0(), t0() + Duration::hours(1), 10, &[])
         .await
         .unwrap();
     let released: Vec<_> = claims.iter().map(|c| (c.delivery_id.clone(), c.lease_until)).collect();
     store.release_deliveries("node_a", &released, t0()).await.unwrap();
     let again = store
-        .claim_due_deliveries("node_b", t0(), t0() + Duration::hours(1), 10)
+        .claim_due_deliveries("node_b", t0(), t0() + Duration::hours(1), 10, &[])
         .await
         .unwrap();
     assert_eq!(again.len(), 1);
@@ -187,7 +192,7 @@ async fn claims_come_oldest_due_first_in_batches(backend: Backend) {
     }
     let now = t0() + Duration::seconds(1);
     let batch = store
-        .claim_due_deliveries("n", now, now + Duration::minutes(1), 3)
+        .claim_due_deliveries("n", now, now + Duration::minutes(1), 3, &[])
         .await
         .unwrap();
     assert_eq!(batch.len(), 3);
@@ -196,7 +201,7 @@ async fn claims_come_oldest_due_first_in_batches(backend: Backend) {
     sorted.sort();
     assert_eq!(created, sorted);
     let rest = store
-        .claim_due_deliveries("n", now, now + Duration::minutes(1), 3)
+        .claim_due_deliveries("n", now, now + Duration::minutes(1), 3, &[])
         .await
         .unwrap();
     assert_eq!(rest.len(), 2);

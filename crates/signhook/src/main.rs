@@ -5,6 +5,7 @@
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use signhook_core::duration::{parse_duration, parse_duration_list};
+use signhook_core::netguard::Cidr;
 use signhook_core::retry::{RetryPolicy, DEFAULT_JITTER};
 use signhook_core::time::{Clock, SystemClock};
 use signhook_server::{Application, Settings};
@@ -44,6 +45,9 @@ enum AdminCommand {
         /// The tenant's name.
         #[arg(long)]
         name: String,
+        /// Where failure warnings are e-mailed (when SMTP is configured).
+        #[arg(long)]
+        admin_email: Option<String>,
         #[command(flatten)]
         data: DataArgs,
     },
@@ -103,6 +107,30 @@ struct ServeArgs {
     /// This node's id in leases and attempts (generated when absent).
     #[arg(long, env = "SIGNHOOK_NODE_ID")]
     node_id: Option<String>,
+    /// A subscription failing this long (and at least 10 times) gets a
+    /// `webhook.disabling_soon` warning.
+    #[arg(long, env = "SIGNHOOK_DISABLE_AFTER", default_value = "24h", value_parser = parse_duration)]
+    disable_after: Duration,
+    /// Still failing this long after the warning: disabled.
+    #[arg(long, env = "SIGNHOOK_DISABLE_GRACE", default_value = "7d", value_parser = parse_duration)]
+    disable_grace: Duration,
+    /// How often the disable sweep and recovery jobs run.
+    #[arg(long, env = "SIGNHOOK_SCHEDULER_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    scheduler_interval: Duration,
+    /// Private address ranges endpoints may use anyway, e.g. 10.20.0.0/16
+    /// (repeat the flag, or separate with commas).
+    #[arg(long, env = "SIGNHOOK_ALLOW_ENDPOINT_CIDR", value_delimiter = ',')]
+    allow_endpoint_cidr: Vec<Cidr>,
+    /// The most deliveries in flight to one endpoint on this node.
+    #[arg(long, env = "SIGNHOOK_ENDPOINT_CONCURRENCY", default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
+    endpoint_concurrency: u16,
+    /// SMTP server for e-mailing failure warnings to tenants' admins, e.g.
+    /// `smtp://mail.internal:25` or `smtps://user:password@smtp.example.com`.
+    #[arg(long, env = "SIGNHOOK_SMTP_URL", hide_env_values = true, requires = "smtp_from")]
+    smtp_url: Option<String>,
+    /// The sender address of those e-mails.
+    #[arg(long, env = "SIGNHOOK_SMTP_FROM", requires = "smtp_url")]
+    smtp_from: Option<String>,
 }
 
 /// A retry schedule given as one comma-separated value. (A bare `Vec` would
@@ -126,6 +154,12 @@ impl ServeArgs {
         settings.delivery_lease = self.delivery_lease;
         settings.shutdown_grace = self.shutdown_grace;
         settings.node_id = self.node_id;
+        settings.disable_policy.after = self.disable_after;
+        settings.disable_policy.grace = self.disable_grace;
+        settings.scheduler_interval = self.scheduler_interval;
+        settings.allowed_endpoint_ranges = self.allow_endpoint_cidr;
+        settings.per_subscription_in_flight = usize::from(self.endpoint_concurrency);
+        settings.smtp = self.smtp_url.zip(self.smtp_from);
         settings
     }
 }
@@ -170,16 +204,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Admin {
-            command: AdminCommand::CreateTenant { name, data },
+            command:
+                AdminCommand::CreateTenant {
+                    name,
+                    admin_email,
+                    data,
+                },
         } => {
             let name = name.trim();
             anyhow::ensure!(
                 !name.is_empty() && name.chars().count() <= 200,
                 "--name must be 1 to 200 characters"
             );
+            if let Some(email) = &admin_email {
+                let valid = email.split_once('@').is_some_and(|(user, host)| {
+                    !user.is_empty() && host.contains('.') && !email.chars().any(char::is_whitespace)
+                });
+                anyhow::ensure!(valid, "--admin-email must be an e-mail address like ops@example.com");
+            }
             let store = data.open_store().await?;
             let tenant = store
-                .create_tenant(name, SystemClock.now())
+                .create_tenant_with_admin(name, admin_email.as_deref(), SystemClock.now())
                 .await
                 .context("creating the tenant")?;
             store.close().await;

@@ -6,12 +6,13 @@ use crate::extract::{page_limit, ApiQuery, Auth};
 use crate::routes::{list_type, path_id};
 use crate::state::AppState;
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use signhook_core::delivery::DeliveryStatus;
 use signhook_core::ids::{DeliveryId, SubscriptionId};
 use signhook_core::time::rfc3339;
-use signhook_store::deliveries::{Attempt, Delivery};
+use signhook_store::deliveries::{Attempt, Delivery, ResendRefusal};
 use utoipa::{IntoParams, ToSchema};
 
 /// A delivery: one event to one subscription.
@@ -63,6 +64,8 @@ pub struct AttemptView {
     pub error_message: Option<String>,
     /// The node that sent it.
     pub node_id: String,
+    /// Where a 3xx answer pointed (redirects are not followed).
+    pub location: Option<String>,
 }
 
 impl DeliveryView {
@@ -99,6 +102,7 @@ impl From<Attempt> for AttemptView {
             error_kind: a.error_kind.map(|k| k.as_str().to_owned()),
             error_message: a.error_message,
             node_id: a.node_id,
+            location: a.location,
         }
     }
 }
@@ -185,4 +189,61 @@ pub async fn list_for_webhook(
         has_more: page.has_more,
         next_cursor,
     }))
+}
+
+/// Loads a delivery of the caller's for a response.
+pub(crate) async fn view(state: &AppState, auth: &Auth, id: &DeliveryId) -> Result<DeliveryView, ApiError> {
+    let (delivery, attempts) = state
+        .store
+        .get_delivery(auth.tenant(), auth.sandbox(), id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("delivery", id.as_str()))?;
+    Ok(DeliveryView::new(delivery, Some(attempts)))
+}
+
+/// Turns a refused resend into its 409.
+pub(crate) fn refusal(refusal: ResendRefusal) -> ApiError {
+    let (code, message) = match refusal {
+        ResendRefusal::StillPending => (
+            "delivery_pending",
+            "the delivery is still pending: it will be attempted anyway; resend it once it has failed",
+        ),
+        ResendRefusal::SubscriptionDisabled => (
+            "webhook_disabled",
+            "the webhook is disabled; enable it first (PATCH /v1/webhooks/{id} {\"enabled\": true})",
+        ),
+    };
+    ApiError::Conflict {
+        code,
+        message: message.to_owned(),
+        field: None,
+    }
+}
+
+/// Sends a delivery again now — a dead letter, a canceled one, or a
+/// succeeded one to replay it — on a fresh retry schedule, with the same
+/// `webhook-id`.
+#[utoipa::path(
+    post, path = "/v1/deliveries/{id}/resend", tag = "deliveries", security(("api_key" = [])),
+    params(("id" = String, Path, description = "`dlv_…`")),
+    responses(
+        (status = 202, description = "Queued; it is attempted at once", body = DeliveryView),
+        (status = 404, body = crate::error::ErrorBody),
+        (status = 409, description = "Still pending, or its webhook is disabled", body = crate::error::ErrorBody)
+    )
+)]
+pub async fn resend(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<DeliveryView>), ApiError> {
+    let delivery_id = path_id(&id, "delivery", DeliveryId::parse)?;
+    state
+        .store
+        .resend_delivery(auth.tenant(), auth.sandbox(), &delivery_id, state.clock.now())
+        .await?
+        .ok_or_else(|| ApiError::not_found("delivery", &id))?
+        .map_err(refusal)?;
+    state.waker.wake();
+    Ok((StatusCode::ACCEPTED, Json(view(&state, &auth, &delivery_id).await?)))
 }

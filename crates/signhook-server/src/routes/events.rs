@@ -275,3 +275,47 @@ pub async fn get(
         .ok_or_else(|| ApiError::not_found("event", &id))?;
     Ok(Json(event.try_into()?))
 }
+
+/// Where to send an event again.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResendEvent {
+    /// The subscription (`wh_…`); it receives the event whatever it
+    /// subscribes to.
+    pub webhook_id: String,
+}
+
+/// Sends an event (again) to one subscription: a new delivery, attempted at
+/// once, signed like any other, with the event's id as `webhook-id`.
+#[utoipa::path(
+    post, path = "/v1/events/{id}/resend", tag = "events", security(("api_key" = [])),
+    params(("id" = String, Path, description = "`evt_…`")),
+    request_body = ResendEvent,
+    responses(
+        (status = 202, body = crate::routes::deliveries::DeliveryView),
+        (status = 404, body = crate::error::ErrorBody),
+        (status = 409, description = "The webhook is disabled", body = crate::error::ErrorBody),
+        (status = 422, body = crate::error::ErrorBody)
+    )
+)]
+pub async fn resend(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    ApiJson(body, _): ApiJson<ResendEvent>,
+) -> Result<(StatusCode, Json<crate::routes::deliveries::DeliveryView>), ApiError> {
+    let event_id = path_id(&id, "event", EventId::parse)?;
+    let sub_id = signhook_core::ids::SubscriptionId::parse(&body.webhook_id)
+        .map_err(|e| ApiError::validation("webhook_id", e.to_string()))?;
+    let delivery = state
+        .store
+        .redeliver_event(auth.tenant(), auth.sandbox(), &event_id, &sub_id, state.clock.now())
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no event `{id}` or webhook `{}` exists", body.webhook_id)))?
+        .map_err(crate::routes::deliveries::refusal)?;
+    state.waker.wake();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(crate::routes::deliveries::view(&state, &auth, &delivery).await?),
+    ))
+}

@@ -4,6 +4,7 @@ pub mod deliveries;
 pub mod event_types;
 pub mod events;
 pub mod health;
+pub mod recoveries;
 pub mod webhooks;
 pub mod workspaces;
 
@@ -28,13 +29,18 @@ pub fn router(state: AppState) -> Router {
         .route("/webhooks/{id}/rotate_secret", post(webhooks::rotate_secret))
         .route("/webhooks/{id}/test", post(webhooks::send_test))
         .route("/webhooks/{id}/deliveries", get(deliveries::list_for_webhook))
+        .route("/webhooks/{id}/recover", post(recoveries::start))
+        .route("/recoveries/{id}", get(recoveries::get))
         .route("/deliveries/{id}", get(deliveries::get))
+        .route("/deliveries/{id}/resend", post(deliveries::resend))
         .route("/events", post(events::publish).get(events::list))
-        .route("/events/{id}", get(events::get));
+        .route("/events/{id}", get(events::get))
+        .route("/events/{id}/resend", post(events::resend));
     Router::new()
         .nest("/v1", v1)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(crate::openapi::serve))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

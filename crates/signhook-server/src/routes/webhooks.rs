@@ -6,7 +6,7 @@ use crate::error::ApiError;
 use crate::extract::{page_limit, ApiJson, ApiQuery, Auth};
 use crate::routes::deliveries::DeliveryView;
 use crate::routes::{list_type, path_id};
-use crate::state::AppState;
+use crate::state::{ApiSettings, AppState};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -23,6 +23,8 @@ use utoipa::{IntoParams, ToSchema};
 
 /// The longest description.
 pub const MAX_DESCRIPTION_LEN: usize = 500;
+/// The highest rate limit.
+pub const MAX_RATE_LIMIT: u32 = 10_000;
 
 /// Creating a subscription. Only `url` is required.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -53,6 +55,9 @@ pub struct CreateWebhook {
     /// (`X-Signature`: hex HMAC-SHA256 of the body keyed with the secret text,
     /// and `X-Client-Id`).
     pub signature_scheme: Option<String>,
+    /// At most this many deliveries per second to the endpoint (1 to 10,000);
+    /// none by default.
+    pub rate_limit_per_second: Option<u32>,
 }
 
 /// Changing a subscription; absent fields stay as they are.
@@ -79,6 +84,17 @@ pub struct UpdateWebhook {
     pub headers: Option<BTreeMap<String, String>>,
     /// New signature scheme.
     pub signature_scheme: Option<String>,
+    /// New rate limit; `null` removes it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>)]
+    pub rate_limit_per_second: Option<Option<u32>>,
+}
+
+/// Tells "absent" (`None`) from "null" (`Some(None)`) for a PATCH field.
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 /// A subscription.
@@ -94,7 +110,8 @@ pub struct WebhookView {
     pub sandbox: bool,
     /// Whether deliveries are made.
     pub enabled: bool,
-    /// Why it is disabled (`manual`), when it is.
+    /// Why it is disabled, when it is: `manual` (by its owner), `failing`
+    /// (by the disable policy) or `gone` (the endpoint answered 410).
     pub disabled_reason: Option<String>,
     /// Whether failures are retried.
     pub auto_retry: bool,
@@ -108,6 +125,12 @@ pub struct WebhookView {
     pub headers: BTreeMap<String, String>,
     /// `standard` or `hmac-sha256-hex`.
     pub signature_scheme: String,
+    /// Deliveries per second at most, when capped.
+    pub rate_limit_per_second: Option<u32>,
+    /// When its current run of failed attempts began; null while healthy.
+    pub failing_since: Option<String>,
+    /// Failed attempts since the last success.
+    pub failure_count: u32,
     /// When it was created.
     pub created_at: String,
     /// When it last changed.
@@ -129,6 +152,9 @@ impl From<&Subscription> for WebhookView {
             workspaces: s.filter.workspaces.to_texts(),
             headers: s.headers.as_map().clone(),
             signature_scheme: s.signature_scheme.as_str().to_owned(),
+            rate_limit_per_second: s.rate_limit_per_second,
+            failing_since: s.failing_since.map(rfc3339),
+            failure_count: s.failure_count,
             created_at: rfc3339(s.created_at),
             updated_at: rfc3339(s.updated_at),
         }
@@ -171,8 +197,33 @@ fn filter_error(field: &str, e: FilterError) -> ApiError {
     ApiError::validation(field, format!("{field}: {e}"))
 }
 
-fn parse_url(text: &str, dev: bool) -> Result<WebhookUrl, ApiError> {
-    WebhookUrl::parse(text.trim(), dev).map_err(|e| ApiError::validation("url", format!("url {e}")))
+fn parse_url(text: &str, api: &ApiSettings) -> Result<WebhookUrl, ApiError> {
+    let url = WebhookUrl::parse(text.trim(), api.dev).map_err(|e| ApiError::validation("url", format!("url {e}")))?;
+    // An IP literal can be judged now; host names are judged at send time,
+    // after DNS, every time.
+    let ip = match url.url().host() {
+        Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
+        _ => None,
+    };
+    if let Some(Err(forbidden)) = ip.map(|ip| api.addresses.check(ip)) {
+        return Err(ApiError::validation(
+            "url",
+            format!("url: {forbidden} (an operator can allow a range with --allow-endpoint-cidr)"),
+        ));
+    }
+    Ok(url)
+}
+
+fn parse_rate_limit(limit: u32) -> Result<u32, ApiError> {
+    if (1..=MAX_RATE_LIMIT).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::validation(
+            "rate_limit_per_second",
+            format!("rate_limit_per_second must be 1 to {MAX_RATE_LIMIT}"),
+        ))
+    }
 }
 
 fn parse_description(text: String) -> Result<String, ApiError> {
@@ -271,7 +322,7 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<CreatedWebhook>), ApiError> {
     let new = NewSubscription {
         tenant_id: auth.tenant().clone(),
-        url: parse_url(&body.url, state.api.dev)?,
+        url: parse_url(&body.url, &state.api)?,
         description: parse_description(body.description.unwrap_or_default())?,
         enabled: body.enabled.unwrap_or(true),
         auto_retry: body.auto_retry.unwrap_or(true),
@@ -288,6 +339,7 @@ pub async fn create(
             .map(parse_scheme)
             .transpose()?
             .unwrap_or_default(),
+        rate_limit_per_second: body.rate_limit_per_second.map(parse_rate_limit).transpose()?,
         secret: new_secret(),
     };
     let sub = state.store.create_subscription(new, state.clock.now()).await?;
@@ -374,7 +426,7 @@ pub async fn update(
         ));
     }
     let changes = SubscriptionChanges {
-        url: body.url.as_deref().map(|u| parse_url(u, state.api.dev)).transpose()?,
+        url: body.url.as_deref().map(|u| parse_url(u, &state.api)).transpose()?,
         description: body.description.map(parse_description).transpose()?,
         enabled: body.enabled,
         auto_retry: body.auto_retry,
@@ -386,6 +438,10 @@ pub async fn update(
         },
         headers: body.headers.as_ref().map(parse_headers).transpose()?,
         signature_scheme: body.signature_scheme.as_deref().map(parse_scheme).transpose()?,
+        rate_limit_per_second: match body.rate_limit_per_second {
+            Some(Some(limit)) => Some(Some(parse_rate_limit(limit)?)),
+            other => other,
+        },
     };
     let sub = state
         .store

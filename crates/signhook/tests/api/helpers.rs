@@ -7,6 +7,8 @@
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{json, Value};
+use signhook_core::netguard::Cidr;
+use signhook_core::policy::DisablePolicy;
 use signhook_core::retry::RetryPolicy;
 use signhook_core::time::SystemClock;
 use signhook_server::{Application, Settings};
@@ -74,8 +76,15 @@ impl Database {
 
     /// Creates a tenant the way `signhook admin create-tenant` does.
     pub async fn create_tenant(&self, name: &str) -> Tenant {
+        self.create_tenant_with_admin(name, None).await
+    }
+
+    pub async fn create_tenant_with_admin(&self, name: &str, admin_email: Option<&str>) -> Tenant {
         let store = self.open_store().await;
-        let created = store.create_tenant(name, chrono::Utc::now()).await.expect("a tenant");
+        let created = store
+            .create_tenant_with_admin(name, admin_email, chrono::Utc::now())
+            .await
+            .expect("a tenant");
         store.close().await;
         Tenant {
             id: created.tenant_id.to_string(),
@@ -101,6 +110,11 @@ pub struct Options {
     pub dev: bool,
     pub retry_policy: RetryPolicy,
     pub request_timeout: Duration,
+    pub disable_policy: DisablePolicy,
+    pub scheduler_interval: Duration,
+    pub allowed_endpoint_ranges: Vec<Cidr>,
+    pub smtp: Option<(String, String)>,
+    pub admin_email: Option<String>,
 }
 
 impl Options {
@@ -110,6 +124,11 @@ impl Options {
             dev: true,
             retry_policy: fast_schedule(),
             request_timeout: Duration::from_secs(5),
+            disable_policy: DisablePolicy::default(),
+            scheduler_interval: Duration::from_millis(50),
+            allowed_endpoint_ranges: Vec::new(),
+            smtp: None,
+            admin_email: None,
         }
     }
 }
@@ -123,8 +142,14 @@ impl TestApp {
 
     pub async fn spawn_with(options: Options) -> Self {
         let db = Database::new(options.backend).await;
-        let tenant = db.create_tenant("Acme").await;
+        let tenant = db
+            .create_tenant_with_admin("Acme", options.admin_email.as_deref())
+            .await;
         let mut settings = Settings::new(db.dir.path().to_owned());
+        settings.disable_policy = options.disable_policy;
+        settings.scheduler_interval = options.scheduler_interval;
+        settings.allowed_endpoint_ranges = options.allowed_endpoint_ranges;
+        settings.smtp = options.smtp;
         settings.database_url = db.url.clone();
         settings.listen = "127.0.0.1:0".parse().unwrap();
         settings.dev = options.dev;
@@ -288,6 +313,8 @@ pub fn merge(target: &mut Value, extra: Value) {
 #[derive(Debug, Clone, Copy)]
 pub enum Reply {
     Status(u16),
+    /// A status with extra response headers.
+    WithHeaders(u16, &'static [(&'static str, &'static str)]),
     /// Accept the request and never answer.
     Hang,
 }
@@ -313,9 +340,9 @@ impl Received {
 }
 
 struct ReceiverState {
-    received: Mutex<Vec<Received>>,
+    received: Mutex<Vec<(Received, std::time::Instant)>>,
     script: Mutex<VecDeque<Reply>>,
-    then: Reply,
+    then: Mutex<Reply>,
     arrived: Notify,
 }
 
@@ -344,20 +371,34 @@ impl Receiver {
         let state = Arc::new(ReceiverState {
             received: Mutex::new(Vec::new()),
             script: Mutex::new(script.into()),
-            then,
+            then: Mutex::new(then),
             arrived: Notify::new(),
         });
         let handler_state = state.clone();
         let app = axum::Router::new().fallback(move |headers: HeaderMap, body: Bytes| {
             let state = handler_state.clone();
             async move {
-                let reply = state.script.lock().unwrap().pop_front().unwrap_or(state.then);
-                state.received.lock().unwrap().push(Received { headers, body });
+                let then = *state.then.lock().unwrap();
+                let reply = state.script.lock().unwrap().pop_front().unwrap_or(then);
+                state
+                    .received
+                    .lock()
+                    .unwrap()
+                    .push((Received { headers, body }, std::time::Instant::now()));
                 state.arrived.notify_waiters();
-                match reply {
-                    Reply::Status(code) => (StatusCode::from_u16(code).unwrap(), format!("answered {code}")),
+                let (code, extra): (u16, &[(&str, &str)]) = match reply {
+                    Reply::Status(code) => (code, &[]),
+                    Reply::WithHeaders(code, headers) => (code, headers),
                     Reply::Hang => std::future::pending().await,
+                };
+                let mut response = axum::response::IntoResponse::into_response((
+                    StatusCode::from_u16(code).unwrap(),
+                    format!("answered {code}"),
+                ));
+                for (name, value) in extra {
+                    response.headers_mut().insert(*name, value.parse().unwrap());
                 }
+                response
             }
         });
         let shutdown = CancellationToken::new();
@@ -376,7 +417,32 @@ impl Receiver {
     }
 
     pub fn received(&self) -> Vec<Received> {
-        self.state.received.lock().unwrap().clone()
+        self.state
+            .received
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(r, _)| r.clone())
+            .collect()
+    }
+
+    /// When each request arrived.
+    pub fn arrival_times(&self) -> Vec<std::time::Instant> {
+        self.state.received.lock().unwrap().iter().map(|(_, at)| *at).collect()
+    }
+
+    /// From now on, answer with `reply` once the script is used up.
+    pub fn set_reply(&self, reply: Reply) {
+        *self.state.then.lock().unwrap() = reply;
+    }
+
+    /// The bodies of the requests of event type `event_type`.
+    pub fn of_type(&self, event_type: &str) -> Vec<Value> {
+        self.received()
+            .iter()
+            .map(Received::json)
+            .filter(|e| e["type"] == event_type)
+            .collect()
     }
 
     /// Waits until at least `n` requests arrived, and returns all of them.
@@ -479,4 +545,77 @@ pub fn run_cli(args: &[&str]) -> std::process::Output {
 /// The workspace root (for committed files like docs/openapi.json).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A minimal SMTP server on 127.0.0.1 that accepts every message and keeps
+/// its raw text: enough for lettre to deliver to.
+pub struct SmtpSink {
+    pub port: u16,
+    messages: Arc<Mutex<Vec<String>>>,
+}
+
+impl SmtpSink {
+    pub async fn start() -> Self {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let messages = Arc::new(Mutex::new(Vec::new()));
+        let store = messages.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let (read, mut write) = stream.into_split();
+                    let mut lines = BufReader::new(read).lines();
+                    write.write_all(b"220 sink ESMTP\r\n").await.ok();
+                    let mut data: Option<String> = None;
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        if let Some(body) = data.as_mut() {
+                            if line == "." {
+                                store.lock().unwrap().push(std::mem::take(body));
+                                data = None;
+                                write.write_all(b"250 queued\r\n").await.ok();
+                            } else {
+                                body.push_str(&line);
+                                body.push('\n');
+                            }
+                            continue;
+                        }
+                        let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
+                        let reply: &[u8] = match verb.as_str() {
+                            "EHLO" | "HELO" => b"250 sink\r\n",
+                            "DATA" => {
+                                data = Some(String::new());
+                                b"354 go ahead\r\n"
+                            }
+                            "QUIT" => {
+                                write.write_all(b"221 bye\r\n").await.ok();
+                                break;
+                            }
+                            _ => b"250 ok\r\n",
+                        };
+                        write.write_all(reply).await.ok();
+                    }
+                });
+            }
+        });
+        Self { port, messages }
+    }
+
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// Waits until a message arrived; returns all.
+    pub async fn wait_for_message(&self) -> Vec<String> {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let messages = self.messages.lock().unwrap().clone();
+            if !messages.is_empty() {
+                return messages;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no e-mail arrived");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }

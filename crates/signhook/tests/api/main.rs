@@ -7,6 +7,7 @@ mod crash;
 mod delivery;
 mod errors;
 mod events;
+mod failures;
 mod helpers;
 mod multinode;
 mod webhooks;

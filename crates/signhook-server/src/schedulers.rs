@@ -1,0 +1,102 @@
+//! The time-driven work of a node, beside the API and the dispatcher: the
+//! warn-then-disable sweep and recovery jobs. Every node runs them; the
+//! store makes each warning, disabling and recovery batch happen once.
+
+use crate::error::error_chain;
+use crate::mail::Mailer;
+use signhook_core::policy::DisablePolicy;
+use signhook_core::time::Clock;
+use signhook_store::Store;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// How many deliveries a recovery job resends per transaction.
+pub const RECOVERY_BATCH: u32 = 200;
+
+/// The schedulers of one node.
+pub struct Schedulers {
+    pub(crate) store: Store,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) node_id: String,
+    pub(crate) policy: DisablePolicy,
+    pub(crate) interval: Duration,
+    pub(crate) lease: Duration,
+    pub(crate) mailer: Option<Mailer>,
+    pub(crate) wake: Arc<Notify>,
+}
+
+impl Schedulers {
+    /// Runs until `shutdown`: a round every `interval`, or at once when woken.
+    pub async fn run(self, shutdown: CancellationToken) {
+        while !shutdown.is_cancelled() {
+            self.sweep().await;
+            self.recover(&shutdown).await;
+            tokio::select! {
+                _ = tokio::time::sleep(self.interval) => {}
+                _ = self.wake.notified() => {}
+                _ = shutdown.cancelled() => {}
+            }
+        }
+    }
+
+    async fn sweep(&self) {
+        let outcome = match self
+            .store
+            .sweep_failing_subscriptions(&self.policy, self.clock.now())
+            .await
+        {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                tracing::error!(error = %error_chain(&e), "the disable-policy sweep failed; next round retries");
+                return;
+            }
+        };
+        let Some(mailer) = &self.mailer else { return };
+        for warned in &outcome.warned {
+            let Some(to) = &warned.admin_email else { continue };
+            // The warning itself is durable (an operational event); the
+            // e-mail is a courtesy on top, logged when it cannot be sent.
+            match mailer.send_warning(to, warned, self.policy.grace).await {
+                Ok(()) => tracing::info!(webhook = %warned.subscription.id, to, "failure warning e-mailed"),
+                Err(e) => {
+                    tracing::warn!(webhook = %warned.subscription.id, to, error = %e, "failure warning not e-mailed")
+                }
+            }
+        }
+    }
+
+    async fn recover(&self, shutdown: &CancellationToken) {
+        while !shutdown.is_cancelled() {
+            let now = self.clock.now();
+            let job = match self.store.claim_recovery(&self.node_id, now, now + self.lease).await {
+                Ok(Some(job)) => job,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::error!(error = %error_chain(&e), "claiming a recovery job failed");
+                    return;
+                }
+            };
+            let mut job = job;
+            while !shutdown.is_cancelled() {
+                match self
+                    .store
+                    .advance_recovery(&self.node_id, &job, RECOVERY_BATCH, self.clock.now())
+                    .await
+                {
+                    Ok(Some(next)) if next.status == "done" => {
+                        tracing::info!(recovery = %next.id, resent = next.resent, "recovery finished");
+                        break;
+                    }
+                    Ok(Some(next)) => job = next,
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::error!(recovery = %job.id, error = %error_chain(&e), "recovery batch failed; the job resumes later");
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}

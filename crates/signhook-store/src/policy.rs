@@ -1,0 +1,103 @@
+//! The warn-then-disable sweep: every node runs it on a timer; each warning
+//! and each disabling happens exactly once across nodes, because the row
+//! update that records it only succeeds for the first transaction to try.
+
+use crate::events::emit_operational;
+use crate::subscriptions::{disable_subscription, subscription_from_row, webhook_data, Subscription, COLUMNS};
+use crate::{with_pool, DbRow, Result, Store};
+use chrono::{DateTime, Utc};
+use signhook_core::policy::{Assessment, DisablePolicy, FailureStreak};
+use signhook_core::time::{from_millis, to_millis};
+
+/// The reason recorded when the policy disables a subscription.
+pub const DISABLED_FAILING: &str = "failing";
+
+/// A subscription warned by this sweep, with where to e-mail its owner.
+#[derive(Debug, Clone)]
+pub struct Warned {
+    /// The subscription.
+    pub subscription: Subscription,
+    /// When its failures began.
+    pub failing_since: DateTime<Utc>,
+    /// The tenant's admin address, if it has one.
+    pub admin_email: Option<String>,
+}
+
+/// What one sweep did.
+#[derive(Debug, Default)]
+pub struct SweepOutcome {
+    /// Warned now (`webhook.disabling_soon` emitted).
+    pub warned: Vec<Warned>,
+    /// Disabled now (`webhook.disabled` emitted).
+    pub disabled: Vec<Subscription>,
+}
+
+impl Store {
+    /// Applies `policy` at `now` to every failing, enabled subscription.
+    pub async fn sweep_failing_subscriptions(
+        &self,
+        policy: &DisablePolicy,
+        now: DateTime<Utc>,
+    ) -> Result<SweepOutcome> {
+        let now_ms = to_millis(now);
+        with_pool!(self, writer, |pool, dialect| {
+            let mut tx = pool.begin().await?;
+            let sql = format!(
+                "SELECT {COLUMNS}, warned_at, \
+                 (SELECT admin_email FROM tenants t WHERE t.id = s.tenant_id) AS admin_email \
+                 FROM subscriptions s WHERE enabled = TRUE AND deleted_at IS NULL AND failing_since IS NOT NULL"
+            );
+            let rows = sqlx::query(&sql).fetch_all(&mut *tx).await?;
+            let mut outcome = SweepOutcome::default();
+            for row in &rows {
+                let sub = subscription_from_row(row)?;
+                let streak = FailureStreak {
+                    failing_since: row.opt_int("failing_since")?.map(from_millis),
+                    failures: u32::try_from(row.int("failure_count")?).unwrap_or(u32::MAX),
+                    warned_at: row.opt_int("warned_at")?.map(from_millis),
+                };
+                match policy.assess(&streak, now) {
+                    Assessment::Nothing => {}
+                    Assessment::Warn => {
+                        // Only the first node to get here records the warning.
+                        let first = sqlx::query(
+                            "UPDATE subscriptions SET warned_at = $1 \
+                             WHERE id = $2 AND warned_at IS NULL AND failing_since IS NOT NULL AND enabled = TRUE",
+                        )
+                        .bind(now_ms)
+                        .bind(sub.id.as_str())
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected()
+                            == 1;
+                        if first {
+                            let data = webhook_data(&sub, true, None);
+                            emit_operational!(
+                                tx,
+                                dialect,
+                                &sub.tenant_id,
+                                sub.filter.sandbox,
+                                "webhook.disabling_soon",
+                                data,
+                                now_ms
+                            );
+                            tracing::warn!(webhook = %sub.id, "subscription failing: owner warned");
+                            outcome.warned.push(Warned {
+                                failing_since: streak.failing_since.unwrap_or(now),
+                                admin_email: row.opt_text("admin_email")?,
+                                subscription: sub,
+                            });
+                        }
+                    }
+                    Assessment::Disable => {
+                        if disable_subscription!(tx, dialect, &sub, DISABLED_FAILING, now_ms) {
+                            outcome.disabled.push(sub);
+                        }
+                    }
+                }
+            }
+            tx.commit().await?;
+            Ok(outcome)
+        })
+    }
+}
