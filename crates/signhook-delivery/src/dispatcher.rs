@@ -37,8 +37,8 @@ pub struct DispatcherConfig {
     pub retry_policy: RetryPolicy,
     /// How long one attempt may take.
     pub request_timeout: Duration,
-    /// How long a claim holds: longer than any attempt, so that only a dead
-    /// node's claims ever expire.
+    /// How long a claim holds: longer than waiting for a lane plus any
+    /// attempt, so that only a dead node's claims ever expire.
     pub lease: Duration,
     /// The most deliveries claimed at once.
     pub batch_size: u32,
@@ -65,7 +65,9 @@ impl DispatcherConfig {
             node_id,
             retry_policy,
             request_timeout,
-            lease: request_timeout + Duration::from_secs(30),
+            // Long enough for a delivery to wait its turn in a lane behind
+            // one full timeout and then take one itself.
+            lease: request_timeout * 2 + Duration::from_secs(30),
             batch_size: 200,
             max_in_flight: 512,
             idle_poll: Duration::from_secs(1),
@@ -154,7 +156,14 @@ impl Dispatcher {
             let lease_until = now + self.config.lease;
             let claims = match self
                 .store
-                .claim_due_deliveries(&self.config.node_id, now, lease_until, free as u32, &saturated)
+                .claim_due_deliveries(
+                    &self.config.node_id,
+                    now,
+                    lease_until,
+                    free as u32,
+                    lanes.claim_per_subscription(),
+                    &saturated,
+                )
                 .await
             {
                 Ok(claims) => claims,
@@ -172,7 +181,7 @@ impl Dispatcher {
             for claim in claims {
                 // A lane can fill up within one batch; what does not fit goes
                 // straight back, due at once, for when the lane has room.
-                let Some(ticket) = lanes.enter(&claim.subscription) else {
+                let Some(mut ticket) = lanes.enter(&claim.subscription) else {
                     overflow.push((claim.delivery_id.clone(), claim.lease_until));
                     continue;
                 };

@@ -1,9 +1,14 @@
 //! Per-subscription isolation: each subscription is a lane with at most
 //! `cap` sends in flight on this node and, when its owner set one, a rate
-//! limit. A saturated lane is left out of the next claim, so a slow or dead
-//! endpoint holds at most `cap` of this node's slots and never stalls the
-//! others — and deliveries are never claimed faster than they can be sent,
-//! which keeps leases from running out in a queue.
+//! limit. A slow or dead endpoint therefore holds at most its lane and never
+//! stalls the others.
+//!
+//! A lane also holds up to `cap` claimed deliveries waiting for a turn, and
+//! it is left out of claims while it has more than `cap` members. With at
+//! most `cap` claimed per subscription per batch, a claim never brings more
+//! than a lane can take: nothing is claimed only to be handed back, and a
+//! waiting delivery starts within one request timeout — well inside its
+//! lease.
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use signhook_core::ids::SubscriptionId;
@@ -11,6 +16,7 @@ use signhook_store::subscriptions::Subscription;
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The lanes of one dispatcher.
 #[derive(Debug)]
@@ -21,7 +27,10 @@ pub struct Lanes {
 
 #[derive(Debug)]
 struct Lane {
-    in_flight: usize,
+    /// Sending or waiting to send.
+    members: usize,
+    /// `cap` permits: one per send in flight.
+    sending: Arc<Semaphore>,
     rate: Option<u32>,
     limiter: Option<Arc<DefaultDirectRateLimiter>>,
 }
@@ -31,7 +40,9 @@ struct Lane {
 pub struct Ticket {
     lanes: Arc<Lanes>,
     subscription: SubscriptionId,
+    sending: Arc<Semaphore>,
     limiter: Option<Arc<DefaultDirectRateLimiter>>,
+    turn: Option<OwnedSemaphorePermit>,
 }
 
 impl Lanes {
@@ -43,57 +54,65 @@ impl Lanes {
         })
     }
 
+    /// The most deliveries of one subscription a claim should bring.
+    pub fn claim_per_subscription(&self) -> u32 {
+        u32::try_from(self.cap).unwrap_or(u32::MAX)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SubscriptionId, Lane>> {
         // A panic while holding this lock leaves only counters behind; they
         // are still the best information there is.
         self.lanes.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The subscriptions with no room for another send.
+    /// The subscriptions that should not be claimed for now.
     pub fn saturated(&self) -> Vec<SubscriptionId> {
         self.lock()
             .iter()
-            .filter(|(_, lane)| lane.in_flight >= self.cap)
+            .filter(|(_, lane)| lane.members > self.cap)
             .map(|(id, _)| id.clone())
             .collect()
     }
 
-    /// Takes a place in `sub`'s lane, or `None` when it is full.
+    /// Joins `sub`'s lane, or `None` when it is full.
     pub fn enter(self: &Arc<Self>, sub: &Subscription) -> Option<Ticket> {
         let mut lanes = self.lock();
-        let lane = lanes.entry(sub.id.clone()).or_insert(Lane {
-            in_flight: 0,
+        let lane = lanes.entry(sub.id.clone()).or_insert_with(|| Lane {
+            members: 0,
+            sending: Arc::new(Semaphore::new(self.cap)),
             rate: None,
             limiter: None,
         });
-        if lane.in_flight >= self.cap {
+        if lane.members >= 2 * self.cap {
             return None;
         }
         if lane.rate != sub.rate_limit_per_second {
             lane.rate = sub.rate_limit_per_second;
-            lane.limiter = sub
-                .rate_limit_per_second
-                .and_then(NonZeroU32::new)
-                // Evenly spaced, no burst: "N per second" holds in every
-                // one-second window, not just on average.
-                .map(|per_second| {
-                    Arc::new(RateLimiter::direct(
-                        Quota::per_second(per_second).allow_burst(NonZeroU32::MIN),
-                    ))
-                });
+            // Evenly spaced, no burst: "N per second" holds in every
+            // one-second window, not just on average.
+            lane.limiter = sub.rate_limit_per_second.and_then(NonZeroU32::new).map(|per_second| {
+                Arc::new(RateLimiter::direct(
+                    Quota::per_second(per_second).allow_burst(NonZeroU32::MIN),
+                ))
+            });
         }
-        lane.in_flight += 1;
+        lane.members += 1;
         Some(Ticket {
             lanes: self.clone(),
             subscription: sub.id.clone(),
+            sending: lane.sending.clone(),
             limiter: lane.limiter.clone(),
+            turn: None,
         })
     }
 }
 
 impl Ticket {
-    /// Waits until the lane's rate limit allows one more request.
-    pub async fn wait_turn(&self) {
+    /// Waits for a free sending place in the lane, then for the rate limit.
+    pub async fn wait_turn(&mut self) {
+        if self.turn.is_none() {
+            self.turn = self.sending.clone().acquire_owned().await.ok();
+        }
         if let Some(limiter) = &self.limiter {
             limiter.until_ready().await;
         }
@@ -104,10 +123,10 @@ impl Drop for Ticket {
     fn drop(&mut self) {
         let mut lanes = self.lanes.lock();
         if let Some(lane) = lanes.get_mut(&self.subscription) {
-            lane.in_flight = lane.in_flight.saturating_sub(1);
+            lane.members = lane.members.saturating_sub(1);
             // A rate-limited lane keeps its limiter between sends; others are
             // forgotten when idle.
-            if lane.in_flight == 0 && lane.limiter.is_none() {
+            if lane.members == 0 && lane.limiter.is_none() {
                 lanes.remove(&self.subscription);
             }
         }

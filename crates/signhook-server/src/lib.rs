@@ -55,7 +55,7 @@ pub struct Settings {
     /// How long a rotated-out secret keeps signing.
     pub secret_overlap: Duration,
     /// How long a claimed delivery stays leased (defaults to the request
-    /// timeout plus 30 s).
+    /// timeout twice plus 30 s).
     pub delivery_lease: Option<Duration>,
     /// How long sends in flight may finish at shutdown.
     pub shutdown_grace: Option<Duration>,

@@ -171,27 +171,42 @@ struct Claim {
 
 impl Store {
     /// Claims up to `limit` due deliveries for `node` until `lease_until`,
-    /// oldest due first, leaving out those of the subscriptions in `skip`
-    /// (lanes that are full on this node), and loads what sending them
-    /// needs. On PostgreSQL, rows another node is claiming at the same moment
-    /// are skipped, not waited for.
+    /// oldest due first and at most `per_subscription` of any one
+    /// subscription, leaving out those of the subscriptions in `skip` (lanes
+    /// that are full on this node), and loads what sending them needs. On
+    /// PostgreSQL, rows another node is claiming at the same moment are
+    /// skipped, not waited for.
     pub async fn claim_due_deliveries(
         &self,
         node: &str,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: u32,
+        per_subscription: u32,
         skip: &[SubscriptionId],
     ) -> Result<Vec<ClaimedDelivery>> {
         let skip = json_strings(skip.iter().map(SubscriptionId::as_str));
         let lease = to_millis(lease_until);
         let (claims, events, subscriptions) = with_pool!(self, writer, |pool, dialect| {
             let mut tx = pool.begin().await?;
+            // From the oldest due rows (a bounded window, so a large backlog
+            // costs no more than a small one), take at most `per_subscription`
+            // of each subscription, then the oldest `limit` of those. The row
+            // locks are taken at the outer level (PostgreSQL allows no
+            // FOR UPDATE beside a window function), and that level repeats the
+            // "pending and due" test: it is the one PostgreSQL re-checks
+            // against a row another node has just claimed and committed.
             let sql = format!(
                 "UPDATE deliveries SET leased_by = $1, leased_until = $2, next_attempt_at = $2 \
-                 WHERE id IN (SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= $3 \
-                              AND subscription_id NOT IN ({}) \
-                              ORDER BY next_attempt_at LIMIT $4{}) \
+                 WHERE id IN (SELECT id FROM deliveries WHERE id IN ( \
+                     SELECT id FROM ( \
+                         SELECT id, ROW_NUMBER() OVER (PARTITION BY subscription_id ORDER BY next_attempt_at, id) AS place \
+                         FROM (SELECT id, subscription_id, next_attempt_at FROM deliveries \
+                               WHERE status = 'pending' AND next_attempt_at <= $3 AND subscription_id NOT IN ({}) \
+                               ORDER BY next_attempt_at LIMIT $6) AS due \
+                     ) AS ranked WHERE place <= $7) \
+                   AND status = 'pending' AND next_attempt_at <= $3 \
+                   ORDER BY next_attempt_at LIMIT $4{}) \
                  RETURNING id, event_id, subscription_id, attempt_count, schedule_offset",
                 dialect.list_param(5),
                 dialect.skip_locked
@@ -202,6 +217,8 @@ impl Store {
                 .bind(to_millis(now))
                 .bind(i64::from(limit))
                 .bind(&skip)
+                .bind(i64::from(limit) * 4)
+                .bind(i64::from(per_subscription.max(1)))
                 .fetch_all(&mut *tx)
                 .await?
                 .iter()

@@ -114,7 +114,7 @@ async fn a_lease_holds_until_it_ends_then_the_delivery_is_claimable_again(backen
     let lease = Duration::seconds(45);
 
     let first = store
-        .claim_due_deliveries("node_a", t0(), t0() + lease, 10, &[])
+        .claim_due_deliveries("node_a", t0(), t0() + lease, 10, 100, &[])
         .await
         .unwrap();
     assert_eq!(first.len(), 1);
@@ -122,7 +122,7 @@ async fn a_lease_holds_until_it_ends_then_the_delivery_is_claimable_again(backen
     // While the lease holds, nobody else gets it.
     let during = t0() + Duration::seconds(44);
     assert!(store
-        .claim_due_deliveries("node_b", during, during + lease, 10, &[])
+        .claim_due_deliveries("node_b", during, during + lease, 10, 100, &[])
         .await
         .unwrap()
         .is_empty());
@@ -130,7 +130,7 @@ async fn a_lease_holds_until_it_ends_then_the_delivery_is_claimable_again(backen
     // node_a dies; when its lease ends, node_b takes over.
     let after = t0() + lease;
     let second = store
-        .claim_due_deliveries("node_b", after, after + lease, 10, &[])
+        .claim_due_deliveries("node_b", after, after + lease, 10, 100, &[])
         .await
         .unwrap();
     assert_eq!(second.len(), 1);
@@ -171,13 +171,13 @@ async fn a_released_claim_is_due_at_once(backend: Backend) {
     let tenant = tenant_with_subscription(&store).await;
     publish(&store, &tenant, t0()).await;
     let claims = store
-        .claim_due_deliveries("node_a", t0(), t0() + Duration::hours(1), 10, &[])
+        .claim_due_deliveries("node_a", t0(), t0() + Duration::hours(1), 10, 100, &[])
         .await
         .unwrap();
     let released: Vec<_> = claims.iter().map(|c| (c.delivery_id.clone(), c.lease_until)).collect();
     store.release_deliveries("node_a", &released, t0()).await.unwrap();
     let again = store
-        .claim_due_deliveries("node_b", t0(), t0() + Duration::hours(1), 10, &[])
+        .claim_due_deliveries("node_b", t0(), t0() + Duration::hours(1), 10, 100, &[])
         .await
         .unwrap();
     assert_eq!(again.len(), 1);
@@ -192,7 +192,7 @@ async fn claims_come_oldest_due_first_in_batches(backend: Backend) {
     }
     let now = t0() + Duration::seconds(1);
     let batch = store
-        .claim_due_deliveries("n", now, now + Duration::minutes(1), 3, &[])
+        .claim_due_deliveries("n", now, now + Duration::minutes(1), 3, 100, &[])
         .await
         .unwrap();
     assert_eq!(batch.len(), 3);
@@ -201,7 +201,7 @@ async fn claims_come_oldest_due_first_in_batches(backend: Backend) {
     sorted.sort();
     assert_eq!(created, sorted);
     let rest = store
-        .claim_due_deliveries("n", now, now + Duration::minutes(1), 3, &[])
+        .claim_due_deliveries("n", now, now + Duration::minutes(1), 3, 100, &[])
         .await
         .unwrap();
     assert_eq!(rest.len(), 2);

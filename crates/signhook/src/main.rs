@@ -96,7 +96,7 @@ struct ServeArgs {
     #[arg(long, env = "SIGNHOOK_SECRET_OVERLAP", default_value = "24h", value_parser = parse_duration)]
     secret_overlap: Duration,
     /// How long a claimed delivery stays leased to this node (default: the
-    /// request timeout plus 30 s). After a crash, claims fall due again when
+    /// request timeout twice plus 30 s). After a crash, claims fall due again when
     /// their lease ends.
     #[arg(long, env = "SIGNHOOK_DELIVERY_LEASE", value_parser = parse_duration)]
     delivery_lease: Option<Duration>,

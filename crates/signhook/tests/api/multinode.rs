@@ -132,9 +132,22 @@ async fn two_nodes_share_the_work_and_send_nothing_twice() {
     let duplicates: usize = counts.values().map(|n| n - 1).sum();
     assert_eq!(duplicates, 0, "no delivery was sent twice while its lease held");
 
-    let by_node = attempts_by_node(&db);
+    // Results are written back in batches just after the requests; wait for
+    // the last ones.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let by_node = loop {
+        let by_node = attempts_by_node(&db);
+        if by_node.values().sum::<u64>() >= EVENTS as u64 {
+            break by_node;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "attempts never all recorded: {by_node:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     println!("attempts by node: {by_node:?}");
-    assert_eq!(by_node.values().sum::<u64>(), EVENTS as u64);
+    assert_eq!(by_node.values().sum::<u64>(), EVENTS as u64, "one attempt per event");
     assert!(by_node.get("node_a").is_some_and(|n| *n > 0), "{by_node:?}");
     assert!(by_node.get("node_b").is_some_and(|n| *n > 0), "{by_node:?}");
 }
