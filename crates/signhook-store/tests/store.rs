@@ -288,3 +288,101 @@ async fn a_publish_on_postgres_wakes_every_listening_node() {
         "SQLite has no other nodes to hear from"
     );
 }
+
+/// A result for `claim`: failed, dead-lettered.
+fn dead_lettered(claim: &signhook_store::deliveries::ClaimedDelivery, at: DateTime<Utc>, node: &str) -> AttemptRecord {
+    let mut record = succeeded(claim, at, node);
+    record.attempt.status_code = Some(500);
+    record.attempt.error_kind = Some(signhook_core::delivery::ErrorKind::Http);
+    record.status = DeliveryStatus::Failed;
+    record
+}
+
+/// Publishes `n` events at `at` and dead-letters every delivery.
+async fn dead_letters(store: &Store, tenant: &CreatedTenant, n: usize, at: DateTime<Utc>) {
+    for _ in 0..n {
+        publish(store, tenant, at).await;
+    }
+    let claims = store
+        .claim_due_deliveries("n", at, at + Duration::minutes(1), 100, 100, &[])
+        .await
+        .unwrap();
+    let records: Vec<_> = claims.iter().map(|c| dead_lettered(c, at, "n")).collect();
+    store.record_attempts("n", &records, at).await.unwrap();
+}
+
+async fn event_types(store: &Store, tenant: &CreatedTenant) -> Vec<String> {
+    let page = store
+        .list_events(&tenant.tenant_id, false, None, None, 100)
+        .await
+        .unwrap();
+    page.items.into_iter().map(|e| e.event_type).collect()
+}
+
+on_both_backends! {
+async fn the_disable_policy_warns_once_then_disables_after_the_grace(backend: Backend) {
+    use signhook_core::policy::DisablePolicy;
+    let (_dir, store) = store(backend).await;
+    let tenant = tenant_with_subscription(&store).await;
+    dead_letters(&store, &tenant, 10, t0()).await;
+    let policy = DisablePolicy::default();
+
+    let early = store.sweep_failing_subscriptions(&policy, t0() + Duration::hours(23)).await.unwrap();
+    assert!(early.warned.is_empty() && early.disabled.is_empty());
+    // Two nodes sweeping at the same moment: one warning between them.
+    let at = t0() + Duration::hours(24);
+    let (a, b) = tokio::join!(
+        store.sweep_failing_subscriptions(&policy, at),
+        store.sweep_failing_subscriptions(&policy, at)
+    );
+    assert_eq!(a.unwrap().warned.len() + b.unwrap().warned.len(), 1, "warned exactly once");
+    let again = store.sweep_failing_subscriptions(&policy, at + Duration::hours(1)).await.unwrap();
+    assert!(again.warned.is_empty() && again.disabled.is_empty());
+
+    let (a, b) = tokio::join!(
+        store.sweep_failing_subscriptions(&policy, at + Duration::days(7)),
+        store.sweep_failing_subscriptions(&policy, at + Duration::days(7))
+    );
+    let disabled: Vec<_> = a.unwrap().disabled.into_iter().chain(b.unwrap().disabled).collect();
+    assert_eq!(disabled.len(), 1, "disabled exactly once");
+    let sub = store.get_subscription(&tenant.tenant_id, false, &disabled[0].id).await.unwrap().unwrap();
+    assert!(!sub.enabled);
+    assert_eq!(sub.disabled_reason.as_deref(), Some("failing"));
+    let types = event_types(&store, &tenant).await;
+    assert_eq!(types.iter().filter(|t| *t == "webhook.disabling_soon").count(), 1);
+    assert_eq!(types.iter().filter(|t| *t == "webhook.disabled").count(), 1);
+    assert_eq!(types.iter().filter(|t| *t == "delivery.failed").count(), 10, "one per dead letter");
+}
+
+async fn a_recovery_job_resumes_on_another_node_when_its_lease_ends(backend: Backend) {
+    let (_dir, store) = store(backend).await;
+    let tenant = tenant_with_subscription(&store).await;
+    dead_letters(&store, &tenant, 5, t0()).await;
+    let sub = store.list_subscriptions(&tenant.tenant_id, false, None, 10).await.unwrap().items.remove(0);
+    let start = t0() + Duration::hours(1);
+    let job = store.create_recovery(&tenant.tenant_id, false, &sub.id, t0(), None, start).await.unwrap().unwrap();
+    assert_eq!((job.total, job.resent, job.status.as_str()), (5, 0, "running"));
+
+    let lease = Duration::seconds(60);
+    let on_a = store.claim_recovery("node_a", start, start + lease).await.unwrap().unwrap();
+    let on_a = store.advance_recovery("node_a", &on_a, 2, start).await.unwrap().unwrap();
+    assert_eq!(on_a.resent, 2);
+    // node_a dies here. While its lease holds nobody else takes the job…
+    assert!(store.claim_recovery("node_b", start + Duration::seconds(30), start + lease).await.unwrap().is_none());
+    // …then node_b does, and node_a's stale lease is worthless.
+    let later = start + lease;
+    let mut on_b = store.claim_recovery("node_b", later, later + lease).await.unwrap().unwrap();
+    assert!(store.advance_recovery("node_a", &on_a, 2, later).await.unwrap().is_none());
+    while on_b.status == "running" {
+        on_b = store.advance_recovery("node_b", &on_b, 2, later).await.unwrap().unwrap();
+    }
+    assert_eq!((on_b.resent, on_b.status.as_str()), (5, "done"));
+    // Every dead letter is due again, on a fresh schedule. (The subscription
+    // listens to everything, so the `delivery.failed` events about those
+    // dead letters are due to it as well.)
+    let claims = store.claim_due_deliveries("n", later, later + lease, 100, 100, &[]).await.unwrap();
+    let claims: Vec<_> = claims.into_iter().filter(|c| c.event.event_type == "signer.done").collect();
+    assert_eq!(claims.len(), 5);
+    assert!(claims.iter().all(|c| c.schedule_attempt == 1 && c.attempt_number == 2));
+}
+}

@@ -176,3 +176,73 @@ async fn sigterm_releases_sends_in_flight_so_a_restart_sends_them_at_once(backen
     assert_eq!(answered, accepted);
 }
 }
+
+on_both_backends! {
+async fn a_recovery_job_survives_sigkill_and_finishes(backend: Backend) {
+    let db = Database::new(backend).await;
+    let key = tenant_key(&db);
+    let receiver = Receiver::scripted(vec![], Reply::Status(500)).await;
+    let args = ["--dev", "--scheduler-interval", "100ms"];
+    let server = BinaryServer::start(&db, &args);
+    let hook = call(&server, &key, "/v1/webhooks", json!({"url": receiver.url("/"), "auto_retry": false, "subscribed_events": ["signer.*"]})).await;
+    let since = signhook_core::time::rfc3339(chrono::Utc::now() - chrono::Duration::seconds(1));
+    let mut accepted = HashSet::new();
+    for i in 0..300 {
+        let event = call(&server, &key, "/v1/events", json!({"type": "signer.done", "data": {"i": i}})).await;
+        accepted.insert(event["id"].as_str().unwrap().to_owned());
+    }
+    receiver.wait_for(300).await;
+    receiver.set_reply(Reply::Status(200));
+    // Dead letters take a moment to be recorded; recover counts them.
+    let hook_id = hook["id"].as_str().unwrap();
+    let client = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let url = server.url(&format!("/v1/webhooks/{hook_id}/deliveries?status=failed&limit=100"));
+        let (_, page) = read(client.get(url).bearer_auth(&key).send().await.unwrap()).await;
+        if page["data"].as_array().unwrap().len() == 100 && page["has_more"] == true {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "dead letters never recorded");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let job = call(&server, &key, &format!("/v1/webhooks/{hook_id}/recover"), json!({"since": since})).await;
+    server.kill9();
+
+    let restarted = BinaryServer::start(&db, &args);
+    let job_url = restarted.url(&format!("/v1/recoveries/{}", job["id"].as_str().unwrap()));
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let (_, state) = read(client.get(&job_url).bearer_auth(&key).send().await.unwrap()).await;
+        if state["status"] == "done" {
+            assert_eq!(state["resent"], state["total"], "{state}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the job never finished: {state}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    wait_for_all_answered(&receiver, &accepted, 300).await;
+}
+}
+
+/// Waits until every id in `expected` got an answered (post-`skip`) request.
+async fn wait_for_all_answered(receiver: &Receiver, expected: &HashSet<String>, skip: usize) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let answered: HashSet<String> = receiver
+            .received()
+            .iter()
+            .skip(skip)
+            .map(|r| r.header("webhook-id").to_owned())
+            .collect();
+        if expected.is_subset(&answered) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} recovered events never arrived",
+            expected.difference(&answered).count()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
