@@ -28,3 +28,16 @@ pub mod netguard;
 pub mod policy;
 pub mod retry;
 pub mod time;
+
+/// An error and its causes as one line, `: `-separated, for logs and
+/// attempt records.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

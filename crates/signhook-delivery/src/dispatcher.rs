@@ -134,6 +134,7 @@ impl Dispatcher {
             self.config.node_id.clone(),
             self.clock.clone(),
             results_rx,
+            shutdown.clone(),
         ));
         let listener = self.listen_for_other_nodes().await;
         let slots = Arc::new(Semaphore::new(self.config.max_in_flight));
@@ -406,14 +407,21 @@ fn log_decision(claim: &ClaimedDelivery, result: &SendResult, decision: Decision
     }
 }
 
+/// How many times a batch of results is retried once shutdown has begun.
+const SHUTDOWN_WRITE_RETRIES: u32 = 10;
+
 /// Writes results back in batches: whatever has arrived since the last
 /// commit goes into the next one. A failed write is retried with the same
-/// batch, so no result is dropped while the process lives.
+/// batch, so no result is dropped while the process lives — except at
+/// shutdown, where the retries stop after [`SHUTDOWN_WRITE_RETRIES`]: those
+/// deliveries are then sent again when their leases end (at least once, as
+/// promised), rather than keeping the process from exiting.
 async fn record_results(
     store: Store,
     node_id: String,
     clock: Arc<dyn Clock>,
     mut results: mpsc::UnboundedReceiver<Finished>,
+    shutdown: CancellationToken,
 ) {
     const MAX_BATCH: usize = 512;
     let mut attempts = Vec::new();
@@ -431,6 +439,7 @@ async fn record_results(
                 None
             };
         }
+        let mut failures = 0;
         loop {
             let now: DateTime<Utc> = clock.now();
             let written = async {
@@ -443,7 +452,16 @@ async fn record_results(
             .await;
             match written {
                 Ok(()) => break,
+                Err(e) if shutdown.is_cancelled() && failures >= SHUTDOWN_WRITE_RETRIES => {
+                    tracing::error!(
+                        error = %error_chain(&e),
+                        batch = attempts.len(),
+                        "giving up recording attempts at shutdown; these deliveries go out again when their leases end"
+                    );
+                    break;
+                }
                 Err(e) => {
+                    failures += 1;
                     tracing::error!(error = %error_chain(&e), batch = attempts.len(), "recording attempts failed; retrying");
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }

@@ -283,14 +283,4 @@ fn error_kind(e: &reqwest::Error) -> ErrorKind {
     }
 }
 
-/// The error and its causes, `: `-separated, as one line.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+pub(crate) use signhook_core::error_chain;

@@ -174,14 +174,4 @@ impl From<StoreError> for ApiError {
     }
 }
 
-/// The error and its causes, `: `-separated.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+pub use signhook_core::error_chain;

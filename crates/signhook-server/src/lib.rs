@@ -181,6 +181,7 @@ impl Application {
         config.addresses = addresses.clone();
         config.per_subscription_in_flight = settings.per_subscription_in_flight;
         let metrics = Arc::new(state::Metrics::new(&config.metrics));
+        let lease = config.lease;
         let dispatcher = Dispatcher::new(store.clone(), config, clock.clone())?;
         let jobs = Arc::new(tokio::sync::Notify::new());
         let mailer = match &settings.smtp {
@@ -193,7 +194,8 @@ impl Application {
             node_id: node_id.clone(),
             policy: settings.disable_policy,
             interval: settings.scheduler_interval,
-            lease: Duration::from_secs(60),
+            // Recovery jobs are claims too, held like deliveries.
+            lease,
             mailer,
             wake: jobs.clone(),
         };

@@ -14,7 +14,7 @@ use crate::subscriptions::{
     disable_subscription, load_subscription, subscription_from_row, Subscription, COLUMNS as SUBSCRIPTION_COLUMNS,
     RESET_STREAK,
 };
-use crate::{json_strings, with_pool, DbRow, Page, Result, Store, StoreError};
+use crate::{announce_work, json_strings, with_pool, DbRow, Page, Result, Store, StoreError};
 use chrono::{DateTime, Utc};
 use signhook_core::delivery::{DeliveryStatus, ErrorKind};
 use signhook_core::ids::{AttemptId, DeliveryId, EventId, SubscriptionId, TenantId};
@@ -539,9 +539,7 @@ impl Store {
             .bind(id.as_str())
             .execute(&mut *tx)
             .await?;
-            if !dialect.notify.is_empty() {
-                sqlx::query(dialect.notify).execute(&mut *tx).await?;
-            }
+            announce_work!(tx, dialect);
             tx.commit().await?;
             Ok(Some(Ok(())))
         })
@@ -588,9 +586,7 @@ impl Store {
             crate::events::bind_delivery!(id, event, subscription, true, now_ms)
                 .execute(&mut *tx)
                 .await?;
-            if !dialect.notify.is_empty() {
-                sqlx::query(dialect.notify).execute(&mut *tx).await?;
-            }
+            announce_work!(tx, dialect);
             tx.commit().await?;
             Ok(Some(Ok(id.clone())))
         })

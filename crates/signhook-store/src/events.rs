@@ -4,7 +4,7 @@
 //! failed produces none.
 
 use crate::subscriptions::Subscription;
-use crate::{with_pool, DbRow, Page, Result, Store, StoreError};
+use crate::{announce_work, with_pool, DbRow, Page, Result, Store, StoreError};
 use chrono::{DateTime, Utc};
 use signhook_core::filter::Scope;
 use signhook_core::ids::{DeliveryId, EventId, TenantId, WorkspaceId};
@@ -185,9 +185,8 @@ macro_rules! insert_event_and_fan_out {
                 pending += usize::from(sub.enabled);
             }
         }
-        if pending > 0 && !$dialect.notify.is_empty() {
-            // Delivered on commit, to every listening node.
-            sqlx::query($dialect.notify).execute(&mut *$tx).await?;
+        if pending > 0 {
+            $crate::announce_work!($tx, $dialect);
         }
         pending
     }};
@@ -305,9 +304,7 @@ impl Store {
             bind_delivery!(delivery, event, subscription.id, true, to_millis(now))
                 .execute(&mut *tx)
                 .await?;
-            if !dialect.notify.is_empty() {
-                sqlx::query(dialect.notify).execute(&mut *tx).await?;
-            }
+            announce_work!(tx, dialect);
             tx.commit().await?;
         });
         Ok((event, delivery))

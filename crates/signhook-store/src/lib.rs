@@ -176,26 +176,13 @@ enum Backend {
 }
 
 /// Runs `$body` with `$pool` bound to the backend's `writer` or `reader`
-/// pool and `$dialect` to its [`Dialect`]. The body is compiled once per
-/// backend, against each native driver.
+/// pool (`$role`; PostgreSQL has one pool for both) and `$dialect` to its
+/// [`Dialect`]. The body is compiled once per backend, against each native
+/// driver.
 macro_rules! with_pool {
-    ($store:expr, writer, |$pool:ident, $dialect:ident| $body:expr) => {
+    ($store:expr, $role:ident, |$pool:ident, $dialect:ident| $body:expr) => {
         match &$store.backend {
-            $crate::Backend::Sqlite { writer: $pool, .. } => {
-                #[allow(unused_variables)]
-                let $dialect = &$crate::SQLITE;
-                $body
-            }
-            $crate::Backend::Postgres { pool: $pool } => {
-                #[allow(unused_variables)]
-                let $dialect = &$crate::POSTGRES;
-                $body
-            }
-        }
-    };
-    ($store:expr, reader, |$pool:ident, $dialect:ident| $body:expr) => {
-        match &$store.backend {
-            $crate::Backend::Sqlite { reader: $pool, .. } => {
+            $crate::Backend::Sqlite { $role: $pool, .. } => {
                 #[allow(unused_variables)]
                 let $dialect = &$crate::SQLITE;
                 $body
@@ -209,6 +196,17 @@ macro_rules! with_pool {
     };
 }
 pub(crate) use with_pool;
+
+/// Inside a write transaction `$tx`: tells every listening node, on commit,
+/// that deliveries are due (nothing to do on SQLite: one process).
+macro_rules! announce_work {
+    ($tx:ident, $dialect:ident) => {
+        if !$dialect.notify.is_empty() {
+            sqlx::query($dialect.notify).execute(&mut *$tx).await?;
+        }
+    };
+}
+pub(crate) use announce_work;
 
 /// Column access shared by both backends' rows.
 pub(crate) trait DbRow {

@@ -4,7 +4,7 @@
 //! batch, each batch one transaction that moves the job's cursor, so a
 //! restart or a crash resumes where the last committed batch ended.
 
-use crate::{json_strings, with_pool, DbRow, Result, Store, StoreError};
+use crate::{announce_work, json_strings, with_pool, DbRow, Result, Store, StoreError};
 use chrono::{DateTime, Utc};
 use signhook_core::ids::{RecoveryId, SubscriptionId, TenantId};
 use signhook_core::time::{from_millis, to_millis};
@@ -216,9 +216,7 @@ impl Store {
                     .bind(json_strings(ids.iter().map(String::as_str)))
                     .execute(&mut *tx)
                     .await?;
-                if !dialect.notify.is_empty() {
-                    sqlx::query(dialect.notify).execute(&mut *tx).await?;
-                }
+                announce_work!(tx, dialect);
             }
             let done = (ids.len() as u32) < batch;
             let cursor = ids.last().cloned().unwrap_or_else(|| job.cursor.clone());

@@ -95,7 +95,7 @@ struct ServeArgs {
     /// How long a rotated-out secret keeps signing beside the new one.
     #[arg(long, env = "SIGNHOOK_SECRET_OVERLAP", default_value = "24h", value_parser = parse_duration)]
     secret_overlap: Duration,
-    /// How long a claimed delivery stays leased to this node (default: the
+    /// How long a claimed delivery (or recovery job) stays leased to this node (default: the
     /// request timeout twice plus 30 s). After a crash, claims fall due again when
     /// their lease ends.
     #[arg(long, env = "SIGNHOOK_DELIVERY_LEASE", value_parser = parse_duration)]

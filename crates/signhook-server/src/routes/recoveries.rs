@@ -39,7 +39,8 @@ pub struct RecoveryView {
     pub until: Option<String>,
     /// `running` or `done`.
     pub status: String,
-    /// Failed or canceled deliveries in the window when the job started.
+    /// Failed or canceled deliveries in the window when the job started
+    /// (deliveries that fail later, inside the window, are resent too).
     pub total: u64,
     /// Deliveries queued again so far.
     pub resent: u64,

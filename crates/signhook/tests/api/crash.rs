@@ -5,15 +5,6 @@ use crate::helpers::*;
 use serde_json::{json, Value};
 use std::collections::HashSet;
 
-fn tenant_key(db: &Database) -> String {
-    let mut args: Vec<String> = ["admin", "create-tenant", "--name", "Acme"].map(String::from).to_vec();
-    args.extend(db.cli_args());
-    let out = run_cli(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let tenant: Value = serde_json::from_slice(&out.stdout).unwrap();
-    tenant["live_key"].as_str().unwrap().to_owned()
-}
-
 async fn call(server: &BinaryServer, key: &str, path: &str, body: Value) -> Value {
     let response = reqwest::Client::new()
         .post(server.url(path))
@@ -58,7 +49,7 @@ const FAST: &[&str] = &["--dev", "--retry-schedule", "100ms,100ms,100ms,100ms,10
 on_both_backends! {
 async fn sigkill_with_the_receiver_down_loses_no_accepted_event(backend: Backend) {
     let db = Database::new(backend).await;
-    let key = tenant_key(&db);
+    let key = cli_tenant_key(&db);
     // Reserve a port for the receiver, then free it: nothing listens there yet.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -99,7 +90,7 @@ async fn sigkill_with_the_receiver_down_loses_no_accepted_event(backend: Backend
 
 async fn sigkill_mid_send_is_sent_again_when_the_lease_ends(backend: Backend) {
     let db = Database::new(backend).await;
-    let key = tenant_key(&db);
+    let key = cli_tenant_key(&db);
     // The first 10 requests hang (the server is killed while waiting on them);
     // everything after is answered.
     let receiver = Receiver::scripted(vec![Reply::Hang; 10], Reply::Status(200)).await;
@@ -136,7 +127,7 @@ async fn sigkill_mid_send_is_sent_again_when_the_lease_ends(backend: Backend) {
 
 async fn sigterm_releases_sends_in_flight_so_a_restart_sends_them_at_once(backend: Backend) {
     let db = Database::new(backend).await;
-    let key = tenant_key(&db);
+    let key = cli_tenant_key(&db);
     let receiver = Receiver::scripted(vec![Reply::Hang; 5], Reply::Status(200)).await;
     // A lease far longer than the test's patience: only an explicit release
     // can make these deliveries due again in time.
@@ -180,9 +171,10 @@ async fn sigterm_releases_sends_in_flight_so_a_restart_sends_them_at_once(backen
 on_both_backends! {
 async fn a_recovery_job_survives_sigkill_and_finishes(backend: Backend) {
     let db = Database::new(backend).await;
-    let key = tenant_key(&db);
+    let key = cli_tenant_key(&db);
     let receiver = Receiver::scripted(vec![], Reply::Status(500)).await;
-    let args = ["--dev", "--scheduler-interval", "100ms"];
+    // A short lease, so the job this node held is picked up soon after the kill.
+    let args = ["--dev", "--scheduler-interval", "100ms", "--delivery-lease", "2s"];
     let server = BinaryServer::start(&db, &args);
     let hook = call(&server, &key, "/v1/webhooks", json!({"url": receiver.url("/"), "auto_retry": false, "subscribed_events": ["signer.*"]})).await;
     let since = signhook_core::time::rfc3339(chrono::Utc::now() - chrono::Duration::seconds(1));
@@ -193,17 +185,26 @@ async fn a_recovery_job_survives_sigkill_and_finishes(backend: Backend) {
     }
     receiver.wait_for(300).await;
     receiver.set_reply(Reply::Status(200));
-    // Dead letters take a moment to be recorded; recover counts them.
+    // Dead letters take a moment to be recorded; wait for all 300.
     let hook_id = hook["id"].as_str().unwrap();
     let client = reqwest::Client::new();
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
-        let url = server.url(&format!("/v1/webhooks/{hook_id}/deliveries?status=failed&limit=100"));
-        let (_, page) = read(client.get(url).bearer_auth(&key).send().await.unwrap()).await;
-        if page["data"].as_array().unwrap().len() == 100 && page["has_more"] == true {
+        let mut dead = 0;
+        let mut cursor = String::new();
+        loop {
+            let url = server.url(&format!("/v1/webhooks/{hook_id}/deliveries?status=failed&limit=100{cursor}"));
+            let (_, page) = read(client.get(url).bearer_auth(&key).send().await.unwrap()).await;
+            dead += page["data"].as_array().unwrap().len();
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = format!("&cursor={next}"),
+                None => break,
+            }
+        }
+        if dead == 300 {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "dead letters never recorded");
+        assert!(tokio::time::Instant::now() < deadline, "only {dead} dead letters recorded");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     let job = call(&server, &key, &format!("/v1/webhooks/{hook_id}/recover"), json!({"since": since})).await;
@@ -215,7 +216,8 @@ async fn a_recovery_job_survives_sigkill_and_finishes(backend: Backend) {
     loop {
         let (_, state) = read(client.get(&job_url).bearer_auth(&key).send().await.unwrap()).await;
         if state["status"] == "done" {
-            assert_eq!(state["resent"], state["total"], "{state}");
+            assert_eq!(state["total"], 300, "{state}");
+            assert_eq!(state["resent"], 300, "{state}");
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "the job never finished: {state}");

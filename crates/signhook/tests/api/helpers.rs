@@ -534,6 +534,17 @@ impl Drop for BinaryServer {
     }
 }
 
+/// Creates a tenant with `signhook admin create-tenant` on `db`; returns its
+/// live key.
+pub fn cli_tenant_key(db: &Database) -> String {
+    let mut args: Vec<String> = ["admin", "create-tenant", "--name", "Acme"].map(String::from).to_vec();
+    args.extend(db.cli_args());
+    let out = run_cli(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let tenant: Value = serde_json::from_slice(&out.stdout).unwrap();
+    tenant["live_key"].as_str().unwrap().to_owned()
+}
+
 /// Runs `signhook ARGS…` to completion.
 pub fn run_cli(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_signhook"))

@@ -9,15 +9,6 @@ use std::sync::Arc;
 
 const EVENTS: usize = 5000;
 
-fn cli_tenant_key(db: &Database) -> String {
-    let mut args: Vec<String> = ["admin", "create-tenant", "--name", "Acme"].map(String::from).to_vec();
-    args.extend(db.cli_args());
-    let out = run_cli(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let tenant: Value = serde_json::from_slice(&out.stdout).unwrap();
-    tenant["live_key"].as_str().unwrap().to_owned()
-}
-
 async fn post(client: &reqwest::Client, url: String, key: &str, body: Value) -> (axum::http::StatusCode, Value) {
     read(
         client

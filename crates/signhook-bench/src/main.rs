@@ -1,0 +1,444 @@
+//! `signhook-bench`: measures a real `signhook serve` from the outside, as
+//! its users would. It starts a receiving sink (verifying every webhook
+//! signature with `signhook-verify` and timing every arrival), starts one or
+//! more servers on a fresh database, creates a tenant and subscriptions,
+//! publishes events, waits for every delivery, and prints one JSON object.
+//!
+//! Scenarios: `throughput` (one subscription, as fast as publishing goes),
+//! `latency` (a fixed rate, default 1,000 events/s), `fanout` (one event to
+//! 1,000 subscriptions), `slow-endpoint` (one endpoint that never answers
+//! beside 10 fast ones; latency is the fast ones'), `mixed` (1 % of
+//! endpoints answer 500). `--smoke` runs a tiny version whose only purpose is
+//! to prove the tool still works; the test suite runs it.
+
+use anyhow::{bail, ensure, Context};
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use clap::{Parser, ValueEnum};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    Throughput,
+    Latency,
+    Fanout,
+    SlowEndpoint,
+    Mixed,
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "signhook-bench",
+    about = "Load generator and sink for Signhook; prints figures as JSON"
+)]
+struct Cli {
+    /// What to measure.
+    #[arg(value_enum)]
+    scenario: Scenario,
+    /// Run on PostgreSQL (a database the tool may fill) instead of a fresh SQLite file.
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Servers to start on the same database (PostgreSQL only beyond 1).
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
+    /// Events to publish (default per scenario).
+    #[arg(long)]
+    events: Option<usize>,
+    /// Publish at this many events per second instead of as fast as possible.
+    #[arg(long)]
+    rate: Option<u64>,
+    /// Concurrent publishing connections.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// A tiny run that checks correctness only (used by the test suite).
+    #[arg(long)]
+    smoke: bool,
+    /// The `signhook` binary (default: the one beside this program).
+    #[arg(long)]
+    server_bin: Option<PathBuf>,
+    /// Give up waiting for deliveries after this many seconds.
+    #[arg(long, default_value_t = 120)]
+    wait_seconds: u64,
+}
+
+/// How a sink path answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Behavior {
+    Fast,
+    Hang,
+    Fail,
+}
+
+/// The receiving end: verifies, times and counts every delivery.
+#[derive(Default)]
+struct Sink {
+    verifiers: RwLock<HashMap<usize, (signhook_verify::Webhook, Behavior)>>,
+    arrivals: Mutex<HashMap<(String, usize), (Instant, u32)>>,
+    bad_signatures: AtomicU64,
+    requests: AtomicU64,
+}
+
+async fn receive(
+    State(sink): State<Arc<Sink>>,
+    Path(index): Path<usize>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let arrived = Instant::now();
+    sink.requests.fetch_add(1, Ordering::Relaxed);
+    let (verified, behavior) = {
+        let verifiers = sink.verifiers.read().expect("no panics hold this lock");
+        match verifiers.get(&index) {
+            Some((webhook, behavior)) => (webhook.verify(&headers, &body).is_ok(), *behavior),
+            None => (false, Behavior::Fast),
+        }
+    };
+    if !verified {
+        sink.bad_signatures.fetch_add(1, Ordering::Relaxed);
+        return StatusCode::UNAUTHORIZED;
+    }
+    match behavior {
+        Behavior::Hang => std::future::pending().await,
+        Behavior::Fail => StatusCode::INTERNAL_SERVER_ERROR,
+        Behavior::Fast => {
+            let id = headers
+                .get("webhook-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            let mut arrivals = sink.arrivals.lock().expect("no panics hold this lock");
+            arrivals
+                .entry((id, index))
+                .and_modify(|(_, n)| *n += 1)
+                .or_insert((arrived, 1));
+            StatusCode::NO_CONTENT
+        }
+    }
+}
+
+/// One `signhook serve` child process.
+struct Node {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Node {
+    fn start(bin: &std::path::Path, db_args: &[String], node_id: &str) -> anyhow::Result<Self> {
+        let mut child = Command::new(bin)
+            .args(["serve", "--listen", "127.0.0.1:0", "--dev", "--node-id", node_id])
+            .args(db_args)
+            .env("RUST_LOG", "warn,signhook=info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let stderr = child.stderr.take().context("the server's stderr")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("signhook is serving") {
+                    let addr = line
+                        .split("addr=")
+                        .nth(1)
+                        .and_then(|rest| rest.split_whitespace().next())
+                        .map(str::to_owned);
+                    if let (Some(tx), Some(addr)) = (tx.take(), addr) {
+                        let _ = tx.send(addr);
+                    }
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(60))
+            .context("the server never said where it listens")?;
+        Ok(Self {
+            child,
+            addr: addr.parse()?,
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Resident memory now and at its peak, in MiB (Linux).
+    fn rss_mib(&self) -> (f64, f64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+                .map_or(0.0, |kb| kb / 1024.0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The shape of one run.
+struct Plan {
+    events: usize,
+    rate: Option<u64>,
+    /// Behavior of each subscription's endpoint.
+    endpoints: Vec<Behavior>,
+}
+
+fn plan(cli: &Cli) -> Plan {
+    let smoke = cli.smoke;
+    let (events, rate, endpoints) = match cli.scenario {
+        Scenario::Throughput => (if smoke { 200 } else { 20_000 }, None, vec![Behavior::Fast]),
+        Scenario::Latency => (
+            if smoke { 100 } else { 10_000 },
+            Some(if smoke { 200 } else { 1_000 }),
+            vec![Behavior::Fast],
+        ),
+        Scenario::Fanout => (1, None, vec![Behavior::Fast; if smoke { 20 } else { 1_000 }]),
+        Scenario::SlowEndpoint => {
+            let mut endpoints = vec![Behavior::Fast; 10];
+            endpoints.push(Behavior::Hang);
+            (
+                if smoke { 50 } else { 2_000 },
+                Some(if smoke { 100 } else { 200 }),
+                endpoints,
+            )
+        }
+        Scenario::Mixed => {
+            let count = if smoke { 10 } else { 100 };
+            let mut endpoints = vec![Behavior::Fast; count];
+            endpoints[0] = Behavior::Fail;
+            (
+                if smoke { 50 } else { 2_000 },
+                Some(if smoke { 100 } else { 200 }),
+                endpoints,
+            )
+        }
+    };
+    Plan {
+        events: cli.events.unwrap_or(events),
+        rate: cli.rate.or(rate),
+        endpoints,
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+fn round(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let report = run(&cli).await?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    if cli.smoke {
+        ensure!(report["missing"] == 0, "smoke run: deliveries missing");
+        ensure!(report["signature_failures"] == 0, "smoke run: bad webhook signatures");
+    }
+    Ok(())
+}
+
+async fn run(cli: &Cli) -> anyhow::Result<Value> {
+    if cli.nodes > 1 && cli.database_url.is_none() {
+        bail!("--nodes above 1 needs --database-url postgres://…: SQLite serves one node");
+    }
+    let bin = match &cli.server_bin {
+        Some(bin) => bin.clone(),
+        None => std::env::current_exe()?.with_file_name("signhook"),
+    };
+    ensure!(
+        bin.exists(),
+        "{} not found: build it first (cargo build --release -p signhook) or pass --server-bin",
+        bin.display()
+    );
+    let plan = plan(cli);
+
+    // The sink.
+    let sink = Arc::new(Sink::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let sink_addr = listener.local_addr()?;
+    let app = axum::Router::new()
+        .route("/s/{index}", axum::routing::post(receive))
+        .with_state(sink.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    // The servers, on a fresh database.
+    let data_dir = tempfile::tempdir()?;
+    let mut db_args = vec!["--data-dir".to_owned(), data_dir.path().display().to_string()];
+    if let Some(url) = &cli.database_url {
+        db_args.extend(["--database-url".to_owned(), url.clone()]);
+    }
+    let out = Command::new(&bin)
+        .args(["admin", "create-tenant", "--name", "bench"])
+        .args(&db_args)
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "create-tenant failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tenant: Value = serde_json::from_slice(&out.stdout)?;
+    let key = tenant["live_key"].as_str().context("a live key")?.to_owned();
+    let nodes: Vec<Node> = (0..cli.nodes)
+        .map(|i| Node::start(&bin, &db_args, &format!("bench_{i}")))
+        .collect::<anyhow::Result<_>>()?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle_rss = nodes.iter().map(|n| n.rss_mib().0).fold(0.0, f64::max);
+
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(cli.concurrency)
+        .build()?;
+    for (index, behavior) in plan.endpoints.iter().enumerate() {
+        let created: Value = client
+            .post(nodes[0].url("/v1/webhooks"))
+            .bearer_auth(&key)
+            .json(&json!({"url": format!("http://{sink_addr}/s/{index}"), "subscribed_events": ["signer.*"]}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let secret = created["secret"].as_str().context("a secret")?;
+        sink.verifiers
+            .write()
+            .expect("no panics hold this lock")
+            .insert(index, (signhook_verify::Webhook::new(secret)?, *behavior));
+    }
+
+    // Publish.
+    let started: Arc<Mutex<HashMap<String, Instant>>> = Arc::new(Mutex::new(HashMap::with_capacity(plan.events)));
+    let next = Arc::new(AtomicUsize::new(0));
+    let node_urls: Arc<Vec<String>> = Arc::new(nodes.iter().map(|n| n.url("/v1/events")).collect());
+    let publish_start = Instant::now();
+    let mut workers = tokio::task::JoinSet::new();
+    let interval = plan
+        .rate
+        .map(|rate| Duration::from_secs_f64(cli.concurrency as f64 / rate as f64));
+    for worker in 0..cli.concurrency {
+        let (client, key, started, next, urls) = (
+            client.clone(),
+            key.clone(),
+            started.clone(),
+            next.clone(),
+            node_urls.clone(),
+        );
+        let total = plan.events;
+        workers.spawn(async move {
+            let mut ticker = interval.map(|every| {
+                let mut t = tokio::time::interval_at(
+                    tokio::time::Instant::now() + every.mul_f64(worker as f64 / urls.len().max(1) as f64 / 32.0),
+                    every,
+                );
+                t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                t
+            });
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= total {
+                    return Ok::<_, anyhow::Error>(());
+                }
+                if let Some(ticker) = ticker.as_mut() {
+                    ticker.tick().await;
+                }
+                let begun = Instant::now();
+                let response = client
+                    .post(&urls[i % urls.len()])
+                    .bearer_auth(&key)
+                    .json(&json!({"type": "signer.done", "data": {"i": i}}))
+                    .send()
+                    .await?;
+                ensure!(
+                    response.status() == StatusCode::CREATED,
+                    "publish answered {}",
+                    response.status()
+                );
+                let event: Value = response.json().await?;
+                let id = event["id"].as_str().context("an event id")?.to_owned();
+                started.lock().expect("no panics hold this lock").insert(id, begun);
+            }
+        });
+    }
+    while let Some(done) = workers.join_next().await {
+        done??;
+    }
+    let publish_seconds = publish_start.elapsed().as_secs_f64();
+
+    // Wait for every delivery to the answering endpoints.
+    let fast: Vec<usize> = (0..plan.endpoints.len())
+        .filter(|i| plan.endpoints[*i] == Behavior::Fast)
+        .collect();
+    let expected = plan.events * fast.len();
+    let deadline = Instant::now() + Duration::from_secs(cli.wait_seconds);
+    let mut peak_rss: f64 = 0.0;
+    loop {
+        peak_rss = nodes.iter().map(|n| n.rss_mib().1).fold(peak_rss, f64::max);
+        let arrived = sink.arrivals.lock().expect("no panics hold this lock").len();
+        if arrived >= expected || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let started = started.lock().expect("no panics hold this lock").clone();
+    let arrivals = sink.arrivals.lock().expect("no panics hold this lock").clone();
+    let mut latencies = Vec::with_capacity(arrivals.len());
+    let mut duplicates = 0u64;
+    let mut last_arrival = publish_start;
+    for ((id, _), (at, count)) in &arrivals {
+        duplicates += u64::from(count - 1);
+        last_arrival = last_arrival.max(*at);
+        if let Some(begun) = started.get(id) {
+            latencies.push(at.saturating_duration_since(*begun).as_secs_f64() * 1000.0);
+        }
+    }
+    latencies.sort_by(f64::total_cmp);
+    let span = last_arrival
+        .saturating_duration_since(publish_start)
+        .as_secs_f64()
+        .max(f64::EPSILON);
+    Ok(json!({
+        "scenario": cli.scenario.to_possible_value().map(|v| v.get_name().to_owned()),
+        "backend": if cli.database_url.is_some() { "postgres" } else { "sqlite" },
+        "nodes": cli.nodes,
+        "subscriptions": plan.endpoints.len(),
+        "events_published": plan.events,
+        "publish_seconds": round(publish_seconds),
+        "events_accepted_per_s": round(plan.events as f64 / publish_seconds),
+        "deliveries": arrivals.len(),
+        "deliveries_per_s": round(arrivals.len() as f64 / span),
+        "latency_ms": {
+            "p50": round(percentile(&latencies, 50.0)),
+            "p90": round(percentile(&latencies, 90.0)),
+            "p99": round(percentile(&latencies, 99.0)),
+            "max": round(latencies.last().copied().unwrap_or(0.0)),
+        },
+        "signature_failures": sink.bad_signatures.load(Ordering::Relaxed),
+        "duplicates": duplicates,
+        "missing": expected.saturating_sub(arrivals.len()),
+        "server_idle_rss_mib": round(idle_rss),
+        "server_peak_rss_mib": round(peak_rss),
+    }))
+}
