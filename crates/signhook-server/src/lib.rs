@@ -71,6 +71,8 @@ pub struct Settings {
     pub per_subscription_in_flight: usize,
     /// `--smtp-url` and `--smtp-from`, to e-mail failure warnings.
     pub smtp: Option<(String, String)>,
+    /// How long events (with their deliveries and attempts) are kept.
+    pub retention: Duration,
 }
 
 impl Settings {
@@ -92,6 +94,7 @@ impl Settings {
             allowed_endpoint_ranges: Vec::new(),
             per_subscription_in_flight: 10,
             smtp: None,
+            retention: Duration::from_secs(30 * 24 * 60 * 60),
         }
     }
 }
@@ -198,6 +201,7 @@ impl Application {
             lease,
             mailer,
             wake: jobs.clone(),
+            retention: settings.retention,
         };
         let state = AppState {
             store: store.clone(),

@@ -1,6 +1,7 @@
 //! The time-driven work of a node, beside the API and the dispatcher: the
-//! warn-then-disable sweep and recovery jobs. Every node runs them; the
-//! store makes each warning, disabling and recovery batch happen once.
+//! warn-then-disable sweep, recovery jobs, and purging events past the
+//! retention period. Every node runs them; the store makes each warning,
+//! disabling, recovery batch and purge happen once.
 
 use crate::error::error_chain;
 use crate::mail::Mailer;
@@ -14,6 +15,8 @@ use tokio_util::sync::CancellationToken;
 
 /// How many deliveries a recovery job resends per transaction.
 pub const RECOVERY_BATCH: u32 = 200;
+/// How many old events are purged per transaction.
+pub const PURGE_BATCH: u32 = 500;
 
 /// The schedulers of one node.
 pub struct Schedulers {
@@ -25,6 +28,7 @@ pub struct Schedulers {
     pub(crate) lease: Duration,
     pub(crate) mailer: Option<Mailer>,
     pub(crate) wake: Arc<Notify>,
+    pub(crate) retention: Duration,
 }
 
 impl Schedulers {
@@ -33,6 +37,7 @@ impl Schedulers {
         while !shutdown.is_cancelled() {
             self.sweep().await;
             self.recover(&shutdown).await;
+            self.purge(&shutdown).await;
             tokio::select! {
                 _ = tokio::time::sleep(self.interval) => {}
                 _ = self.wake.notified() => {}
@@ -64,6 +69,31 @@ impl Schedulers {
                     tracing::warn!(webhook = %warned.subscription.id, to, error = %e, "failure warning not e-mailed")
                 }
             }
+        }
+    }
+
+    async fn purge(&self, shutdown: &CancellationToken) {
+        let Ok(retention) = chrono::Duration::from_std(self.retention) else {
+            return;
+        };
+        let cutoff = self.clock.now() - retention;
+        let mut purged = 0;
+        while !shutdown.is_cancelled() {
+            match self.store.purge_events_before(cutoff, PURGE_BATCH).await {
+                Ok(n) => {
+                    purged += n;
+                    if n < u64::from(PURGE_BATCH) {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %error_chain(&e), "purging old events failed; next round retries");
+                    break;
+                }
+            }
+        }
+        if purged > 0 {
+            tracing::info!(purged, "events past the retention period purged");
         }
     }
 

@@ -7,7 +7,9 @@
 //! [`tenants`] (tenants and API keys), [`workspaces`], [`subscriptions`],
 //! [`events`] (publishing writes the event and its deliveries in one
 //! transaction: the transactional outbox) and [`deliveries`] (claiming with a
-//! lease, recording attempts, the delivery log).
+//! lease, recording attempts, the delivery log), [`policy`] (the
+//! warn-then-disable sweep), [`recoveries`] (resend jobs) and [`retention`]
+//! (purging old events).
 //!
 //! # Two backends, one body of code
 //!
@@ -28,6 +30,7 @@ pub mod deliveries;
 pub mod events;
 pub mod policy;
 pub mod recoveries;
+pub mod retention;
 pub mod subscriptions;
 pub mod tenants;
 pub mod workspaces;

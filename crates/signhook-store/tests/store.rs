@@ -385,4 +385,23 @@ async fn a_recovery_job_resumes_on_another_node_when_its_lease_ends(backend: Bac
     assert_eq!(claims.len(), 5);
     assert!(claims.iter().all(|c| c.schedule_attempt == 1 && c.attempt_number == 2));
 }
+
+async fn events_past_retention_are_purged_unless_still_pending(backend: Backend) {
+    let (_dir, store) = store(backend).await;
+    let tenant = tenant_with_subscription(&store).await;
+    // An old event, delivered; and an old event still pending.
+    publish(&store, &tenant, t0()).await;
+    let claims = store.claim_due_deliveries("n", t0(), t0() + Duration::minutes(1), 10, 10, &[]).await.unwrap();
+    store.record_attempts("n", &[succeeded(&claims[0], t0(), "n")], t0()).await.unwrap();
+    publish(&store, &tenant, t0() + Duration::seconds(1)).await;
+    let recent = t0() + Duration::days(29);
+    publish(&store, &tenant, recent).await;
+
+    let cutoff = t0() + Duration::days(30);
+    assert_eq!(store.purge_events_before(cutoff, 500).await.unwrap(), 1, "only the settled old event");
+    assert_eq!(store.purge_events_before(cutoff, 500).await.unwrap(), 0, "a second purge finds nothing");
+    let left = store.list_events(&tenant.tenant_id, false, None, None, 10).await.unwrap().items;
+    assert_eq!(left.len(), 2);
+    assert!(store.get_delivery(&tenant.tenant_id, false, &claims[0].delivery_id).await.unwrap().is_none());
+}
 }

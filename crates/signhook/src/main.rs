@@ -131,6 +131,10 @@ struct ServeArgs {
     /// The sender address of those e-mails.
     #[arg(long, env = "SIGNHOOK_SMTP_FROM", requires = "smtp_url")]
     smtp_from: Option<String>,
+    /// How long events are kept (with their deliveries and attempts) before
+    /// they are purged.
+    #[arg(long, env = "SIGNHOOK_RETENTION", default_value = "30d", value_parser = parse_duration)]
+    retention: Duration,
 }
 
 /// A retry schedule given as one comma-separated value. (A bare `Vec` would
@@ -160,6 +164,7 @@ impl ServeArgs {
         settings.allowed_endpoint_ranges = self.allow_endpoint_cidr;
         settings.per_subscription_in_flight = usize::from(self.endpoint_concurrency);
         settings.smtp = self.smtp_url.zip(self.smtp_from);
+        settings.retention = self.retention;
         settings
     }
 }
