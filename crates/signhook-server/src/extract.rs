@@ -88,6 +88,12 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
                 }
             }
         })?;
+        // serde would also take an array for a struct; a request body is
+        // always an object.
+        let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+        if first.is_some_and(|b| *b != b'{') && serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok() {
+            return Err(ApiError::validation("body", "the body must be a JSON object"));
+        }
         let value = parse_json(&bytes)?;
         Ok(ApiJson(value, bytes))
     }

@@ -219,6 +219,8 @@ async fn malformed_json_oversized_bodies_and_wrong_media_types(backend: Backend)
     assert_error(status, &err, StatusCode::BAD_REQUEST, "malformed_json", None);
     let (status, err) = raw(&app, "/v1/events", "application/json", b"{not json}".to_vec()).await;
     assert_error(status, &err, StatusCode::BAD_REQUEST, "malformed_json", None);
+    let (status, err) = raw(&app, "/v1/webhooks", "application/json", b"[]".to_vec()).await;
+    assert_error(status, &err, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", Some("body"));
     let (status, err) = raw(&app, "/v1/webhooks", "text/plain", b"{}".to_vec()).await;
     assert_error(
         status,
