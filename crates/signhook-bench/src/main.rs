@@ -68,6 +68,10 @@ struct Cli {
     /// Give up waiting for deliveries after this many seconds.
     #[arg(long, default_value_t = 120)]
     wait_seconds: u64,
+    /// `slow-endpoint` without its hanging endpoint: the same load on the
+    /// fast ones, to compare their latency with and without it.
+    #[arg(long)]
+    baseline: bool,
 }
 
 /// How a sink path answers.
@@ -213,7 +217,9 @@ fn plan(cli: &Cli) -> Plan {
         Scenario::Fanout => (1, None, vec![Behavior::Fast; if smoke { 20 } else { 1_000 }]),
         Scenario::SlowEndpoint => {
             let mut endpoints = vec![Behavior::Fast; 10];
-            endpoints.push(Behavior::Hang);
+            if !cli.baseline {
+                endpoints.push(Behavior::Hang);
+            }
             (
                 if smoke { 50 } else { 2_000 },
                 Some(if smoke { 100 } else { 200 }),
@@ -253,6 +259,10 @@ fn round(x: f64) -> f64 {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    ensure!(
+        !cli.baseline || cli.scenario == Scenario::SlowEndpoint,
+        "--baseline applies to slow-endpoint only"
+    );
     let report = run(&cli).await?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     if cli.smoke {
@@ -421,6 +431,7 @@ async fn run(cli: &Cli) -> anyhow::Result<Value> {
         .max(f64::EPSILON);
     Ok(json!({
         "scenario": cli.scenario.to_possible_value().map(|v| v.get_name().to_owned()),
+        "baseline": cli.baseline,
         "backend": if cli.database_url.is_some() { "postgres" } else { "sqlite" },
         "nodes": cli.nodes,
         "subscriptions": plan.endpoints.len(),
