@@ -4,9 +4,13 @@
 
 use std::time::Duration;
 
+/// The longest duration accepted: ten years. Every setting is added to
+/// "now" somewhere, and a longer one would overflow the calendar.
+pub const MAX_DURATION: Duration = Duration::from_secs(3650 * 86_400);
+
 /// Why a duration's text was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not a duration: write a whole number and a unit (ms, s, m, h or d), like `15s` or `30m`")]
+#[error("`{0}` is not a duration: write a whole number and a unit (ms, s, m, h or d), like `15s` or `30m`, of at most 3650d")]
 pub struct DurationError(pub String);
 
 /// Parses one duration such as `15s`.
@@ -26,6 +30,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     };
     n.checked_mul(millis_per_unit)
         .map(Duration::from_millis)
+        .filter(|d| *d <= MAX_DURATION)
         .ok_or_else(bad)
 }
 
@@ -69,10 +74,21 @@ mod tests {
 
     #[test]
     fn refuses_what_is_not_a_duration() {
-        for text in ["", "15", "s", "1.5s", "-1s", "10 weeks", "99999999999999999999d"] {
+        for text in [
+            "",
+            "15",
+            "s",
+            "1.5s",
+            "-1s",
+            "10 weeks",
+            "99999999999999999999d",
+            "3651d",
+            "99999999d",
+        ] {
             assert!(parse_duration(text).is_err(), "{text}");
         }
         assert!(parse_duration_list("5s,,1m").is_err());
+        assert_eq!(parse_duration("3650d"), Ok(MAX_DURATION));
         assert_eq!(parse_duration_list("").unwrap(), vec![]);
     }
 }
