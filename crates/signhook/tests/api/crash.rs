@@ -18,6 +18,22 @@ async fn call(server: &BinaryServer, key: &str, path: &str, body: Value) -> Valu
     value
 }
 
+/// Publishes `count` events through `server`; returns their ids.
+async fn publish(server: &BinaryServer, key: &str, count: usize) -> HashSet<String> {
+    let mut accepted = HashSet::new();
+    for i in 0..count {
+        let event = call(
+            server,
+            key,
+            "/v1/events",
+            json!({"type": "signer.done", "data": {"i": i}}),
+        )
+        .await;
+        accepted.insert(event["id"].as_str().unwrap().to_owned());
+    }
+    accepted
+}
+
 fn ids_received(receiver: &Receiver) -> HashSet<String> {
     receiver
         .received()
@@ -67,17 +83,7 @@ async fn sigkill_with_the_receiver_down_loses_no_accepted_event(backend: Backend
         json!({"url": format!("http://127.0.0.1:{port}/hook")}),
     )
     .await;
-    let mut accepted = HashSet::new();
-    for i in 0..50 {
-        let event = call(
-            &server,
-            &key,
-            "/v1/events",
-            json!({"type": "signer.done", "data": {"i": i}}),
-        )
-        .await;
-        accepted.insert(event["id"].as_str().unwrap().to_owned());
-    }
+    let accepted = publish(&server, &key, 50).await;
     server.kill9();
 
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
@@ -99,17 +105,7 @@ async fn sigkill_mid_send_is_sent_again_when_the_lease_ends(backend: Backend) {
 
     let server = BinaryServer::start(&db, &args);
     call(&server, &key, "/v1/webhooks", json!({"url": receiver.url("/hook")})).await;
-    let mut accepted = HashSet::new();
-    for i in 0..10 {
-        let event = call(
-            &server,
-            &key,
-            "/v1/events",
-            json!({"type": "signer.done", "data": {"i": i}}),
-        )
-        .await;
-        accepted.insert(event["id"].as_str().unwrap().to_owned());
-    }
+    let accepted = publish(&server, &key, 10).await;
     receiver.wait_for(10).await;
     server.kill9();
 
@@ -143,17 +139,7 @@ async fn sigterm_releases_sends_in_flight_so_a_restart_sends_them_at_once(backen
 
     let server = BinaryServer::start(&db, &args);
     call(&server, &key, "/v1/webhooks", json!({"url": receiver.url("/hook")})).await;
-    let mut accepted = HashSet::new();
-    for i in 0..5 {
-        let event = call(
-            &server,
-            &key,
-            "/v1/events",
-            json!({"type": "signer.done", "data": {"i": i}}),
-        )
-        .await;
-        accepted.insert(event["id"].as_str().unwrap().to_owned());
-    }
+    let accepted = publish(&server, &key, 5).await;
     receiver.wait_for(5).await;
     let status = server.terminate();
     assert!(status.success(), "a clean exit on SIGTERM: {status}");
@@ -178,11 +164,7 @@ async fn a_recovery_job_survives_sigkill_and_finishes(backend: Backend) {
     let server = BinaryServer::start(&db, &args);
     let hook = call(&server, &key, "/v1/webhooks", json!({"url": receiver.url("/"), "auto_retry": false, "subscribed_events": ["signer.*"]})).await;
     let since = signhook_core::time::rfc3339(chrono::Utc::now() - chrono::Duration::seconds(1));
-    let mut accepted = HashSet::new();
-    for i in 0..300 {
-        let event = call(&server, &key, "/v1/events", json!({"type": "signer.done", "data": {"i": i}})).await;
-        accepted.insert(event["id"].as_str().unwrap().to_owned());
-    }
+    let accepted = publish(&server, &key, 300).await;
     receiver.wait_for(300).await;
     receiver.set_reply(Reply::Status(200));
     // Dead letters take a moment to be recorded; wait for all 300.
