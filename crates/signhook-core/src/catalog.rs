@@ -59,7 +59,7 @@ catalog! {
     "signature_request.expired", Lifecycle, || request_data("expired", 4), "The deadline passed before every signer signed.";
     "signature_request.reactivated", Lifecycle, || request_data("ongoing", 5), "An expired request was reopened with a new deadline.";
     "signature_request.reminder_executed", Lifecycle, || request_data("ongoing", 3), "A reminder went out to the signers who have not signed yet (manual or scheduled).";
-    "signature_request.approved", Lifecycle, || request_data("draft", 2), "Every approver approved the request.";
+    "signature_request.approved", Lifecycle, || request_data("ongoing", 3), "Every approver approved the request.";
     "signature_request.deleted", Lifecycle, || request_data("deleted", 6), "The request was deleted (it can still be read until it is purged).";
     "signature_request.permanently_deleted", Lifecycle, || request_data("permanently_deleted", 7), "The request and its documents were purged for good.";
     "signer.notified", Lifecycle, || signer_data("notified"), "A signer can now sign: the invitation was created.";
@@ -150,7 +150,9 @@ fn request_data(status: &str, sequence: u64) -> Value {
             "name": "Master services agreement",
             "status": status,
             "sequence": sequence,
-            "expires_at": "2026-12-22T10:00:00.000Z"
+            "expires_at": "2026-12-22T10:00:00.000Z",
+            "ordered_signers": false,
+            "metadata": {"crm_deal_id": "D-1042"}
         }
     })
 }
@@ -166,7 +168,10 @@ fn signer(status: &str) -> Value {
         "name": "Ada Lovelace",
         "email": "ada@example.com",
         "status": status,
-        "signed_at": signed_at
+        "notified_at": "2026-11-22T10:00:00.000Z",
+        "link_opened_at": null,
+        "signed_at": signed_at,
+        "declined_at": null
     })
 }
 
@@ -197,7 +202,7 @@ fn done_data() -> Value {
 }
 
 fn approver_data(status: &str) -> Value {
-    let mut data = request_data("draft", 1);
+    let mut data = request_data("approval", 1);
     data["approver"] = json!({
         "id": "ap_01936f0e7c4a7b2e9d1f0a3b5c6d7e91",
         "name": "Grace Hopper",

@@ -110,6 +110,23 @@ prefixed_id!(
     AttemptId, "att_", "attempt"
 );
 
+prefixed_id!(
+    /// A signature request (a document sent out for signature).
+    SignatureRequestId, "sr_", "signature request"
+);
+prefixed_id!(
+    /// A signer of a signature request.
+    SignerId, "sg_", "signer"
+);
+prefixed_id!(
+    /// An approver of a signature request.
+    ApproverId, "ap_", "approver"
+);
+prefixed_id!(
+    /// A document (an uploaded PDF) of a signature request.
+    DocumentId, "doc_", "document"
+);
+
 /// A fresh node id (`node_` and 12 random hex digits), for a process that
 /// was not given one.
 pub fn generate_node_id() -> String {

@@ -14,6 +14,7 @@
 //! - [`auth`]: API key formats and environments.
 //! - [`netguard`]: which addresses endpoints may reach (the SSRF guard).
 //! - [`policy`]: when a failing subscription is warned, then disabled.
+//! - [`lifecycle`]: the signature-request state machine (DESIGN §3.1).
 //! - [`duration`]: the `5s,30s,2m` duration syntax used by flags.
 #![deny(missing_docs)]
 
@@ -24,6 +25,7 @@ pub mod duration;
 pub mod endpoint;
 pub mod filter;
 pub mod ids;
+pub mod lifecycle;
 pub mod netguard;
 pub mod policy;
 pub mod retry;
