@@ -1,0 +1,453 @@
+//! The documents of an e-signature request: checking uploaded PDFs, producing
+//! the signed PDF and the audit certificate.
+//!
+//! Everything here is a pure function from bytes to bytes: no I/O, no async,
+//! no clock. Hashing (SHA-256 of uploads and of the signed PDF) is done by
+//! the caller, who stores the hashes anyway; this crate only prints them.
+//!
+//! # Layout
+//!
+//! - [`inspect`] accepts or refuses an upload ([`DocumentError`] says why in
+//!   words a user can act on) and counts its pages.
+//! - [`signed_pdf`] merges a request's documents, in order, and appends one
+//!   signature page listing every [`SignatureLine`].
+//! - [`audit_certificate`] renders an [`AuditCertificate`] (documents and
+//!   their hashes, signers, the chronological trail) as a standalone PDF.
+//! - [`extract_text`] reads the text back, for tests and for users who want
+//!   to check a file.
+//! - `layout` (private) typesets lines of text onto A4 pages with the
+//!   standard Helvetica fonts; it is not a general layout engine.
+//!
+//! ```
+//! let pdf = signhook_documents::audit_certificate(&signhook_documents::AuditCertificate {
+//!     request_id: "req_1".into(),
+//!     request_name: "NDA".into(),
+//!     completed_at: "2025-01-02T03:04:05Z".into(),
+//!     documents: vec![],
+//!     signed_pdf_sha256: "00".repeat(32),
+//!     signers: vec![],
+//!     trail: vec![],
+//! })?;
+//! assert_eq!(signhook_documents::inspect(&pdf)?.pages, 1);
+//! assert!(signhook_documents::extract_text(&pdf)?.contains("req_1"));
+//! # Ok::<(), signhook_documents::DocumentError>(())
+//! ```
+
+#![deny(missing_docs)]
+
+mod layout;
+
+use std::collections::HashSet;
+
+use layout::{add_pages, paginate, Block, Font};
+use lopdf::{dictionary, Dictionary, Document, Object, ObjectId};
+
+/// What an uploaded file turned out to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PdfInfo {
+    /// Number of pages, at least 1.
+    pub pages: u32,
+}
+
+/// Why a PDF was refused or could not be produced.
+///
+/// The messages are written for the person who uploaded the file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DocumentError {
+    /// The bytes are not a PDF at all.
+    #[error("the file is not a PDF (it does not start with %PDF-)")]
+    NotPdf,
+    /// The file claims to be a PDF but does not parse, or has no pages.
+    #[error("the PDF cannot be read: {0}")]
+    Unreadable(String),
+    /// Encrypted (password-protected) PDFs are refused: we cannot append a
+    /// signature page to them.
+    #[error("the PDF is encrypted; remove its password protection and upload it again")]
+    Encrypted,
+    /// Producing an output failed. This should not happen for inputs that
+    /// passed [`inspect`].
+    #[error("the PDF could not be produced: {0}")]
+    Render(String),
+}
+
+/// One signer's line on the signature page and in the audit certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignatureLine {
+    /// The signer's name as they gave it.
+    pub name: String,
+    /// The signer's e-mail address.
+    pub email: String,
+    /// When they signed, already formatted (RFC 3339).
+    pub signed_at: String,
+    /// The IP address they signed from.
+    pub ip: String,
+    /// The browser's `User-Agent` when they signed.
+    pub user_agent: String,
+}
+
+/// Everything the audit certificate states about a completed request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditCertificate {
+    /// The signature request's id.
+    pub request_id: String,
+    /// The signature request's name.
+    pub request_name: String,
+    /// When the last signer signed, already formatted (RFC 3339).
+    pub completed_at: String,
+    /// The original uploads, in request order.
+    pub documents: Vec<AuditDocument>,
+    /// SHA-256 (lowercase hex) of the PDF returned by [`signed_pdf`].
+    pub signed_pdf_sha256: String,
+    /// Every signer, in signing order.
+    pub signers: Vec<SignatureLine>,
+    /// The request's events, oldest first.
+    pub trail: Vec<TrailEntry>,
+}
+
+/// One original upload as listed on the audit certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditDocument {
+    /// The file name as uploaded.
+    pub name: String,
+    /// SHA-256 (lowercase hex) of the uploaded bytes.
+    pub sha256: String,
+    /// Page count, as reported by [`inspect`].
+    pub pages: u32,
+}
+
+/// One event of the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrailEntry {
+    /// When it happened, already formatted (RFC 3339).
+    pub at: String,
+    /// What happened, e.g. `signer.done`.
+    pub action: String,
+    /// Who did it: `Ada Lovelace <ada@example.com>`, or `API`.
+    pub actor: String,
+    /// The actor's IP address, when the event came from a browser.
+    pub ip: Option<String>,
+    /// The actor's `User-Agent`, when the event came from a browser.
+    pub user_agent: Option<String>,
+    /// Anything else worth recording, in plain words.
+    pub detail: Option<String>,
+}
+
+/// Checks an upload: it must start with `%PDF-`, parse, not be encrypted and
+/// have at least one page.
+pub fn inspect(bytes: &[u8]) -> Result<PdfInfo, DocumentError> {
+    let (_, pages) = load(bytes)?;
+    let pages =
+        u32::try_from(pages.len()).map_err(|_| DocumentError::Unreadable("the PDF has too many pages".into()))?;
+    Ok(PdfInfo { pages })
+}
+
+/// Produces the signed PDF: every document, in order, merged into one PDF,
+/// followed by one signature page titled "Signatures — {request_name}" that
+/// lists each signer (name, e-mail, time, IP, user agent) and the request id.
+///
+/// The result has exactly one page more than the documents together. The
+/// signature page shrinks its text, down to about half size, to fit many
+/// signers (about 9 fit at full size, at least 20 at the smallest); beyond that the last
+/// signers are left out and a line points to the audit certificate, which
+/// lists them all.
+///
+/// Each document must pass [`inspect`]; its error is returned otherwise.
+/// The output is deterministic: the same inputs give the same bytes, so its
+/// hash can be recomputed.
+pub fn signed_pdf(
+    request_id: &str,
+    request_name: &str,
+    documents: &[&[u8]],
+    signatures: &[SignatureLine],
+) -> Result<Vec<u8>, DocumentError> {
+    let mut merged = Document::with_version("1.7");
+    let pages_id = merged.new_object_id();
+    let mut kids = Vec::new();
+    let mut next_id = pages_id.0 + 1;
+
+    for bytes in documents {
+        let (mut doc, _) = load(bytes)?;
+        // Give this document's objects ids that no earlier document uses.
+        doc.renumber_objects_with(next_id);
+        next_id = doc.max_id + 1;
+        let page_ids: Vec<ObjectId> = doc.page_iter().collect();
+        let pages: HashSet<ObjectId> = page_ids.iter().copied().collect();
+        for &id in &page_ids {
+            let mut page = with_inherited_attributes(&doc, id)?;
+            page.set("Parent", pages_id);
+            merged.objects.insert(id, Object::Dictionary(page));
+            kids.push(id);
+        }
+        // Everything but the old page tree and catalog comes along; what is
+        // no longer reachable (outlines, metadata) is pruned below.
+        for (id, object) in doc.objects {
+            let is_tree = matches!(object.type_name(), Ok(b"Catalog" | b"Pages"));
+            if !pages.contains(&id) && !is_tree {
+                merged.objects.insert(id, object);
+            }
+        }
+    }
+    merged.max_id = next_id - 1;
+
+    let page = signature_page(request_id, request_name, signatures);
+    let footer = |_, _| format!("Signed with Signhook. Request {request_id}.");
+    kids.extend(add_pages(&mut merged, pages_id, &[page], footer)?);
+    finish(merged, pages_id, kids)
+}
+
+/// Renders the audit certificate as a standalone PDF of one or more pages.
+///
+/// Every page carries the request id and its page number in the footer.
+pub fn audit_certificate(cert: &AuditCertificate) -> Result<Vec<u8>, DocumentError> {
+    let mut blocks = vec![Block::new(0.0)
+        .text(Font::Bold, 18.0, 0.0, "Audit certificate")
+        .text(Font::Regular, 10.0, 0.0, &format!("Request: {}", cert.request_name))
+        .text(Font::Regular, 10.0, 0.0, &format!("Request id: {}", cert.request_id))
+        .text(
+            Font::Regular,
+            10.0,
+            0.0,
+            &format!("Completed at: {}", cert.completed_at),
+        )];
+
+    let documents = cert.documents.iter().enumerate().map(|(i, document)| {
+        let pages = if document.pages == 1 { "page" } else { "pages" };
+        Block::new(6.0)
+            .text(
+                Font::Bold,
+                10.0,
+                0.0,
+                &format!("{}. {} ({} {pages})", i + 1, document.name, document.pages),
+            )
+            .text(Font::Regular, 9.0, 12.0, &format!("SHA-256: {}", document.sha256))
+    });
+    let signed = Block::new(6.0)
+        .text(
+            Font::Bold,
+            10.0,
+            0.0,
+            "Signed PDF (the documents above and the signature page)",
+        )
+        .text(
+            Font::Regular,
+            9.0,
+            12.0,
+            &format!("SHA-256: {}", cert.signed_pdf_sha256),
+        );
+    section(&mut blocks, "Documents", documents.chain([signed]).collect());
+
+    let signers = cert
+        .signers
+        .iter()
+        .enumerate()
+        .map(|(i, signer)| signer_block(i, signer, 1.0))
+        .collect();
+    section(&mut blocks, "Signers", signers);
+
+    let trail = cert.trail.iter().map(|entry| {
+        let mut block = Block::new(4.0).text(
+            Font::Regular,
+            9.0,
+            0.0,
+            &format!("{}: {} by {}", entry.at, entry.action, entry.actor),
+        );
+        let origin = match (&entry.ip, &entry.user_agent) {
+            (Some(ip), Some(agent)) => Some(format!("IP {ip}, user agent {agent}")),
+            (Some(ip), None) => Some(format!("IP {ip}")),
+            (None, Some(agent)) => Some(format!("User agent {agent}")),
+            (None, None) => None,
+        };
+        for line in origin.iter().chain(&entry.detail) {
+            block = block.text(Font::Regular, 8.0, 12.0, line);
+        }
+        block
+    });
+    section(&mut blocks, "Audit trail", trail.collect());
+
+    let mut doc = Document::with_version("1.7");
+    let pages_id = doc.new_object_id();
+    let pages = paginate(blocks);
+    let footer = |page: usize, count: usize| {
+        format!(
+            "Audit certificate for request {}. Page {} of {count}.",
+            cert.request_id,
+            page + 1
+        )
+    };
+    let kids = add_pages(&mut doc, pages_id, &pages, footer)?;
+    finish(doc, pages_id, kids)
+}
+
+/// Returns the text of every page, in order, one line per text object, using
+/// lopdf's text extraction. Text in fonts whose encoding lopdf cannot decode
+/// is left out rather than failing the whole file.
+pub fn extract_text(bytes: &[u8]) -> Result<String, DocumentError> {
+    let (doc, pages) = load(bytes)?;
+    let numbers: Vec<u32> = (1..=pages.len() as u32).collect();
+    Ok(doc.extract_text_chunks(&numbers).into_iter().flatten().collect())
+}
+
+/// Parses `bytes` with the checks of [`inspect`], returning the document and
+/// its page ids in reading order.
+fn load(bytes: &[u8]) -> Result<(Document, Vec<ObjectId>), DocumentError> {
+    // lopdf tolerates junk before the header; an upload must not have any,
+    // since it is sent on as-is and other readers are stricter.
+    if !bytes.starts_with(b"%PDF-") {
+        return Err(DocumentError::NotPdf);
+    }
+    let doc = Document::load_mem(bytes)
+        .map_err(|e| DocumentError::Unreadable(format!("it is damaged or incomplete ({e})")))?;
+    // lopdf opens files encrypted with an empty user password by decrypting
+    // them, so the trailer is the only reliable sign of encryption.
+    if doc.trailer.has(b"Encrypt") {
+        return Err(DocumentError::Encrypted);
+    }
+    if doc.catalog().is_err() {
+        return Err(DocumentError::Unreadable("it has no document catalog".into()));
+    }
+    let pages: Vec<ObjectId> = doc.page_iter().collect();
+    if pages.is_empty() {
+        return Err(DocumentError::Unreadable("it has no pages".into()));
+    }
+    Ok((doc, pages))
+}
+
+/// The page attributes a page may inherit from its ancestors in the page
+/// tree (ISO 32000-1, 7.7.3.4).
+const INHERITABLE: [&[u8]; 4] = [b"Resources", b"MediaBox", b"CropBox", b"Rotate"];
+
+/// A copy of the page dictionary with the inheritable attributes it lacks
+/// copied from its ancestors, so that it keeps its size and fonts once it
+/// hangs from a new, flat page tree.
+fn with_inherited_attributes(doc: &Document, page_id: ObjectId) -> Result<Dictionary, DocumentError> {
+    let mut page = doc
+        .get_dictionary(page_id)
+        .map_err(|e| DocumentError::Render(format!("a page went missing while merging ({e})")))?
+        .clone();
+    let mut parent = page.get(b"Parent").and_then(Object::as_reference).ok();
+    // The depth bound guards against a Parent cycle in a malformed file.
+    for _ in 0..64 {
+        let Some(node) = parent.and_then(|id| doc.get_dictionary(id).ok()) else {
+            break;
+        };
+        for key in INHERITABLE {
+            if let (false, Ok(value)) = (page.has(key), node.get(key)) {
+                page.set(key, value.clone());
+            }
+        }
+        parent = node.get(b"Parent").and_then(Object::as_reference).ok();
+    }
+    Ok(page)
+}
+
+/// The signature page's lines, shrunk until they fit on one page and cut
+/// short (with a pointer to the audit certificate) if even that is not
+/// enough.
+fn signature_page(request_id: &str, request_name: &str, signatures: &[SignatureLine]) -> Vec<layout::Line> {
+    let build = |scale: f32, shown: usize| {
+        let mut blocks = vec![Block::new(0.0)
+            .text(Font::Bold, 16.0 * scale, 0.0, &format!("Signatures — {request_name}"))
+            .text(Font::Regular, 10.0 * scale, 0.0, &format!("Request id: {request_id}"))
+            .text(
+                Font::Regular,
+                10.0 * scale,
+                0.0,
+                "The people below signed the documents above electronically. \
+                 The audit certificate of this request records every step.",
+            )];
+        blocks.extend(
+            signatures[..shown]
+                .iter()
+                .enumerate()
+                .map(|(i, s)| signer_block(i, s, scale)),
+        );
+        if shown < signatures.len() {
+            let note = format!(
+                "… and {} more signers, listed in the audit certificate of this request.",
+                signatures.len() - shown
+            );
+            blocks.push(Block::new(8.0 * scale).text(Font::Bold, 10.0 * scale, 0.0, &note));
+        }
+        paginate(blocks)
+    };
+
+    const SMALLEST: f32 = 0.55;
+    for scale in [1.0, 0.85, 0.7, SMALLEST] {
+        let pages = build(scale, signatures.len());
+        if pages.len() == 1 {
+            return pages.into_iter().next().unwrap_or_default();
+        }
+    }
+    // Binary search for the most signers that fit with the note, so that a
+    // request with thousands of signers costs a dozen layouts, not thousands.
+    // Invariant: `fits` signers fit (0 always does), `too_many` do not.
+    let (mut fits, mut too_many) = (0, signatures.len());
+    while too_many - fits > 1 {
+        let middle = (fits + too_many) / 2;
+        if build(SMALLEST, middle).len() == 1 {
+            fits = middle;
+        } else {
+            too_many = middle;
+        }
+    }
+    build(SMALLEST, fits).swap_remove(0)
+}
+
+/// One signer as shown on the signature page and the audit certificate.
+fn signer_block(index: usize, signer: &SignatureLine, scale: f32) -> Block {
+    Block::new(10.0 * scale)
+        .text(
+            Font::Bold,
+            11.0 * scale,
+            0.0,
+            &format!("{}. {}", index + 1, signer.name),
+        )
+        .text(Font::Regular, 10.0 * scale, 12.0, &format!("E-mail: {}", signer.email))
+        .text(
+            Font::Regular,
+            10.0 * scale,
+            12.0,
+            &format!("Signed at {} from IP {}", signer.signed_at, signer.ip),
+        )
+        .text(
+            Font::Regular,
+            8.0 * scale,
+            12.0,
+            &format!("User agent: {}", signer.user_agent),
+        )
+}
+
+/// Appends a section heading and its blocks; the heading joins the first
+/// block so that it never ends a page alone.
+fn section(blocks: &mut Vec<Block>, title: &str, mut content: Vec<Block>) {
+    let heading = Block::new(16.0).text(Font::Bold, 13.0, 0.0, title);
+    if content.is_empty() {
+        blocks.push(heading.text(Font::Regular, 10.0, 0.0, "None."));
+        return;
+    }
+    let first = content.remove(0);
+    blocks.push(heading.append(first));
+    blocks.extend(content);
+}
+
+/// Links `kids` under a new page tree root and catalog, drops unreachable
+/// objects and serialises the document.
+fn finish(mut doc: Document, pages_id: ObjectId, kids: Vec<ObjectId>) -> Result<Vec<u8>, DocumentError> {
+    let count = kids.len() as i64;
+    doc.objects.insert(
+        pages_id,
+        Object::Dictionary(dictionary! {
+            "Type" => "Pages",
+            "Kids" => kids.into_iter().map(Object::Reference).collect::<Vec<_>>(),
+            "Count" => count,
+        }),
+    );
+    let catalog = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
+    doc.trailer = dictionary! { "Root" => catalog };
+    doc.prune_objects();
+    let mut out = Vec::new();
+    doc.save_to(&mut out)
+        .map_err(|e| DocumentError::Render(format!("writing the PDF failed: {e}")))?;
+    Ok(out)
+}
