@@ -8,15 +8,40 @@
 //!   and restart.
 //! - [`on_both_backends!`]: writes a test once and runs it on SQLite and on
 //!   PostgreSQL.
+//! - [`s3::S3Server`]: a real S3-compatible server (moto) for blob tests.
+//! - [`execute_sql`]: raw SQL against a test database, for tests that inject
+//!   a failure (a trigger that refuses a write).
 //!
 //! There is no silent skip: without PostgreSQL's server binaries the
 //! PostgreSQL half of every test fails, saying what to install.
 #![deny(missing_docs)]
 
+pub mod s3;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
+
+/// Runs raw SQL (several statements allowed) against a test database:
+/// PostgreSQL at `postgres_url` when given, else the SQLite file
+/// `sqlite_file`.
+pub async fn execute_sql(postgres_url: Option<&str>, sqlite_file: &Path, sql: &str) -> Result<(), sqlx::Error> {
+    use sqlx::Connection;
+    match postgres_url {
+        Some(url) => {
+            let mut conn = sqlx::PgConnection::connect(url).await?;
+            sqlx::raw_sql(sql).execute(&mut conn).await?;
+            conn.close().await
+        }
+        None => {
+            let options = sqlx::sqlite::SqliteConnectOptions::new().filename(sqlite_file);
+            let mut conn = sqlx::SqliteConnection::connect_with(&options).await?;
+            sqlx::raw_sql(sql).execute(&mut conn).await?;
+            conn.close().await
+        }
+    }
+}
 
 /// The backend a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
