@@ -20,6 +20,30 @@ impl Clock for SystemClock {
     }
 }
 
+/// The system clock moved ahead by an adjustable offset. Time keeps
+/// flowing (leases, retries and timeouts behave as in production) while a
+/// test jumps over a deadline, a reminder interval or a link's lifetime in
+/// one call instead of waiting for it.
+#[derive(Debug, Default)]
+pub struct ShiftedClock {
+    offset_ms: std::sync::atomic::AtomicI64,
+}
+
+impl ShiftedClock {
+    /// Moves the clock forward by `by`.
+    pub fn advance(&self, by: std::time::Duration) {
+        let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+        self.offset_ms.fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for ShiftedClock {
+    fn now(&self) -> DateTime<Utc> {
+        let offset = self.offset_ms.load(std::sync::atomic::Ordering::SeqCst);
+        Utc::now() + chrono::Duration::milliseconds(offset)
+    }
+}
+
 /// Milliseconds since the unix epoch: how the store keeps instants, the same
 /// way in every backend.
 pub fn to_millis(t: DateTime<Utc>) -> i64 {

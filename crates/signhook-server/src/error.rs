@@ -38,6 +38,9 @@ pub enum ApiError {
         /// The field at fault.
         field: Option<String>,
     },
+    /// 410: the thing existed but is gone for good (an expired file link).
+    #[error("{0}")]
+    Gone(String),
     /// 413: the body is larger than allowed.
     #[error("the request body is larger than {limit} bytes")]
     PayloadTooLarge {
@@ -84,6 +87,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Gone(_) => StatusCode::GONE,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -98,6 +102,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::Gone(_) => "gone",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::Validation { .. } => "validation_failed",
@@ -175,3 +180,30 @@ impl From<StoreError> for ApiError {
 }
 
 pub use signhook_core::error_chain;
+
+impl From<crate::lifecycle::LifecycleError> for ApiError {
+    fn from(e: crate::lifecycle::LifecycleError) -> Self {
+        use crate::lifecycle::LifecycleError as L;
+        use signhook_core::lifecycle::Refusal;
+        match e {
+            L::NotFound => ApiError::NotFound("no such signature request exists".into()),
+            L::Refused(refusal @ Refusal::Incomplete { field, .. }) => ApiError::validation(field, refusal.to_string()),
+            L::Refused(Refusal::UnknownPerson) => ApiError::NotFound("this link is not valid".into()),
+            L::Refused(refusal) => ApiError::Conflict {
+                code: "invalid_state",
+                message: refusal.to_string(),
+                field: None,
+            },
+            L::Busy => ApiError::Conflict {
+                code: "concurrent_update",
+                message: "the signature request is changing too fast; retry".into(),
+                field: None,
+            },
+            L::Store(e) => e.into(),
+            L::Blob(signhook_store::blobs::BlobError::NotFound(key)) => {
+                ApiError::Internal(format!("a file is missing from the blob store: {key}").into())
+            }
+            other => ApiError::Internal(Box::new(other)),
+        }
+    }
+}

@@ -99,6 +99,31 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     }
 }
 
+/// A JSON body that may be left out: an empty body is `T::default()`,
+/// anything else must be a JSON object sent as `application/json`.
+pub fn optional_json<T: DeserializeOwned + Default>(headers: &HeaderMap, body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("application/json")
+        });
+    if !is_json {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::validation("body", "the body must be a JSON object"));
+    }
+    parse_json(body)
+}
+
 /// Parses a JSON body, telling syntax errors (400) from value errors (422).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
@@ -197,5 +222,46 @@ pub fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
         None => Ok(20),
         Some(n @ 1..=100) => Ok(n),
         Some(_) => Err(ApiError::validation("limit", "limit must be between 1 and 100")),
+    }
+}
+
+/// The longest `User-Agent` kept in the audit trail.
+pub const MAX_USER_AGENT: usize = 512;
+
+/// Who is on the other end of the connection: the peer's IP address and
+/// `User-Agent`, for the audit trail of signature requests. The IP is the
+/// TCP peer's; behind a reverse proxy that is the proxy.
+#[derive(Debug, Clone, Default)]
+pub struct Client {
+    /// The peer's IP address.
+    pub ip: Option<std::net::IpAddr>,
+    /// The `User-Agent` header, cut to [`MAX_USER_AGENT`] characters.
+    pub user_agent: Option<String>,
+}
+
+impl Client {
+    /// As the store records it.
+    pub fn origin(&self) -> signhook_store::signature_requests::Origin {
+        signhook_store::signature_requests::Origin {
+            ip: self.ip.map(|ip| ip.to_string()),
+            user_agent: self.user_agent.clone(),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Client {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let ip = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|info| info.0.ip());
+        let user_agent = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| ua.chars().take(MAX_USER_AGENT).collect());
+        Ok(Client { ip, user_agent })
     }
 }

@@ -10,12 +10,18 @@
 //! - [`extract`]: authentication, strict JSON and query parsing.
 //! - [`routes`]: one module per resource, plus health.
 //! - [`openapi`]: the OpenAPI document generated from the handlers.
-//! - [`schedulers`]: the warn-then-disable sweep and recovery jobs; [`mail`]
-//!   e-mails warnings when SMTP is configured.
+//! - [`lifecycle`]: the e-signature lifecycle as a service (state machine,
+//!   signed PDF and audit certificate, invitations); [`links`]: signing,
+//!   approval and file links, HMAC-signed.
+//! - [`schedulers`]: the warn-then-disable sweep, recovery jobs, retention,
+//!   and the lifecycle's expiry, reminders and purges; [`mail`] e-mails
+//!   warnings and invitations when SMTP is configured.
 #![deny(missing_docs)]
 
 pub mod error;
 pub mod extract;
+pub mod lifecycle;
+pub mod links;
 pub mod mail;
 pub mod openapi;
 pub mod routes;
@@ -71,8 +77,17 @@ pub struct Settings {
     pub per_subscription_in_flight: usize,
     /// `--smtp-url` and `--smtp-from`, to e-mail failure warnings.
     pub smtp: Option<(String, String)>,
-    /// How long events (with their deliveries and attempts) are kept.
+    /// How long events (with their deliveries and attempts) are kept, and
+    /// how long a deleted signature request stays before it is purged.
     pub retention: Duration,
+    /// The base of links put in payloads and API answers (signing links,
+    /// file links); `http://` + the bound address when not given.
+    pub public_url: Option<url::Url>,
+    /// How long a file link stays valid.
+    pub link_ttl: Duration,
+    /// Where documents and signed files live: `s3://bucket/prefix` or
+    /// `file:///dir`; `<data-dir>/blobs` when not given.
+    pub blob_url: Option<String>,
 }
 
 impl Settings {
@@ -95,6 +110,9 @@ impl Settings {
             per_subscription_in_flight: 10,
             smtp: None,
             retention: Duration::from_secs(30 * 24 * 60 * 60),
+            public_url: None,
+            link_ttl: Duration::from_secs(30 * 60),
+            blob_url: None,
         }
     }
 }
@@ -133,6 +151,9 @@ pub enum ServerError {
     /// The SMTP settings are unusable.
     #[error(transparent)]
     Mail(#[from] mail::MailError),
+    /// The blob store cannot be opened.
+    #[error(transparent)]
+    Blobs(#[from] signhook_store::blobs::BlobError),
 }
 
 /// Opens the store named by `--database-url`, or SQLite in `data_dir`
@@ -191,7 +212,34 @@ impl Application {
             Some((url, from)) => Some(mail::Mailer::new(url, from)?),
             None => None,
         };
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: settings.listen,
+                source,
+            })?;
+        let public_url = match &settings.public_url {
+            Some(url) => url.clone(),
+            None => {
+                let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+                    addr: settings.listen,
+                    source,
+                })?;
+                url::Url::parse(&format!("http://{addr}")).expect("an address makes a URL")
+            }
+        };
+        let blobs = signhook_store::blobs::BlobStore::open(settings.blob_url.as_deref(), &settings.data_dir)?;
+        tracing::info!(blobs = %blobs.describe(), public_url = %public_url, "files and links");
+        let lifecycle = Arc::new(lifecycle::Lifecycle {
+            store: store.clone(),
+            blobs,
+            clock: clock.clone(),
+            links: links::Links::new(store.link_key(clock.now()).await?, public_url, settings.link_ttl),
+            mailer: mailer.clone(),
+            waker: dispatcher.waker(),
+        });
         let schedulers = Schedulers {
+            lifecycle: lifecycle.clone(),
             store: store.clone(),
             clock: clock.clone(),
             node_id: node_id.clone(),
@@ -214,14 +262,9 @@ impl Application {
                 addresses,
             }),
             metrics,
+            lifecycle,
         };
         let router = routes::router(state);
-        let listener = TcpListener::bind(settings.listen)
-            .await
-            .map_err(|source| ServerError::Bind {
-                addr: settings.listen,
-                source,
-            })?;
         Ok(Self {
             listener,
             store,
@@ -261,7 +304,8 @@ impl Application {
         } = self;
         let api_shutdown = shutdown.clone();
         let api = async move {
-            axum::serve(listener, router)
+            // The peer address is recorded in signature requests' audit trail.
+            axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
                 .with_graceful_shutdown(async move { api_shutdown.cancelled().await })
                 .await
                 .map_err(ServerError::Serve)

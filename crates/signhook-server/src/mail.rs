@@ -1,11 +1,13 @@
-//! E-mail to tenants' admins (the `webhook.disabling_soon` warning), over
-//! SMTP when the operator configured it.
+//! E-mail over SMTP when the operator configured it: failure warnings to
+//! tenants' admins (`webhook.disabling_soon`), and invitations and reminders
+//! to signers and approvers.
 
 use lettre::message::Mailbox;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use signhook_core::error_chain;
 use signhook_store::policy::Warned;
 
-/// Sends warnings by e-mail.
+/// Sends warnings, invitations and reminders by e-mail.
 #[derive(Clone)]
 pub struct Mailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
@@ -64,5 +66,77 @@ impl Mailer {
             .await
             .map(|_| ())
             .map_err(|e| e.to_string())
+    }
+}
+
+/// An invitation (or reminder) to sign or approve.
+#[derive(Debug, Clone)]
+pub struct Invitation {
+    /// The person's name.
+    pub name: String,
+    /// Their address.
+    pub email: String,
+    /// The signature request's name.
+    pub request_name: String,
+    /// Their signing or approval link.
+    pub url: String,
+    /// `true` for an approver, `false` for a signer.
+    pub approver: bool,
+    /// `true` for a reminder.
+    pub reminder: bool,
+    /// The request's deadline (RFC 3339).
+    pub expires_at: String,
+}
+
+/// Why an invitation was not sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InvitationFailure {
+    /// The address was refused for good (bad syntax, or the SMTP server
+    /// answered a permanent 5xx): the invitation cannot be delivered.
+    Undeliverable(String),
+    /// The SMTP server could not be used right now.
+    Failed(String),
+}
+
+impl Mailer {
+    /// Sends an invitation or a reminder. Can take as long as the SMTP
+    /// exchange.
+    pub async fn send_invitation(&self, invitation: &Invitation) -> Result<(), InvitationFailure> {
+        let to: Mailbox = format!(
+            "{} <{}>",
+            invitation.name.replace(['<', '>', '"'], ""),
+            invitation.email
+        )
+        .parse()
+        .map_err(|e| InvitationFailure::Undeliverable(format!("`{}` is not an address: {e}", invitation.email)))?;
+        let (verb, noun) = if invitation.approver {
+            ("approve", "approval")
+        } else {
+            ("sign", "signature")
+        };
+        let subject = if invitation.reminder {
+            format!("Reminder: please {verb} \"{}\"", invitation.request_name)
+        } else {
+            format!("Please {verb} \"{}\"", invitation.request_name)
+        };
+        let body = format!(
+            "Hello {name},\n\n\"{request}\" is waiting for your {noun}.\n\nOpen it here: {url}\n\n\
+             This link is personal: do not forward it. The request expires at {expires}.\n",
+            name = invitation.name,
+            request = invitation.request_name,
+            url = invitation.url,
+            expires = invitation.expires_at,
+        );
+        let message = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(subject)
+            .body(body)
+            .map_err(|e| InvitationFailure::Failed(e.to_string()))?;
+        match self.transport.send(message).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_permanent() => Err(InvitationFailure::Undeliverable(error_chain(&e))),
+            Err(e) => Err(InvitationFailure::Failed(error_chain(&e))),
+        }
     }
 }

@@ -1,12 +1,18 @@
 //! The time-driven work of a node, beside the API and the dispatcher: the
-//! warn-then-disable sweep, recovery jobs, and purging events past the
-//! retention period. Every node runs them; the store makes each warning,
-//! disabling, recovery batch and purge happen once.
+//! warn-then-disable sweep, recovery jobs, purging events past the
+//! retention period, and the e-signature lifecycle's deadlines, scheduled
+//! reminders and purges of deleted requests. Every node runs them; the
+//! store makes each warning, disabling, recovery batch, purge, expiry and
+//! reminder happen once (a lifecycle step is written only if the request's
+//! sequence has not moved since it was read).
 
 use crate::error::error_chain;
+use crate::lifecycle::{Lifecycle, LifecycleError};
 use crate::mail::Mailer;
+use signhook_core::lifecycle::Action;
 use signhook_core::policy::DisablePolicy;
 use signhook_core::time::Clock;
+use signhook_store::signature_requests::Act;
 use signhook_store::Store;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,9 +23,12 @@ use tokio_util::sync::CancellationToken;
 pub const RECOVERY_BATCH: u32 = 200;
 /// How many old events are purged per transaction.
 pub const PURGE_BATCH: u32 = 500;
+/// How many signature requests each lifecycle job takes per round.
+pub const LIFECYCLE_BATCH: u32 = 100;
 
 /// The schedulers of one node.
 pub struct Schedulers {
+    pub(crate) lifecycle: Arc<Lifecycle>,
     pub(crate) store: Store,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) node_id: String,
@@ -38,6 +47,7 @@ impl Schedulers {
             self.sweep().await;
             self.recover(&shutdown).await;
             self.purge(&shutdown).await;
+            self.signature_requests(&shutdown).await;
             tokio::select! {
                 _ = tokio::time::sleep(self.interval) => {}
                 _ = self.wake.notified() => {}
@@ -94,6 +104,46 @@ impl Schedulers {
         }
         if purged > 0 {
             tracing::info!(purged, "events past the retention period purged");
+        }
+    }
+
+    /// Expires overdue requests, sends due reminders and purges requests
+    /// deleted longer ago than the retention period.
+    async fn signature_requests(&self, shutdown: &CancellationToken) {
+        let now = self.clock.now();
+        let deleted_before = now - chrono::Duration::from_std(self.retention).unwrap_or(chrono::Duration::MAX);
+        let jobs = [
+            ("expire", self.store.due_expirations(now, LIFECYCLE_BATCH).await),
+            ("remind", self.store.due_reminders(now, LIFECYCLE_BATCH).await),
+            ("purge", self.store.due_purges(deleted_before, LIFECYCLE_BATCH).await),
+        ];
+        for (job, due) in jobs {
+            let ids = match due {
+                Ok(ids) => ids,
+                Err(e) => {
+                    tracing::error!(job, error = %error_chain(&e), "finding due signature requests failed; next round retries");
+                    continue;
+                }
+            };
+            for id in ids {
+                if shutdown.is_cancelled() {
+                    return;
+                }
+                let action = match job {
+                    "expire" => Action::Expire,
+                    "remind" => Action::Remind,
+                    _ => Action::PurgePermanently,
+                };
+                match self.lifecycle.apply(&id, action, &Act::scheduler()).await {
+                    Ok(_) => {}
+                    // Another node (or an API call) got there first: the
+                    // request is no longer due. Nothing to do.
+                    Err(LifecycleError::Refused(_) | LifecycleError::NotFound) => {}
+                    Err(e) => {
+                        tracing::error!(job, signature_request = %id, error = %error_chain(&e), "lifecycle job failed; next round retries")
+                    }
+                }
+            }
         }
     }
 

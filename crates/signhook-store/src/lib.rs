@@ -8,8 +8,9 @@
 //! [`events`] (publishing writes the event and its deliveries in one
 //! transaction: the transactional outbox) and [`deliveries`] (claiming with a
 //! lease, recording attempts, the delivery log), [`policy`] (the
-//! warn-then-disable sweep), [`recoveries`] (resend jobs) and [`retention`]
-//! (purging old events).
+//! warn-then-disable sweep), [`recoveries`] (resend jobs), [`retention`]
+//! (purging old events) and [`signature_requests`] (the e-signature
+//! lifecycle's aggregate, its documents and audit trail).
 //!
 //! # Two backends, one body of code
 //!
@@ -26,11 +27,13 @@
 //! lets run beside the writer. PostgreSQL uses one pool for both.
 #![deny(missing_docs)]
 
+pub mod blobs;
 pub mod deliveries;
 pub mod events;
 pub mod policy;
 pub mod recoveries;
 pub mod retention;
+pub mod signature_requests;
 pub mod subscriptions;
 pub mod tenants;
 pub mod workspaces;
@@ -60,6 +63,10 @@ pub enum StoreError {
         /// The API field whose value is taken.
         field: &'static str,
     },
+    /// The row changed since it was read (another node or task moved it
+    /// on): nothing was written; load it again and recompute.
+    #[error("the record changed meanwhile")]
+    Stale,
     /// An `Idempotency-Key` was reused for a different request.
     #[error("the Idempotency-Key was already used for a different request")]
     IdempotencyMismatch,

@@ -132,9 +132,18 @@ struct ServeArgs {
     #[arg(long, env = "SIGNHOOK_SMTP_FROM", requires = "smtp_url")]
     smtp_from: Option<String>,
     /// How long events are kept (with their deliveries and attempts) before
-    /// they are purged.
+    /// they are purged; also how long a deleted signature request stays
+    /// before it is purged for good.
     #[arg(long, env = "SIGNHOOK_RETENTION", default_value = "30d", value_parser = parse_duration)]
     retention: Duration,
+    /// How long a link to a signed PDF or an audit certificate stays valid.
+    #[arg(long, env = "SIGNHOOK_LINK_TTL", default_value = "30m", value_parser = parse_duration)]
+    link_ttl: Duration,
+    /// Where documents and signed files live: `s3://bucket/prefix` (with the
+    /// usual AWS_* variables; AWS_ENDPOINT_URL for S3-compatible stores) or
+    /// `file:///abs/dir`. Default: `<data-dir>/blobs`.
+    #[arg(long, env = "SIGNHOOK_BLOB_URL")]
+    blob_url: Option<String>,
 }
 
 /// A retry schedule given as one comma-separated value. (A bare `Vec` would
@@ -165,6 +174,9 @@ impl ServeArgs {
         settings.per_subscription_in_flight = usize::from(self.endpoint_concurrency);
         settings.smtp = self.smtp_url.zip(self.smtp_from);
         settings.retention = self.retention;
+        settings.public_url = self.public_url;
+        settings.link_ttl = self.link_ttl;
+        settings.blob_url = self.blob_url;
         settings
     }
 }

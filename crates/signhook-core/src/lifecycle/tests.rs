@@ -32,7 +32,11 @@ fn step(request: &SignatureRequest, action: Action) -> Transition {
         .unwrap_or_else(|e| panic!("{action:?} refused in {}: {e}", request.status));
     for (i, e) in t.events.iter().enumerate() {
         assert_eq!(e.sequence, request.sequence + 1 + i as i64);
-        assert!(catalog::lookup(e.event_type).is_some(), "{} not in catalog", e.event_type);
+        assert!(
+            catalog::lookup(e.event_type).is_some(),
+            "{} not in catalog",
+            e.event_type
+        );
     }
     assert_eq!(t.request.sequence, request.sequence + t.events.len() as i64);
     t
@@ -78,7 +82,11 @@ fn every_action_in_every_status() {
             r.expires_at = t0(); // so that Expire is allowed
         }
         let signer = r.signers[1].id.clone();
-        let approver = r.approvers.first().map(|a| a.id.clone()).unwrap_or_else(ApproverId::generate);
+        let approver = r
+            .approvers
+            .first()
+            .map(|a| a.id.clone())
+            .unwrap_or_else(ApproverId::generate);
         let actions = [
             (Action::Activate, vec![R::Draft]),
             (Action::Approve(approver.clone()), vec![R::Approval]),
@@ -92,7 +100,15 @@ fn every_action_in_every_status() {
             (Action::Reactivate(t0() + Duration::days(1)), vec![R::Expired]),
             (
                 Action::Delete,
-                vec![R::Draft, R::Approval, R::Ongoing, R::Done, R::Declined, R::Canceled, R::Expired],
+                vec![
+                    R::Draft,
+                    R::Approval,
+                    R::Ongoing,
+                    R::Done,
+                    R::Declined,
+                    R::Canceled,
+                    R::Expired,
+                ],
             ),
             (Action::PurgePermanently, vec![R::Deleted]),
         ];
@@ -126,7 +142,10 @@ fn refusals_name_the_current_state() {
 fn parallel_signers_then_done() {
     let r = request(2, 0, false);
     let t = step(&r, Action::Activate);
-    assert_eq!(types(&t), ["signature_request.activated", "signer.notified", "signer.notified"]);
+    assert_eq!(
+        types(&t),
+        ["signature_request.activated", "signer.notified", "signer.notified"]
+    );
     assert_eq!(t.invite_signers, [0, 1]);
     let r = t.request;
     assert_eq!(r.status, RequestStatus::Ongoing);
@@ -211,7 +230,12 @@ fn approvers_gate_activation() {
     let t = step(&t.request, Action::Approve(b));
     assert_eq!(
         types(&t),
-        ["approver.approved", "signature_request.approved", "signature_request.activated", "signer.notified"]
+        [
+            "approver.approved",
+            "signature_request.approved",
+            "signature_request.activated",
+            "signer.notified"
+        ]
     );
     assert_eq!(t.request.status, RequestStatus::Ongoing);
 }
@@ -245,7 +269,10 @@ fn activation_needs_documents_signers_and_a_future_deadline() {
     r.expires_at = t0();
     assert!(matches!(
         r.transition(Action::Activate, t0()),
-        Err(Refusal::Incomplete { field: "expires_at", .. })
+        Err(Refusal::Incomplete {
+            field: "expires_at",
+            ..
+        })
     ));
 }
 
@@ -259,9 +286,14 @@ fn expiry_waits_for_the_deadline_and_reactivation_reopens() {
     let expired = t.request;
     assert!(matches!(
         expired.transition(Action::Reactivate(later), later),
-        Err(Refusal::Incomplete { field: "expires_at", .. })
+        Err(Refusal::Incomplete {
+            field: "expires_at",
+            ..
+        })
     ));
-    let t = expired.transition(Action::Reactivate(later + Duration::days(7)), later).unwrap();
+    let t = expired
+        .transition(Action::Reactivate(later + Duration::days(7)), later)
+        .unwrap();
     assert_eq!(types(&t), ["signature_request.reactivated"]);
     assert_eq!(t.request.status, RequestStatus::Ongoing);
     assert_eq!(t.request.expires_at, later + Duration::days(7));
@@ -291,7 +323,10 @@ fn delete_then_purge() {
 fn someone_else_s_signer_is_unknown() {
     let r = in_status(RequestStatus::Ongoing);
     let stranger = SignerId::generate();
-    assert_eq!(r.transition(Action::Sign(stranger), t0()).unwrap_err(), Refusal::UnknownPerson);
+    assert_eq!(
+        r.transition(Action::Sign(stranger), t0()).unwrap_err(),
+        Refusal::UnknownPerson
+    );
 }
 
 #[test]

@@ -5,6 +5,8 @@ pub mod event_types;
 pub mod events;
 pub mod health;
 pub mod recoveries;
+pub mod signature_requests;
+pub mod signing;
 pub mod webhooks;
 pub mod workspaces;
 
@@ -35,13 +37,41 @@ pub fn router(state: AppState) -> Router {
         .route("/deliveries/{id}/resend", post(deliveries::resend))
         .route("/events", post(events::publish).get(events::list))
         .route("/events/{id}", get(events::get))
-        .route("/events/{id}/resend", post(events::resend));
+        .route("/events/{id}/resend", post(events::resend))
+        .route(
+            "/signature_requests",
+            post(signature_requests::create).get(signature_requests::list),
+        )
+        .route(
+            "/signature_requests/{id}",
+            get(signature_requests::get).delete(signature_requests::delete),
+        )
+        .route(
+            "/signature_requests/{id}/documents",
+            post(signature_requests::add_document).layer(DefaultBodyLimit::max(signature_requests::MAX_UPLOAD_BODY)),
+        )
+        .route("/signature_requests/{id}/activate", post(signature_requests::activate))
+        .route("/signature_requests/{id}/cancel", post(signature_requests::cancel))
+        .route("/signature_requests/{id}/remind", post(signature_requests::remind))
+        .route(
+            "/signature_requests/{id}/reactivate",
+            post(signature_requests::reactivate),
+        )
+        .route("/signature_requests/{id}/links", get(signature_requests::links));
     Router::new()
         .nest("/v1", v1)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(crate::openapi::serve))
+        .route("/signing/{token}", get(signing::open))
+        .route("/signing/{token}/sign", post(signing::sign))
+        .route("/signing/{token}/decline", post(signing::decline))
+        .route("/signing/{token}/documents/{id}", get(signing::document))
+        .route("/approvals/{token}", get(signing::open_approval))
+        .route("/approvals/{token}/approve", post(signing::approve))
+        .route("/approvals/{token}/reject", post(signing::reject))
+        .route("/files/{id}/{file}", get(signing::file))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))

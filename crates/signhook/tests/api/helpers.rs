@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use signhook_core::netguard::Cidr;
 use signhook_core::policy::DisablePolicy;
 use signhook_core::retry::RetryPolicy;
-use signhook_core::time::SystemClock;
+use signhook_core::time::ShiftedClock;
 use signhook_server::{Application, Settings};
 pub use signhook_testkit::{on_both_backends, Backend, PgServer};
 use std::collections::VecDeque;
@@ -65,6 +65,14 @@ impl Database {
             .expect("the store opens")
     }
 
+    /// Runs raw SQL against the database (to inject a failure).
+    pub async fn execute(&self, sql: &str) -> Result<(), String> {
+        let file = self.dir.path().join(signhook_store::SQLITE_FILE);
+        signhook_testkit::execute_sql(self.url.as_deref(), &file, sql)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
     /// `--data-dir DIR` and, on PostgreSQL, `--database-url URL`.
     pub fn cli_args(&self) -> Vec<String> {
         let mut args = vec!["--data-dir".to_owned(), self.dir.path().display().to_string()];
@@ -100,6 +108,8 @@ pub struct TestApp {
     pub db: Database,
     pub client: reqwest::Client,
     pub tenant: Tenant,
+    /// The server's clock: `clock.advance(…)` jumps over deadlines.
+    pub clock: Arc<ShiftedClock>,
     shutdown: CancellationToken,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -115,6 +125,8 @@ pub struct Options {
     pub allowed_endpoint_ranges: Vec<Cidr>,
     pub smtp: Option<(String, String)>,
     pub admin_email: Option<String>,
+    pub link_ttl: Duration,
+    pub blob_url: Option<String>,
 }
 
 impl Options {
@@ -129,6 +141,8 @@ impl Options {
             allowed_endpoint_ranges: Vec::new(),
             smtp: None,
             admin_email: None,
+            link_ttl: Duration::from_secs(30 * 60),
+            blob_url: None,
         }
     }
 }
@@ -155,7 +169,10 @@ impl TestApp {
         settings.dev = options.dev;
         settings.retry_policy = options.retry_policy;
         settings.request_timeout = options.request_timeout;
-        let app = Application::build(settings, Arc::new(SystemClock))
+        settings.link_ttl = options.link_ttl;
+        settings.blob_url = options.blob_url;
+        let clock = Arc::new(ShiftedClock::default());
+        let app = Application::build(settings, clock.clone())
             .await
             .expect("the server builds");
         let addr = app.local_addr();
@@ -167,6 +184,7 @@ impl TestApp {
             db,
             client: reqwest::Client::new(),
             tenant,
+            clock,
             shutdown,
             task: Some(task),
         }
@@ -599,6 +617,8 @@ impl SmtpSink {
                                 data = Some(String::new());
                                 b"354 go ahead\r\n"
                             }
+                            // An address with "bounce" in it does not exist.
+                            "RCPT" if line.contains("bounce") => b"550 5.1.1 no such user\r\n",
                             "QUIT" => {
                                 write.write_all(b"221 bye\r\n").await.ok();
                                 break;

@@ -6,6 +6,7 @@ mod cli;
 mod crash;
 mod delivery;
 mod errors;
+mod esign;
 mod events;
 mod failures;
 mod helpers;

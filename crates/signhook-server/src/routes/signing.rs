@@ -1,0 +1,412 @@
+//! The routes people reach without an API key, where the link itself is the
+//! credential (see [`links`](crate::links)):
+//!
+//! - a signer's `signing_url`: `GET` opens it (`signer.link_opened` the
+//!   first time), `POST …/sign` signs, `POST …/decline {"reason"}` declines,
+//!   `GET …/documents/{id}` downloads a document to read;
+//! - an approver's `approval_url`: `GET`, `POST …/approve`,
+//!   `POST …/reject {"reason"}`;
+//! - the 30-minute file links of a done request, 410 once expired.
+//!
+//! A token that is not genuine is a 404, like a link that never existed.
+
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiQuery, Client};
+use crate::lifecycle::document_key;
+use crate::links::{FileKind, LinkRefusal};
+use crate::routes::path_id;
+use crate::routes::signature_requests::check_reason;
+use crate::state::AppState;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use signhook_core::ids::{ApproverId, DocumentId, SignatureRequestId, SignerId};
+use signhook_core::lifecycle::{approver_json, signer_json, Action, RequestStatus, SignerStatus};
+use signhook_core::time::rfc3339;
+use signhook_store::signature_requests::{Act, SignatureRequestRecord};
+use utoipa::ToSchema;
+
+/// Declining or rejecting.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Decline {
+    /// Why, 1 to 1000 characters; sent in the events.
+    pub reason: Option<String>,
+}
+
+/// What a signer or approver sees behind their link.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LinkView {
+    /// The request: id, name, status, deadline.
+    #[schema(value_type = Object)]
+    pub signature_request: Value,
+    /// The signer (on a signing link).
+    #[schema(value_type = Object)]
+    pub signer: Option<Value>,
+    /// The approver (on an approval link).
+    #[schema(value_type = Object)]
+    pub approver: Option<Value>,
+    /// The documents to read, each with a download `url`.
+    #[schema(value_type = Vec<Object>)]
+    pub documents: Vec<Value>,
+    /// What this person can do now, as `{"sign": url, "decline": url}` or
+    /// `{"approve": url, "reject": url}`; empty when nothing.
+    #[schema(value_type = Object)]
+    pub actions: Value,
+}
+
+fn request_summary(record: &SignatureRequestRecord) -> Value {
+    let r = &record.request;
+    json!({
+        "id": r.id,
+        "name": r.name,
+        "status": r.status.as_str(),
+        "expires_at": rfc3339(r.expires_at),
+        "ordered_signers": r.ordered_signers,
+    })
+}
+
+fn invalid_link() -> ApiError {
+    ApiError::NotFound("this link is not valid".into())
+}
+
+fn person_act(name: &str, email: &str, client: &Client) -> Act {
+    Act {
+        actor: format!("{name} <{email}>"),
+        origin: client.origin(),
+    }
+}
+
+async fn signer_record(state: &AppState, token: &str) -> Result<(SignerId, SignatureRequestRecord), ApiError> {
+    let signer = state.lifecycle.links().signer_of(token).ok_or_else(invalid_link)?;
+    let record = state
+        .store
+        .signature_request_of_signer(&signer)
+        .await?
+        .ok_or_else(invalid_link)?;
+    Ok((signer, record))
+}
+
+fn signer_view(state: &AppState, signer: &SignerId, record: &SignatureRequestRecord) -> LinkView {
+    let base = state.lifecycle.links().signing_url(signer);
+    let index = record
+        .request
+        .signer_index(signer)
+        .expect("the record was loaded by this signer");
+    let person = &record.request.signers[index];
+    let actions = if record.request.status == RequestStatus::Ongoing && person.can_act() {
+        json!({"sign": format!("{base}/sign"), "decline": format!("{base}/decline")})
+    } else {
+        json!({})
+    };
+    LinkView {
+        signature_request: request_summary(record),
+        signer: Some(signer_json(person)),
+        approver: None,
+        documents: record
+            .documents
+            .iter()
+            .map(|d| json!({"id": d.id, "filename": d.filename, "pages": d.pages, "sha256": d.sha256, "url": format!("{base}/documents/{}", d.id)}))
+            .collect(),
+        actions,
+    }
+}
+
+/// Opens a signing link: the request, the signer and the documents. The
+/// first opening fires `signer.link_opened`.
+#[utoipa::path(
+    get, path = "/signing/{token}", tag = "signing",
+    params(("token" = String, Path, description = "The token of a `signing_url`")),
+    responses((status = 200, body = LinkView), (status = 404, body = crate::error::ErrorBody))
+)]
+pub async fn open(
+    State(state): State<AppState>,
+    client: Client,
+    Path(token): Path<String>,
+) -> Result<Json<LinkView>, ApiError> {
+    let (signer, record) = signer_record(&state, &token).await?;
+    let index = record.request.signer_index(&signer).ok_or_else(invalid_link)?;
+    let person = &record.request.signers[index];
+    // Only a signer who can sign "opens" the request; a pending one (their
+    // turn has not come) or one who already acted just looks.
+    let record = if record.request.status == RequestStatus::Ongoing && person.status == SignerStatus::Notified {
+        let act = person_act(&person.name, &person.email, &client);
+        state
+            .lifecycle
+            .apply(&record.request.id, Action::OpenLink(signer.clone()), &act)
+            .await?
+    } else {
+        record
+    };
+    Ok(Json(signer_view(&state, &signer, &record)))
+}
+
+/// Signs as the link's signer. When this is the last signature, the signed
+/// PDF and the audit certificate are made before `signature_request.done`
+/// is emitted.
+#[utoipa::path(
+    post, path = "/signing/{token}/sign", tag = "signing",
+    params(("token" = String, Path, description = "The token of a `signing_url`")),
+    responses(
+        (status = 200, body = LinkView),
+        (status = 404, body = crate::error::ErrorBody),
+        (status = 409, description = "Already signed, declined, not their turn, or the request is not ongoing", body = crate::error::ErrorBody)
+    )
+)]
+pub async fn sign(
+    State(state): State<AppState>,
+    client: Client,
+    Path(token): Path<String>,
+) -> Result<Json<LinkView>, ApiError> {
+    let (signer, record) = signer_record(&state, &token).await?;
+    let index = record.request.signer_index(&signer).ok_or_else(invalid_link)?;
+    let person = &record.request.signers[index];
+    let act = person_act(&person.name, &person.email, &client);
+    let record = state
+        .lifecycle
+        .apply(&record.request.id, Action::Sign(signer.clone()), &act)
+        .await?;
+    Ok(Json(signer_view(&state, &signer, &record)))
+}
+
+/// Declines as the link's signer, with a reason: the whole request is declined.
+#[utoipa::path(
+    post, path = "/signing/{token}/decline", tag = "signing",
+    params(("token" = String, Path, description = "The token of a `signing_url`")),
+    request_body = Decline,
+    responses(
+        (status = 200, body = LinkView),
+        (status = 404, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody),
+        (status = 422, description = "No reason", body = crate::error::ErrorBody)
+    )
+)]
+pub async fn decline(
+    State(state): State<AppState>,
+    client: Client,
+    Path(token): Path<String>,
+    ApiJson(body, _): ApiJson<Decline>,
+) -> Result<Json<LinkView>, ApiError> {
+    let (signer, record) = signer_record(&state, &token).await?;
+    let reason = check_reason("reason", body.reason.as_deref(), true)?.unwrap_or_default();
+    let index = record.request.signer_index(&signer).ok_or_else(invalid_link)?;
+    let person = &record.request.signers[index];
+    let act = person_act(&person.name, &person.email, &client);
+    let record = state
+        .lifecycle
+        .apply(&record.request.id, Action::Decline(signer.clone(), reason), &act)
+        .await?;
+    Ok(Json(signer_view(&state, &signer, &record)))
+}
+
+/// Downloads one of the request's documents, to read before signing.
+#[utoipa::path(
+    get, path = "/signing/{token}/documents/{id}", tag = "signing",
+    params(("token" = String, Path, description = "The token of a `signing_url`"), ("id" = String, Path, description = "`doc_…`")),
+    responses((status = 200, content_type = "application/pdf", body = Vec<u8>), (status = 404, body = crate::error::ErrorBody))
+)]
+pub async fn document(
+    State(state): State<AppState>,
+    Path((token, id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let (_, record) = signer_record(&state, &token).await?;
+    let doc_id = path_id(&id, "document", DocumentId::parse)?;
+    let document = record
+        .documents
+        .iter()
+        .find(|d| d.id == doc_id)
+        .ok_or_else(|| ApiError::not_found("document", &id))?;
+    let bytes = state
+        .lifecycle
+        .blobs()
+        .get(&document_key(&record.request.id, document))
+        .await
+        .map_err(crate::lifecycle::LifecycleError::from)?;
+    Ok(pdf_response(bytes, &document.filename))
+}
+
+async fn approver_record(state: &AppState, token: &str) -> Result<(ApproverId, SignatureRequestRecord), ApiError> {
+    let approver = state.lifecycle.links().approver_of(token).ok_or_else(invalid_link)?;
+    let record = state
+        .store
+        .signature_request_of_approver(&approver)
+        .await?
+        .ok_or_else(invalid_link)?;
+    Ok((approver, record))
+}
+
+fn approver_view(state: &AppState, approver: &ApproverId, record: &SignatureRequestRecord) -> LinkView {
+    let base = state.lifecycle.links().approval_url(approver);
+    let index = record
+        .request
+        .approver_index(approver)
+        .expect("the record was loaded by this approver");
+    let person = &record.request.approvers[index];
+    let can_act = record.request.status == RequestStatus::Approval
+        && person.status == signhook_core::lifecycle::ApproverStatus::Notified;
+    LinkView {
+        signature_request: request_summary(record),
+        signer: None,
+        approver: Some(approver_json(person)),
+        documents: record
+            .documents
+            .iter()
+            .map(|d| json!({"id": d.id, "filename": d.filename, "pages": d.pages, "sha256": d.sha256}))
+            .collect(),
+        actions: if can_act {
+            json!({"approve": format!("{base}/approve"), "reject": format!("{base}/reject")})
+        } else {
+            json!({})
+        },
+    }
+}
+
+/// Opens an approval link.
+#[utoipa::path(
+    get, path = "/approvals/{token}", tag = "signing",
+    params(("token" = String, Path, description = "The token of an `approval_url`")),
+    responses((status = 200, body = LinkView), (status = 404, body = crate::error::ErrorBody))
+)]
+pub async fn open_approval(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+) -> Result<Json<LinkView>, ApiError> {
+    let (approver, record) = approver_record(&state, &token).await?;
+    Ok(Json(approver_view(&state, &approver, &record)))
+}
+
+/// Approves as the link's approver; the last approval sends the request out.
+#[utoipa::path(
+    post, path = "/approvals/{token}/approve", tag = "signing",
+    params(("token" = String, Path, description = "The token of an `approval_url`")),
+    responses(
+        (status = 200, body = LinkView),
+        (status = 404, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody)
+    )
+)]
+pub async fn approve(
+    State(state): State<AppState>,
+    client: Client,
+    Path(token): Path<String>,
+) -> Result<Json<LinkView>, ApiError> {
+    let (approver, record) = approver_record(&state, &token).await?;
+    let index = record.request.approver_index(&approver).ok_or_else(invalid_link)?;
+    let person = &record.request.approvers[index];
+    let act = person_act(&person.name, &person.email, &client);
+    let record = state
+        .lifecycle
+        .apply(&record.request.id, Action::Approve(approver.clone()), &act)
+        .await?;
+    Ok(Json(approver_view(&state, &approver, &record)))
+}
+
+/// Rejects as the link's approver, with a reason: the request is declined.
+#[utoipa::path(
+    post, path = "/approvals/{token}/reject", tag = "signing",
+    params(("token" = String, Path, description = "The token of an `approval_url`")),
+    request_body = Decline,
+    responses(
+        (status = 200, body = LinkView),
+        (status = 404, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody),
+        (status = 422, body = crate::error::ErrorBody)
+    )
+)]
+pub async fn reject(
+    State(state): State<AppState>,
+    client: Client,
+    Path(token): Path<String>,
+    ApiJson(body, _): ApiJson<Decline>,
+) -> Result<Json<LinkView>, ApiError> {
+    let (approver, record) = approver_record(&state, &token).await?;
+    let reason = check_reason("reason", body.reason.as_deref(), true)?.unwrap_or_default();
+    let index = record.request.approver_index(&approver).ok_or_else(invalid_link)?;
+    let person = &record.request.approvers[index];
+    let act = person_act(&person.name, &person.email, &client);
+    let record = state
+        .lifecycle
+        .apply(&record.request.id, Action::Reject(approver.clone(), reason), &act)
+        .await?;
+    Ok(Json(approver_view(&state, &approver, &record)))
+}
+
+/// A file link's query.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct FileParams {
+    /// When the link expires (milliseconds since the epoch).
+    pub expires: i64,
+    /// The link's MAC.
+    pub token: String,
+}
+
+/// Downloads a done request's signed PDF or audit certificate through a
+/// link from a `done` event or from `GET /v1/signature_requests/{id}/links`.
+/// An expired link answers 410; ask the API for a fresh one.
+#[utoipa::path(
+    get, path = "/files/{id}/{file}", tag = "signing",
+    params(
+        ("id" = String, Path, description = "`sr_…`"),
+        ("file" = String, Path, description = "`signed.pdf` or `audit_certificate.pdf`"),
+        FileParams
+    ),
+    responses(
+        (status = 200, content_type = "application/pdf", body = Vec<u8>),
+        (status = 404, body = crate::error::ErrorBody),
+        (status = 410, description = "The link expired", body = crate::error::ErrorBody)
+    )
+)]
+pub async fn file(
+    State(state): State<AppState>,
+    Path((id, file)): Path<(String, String)>,
+    ApiQuery(params): ApiQuery<FileParams>,
+) -> Result<Response, ApiError> {
+    let request = SignatureRequestId::parse(&id).map_err(|_| invalid_link())?;
+    let kind = FileKind::parse(&file).ok_or_else(invalid_link)?;
+    match state
+        .lifecycle
+        .links()
+        .check_file_link(&request, kind, params.expires, &params.token, state.clock.now())
+    {
+        Ok(()) => {}
+        Err(LinkRefusal::Invalid) => return Err(invalid_link()),
+        Err(LinkRefusal::Expired) => {
+            return Err(ApiError::Gone(
+                "this link has expired; get a fresh one from GET /v1/signature_requests/{id}/links".into(),
+            ))
+        }
+    }
+    // A deleted request's files are no longer served, even by a live link.
+    let record = state.store.load_signature_request(&request).await?;
+    if !record.is_some_and(|r| r.request.status == RequestStatus::Done) {
+        return Err(ApiError::not_found("file", &file));
+    }
+    let bytes = state
+        .lifecycle
+        .blobs()
+        .get(&kind.blob_key(&request))
+        .await
+        .map_err(crate::lifecycle::LifecycleError::from)?;
+    Ok(pdf_response(bytes, &format!("{id}-{file}")))
+}
+
+fn pdf_response(bytes: Vec<u8>, filename: &str) -> Response {
+    let disposition = format!(
+        "inline; filename=\"{}\"",
+        filename.replace(
+            |c: char| c == '"' || c == '\\' || !c.is_ascii() || c.is_ascii_control(),
+            "_"
+        )
+    );
+    let mut response = bytes.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/pdf"));
+    if let Ok(value) = HeaderValue::from_str(&disposition) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+    response
+}
