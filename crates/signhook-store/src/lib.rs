@@ -10,7 +10,9 @@
 //! lease, recording attempts, the delivery log), [`policy`] (the
 //! warn-then-disable sweep), [`recoveries`] (resend jobs), [`retention`]
 //! (purging old events) and [`signature_requests`] (the e-signature
-//! lifecycle's aggregate, its documents and audit trail).
+//! lifecycle's aggregate, its documents and audit trail). [`blobs`] keeps
+//! files (uploaded PDFs, signed PDFs, audit certificates) in a local
+//! directory or an S3-compatible bucket.
 //!
 //! # Two backends, one body of code
 //!

@@ -405,3 +405,151 @@ async fn events_past_retention_are_purged_unless_still_pending(backend: Backend)
     assert!(store.get_delivery(&tenant.tenant_id, false, &claims[0].delivery_id).await.unwrap().is_none());
 }
 }
+
+mod signature_requests {
+    use super::*;
+    use serde_json::json;
+    use signhook_core::lifecycle::{Action, RequestStatus, SignatureRequest, Signer};
+    use signhook_store::signature_requests::{Act, Document, NewSignatureRequest, Origin, SignatureRequestRecord};
+
+    async fn ongoing(store: &Store, tenant: &CreatedTenant) -> SignatureRequestRecord {
+        let workspace = store.default_workspace(&tenant.tenant_id).await.unwrap();
+        let draft = SignatureRequest::draft(
+            "MSA".into(),
+            t0() + Duration::days(1),
+            false,
+            vec![Signer::new("Ada".into(), "ada@example.com".into())],
+            vec![],
+        );
+        let (record, _) = store
+            .create_signature_request(
+                NewSignatureRequest {
+                    request: draft,
+                    tenant_id: tenant.tenant_id.clone(),
+                    sandbox: false,
+                    workspace_id: workspace,
+                    scope: Scope::PublicApi,
+                    metadata: json!({}),
+                    reminder_interval_ms: None,
+                    idempotency: None,
+                },
+                &Act::scheduler(),
+                t0(),
+            )
+            .await
+            .unwrap();
+        let document = Document {
+            id: signhook_core::ids::DocumentId::generate(),
+            filename: "msa.pdf".into(),
+            size: 10,
+            sha256: "00".repeat(32),
+            pages: 1,
+            created_at: t0(),
+        };
+        store
+            .add_document(&record.request.id, &document, &Act::scheduler(), t0())
+            .await
+            .unwrap();
+        apply(store, &record.request.id, Action::Activate).await.unwrap()
+    }
+
+    /// Loads, transitions and writes, as the server's lifecycle does.
+    async fn apply(
+        store: &Store,
+        id: &signhook_core::ids::SignatureRequestId,
+        action: Action,
+    ) -> Result<SignatureRequestRecord, signhook_store::StoreError> {
+        let before = store.load_signature_request(id).await?.unwrap();
+        write(store, &before, action).await
+    }
+
+    async fn write(
+        store: &Store,
+        before: &SignatureRequestRecord,
+        action: Action,
+    ) -> Result<SignatureRequestRecord, signhook_store::StoreError> {
+        let t = before.request.transition(action, t0()).unwrap();
+        let mut after = before.clone();
+        after.request = t.request.clone();
+        let events: Vec<_> = t
+            .events
+            .iter()
+            .map(|e| (e.clone(), after.request.event_data(e, &after.metadata, None)))
+            .collect();
+        let act = Act {
+            actor: "Ada <ada@example.com>".into(),
+            origin: Origin {
+                ip: Some("192.0.2.7".into()),
+                user_agent: Some("test".into()),
+            },
+        };
+        store.apply_transition(before, &after, &events, &act, t0()).await?;
+        Ok(store.load_signature_request(&before.request.id).await?.unwrap())
+    }
+
+    on_both_backends! {
+        async fn a_transition_computed_from_a_stale_read_is_not_written(backend: Backend) {
+            let (_dir, store) = store(backend).await;
+            let tenant = tenant_with_subscription(&store).await;
+            let record = ongoing(&store, &tenant).await;
+            // Two nodes read the same state and both try to expire it: one wins.
+            let before = store.load_signature_request(&record.request.id).await.unwrap().unwrap();
+            let mut overdue = before.clone();
+            overdue.request.expires_at = t0();
+            let first = write(&store, &overdue, Action::Expire).await.unwrap();
+            assert_eq!(first.request.status, RequestStatus::Expired);
+            let second = write(&store, &overdue, Action::Expire).await;
+            assert!(matches!(second, Err(signhook_store::StoreError::Stale)), "{second:?}");
+            let expired = event_types(&store, &tenant).await;
+            assert_eq!(expired.iter().filter(|t| *t == "signature_request.expired").count(), 1);
+        }
+
+        async fn signing_records_the_signer_s_origin_and_the_trail(backend: Backend) {
+            let (_dir, store) = store(backend).await;
+            let tenant = tenant_with_subscription(&store).await;
+            let record = ongoing(&store, &tenant).await;
+            let signer = record.request.signers[0].id.clone();
+            let done = apply(&store, &record.request.id, Action::Sign(signer)).await.unwrap();
+            assert_eq!(done.request.status, RequestStatus::Done);
+            assert_eq!(done.signer_origins[0].ip.as_deref(), Some("192.0.2.7"));
+            assert!(done.completed_at.is_some() && done.activated_at.is_some());
+            let trail: Vec<String> = store
+                .audit_trail(&record.request.id)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|e| e.action)
+                .collect();
+            assert_eq!(
+                trail,
+                [
+                    "signature_request.created",
+                    "document.added",
+                    "signature_request.activated",
+                    "signer.notified",
+                    "signer.done",
+                    "signature_request.done"
+                ]
+            );
+            // A document cannot be added once the request left draft.
+            let late = Document {
+                id: signhook_core::ids::DocumentId::generate(),
+                filename: "late.pdf".into(),
+                size: 1,
+                sha256: "11".repeat(32),
+                pages: 1,
+                created_at: t0(),
+            };
+            let refused = store.add_document(&record.request.id, &late, &Act::scheduler(), t0()).await;
+            assert!(matches!(refused, Err(signhook_store::StoreError::Stale)));
+        }
+
+        async fn the_link_key_is_made_once_and_shared(backend: Backend) {
+            let (_dir, store) = store(backend).await;
+            let first = store.link_key(t0()).await.unwrap();
+            let again = store.link_key(t0()).await.unwrap();
+            assert_eq!(first.len(), 32);
+            assert_eq!(first, again);
+        }
+    }
+}

@@ -230,3 +230,105 @@ async fn wait_for_all_answered(receiver: &Receiver, expected: &HashSet<String>, 
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// The path and query of a link made by another process (its host and port
+/// are gone after a restart; the link key is in the database).
+fn on(server: &BinaryServer, link: &str) -> String {
+    let url = url::Url::parse(link).unwrap();
+    server.url(&format!("{}?{}", url.path(), url.query().unwrap_or("")))
+}
+
+on_both_backends! {
+async fn sigkill_during_completion_leaves_no_done_or_a_done_whose_links_work(backend: Backend) {
+    const REQUESTS: usize = 12;
+    let db = Database::new(backend).await;
+    let key = cli_tenant_key(&db);
+    let receiver = Receiver::start().await;
+    let server = BinaryServer::start(&db, &["--dev"]);
+    call(&server, &key, "/v1/webhooks", json!({"url": receiver.url("/hook")})).await;
+    let client = reqwest::Client::new();
+    let mut signing_urls = Vec::new();
+    for i in 0..REQUESTS {
+        let request = call(
+            &server,
+            &key,
+            "/v1/signature_requests",
+            json!({"name": format!("Contract {i}"), "signers": [{"name": "Ada", "email": "ada@example.com"}]}),
+        )
+        .await;
+        let id = request["id"].as_str().unwrap().to_owned();
+        let response = client
+            .post(server.url(&format!("/v1/signature_requests/{id}/documents")))
+            .bearer_auth(&key)
+            .header("content-type", "application/pdf")
+            .body(crate::esign::CONTRACT.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 201);
+        let active = call(&server, &key, &format!("/v1/signature_requests/{id}/activate"), json!({})).await;
+        signing_urls.push((id, crate::esign::signing_url(&active, 0)));
+    }
+    // Every signer signs at once; the server is killed as soon as the first
+    // completion is answered, with the others anywhere between rendering
+    // their PDFs and committing.
+    let mut signing = tokio::task::JoinSet::new();
+    for (_, url) in &signing_urls {
+        let (client, url) = (client.clone(), format!("{url}/sign"));
+        signing.spawn(async move { client.post(url).send().await.map(|r| r.status().as_u16()) });
+    }
+    signing.join_next().await;
+    server.kill9();
+    while signing.join_next().await.is_some() {}
+
+    let restarted = BinaryServer::start(&db, &["--dev"]);
+    let mut done = 0;
+    for (id, _) in &signing_urls {
+        let response = client
+            .get(restarted.url(&format!("/v1/signature_requests/{id}")))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        let (_, request) = read(response).await;
+        let response = client
+            .get(restarted.url("/v1/events?type=signature_request.done&limit=100"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        let (_, feed) = read(response).await;
+        let done_events: Vec<&Value> = feed["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["data"]["signature_request"]["id"] == id.as_str())
+            .collect();
+        match request["status"].as_str().unwrap() {
+            "done" => {
+                done += 1;
+                assert_eq!(done_events.len(), 1, "one done event for {id}");
+                for file in ["signed_pdf", "audit_certificate"] {
+                    let link = done_events[0]["data"]["links"][file]["url"].as_str().unwrap();
+                    let response = client.get(on(&restarted, link)).send().await.unwrap();
+                    assert_eq!(response.status().as_u16(), 200, "{file} of {id}");
+                    let bytes = response.bytes().await.unwrap();
+                    signhook_documents::inspect(&bytes).expect("a readable PDF");
+                }
+            }
+            "ongoing" => {
+                assert!(done_events.is_empty(), "no done event for unfinished {id}");
+                assert_eq!(request["signers"][0]["status"], "notified", "{request}");
+            }
+            other => panic!("{id} is {other}"),
+        }
+    }
+    assert!(done >= 1, "the first answered completion is durable");
+    eprintln!("{done} of {REQUESTS} requests completed before the SIGKILL");
+    // The unfinished ones can still be signed after the restart.
+    for (id, url) in &signing_urls {
+        let status = client.post(on(&restarted, &format!("{url}/sign"))).send().await.unwrap().status();
+        assert!(status.as_u16() == 200 || status.as_u16() == 409, "{id}: {status}");
+    }
+}
+}

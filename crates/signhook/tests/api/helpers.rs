@@ -495,11 +495,17 @@ impl BinaryServer {
     /// Runs `signhook serve --listen 127.0.0.1:0 DATABASE ARGS…` and waits
     /// until it says where it listens.
     pub fn start(db: &Database, args: &[&str]) -> Self {
+        Self::start_with_env(db, args, &[])
+    }
+
+    /// As [`BinaryServer::start`], with extra environment variables.
+    pub fn start_with_env(db: &Database, args: &[&str], env: &[(String, String)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_signhook"))
             .arg("serve")
             .args(["--listen", "127.0.0.1:0"])
             .args(db.cli_args())
             .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

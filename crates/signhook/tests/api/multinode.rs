@@ -256,3 +256,125 @@ async fn a_database_restart_is_a_503_then_nothing_acknowledged_is_lost() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+fn path_on(node: &BinaryServer, link: &str) -> String {
+    let url = url::Url::parse(link).unwrap();
+    node.url(&format!("{}?{}", url.path(), url.query().unwrap_or("")))
+}
+
+/// Two nodes on one PostgreSQL and one S3-compatible bucket: a document
+/// uploaded through one node is signed through the other, the signed PDF is
+/// served by either, and deadlines expire once although both nodes' schedulers
+/// race for them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_share_documents_on_s3_and_expire_each_request_once() {
+    let s3 = signhook_testkit::s3::S3Server::start();
+    let db = Database::new(Backend::Postgres).await;
+    let key = cli_tenant_key(&db);
+    let receiver = Receiver::start().await;
+    let blob_url = s3.bucket_url();
+    let args = ["--dev", "--blob-url", blob_url.as_str(), "--scheduler-interval", "20ms"];
+    let a = BinaryServer::start_with_env(&db, &args, &s3.env());
+    let b = BinaryServer::start_with_env(&db, &args, &s3.env());
+    let client = reqwest::Client::new();
+    let (status, _) = post(
+        &client,
+        a.url("/v1/webhooks"),
+        &key,
+        json!({"url": receiver.url("/hook")}),
+    )
+    .await;
+    assert_eq!(status, 201);
+
+    let (status, request) = post(
+        &client,
+        a.url("/v1/signature_requests"),
+        &key,
+        json!({"name": "MSA", "signers": [{"name": "Ada", "email": "ada@example.com"}]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{request}");
+    let id = request["id"].as_str().unwrap();
+    let response = client
+        .post(a.url(&format!("/v1/signature_requests/{id}/documents")))
+        .bearer_auth(&key)
+        .header("content-type", "application/pdf")
+        .body(crate::esign::CONTRACT.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 201);
+    let (_, active) = post(
+        &client,
+        a.url(&format!("/v1/signature_requests/{id}/activate")),
+        &key,
+        json!({}),
+    )
+    .await;
+    // Node B signs (and so renders the signed PDF from A's upload).
+    let sign = path_on(&b, &format!("{}/sign", crate::esign::signing_url(&active, 0)));
+    let (status, view) = read(client.post(sign).send().await.unwrap()).await;
+    assert_eq!(status, 200, "{view}");
+    let done = crate::esign::events_of(&receiver, id, 4).await;
+    assert_eq!(done[3]["type"], "signature_request.done");
+    for node in [&a, &b] {
+        let link = done[3]["data"]["links"]["signed_pdf"]["url"].as_str().unwrap();
+        let response = client.get(path_on(node, link)).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        let pdf = response.bytes().await.unwrap();
+        assert_eq!(signhook_documents::inspect(&pdf).unwrap().pages, 3);
+    }
+
+    // Twenty ongoing requests whose deadline is made to pass at once.
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let (_, request) = post(
+            &client,
+            b.url("/v1/signature_requests"),
+            &key,
+            json!({"name": format!("NDA {i}"), "signers": [{"name": "Ada", "email": "ada@example.com"}]}),
+        )
+        .await;
+        let id = request["id"].as_str().unwrap().to_owned();
+        let response = client
+            .post(b.url(&format!("/v1/signature_requests/{id}/documents")))
+            .bearer_auth(&key)
+            .header("content-type", "application/pdf")
+            .body(crate::esign::CONTRACT.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 201);
+        post(
+            &client,
+            b.url(&format!("/v1/signature_requests/{id}/activate")),
+            &key,
+            json!({}),
+        )
+        .await;
+        ids.push(id);
+    }
+    db.execute("UPDATE signature_requests SET expires_at = 0 WHERE status = 'ongoing'")
+        .await
+        .unwrap();
+    for id in &ids {
+        crate::esign::events_of(&receiver, id, 3).await;
+    }
+    let response = client
+        .get(a.url("/v1/events?type=signature_request.expired&limit=100"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    let (_, feed) = read(response).await;
+    let mut expired: Vec<&str> = feed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["data"]["signature_request"]["id"].as_str().unwrap())
+        .collect();
+    expired.sort_unstable();
+    let mut expected: Vec<&str> = ids.iter().map(String::as_str).collect();
+    expected.sort_unstable();
+    assert_eq!(expired, expected, "each request expired exactly once");
+}
