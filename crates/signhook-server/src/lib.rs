@@ -7,6 +7,7 @@
 //!   in tests), runs until a shutdown token fires. Used by `signhook serve`
 //!   and by the test harness alike.
 //! - [`error`]: the one [`ApiError`](error::ApiError) and its response.
+//! - [`publisher`]: group commit of published events.
 //! - [`extract`]: authentication, strict JSON and query parsing.
 //! - [`routes`]: one module per resource, plus health.
 //! - [`openapi`]: the OpenAPI document generated from the handlers.
@@ -24,6 +25,7 @@ pub mod lifecycle;
 pub mod links;
 pub mod mail;
 pub mod openapi;
+pub mod publisher;
 pub mod routes;
 pub mod schedulers;
 pub mod state;
@@ -253,7 +255,6 @@ impl Application {
         };
         let state = AppState {
             store: store.clone(),
-            clock,
             waker: dispatcher.waker(),
             jobs,
             api: Arc::new(ApiSettings {
@@ -262,6 +263,8 @@ impl Application {
                 addresses,
             }),
             metrics,
+            publisher: publisher::Publisher::start(store.clone(), clock.clone()),
+            clock,
             lifecycle,
         };
         let router = routes::router(state);

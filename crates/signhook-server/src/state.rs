@@ -26,6 +26,8 @@ pub struct AppState {
     pub api: Arc<ApiSettings>,
     /// The Prometheus registry and the gauges read at scrape time.
     pub metrics: Arc<Metrics>,
+    /// Publishes events with group commit.
+    pub publisher: crate::publisher::Publisher,
     /// The e-signature lifecycle: signature requests, links, files.
     pub lifecycle: Arc<crate::lifecycle::Lifecycle>,
 }

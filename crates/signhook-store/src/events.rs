@@ -138,12 +138,34 @@ macro_rules! bind_delivery {
 }
 pub(crate) use bind_delivery;
 
+/// Inside a write transaction `$tx`: the tenant's subscriptions of one
+/// environment (live or sandbox), parsed — the candidates of a fan-out.
+/// Evaluates to `Vec<Subscription>`.
+macro_rules! load_candidates {
+    ($tx:ident, $tenant:expr, $sandbox:expr) => {{
+        let sql = format!(
+            "SELECT {} FROM subscriptions WHERE tenant_id = $1 AND sandbox = $2 AND deleted_at IS NULL",
+            $crate::subscriptions::COLUMNS
+        );
+        sqlx::query(&sql)
+            .bind($tenant.as_str())
+            .bind($sandbox)
+            .fetch_all(&mut *$tx)
+            .await?
+            .iter()
+            .map($crate::subscriptions::subscription_from_row)
+            .collect::<$crate::Result<Vec<$crate::subscriptions::Subscription>>>()?
+    }};
+}
+pub(crate) use load_candidates;
+
 /// Inside a write transaction `$tx`: writes `$event` and a delivery for
-/// every matching subscription of its tenant and environment (pending when
-/// the subscription is enabled, canceled when not), and announces them to
-/// other nodes on commit. Evaluates to the number of pending deliveries.
-macro_rules! insert_event_and_fan_out {
-    ($tx:ident, $dialect:ident, $event:expr, $idempotency:expr, $now_ms:expr) => {{
+/// every subscription of `$candidates` (from [`load_candidates!`] for its
+/// tenant and environment) that it matches — pending when the subscription
+/// is enabled, canceled when not. Evaluates to the number of pending
+/// deliveries; announcing them is the caller's.
+macro_rules! fan_out {
+    ($tx:ident, $event:expr, $idempotency:expr, $now_ms:expr, $candidates:expr) => {{
         let event: &$crate::events::Event = $event;
         let now_ms: i64 = $now_ms;
         $crate::events::bind_event!(event, $idempotency)
@@ -165,18 +187,8 @@ macro_rules! insert_event_and_fan_out {
             scope: event.scope,
             workspace: &event.workspace_id,
         };
-        let sql = format!(
-            "SELECT {} FROM subscriptions WHERE tenant_id = $1 AND sandbox = $2 AND deleted_at IS NULL",
-            $crate::subscriptions::COLUMNS
-        );
-        let candidates = sqlx::query(&sql)
-            .bind(event.tenant_id.as_str())
-            .bind(event.sandbox)
-            .fetch_all(&mut *$tx)
-            .await?;
         let mut pending = 0usize;
-        for row in &candidates {
-            let sub = $crate::subscriptions::subscription_from_row(row)?;
+        for sub in $candidates.iter() {
             if sub.filter.matches(&facts) {
                 let id = signhook_core::ids::DeliveryId::generate();
                 $crate::events::bind_delivery!(id, event, sub.id, sub.enabled, now_ms)
@@ -185,6 +197,20 @@ macro_rules! insert_event_and_fan_out {
                 pending += usize::from(sub.enabled);
             }
         }
+        pending
+    }};
+}
+pub(crate) use fan_out;
+
+/// Inside a write transaction `$tx`: writes `$event` and a delivery for
+/// every matching subscription of its tenant and environment (pending when
+/// the subscription is enabled, canceled when not), and announces them to
+/// other nodes on commit. Evaluates to the number of pending deliveries.
+macro_rules! insert_event_and_fan_out {
+    ($tx:ident, $dialect:ident, $event:expr, $idempotency:expr, $now_ms:expr) => {{
+        let event: &$crate::events::Event = $event;
+        let candidates = $crate::events::load_candidates!($tx, event.tenant_id, event.sandbox);
+        let pending = $crate::events::fan_out!($tx, event, $idempotency, $now_ms, candidates);
         if pending > 0 {
             $crate::announce_work!($tx, $dialect);
         }
@@ -192,6 +218,32 @@ macro_rules! insert_event_and_fan_out {
     }};
 }
 pub(crate) use insert_event_and_fan_out;
+
+/// The result for an event whose `Idempotency-Key` an earlier event of the
+/// same batch carries: a replay of it, or a mismatch.
+fn earlier_in_batch(
+    batch: &[NewEvent],
+    results: &[Result<Published>],
+    new: &NewEvent,
+    idempotency: &Idempotency,
+) -> Option<Result<Published>> {
+    batch[..results.len()].iter().zip(results).find_map(|(other, result)| {
+        let same_key = other.tenant_id == new.tenant_id
+            && other.sandbox == new.sandbox
+            && other.idempotency.as_ref().is_some_and(|i| i.key == idempotency.key);
+        if !same_key {
+            return None;
+        }
+        let same_request = other.idempotency.as_ref().map(|i| i.request_hash) == Some(idempotency.request_hash);
+        Some(match result {
+            Ok(published) if same_request => Ok(Published {
+                replayed: true,
+                ..published.clone()
+            }),
+            _ => Err(StoreError::IdempotencyMismatch),
+        })
+    })
+}
 
 /// Inside a write transaction `$tx`: publishes an operational event (about
 /// the webhook system itself) of type `$type` with JSON `$data` to the
@@ -223,57 +275,117 @@ impl Store {
     /// Publishes an event: writes it and a delivery for every matching
     /// subscription, in one transaction.
     pub async fn publish_event(&self, new: NewEvent, now: DateTime<Utc>) -> Result<Published> {
-        let event = Event {
-            id: EventId::generate(),
-            tenant_id: new.tenant_id,
-            sandbox: new.sandbox,
-            event_type: new.event_type,
-            scope: new.scope,
-            workspace_id: new.workspace_id,
-            created_at: now,
-            data: new.data,
-        };
-        let idempotency = new.idempotency.as_ref();
+        let mut results = self.publish_events(vec![new], now).await;
+        results.pop().expect("one result per event")
+    }
+
+    /// Publishes several events in one transaction — one durable commit
+    /// for all (group commit) — and returns each one's result, in order.
+    /// An `Idempotency-Key` already used (in the database, or earlier in the
+    /// batch) replays that event or is refused as for a single publish. If
+    /// the shared transaction fails, each event is retried alone, so one
+    /// event's failure (a key raced by another node) is its own.
+    pub async fn publish_events(&self, batch: Vec<NewEvent>, now: DateTime<Utc>) -> Vec<Result<Published>> {
+        if batch.len() > 1 {
+            match self.publish_together(&batch, now).await {
+                Ok(results) => return results,
+                Err(e) => {
+                    tracing::debug!(error = %e, events = batch.len(), "group commit failed; publishing one by one")
+                }
+            }
+        }
+        let mut results = Vec::with_capacity(batch.len());
+        for new in batch {
+            let one = std::slice::from_ref(&new);
+            results.push(match self.publish_together(one, now).await {
+                Ok(mut r) => r.pop().expect("one result per event"),
+                Err(e) => Err(e),
+            });
+        }
+        results
+    }
+
+    /// One transaction for the whole batch. `Err` when the transaction
+    /// failed (nothing was written); otherwise one result per event, where
+    /// an idempotency mismatch is that event's error alone.
+    async fn publish_together(&self, batch: &[NewEvent], now: DateTime<Utc>) -> Result<Vec<Result<Published>>> {
         let now_ms = to_millis(now);
         with_pool!(self, writer, |pool, dialect| {
             let mut tx = pool.begin().await?;
-            if let Some(idempotency) = idempotency {
-                let sql = format!(
-                    "SELECT {COLUMNS}, request_hash FROM events \
-                     WHERE tenant_id = $1 AND sandbox = $2 AND idempotency_key = $3"
-                );
-                let existing = sqlx::query(&sql)
-                    .bind(event.tenant_id.as_str())
-                    .bind(event.sandbox)
-                    .bind(&idempotency.key)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                if let Some(row) = existing {
-                    if row.opt_bytes("request_hash")?.as_deref() != Some(idempotency.request_hash.as_slice()) {
-                        return Err(StoreError::IdempotencyMismatch);
+            let mut results: Vec<Result<Published>> = Vec::with_capacity(batch.len());
+            // Subscriptions are loaded and parsed once per tenant and
+            // environment in the batch, not once per event.
+            let mut candidates: Vec<((TenantId, bool), Vec<Subscription>)> = Vec::new();
+            let mut pending_total = 0;
+            for new in batch {
+                if let Some(idempotency) = &new.idempotency {
+                    if let Some(earlier) = earlier_in_batch(batch, &results, new, idempotency) {
+                        results.push(earlier);
+                        continue;
                     }
-                    let earlier = event_from_row(&row)?;
-                    let deliveries = sqlx::query(
-                        "SELECT COUNT(*) AS n FROM deliveries WHERE event_id = $1 AND status <> 'canceled'",
-                    )
-                    .bind(earlier.id.as_str())
-                    .fetch_one(&mut *tx)
-                    .await?
-                    .int("n")?;
-                    return Ok(Published {
-                        event: earlier,
-                        deliveries: deliveries as usize,
-                        replayed: true,
-                    });
+                    let sql = format!(
+                        "SELECT {COLUMNS}, request_hash FROM events \
+                         WHERE tenant_id = $1 AND sandbox = $2 AND idempotency_key = $3"
+                    );
+                    let existing = sqlx::query(&sql)
+                        .bind(new.tenant_id.as_str())
+                        .bind(new.sandbox)
+                        .bind(&idempotency.key)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    if let Some(row) = existing {
+                        if row.opt_bytes("request_hash")?.as_deref() != Some(idempotency.request_hash.as_slice()) {
+                            results.push(Err(StoreError::IdempotencyMismatch));
+                            continue;
+                        }
+                        let earlier = event_from_row(&row)?;
+                        let deliveries = sqlx::query(
+                            "SELECT COUNT(*) AS n FROM deliveries WHERE event_id = $1 AND status <> 'canceled'",
+                        )
+                        .bind(earlier.id.as_str())
+                        .fetch_one(&mut *tx)
+                        .await?
+                        .int("n")?;
+                        results.push(Ok(Published {
+                            event: earlier,
+                            deliveries: deliveries as usize,
+                            replayed: true,
+                        }));
+                        continue;
+                    }
                 }
+                let event = Event {
+                    id: EventId::generate(),
+                    tenant_id: new.tenant_id.clone(),
+                    sandbox: new.sandbox,
+                    event_type: new.event_type.clone(),
+                    scope: new.scope,
+                    workspace_id: new.workspace_id.clone(),
+                    created_at: now,
+                    data: new.data.clone(),
+                };
+                let key = (new.tenant_id.clone(), new.sandbox);
+                let index = match candidates.iter().position(|(k, _)| *k == key) {
+                    Some(i) => i,
+                    None => {
+                        let loaded = load_candidates!(tx, new.tenant_id, new.sandbox);
+                        candidates.push((key, loaded));
+                        candidates.len() - 1
+                    }
+                };
+                let deliveries = fan_out!(tx, &event, new.idempotency.as_ref(), now_ms, candidates[index].1);
+                pending_total += deliveries;
+                results.push(Ok(Published {
+                    event,
+                    deliveries,
+                    replayed: false,
+                }));
             }
-            let deliveries = insert_event_and_fan_out!(tx, dialect, &event, idempotency, now_ms);
+            if pending_total > 0 {
+                announce_work!(tx, dialect);
+            }
             tx.commit().await?;
-            Ok(Published {
-                event,
-                deliveries,
-                replayed: false,
-            })
+            Ok(results)
         })
     }
 

@@ -553,3 +553,73 @@ mod signature_requests {
         }
     }
 }
+
+mod group_commit {
+    use super::*;
+    use signhook_store::events::Idempotency;
+
+    fn event(tenant: &CreatedTenant, key: Option<(&str, u8)>, workspace_ok: bool) -> NewEvent {
+        NewEvent {
+            tenant_id: tenant.tenant_id.clone(),
+            sandbox: false,
+            event_type: "signer.done".into(),
+            scope: Scope::PublicApi,
+            workspace_id: if workspace_ok {
+                tenant.default_workspace_id.clone()
+            } else {
+                signhook_core::ids::WorkspaceId::generate()
+            },
+            data: "{}".into(),
+            idempotency: key.map(|(key, hash)| Idempotency {
+                key: key.into(),
+                request_hash: [hash; 32],
+            }),
+        }
+    }
+
+    on_both_backends! {
+        async fn a_batch_commits_together_and_answers_each_event(backend: Backend) {
+            let (_dir, store) = store(backend).await;
+            let tenant = tenant_with_subscription(&store).await;
+            let earlier = store.publish_event(event(&tenant, Some(("k0", 1)), true), t0()).await.unwrap();
+            let results = store
+                .publish_events(
+                    vec![
+                        event(&tenant, None, true),
+                        event(&tenant, Some(("k1", 1)), true),
+                        event(&tenant, Some(("k1", 1)), true), // same key, same request: a replay
+                        event(&tenant, Some(("k1", 2)), true), // same key, other request: refused
+                        event(&tenant, Some(("k0", 1)), true), // a key used before the batch
+                    ],
+                    t0(),
+                )
+                .await;
+            assert_eq!(results.len(), 5);
+            let first = results[0].as_ref().unwrap();
+            assert_eq!((first.deliveries, first.replayed), (1, false));
+            let k1 = results[1].as_ref().unwrap();
+            assert!(!k1.replayed);
+            assert_eq!(results[2].as_ref().unwrap().event.id, k1.event.id);
+            assert!(results[2].as_ref().unwrap().replayed);
+            assert!(matches!(results[3], Err(signhook_store::StoreError::IdempotencyMismatch)));
+            assert_eq!(results[4].as_ref().unwrap().event.id, earlier.event.id);
+            let stored = store.list_events(&tenant.tenant_id, false, None, None, 10).await.unwrap();
+            assert_eq!(stored.items.len(), 3, "k0 before, then the plain event and k1");
+        }
+
+        async fn one_bad_event_does_not_sink_its_batch(backend: Backend) {
+            let (_dir, store) = store(backend).await;
+            let tenant = tenant_with_subscription(&store).await;
+            let results = store
+                .publish_events(
+                    vec![event(&tenant, None, true), event(&tenant, None, false), event(&tenant, None, true)],
+                    t0(),
+                )
+                .await;
+            assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
+            assert!(results[1].is_err());
+            let stored = store.list_events(&tenant.tenant_id, false, None, None, 10).await.unwrap();
+            assert_eq!(stored.items.len(), 2);
+        }
+    }
+}

@@ -177,7 +177,7 @@ pub async fn publish(
             request_hash: Sha256::digest(&raw).into(),
         }),
     };
-    let published = state.store.publish_event(new, state.clock.now()).await?;
+    let published = state.publisher.publish(new).await?;
     if published.deliveries > 0 && !published.replayed {
         state.waker.wake();
     }

@@ -1,0 +1,54 @@
+//! Group commit for `POST /v1/events`: publishes that arrive while the
+//! previous batch is being committed are written together, in one
+//! transaction and so one `fsync`, instead of queueing for one each.
+//!
+//! Nothing waits on purpose: a publish that finds the writer idle is
+//! committed alone at once; under load, batches form by themselves from what
+//! arrived during the last commit. Each caller still gets its own answer only
+//! after the commit that holds its event, so a 2xx keeps meaning "on disk".
+
+use crate::error::ApiError;
+use signhook_store::events::{NewEvent, Published};
+use signhook_store::{Store, StoreError};
+use tokio::sync::{mpsc, oneshot};
+
+/// The most events committed together.
+pub const MAX_BATCH: usize = 256;
+
+type Reply = oneshot::Sender<Result<Published, StoreError>>;
+
+/// A handle to the group-commit task. Cheap to clone.
+#[derive(Clone)]
+pub struct Publisher {
+    queue: mpsc::Sender<(NewEvent, Reply)>,
+}
+
+impl Publisher {
+    /// Starts the task that commits batches to `store`. It stops when every
+    /// handle is dropped, after answering what it holds.
+    pub fn start(store: Store, clock: std::sync::Arc<dyn signhook_core::time::Clock>) -> Self {
+        let (queue, mut incoming) = mpsc::channel::<(NewEvent, Reply)>(4 * MAX_BATCH);
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(MAX_BATCH);
+            while incoming.recv_many(&mut batch, MAX_BATCH).await > 0 {
+                let (events, replies): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
+                let results = store.publish_events(events, clock.now()).await;
+                for (reply, result) in replies.into_iter().zip(results) {
+                    // The caller may have gone (client disconnected); the
+                    // event is committed all the same.
+                    let _ = reply.send(result);
+                }
+            }
+        });
+        Self { queue }
+    }
+
+    /// Publishes one event, committed together with whatever else is
+    /// being published at the same moment.
+    pub async fn publish(&self, event: NewEvent) -> Result<Published, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        let stopped = || ApiError::Internal("the publisher task has stopped".into());
+        self.queue.send((event, reply)).await.map_err(|_| stopped())?;
+        Ok(answer.await.map_err(|_| stopped())??)
+    }
+}
