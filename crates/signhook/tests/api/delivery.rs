@@ -163,8 +163,13 @@ async fn an_unreachable_endpoint_is_recorded_as_connect(backend: Backend) {
         .local_addr()
         .unwrap()
         .port();
+    // Only signer.done: the dead letter's own `delivery.failed` would
+    // otherwise be a second delivery to it, racing the lookup below.
     let hook = app
-        .create_webhook(&format!("http://127.0.0.1:{port}/"), json!({"auto_retry": false}))
+        .create_webhook(
+            &format!("http://127.0.0.1:{port}/"),
+            json!({"auto_retry": false, "subscribed_events": ["signer.done"]}),
+        )
         .await;
     app.publish("signer.done", json!({})).await;
     let delivery = app.only_delivery(hook["id"].as_str().unwrap()).await;
