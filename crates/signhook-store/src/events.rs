@@ -7,7 +7,7 @@ use crate::subscriptions::Subscription;
 use crate::{announce_work, with_pool, DbRow, Page, Result, Store, StoreError};
 use chrono::{DateTime, Utc};
 use signhook_core::filter::Scope;
-use signhook_core::ids::{DeliveryId, EventId, TenantId, WorkspaceId};
+use signhook_core::ids::{DeliveryId, EventId, SubscriptionId, TenantId, WorkspaceId};
 use signhook_core::time::{from_millis, to_millis};
 
 /// An event as stored.
@@ -70,6 +70,10 @@ pub struct Published {
     /// returned instead of a new event.
     pub replayed: bool,
 }
+
+/// Rows per multi-row INSERT: well under both backends' limits on bound
+/// parameters (10 per event row).
+const ROWS_PER_INSERT: usize = 500;
 
 pub(crate) const COLUMNS: &str = "id, tenant_id, sandbox, type, scope, workspace_id, created_at, data";
 
@@ -317,6 +321,10 @@ impl Store {
             // environment in the batch, not once per event.
             let mut candidates: Vec<((TenantId, bool), Vec<Subscription>)> = Vec::new();
             let mut pending_total = 0;
+            // Indexes into `results` of the events to insert, and the
+            // deliveries to insert: (id, event index, subscription, enabled).
+            let mut new_events: Vec<usize> = Vec::new();
+            let mut fan_out: Vec<(DeliveryId, usize, SubscriptionId, bool)> = Vec::new();
             for new in batch {
                 if let Some(idempotency) = &new.idempotency {
                     if let Some(earlier) = earlier_in_batch(batch, &results, new, idempotency) {
@@ -373,13 +381,82 @@ impl Store {
                         candidates.len() - 1
                     }
                 };
-                let deliveries = fan_out!(tx, &event, new.idempotency.as_ref(), now_ms, candidates[index].1);
-                pending_total += deliveries;
+                let facts = signhook_core::filter::EventFacts {
+                    event_type: &event.event_type,
+                    sandbox: event.sandbox,
+                    scope: event.scope,
+                    workspace: &event.workspace_id,
+                };
+                let mut pending = 0;
+                for sub in candidates[index].1.iter().filter(|sub| sub.filter.matches(&facts)) {
+                    fan_out.push((DeliveryId::generate(), results.len(), sub.id.clone(), sub.enabled));
+                    pending += usize::from(sub.enabled);
+                }
+                pending_total += pending;
+                new_events.push(results.len());
                 results.push(Ok(Published {
                     event,
-                    deliveries,
+                    deliveries: pending,
                     replayed: false,
                 }));
+            }
+            // Few statements for many rows: each statement is a round trip
+            // to the database (a thread hop on SQLite), and the writer is
+            // shared by every publish, claim and result.
+            for chunk in new_events.chunks(ROWS_PER_INSERT) {
+                let mut insert = sqlx::QueryBuilder::new(
+                    "INSERT INTO events (id, tenant_id, sandbox, type, scope, workspace_id, created_at, data, \
+                     idempotency_key, request_hash) ",
+                );
+                insert.push_values(chunk, |mut row, &i| {
+                    let event = &results[i].as_ref().expect("a new event").event;
+                    let idempotency = batch[i].idempotency.as_ref();
+                    row.push_bind(event.id.as_str())
+                        .push_bind(event.tenant_id.as_str())
+                        .push_bind(event.sandbox)
+                        .push_bind(event.event_type.as_str())
+                        .push_bind(event.scope.as_str())
+                        .push_bind(event.workspace_id.as_str())
+                        .push_bind(now_ms)
+                        .push_bind(event.data.as_str())
+                        .push_bind(idempotency.map(|i| i.key.as_str()))
+                        .push_bind(idempotency.map(|i| i.request_hash.as_slice()));
+                });
+                insert.build().execute(&mut *tx).await.map_err(|e| {
+                    // Another publish (or node) took the same key meanwhile.
+                    if crate::is_unique_violation(&e) {
+                        StoreError::Conflict {
+                            field: "Idempotency-Key",
+                        }
+                    } else {
+                        StoreError::from(e)
+                    }
+                })?;
+            }
+            for chunk in fan_out.chunks(ROWS_PER_INSERT) {
+                let mut insert = sqlx::QueryBuilder::new(
+                    "INSERT INTO deliveries (id, tenant_id, event_id, subscription_id, status, next_attempt_at, \
+                     created_at, updated_at) ",
+                );
+                insert.push_values(chunk, |mut row, (id, i, subscription, enabled)| {
+                    let event = &results[*i].as_ref().expect("a new event").event;
+                    // Pending and due now when the subscription is enabled;
+                    // kept as canceled (for a later recovery) when not.
+                    let (status, next_attempt_at) = if *enabled {
+                        ("pending", Some(now_ms))
+                    } else {
+                        ("canceled", None)
+                    };
+                    row.push_bind(id.as_str())
+                        .push_bind(event.tenant_id.as_str())
+                        .push_bind(event.id.as_str())
+                        .push_bind(subscription.as_str())
+                        .push_bind(status)
+                        .push_bind(next_attempt_at)
+                        .push_bind(now_ms)
+                        .push_bind(now_ms);
+                });
+                insert.build().execute(&mut *tx).await?;
             }
             if pending_total > 0 {
                 announce_work!(tx, dialect);
