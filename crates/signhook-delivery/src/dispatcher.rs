@@ -1,6 +1,8 @@
 //! The dispatcher: claims due deliveries in batches under a lease, sends them
 //! concurrently, and hands results to a recorder that writes them back in
-//! batches (one transaction per batch).
+//! batches (one transaction per batch). Deliveries created by a publish on
+//! this node arrive already claimed through the [`Handoff`] and are sent at
+//! once; claims find the rest (retries, other nodes' work, resends).
 //!
 //! Shutdown (the token given to [`Dispatcher::run`]): claiming stops at once;
 //! sends in flight get `shutdown_grace` to finish and be recorded; any still
@@ -16,12 +18,15 @@ use chrono::{DateTime, Utc};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use signhook_core::delivery::DeliveryStatus;
+use signhook_core::ids::SubscriptionId;
 use signhook_core::ids::{AttemptId, DeliveryId};
 use signhook_core::netguard::AddressPolicy;
 use signhook_core::retry::{decide, Decision, RetryPolicy};
 use signhook_core::time::Clock;
 use signhook_store::deliveries::{Attempt, AttemptRecord, ClaimedDelivery};
+use signhook_store::events::Lease;
 use signhook_store::Store;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, Notify, Semaphore};
@@ -99,6 +104,62 @@ pub struct Dispatcher {
     clock: Arc<dyn Clock>,
     client: reqwest::Client,
     waker: Waker,
+    handoff: Handoff,
+    handoff_rx: Option<mpsc::UnboundedReceiver<Vec<ClaimedDelivery>>>,
+}
+
+/// The sends of a running dispatcher.
+struct Sends {
+    /// Sends in flight on this node, at most `max_in_flight`.
+    slots: Arc<Semaphore>,
+    lanes: Arc<Lanes>,
+    /// Cancelled when the shutdown grace runs out.
+    abandon: CancellationToken,
+    in_flight: JoinSet<()>,
+    results: mpsc::UnboundedSender<Finished>,
+    /// Deliveries handed over at publish whose lane was full, oldest first
+    /// per subscription: started as their lane frees up, instead of being
+    /// released to the database and claimed back a moment later.
+    backlog: HashMap<SubscriptionId, VecDeque<ClaimedDelivery>>,
+    backlog_len: usize,
+}
+
+/// The most handed-over deliveries a node keeps waiting for their lanes;
+/// beyond, they go back to the database, due at once.
+const MAX_BACKLOG: usize = 10_000;
+
+/// Hands deliveries that a publish on this node claimed for it straight to
+/// its dispatcher, which sends them at once: no claim round trip between a
+/// commit and the send. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Handoff {
+    queue: mpsc::UnboundedSender<Vec<ClaimedDelivery>>,
+    node_id: String,
+    lease: Duration,
+}
+
+impl Handoff {
+    /// The claim a publish at `now` takes on its deliveries for this node.
+    pub fn lease(&self, now: DateTime<Utc>) -> Lease {
+        Lease {
+            node_id: self.node_id.clone(),
+            until: now + self.lease,
+        }
+    }
+
+    /// The node the claims are taken for.
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    /// Gives claimed deliveries to the dispatcher. Returns them if it has
+    /// stopped (the caller releases them, or their lease ends).
+    pub fn send(&self, claims: Vec<ClaimedDelivery>) -> Result<(), Vec<ClaimedDelivery>> {
+        if claims.is_empty() {
+            return Ok(());
+        }
+        self.queue.send(claims).map_err(|e| e.0)
+    }
 }
 
 /// A send's result, or the claim given back unsent.
@@ -111,13 +172,26 @@ impl Dispatcher {
     /// A dispatcher over `store`.
     pub fn new(store: Store, config: DispatcherConfig, clock: Arc<dyn Clock>) -> Result<Self, DeliveryError> {
         let client = sender::build_client(config.request_timeout, config.addresses.clone())?;
+        let (queue, handoff_rx) = mpsc::unbounded_channel();
+        let handoff = Handoff {
+            queue,
+            node_id: config.node_id.clone(),
+            lease: config.lease,
+        };
         Ok(Self {
             store,
             config,
             clock,
             client,
             waker: Waker::default(),
+            handoff,
+            handoff_rx: Some(handoff_rx),
         })
+    }
+
+    /// A handle that gives this dispatcher deliveries claimed at publish.
+    pub fn handoff(&self) -> Handoff {
+        self.handoff.clone()
     }
 
     /// A handle that wakes this dispatcher.
@@ -127,7 +201,7 @@ impl Dispatcher {
 
     /// Runs until `shutdown` is cancelled, then drains as described in the
     /// module docs. Returns an error only if the store stays unusable.
-    pub async fn run(self, shutdown: CancellationToken) -> Result<(), DeliveryError> {
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), DeliveryError> {
         let (results_tx, results_rx) = mpsc::unbounded_channel();
         let recorder = tokio::spawn(record_results(
             self.store.clone(),
@@ -137,85 +211,67 @@ impl Dispatcher {
             shutdown.clone(),
         ));
         let listener = self.listen_for_other_nodes().await;
-        let slots = Arc::new(Semaphore::new(self.config.max_in_flight));
-        let lanes = Lanes::new(self.config.per_subscription_in_flight);
-        let abandon = CancellationToken::new();
-        let mut in_flight = JoinSet::new();
+        let mut handed_over = self.handoff_rx.take().expect("run is called once");
+        let mut sends = Sends {
+            slots: Arc::new(Semaphore::new(self.config.max_in_flight)),
+            lanes: Lanes::new(self.config.per_subscription_in_flight),
+            abandon: CancellationToken::new(),
+            in_flight: JoinSet::new(),
+            results: results_tx,
+            backlog: HashMap::new(),
+            backlog_len: 0,
+        };
+        // Claim only when something may be due in the database: at start,
+        // when woken (a publish without handoff, another node, a resend),
+        // when the next retry falls due, and when a full lane frees up.
+        // Deliveries handed over at publish need no claim.
+        let mut claim_needed = true;
+        let mut next_due: Option<tokio::time::Instant> = None;
 
         while !shutdown.is_cancelled() {
-            while in_flight.try_join_next().is_some() {}
-            let free = slots.available_permits().min(self.config.batch_size as usize);
+            while sends.in_flight.try_join_next().is_some() {}
+            let mut overflow = self.start_backlog(&mut sends).await;
+            while let Ok(claims) = handed_over.try_recv() {
+                overflow.extend(self.start_sends(claims, &mut sends, true).await);
+            }
+            let free = sends.slots.available_permits().min(self.config.batch_size as usize);
             if free == 0 {
                 tokio::select! {
-                    _ = in_flight.join_next() => {}
+                    _ = sends.in_flight.join_next() => {}
                     _ = shutdown.cancelled() => {}
                 }
                 continue;
             }
-            let saturated = lanes.saturated();
-            let now = self.clock.now();
-            let lease_until = now + self.config.lease;
-            let claims = match self
-                .store
-                .claim_due_deliveries(
-                    &self.config.node_id,
-                    now,
-                    lease_until,
-                    free as u32,
-                    lanes.claim_per_subscription(),
-                    &saturated,
-                )
-                .await
-            {
-                Ok(claims) => claims,
-                Err(e) => {
-                    tracing::error!(error = %error_chain(&e), "claiming due deliveries failed; retrying shortly");
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                        _ = shutdown.cancelled() => {}
-                    }
-                    continue;
-                }
-            };
-            let got = claims.len();
-            let mut overflow = Vec::new();
-            for claim in claims {
-                // A lane can fill up within one batch; what does not fit goes
-                // straight back, due at once, for when the lane has room.
-                let Some(mut ticket) = lanes.enter(&claim.subscription) else {
-                    overflow.push((claim.delivery_id.clone(), claim.lease_until));
-                    continue;
-                };
-                let permit = slots
-                    .clone()
-                    .acquire_owned()
+            let saturated = sends.lanes.saturated();
+            let mut got = 0;
+            if claim_needed {
+                let now = self.clock.now();
+                let claims = match self
+                    .store
+                    .claim_due_deliveries(
+                        &self.config.node_id,
+                        now,
+                        now + self.config.lease,
+                        free as u32,
+                        sends.lanes.claim_per_subscription(),
+                        &saturated,
+                    )
                     .await
-                    .expect("the semaphore is never closed");
-                let ctx = SendContext {
-                    client: self.client.clone(),
-                    clock: self.clock.clone(),
-                    policy: self.config.retry_policy.clone(),
-                    timeout: self.config.request_timeout,
-                    node_id: self.config.node_id.clone(),
-                    addresses: self.config.addresses.clone(),
-                    metrics: self.config.metrics.clone(),
+                {
+                    Ok(claims) => claims,
+                    Err(e) => {
+                        tracing::error!(error = %error_chain(&e), "claiming due deliveries failed; retrying shortly");
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                            _ = shutdown.cancelled() => {}
+                        }
+                        continue;
+                    }
                 };
-                let results = results_tx.clone();
-                let abandon = abandon.clone();
-                in_flight.spawn(async move {
-                    let finished = tokio::select! {
-                        record = async {
-                            ticket.wait_turn().await;
-                            ctx.attempt(&claim).await
-                        } => Finished::Attempted(Box::new(record)),
-                        _ = abandon.cancelled() => Finished::Abandoned(claim.delivery_id.clone(), claim.lease_until),
-                    };
-                    // The recorder outlives every send task; a closed channel
-                    // only happens when the process is already going down.
-                    let _ = results.send(finished);
-                    drop((permit, ticket));
-                });
+                got = claims.len();
+                overflow.extend(self.start_sends(claims, &mut sends, false).await);
             }
+            let lanes_full = !saturated.is_empty() || !overflow.is_empty();
             if !overflow.is_empty() {
                 if let Err(e) = self
                     .store
@@ -226,15 +282,66 @@ impl Dispatcher {
                     tracing::warn!(error = %error_chain(&e), "could not hand back claims of full lanes");
                 }
             }
-            if got < free {
-                self.wait_for_work(&shutdown, &mut in_flight, !saturated.is_empty() || !overflow.is_empty())
-                    .await;
+            if claim_needed {
+                if got == free {
+                    // A full batch: more may be due right away.
+                    continue;
+                }
+                next_due = self.next_due(lanes_full).await;
+                if next_due.is_some_and(|at| at <= tokio::time::Instant::now()) {
+                    // Due already but not claimable in this batch: yield,
+                    // then claim again.
+                    tokio::task::yield_now().await;
+                    continue;
+                }
             }
+            let deadline = next_due.unwrap_or_else(|| tokio::time::Instant::now() + self.config.idle_poll);
+            claim_needed = tokio::select! {
+                _ = self.waker.0.notified() => true,
+                _ = tokio::time::sleep_until(deadline) => true,
+                // A finished send frees a lane; claim again only if due
+                // work was waiting for one.
+                Some(_) = sends.in_flight.join_next(), if !sends.in_flight.is_empty() => lanes_full,
+                Some(claims) = handed_over.recv() => {
+                    let overflow = self.start_sends(claims, &mut sends, true).await;
+                    if !overflow.is_empty() {
+                        if let Err(e) = self.store.release_deliveries(&self.config.node_id, &overflow, self.clock.now()).await {
+                            tracing::warn!(error = %error_chain(&e), "could not hand back claims of full lanes");
+                        }
+                    }
+                    !overflow.is_empty()
+                }
+                _ = shutdown.cancelled() => false,
+            };
         }
 
         if let Some(listener) = listener {
             listener.abort();
         }
+        // Handed over but never started: give them back, due at once.
+        handed_over.close();
+        let mut unsent = Vec::new();
+        while let Ok(claims) = handed_over.try_recv() {
+            unsent.extend(claims.into_iter().map(|c| (c.delivery_id, c.lease_until)));
+        }
+        for (_, waiting) in sends.backlog.drain() {
+            unsent.extend(waiting.into_iter().map(|c| (c.delivery_id, c.lease_until)));
+        }
+        if !unsent.is_empty() {
+            if let Err(e) = self
+                .store
+                .release_deliveries(&self.config.node_id, &unsent, self.clock.now())
+                .await
+            {
+                tracing::warn!(error = %error_chain(&e), "could not release handed-over deliveries; their leases will end");
+            }
+        }
+        let Sends {
+            abandon,
+            mut in_flight,
+            results,
+            ..
+        } = sends;
         tracing::info!(
             in_flight = in_flight.len(),
             "dispatcher stopping: finishing sends in flight"
@@ -251,11 +358,127 @@ impl Dispatcher {
             abandon.cancel();
             while in_flight.join_next().await.is_some() {}
         }
-        drop(results_tx);
+        drop(results);
         recorder
             .await
             .map_err(|_| DeliveryError::Store(signhook_store::StoreError::Corrupt("recorder panicked".into())))?;
         Ok(())
+    }
+
+    /// Starts a send for each claim whose lane has room (waiting for a free
+    /// slot on this node if need be). Returns the claims whose lane was
+    /// full, to be handed back due at once — except, for claims `handed`
+    /// over at publish, while the node's backlog has room: those wait there
+    /// for their lane.
+    async fn start_sends(
+        &self,
+        claims: Vec<ClaimedDelivery>,
+        sends: &mut Sends,
+        handed: bool,
+    ) -> Vec<(DeliveryId, i64)> {
+        let mut overflow = Vec::new();
+        for claim in claims {
+            let Some(ticket) = sends.lanes.enter(&claim.subscription) else {
+                if handed && sends.backlog_len < MAX_BACKLOG {
+                    sends.backlog_len += 1;
+                    sends
+                        .backlog
+                        .entry(claim.subscription.id.clone())
+                        .or_default()
+                        .push_back(claim);
+                } else {
+                    // A lane can fill up within one batch; what does not fit
+                    // goes back, due at once, for when the lane has room.
+                    overflow.push((claim.delivery_id.clone(), claim.lease_until));
+                }
+                continue;
+            };
+            self.start_one(claim, ticket, sends).await;
+        }
+        overflow
+    }
+
+    /// Starts what waits in the backlog for lanes that have room again.
+    /// Returns those whose lease is too close to its end to still be sent
+    /// safely under it: they go back to the database.
+    async fn start_backlog(&self, sends: &mut Sends) -> Vec<(DeliveryId, i64)> {
+        let mut expiring = Vec::new();
+        if sends.backlog_len == 0 {
+            return expiring;
+        }
+        // Leave a full attempt, twice over, before the lease ends.
+        let margin = i64::try_from(self.config.request_timeout.as_millis() * 2).unwrap_or(i64::MAX);
+        let now = signhook_core::time::to_millis(self.clock.now());
+        let subscriptions: Vec<SubscriptionId> = sends.backlog.keys().cloned().collect();
+        for id in subscriptions {
+            while let Some(front) = sends.backlog.get(&id).and_then(VecDeque::front) {
+                let Some(ticket) = sends.lanes.enter(&front.subscription) else {
+                    break;
+                };
+                let claim = sends
+                    .backlog
+                    .get_mut(&id)
+                    .and_then(VecDeque::pop_front)
+                    .expect("the front exists");
+                sends.backlog_len -= 1;
+                if claim.lease_until - now < margin {
+                    expiring.push((claim.delivery_id, claim.lease_until));
+                    continue;
+                }
+                self.start_one(claim, ticket, sends).await;
+            }
+            if sends.backlog.get(&id).is_some_and(VecDeque::is_empty) {
+                sends.backlog.remove(&id);
+            }
+        }
+        expiring
+    }
+
+    /// Starts one send in its lane (waiting for a free slot on this node).
+    async fn start_one(&self, claim: ClaimedDelivery, mut ticket: crate::lanes::Ticket, sends: &mut Sends) {
+        let permit = sends
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        let ctx = SendContext {
+            client: self.client.clone(),
+            clock: self.clock.clone(),
+            policy: self.config.retry_policy.clone(),
+            timeout: self.config.request_timeout,
+            node_id: self.config.node_id.clone(),
+            addresses: self.config.addresses.clone(),
+            metrics: self.config.metrics.clone(),
+        };
+        let results = sends.results.clone();
+        let abandon = sends.abandon.clone();
+        sends.in_flight.spawn(async move {
+            let finished = tokio::select! {
+                record = async {
+                    ticket.wait_turn().await;
+                    ctx.attempt(&claim).await
+                } => Finished::Attempted(Box::new(record)),
+                _ = abandon.cancelled() => Finished::Abandoned(claim.delivery_id.clone(), claim.lease_until),
+            };
+            // The recorder outlives every send task; a closed channel
+            // only happens when the process is already going down.
+            let _ = results.send(finished);
+            drop((permit, ticket));
+        });
+    }
+
+    /// When the next retry falls due, for the wait between claims (`None`:
+    /// nothing scheduled, wait for the idle poll). With `lanes_full`, work
+    /// that is due already waits for a lane, which only a finishing send
+    /// frees: that does not count.
+    async fn next_due(&self, lanes_full: bool) -> Option<tokio::time::Instant> {
+        let next = self.store.next_due_at().await.ok()??;
+        let until = (next - self.clock.now()).to_std().unwrap_or(Duration::ZERO);
+        if lanes_full && until.is_zero() {
+            return None;
+        }
+        Some(tokio::time::Instant::now() + until.min(self.config.idle_poll))
     }
 
     /// On a shared database, wakes this dispatcher whenever any node
@@ -281,32 +504,6 @@ impl Dispatcher {
                 waker.wake();
             }
         }))
-    }
-
-    /// Sleeps until the next delivery falls due, a publish wakes us, a send
-    /// finishes (freeing its lane), the idle poll passes, or shutdown begins
-    /// — whichever comes first. `lanes_full` says some due work is waiting
-    /// for a lane, which only a finishing send can free.
-    async fn wait_for_work(&self, shutdown: &CancellationToken, in_flight: &mut JoinSet<()>, lanes_full: bool) {
-        let mut wait = self.config.idle_poll;
-        if let Ok(Some(next_due)) = self.store.next_due_at().await {
-            let until_due = (next_due - self.clock.now()).to_std().unwrap_or(Duration::ZERO);
-            if !(lanes_full && until_due.is_zero()) {
-                wait = wait.min(until_due);
-            }
-        }
-        if wait.is_zero() {
-            // Something is due already but was not claimable in this batch:
-            // yield, then claim again.
-            tokio::task::yield_now().await;
-            return;
-        }
-        tokio::select! {
-            _ = self.waker.0.notified() => {}
-            _ = tokio::time::sleep(wait) => {}
-            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
-            _ = shutdown.cancelled() => {}
-        }
     }
 }
 

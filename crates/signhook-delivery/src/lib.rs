@@ -19,7 +19,7 @@ pub mod metrics;
 pub mod payload;
 pub mod sender;
 
-pub use dispatcher::{Dispatcher, DispatcherConfig, Waker};
+pub use dispatcher::{Dispatcher, DispatcherConfig, Handoff, Waker};
 pub use metrics::DeliveryMetrics;
 
 /// What can stop the engine.

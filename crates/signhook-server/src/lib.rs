@@ -263,7 +263,12 @@ impl Application {
                 addresses,
             }),
             metrics,
-            publisher: publisher::Publisher::start(store.clone(), clock.clone()),
+            publisher: publisher::Publisher::start(
+                store.clone(),
+                clock.clone(),
+                dispatcher.handoff(),
+                dispatcher.waker(),
+            ),
             clock,
             lifecycle,
         };

@@ -6,8 +6,13 @@
 //! committed alone at once; under load, batches form by themselves from what
 //! arrived during the last commit. Each caller still gets its own answer only
 //! after the commit that holds its event, so a 2xx keeps meaning "on disk".
+//!
+//! The deliveries are written already claimed by this node and handed to
+//! its dispatcher ([`Handoff`]), so the send starts right after the commit
+//! instead of after a wake-up and a claim transaction.
 
 use crate::error::ApiError;
+use signhook_delivery::{Handoff, Waker};
 use signhook_store::events::{NewEvent, Published};
 use signhook_store::{Store, StoreError};
 use tokio::sync::{mpsc, oneshot};
@@ -26,14 +31,32 @@ pub struct Publisher {
 impl Publisher {
     /// Starts the task that commits batches to `store`. It stops when every
     /// handle is dropped, after answering what it holds.
-    pub fn start(store: Store, clock: std::sync::Arc<dyn signhook_core::time::Clock>) -> Self {
+    ///
+    /// The deliveries a batch creates are claimed for this node in the same
+    /// transaction and handed to its dispatcher, which sends them at once.
+    pub fn start(
+        store: Store,
+        clock: std::sync::Arc<dyn signhook_core::time::Clock>,
+        handoff: Handoff,
+        waker: Waker,
+    ) -> Self {
         let (queue, mut incoming) = mpsc::channel::<(NewEvent, Reply)>(4 * MAX_BATCH);
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(MAX_BATCH);
             while incoming.recv_many(&mut batch, MAX_BATCH).await > 0 {
                 let (events, replies): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
-                let results = store.publish_events(events, clock.now()).await;
-                for (reply, result) in replies.into_iter().zip(results) {
+                let now = clock.now();
+                let published = store.publish_events(events, now, Some(&handoff.lease(now))).await;
+                if let Err(unsent) = handoff.send(published.claimed) {
+                    // The dispatcher has stopped (shutting down): make them
+                    // due again for whichever node runs next.
+                    let claims: Vec<_> = unsent.into_iter().map(|c| (c.delivery_id, c.lease_until)).collect();
+                    if let Err(e) = store.release_deliveries(handoff.node_id(), &claims, clock.now()).await {
+                        tracing::warn!(error = %crate::error::error_chain(&e), "could not release deliveries; their leases will end");
+                    }
+                    waker.wake();
+                }
+                for (reply, result) in replies.into_iter().zip(published.results) {
                     // The caller may have gone (client disconnected); the
                     // event is committed all the same.
                     let _ = reply.send(result);

@@ -3,11 +3,12 @@
 //! a publish that was acknowledged always produces its webhooks and one that
 //! failed produces none.
 
+use crate::deliveries::ClaimedDelivery;
 use crate::subscriptions::Subscription;
 use crate::{announce_work, with_pool, DbRow, Page, Result, Store, StoreError};
 use chrono::{DateTime, Utc};
 use signhook_core::filter::Scope;
-use signhook_core::ids::{DeliveryId, EventId, SubscriptionId, TenantId, WorkspaceId};
+use signhook_core::ids::{DeliveryId, EventId, TenantId, WorkspaceId};
 use signhook_core::time::{from_millis, to_millis};
 
 /// An event as stored.
@@ -57,6 +58,25 @@ pub struct NewEvent {
     pub data: String,
     /// Makes retried publishes safe.
     pub idempotency: Option<Idempotency>,
+}
+
+/// A claim taken by the publishing node on the deliveries it creates.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    /// The node that will send them.
+    pub node_id: String,
+    /// When its claim ends if it has not recorded a result by then.
+    pub until: DateTime<Utc>,
+}
+
+/// What a batch publish did.
+#[derive(Debug)]
+pub struct PublishedBatch {
+    /// Each event's result, in the order given.
+    pub results: Vec<Result<Published>>,
+    /// With a [`Lease`]: the new pending deliveries, claimed by that node
+    /// and ready to send.
+    pub claimed: Vec<ClaimedDelivery>,
 }
 
 /// The result of a publish.
@@ -279,8 +299,8 @@ impl Store {
     /// Publishes an event: writes it and a delivery for every matching
     /// subscription, in one transaction.
     pub async fn publish_event(&self, new: NewEvent, now: DateTime<Utc>) -> Result<Published> {
-        let mut results = self.publish_events(vec![new], now).await;
-        results.pop().expect("one result per event")
+        let mut batch = self.publish_events(vec![new], now, None).await;
+        batch.results.pop().expect("one result per event")
     }
 
     /// Publishes several events in one transaction — one durable commit
@@ -289,31 +309,54 @@ impl Store {
     /// batch) replays that event or is refused as for a single publish. If
     /// the shared transaction fails, each event is retried alone, so one
     /// event's failure (a key raced by another node) is its own.
-    pub async fn publish_events(&self, batch: Vec<NewEvent>, now: DateTime<Utc>) -> Vec<Result<Published>> {
+    ///
+    /// With a `lease`, the new pending deliveries are written already
+    /// claimed by that node, as a claim would leave them, and returned
+    /// ready to send: the publishing node sends them at once, without a
+    /// claim round trip. Should it die first, the lease ends and any node
+    /// claims them.
+    pub async fn publish_events(
+        &self,
+        batch: Vec<NewEvent>,
+        now: DateTime<Utc>,
+        lease: Option<&Lease>,
+    ) -> PublishedBatch {
         if batch.len() > 1 {
-            match self.publish_together(&batch, now).await {
-                Ok(results) => return results,
+            match self.publish_together(&batch, now, lease).await {
+                Ok(published) => return published,
                 Err(e) => {
                     tracing::debug!(error = %e, events = batch.len(), "group commit failed; publishing one by one")
                 }
             }
         }
-        let mut results = Vec::with_capacity(batch.len());
+        let mut all = PublishedBatch {
+            results: Vec::with_capacity(batch.len()),
+            claimed: Vec::new(),
+        };
         for new in batch {
             let one = std::slice::from_ref(&new);
-            results.push(match self.publish_together(one, now).await {
-                Ok(mut r) => r.pop().expect("one result per event"),
-                Err(e) => Err(e),
-            });
+            match self.publish_together(one, now, lease).await {
+                Ok(mut published) => {
+                    all.results.push(published.results.pop().expect("one result per event"));
+                    all.claimed.append(&mut published.claimed);
+                }
+                Err(e) => all.results.push(Err(e)),
+            }
         }
-        results
+        all
     }
 
     /// One transaction for the whole batch. `Err` when the transaction
     /// failed (nothing was written); otherwise one result per event, where
     /// an idempotency mismatch is that event's error alone.
-    async fn publish_together(&self, batch: &[NewEvent], now: DateTime<Utc>) -> Result<Vec<Result<Published>>> {
+    async fn publish_together(
+        &self,
+        batch: &[NewEvent],
+        now: DateTime<Utc>,
+        lease: Option<&Lease>,
+    ) -> Result<PublishedBatch> {
         let now_ms = to_millis(now);
+        let lease_until = lease.map(|l| to_millis(l.until));
         with_pool!(self, writer, |pool, dialect| {
             let mut tx = pool.begin().await?;
             let mut results: Vec<Result<Published>> = Vec::with_capacity(batch.len());
@@ -324,7 +367,8 @@ impl Store {
             // Indexes into `results` of the events to insert, and the
             // deliveries to insert: (id, event index, subscription, enabled).
             let mut new_events: Vec<usize> = Vec::new();
-            let mut fan_out: Vec<(DeliveryId, usize, SubscriptionId, bool)> = Vec::new();
+            // (delivery id, event index, candidate group, subscription index)
+            let mut fan_out: Vec<(DeliveryId, usize, usize, usize)> = Vec::new();
             for new in batch {
                 if let Some(idempotency) = &new.idempotency {
                     if let Some(earlier) = earlier_in_batch(batch, &results, new, idempotency) {
@@ -388,9 +432,11 @@ impl Store {
                     workspace: &event.workspace_id,
                 };
                 let mut pending = 0;
-                for sub in candidates[index].1.iter().filter(|sub| sub.filter.matches(&facts)) {
-                    fan_out.push((DeliveryId::generate(), results.len(), sub.id.clone(), sub.enabled));
-                    pending += usize::from(sub.enabled);
+                for (k, sub) in candidates[index].1.iter().enumerate() {
+                    if sub.filter.matches(&facts) {
+                        fan_out.push((DeliveryId::generate(), results.len(), index, k));
+                        pending += usize::from(sub.enabled);
+                    }
                 }
                 pending_total += pending;
                 new_events.push(results.len());
@@ -436,33 +482,53 @@ impl Store {
             for chunk in fan_out.chunks(ROWS_PER_INSERT) {
                 let mut insert = sqlx::QueryBuilder::new(
                     "INSERT INTO deliveries (id, tenant_id, event_id, subscription_id, status, next_attempt_at, \
-                     created_at, updated_at) ",
+                     leased_by, leased_until, created_at, updated_at) ",
                 );
-                insert.push_values(chunk, |mut row, (id, i, subscription, enabled)| {
+                insert.push_values(chunk, |mut row, (id, i, group, k)| {
                     let event = &results[*i].as_ref().expect("a new event").event;
-                    // Pending and due now when the subscription is enabled;
-                    // kept as canceled (for a later recovery) when not.
-                    let (status, next_attempt_at) = if *enabled {
-                        ("pending", Some(now_ms))
-                    } else {
-                        ("canceled", None)
+                    let sub = &candidates[*group].1[*k];
+                    // Pending when the subscription is enabled: due now, or
+                    // claimed already by the publishing node (due again
+                    // only if its lease ends). Kept as canceled (for a later
+                    // recovery) when it is disabled.
+                    let (status, next_attempt_at, leased_by, leased_until) = match (sub.enabled, lease) {
+                        (true, Some(lease)) => ("pending", lease_until, Some(lease.node_id.as_str()), lease_until),
+                        (true, None) => ("pending", Some(now_ms), None, None),
+                        (false, _) => ("canceled", None, None, None),
                     };
                     row.push_bind(id.as_str())
                         .push_bind(event.tenant_id.as_str())
                         .push_bind(event.id.as_str())
-                        .push_bind(subscription.as_str())
+                        .push_bind(sub.id.as_str())
                         .push_bind(status)
                         .push_bind(next_attempt_at)
+                        .push_bind(leased_by)
+                        .push_bind(leased_until)
                         .push_bind(now_ms)
                         .push_bind(now_ms);
                 });
                 insert.build().execute(&mut *tx).await?;
             }
-            if pending_total > 0 {
+            if pending_total > 0 && lease.is_none() {
                 announce_work!(tx, dialect);
             }
             tx.commit().await?;
-            Ok(results)
+            let claimed = match lease_until {
+                Some(lease_until) => fan_out
+                    .iter()
+                    .filter(|(_, _, group, k)| candidates[*group].1[*k].enabled)
+                    .map(|(id, i, group, k)| ClaimedDelivery {
+                        delivery_id: id.clone(),
+                        attempt_number: 1,
+                        schedule_attempt: 1,
+                        lease_until,
+                        event: results[*i].as_ref().expect("a new event").event.clone(),
+                        subscription: candidates[*group].1[*k].clone(),
+                    })
+                    .collect(),
+                None => Vec::new(),
+            };
+            Ok(PublishedBatch { results, claimed })
         })
     }
 

@@ -592,8 +592,10 @@ mod group_commit {
                         event(&tenant, Some(("k0", 1)), true), // a key used before the batch
                     ],
                     t0(),
+                    None,
                 )
-                .await;
+                .await
+                .results;
             assert_eq!(results.len(), 5);
             let first = results[0].as_ref().unwrap();
             assert_eq!((first.deliveries, first.replayed), (1, false));
@@ -614,8 +616,10 @@ mod group_commit {
                 .publish_events(
                     vec![event(&tenant, None, true), event(&tenant, None, false), event(&tenant, None, true)],
                     t0(),
+                    None,
                 )
-                .await;
+                .await
+                .results;
             assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
             assert!(results[1].is_err());
             let stored = store.list_events(&tenant.tenant_id, false, None, None, 10).await.unwrap();

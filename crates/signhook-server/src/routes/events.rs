@@ -177,10 +177,8 @@ pub async fn publish(
             request_hash: Sha256::digest(&raw).into(),
         }),
     };
+    // Its deliveries go straight to this node's dispatcher.
     let published = state.publisher.publish(new).await?;
-    if published.deliveries > 0 && !published.replayed {
-        state.waker.wake();
-    }
     let status = if published.replayed {
         StatusCode::OK
     } else {

@@ -127,6 +127,7 @@ pub struct Options {
     pub admin_email: Option<String>,
     pub link_ttl: Duration,
     pub blob_url: Option<String>,
+    pub per_subscription_in_flight: usize,
 }
 
 impl Options {
@@ -143,6 +144,7 @@ impl Options {
             admin_email: None,
             link_ttl: Duration::from_secs(30 * 60),
             blob_url: None,
+            per_subscription_in_flight: 10,
         }
     }
 }
@@ -171,6 +173,7 @@ impl TestApp {
         settings.request_timeout = options.request_timeout;
         settings.link_ttl = options.link_ttl;
         settings.blob_url = options.blob_url;
+        settings.per_subscription_in_flight = options.per_subscription_in_flight;
         let clock = Arc::new(ShiftedClock::default());
         let app = Application::build(settings, clock.clone())
             .await
