@@ -8,7 +8,9 @@
 //! `latency` (a fixed rate, default 1,000 events/s), `fanout` (one event to
 //! 1,000 subscriptions), `slow-endpoint` (one endpoint that never answers
 //! beside 10 fast ones; latency is the fast ones'), `mixed` (1 % of
-//! endpoints answer 500). `--smoke` runs a tiny version whose only purpose is
+//! endpoints answer 500), `ceiling` (no server: `wrk` posts one signed
+//! delivery to the same sink as fast as it can — the loopback ceiling the
+//! other figures are a fraction of). `--smoke` runs a tiny version whose only purpose is
 //! to prove the tool still works; the test suite runs it.
 
 use anyhow::{bail, ensure, Context};
@@ -33,6 +35,9 @@ enum Scenario {
     Fanout,
     SlowEndpoint,
     Mixed,
+    /// The loopback ceiling: `wrk` posting one signed delivery to the sink
+    /// as fast as it can, no server in between.
+    Ceiling,
 }
 
 #[derive(Debug, Parser)]
@@ -226,6 +231,8 @@ fn plan(cli: &Cli) -> Plan {
                 endpoints,
             )
         }
+        // No server and no events: wrk does the posting.
+        Scenario::Ceiling => (0, None, vec![Behavior::Fast]),
         Scenario::Mixed => {
             let count = if smoke { 10 } else { 100 };
             let mut endpoints = vec![Behavior::Fast; count];
@@ -272,6 +279,67 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `wrk` against the sink alone, with one real signed delivery as the body:
+/// every request is verified exactly as a delivery is.
+async fn ceiling(cli: &Cli, sink: &Sink, sink_addr: SocketAddr) -> anyhow::Result<Value> {
+    let secret = signhook_verify::WebhookSecret::from_bytes(&[7; 32]);
+    let secret_text = secret.expose().to_owned();
+    sink.verifiers
+        .write()
+        .expect("no panics hold this lock")
+        .insert(0, (signhook_verify::Webhook::new(&secret_text)?, Behavior::Fast));
+    let id = "evt_01a2000000007000800000000000ceil";
+    let timestamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs() as i64;
+    let body = json!({
+        "id": id, "type": "signer.done", "created_at": "2026-11-22T10:04:05.123Z", "sandbox": false,
+        "scope": "public_api", "workspace_id": "ws_01a2000000007000800000000000wksp",
+        "subscription": {"id": "wh_01a2000000007000800000000000hook", "description": ""},
+        "data": {"i": 1}
+    })
+    .to_string();
+    let signature = signhook_verify::sign(&secret, id, timestamp, body.as_bytes());
+    let script = tempfile::NamedTempFile::new()?;
+    std::fs::write(
+        script.path(),
+        format!(
+            "wrk.method = \"POST\"\nwrk.body = {body:?}\nwrk.headers[\"content-type\"] = \"application/json\"\n\
+             wrk.headers[\"webhook-id\"] = \"{id}\"\nwrk.headers[\"webhook-timestamp\"] = \"{timestamp}\"\n\
+             wrk.headers[\"webhook-signature\"] = \"{signature}\"\n"
+        ),
+    )?;
+    let seconds = if cli.smoke { 1 } else { 10 };
+    let out = Command::new("wrk")
+        .args(["-t2", &format!("-c{}", cli.concurrency), &format!("-d{seconds}s")])
+        .arg("-s")
+        .arg(script.path())
+        .arg(format!("http://{sink_addr}/s/0"))
+        .output()
+        .context("running wrk (install it: apt-get install wrk)")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success(),
+        "wrk failed: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let requests_per_s: f64 = text
+        .lines()
+        .find_map(|line| line.strip_prefix("Requests/sec:"))
+        .and_then(|rest| rest.trim().parse().ok())
+        .with_context(|| format!("no Requests/sec in wrk's output: {text}"))?;
+    Ok(json!({
+        "scenario": "ceiling",
+        "tool": "wrk -t2",
+        "connections": cli.concurrency,
+        "seconds": seconds,
+        "requests_per_s": round(requests_per_s),
+        "requests_verified": sink.requests.load(Ordering::Relaxed) - sink.bad_signatures.load(Ordering::Relaxed),
+        "signature_failures": sink.bad_signatures.load(Ordering::Relaxed),
+        "missing": 0,
+    }))
+}
+
 async fn run(cli: &Cli) -> anyhow::Result<Value> {
     if cli.nodes > 1 && cli.database_url.is_none() {
         bail!("--nodes above 1 needs --database-url postgres://…: SQLite serves one node");
@@ -295,6 +363,9 @@ async fn run(cli: &Cli) -> anyhow::Result<Value> {
         .route("/s/{index}", axum::routing::post(receive))
         .with_state(sink.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
+    if cli.scenario == Scenario::Ceiling {
+        return ceiling(cli, &sink, sink_addr).await;
+    }
 
     // The servers, on a fresh database.
     let data_dir = tempfile::tempdir()?;

@@ -47,7 +47,7 @@ impl FromRequestParts<AppState> for Auth {
             .ok_or(ApiError::Unauthorized(
                 "the Authorization header must be `Bearer ` followed by an API key",
             ))?;
-        match state.store.authenticate(key).await? {
+        match state.caches.authenticate(&state.store, key).await? {
             Some(principal) => Ok(Auth(principal)),
             None => Err(ApiError::Unauthorized("the API key is not valid")),
         }

@@ -270,6 +270,7 @@ impl Application {
                 dispatcher.waker(),
             ),
             clock,
+            caches: Arc::default(),
             lifecycle,
         };
         let router = routes::router(state);

@@ -2,10 +2,12 @@
 
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+use signhook_core::ids::{TenantId, WorkspaceId};
 use signhook_core::netguard::AddressPolicy;
 use signhook_core::time::Clock;
 use signhook_delivery::{DeliveryMetrics, Waker};
-use signhook_store::Store;
+use signhook_store::tenants::Principal;
+use signhook_store::{Store, StoreError};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +30,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Publishes events with group commit.
     pub publisher: crate::publisher::Publisher,
+    /// Lookups every request makes, kept in memory.
+    pub caches: Arc<Caches>,
     /// The e-signature lifecycle: signature requests, links, files.
     pub lifecycle: Arc<crate::lifecycle::Lifecycle>,
 }
@@ -84,5 +88,76 @@ impl Metrics {
             metrics.disabled.clone(),
         );
         Self { registry, ..metrics }
+    }
+}
+
+/// How long an authenticated API key is trusted without asking the
+/// database again: a revoked key stops working within this time.
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(10);
+/// The most keys remembered; past it the cache starts over.
+const KEY_CACHE_SIZE: usize = 10_000;
+
+/// What nearly every API request looks up, kept in memory: on SQLite each
+/// lookup is a round trip to a database thread, and under load those hops
+/// cost more than the work. Both are safe to keep: a tenant's default
+/// workspace never changes, and a key is re-checked every
+/// [`KEY_CACHE_TTL`].
+#[derive(Debug, Default)]
+pub struct Caches {
+    keys: std::sync::Mutex<std::collections::HashMap<[u8; 32], (Principal, std::time::Instant)>>,
+    default_workspaces: std::sync::RwLock<std::collections::HashMap<TenantId, WorkspaceId>>,
+}
+
+impl Caches {
+    /// The principal of `key`, authenticated against `store` at most every
+    /// [`KEY_CACHE_TTL`]. Unknown keys are never remembered.
+    pub async fn authenticate(&self, store: &Store, key: &str) -> Result<Option<Principal>, StoreError> {
+        use sha2::Digest;
+        let hash: [u8; 32] = sha2::Sha256::digest(key.as_bytes()).into();
+        let now = std::time::Instant::now();
+        if let Some((principal, at)) = self.lock_keys().get(&hash) {
+            if now.duration_since(*at) < KEY_CACHE_TTL {
+                return Ok(Some(principal.clone()));
+            }
+        }
+        let found = store.authenticate(key).await?;
+        let mut keys = self.lock_keys();
+        match &found {
+            Some(principal) => {
+                if keys.len() >= KEY_CACHE_SIZE {
+                    keys.clear();
+                }
+                keys.insert(hash, (principal.clone(), now));
+            }
+            None => {
+                keys.remove(&hash);
+            }
+        }
+        Ok(found)
+    }
+
+    fn lock_keys(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<[u8; 32], (Principal, std::time::Instant)>> {
+        // Only plain inserts and removes happen under this lock.
+        self.keys.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The tenant's default workspace.
+    pub async fn default_workspace(&self, store: &Store, tenant: &TenantId) -> Result<WorkspaceId, StoreError> {
+        if let Some(id) = self
+            .default_workspaces
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(tenant)
+        {
+            return Ok(id.clone());
+        }
+        let id = store.default_workspace(tenant).await?;
+        self.default_workspaces
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(tenant.clone(), id.clone());
+        Ok(id)
     }
 }

@@ -148,7 +148,7 @@ pub async fn publish(
         return Err(ApiError::validation("data", "data must be a JSON object"));
     }
     let workspace_id = match body.workspace_id.as_deref() {
-        None => state.store.default_workspace(auth.tenant()).await?,
+        None => state.caches.default_workspace(&state.store, auth.tenant()).await?,
         Some(text) => {
             let id = WorkspaceId::parse(text).map_err(|e| ApiError::validation("workspace_id", e.to_string()))?;
             if !state

@@ -458,7 +458,7 @@ pub async fn create(
             }
             id
         }
-        None => state.store.default_workspace(auth.tenant()).await?,
+        None => state.caches.default_workspace(&state.store, auth.tenant()).await?,
     };
     let expires_at = match &body.expires_at {
         Some(text) => future("expires_at", text, now)?,

@@ -537,7 +537,7 @@ pub async fn send_test(
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<DeliveryView>), ApiError> {
     let sub = load(&state, &auth, &id).await?;
-    let workspace = state.store.default_workspace(auth.tenant()).await?;
+    let workspace = state.caches.default_workspace(&state.store, auth.tenant()).await?;
     let info = signhook_core::catalog::lookup("webhook.test").expect("webhook.test is in the catalog");
     let (_, delivery_id) = state
         .store
