@@ -169,6 +169,10 @@ struct Claim {
     schedule_offset: i64,
 }
 
+/// Rows per multi-row statement: well under both backends' limits on
+/// bound parameters (11 per attempt row, 4 per success).
+const ROWS_PER_STATEMENT: usize = 500;
+
 impl Store {
     /// Claims up to `limit` due deliveries for `node` until `lease_until`,
     /// oldest due first and at most `per_subscription` of any one
@@ -297,26 +301,90 @@ impl Store {
         with_pool!(self, writer, |pool, dialect| {
             let mut tx = pool.begin().await?;
             let mut streaks: HashMap<&SubscriptionId, StreakChange> = HashMap::new();
+            // Every attempt in multi-row INSERTs, and every success in one
+            // UPDATE: few statements for many rows, since each statement is
+            // a round trip to the one writer.
+            for chunk in records.chunks(ROWS_PER_STATEMENT) {
+                let mut insert = sqlx::QueryBuilder::new(
+                    "INSERT INTO attempts (id, delivery_id, attempt_number, started_at, duration_ms, status_code, \
+                     response_body, error_kind, error_message, node_id, location) ",
+                );
+                insert.push_values(chunk, |mut row, record| {
+                    let a = &record.attempt;
+                    row.push_bind(a.id.as_str())
+                        .push_bind(record.delivery_id.as_str())
+                        .push_bind(i64::from(a.attempt_number))
+                        .push_bind(to_millis(a.started_at))
+                        .push_bind(i64::try_from(a.duration_ms).unwrap_or(i64::MAX))
+                        .push_bind(a.status_code.map(i64::from))
+                        .push_bind(a.response_body.as_deref())
+                        .push_bind(a.error_kind.map(ErrorKind::as_str))
+                        .push_bind(a.error_message.as_deref())
+                        .push_bind(a.node_id.as_str())
+                        .push_bind(a.location.as_deref());
+                });
+                insert.build().execute(&mut *tx).await?;
+            }
+            let successes: Vec<&AttemptRecord> = records
+                .iter()
+                .filter(|r| r.status == DeliveryStatus::Succeeded)
+                .collect();
+            for chunk in successes.chunks(ROWS_PER_STATEMENT) {
+                // Per row: its attempt count, attempt time and lease (the
+                // lease proves the claim is still ours).
+                let mut update = sqlx::QueryBuilder::new(
+                    "UPDATE deliveries SET status = 'succeeded', next_attempt_at = NULL, leased_by = NULL, \
+                     leased_until = NULL, updated_at = ",
+                );
+                update.push_bind(now).push(", attempt_count = CASE id");
+                for record in chunk {
+                    update
+                        .push(" WHEN ")
+                        .push_bind(record.delivery_id.as_str())
+                        .push(" THEN ")
+                        .push_bind(i64::from(record.attempt.attempt_number));
+                }
+                update.push(" END, last_attempt_at = CASE id");
+                for record in chunk {
+                    update
+                        .push(" WHEN ")
+                        .push_bind(record.delivery_id.as_str())
+                        .push(" THEN ")
+                        .push_bind(to_millis(record.attempt.started_at));
+                }
+                update
+                    .push(" END WHERE status = 'pending' AND leased_by = ")
+                    .push_bind(node);
+                update.push(" AND leased_until = CASE id");
+                for record in chunk {
+                    update
+                        .push(" WHEN ")
+                        .push_bind(record.delivery_id.as_str())
+                        .push(" THEN ")
+                        .push_bind(record.lease_until);
+                }
+                update.push(" END AND id IN (");
+                let mut ids = update.separated(", ");
+                for record in chunk {
+                    ids.push_bind(record.delivery_id.as_str());
+                }
+                update.push(")");
+                update.build().execute(&mut *tx).await?;
+            }
             for record in records {
                 let a = &record.attempt;
-                sqlx::query(
-                    "INSERT INTO attempts (id, delivery_id, attempt_number, started_at, duration_ms, status_code, \
-                     response_body, error_kind, error_message, node_id, location) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                )
-                .bind(a.id.as_str())
-                .bind(record.delivery_id.as_str())
-                .bind(i64::from(a.attempt_number))
-                .bind(to_millis(a.started_at))
-                .bind(i64::try_from(a.duration_ms).unwrap_or(i64::MAX))
-                .bind(a.status_code.map(i64::from))
-                .bind(&a.response_body)
-                .bind(a.error_kind.map(ErrorKind::as_str))
-                .bind(&a.error_message)
-                .bind(&a.node_id)
-                .bind(&a.location)
-                .execute(&mut *tx)
-                .await?;
+                if record.status == DeliveryStatus::Succeeded {
+                    // One success resets the streak, whatever came before in
+                    // this batch.
+                    streaks.insert(
+                        &record.subscription_id,
+                        StreakChange {
+                            reset: true,
+                            ..StreakChange::default()
+                        },
+                    );
+                    continue;
+                }
                 let applied = sqlx::query(
                     "UPDATE deliveries SET status = $1, attempt_count = $2, next_attempt_at = $3, \
                      last_attempt_at = $4, leased_by = NULL, leased_until = NULL, updated_at = $5 \
@@ -337,15 +405,8 @@ impl Store {
                 // The attempt happened whatever became of the lease, so the
                 // streak counts it; the rest is the lease holder's to decide.
                 let streak = streaks.entry(&record.subscription_id).or_default();
-                if record.status == DeliveryStatus::Succeeded {
-                    *streak = StreakChange {
-                        reset: true,
-                        ..StreakChange::default()
-                    };
-                } else {
-                    streak.failures += 1;
-                    streak.first_failure.get_or_insert(to_millis(a.started_at));
-                }
+                streak.failures += 1;
+                streak.first_failure.get_or_insert(to_millis(a.started_at));
                 if !applied {
                     continue;
                 }
