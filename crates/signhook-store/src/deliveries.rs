@@ -86,10 +86,10 @@ pub struct ClaimedDelivery {
     pub schedule_attempt: u32,
     /// The lease's end, in milliseconds; proves ownership when recording.
     pub lease_until: i64,
-    /// The event.
-    pub event: Event,
-    /// The subscription.
-    pub subscription: Subscription,
+    /// The event (shared by the deliveries of one fan-out).
+    pub event: std::sync::Arc<Event>,
+    /// The subscription (shared by its deliveries of one batch).
+    pub subscription: std::sync::Arc<Subscription>,
 }
 
 /// The outcome of one attempt, to be recorded.
@@ -247,23 +247,23 @@ impl Store {
                 "SELECT {EVENT_COLUMNS} FROM events WHERE id IN ({})",
                 dialect.list_param(1)
             );
-            let events: HashMap<String, Event> = sqlx::query(&sql)
+            let events: HashMap<String, std::sync::Arc<Event>> = sqlx::query(&sql)
                 .bind(json_strings(claims.iter().map(|c| c.event_id.as_str())))
                 .fetch_all(&mut *tx)
                 .await?
                 .iter()
-                .map(|row| event_from_row(row).map(|e| (e.id.to_string(), e)))
+                .map(|row| event_from_row(row).map(|e| (e.id.to_string(), std::sync::Arc::new(e))))
                 .collect::<Result<_>>()?;
             let sql = format!(
                 "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id IN ({})",
                 dialect.list_param(1)
             );
-            let subscriptions: HashMap<String, Subscription> = sqlx::query(&sql)
+            let subscriptions: HashMap<String, std::sync::Arc<Subscription>> = sqlx::query(&sql)
                 .bind(json_strings(claims.iter().map(|c| c.subscription_id.as_str())))
                 .fetch_all(&mut *tx)
                 .await?
                 .iter()
-                .map(|row| subscription_from_row(row).map(|s| (s.id.to_string(), s)))
+                .map(|row| subscription_from_row(row).map(|s| (s.id.to_string(), std::sync::Arc::new(s))))
                 .collect::<Result<_>>()?;
             tx.commit().await?;
             (claims, events, subscriptions)

@@ -10,6 +10,8 @@ use chrono::{DateTime, Utc};
 use signhook_core::filter::Scope;
 use signhook_core::ids::{DeliveryId, EventId, TenantId, WorkspaceId};
 use signhook_core::time::{from_millis, to_millis};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 /// An event as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -514,18 +516,30 @@ impl Store {
             }
             tx.commit().await?;
             let claimed = match lease_until {
-                Some(lease_until) => fan_out
-                    .iter()
-                    .filter(|(_, _, group, k)| candidates[*group].1[*k].enabled)
-                    .map(|(id, i, group, k)| ClaimedDelivery {
-                        delivery_id: id.clone(),
-                        attempt_number: 1,
-                        schedule_attempt: 1,
-                        lease_until,
-                        event: results[*i].as_ref().expect("a new event").event.clone(),
-                        subscription: candidates[*group].1[*k].clone(),
-                    })
-                    .collect(),
+                Some(lease_until) => {
+                    // One shared copy of each event and subscription, however
+                    // many deliveries a fan-out makes.
+                    let mut events: HashMap<usize, Arc<Event>> = HashMap::new();
+                    let mut subscriptions: HashMap<(usize, usize), Arc<Subscription>> = HashMap::new();
+                    fan_out
+                        .iter()
+                        .filter(|(_, _, group, k)| candidates[*group].1[*k].enabled)
+                        .map(|(id, i, group, k)| ClaimedDelivery {
+                            delivery_id: id.clone(),
+                            attempt_number: 1,
+                            schedule_attempt: 1,
+                            lease_until,
+                            event: events
+                                .entry(*i)
+                                .or_insert_with(|| Arc::new(results[*i].as_ref().expect("a new event").event.clone()))
+                                .clone(),
+                            subscription: subscriptions
+                                .entry((*group, *k))
+                                .or_insert_with(|| Arc::new(candidates[*group].1[*k].clone()))
+                                .clone(),
+                        })
+                        .collect()
+                }
                 None => Vec::new(),
             };
             Ok(PublishedBatch { results, claimed })
