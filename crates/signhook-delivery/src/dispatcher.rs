@@ -115,7 +115,8 @@ struct Sends {
     lanes: Arc<Lanes>,
     /// Cancelled when the shutdown grace runs out.
     abandon: CancellationToken,
-    in_flight: JoinSet<()>,
+    /// Each send's task yields its subscription when it ends.
+    in_flight: JoinSet<SubscriptionId>,
     results: mpsc::UnboundedSender<Finished>,
     /// Deliveries handed over at publish whose lane was full, oldest first
     /// per subscription: started as their lane frees up, instead of being
@@ -272,6 +273,10 @@ impl Dispatcher {
                 overflow.extend(self.start_sends(claims, &mut sends, false).await);
             }
             let lanes_full = !saturated.is_empty() || !overflow.is_empty();
+            // The lanes that are full now (overflow included): only a send of
+            // one of them finishing can make claimable work of theirs.
+            let waiting_for_lane: std::collections::HashSet<SubscriptionId> =
+                sends.lanes.saturated().into_iter().collect();
             if !overflow.is_empty() {
                 if let Err(e) = self
                     .store
@@ -299,9 +304,11 @@ impl Dispatcher {
             claim_needed = tokio::select! {
                 _ = self.waker.0.notified() => true,
                 _ = tokio::time::sleep_until(deadline) => true,
-                // A finished send frees a lane; claim again only if due
-                // work was waiting for one.
-                Some(_) = sends.in_flight.join_next(), if !sends.in_flight.is_empty() => lanes_full,
+                // A finished send frees a place in its lane; claim again only
+                // if that lane was full, so due work may be waiting for it.
+                Some(ended) = sends.in_flight.join_next(), if !sends.in_flight.is_empty() => {
+                    ended.is_ok_and(|sub| waiting_for_lane.contains(&sub))
+                }
                 Some(claims) = handed_over.recv() => {
                     let overflow = self.start_sends(claims, &mut sends, true).await;
                     if !overflow.is_empty() {
@@ -453,6 +460,7 @@ impl Dispatcher {
         };
         let results = sends.results.clone();
         let abandon = sends.abandon.clone();
+        let subscription = claim.subscription.id.clone();
         sends.in_flight.spawn(async move {
             let finished = tokio::select! {
                 record = async {
@@ -465,6 +473,7 @@ impl Dispatcher {
             // only happens when the process is already going down.
             let _ = results.send(finished);
             drop((permit, ticket));
+            subscription
         });
     }
 
