@@ -64,18 +64,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        let is_json = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| {
-                v.split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .eq_ignore_ascii_case("application/json")
-            });
-        if !is_json {
+        if !is_json(req.headers()) {
             return Err(ApiError::UnsupportedMediaType);
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
@@ -122,6 +111,33 @@ pub fn optional_json<T: DeserializeOwned + Default>(headers: &HeaderMap, body: &
         return Err(ApiError::validation("body", "the body must be a JSON object"));
     }
     parse_json(body)
+}
+
+/// Whether the body is declared as `application/json` (parameters such as
+/// `charset` allowed).
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("application/json")
+        })
+}
+
+/// An RFC 3339 instant given in `field`, or a 422 naming the field.
+pub fn instant(field: &str, text: &str) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|_| {
+            ApiError::validation(
+                field,
+                format!("{field} must be an RFC 3339 time such as 2026-11-22T10:00:00Z"),
+            )
+        })
 }
 
 /// Parses a JSON body, telling syntax errors (400) from value errors (422).

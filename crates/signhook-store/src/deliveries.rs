@@ -169,6 +169,22 @@ struct Claim {
     schedule_offset: i64,
 }
 
+/// Appends `CASE id WHEN $id THEN $value … END` to a query builder: one
+/// value per delivery of `$records`, computed by `$value`.
+macro_rules! push_case {
+    ($builder:ident, $records:expr, |$record:ident| $value:expr) => {
+        $builder.push("CASE id");
+        for $record in $records {
+            $builder
+                .push(" WHEN ")
+                .push_bind($record.delivery_id.as_str())
+                .push(" THEN ")
+                .push_bind($value);
+        }
+        $builder.push(" END");
+    };
+}
+
 /// Rows per multi-row statement: well under both backends' limits on
 /// bound parameters (11 per attempt row, 4 per success).
 const ROWS_PER_STATEMENT: usize = 500;
@@ -336,34 +352,16 @@ impl Store {
                     "UPDATE deliveries SET status = 'succeeded', next_attempt_at = NULL, leased_by = NULL, \
                      leased_until = NULL, updated_at = ",
                 );
-                update.push_bind(now).push(", attempt_count = CASE id");
-                for record in chunk {
-                    update
-                        .push(" WHEN ")
-                        .push_bind(record.delivery_id.as_str())
-                        .push(" THEN ")
-                        .push_bind(i64::from(record.attempt.attempt_number));
-                }
-                update.push(" END, last_attempt_at = CASE id");
-                for record in chunk {
-                    update
-                        .push(" WHEN ")
-                        .push_bind(record.delivery_id.as_str())
-                        .push(" THEN ")
-                        .push_bind(to_millis(record.attempt.started_at));
-                }
+                update.push_bind(now).push(", attempt_count = ");
+                push_case!(update, chunk, |r| i64::from(r.attempt.attempt_number));
+                update.push(", last_attempt_at = ");
+                push_case!(update, chunk, |r| to_millis(r.attempt.started_at));
                 update
-                    .push(" END WHERE status = 'pending' AND leased_by = ")
+                    .push(" WHERE status = 'pending' AND leased_by = ")
                     .push_bind(node);
-                update.push(" AND leased_until = CASE id");
-                for record in chunk {
-                    update
-                        .push(" WHEN ")
-                        .push_bind(record.delivery_id.as_str())
-                        .push(" THEN ")
-                        .push_bind(record.lease_until);
-                }
-                update.push(" END AND id IN (");
+                update.push(" AND leased_until = ");
+                push_case!(update, chunk, |r| r.lease_until);
+                update.push(" AND id IN (");
                 let mut ids = update.separated(", ");
                 for record in chunk {
                     ids.push_bind(record.delivery_id.as_str());

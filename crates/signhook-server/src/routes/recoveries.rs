@@ -3,13 +3,12 @@
 //! `GET /v1/recoveries/{id}` shows its progress.
 
 use crate::error::ApiError;
-use crate::extract::{ApiJson, Auth};
+use crate::extract::{instant, ApiJson, Auth};
 use crate::routes::path_id;
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use signhook_core::ids::{RecoveryId, SubscriptionId};
 use signhook_core::time::rfc3339;
@@ -64,17 +63,6 @@ impl From<Recovery> for RecoveryView {
             finished_at: r.finished_at.map(rfc3339),
         }
     }
-}
-
-fn instant(field: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| {
-            ApiError::validation(
-                field,
-                format!("{field} must be an RFC 3339 time such as 2026-11-22T10:00:00Z"),
-            )
-        })
 }
 
 /// Starts resending every failed delivery of this subscription in the window

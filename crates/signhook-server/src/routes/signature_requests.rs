@@ -5,7 +5,7 @@
 //! writes the change and its events in one transaction.
 
 use crate::error::ApiError;
-use crate::extract::{idempotency_key, optional_json, page_limit, ApiJson, ApiQuery, Auth, Client};
+use crate::extract::{idempotency_key, instant, optional_json, page_limit, ApiJson, ApiQuery, Auth, Client};
 use crate::links::Links;
 use crate::routes::{list_type, path_id};
 use crate::state::AppState;
@@ -330,17 +330,6 @@ pub struct DeleteParams {
 pub struct UploadParams {
     /// The file's name (default `document.pdf`).
     pub filename: Option<String>,
-}
-
-fn instant(field: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| {
-            ApiError::validation(
-                field,
-                format!("{field} must be an RFC 3339 time such as 2026-12-22T10:00:00Z"),
-            )
-        })
 }
 
 fn future(field: &str, text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, ApiError> {

@@ -115,6 +115,42 @@ fn signer_view(state: &AppState, signer: &SignerId, record: &SignatureRequestRec
     }
 }
 
+/// Applies the action `make` builds for the token's signer, as that signer.
+async fn act_as_signer(
+    state: &AppState,
+    client: &Client,
+    token: &str,
+    make: impl FnOnce(SignerId) -> Action,
+) -> Result<Json<LinkView>, ApiError> {
+    let (signer, record) = signer_record(state, token).await?;
+    let index = record.request.signer_index(&signer).ok_or_else(invalid_link)?;
+    let person = &record.request.signers[index];
+    let act = person_act(&person.name, &person.email, client);
+    let record = state
+        .lifecycle
+        .apply(&record.request.id, make(signer.clone()), &act)
+        .await?;
+    Ok(Json(signer_view(state, &signer, &record)))
+}
+
+/// Applies the action `make` builds for the token's approver, as that approver.
+async fn act_as_approver(
+    state: &AppState,
+    client: &Client,
+    token: &str,
+    make: impl FnOnce(ApproverId) -> Action,
+) -> Result<Json<LinkView>, ApiError> {
+    let (approver, record) = approver_record(state, token).await?;
+    let index = record.request.approver_index(&approver).ok_or_else(invalid_link)?;
+    let person = &record.request.approvers[index];
+    let act = person_act(&person.name, &person.email, client);
+    let record = state
+        .lifecycle
+        .apply(&record.request.id, make(approver.clone()), &act)
+        .await?;
+    Ok(Json(approver_view(state, &approver, &record)))
+}
+
 /// Opens a signing link: the request, the signer and the documents. The
 /// first opening fires `signer.link_opened`.
 #[utoipa::path(
@@ -190,16 +226,8 @@ pub async fn decline(
     Path(token): Path<String>,
     ApiJson(body, _): ApiJson<Decline>,
 ) -> Result<Json<LinkView>, ApiError> {
-    let (signer, record) = signer_record(&state, &token).await?;
     let reason = check_reason("reason", body.reason.as_deref(), true)?.unwrap_or_default();
-    let index = record.request.signer_index(&signer).ok_or_else(invalid_link)?;
-    let person = &record.request.signers[index];
-    let act = person_act(&person.name, &person.email, &client);
-    let record = state
-        .lifecycle
-        .apply(&record.request.id, Action::Decline(signer.clone(), reason), &act)
-        .await?;
-    Ok(Json(signer_view(&state, &signer, &record)))
+    act_as_signer(&state, &client, &token, |signer| Action::Decline(signer, reason)).await
 }
 
 /// Downloads one of the request's documents, to read before signing.
@@ -293,15 +321,7 @@ pub async fn approve(
     client: Client,
     Path(token): Path<String>,
 ) -> Result<Json<LinkView>, ApiError> {
-    let (approver, record) = approver_record(&state, &token).await?;
-    let index = record.request.approver_index(&approver).ok_or_else(invalid_link)?;
-    let person = &record.request.approvers[index];
-    let act = person_act(&person.name, &person.email, &client);
-    let record = state
-        .lifecycle
-        .apply(&record.request.id, Action::Approve(approver.clone()), &act)
-        .await?;
-    Ok(Json(approver_view(&state, &approver, &record)))
+    act_as_approver(&state, &client, &token, Action::Approve).await
 }
 
 /// Rejects as the link's approver, with a reason: the request is declined.
@@ -322,16 +342,8 @@ pub async fn reject(
     Path(token): Path<String>,
     ApiJson(body, _): ApiJson<Decline>,
 ) -> Result<Json<LinkView>, ApiError> {
-    let (approver, record) = approver_record(&state, &token).await?;
     let reason = check_reason("reason", body.reason.as_deref(), true)?.unwrap_or_default();
-    let index = record.request.approver_index(&approver).ok_or_else(invalid_link)?;
-    let person = &record.request.approvers[index];
-    let act = person_act(&person.name, &person.email, &client);
-    let record = state
-        .lifecycle
-        .apply(&record.request.id, Action::Reject(approver.clone(), reason), &act)
-        .await?;
-    Ok(Json(approver_view(&state, &approver, &record)))
+    act_as_approver(&state, &client, &token, |approver| Action::Reject(approver, reason)).await
 }
 
 /// A file link's query.

@@ -231,13 +231,6 @@ async fn wait_for_all_answered(receiver: &Receiver, expected: &HashSet<String>, 
     }
 }
 
-/// The path and query of a link made by another process (its host and port
-/// are gone after a restart; the link key is in the database).
-fn on(server: &BinaryServer, link: &str) -> String {
-    let url = url::Url::parse(link).unwrap();
-    server.url(&format!("{}?{}", url.path(), url.query().unwrap_or("")))
-}
-
 on_both_backends! {
 async fn sigkill_during_completion_leaves_no_done_or_a_done_whose_links_work(backend: Backend) {
     const REQUESTS: usize = 12;
@@ -310,7 +303,7 @@ async fn sigkill_during_completion_leaves_no_done_or_a_done_whose_links_work(bac
                 assert_eq!(done_events.len(), 1, "one done event for {id}");
                 for file in ["signed_pdf", "audit_certificate"] {
                     let link = done_events[0]["data"]["links"][file]["url"].as_str().unwrap();
-                    let response = client.get(on(&restarted, link)).send().await.unwrap();
+                    let response = client.get(restarted.relink(link)).send().await.unwrap();
                     assert_eq!(response.status().as_u16(), 200, "{file} of {id}");
                     let bytes = response.bytes().await.unwrap();
                     signhook_documents::inspect(&bytes).expect("a readable PDF");
@@ -327,7 +320,7 @@ async fn sigkill_during_completion_leaves_no_done_or_a_done_whose_links_work(bac
     eprintln!("{done} of {REQUESTS} requests completed before the SIGKILL");
     // The unfinished ones can still be signed after the restart.
     for (id, url) in &signing_urls {
-        let status = client.post(on(&restarted, &format!("{url}/sign"))).send().await.unwrap().status();
+        let status = client.post(restarted.relink(&format!("{url}/sign"))).send().await.unwrap().status();
         assert!(status.as_u16() == 200 || status.as_u16() == 409, "{id}: {status}");
     }
 }

@@ -540,6 +540,13 @@ impl BinaryServer {
         format!("http://{}{path}", self.addr)
     }
 
+    /// A link made by another process (or node) pointed at this one: its
+    /// path and query are what count, and the link key is in the database.
+    pub fn relink(&self, link: &str) -> String {
+        let url = url::Url::parse(link).unwrap();
+        self.url(&format!("{}?{}", url.path(), url.query().unwrap_or("")))
+    }
+
     /// SIGKILL: no shutdown code runs.
     pub fn kill9(mut self) {
         self.child.kill().expect("SIGKILL is delivered");

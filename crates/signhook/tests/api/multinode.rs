@@ -257,11 +257,6 @@ async fn a_database_restart_is_a_503_then_nothing_acknowledged_is_lost() {
     }
 }
 
-fn path_on(node: &BinaryServer, link: &str) -> String {
-    let url = url::Url::parse(link).unwrap();
-    node.url(&format!("{}?{}", url.path(), url.query().unwrap_or("")))
-}
-
 /// Two nodes on one PostgreSQL and one S3-compatible bucket: a document
 /// uploaded through one node is signed through the other, the signed PDF is
 /// served by either, and deadlines expire once although both nodes' schedulers
@@ -312,14 +307,14 @@ async fn two_nodes_share_documents_on_s3_and_expire_each_request_once() {
     )
     .await;
     // Node B signs (and so renders the signed PDF from A's upload).
-    let sign = path_on(&b, &format!("{}/sign", crate::esign::signing_url(&active, 0)));
+    let sign = b.relink(&format!("{}/sign", crate::esign::signing_url(&active, 0)));
     let (status, view) = read(client.post(sign).send().await.unwrap()).await;
     assert_eq!(status, 200, "{view}");
     let done = crate::esign::events_of(&receiver, id, 4).await;
     assert_eq!(done[3]["type"], "signature_request.done");
     for node in [&a, &b] {
         let link = done[3]["data"]["links"]["signed_pdf"]["url"].as_str().unwrap();
-        let response = client.get(path_on(node, link)).send().await.unwrap();
+        let response = client.get(node.relink(link)).send().await.unwrap();
         assert_eq!(response.status().as_u16(), 200);
         let pdf = response.bytes().await.unwrap();
         assert_eq!(signhook_documents::inspect(&pdf).unwrap().pages, 3);
