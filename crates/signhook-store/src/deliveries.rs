@@ -341,18 +341,20 @@ impl Store {
                 });
                 insert.build().execute(&mut *tx).await?;
             }
-            let successes: Vec<&AttemptRecord> = records
-                .iter()
-                .filter(|r| r.status == DeliveryStatus::Succeeded)
-                .collect();
-            for chunk in successes.chunks(ROWS_PER_STATEMENT) {
-                // Per row: its attempt count, attempt time and lease (the
-                // lease proves the claim is still ours).
+            // Successes and retries need nothing but their row updated; a
+            // dead letter (below, one by one) also raises events.
+            let settled: Vec<&AttemptRecord> = records.iter().filter(|r| r.status != DeliveryStatus::Failed).collect();
+            for chunk in settled.chunks(ROWS_PER_STATEMENT) {
+                // Per row: its status, next attempt, attempt count, attempt
+                // time and lease (the lease proves the claim is still ours).
                 let mut update = sqlx::QueryBuilder::new(
-                    "UPDATE deliveries SET status = 'succeeded', next_attempt_at = NULL, leased_by = NULL, \
-                     leased_until = NULL, updated_at = ",
+                    "UPDATE deliveries SET leased_by = NULL, leased_until = NULL, updated_at = ",
                 );
-                update.push_bind(now).push(", attempt_count = ");
+                update.push_bind(now).push(", status = ");
+                push_case!(update, chunk, |r| r.status.as_str());
+                update.push(", next_attempt_at = ");
+                push_case!(update, chunk, |r| r.next_attempt_at.map(to_millis));
+                update.push(", attempt_count = ");
                 push_case!(update, chunk, |r| i64::from(r.attempt.attempt_number));
                 update.push(", last_attempt_at = ");
                 push_case!(update, chunk, |r| to_millis(r.attempt.started_at));
@@ -381,6 +383,13 @@ impl Store {
                             ..StreakChange::default()
                         },
                     );
+                    continue;
+                }
+                if record.status != DeliveryStatus::Failed {
+                    // A retry: written above; it counts in the streak.
+                    let streak = streaks.entry(&record.subscription_id).or_default();
+                    streak.failures += 1;
+                    streak.first_failure.get_or_insert(to_millis(a.started_at));
                     continue;
                 }
                 let applied = sqlx::query(
