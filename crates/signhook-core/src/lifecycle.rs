@@ -428,15 +428,6 @@ impl SignatureRequest {
         self.status == RequestStatus::Ongoing && self.expires_at <= now
     }
 
-    /// Whether this action, if allowed, completes the request (the caller
-    /// must then produce the signed PDF and the audit certificate first).
-    pub fn completes(&self, action: &Action, now: DateTime<Utc>) -> bool {
-        matches!(action, Action::Sign(_))
-            && self
-                .transition(action.clone(), now)
-                .is_ok_and(|t| t.request.status == RequestStatus::Done)
-    }
-
     /// Applies `action` at `now`: the request afterwards and its events, or
     /// why the action is refused. Never changes `self`.
     pub fn transition(&self, action: Action, now: DateTime<Utc>) -> Result<Transition, Refusal> {

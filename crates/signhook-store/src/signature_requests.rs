@@ -21,6 +21,7 @@ use signhook_core::lifecycle::{
     Approver, ApproverStatus, Emitted, RequestStatus, SignatureRequest, Signer, SignerStatus, Subject,
 };
 use signhook_core::time::{from_millis, to_millis};
+use std::collections::HashMap;
 
 /// Where an act came from: the IP and user agent of the HTTP request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -234,46 +235,73 @@ fn record_from_row(row: &impl DbRow) -> Result<SignatureRequestRecord> {
     })
 }
 
-/// Loads the whole record whose request row matches `$condition` (SQL with
-/// one parameter, `$1`, bound to `$value`), from `$pool`. Evaluates to
-/// `Result<Option<SignatureRequestRecord>>`.
-macro_rules! load_record {
-    ($pool:ident, $condition:expr, $value:expr) => {
+/// Loads the whole records whose request rows `$sql` (a full SELECT of
+/// [`REQUEST_COLUMNS`] with parameters bound by `$bind`) returns, in its
+/// order, from `$pool`: their people and documents come in one query per
+/// table for all of them, not per record. Evaluates to
+/// `Result<Vec<SignatureRequestRecord>>`.
+macro_rules! load_records {
+    ($pool:ident, $dialect:ident, $sql:expr, |$query:ident| $bind:expr) => {
         async {
-            let sql = format!("SELECT {REQUEST_COLUMNS} FROM signature_requests WHERE {}", $condition);
-            let Some(row) = sqlx::query(&sql).bind($value).fetch_optional($pool).await? else {
-                return Ok(None);
+            let $query = sqlx::query($sql);
+            let mut records = $bind
+                .fetch_all($pool)
+                .await?
+                .iter()
+                .map(record_from_row)
+                .collect::<Result<Vec<SignatureRequestRecord>>>()?;
+            if records.is_empty() {
+                return Result::<Vec<SignatureRequestRecord>>::Ok(records);
+            }
+            let index: HashMap<String, usize> = records
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (r.request.id.to_string(), i))
+                .collect();
+            let ids = crate::json_strings(records.iter().map(|r| r.request.id.as_str()));
+            let of = |table: &str, order: &str| {
+                format!(
+                    "SELECT * FROM {table} WHERE signature_request_id IN ({}) ORDER BY signature_request_id, {order}",
+                    $dialect.list_param(1)
+                )
             };
-            let mut record = record_from_row(&row)?;
-            let id = record.request.id.as_str();
-            for row in sqlx::query("SELECT * FROM signers WHERE signature_request_id = $1 ORDER BY position")
-                .bind(id)
-                .fetch_all($pool)
-                .await?
-            {
+            let owner = |id: String| -> Result<usize> {
+                index
+                    .get(&id)
+                    .copied()
+                    .ok_or_else(|| StoreError::corrupt(format_args!("row of unknown request {id}")))
+            };
+            for row in sqlx::query(&of("signers", "position")).bind(&ids).fetch_all($pool).await? {
+                let i = owner(row.text("signature_request_id")?)?;
                 let (signer, origin) = signer_from_row(&row)?;
-                record.request.signers.push(signer);
-                record.signer_origins.push(origin);
+                records[i].request.signers.push(signer);
+                records[i].signer_origins.push(origin);
             }
-            for row in sqlx::query("SELECT * FROM approvers WHERE signature_request_id = $1 ORDER BY position")
-                .bind(id)
-                .fetch_all($pool)
-                .await?
-            {
-                record.request.approvers.push(approver_from_row(&row)?);
+            for row in sqlx::query(&of("approvers", "position")).bind(&ids).fetch_all($pool).await? {
+                let i = owner(row.text("signature_request_id")?)?;
+                records[i].request.approvers.push(approver_from_row(&row)?);
             }
-            for row in sqlx::query("SELECT * FROM documents WHERE signature_request_id = $1 ORDER BY id")
-                .bind(id)
-                .fetch_all($pool)
-                .await?
-            {
-                record.documents.push(document_from_row(&row)?);
+            for row in sqlx::query(&of("documents", "id")).bind(&ids).fetch_all($pool).await? {
+                let i = owner(row.text("signature_request_id")?)?;
+                records[i].documents.push(document_from_row(&row)?);
             }
-            record.request.document_count = record.documents.len();
-            Result::<Option<SignatureRequestRecord>>::Ok(Some(record))
+            for record in &mut records {
+                record.request.document_count = record.documents.len();
+            }
+            Ok(records)
         }
         .await
     };
+}
+
+/// Loads the one whole record whose request row matches `$condition` (SQL
+/// with one parameter, `$1`, bound to `$value`). Evaluates to
+/// `Result<Option<SignatureRequestRecord>>`.
+macro_rules! load_record {
+    ($pool:ident, $dialect:ident, $condition:expr, $value:expr) => {{
+        let sql = format!("SELECT {REQUEST_COLUMNS} FROM signature_requests WHERE {}", $condition);
+        load_records!($pool, $dialect, &sql, |query| query.bind($value)).map(|records| records.into_iter().next())
+    }};
 }
 
 /// Binds one audit-trail row.
@@ -368,7 +396,7 @@ impl Store {
                     }
                     let id = row.text("id")?;
                     drop(tx);
-                    let record = load_record!(pool, "id = $1", id.as_str())?
+                    let record = load_record!(pool, dialect, "id = $1", id.as_str())?
                         .ok_or_else(|| StoreError::corrupt("idempotent request vanished"))?;
                     return Ok((record, true));
                 }
@@ -435,7 +463,7 @@ impl Store {
             }
             insert_trail!(tx, id, now_ms, "signature_request.created", act, None);
             tx.commit().await?;
-            let record = load_record!(pool, "id = $1", id.as_str())?
+            let record = load_record!(pool, dialect, "id = $1", id.as_str())?
                 .ok_or_else(|| StoreError::corrupt("new request vanished"))?;
             Ok((record, false))
         })
@@ -454,13 +482,19 @@ impl Store {
 
     /// One request by id, whoever owns it (for schedulers and links).
     pub async fn load_signature_request(&self, id: &SignatureRequestId) -> Result<Option<SignatureRequestRecord>> {
-        with_pool!(self, writer, |pool, dialect| load_record!(pool, "id = $1", id.as_str()))
+        with_pool!(self, writer, |pool, dialect| load_record!(
+            pool,
+            dialect,
+            "id = $1",
+            id.as_str()
+        ))
     }
 
     /// The request a signer belongs to.
     pub async fn signature_request_of_signer(&self, signer: &SignerId) -> Result<Option<SignatureRequestRecord>> {
         with_pool!(self, writer, |pool, dialect| load_record!(
             pool,
+            dialect,
             "id = (SELECT signature_request_id FROM signers WHERE id = $1)",
             signer.as_str()
         ))
@@ -470,6 +504,7 @@ impl Store {
     pub async fn signature_request_of_approver(&self, approver: &ApproverId) -> Result<Option<SignatureRequestRecord>> {
         with_pool!(self, writer, |pool, dialect| load_record!(
             pool,
+            dialect,
             "id = (SELECT signature_request_id FROM approvers WHERE id = $1)",
             approver.as_str()
         ))
@@ -485,29 +520,21 @@ impl Store {
         status: Option<RequestStatus>,
         limit: u32,
     ) -> Result<Page<SignatureRequestRecord>> {
-        let ids = with_pool!(self, reader, |pool, dialect| {
-            sqlx::query(
-                "SELECT id FROM signature_requests WHERE tenant_id = $1 AND sandbox = $2 AND id > $3 \
-                 AND (CAST($4 AS TEXT) IS NULL OR status = $4) ORDER BY id LIMIT $5",
-            )
-            .bind(tenant.as_str())
-            .bind(sandbox)
-            .bind(after.map_or("", SignatureRequestId::as_str))
-            .bind(status.map(RequestStatus::as_str))
-            .bind(i64::from(limit) + 1)
-            .fetch_all(pool)
-            .await?
-            .iter()
-            .map(|row| row.text("id"))
-            .collect::<Result<Vec<_>>>()?
-        });
-        let mut items = Vec::with_capacity(ids.len());
-        for id in ids {
-            let id = SignatureRequestId::parse(&id).map_err(StoreError::corrupt)?;
-            if let Some(record) = self.load_signature_request(&id).await? {
-                items.push(record);
-            }
-        }
+        let sql = format!(
+            "SELECT {REQUEST_COLUMNS} FROM signature_requests WHERE tenant_id = $1 AND sandbox = $2 AND id > $3 \
+             AND (CAST($4 AS TEXT) IS NULL OR status = $4) ORDER BY id LIMIT $5"
+        );
+        let items = with_pool!(self, reader, |pool, dialect| load_records!(
+            pool,
+            dialect,
+            &sql,
+            |query| query
+                .bind(tenant.as_str())
+                .bind(sandbox)
+                .bind(after.map_or("", SignatureRequestId::as_str))
+                .bind(status.map(RequestStatus::as_str))
+                .bind(i64::from(limit) + 1)
+        ))?;
         Ok(Page::from_rows(items, limit))
     }
 

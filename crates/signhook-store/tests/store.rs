@@ -544,6 +544,20 @@ mod signature_requests {
             assert!(matches!(refused, Err(signhook_store::StoreError::Stale)));
         }
 
+        async fn a_listing_loads_each_request_with_its_own_people(backend: Backend) {
+            let (_dir, store) = store(backend).await;
+            let tenant = tenant_with_subscription(&store).await;
+            let first = ongoing(&store, &tenant).await;
+            let second = ongoing(&store, &tenant).await;
+            let page = store
+                .list_signature_requests(&tenant.tenant_id, false, None, None, 10)
+                .await
+                .unwrap();
+            assert_eq!(page.items, vec![first.clone(), second.clone()]);
+            assert_ne!(page.items[0].request.signers[0].id, page.items[1].request.signers[0].id);
+            assert_eq!(page.items[1].documents.len(), 1);
+        }
+
         async fn the_link_key_is_made_once_and_shared(backend: Backend) {
             let (_dir, store) = store(backend).await;
             let first = store.link_key(t0()).await.unwrap();

@@ -242,24 +242,9 @@ async fn sigkill_during_completion_leaves_no_done_or_a_done_whose_links_work(bac
     let client = reqwest::Client::new();
     let mut signing_urls = Vec::new();
     for i in 0..REQUESTS {
-        let request = call(
-            &server,
-            &key,
-            "/v1/signature_requests",
-            json!({"name": format!("Contract {i}"), "signers": [{"name": "Ada", "email": "ada@example.com"}]}),
-        )
-        .await;
-        let id = request["id"].as_str().unwrap().to_owned();
-        let response = client
-            .post(server.url(&format!("/v1/signature_requests/{id}/documents")))
-            .bearer_auth(&key)
-            .header("content-type", "application/pdf")
-            .body(crate::esign::CONTRACT.to_vec())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status().as_u16(), 201);
-        let active = call(&server, &key, &format!("/v1/signature_requests/{id}/activate"), json!({})).await;
+        let body = json!({"name": format!("Contract {i}"), "signers": [{"name": "Ada", "email": "ada@example.com"}]});
+        let active = crate::esign::out_for_signature_at(&client, &server.url(""), &key, body).await;
+        let id = active["id"].as_str().unwrap().to_owned();
         signing_urls.push((id, crate::esign::signing_url(&active, 0)));
     }
     // Every signer signs at once; the server is killed as soon as the first
@@ -270,7 +255,7 @@ async fn sigkill_during_completion_leaves_no_done_or_a_done_whose_links_work(bac
         let (client, url) = (client.clone(), format!("{url}/sign"));
         signing.spawn(async move { client.post(url).send().await.map(|r| r.status().as_u16()) });
     }
-    signing.join_next().await;
+    let first = signing.join_next().await.expect("a signing task").expect("it does not panic");
     server.kill9();
     while signing.join_next().await.is_some() {}
 
@@ -316,7 +301,9 @@ async fn sigkill_during_completion_leaves_no_done_or_a_done_whose_links_work(bac
             other => panic!("{id} is {other}"),
         }
     }
-    assert!(done >= 1, "the first answered completion is durable");
+    if first.is_ok_and(|status| status == 200) {
+        assert!(done >= 1, "the first answered completion is durable");
+    }
     eprintln!("{done} of {REQUESTS} requests completed before the SIGKILL");
     // The unfinished ones can still be signed after the restart.
     for (id, url) in &signing_urls {

@@ -38,20 +38,7 @@ impl TestApp {
 
     /// A draft with the contract uploaded, activated; returns the request.
     pub async fn out_for_signature(&self, key: &str, body: Value) -> Value {
-        let request = self.create_signature_request(key, body).await;
-        let id = request["id"].as_str().unwrap();
-        let (status, document) = self.upload(key, id, CONTRACT, "contract.pdf").await;
-        assert_eq!(status, StatusCode::CREATED, "{document}");
-        let (status, request) = self
-            .request(
-                reqwest::Method::POST,
-                &format!("/v1/signature_requests/{id}/activate"),
-                key,
-                None,
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{request}");
-        request
+        out_for_signature_at(&self.client, &self.url(""), key, body).await
     }
 
     /// An action on a request through the API with the live key.
@@ -73,6 +60,39 @@ impl TestApp {
         }
         read(req.send().await.unwrap()).await
     }
+}
+
+/// Creates a request from `body` on the server at `base`, uploads the
+/// contract and activates it; returns the active request. Panics on any
+/// step that does not succeed.
+pub async fn out_for_signature_at(client: &reqwest::Client, base: &str, key: &str, body: Value) -> Value {
+    let send = |path: String, body: Option<Value>| {
+        let mut req = client.post(format!("{base}{path}")).bearer_auth(key);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        req
+    };
+    let (status, request) = read(send("/v1/signature_requests".into(), Some(body)).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::CREATED, "{request}");
+    let id = request["id"].as_str().unwrap();
+    let upload = send(
+        format!("/v1/signature_requests/{id}/documents?filename=contract.pdf"),
+        None,
+    )
+    .header("content-type", "application/pdf")
+    .body(CONTRACT.to_vec());
+    let (status, document) = read(upload.send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::CREATED, "{document}");
+    let (status, active) = read(
+        send(format!("/v1/signature_requests/{id}/activate"), None)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{active}");
+    active
 }
 
 /// A signer's signing URL from an API answer.

@@ -281,31 +281,9 @@ async fn two_nodes_share_documents_on_s3_and_expire_each_request_once() {
     .await;
     assert_eq!(status, 201);
 
-    let (status, request) = post(
-        &client,
-        a.url("/v1/signature_requests"),
-        &key,
-        json!({"name": "MSA", "signers": [{"name": "Ada", "email": "ada@example.com"}]}),
-    )
-    .await;
-    assert_eq!(status, 201, "{request}");
-    let id = request["id"].as_str().unwrap();
-    let response = client
-        .post(a.url(&format!("/v1/signature_requests/{id}/documents")))
-        .bearer_auth(&key)
-        .header("content-type", "application/pdf")
-        .body(crate::esign::CONTRACT.to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 201);
-    let (_, active) = post(
-        &client,
-        a.url(&format!("/v1/signature_requests/{id}/activate")),
-        &key,
-        json!({}),
-    )
-    .await;
+    let body = json!({"name": "MSA", "signers": [{"name": "Ada", "email": "ada@example.com"}]});
+    let active = crate::esign::out_for_signature_at(&client, &a.url(""), &key, body).await;
+    let id = active["id"].as_str().unwrap();
     // Node B signs (and so renders the signed PDF from A's upload).
     let sign = b.relink(&format!("{}/sign", crate::esign::signing_url(&active, 0)));
     let (status, view) = read(client.post(sign).send().await.unwrap()).await;
@@ -323,30 +301,9 @@ async fn two_nodes_share_documents_on_s3_and_expire_each_request_once() {
     // Twenty ongoing requests whose deadline is made to pass at once.
     let mut ids = Vec::new();
     for i in 0..20 {
-        let (_, request) = post(
-            &client,
-            b.url("/v1/signature_requests"),
-            &key,
-            json!({"name": format!("NDA {i}"), "signers": [{"name": "Ada", "email": "ada@example.com"}]}),
-        )
-        .await;
-        let id = request["id"].as_str().unwrap().to_owned();
-        let response = client
-            .post(b.url(&format!("/v1/signature_requests/{id}/documents")))
-            .bearer_auth(&key)
-            .header("content-type", "application/pdf")
-            .body(crate::esign::CONTRACT.to_vec())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status().as_u16(), 201);
-        post(
-            &client,
-            b.url(&format!("/v1/signature_requests/{id}/activate")),
-            &key,
-            json!({}),
-        )
-        .await;
+        let body = json!({"name": format!("NDA {i}"), "signers": [{"name": "Ada", "email": "ada@example.com"}]});
+        let active = crate::esign::out_for_signature_at(&client, &b.url(""), &key, body).await;
+        let id = active["id"].as_str().unwrap().to_owned();
         ids.push(id);
     }
     db.execute("UPDATE signature_requests SET expires_at = 0 WHERE status = 'ongoing'")
