@@ -14,7 +14,10 @@ use crate::subscriptions::{
     disable_subscription, load_subscription, subscription_from_row, Subscription, COLUMNS as SUBSCRIPTION_COLUMNS,
     RESET_STREAK,
 };
-use crate::{announce_work, json_strings, with_pool, DbRow, Page, Result, Store, StoreError};
+use crate::{
+    announce_work, json_strings, next_statement, relaxed_transaction, run_statements, with_pool, DbRow, Page, Result,
+    Store, StoreError,
+};
 use chrono::{DateTime, Utc};
 use signhook_core::delivery::{DeliveryStatus, ErrorKind};
 use signhook_core::ids::{AttemptId, DeliveryId, EventId, SubscriptionId, TenantId};
@@ -305,8 +308,8 @@ impl Store {
             .collect()
     }
 
-    /// Records a batch of attempt outcomes in one transaction (one commit, one
-    /// fsync, however many results), with what follows from them: the
+    /// Records a batch of attempt outcomes in one transaction (one commit,
+    /// however many results), with what follows from them: the
     /// subscriptions' failure streaks, `delivery.failed` for dead letters,
     /// and disabling on `410 Gone` (with `webhook.disabled`).
     pub async fn record_attempts(&self, node: &str, records: &[AttemptRecord], now: DateTime<Utc>) -> Result<()> {
@@ -315,156 +318,157 @@ impl Store {
         }
         let now = to_millis(now);
         with_pool!(self, writer, |pool, dialect| {
-            let mut tx = pool.begin().await?;
-            let mut streaks: HashMap<&SubscriptionId, StreakChange> = HashMap::new();
-            // Every attempt in multi-row INSERTs, and every success in one
-            // UPDATE: few statements for many rows, since each statement is
-            // a round trip to the one writer.
-            for chunk in records.chunks(ROWS_PER_STATEMENT) {
-                let mut insert = sqlx::QueryBuilder::new(
-                    "INSERT INTO attempts (id, delivery_id, attempt_number, started_at, duration_ms, status_code, \
-                     response_body, error_kind, error_message, node_id, location) ",
-                );
-                insert.push_values(chunk, |mut row, record| {
-                    let a = &record.attempt;
-                    row.push_bind(a.id.as_str())
-                        .push_bind(record.delivery_id.as_str())
-                        .push_bind(i64::from(a.attempt_number))
-                        .push_bind(to_millis(a.started_at))
-                        .push_bind(i64::try_from(a.duration_ms).unwrap_or(i64::MAX))
-                        .push_bind(a.status_code.map(i64::from))
-                        .push_bind(a.response_body.as_deref())
-                        .push_bind(a.error_kind.map(ErrorKind::as_str))
-                        .push_bind(a.error_message.as_deref())
-                        .push_bind(a.node_id.as_str())
-                        .push_bind(a.location.as_deref());
-                });
-                insert.build().execute(&mut *tx).await?;
-            }
-            // Successes and retries need nothing but their row updated; a
-            // dead letter (below, one by one) also raises events.
-            let settled: Vec<&AttemptRecord> = records.iter().filter(|r| r.status != DeliveryStatus::Failed).collect();
-            for chunk in settled.chunks(ROWS_PER_STATEMENT) {
-                // Per row: its status, next attempt, attempt count, attempt
-                // time and lease (the lease proves the claim is still ours).
-                let mut update = sqlx::QueryBuilder::new(
-                    "UPDATE deliveries SET leased_by = NULL, leased_until = NULL, updated_at = ",
-                );
-                update.push_bind(now).push(", status = ");
-                push_case!(update, chunk, |r| r.status.as_str());
-                update.push(", next_attempt_at = ");
-                push_case!(update, chunk, |r| r.next_attempt_at.map(to_millis));
-                update.push(", attempt_count = ");
-                push_case!(update, chunk, |r| i64::from(r.attempt.attempt_number));
-                update.push(", last_attempt_at = ");
-                push_case!(update, chunk, |r| to_millis(r.attempt.started_at));
-                update
-                    .push(" WHERE status = 'pending' AND leased_by = ")
-                    .push_bind(node);
-                update.push(" AND leased_until = ");
-                push_case!(update, chunk, |r| r.lease_until);
-                update.push(" AND id IN (");
-                let mut ids = update.separated(", ");
-                for record in chunk {
-                    ids.push_bind(record.delivery_id.as_str());
-                }
-                update.push(")");
-                update.build().execute(&mut *tx).await?;
-            }
-            for record in records {
-                let a = &record.attempt;
-                if record.status == DeliveryStatus::Succeeded {
-                    // One success resets the streak, whatever came before in
-                    // this batch.
-                    streaks.insert(
-                        &record.subscription_id,
-                        StreakChange {
-                            reset: true,
-                            ..StreakChange::default()
-                        },
+            // Outcomes need no fsync of their own (see the macro): at most a
+            // power cut resends what they recorded.
+            relaxed_transaction!(self, pool, dialect, |tx| {
+                let mut streaks: HashMap<&SubscriptionId, StreakChange> = HashMap::new();
+                // Every attempt in multi-row INSERTs, every success and retry
+                // in one UPDATE, and on SQLite all of it sent at once: few
+                // round trips for many rows, since the writer is shared by
+                // every publish and result.
+                let mut batch = sqlx::QueryBuilder::new("");
+                for chunk in records.chunks(ROWS_PER_STATEMENT) {
+                    next_statement!(batch, tx, dialect)?;
+                    batch.push(
+                        "INSERT INTO attempts (id, delivery_id, attempt_number, started_at, duration_ms, status_code, \
+                         response_body, error_kind, error_message, node_id, location) ",
                     );
-                    continue;
+                    batch.push_values(chunk, |mut row, record| {
+                        let a = &record.attempt;
+                        row.push_bind(a.id.as_str())
+                            .push_bind(record.delivery_id.as_str())
+                            .push_bind(i64::from(a.attempt_number))
+                            .push_bind(to_millis(a.started_at))
+                            .push_bind(i64::try_from(a.duration_ms).unwrap_or(i64::MAX))
+                            .push_bind(a.status_code.map(i64::from))
+                            .push_bind(a.response_body.as_deref())
+                            .push_bind(a.error_kind.map(ErrorKind::as_str))
+                            .push_bind(a.error_message.as_deref())
+                            .push_bind(a.node_id.as_str())
+                            .push_bind(a.location.as_deref());
+                    });
                 }
-                if record.status != DeliveryStatus::Failed {
-                    // A retry: written above; it counts in the streak.
+                // Successes and retries need nothing but their row updated; a
+                // dead letter (below, one by one) also raises events.
+                let settled: Vec<&AttemptRecord> =
+                    records.iter().filter(|r| r.status != DeliveryStatus::Failed).collect();
+                for chunk in settled.chunks(ROWS_PER_STATEMENT) {
+                    // Per row: its status, next attempt, attempt count, attempt
+                    // time and lease (the lease proves the claim is still ours).
+                    next_statement!(batch, tx, dialect)?;
+                    batch.push("UPDATE deliveries SET leased_by = NULL, leased_until = NULL, updated_at = ");
+                    batch.push_bind(now).push(", status = ");
+                    push_case!(batch, chunk, |r| r.status.as_str());
+                    batch.push(", next_attempt_at = ");
+                    push_case!(batch, chunk, |r| r.next_attempt_at.map(to_millis));
+                    batch.push(", attempt_count = ");
+                    push_case!(batch, chunk, |r| i64::from(r.attempt.attempt_number));
+                    batch.push(", last_attempt_at = ");
+                    push_case!(batch, chunk, |r| to_millis(r.attempt.started_at));
+                    batch.push(" WHERE status = 'pending' AND leased_by = ").push_bind(node);
+                    batch.push(" AND leased_until = ");
+                    push_case!(batch, chunk, |r| r.lease_until);
+                    batch.push(" AND id IN (");
+                    let mut ids = batch.separated(", ");
+                    for record in chunk {
+                        ids.push_bind(record.delivery_id.as_str());
+                    }
+                    batch.push(")");
+                }
+                for record in records {
+                    let a = &record.attempt;
+                    if record.status == DeliveryStatus::Succeeded {
+                        // One success resets the streak, whatever came before in
+                        // this batch.
+                        streaks.insert(
+                            &record.subscription_id,
+                            StreakChange {
+                                reset: true,
+                                ..StreakChange::default()
+                            },
+                        );
+                        continue;
+                    }
+                    if record.status != DeliveryStatus::Failed {
+                        // A retry: written above; it counts in the streak.
+                        let streak = streaks.entry(&record.subscription_id).or_default();
+                        streak.failures += 1;
+                        streak.first_failure.get_or_insert(to_millis(a.started_at));
+                        continue;
+                    }
+                    let applied = sqlx::query(
+                        "UPDATE deliveries SET status = $1, attempt_count = $2, next_attempt_at = $3, \
+                     last_attempt_at = $4, leased_by = NULL, leased_until = NULL, updated_at = $5 \
+                     WHERE id = $6 AND status = 'pending' AND leased_by = $7 AND leased_until = $8",
+                    )
+                    .bind(record.status.as_str())
+                    .bind(i64::from(a.attempt_number))
+                    .bind(record.next_attempt_at.map(to_millis))
+                    .bind(to_millis(a.started_at))
+                    .bind(now)
+                    .bind(record.delivery_id.as_str())
+                    .bind(node)
+                    .bind(record.lease_until)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                        == 1;
+                    // The attempt happened whatever became of the lease, so the
+                    // streak counts it; the rest is the lease holder's to decide.
                     let streak = streaks.entry(&record.subscription_id).or_default();
                     streak.failures += 1;
                     streak.first_failure.get_or_insert(to_millis(a.started_at));
-                    continue;
-                }
-                let applied = sqlx::query(
-                    "UPDATE deliveries SET status = $1, attempt_count = $2, next_attempt_at = $3, \
-                     last_attempt_at = $4, leased_by = NULL, leased_until = NULL, updated_at = $5 \
-                     WHERE id = $6 AND status = 'pending' AND leased_by = $7 AND leased_until = $8",
-                )
-                .bind(record.status.as_str())
-                .bind(i64::from(a.attempt_number))
-                .bind(record.next_attempt_at.map(to_millis))
-                .bind(to_millis(a.started_at))
-                .bind(now)
-                .bind(record.delivery_id.as_str())
-                .bind(node)
-                .bind(record.lease_until)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                    == 1;
-                // The attempt happened whatever became of the lease, so the
-                // streak counts it; the rest is the lease holder's to decide.
-                let streak = streaks.entry(&record.subscription_id).or_default();
-                streak.failures += 1;
-                streak.first_failure.get_or_insert(to_millis(a.started_at));
-                if !applied {
-                    continue;
-                }
-                let operational = signhook_core::catalog::lookup(&record.event_type)
-                    .is_some_and(|info| info.origin == signhook_core::catalog::EventOrigin::Operational);
-                if record.status == DeliveryStatus::Failed && (!operational || record.disable_subscription.is_some()) {
-                    let sub = load_subscription!(tx, &record.subscription_id);
-                    if record.status == DeliveryStatus::Failed && !operational {
-                        let data = serde_json::json!({"delivery": {
-                            "id": record.delivery_id.as_str(),
-                            "event_type": record.event_type,
-                            "webhook_id": sub.id.as_str(),
-                            "attempts": a.attempt_number,
-                            "last_status_code": a.status_code,
-                            "last_error": a.error_kind.map(ErrorKind::as_str),
-                        }});
-                        emit_operational!(
-                            tx,
-                            dialect,
-                            &sub.tenant_id,
-                            sub.filter.sandbox,
-                            "delivery.failed",
-                            data.to_string(),
-                            now
-                        );
+                    if !applied {
+                        continue;
                     }
-                    if let Some(reason) = record.disable_subscription {
-                        disable_subscription!(tx, dialect, &sub, reason, now);
+                    let operational = signhook_core::catalog::lookup(&record.event_type)
+                        .is_some_and(|info| info.origin == signhook_core::catalog::EventOrigin::Operational);
+                    if record.status == DeliveryStatus::Failed
+                        && (!operational || record.disable_subscription.is_some())
+                    {
+                        let sub = load_subscription!(tx, &record.subscription_id);
+                        if record.status == DeliveryStatus::Failed && !operational {
+                            let data = serde_json::json!({"delivery": {
+                                "id": record.delivery_id.as_str(),
+                                "event_type": record.event_type,
+                                "webhook_id": sub.id.as_str(),
+                                "attempts": a.attempt_number,
+                                "last_status_code": a.status_code,
+                                "last_error": a.error_kind.map(ErrorKind::as_str),
+                            }});
+                            emit_operational!(
+                                tx,
+                                dialect,
+                                &sub.tenant_id,
+                                sub.filter.sandbox,
+                                "delivery.failed",
+                                data.to_string(),
+                                now
+                            );
+                        }
+                        if let Some(reason) = record.disable_subscription {
+                            disable_subscription!(tx, dialect, &sub, reason, now);
+                        }
                     }
                 }
-            }
-            for (subscription, change) in streaks {
-                if change.reset {
-                    sqlx::query(RESET_STREAK)
-                        .bind(subscription.as_str())
-                        .execute(&mut *tx)
-                        .await?;
+                for (subscription, change) in streaks {
+                    if change.reset {
+                        next_statement!(batch, tx, dialect)?;
+                        batch.push(RESET_STREAK).push_bind(subscription.as_str());
+                    }
+                    if change.failures > 0 {
+                        next_statement!(batch, tx, dialect)?;
+                        batch
+                            .push("UPDATE subscriptions SET failing_since = COALESCE(failing_since, ")
+                            .push_bind(change.first_failure)
+                            .push("), failure_count = failure_count + ")
+                            .push_bind(change.failures)
+                            .push(" WHERE id = ")
+                            .push_bind(subscription.as_str());
+                    }
                 }
-                if change.failures > 0 {
-                    sqlx::query(
-                        "UPDATE subscriptions SET failing_since = COALESCE(failing_since, $1), \
-                         failure_count = failure_count + $2 WHERE id = $3",
-                    )
-                    .bind(change.first_failure)
-                    .bind(change.failures)
-                    .bind(subscription.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-                }
-            }
-            tx.commit().await?;
+                run_statements!(batch, tx)?;
+            });
         });
         Ok(())
     }

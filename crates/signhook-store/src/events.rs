@@ -5,7 +5,7 @@
 
 use crate::deliveries::ClaimedDelivery;
 use crate::subscriptions::Subscription;
-use crate::{announce_work, with_pool, DbRow, Page, Result, Store, StoreError};
+use crate::{announce_work, next_statement, run_statements, with_pool, DbRow, Page, Result, Store, StoreError};
 use chrono::{DateTime, Utc};
 use signhook_core::filter::Scope;
 use signhook_core::ids::{DeliveryId, EventId, TenantId, WorkspaceId};
@@ -448,15 +448,29 @@ impl Store {
                     replayed: false,
                 }));
             }
-            // Few statements for many rows: each statement is a round trip
-            // to the database (a thread hop on SQLite), and the writer is
-            // shared by every publish, claim and result.
+            // Few statements for many rows, and on SQLite all sent at once:
+            // each statement is a round trip to the database (a thread hop on
+            // SQLite), and the writer is shared by every publish, claim and
+            // result.
+            let mut statements = sqlx::QueryBuilder::new("");
+            // Another publish (or node) took the same key meanwhile: the
+            // only unique value not generated here.
+            let key_taken = |e: sqlx::Error| {
+                if crate::is_unique_violation(&e) {
+                    StoreError::Conflict {
+                        field: "Idempotency-Key",
+                    }
+                } else {
+                    StoreError::from(e)
+                }
+            };
             for chunk in new_events.chunks(ROWS_PER_INSERT) {
-                let mut insert = sqlx::QueryBuilder::new(
+                next_statement!(statements, tx, dialect).map_err(key_taken)?;
+                statements.push(
                     "INSERT INTO events (id, tenant_id, sandbox, type, scope, workspace_id, created_at, data, \
                      idempotency_key, request_hash) ",
                 );
-                insert.push_values(chunk, |mut row, &i| {
+                statements.push_values(chunk, |mut row, &i| {
                     let event = &results[i].as_ref().expect("a new event").event;
                     let idempotency = batch[i].idempotency.as_ref();
                     row.push_bind(event.id.as_str())
@@ -470,23 +484,14 @@ impl Store {
                         .push_bind(idempotency.map(|i| i.key.as_str()))
                         .push_bind(idempotency.map(|i| i.request_hash.as_slice()));
                 });
-                insert.build().execute(&mut *tx).await.map_err(|e| {
-                    // Another publish (or node) took the same key meanwhile.
-                    if crate::is_unique_violation(&e) {
-                        StoreError::Conflict {
-                            field: "Idempotency-Key",
-                        }
-                    } else {
-                        StoreError::from(e)
-                    }
-                })?;
             }
             for chunk in fan_out.chunks(ROWS_PER_INSERT) {
-                let mut insert = sqlx::QueryBuilder::new(
+                next_statement!(statements, tx, dialect).map_err(key_taken)?;
+                statements.push(
                     "INSERT INTO deliveries (id, tenant_id, event_id, subscription_id, status, next_attempt_at, \
                      leased_by, leased_until, created_at, updated_at) ",
                 );
-                insert.push_values(chunk, |mut row, (id, i, group, k)| {
+                statements.push_values(chunk, |mut row, (id, i, group, k)| {
                     let event = &results[*i].as_ref().expect("a new event").event;
                     let sub = &candidates[*group].1[*k];
                     // Pending when the subscription is enabled: due now, or
@@ -509,8 +514,8 @@ impl Store {
                         .push_bind(now_ms)
                         .push_bind(now_ms);
                 });
-                insert.build().execute(&mut *tx).await?;
             }
+            run_statements!(statements, tx).map_err(key_taken)?;
             if pending_total > 0 && lease.is_none() {
                 announce_work!(tx, dialect);
             }

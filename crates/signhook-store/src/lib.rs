@@ -47,6 +47,8 @@ use sqlx::sqlite::{
 use sqlx::Row;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The name of the database file inside the data directory.
@@ -157,6 +159,15 @@ pub(crate) struct Dialect {
     pub notify: &'static str,
     /// Appended to a SELECT that is about to modify the row it reads.
     pub for_update: &'static str,
+    /// Begins a transaction whose commit does not wait for the disk (see
+    /// [`relaxed_transaction!`]).
+    pub relaxed_begin: &'static str,
+    /// Restores durable commits on the connection afterwards (empty when
+    /// the setting ends with the transaction).
+    pub relaxed_end: &'static str,
+    /// Whether several `;`-separated statements with parameters can be sent
+    /// as one (see [`next_statement!`]).
+    pub combines_statements: bool,
 }
 
 pub(crate) const SQLITE: Dialect = Dialect {
@@ -165,6 +176,10 @@ pub(crate) const SQLITE: Dialect = Dialect {
     notify: "",
     // SQLite has one writer connection: a write transaction is already alone.
     for_update: "",
+    relaxed_begin: "PRAGMA synchronous = NORMAL; BEGIN",
+    relaxed_end: "PRAGMA synchronous = FULL",
+    // sqlx runs every statement of the text, binding `?`s in order.
+    combines_statements: true,
 };
 
 pub(crate) const POSTGRES: Dialect = Dialect {
@@ -172,6 +187,10 @@ pub(crate) const POSTGRES: Dialect = Dialect {
     skip_locked: " FOR UPDATE SKIP LOCKED",
     notify: "SELECT pg_notify('signhook_deliveries', '')",
     for_update: " FOR UPDATE",
+    relaxed_begin: "BEGIN; SET LOCAL synchronous_commit = off",
+    relaxed_end: "",
+    // The extended protocol takes one statement per call.
+    combines_statements: false,
 };
 
 impl Dialect {
@@ -183,8 +202,16 @@ impl Dialect {
 
 #[derive(Debug, Clone)]
 enum Backend {
-    Sqlite { writer: SqlitePool, reader: SqlitePool },
-    Postgres { pool: PgPool },
+    Sqlite {
+        writer: SqlitePool,
+        reader: SqlitePool,
+        /// Set while the writer runs a relaxed transaction (see
+        /// [`relaxed_transaction!`]).
+        relaxed: Arc<AtomicBool>,
+    },
+    Postgres {
+        pool: PgPool,
+    },
 }
 
 /// Runs `$body` with `$pool` bound to the backend's `writer` or `reader`
@@ -208,6 +235,75 @@ macro_rules! with_pool {
     };
 }
 pub(crate) use with_pool;
+
+/// Runs `$body` in a write transaction `$tx` on the writer `$pool` whose
+/// commit does not wait for its own flush to disk: SQLite in WAL mode with
+/// `synchronous = NORMAL`, PostgreSQL with `synchronous_commit = off`. Both
+/// logs are written in order, so the next durable commit (every publish's)
+/// makes this one durable too; until then, a power cut (not a crash of the
+/// process) may undo it. Only for writes whose loss is harmless — an
+/// attempt's outcome, where the delivery is then sent again, which
+/// at-least-once delivery allows — and never for what an API 2xx promises.
+/// Evaluates to `$body`'s value once committed.
+macro_rules! relaxed_transaction {
+    ($store:expr, $pool:ident, $dialect:ident, |$tx:ident| $body:expr) => {{
+        use sqlx::Connection as _;
+        let mut conn = $pool.acquire().await?;
+        let relaxed = $store.relaxed_flag();
+        if let Some(flag) = relaxed {
+            flag.store(true, std::sync::atomic::Ordering::Release);
+        }
+        let mut $tx = conn.begin_with($dialect.relaxed_begin).await?;
+        let value = $body;
+        $tx.commit().await?;
+        if !$dialect.relaxed_end.is_empty() {
+            sqlx::query($dialect.relaxed_end).execute(&mut *conn).await?;
+        }
+        if let Some(flag) = relaxed {
+            flag.store(false, std::sync::atomic::Ordering::Release);
+        }
+        value
+    }};
+}
+pub(crate) use relaxed_transaction;
+
+/// Starts the next statement in `$batch`, a `QueryBuilder` (begun empty)
+/// of statements inside the transaction `$tx` that return nothing the caller
+/// needs. On SQLite the statements accumulate, separated by `;`, and
+/// [`run_statements!`] sends them all at once: one round trip to the
+/// connection's thread instead of one per statement, which on a busy
+/// machine is what a transaction mostly waits for. On PostgreSQL the
+/// statement before is run now. Bind every value with `push_bind` (never
+/// `$n`, which would count from the first statement). Evaluates to a
+/// `Result<(), sqlx::Error>`.
+macro_rules! next_statement {
+    ($batch:ident, $tx:ident, $dialect:ident) => {
+        if $batch.sql().is_empty() {
+            Ok(())
+        } else if $dialect.combines_statements {
+            $batch.push("; ");
+            Ok(())
+        } else {
+            $crate::run_statements!($batch, $tx)
+        }
+    };
+}
+pub(crate) use next_statement;
+
+/// Runs what [`next_statement!`] gathered in `$batch` (nothing if empty)
+/// and empties it. Evaluates to a `Result<(), sqlx::Error>`.
+macro_rules! run_statements {
+    ($batch:ident, $tx:ident) => {
+        if $batch.sql().is_empty() {
+            Ok(())
+        } else {
+            let ran = $batch.build().execute(&mut *$tx).await.map(|_| ());
+            $batch.reset();
+            ran
+        }
+    };
+}
+pub(crate) use run_statements;
 
 /// Inside a write transaction `$tx`: tells every listening node, on commit,
 /// that deliveries are due (nothing to do on SQLite: one process).
@@ -308,9 +404,21 @@ impl Store {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
+        let relaxed = Arc::new(AtomicBool::new(false));
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(30))
+            .after_release({
+                // A writer given back while still relaxed (an error or a
+                // cancellation inside a relaxed transaction) is closed, so
+                // that no durable write ever commits without its fsync; the
+                // pool opens a new one with `synchronous = FULL`.
+                let relaxed = relaxed.clone();
+                move |_, _| {
+                    let keep = !relaxed.swap(false, Ordering::AcqRel);
+                    Box::pin(async move { Ok(keep) })
+                }
+            })
             .connect_with(options.clone())
             .await?;
         let reader = SqlitePoolOptions::new()
@@ -319,7 +427,11 @@ impl Store {
             .connect_with(options.read_only(true))
             .await?;
         Ok(Self {
-            backend: Backend::Sqlite { writer, reader },
+            backend: Backend::Sqlite {
+                writer,
+                reader,
+                relaxed,
+            },
         })
     }
 
@@ -336,6 +448,16 @@ impl Store {
         Ok(Self {
             backend: Backend::Postgres { pool },
         })
+    }
+
+    /// SQLite's "the writer is in a relaxed transaction" flag (see
+    /// [`relaxed_transaction!`]); PostgreSQL's setting ends with the
+    /// transaction by itself.
+    fn relaxed_flag(&self) -> Option<&AtomicBool> {
+        match &self.backend {
+            Backend::Sqlite { relaxed, .. } => Some(relaxed),
+            Backend::Postgres { .. } => None,
+        }
     }
 
     /// `"sqlite"` or `"postgres"`.
@@ -405,7 +527,7 @@ impl Store {
     /// Closes the pools, waiting for connections to be returned.
     pub async fn close(&self) {
         match &self.backend {
-            Backend::Sqlite { writer, reader } => {
+            Backend::Sqlite { writer, reader, .. } => {
                 writer.close().await;
                 reader.close().await;
             }
@@ -440,4 +562,44 @@ fn is_unique_violation(err: &sqlx::Error) -> bool {
 /// A JSON array of strings, for a [`Dialect::list_param`] parameter.
 fn json_strings<'a>(items: impl Iterator<Item = &'a str>) -> String {
     serde_json::Value::from(items.collect::<Vec<_>>()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The writer's `PRAGMA synchronous`: 2 is FULL, 1 is NORMAL.
+    async fn writer_synchronous(store: &Store) -> i64 {
+        let Backend::Sqlite { writer, .. } = &store.backend else {
+            unreachable!("a SQLite store")
+        };
+        sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(writer)
+            .await
+            .unwrap()
+    }
+
+    async fn relaxed_write(store: &Store, sql: &str) -> Result<()> {
+        with_pool!(store, writer, |pool, dialect| {
+            relaxed_transaction!(store, pool, dialect, |tx| {
+                sqlx::query(sql).execute(&mut *tx).await?;
+            })
+        });
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn the_sqlite_writer_is_durable_again_after_a_relaxed_transaction_however_it_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(dir.path()).await.unwrap();
+        store.migrate().await.unwrap();
+        assert_eq!(writer_synchronous(&store).await, 2);
+
+        relaxed_write(&store, "SELECT 1").await.unwrap();
+        assert_eq!(writer_synchronous(&store).await, 2, "restored after a commit");
+
+        let failed = relaxed_write(&store, "INSERT INTO no_such_table VALUES (1)").await;
+        assert!(failed.is_err());
+        assert_eq!(writer_synchronous(&store).await, 2, "restored after a failure");
+    }
 }

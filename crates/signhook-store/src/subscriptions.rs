@@ -174,10 +174,10 @@ const UPDATE: &str = "UPDATE subscriptions SET url = $1, description = $2, enabl
 pub(crate) const CANCEL_PENDING: &str = "UPDATE deliveries SET status = 'canceled', next_attempt_at = NULL, \
     leased_until = NULL, leased_by = NULL, updated_at = $1 WHERE subscription_id = $2 AND status = 'pending'";
 
-/// Clears the failure streak of subscription `$1` (after a success, or when
-/// its owner enables it again).
+/// Clears a subscription's failure streak (after a success, or when its
+/// owner enables it again); the subscription's id is bound after it.
 pub(crate) const RESET_STREAK: &str =
-    "UPDATE subscriptions SET failing_since = NULL, failure_count = 0, warned_at = NULL WHERE id = $1";
+    "UPDATE subscriptions SET failing_since = NULL, failure_count = 0, warned_at = NULL WHERE id = ";
 
 /// Inside a transaction `$tx`: the subscription with id `$id`, deleted or
 /// not (it exists: a delivery refers to it).
@@ -477,8 +477,9 @@ impl Store {
             }
             if !was_enabled && sub.enabled {
                 // A fresh start: the disable policy forgets the old failures.
-                sqlx::query(RESET_STREAK)
-                    .bind(sub.id.as_str())
+                sqlx::QueryBuilder::new(RESET_STREAK)
+                    .push_bind(sub.id.as_str())
+                    .build()
                     .execute(&mut *tx)
                     .await?;
                 sub.failing_since = None;
