@@ -15,8 +15,7 @@ use crate::subscriptions::{
     RESET_STREAK,
 };
 use crate::{
-    announce_work, json_strings, next_statement, relaxed_transaction, run_statements, with_pool, DbRow, Page, Result,
-    Store, StoreError,
+    announce_work, json_strings, next_statement, run_statements, with_pool, DbRow, Page, Result, Store, StoreError,
 };
 use chrono::{DateTime, Utc};
 use signhook_core::delivery::{DeliveryStatus, ErrorKind};
@@ -318,9 +317,10 @@ impl Store {
         }
         let now = to_millis(now);
         with_pool!(self, writer, |pool, dialect| {
-            // Outcomes need no fsync of their own (see the macro): at most a
-            // power cut resends what they recorded.
-            relaxed_transaction!(self, pool, dialect, |tx| {
+            // Outcomes need no fsync of their own (see `with_pool!`): at most
+            // a power cut resends what they recorded.
+            let mut tx = pool.begin_relaxed().await?;
+            {
                 let mut streaks: HashMap<&SubscriptionId, StreakChange> = HashMap::new();
                 // Every attempt in multi-row INSERTs, every success and retry
                 // in one UPDATE, and on SQLite all of it sent at once: few
@@ -468,7 +468,8 @@ impl Store {
                     }
                 }
                 run_statements!(batch, tx)?;
-            });
+            }
+            tx.commit().await?;
         });
         Ok(())
     }

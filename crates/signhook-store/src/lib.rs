@@ -23,10 +23,11 @@
 //! parameter), the [`Dialect`] of the arm supplies the SQL, so the two
 //! variants sit side by side.
 //!
-//! SQLite allows one writer at a time, so its store keeps two pools over the
-//! same file: a single-connection writer (writes queue in-process instead of
-//! failing with `SQLITE_BUSY`) and a few read-only connections, which WAL
-//! lets run beside the writer. PostgreSQL uses one pool for both.
+//! SQLite allows one writer at a time, so its store keeps one writer
+//! connection behind an async mutex ([`writer`]: writes queue in-process
+//! instead of failing with `SQLITE_BUSY`) and a pool of read-only
+//! connections, which WAL lets run beside the writer. PostgreSQL uses one
+//! pool for both.
 #![deny(missing_docs)]
 
 pub mod blobs;
@@ -39,6 +40,7 @@ pub mod signature_requests;
 pub mod subscriptions;
 pub mod tenants;
 pub mod workspaces;
+mod writer;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::sqlite::{
@@ -47,7 +49,6 @@ use sqlx::sqlite::{
 use sqlx::Row;
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -159,12 +160,6 @@ pub(crate) struct Dialect {
     pub notify: &'static str,
     /// Appended to a SELECT that is about to modify the row it reads.
     pub for_update: &'static str,
-    /// Begins a transaction whose commit does not wait for the disk (see
-    /// [`relaxed_transaction!`]).
-    pub relaxed_begin: &'static str,
-    /// Restores durable commits on the connection afterwards (empty when
-    /// the setting ends with the transaction).
-    pub relaxed_end: &'static str,
     /// Whether several `;`-separated statements with parameters can be sent
     /// as one (see [`next_statement!`]).
     pub combines_statements: bool,
@@ -176,8 +171,6 @@ pub(crate) const SQLITE: Dialect = Dialect {
     notify: "",
     // SQLite has one writer connection: a write transaction is already alone.
     for_update: "",
-    relaxed_begin: "PRAGMA synchronous = NORMAL; BEGIN",
-    relaxed_end: "PRAGMA synchronous = FULL",
     // sqlx runs every statement of the text, binding `?`s in order.
     combines_statements: true,
 };
@@ -187,8 +180,6 @@ pub(crate) const POSTGRES: Dialect = Dialect {
     skip_locked: " FOR UPDATE SKIP LOCKED",
     notify: "SELECT pg_notify('signhook_deliveries', '')",
     for_update: " FOR UPDATE",
-    relaxed_begin: "BEGIN; SET LOCAL synchronous_commit = off",
-    relaxed_end: "",
     // The extended protocol takes one statement per call.
     combines_statements: false,
 };
@@ -203,25 +194,49 @@ impl Dialect {
 #[derive(Debug, Clone)]
 enum Backend {
     Sqlite {
-        writer: SqlitePool,
+        writer: Arc<writer::SqliteWriter>,
         reader: SqlitePool,
-        /// Set while the writer runs a relaxed transaction (see
-        /// [`relaxed_transaction!`]).
-        relaxed: Arc<AtomicBool>,
     },
     Postgres {
         pool: PgPool,
     },
 }
 
-/// Runs `$body` with `$pool` bound to the backend's `writer` or `reader`
-/// pool (`$role`; PostgreSQL has one pool for both) and `$dialect` to its
-/// [`Dialect`]. The body is compiled once per backend, against each native
-/// driver.
+/// Runs `$body` with `$pool` bound to the backend's writer or reader
+/// (`$role`) and `$dialect` to its [`Dialect`]. The body is compiled once per
+/// backend, against each native driver.
+///
+/// The writer offers transactions only: `pool.begin()` for a durable one,
+/// `pool.begin_relaxed()` for one whose commit does not wait for its own
+/// flush to disk (only for writes whose loss in a power cut is harmless: an
+/// attempt's outcome, after which the delivery is sent again, as
+/// at-least-once allows). On SQLite it is the process's one writer
+/// connection ([`writer`]), held for the whole body; PostgreSQL has one pool
+/// for both roles, and turns `synchronous_commit` off for a relaxed
+/// transaction only.
 macro_rules! with_pool {
-    ($store:expr, $role:ident, |$pool:ident, $dialect:ident| $body:expr) => {
+    ($store:expr, writer, |$pool:ident, $dialect:ident| $body:expr) => {
         match &$store.backend {
-            $crate::Backend::Sqlite { $role: $pool, .. } => {
+            $crate::Backend::Sqlite { writer, .. } => {
+                let mut held = writer.lock().await?;
+                #[allow(unused_variables)]
+                let $pool = &mut held;
+                #[allow(unused_variables)]
+                let $dialect = &$crate::SQLITE;
+                $body
+            }
+            $crate::Backend::Postgres { pool: $pool } => {
+                #[allow(unused_imports)]
+                use $crate::PgBeginRelaxed as _;
+                #[allow(unused_variables)]
+                let $dialect = &$crate::POSTGRES;
+                $body
+            }
+        }
+    };
+    ($store:expr, reader, |$pool:ident, $dialect:ident| $body:expr) => {
+        match &$store.backend {
+            $crate::Backend::Sqlite { reader: $pool, .. } => {
                 #[allow(unused_variables)]
                 let $dialect = &$crate::SQLITE;
                 $body
@@ -236,36 +251,18 @@ macro_rules! with_pool {
 }
 pub(crate) use with_pool;
 
-/// Runs `$body` in a write transaction `$tx` on the writer `$pool` whose
-/// commit does not wait for its own flush to disk: SQLite in WAL mode with
-/// `synchronous = NORMAL`, PostgreSQL with `synchronous_commit = off`. Both
-/// logs are written in order, so the next durable commit (every publish's)
-/// makes this one durable too; until then, a power cut (not a crash of the
-/// process) may undo it. Only for writes whose loss is harmless — an
-/// attempt's outcome, where the delivery is then sent again, which
-/// at-least-once delivery allows — and never for what an API 2xx promises.
-/// Evaluates to `$body`'s value once committed.
-macro_rules! relaxed_transaction {
-    ($store:expr, $pool:ident, $dialect:ident, |$tx:ident| $body:expr) => {{
-        use sqlx::Connection as _;
-        let mut conn = $pool.acquire().await?;
-        let relaxed = $store.relaxed_flag();
-        if let Some(flag) = relaxed {
-            flag.store(true, std::sync::atomic::Ordering::Release);
-        }
-        let mut $tx = conn.begin_with($dialect.relaxed_begin).await?;
-        let value = $body;
-        $tx.commit().await?;
-        if !$dialect.relaxed_end.is_empty() {
-            sqlx::query($dialect.relaxed_end).execute(&mut *conn).await?;
-        }
-        if let Some(flag) = relaxed {
-            flag.store(false, std::sync::atomic::Ordering::Release);
-        }
-        value
-    }};
+/// PostgreSQL's side of `begin_relaxed` (see [`with_pool!`]).
+pub(crate) trait PgBeginRelaxed {
+    /// Begins a transaction with `synchronous_commit` off: its commit does
+    /// not wait for the WAL flush, which the next durable commit does.
+    async fn begin_relaxed(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error>;
 }
-pub(crate) use relaxed_transaction;
+
+impl PgBeginRelaxed for PgPool {
+    async fn begin_relaxed(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+        self.begin_with("BEGIN; SET LOCAL synchronous_commit = off").await
+    }
+}
 
 /// Starts the next statement in `$batch`, a `QueryBuilder` (begun empty)
 /// of statements inside the transaction `$tx` that return nothing the caller
@@ -404,34 +401,14 @@ impl Store {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let relaxed = Arc::new(AtomicBool::new(false));
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(Duration::from_secs(30))
-            .after_release({
-                // A writer given back while still relaxed (an error or a
-                // cancellation inside a relaxed transaction) is closed, so
-                // that no durable write ever commits without its fsync; the
-                // pool opens a new one with `synchronous = FULL`.
-                let relaxed = relaxed.clone();
-                move |_, _| {
-                    let keep = !relaxed.swap(false, Ordering::AcqRel);
-                    Box::pin(async move { Ok(keep) })
-                }
-            })
-            .connect_with(options.clone())
-            .await?;
+        let writer = Arc::new(writer::SqliteWriter::connect(&options).await?);
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options.read_only(true))
             .await?;
         Ok(Self {
-            backend: Backend::Sqlite {
-                writer,
-                reader,
-                relaxed,
-            },
+            backend: Backend::Sqlite { writer, reader },
         })
     }
 
@@ -450,16 +427,6 @@ impl Store {
         })
     }
 
-    /// SQLite's "the writer is in a relaxed transaction" flag (see
-    /// [`relaxed_transaction!`]); PostgreSQL's setting ends with the
-    /// transaction by itself.
-    fn relaxed_flag(&self) -> Option<&AtomicBool> {
-        match &self.backend {
-            Backend::Sqlite { relaxed, .. } => Some(relaxed),
-            Backend::Postgres { .. } => None,
-        }
-    }
-
     /// `"sqlite"` or `"postgres"`.
     pub fn backend_name(&self) -> &'static str {
         match self.backend {
@@ -471,7 +438,12 @@ impl Store {
     /// Applies every pending migration.
     pub async fn migrate(&self) -> Result<()> {
         match &self.backend {
-            Backend::Sqlite { writer, .. } => sqlx::migrate!("./migrations/sqlite").run(writer).await?,
+            Backend::Sqlite { writer, .. } => {
+                let mut held = writer.lock().await?;
+                sqlx::migrate!("./migrations/sqlite")
+                    .run(held.for_migrations().await?)
+                    .await?
+            }
             Backend::Postgres { pool } => sqlx::migrate!("./migrations/postgres").run(pool).await?,
         }
         Ok(())
@@ -527,7 +499,7 @@ impl Store {
     /// Closes the pools, waiting for connections to be returned.
     pub async fn close(&self) {
         match &self.backend {
-            Backend::Sqlite { writer, reader, .. } => {
+            Backend::Sqlite { writer, reader } => {
                 writer.close().await;
                 reader.close().await;
             }
@@ -568,38 +540,43 @@ fn json_strings<'a>(items: impl Iterator<Item = &'a str>) -> String {
 mod tests {
     use super::*;
 
-    /// The writer's `PRAGMA synchronous`: 2 is FULL, 1 is NORMAL.
-    async fn writer_synchronous(store: &Store) -> i64 {
-        let Backend::Sqlite { writer, .. } = &store.backend else {
-            unreachable!("a SQLite store")
-        };
-        sqlx::query_scalar("PRAGMA synchronous")
-            .fetch_one(writer)
-            .await
-            .unwrap()
-    }
-
-    async fn relaxed_write(store: &Store, sql: &str) -> Result<()> {
+    /// `PRAGMA synchronous` inside a transaction on the writer (2 is FULL,
+    /// 1 is NORMAL), then `then` in the same transaction.
+    async fn synchronous_in(store: &Store, relaxed: bool, then: &str) -> Result<i64> {
         with_pool!(store, writer, |pool, dialect| {
-            relaxed_transaction!(store, pool, dialect, |tx| {
-                sqlx::query(sql).execute(&mut *tx).await?;
-            })
-        });
-        Ok(())
+            let mut tx = if relaxed {
+                pool.begin_relaxed().await?
+            } else {
+                pool.begin().await?
+            };
+            let level: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(&mut *tx).await?;
+            sqlx::query(then).execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(level)
+        })
     }
 
     #[tokio::test]
-    async fn the_sqlite_writer_is_durable_again_after_a_relaxed_transaction_however_it_ends() {
+    async fn a_durable_sqlite_transaction_syncs_fully_after_a_relaxed_one_however_that_ended() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open_sqlite(dir.path()).await.unwrap();
         store.migrate().await.unwrap();
-        assert_eq!(writer_synchronous(&store).await, 2);
+        assert_eq!(synchronous_in(&store, false, "SELECT 1").await.unwrap(), 2);
 
-        relaxed_write(&store, "SELECT 1").await.unwrap();
-        assert_eq!(writer_synchronous(&store).await, 2, "restored after a commit");
+        assert_eq!(synchronous_in(&store, true, "SELECT 1").await.unwrap(), 1);
+        assert_eq!(synchronous_in(&store, true, "SELECT 1").await.unwrap(), 1);
+        assert_eq!(
+            synchronous_in(&store, false, "SELECT 1").await.unwrap(),
+            2,
+            "after a commit"
+        );
 
-        let failed = relaxed_write(&store, "INSERT INTO no_such_table VALUES (1)").await;
+        let failed = synchronous_in(&store, true, "INSERT INTO no_such_table VALUES (1)").await;
         assert!(failed.is_err());
-        assert_eq!(writer_synchronous(&store).await, 2, "restored after a failure");
+        assert_eq!(
+            synchronous_in(&store, false, "SELECT 1").await.unwrap(),
+            2,
+            "after a failure"
+        );
     }
 }

@@ -144,12 +144,14 @@ impl Store {
                   ORDER BY created_at LIMIT 1{}) RETURNING {COLUMNS}",
                 dialect.skip_locked
             );
+            let mut tx = pool.begin().await?;
             let row = sqlx::query(&sql)
                 .bind(node)
                 .bind(to_millis(lease_until))
                 .bind(to_millis(now))
-                .fetch_optional(pool)
+                .fetch_optional(&mut *tx)
                 .await?;
+            tx.commit().await?;
             row.as_ref().map(recovery_from_row).transpose()
         })
     }

@@ -241,7 +241,7 @@ fn record_from_row(row: &impl DbRow) -> Result<SignatureRequestRecord> {
 /// table for all of them, not per record. Evaluates to
 /// `Result<Vec<SignatureRequestRecord>>`.
 macro_rules! load_records {
-    ($pool:ident, $dialect:ident, $sql:expr, |$query:ident| $bind:expr) => {
+    ($pool:expr, $dialect:ident, $sql:expr, |$query:ident| $bind:expr) => {
         async {
             let $query = sqlx::query($sql);
             let mut records = $bind
@@ -298,7 +298,7 @@ macro_rules! load_records {
 /// with one parameter, `$1`, bound to `$value`). Evaluates to
 /// `Result<Option<SignatureRequestRecord>>`.
 macro_rules! load_record {
-    ($pool:ident, $dialect:ident, $condition:expr, $value:expr) => {{
+    ($pool:expr, $dialect:ident, $condition:expr, $value:expr) => {{
         let sql = format!("SELECT {REQUEST_COLUMNS} FROM signature_requests WHERE {}", $condition);
         load_records!($pool, $dialect, &sql, |query| query.bind($value)).map(|records| records.into_iter().next())
     }};
@@ -395,8 +395,7 @@ impl Store {
                         return Err(StoreError::IdempotencyMismatch);
                     }
                     let id = row.text("id")?;
-                    drop(tx);
-                    let record = load_record!(pool, dialect, "id = $1", id.as_str())?
+                    let record = load_record!(&mut *tx, dialect, "id = $1", id.as_str())?
                         .ok_or_else(|| StoreError::corrupt("idempotent request vanished"))?;
                     return Ok((record, true));
                 }
@@ -462,9 +461,9 @@ impl Store {
                 .await?;
             }
             insert_trail!(tx, id, now_ms, "signature_request.created", act, None);
-            tx.commit().await?;
-            let record = load_record!(pool, dialect, "id = $1", id.as_str())?
+            let record = load_record!(&mut *tx, dialect, "id = $1", id.as_str())?
                 .ok_or_else(|| StoreError::corrupt("new request vanished"))?;
+            tx.commit().await?;
             Ok((record, false))
         })
     }
@@ -482,7 +481,7 @@ impl Store {
 
     /// One request by id, whoever owns it (for schedulers and links).
     pub async fn load_signature_request(&self, id: &SignatureRequestId) -> Result<Option<SignatureRequestRecord>> {
-        with_pool!(self, writer, |pool, dialect| load_record!(
+        with_pool!(self, reader, |pool, dialect| load_record!(
             pool,
             dialect,
             "id = $1",
@@ -492,7 +491,7 @@ impl Store {
 
     /// The request a signer belongs to.
     pub async fn signature_request_of_signer(&self, signer: &SignerId) -> Result<Option<SignatureRequestRecord>> {
-        with_pool!(self, writer, |pool, dialect| load_record!(
+        with_pool!(self, reader, |pool, dialect| load_record!(
             pool,
             dialect,
             "id = (SELECT signature_request_id FROM signers WHERE id = $1)",
@@ -502,7 +501,7 @@ impl Store {
 
     /// The request an approver belongs to.
     pub async fn signature_request_of_approver(&self, approver: &ApproverId) -> Result<Option<SignatureRequestRecord>> {
-        with_pool!(self, writer, |pool, dialect| load_record!(
+        with_pool!(self, reader, |pool, dialect| load_record!(
             pool,
             dialect,
             "id = (SELECT signature_request_id FROM approvers WHERE id = $1)",
@@ -793,16 +792,18 @@ impl Store {
     pub async fn link_key(&self, now: DateTime<Utc>) -> Result<Vec<u8>> {
         let fresh: [u8; 32] = rand::random();
         with_pool!(self, writer, |pool, dialect| {
+            let mut tx = pool.begin().await?;
             sqlx::query(
                 "INSERT INTO link_keys (id, secret, created_at) VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING",
             )
             .bind(fresh.as_slice())
             .bind(to_millis(now))
-            .execute(pool)
+            .execute(&mut *tx)
             .await?;
             let row = sqlx::query("SELECT secret FROM link_keys WHERE id = 1")
-                .fetch_one(pool)
+                .fetch_one(&mut *tx)
                 .await?;
+            tx.commit().await?;
             row.opt_bytes("secret")?
                 .ok_or_else(|| StoreError::corrupt("link key is NULL"))
         })

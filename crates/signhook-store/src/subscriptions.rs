@@ -398,9 +398,11 @@ impl Store {
         };
         let columns = StoredColumns::of(&sub)?;
         with_pool!(self, writer, |pool, dialect| {
+            let mut tx = pool.begin().await?;
             bind_subscription!(sqlx::query(INSERT), &sub, &columns)
-                .execute(pool)
+                .execute(&mut *tx)
                 .await?;
+            tx.commit().await?;
         });
         Ok(sub)
     }

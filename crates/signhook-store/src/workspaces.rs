@@ -38,6 +38,7 @@ impl Store {
             created_at: now,
         };
         with_pool!(self, writer, |pool, dialect| {
+            let mut tx = pool.begin().await?;
             sqlx::query(
                 "INSERT INTO workspaces (id, tenant_id, name, is_default, created_at) VALUES ($1, $2, $3, FALSE, $4)",
             )
@@ -45,7 +46,7 @@ impl Store {
             .bind(tenant.as_str())
             .bind(name)
             .bind(to_millis(now))
-            .execute(pool)
+            .execute(&mut *tx)
             .await
             .map_err(|e| {
                 if is_unique_violation(&e) {
@@ -54,6 +55,7 @@ impl Store {
                     e.into()
                 }
             })?;
+            tx.commit().await?;
         });
         Ok(workspace)
     }
