@@ -14,9 +14,7 @@ use crate::subscriptions::{
     disable_subscription, load_subscription, subscription_from_row, Subscription, COLUMNS as SUBSCRIPTION_COLUMNS,
     RESET_STREAK,
 };
-use crate::{
-    announce_work, json_strings, next_statement, run_statements, with_pool, DbRow, Page, Result, Store, StoreError,
-};
+use crate::{announce_work, json_strings, with_pool, DbRow, Page, Result, Store, StoreError};
 use chrono::{DateTime, Utc};
 use signhook_core::delivery::{DeliveryStatus, ErrorKind};
 use signhook_core::ids::{AttemptId, DeliveryId, EventId, SubscriptionId, TenantId};
@@ -319,16 +317,15 @@ impl Store {
         with_pool!(self, writer, |pool, dialect| {
             // Outcomes need no fsync of their own (see `with_pool!`): at most
             // a power cut resends what they recorded.
-            let mut tx = pool.begin_relaxed().await?;
+            let mut writes = pool.relaxed_writes().await?;
             {
                 let mut streaks: HashMap<&SubscriptionId, StreakChange> = HashMap::new();
                 // Every attempt in multi-row INSERTs, every success and retry
-                // in one UPDATE, and on SQLite all of it sent at once: few
-                // round trips for many rows, since the writer is shared by
-                // every publish and result.
-                let mut batch = sqlx::QueryBuilder::new("");
+                // in one UPDATE, and on SQLite the whole transaction sent at
+                // once: few round trips for many rows, since the writer is
+                // shared by every publish and result.
                 for chunk in records.chunks(ROWS_PER_STATEMENT) {
-                    next_statement!(batch, tx, dialect)?;
+                    let batch = writes.statement().await?;
                     batch.push(
                         "INSERT INTO attempts (id, delivery_id, attempt_number, started_at, duration_ms, status_code, \
                          response_body, error_kind, error_message, node_id, location) ",
@@ -355,7 +352,7 @@ impl Store {
                 for chunk in settled.chunks(ROWS_PER_STATEMENT) {
                     // Per row: its status, next attempt, attempt count, attempt
                     // time and lease (the lease proves the claim is still ours).
-                    next_statement!(batch, tx, dialect)?;
+                    let batch = writes.statement().await?;
                     batch.push("UPDATE deliveries SET leased_by = NULL, leased_until = NULL, updated_at = ");
                     batch.push_bind(now).push(", status = ");
                     push_case!(batch, chunk, |r| r.status.as_str());
@@ -396,6 +393,8 @@ impl Store {
                         streak.first_failure.get_or_insert(to_millis(a.started_at));
                         continue;
                     }
+                    // A dead letter: what follows depends on this UPDATE.
+                    writes.apply().await?;
                     let applied = sqlx::query(
                         "UPDATE deliveries SET status = $1, attempt_count = $2, next_attempt_at = $3, \
                      last_attempt_at = $4, leased_by = NULL, leased_until = NULL, updated_at = $5 \
@@ -409,7 +408,7 @@ impl Store {
                     .bind(record.delivery_id.as_str())
                     .bind(node)
                     .bind(record.lease_until)
-                    .execute(&mut *tx)
+                    .execute(&mut *writes)
                     .await?
                     .rows_affected()
                         == 1;
@@ -426,7 +425,7 @@ impl Store {
                     if record.status == DeliveryStatus::Failed
                         && (!operational || record.disable_subscription.is_some())
                     {
-                        let sub = load_subscription!(tx, &record.subscription_id);
+                        let sub = load_subscription!(writes, &record.subscription_id);
                         if record.status == DeliveryStatus::Failed && !operational {
                             let data = serde_json::json!({"delivery": {
                                 "id": record.delivery_id.as_str(),
@@ -437,7 +436,7 @@ impl Store {
                                 "last_error": a.error_kind.map(ErrorKind::as_str),
                             }});
                             emit_operational!(
-                                tx,
+                                writes,
                                 dialect,
                                 &sub.tenant_id,
                                 sub.filter.sandbox,
@@ -447,18 +446,22 @@ impl Store {
                             );
                         }
                         if let Some(reason) = record.disable_subscription {
-                            disable_subscription!(tx, dialect, &sub, reason, now);
+                            disable_subscription!(writes, dialect, &sub, reason, now);
                         }
                     }
                 }
                 for (subscription, change) in streaks {
                     if change.reset {
-                        next_statement!(batch, tx, dialect)?;
-                        batch.push(RESET_STREAK).push_bind(subscription.as_str());
+                        writes
+                            .statement()
+                            .await?
+                            .push(RESET_STREAK)
+                            .push_bind(subscription.as_str());
                     }
                     if change.failures > 0 {
-                        next_statement!(batch, tx, dialect)?;
-                        batch
+                        writes
+                            .statement()
+                            .await?
                             .push("UPDATE subscriptions SET failing_since = COALESCE(failing_since, ")
                             .push_bind(change.first_failure)
                             .push("), failure_count = failure_count + ")
@@ -467,9 +470,8 @@ impl Store {
                             .push_bind(subscription.as_str());
                     }
                 }
-                run_statements!(batch, tx)?;
             }
-            tx.commit().await?;
+            writes.commit().await?;
         });
         Ok(())
     }

@@ -5,7 +5,8 @@
 
 use crate::deliveries::ClaimedDelivery;
 use crate::subscriptions::Subscription;
-use crate::{announce_work, next_statement, run_statements, with_pool, DbRow, Page, Result, Store, StoreError};
+use crate::writer::Candidates;
+use crate::{announce_work, with_pool, DbRow, Page, Result, Store, StoreError};
 use chrono::{DateTime, Utc};
 use signhook_core::filter::Scope;
 use signhook_core::ids::{DeliveryId, EventId, TenantId, WorkspaceId};
@@ -164,11 +165,11 @@ macro_rules! bind_delivery {
 }
 pub(crate) use bind_delivery;
 
-/// Inside a write transaction `$tx`: the tenant's subscriptions of one
+/// Read on the connection `$conn` of a write transaction: the tenant's subscriptions of one
 /// environment (live or sandbox), parsed — the candidates of a fan-out.
 /// Evaluates to `Vec<Subscription>`.
 macro_rules! load_candidates {
-    ($tx:ident, $tenant:expr, $sandbox:expr) => {{
+    ($conn:expr, $tenant:expr, $sandbox:expr) => {{
         let sql = format!(
             "SELECT {} FROM subscriptions WHERE tenant_id = $1 AND sandbox = $2 AND deleted_at IS NULL",
             $crate::subscriptions::COLUMNS
@@ -176,7 +177,7 @@ macro_rules! load_candidates {
         sqlx::query(&sql)
             .bind($tenant.as_str())
             .bind($sandbox)
-            .fetch_all(&mut *$tx)
+            .fetch_all($conn)
             .await?
             .iter()
             .map($crate::subscriptions::subscription_from_row)
@@ -235,7 +236,7 @@ pub(crate) use fan_out;
 macro_rules! insert_event_and_fan_out {
     ($tx:ident, $dialect:ident, $event:expr, $idempotency:expr, $now_ms:expr) => {{
         let event: &$crate::events::Event = $event;
-        let candidates = $crate::events::load_candidates!($tx, event.tenant_id, event.sandbox);
+        let candidates = $crate::events::load_candidates!(&mut *$tx, event.tenant_id, event.sandbox);
         let pending = $crate::events::fan_out!($tx, event, $idempotency, $now_ms, candidates);
         if pending > 0 {
             $crate::announce_work!($tx, $dialect);
@@ -360,11 +361,12 @@ impl Store {
         let now_ms = to_millis(now);
         let lease_until = lease.map(|l| to_millis(l.until));
         with_pool!(self, writer, |pool, dialect| {
-            let mut tx = pool.begin().await?;
+            let mut writes = pool.writes().await?;
             let mut results: Vec<Result<Published>> = Vec::with_capacity(batch.len());
-            // Subscriptions are loaded and parsed once per tenant and
-            // environment in the batch, not once per event.
-            let mut candidates: Vec<((TenantId, bool), Vec<Subscription>)> = Vec::new();
+            // Subscriptions are looked up once per tenant and environment in
+            // the batch, not once per event (and on SQLite the writer keeps
+            // them between batches).
+            let mut candidates: Vec<((TenantId, bool), Candidates)> = Vec::new();
             let mut pending_total = 0;
             // Indexes into `results` of the events to insert, and the
             // deliveries to insert: (id, event index, subscription, enabled).
@@ -385,7 +387,7 @@ impl Store {
                         .bind(new.tenant_id.as_str())
                         .bind(new.sandbox)
                         .bind(&idempotency.key)
-                        .fetch_optional(&mut *tx)
+                        .fetch_optional(writes.reads())
                         .await?;
                     if let Some(row) = existing {
                         if row.opt_bytes("request_hash")?.as_deref() != Some(idempotency.request_hash.as_slice()) {
@@ -397,7 +399,7 @@ impl Store {
                             "SELECT COUNT(*) AS n FROM deliveries WHERE event_id = $1 AND status <> 'canceled'",
                         )
                         .bind(earlier.id.as_str())
-                        .fetch_one(&mut *tx)
+                        .fetch_one(writes.reads())
                         .await?
                         .int("n")?;
                         results.push(Ok(Published {
@@ -422,7 +424,7 @@ impl Store {
                 let index = match candidates.iter().position(|(k, _)| *k == key) {
                     Some(i) => i,
                     None => {
-                        let loaded = load_candidates!(tx, new.tenant_id, new.sandbox);
+                        let loaded = writes.candidates(&new.tenant_id, new.sandbox).await?;
                         candidates.push((key, loaded));
                         candidates.len() - 1
                     }
@@ -448,11 +450,10 @@ impl Store {
                     replayed: false,
                 }));
             }
-            // Few statements for many rows, and on SQLite all sent at once:
-            // each statement is a round trip to the database (a thread hop on
-            // SQLite), and the writer is shared by every publish, claim and
-            // result.
-            let mut statements = sqlx::QueryBuilder::new("");
+            // Few statements for many rows, and on SQLite the whole
+            // transaction sent at once: each statement is a round trip to the
+            // database (a thread hop on SQLite), and the writer is shared by
+            // every publish, claim and result.
             // Another publish (or node) took the same key meanwhile: the
             // only unique value not generated here.
             let key_taken = |e: sqlx::Error| {
@@ -465,7 +466,7 @@ impl Store {
                 }
             };
             for chunk in new_events.chunks(ROWS_PER_INSERT) {
-                next_statement!(statements, tx, dialect).map_err(key_taken)?;
+                let statements = writes.statement().await.map_err(key_taken)?;
                 statements.push(
                     "INSERT INTO events (id, tenant_id, sandbox, type, scope, workspace_id, created_at, data, \
                      idempotency_key, request_hash) ",
@@ -486,7 +487,7 @@ impl Store {
                 });
             }
             for chunk in fan_out.chunks(ROWS_PER_INSERT) {
-                next_statement!(statements, tx, dialect).map_err(key_taken)?;
+                let statements = writes.statement().await.map_err(key_taken)?;
                 statements.push(
                     "INSERT INTO deliveries (id, tenant_id, event_id, subscription_id, status, next_attempt_at, \
                      leased_by, leased_until, created_at, updated_at) ",
@@ -515,17 +516,15 @@ impl Store {
                         .push_bind(now_ms);
                 });
             }
-            run_statements!(statements, tx).map_err(key_taken)?;
-            if pending_total > 0 && lease.is_none() {
-                announce_work!(tx, dialect);
+            if pending_total > 0 && lease.is_none() && !dialect.notify.is_empty() {
+                writes.statement().await?.push(dialect.notify);
             }
-            tx.commit().await?;
+            writes.commit().await.map_err(key_taken)?;
             let claimed = match lease_until {
                 Some(lease_until) => {
                     // One shared copy of each event and subscription, however
                     // many deliveries a fan-out makes.
                     let mut events: HashMap<usize, Arc<Event>> = HashMap::new();
-                    let mut subscriptions: HashMap<(usize, usize), Arc<Subscription>> = HashMap::new();
                     fan_out
                         .iter()
                         .filter(|(_, _, group, k)| candidates[*group].1[*k].enabled)
@@ -538,10 +537,7 @@ impl Store {
                                 .entry(*i)
                                 .or_insert_with(|| Arc::new(results[*i].as_ref().expect("a new event").event.clone()))
                                 .clone(),
-                            subscription: subscriptions
-                                .entry((*group, *k))
-                                .or_insert_with(|| Arc::new(candidates[*group].1[*k].clone()))
-                                .clone(),
+                            subscription: candidates[*group].1[*k].clone(),
                         })
                         .collect()
                 }

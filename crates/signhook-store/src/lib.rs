@@ -160,9 +160,6 @@ pub(crate) struct Dialect {
     pub notify: &'static str,
     /// Appended to a SELECT that is about to modify the row it reads.
     pub for_update: &'static str,
-    /// Whether several `;`-separated statements with parameters can be sent
-    /// as one (see [`next_statement!`]).
-    pub combines_statements: bool,
 }
 
 pub(crate) const SQLITE: Dialect = Dialect {
@@ -171,8 +168,6 @@ pub(crate) const SQLITE: Dialect = Dialect {
     notify: "",
     // SQLite has one writer connection: a write transaction is already alone.
     for_update: "",
-    // sqlx runs every statement of the text, binding `?`s in order.
-    combines_statements: true,
 };
 
 pub(crate) const POSTGRES: Dialect = Dialect {
@@ -180,8 +175,6 @@ pub(crate) const POSTGRES: Dialect = Dialect {
     skip_locked: " FOR UPDATE SKIP LOCKED",
     notify: "SELECT pg_notify('signhook_deliveries', '')",
     for_update: " FOR UPDATE",
-    // The extended protocol takes one statement per call.
-    combines_statements: false,
 };
 
 impl Dialect {
@@ -206,14 +199,14 @@ enum Backend {
 /// (`$role`) and `$dialect` to its [`Dialect`]. The body is compiled once per
 /// backend, against each native driver.
 ///
-/// The writer offers transactions only: `pool.begin()` for a durable one,
-/// `pool.begin_relaxed()` for one whose commit does not wait for its own
-/// flush to disk (only for writes whose loss in a power cut is harmless: an
-/// attempt's outcome, after which the delivery is sent again, as
-/// at-least-once allows). On SQLite it is the process's one writer
-/// connection ([`writer`]), held for the whole body; PostgreSQL has one pool
-/// for both roles, and turns `synchronous_commit` off for a relaxed
-/// transaction only.
+/// The writer offers transactions only: `pool.begin()`, or `pool.writes()`
+/// for one made of gathered statements that SQLite receives at once (see
+/// [`writer`]), and `pool.relaxed_writes()` for such a transaction whose
+/// commit does not wait for its own flush to disk — only for writes whose
+/// loss in a power cut is harmless: an attempt's outcome, after which the
+/// delivery is sent again, as at-least-once allows. On SQLite the writer is
+/// the process's one writer connection, held for the whole body; PostgreSQL
+/// has one pool for both roles.
 macro_rules! with_pool {
     ($store:expr, writer, |$pool:ident, $dialect:ident| $body:expr) => {
         match &$store.backend {
@@ -227,7 +220,7 @@ macro_rules! with_pool {
             }
             $crate::Backend::Postgres { pool: $pool } => {
                 #[allow(unused_imports)]
-                use $crate::PgBeginRelaxed as _;
+                use $crate::writer::PgWritesExt as _;
                 #[allow(unused_variables)]
                 let $dialect = &$crate::POSTGRES;
                 $body
@@ -250,57 +243,6 @@ macro_rules! with_pool {
     };
 }
 pub(crate) use with_pool;
-
-/// PostgreSQL's side of `begin_relaxed` (see [`with_pool!`]).
-pub(crate) trait PgBeginRelaxed {
-    /// Begins a transaction with `synchronous_commit` off: its commit does
-    /// not wait for the WAL flush, which the next durable commit does.
-    async fn begin_relaxed(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error>;
-}
-
-impl PgBeginRelaxed for PgPool {
-    async fn begin_relaxed(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
-        self.begin_with("BEGIN; SET LOCAL synchronous_commit = off").await
-    }
-}
-
-/// Starts the next statement in `$batch`, a `QueryBuilder` (begun empty)
-/// of statements inside the transaction `$tx` that return nothing the caller
-/// needs. On SQLite the statements accumulate, separated by `;`, and
-/// [`run_statements!`] sends them all at once: one round trip to the
-/// connection's thread instead of one per statement, which on a busy
-/// machine is what a transaction mostly waits for. On PostgreSQL the
-/// statement before is run now. Bind every value with `push_bind` (never
-/// `$n`, which would count from the first statement). Evaluates to a
-/// `Result<(), sqlx::Error>`.
-macro_rules! next_statement {
-    ($batch:ident, $tx:ident, $dialect:ident) => {
-        if $batch.sql().is_empty() {
-            Ok(())
-        } else if $dialect.combines_statements {
-            $batch.push("; ");
-            Ok(())
-        } else {
-            $crate::run_statements!($batch, $tx)
-        }
-    };
-}
-pub(crate) use next_statement;
-
-/// Runs what [`next_statement!`] gathered in `$batch` (nothing if empty)
-/// and empties it. Evaluates to a `Result<(), sqlx::Error>`.
-macro_rules! run_statements {
-    ($batch:ident, $tx:ident) => {
-        if $batch.sql().is_empty() {
-            Ok(())
-        } else {
-            let ran = $batch.build().execute(&mut *$tx).await.map(|_| ());
-            $batch.reset();
-            ran
-        }
-    };
-}
-pub(crate) use run_statements;
 
 /// Inside a write transaction `$tx`: tells every listening node, on commit,
 /// that deliveries are due (nothing to do on SQLite: one process).
@@ -540,27 +482,102 @@ fn json_strings<'a>(items: impl Iterator<Item = &'a str>) -> String {
 mod tests {
     use super::*;
 
-    /// `PRAGMA synchronous` inside a transaction on the writer (2 is FULL,
-    /// 1 is NORMAL), then `then` in the same transaction.
+    /// Opens a migrated SQLite store in `dir`.
+    async fn sqlite(dir: &Path) -> Store {
+        let store = Store::open_sqlite(dir).await.unwrap();
+        store.migrate().await.unwrap();
+        let created: Result<()> = async {
+            with_pool!(store, writer, |pool, dialect| {
+                let mut writes = pool.writes().await?;
+                writes.statement().await?.push("CREATE TABLE t (x INTEGER, label TEXT)");
+                writes.commit().await?;
+                Ok(())
+            })
+        }
+        .await;
+        created.unwrap();
+        store
+    }
+
+    /// In a transaction on the writer (relaxed or not): `PRAGMA synchronous`
+    /// (2 is FULL, 1 is NORMAL) once begun, then `then` committed.
     async fn synchronous_in(store: &Store, relaxed: bool, then: &str) -> Result<i64> {
         with_pool!(store, writer, |pool, dialect| {
-            let mut tx = if relaxed {
-                pool.begin_relaxed().await?
+            let mut writes = if relaxed {
+                pool.relaxed_writes().await?
             } else {
-                pool.begin().await?
+                pool.writes().await?
             };
-            let level: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(&mut *tx).await?;
-            sqlx::query(then).execute(&mut *tx).await?;
-            tx.commit().await?;
+            writes.apply().await?;
+            let level: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(&mut *writes).await?;
+            writes.statement().await?.push(then);
+            writes.commit().await?;
             Ok(level)
         })
+    }
+
+    async fn rows(store: &Store) -> Vec<(i64, String)> {
+        with_pool!(store, reader, |pool, dialect| {
+            sqlx::query_as("SELECT x, label FROM t ORDER BY x")
+                .fetch_all(pool)
+                .await
+                .unwrap()
+        })
+    }
+
+    #[tokio::test]
+    async fn gathered_statements_bind_their_values_in_order_and_commit_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite(dir.path()).await;
+        let written: Result<()> = async {
+            with_pool!(store, writer, |pool, dialect| {
+                let mut writes = pool.writes().await?;
+                writes
+                    .statement()
+                    .await?
+                    .push("INSERT INTO t VALUES (")
+                    .push_bind(1_i64)
+                    .push(", ")
+                    .push_bind("one")
+                    .push("), (")
+                    .push_bind(2_i64)
+                    .push(", ")
+                    .push_bind("two")
+                    .push(")");
+                writes
+                    .statement()
+                    .await?
+                    .push("UPDATE t SET label = ")
+                    .push_bind("TWO")
+                    .push(" WHERE x = ")
+                    .push_bind(2_i64);
+                writes.commit().await?;
+                Ok(())
+            })
+        }
+        .await;
+        written.unwrap();
+        assert_eq!(rows(&store).await, [(1, "one".to_owned()), (2, "TWO".to_owned())]);
+
+        // A failing statement takes the whole transaction with it.
+        let failed: Result<()> = async {
+            with_pool!(store, writer, |pool, dialect| {
+                let mut writes = pool.writes().await?;
+                writes.statement().await?.push("INSERT INTO t VALUES (3, 'three')");
+                writes.statement().await?.push("INSERT INTO no_such_table VALUES (1)");
+                writes.commit().await?;
+                Ok(())
+            })
+        }
+        .await;
+        assert!(failed.is_err());
+        assert_eq!(rows(&store).await.len(), 2);
     }
 
     #[tokio::test]
     async fn a_durable_sqlite_transaction_syncs_fully_after_a_relaxed_one_however_that_ended() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_sqlite(dir.path()).await.unwrap();
-        store.migrate().await.unwrap();
+        let store = sqlite(dir.path()).await;
         assert_eq!(synchronous_in(&store, false, "SELECT 1").await.unwrap(), 2);
 
         assert_eq!(synchronous_in(&store, true, "SELECT 1").await.unwrap(), 1);
@@ -577,6 +594,29 @@ mod tests {
             synchronous_in(&store, false, "SELECT 1").await.unwrap(),
             2,
             "after a failure"
+        );
+
+        // Begun, written to, and abandoned (as a dropped future would).
+        let abandoned: Result<()> = async {
+            with_pool!(store, writer, |pool, dialect| {
+                let mut writes = pool.relaxed_writes().await?;
+                writes.apply().await?;
+                sqlx::query("INSERT INTO t VALUES (9, 'abandoned')")
+                    .execute(&mut *writes)
+                    .await?;
+                Ok(())
+            })
+        }
+        .await;
+        abandoned.unwrap();
+        assert_eq!(
+            synchronous_in(&store, false, "SELECT 1").await.unwrap(),
+            2,
+            "after an abandoned one"
+        );
+        assert!(
+            rows(&store).await.is_empty(),
+            "the abandoned transaction was rolled back"
         );
     }
 }

@@ -176,8 +176,10 @@ pub(crate) const CANCEL_PENDING: &str = "UPDATE deliveries SET status = 'cancele
 
 /// Clears a subscription's failure streak (after a success, or when its
 /// owner enables it again); the subscription's id is bound after it.
+/// A streak already clear is left alone: no row is rewritten.
 pub(crate) const RESET_STREAK: &str =
-    "UPDATE subscriptions SET failing_since = NULL, failure_count = 0, warned_at = NULL WHERE id = ";
+    "UPDATE subscriptions SET failing_since = NULL, failure_count = 0, warned_at = NULL \
+     WHERE (failing_since IS NOT NULL OR failure_count <> 0 OR warned_at IS NOT NULL) AND id = ";
 
 /// Inside a transaction `$tx`: the subscription with id `$id`, deleted or
 /// not (it exists: a delivery refers to it).

@@ -8,7 +8,7 @@ use signhook_core::filter::{EventFilter, Scope, ScopeFilter, SubscriptionFilter,
 use signhook_core::ids::AttemptId;
 use signhook_store::deliveries::{Attempt, AttemptRecord};
 use signhook_store::events::NewEvent;
-use signhook_store::subscriptions::NewSubscription;
+use signhook_store::subscriptions::{NewSubscription, SubscriptionChanges};
 use signhook_store::tenants::CreatedTenant;
 use signhook_store::Store;
 use signhook_testkit::{on_both_backends, Backend, PgServer};
@@ -37,6 +37,12 @@ async fn store(backend: Backend) -> (Option<tempfile::TempDir>, Store) {
 
 async fn tenant_with_subscription(store: &Store) -> CreatedTenant {
     let tenant = store.create_tenant("Acme", t0()).await.unwrap();
+    add_subscription(store, &tenant).await;
+    tenant
+}
+
+/// A live subscription of `tenant` to everything.
+async fn add_subscription(store: &Store, tenant: &CreatedTenant) -> signhook_store::subscriptions::Subscription {
     store
         .create_subscription(
             NewSubscription {
@@ -59,12 +65,16 @@ async fn tenant_with_subscription(store: &Store) -> CreatedTenant {
             t0(),
         )
         .await
-        .unwrap();
-    tenant
+        .unwrap()
 }
 
 async fn publish(store: &Store, tenant: &CreatedTenant, at: DateTime<Utc>) {
-    let published = store
+    assert_eq!(publish_counting(store, tenant, at).await, 1);
+}
+
+/// Publishes one event; how many pending deliveries it made.
+async fn publish_counting(store: &Store, tenant: &CreatedTenant, at: DateTime<Utc>) -> usize {
+    store
         .publish_event(
             NewEvent {
                 tenant_id: tenant.tenant_id.clone(),
@@ -78,8 +88,8 @@ async fn publish(store: &Store, tenant: &CreatedTenant, at: DateTime<Utc>) {
             at,
         )
         .await
-        .unwrap();
-    assert_eq!(published.deliveries, 1);
+        .unwrap()
+        .deliveries
 }
 
 fn succeeded(claim: &signhook_store::deliveries::ClaimedDelivery, at: DateTime<Utc>, node: &str) -> AttemptRecord {
@@ -205,6 +215,37 @@ async fn claims_come_oldest_due_first_in_batches(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(rest.len(), 2);
+}
+
+async fn a_publish_goes_to_the_subscriptions_as_they_are_when_it_is_made(backend: Backend) {
+    let (_dir, store) = store(backend).await;
+    let tenant = tenant_with_subscription(&store).await;
+    assert_eq!(publish_counting(&store, &tenant, t0()).await, 1);
+    let second = add_subscription(&store, &tenant).await;
+    assert_eq!(publish_counting(&store, &tenant, t0()).await, 2);
+    let paused = SubscriptionChanges {
+        enabled: Some(false),
+        ..SubscriptionChanges::default()
+    };
+    store
+        .update_subscription(&tenant.tenant_id, false, &second.id, paused, t0())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(publish_counting(&store, &tenant, t0()).await, 1);
+    assert!(store
+        .delete_subscription(&tenant.tenant_id, false, &second.id, t0())
+        .await
+        .unwrap());
+    assert_eq!(publish_counting(&store, &tenant, t0()).await, 1);
+    let third = add_subscription(&store, &tenant).await;
+    assert_eq!(publish_counting(&store, &tenant, t0()).await, 2);
+    let claims = store
+        .claim_due_deliveries("node-a", t0(), t0() + Duration::minutes(1), 100, 100, &[])
+        .await
+        .unwrap();
+    assert!(claims.iter().all(|c| c.subscription.id != second.id));
+    assert!(claims.iter().any(|c| c.subscription.id == third.id));
 }
 
 async fn a_publish_that_fails_leaves_nothing_behind(backend: Backend) {
