@@ -305,9 +305,11 @@ impl Dispatcher {
                 _ = self.waker.0.notified() => true,
                 _ = tokio::time::sleep_until(deadline) => true,
                 // A finished send frees a place in its lane; claim again only
-                // if that lane was full, so due work may be waiting for it.
+                // if that lane was full, so due work may be waiting for it —
+                // unless its own backlog is waiting, which goes first (and
+                // claiming would find the lane full again).
                 Some(ended) = sends.in_flight.join_next(), if !sends.in_flight.is_empty() => {
-                    ended.is_ok_and(|sub| waiting_for_lane.contains(&sub))
+                    ended.is_ok_and(|sub| waiting_for_lane.contains(&sub) && !sends.backlog.contains_key(&sub))
                 }
                 Some(claims) = handed_over.recv() => {
                     let overflow = self.start_sends(claims, &mut sends, true).await;

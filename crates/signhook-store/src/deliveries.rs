@@ -476,24 +476,39 @@ impl Store {
         Ok(())
     }
 
-    /// Gives claimed deliveries back without an attempt (on shutdown): they
-    /// are due again at once, for this node or another.
+    /// Gives claimed deliveries back without an attempt (at shutdown, or
+    /// when this node has no room for them): they are due again at once, for
+    /// this node or another. One statement per 500.
     pub async fn release_deliveries(&self, node: &str, claims: &[(DeliveryId, i64)], now: DateTime<Utc>) -> Result<()> {
+        if claims.is_empty() {
+            return Ok(());
+        }
         with_pool!(self, writer, |pool, dialect| {
-            let mut tx = pool.begin().await?;
-            for (id, lease_until) in claims {
-                sqlx::query(
-                    "UPDATE deliveries SET next_attempt_at = $1, leased_by = NULL, leased_until = NULL \
-                     WHERE id = $2 AND status = 'pending' AND leased_by = $3 AND leased_until = $4",
-                )
-                .bind(to_millis(now))
-                .bind(id.as_str())
-                .bind(node)
-                .bind(lease_until)
-                .execute(&mut *tx)
-                .await?;
+            let mut writes = pool.writes().await?;
+            for chunk in claims.chunks(ROWS_PER_STATEMENT) {
+                // Each row only if its lease is still the one we hold.
+                let release = writes.statement().await?;
+                release
+                    .push("UPDATE deliveries SET next_attempt_at = ")
+                    .push_bind(to_millis(now))
+                    .push(", leased_by = NULL, leased_until = NULL WHERE status = 'pending' AND leased_by = ")
+                    .push_bind(node)
+                    .push(" AND leased_until = CASE id");
+                for (id, lease_until) in chunk {
+                    release
+                        .push(" WHEN ")
+                        .push_bind(id.as_str())
+                        .push(" THEN ")
+                        .push_bind(*lease_until);
+                }
+                release.push(" END AND id IN (");
+                let mut ids = release.separated(", ");
+                for (id, _) in chunk {
+                    ids.push_bind(id.as_str());
+                }
+                release.push(")");
             }
-            tx.commit().await?;
+            writes.commit().await?;
         });
         Ok(())
     }
