@@ -4,7 +4,7 @@
 //! more servers on a fresh database, creates a tenant and subscriptions,
 //! publishes events, waits for every delivery, and prints one JSON object.
 //!
-//! Scenarios: `throughput` (one subscription, as fast as publishing goes),
+//! Scenarios: `throughput` (one subscription, as fast as 64 publishers go),
 //! `latency` (a fixed rate, default 1,000 events/s), `fanout` (one event to
 //! 1,000 subscriptions), `slow-endpoint` (one endpoint that never answers
 //! beside 10 fast ones; latency is the fast ones'), `mixed` (1 % of
@@ -61,9 +61,11 @@ struct Cli {
     /// Publish at this many events per second instead of as fast as possible.
     #[arg(long)]
     rate: Option<u64>,
-    /// Concurrent publishing connections.
-    #[arg(long, default_value_t = 32)]
-    concurrency: usize,
+    /// Concurrent publishing connections (wrk's connections for `ceiling`).
+    /// Default: 64 for `throughput` (one subscription keeps pace with its
+    /// publishers there: see BENCHMARKS.md), 32 otherwise.
+    #[arg(long)]
+    concurrency: Option<usize>,
     /// A tiny run that checks correctness only (used by the test suite).
     #[arg(long)]
     smoke: bool,
@@ -205,6 +207,8 @@ impl Drop for Node {
 /// The shape of one run.
 struct Plan {
     events: usize,
+    /// Concurrent publishing connections.
+    concurrency: usize,
     rate: Option<u64>,
     /// Behavior of each subscription's endpoint.
     endpoints: Vec<Behavior>,
@@ -225,8 +229,10 @@ fn plan(cli: &Cli) -> Plan {
             if !cli.baseline {
                 endpoints.push(Behavior::Hang);
             }
+            // 30 s: twice the hanging endpoint's 15 s timeout, so its
+            // sends time out and are retried during the measurement.
             (
-                if smoke { 50 } else { 2_000 },
+                if smoke { 50 } else { 6_000 },
                 Some(if smoke { 100 } else { 200 }),
                 endpoints,
             )
@@ -244,8 +250,13 @@ fn plan(cli: &Cli) -> Plan {
             )
         }
     };
+    let concurrency = match cli.scenario {
+        Scenario::Throughput if !smoke => 64,
+        _ => 32,
+    };
     Plan {
         events: cli.events.unwrap_or(events),
+        concurrency: cli.concurrency.unwrap_or(concurrency),
         rate: cli.rate.or(rate),
         endpoints,
     }
@@ -311,7 +322,7 @@ async fn ceiling(cli: &Cli, sink: &Sink, sink_addr: SocketAddr) -> anyhow::Resul
     )?;
     let seconds = if cli.smoke { 1 } else { 10 };
     let out = Command::new("wrk")
-        .args(["-t2", &format!("-c{}", cli.concurrency), &format!("-d{seconds}s")])
+        .args(["-t2", &format!("-c{}", plan(cli).concurrency), &format!("-d{seconds}s")])
         .arg("-s")
         .arg(script.path())
         .arg(format!("http://{sink_addr}/s/0"))
@@ -331,7 +342,7 @@ async fn ceiling(cli: &Cli, sink: &Sink, sink_addr: SocketAddr) -> anyhow::Resul
     Ok(json!({
         "scenario": "ceiling",
         "tool": "wrk -t2",
-        "connections": cli.concurrency,
+        "connections": plan(cli).concurrency,
         "seconds": seconds,
         "requests_per_s": round(requests_per_s),
         "requests_verified": sink.requests.load(Ordering::Relaxed) - sink.bad_signatures.load(Ordering::Relaxed),
@@ -391,7 +402,7 @@ async fn run(cli: &Cli) -> anyhow::Result<Value> {
     let idle_rss = nodes.iter().map(|n| n.rss_mib().0).fold(0.0, f64::max);
 
     let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(cli.concurrency)
+        .pool_max_idle_per_host(plan.concurrency)
         .build()?;
     for (index, behavior) in plan.endpoints.iter().enumerate() {
         let created: Value = client
@@ -418,8 +429,8 @@ async fn run(cli: &Cli) -> anyhow::Result<Value> {
     let mut workers = tokio::task::JoinSet::new();
     let interval = plan
         .rate
-        .map(|rate| Duration::from_secs_f64(cli.concurrency as f64 / rate as f64));
-    for worker in 0..cli.concurrency {
+        .map(|rate| Duration::from_secs_f64(plan.concurrency as f64 / rate as f64));
+    for worker in 0..plan.concurrency {
         let (client, key, started, next, urls) = (
             client.clone(),
             key.clone(),
@@ -506,6 +517,7 @@ async fn run(cli: &Cli) -> anyhow::Result<Value> {
         "backend": if cli.database_url.is_some() { "postgres" } else { "sqlite" },
         "nodes": cli.nodes,
         "subscriptions": plan.endpoints.len(),
+        "publishers": plan.concurrency,
         "events_published": plan.events,
         "publish_seconds": round(publish_seconds),
         "events_accepted_per_s": round(plan.events as f64 / publish_seconds),
