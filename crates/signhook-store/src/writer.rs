@@ -133,9 +133,9 @@ impl WriterConn<'_> {
     }
 
     /// A durable transaction made of gathered statements (see
-    /// [`SqliteWrites`]). Those statements must not change subscriptions
-    /// unless the transaction is [`SqliteWrites::apply`]d (see the module
-    /// docs).
+    /// [`SqliteWrites`]). Unless the transaction is [`SqliteWrites::apply`]d,
+    /// those statements must leave subscriptions as they are, failure
+    /// streaks aside (see the module docs).
     pub(crate) async fn writes<'q>(&mut self) -> Result<SqliteWrites<'_, 'q>, sqlx::Error> {
         Ok(SqliteWrites::new(&mut self.state, false))
     }
