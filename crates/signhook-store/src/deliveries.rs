@@ -305,161 +305,156 @@ impl Store {
             // Outcomes need no fsync of their own (see `with_pool!`): at most
             // a power cut resends what they recorded.
             let mut writes = pool.relaxed_writes().await?;
-            {
-                let mut streaks: HashMap<&SubscriptionId, StreakChange> = HashMap::new();
-                // Every attempt in multi-row INSERTs, every success and retry
-                // in one UPDATE, and on SQLite the whole transaction sent at
-                // once: few round trips for many rows, since the writer is
-                // shared by every publish and result.
-                for chunk in records.chunks(ROWS_PER_STATEMENT) {
-                    let batch = writes.statement().await?;
-                    batch.push(
-                        "INSERT INTO attempts (id, delivery_id, attempt_number, started_at, duration_ms, status_code, \
-                         response_body, error_kind, error_message, node_id, location) ",
-                    );
-                    batch.push_values(chunk, |mut row, record| {
-                        let a = &record.attempt;
-                        row.push_bind(a.id.as_str())
-                            .push_bind(record.delivery_id.as_str())
-                            .push_bind(i64::from(a.attempt_number))
-                            .push_bind(to_millis(a.started_at))
-                            .push_bind(i64::try_from(a.duration_ms).unwrap_or(i64::MAX))
-                            .push_bind(a.status_code.map(i64::from))
-                            .push_bind(a.response_body.as_deref())
-                            .push_bind(a.error_kind.map(ErrorKind::as_str))
-                            .push_bind(a.error_message.as_deref())
-                            .push_bind(a.node_id.as_str())
-                            .push_bind(a.location.as_deref());
-                    });
-                }
-                // Successes and retries need nothing but their row updated; a
-                // dead letter (below, one by one) also raises events.
-                let settled: Vec<&AttemptRecord> =
-                    records.iter().filter(|r| r.status != DeliveryStatus::Failed).collect();
-                for chunk in settled.chunks(ROWS_PER_STATEMENT) {
-                    // Per row: its status, next attempt, attempt count, attempt
-                    // time and lease (the lease proves the claim is still ours).
-                    let batch = writes.statement().await?;
-                    batch
-                        .push(
-                            "UPDATE deliveries SET status = v.column2, next_attempt_at = v.column3, \
-                             attempt_count = v.column4, last_attempt_at = v.column5, leased_by = NULL, \
-                             leased_until = NULL, updated_at = ",
-                        )
-                        .push_bind(now)
-                        .push(" FROM (");
-                    batch.push_values(chunk, |mut row, r| {
-                        row.push_bind(r.delivery_id.as_str())
-                            .push_bind(r.status.as_str())
-                            .push_bind(r.next_attempt_at.map(to_millis))
-                            .push_bind(i64::from(r.attempt.attempt_number))
-                            .push_bind(to_millis(r.attempt.started_at))
-                            .push_bind(r.lease_until);
-                    });
-                    batch
-                        .push(
-                            ") AS v WHERE deliveries.id = v.column1 AND deliveries.status = 'pending' \
-                             AND deliveries.leased_until = v.column6 AND deliveries.leased_by = ",
-                        )
-                        .push_bind(node);
-                }
-                for record in records {
+            let mut streaks: HashMap<&SubscriptionId, StreakChange> = HashMap::new();
+            // Every attempt in multi-row INSERTs, every success and retry
+            // in one UPDATE, and on SQLite the whole transaction sent at
+            // once: few round trips for many rows, since the writer is
+            // shared by every publish and result.
+            for chunk in records.chunks(ROWS_PER_STATEMENT) {
+                let batch = writes.statement().await?;
+                batch.push(
+                    "INSERT INTO attempts (id, delivery_id, attempt_number, started_at, duration_ms, status_code, \
+                     response_body, error_kind, error_message, node_id, location) ",
+                );
+                batch.push_values(chunk, |mut row, record| {
                     let a = &record.attempt;
-                    if record.status == DeliveryStatus::Succeeded {
-                        // One success resets the streak, whatever came before in
-                        // this batch.
-                        streaks.insert(
-                            &record.subscription_id,
-                            StreakChange {
-                                reset: true,
-                                ..StreakChange::default()
-                            },
-                        );
-                        continue;
-                    }
-                    if record.status != DeliveryStatus::Failed {
-                        // A retry: written above; it counts in the streak.
-                        let streak = streaks.entry(&record.subscription_id).or_default();
-                        streak.failures += 1;
-                        streak.first_failure.get_or_insert(to_millis(a.started_at));
-                        continue;
-                    }
-                    // A dead letter: what follows depends on this UPDATE.
-                    writes.apply().await?;
-                    let applied = sqlx::query(
-                        "UPDATE deliveries SET status = $1, attempt_count = $2, next_attempt_at = $3, \
-                     last_attempt_at = $4, leased_by = NULL, leased_until = NULL, updated_at = $5 \
-                     WHERE id = $6 AND status = 'pending' AND leased_by = $7 AND leased_until = $8",
+                    row.push_bind(a.id.as_str())
+                        .push_bind(record.delivery_id.as_str())
+                        .push_bind(i64::from(a.attempt_number))
+                        .push_bind(to_millis(a.started_at))
+                        .push_bind(i64::try_from(a.duration_ms).unwrap_or(i64::MAX))
+                        .push_bind(a.status_code.map(i64::from))
+                        .push_bind(a.response_body.as_deref())
+                        .push_bind(a.error_kind.map(ErrorKind::as_str))
+                        .push_bind(a.error_message.as_deref())
+                        .push_bind(a.node_id.as_str())
+                        .push_bind(a.location.as_deref());
+                });
+            }
+            // Successes and retries need nothing but their row updated; a
+            // dead letter (below, one by one) also raises events.
+            let settled: Vec<&AttemptRecord> = records.iter().filter(|r| r.status != DeliveryStatus::Failed).collect();
+            for chunk in settled.chunks(ROWS_PER_STATEMENT) {
+                // Per row: its status, next attempt, attempt count, attempt
+                // time and lease (the lease proves the claim is still ours).
+                let batch = writes.statement().await?;
+                batch
+                    .push(
+                        "UPDATE deliveries SET status = v.column2, next_attempt_at = v.column3, \
+                         attempt_count = v.column4, last_attempt_at = v.column5, leased_by = NULL, \
+                         leased_until = NULL, updated_at = ",
                     )
-                    .bind(record.status.as_str())
-                    .bind(i64::from(a.attempt_number))
-                    .bind(record.next_attempt_at.map(to_millis))
-                    .bind(to_millis(a.started_at))
-                    .bind(now)
-                    .bind(record.delivery_id.as_str())
-                    .bind(node)
-                    .bind(record.lease_until)
-                    .execute(&mut *writes)
-                    .await?
-                    .rows_affected()
-                        == 1;
-                    // The attempt happened whatever became of the lease, so the
-                    // streak counts it; the rest is the lease holder's to decide.
+                    .push_bind(now)
+                    .push(" FROM (");
+                batch.push_values(chunk, |mut row, r| {
+                    row.push_bind(r.delivery_id.as_str())
+                        .push_bind(r.status.as_str())
+                        .push_bind(r.next_attempt_at.map(to_millis))
+                        .push_bind(i64::from(r.attempt.attempt_number))
+                        .push_bind(to_millis(r.attempt.started_at))
+                        .push_bind(r.lease_until);
+                });
+                batch
+                    .push(
+                        ") AS v WHERE deliveries.id = v.column1 AND deliveries.status = 'pending' \
+                         AND deliveries.leased_until = v.column6 AND deliveries.leased_by = ",
+                    )
+                    .push_bind(node);
+            }
+            for record in records {
+                let a = &record.attempt;
+                if record.status == DeliveryStatus::Succeeded {
+                    // One success resets the streak, whatever came before in
+                    // this batch.
+                    streaks.insert(
+                        &record.subscription_id,
+                        StreakChange {
+                            reset: true,
+                            ..StreakChange::default()
+                        },
+                    );
+                    continue;
+                }
+                if record.status != DeliveryStatus::Failed {
+                    // A retry: written above; it counts in the streak.
                     let streak = streaks.entry(&record.subscription_id).or_default();
                     streak.failures += 1;
                     streak.first_failure.get_or_insert(to_millis(a.started_at));
-                    if !applied {
-                        continue;
+                    continue;
+                }
+                // A dead letter: what follows depends on this UPDATE.
+                writes.apply().await?;
+                let applied = sqlx::query(
+                    "UPDATE deliveries SET status = $1, attempt_count = $2, next_attempt_at = $3, \
+                 last_attempt_at = $4, leased_by = NULL, leased_until = NULL, updated_at = $5 \
+                 WHERE id = $6 AND status = 'pending' AND leased_by = $7 AND leased_until = $8",
+                )
+                .bind(record.status.as_str())
+                .bind(i64::from(a.attempt_number))
+                .bind(record.next_attempt_at.map(to_millis))
+                .bind(to_millis(a.started_at))
+                .bind(now)
+                .bind(record.delivery_id.as_str())
+                .bind(node)
+                .bind(record.lease_until)
+                .execute(&mut *writes)
+                .await?
+                .rows_affected()
+                    == 1;
+                // The attempt happened whatever became of the lease, so the
+                // streak counts it; the rest is the lease holder's to decide.
+                let streak = streaks.entry(&record.subscription_id).or_default();
+                streak.failures += 1;
+                streak.first_failure.get_or_insert(to_millis(a.started_at));
+                if !applied {
+                    continue;
+                }
+                let operational = signhook_core::catalog::lookup(&record.event_type)
+                    .is_some_and(|info| info.origin == signhook_core::catalog::EventOrigin::Operational);
+                if record.status == DeliveryStatus::Failed && (!operational || record.disable_subscription.is_some()) {
+                    let sub = load_subscription!(writes, &record.subscription_id);
+                    if record.status == DeliveryStatus::Failed && !operational {
+                        let data = serde_json::json!({"delivery": {
+                            "id": record.delivery_id.as_str(),
+                            "event_type": record.event_type,
+                            "webhook_id": sub.id.as_str(),
+                            "attempts": a.attempt_number,
+                            "last_status_code": a.status_code,
+                            "last_error": a.error_kind.map(ErrorKind::as_str),
+                        }});
+                        emit_operational!(
+                            writes,
+                            dialect,
+                            &sub.tenant_id,
+                            sub.filter.sandbox,
+                            "delivery.failed",
+                            data.to_string(),
+                            now
+                        );
                     }
-                    let operational = signhook_core::catalog::lookup(&record.event_type)
-                        .is_some_and(|info| info.origin == signhook_core::catalog::EventOrigin::Operational);
-                    if record.status == DeliveryStatus::Failed
-                        && (!operational || record.disable_subscription.is_some())
-                    {
-                        let sub = load_subscription!(writes, &record.subscription_id);
-                        if record.status == DeliveryStatus::Failed && !operational {
-                            let data = serde_json::json!({"delivery": {
-                                "id": record.delivery_id.as_str(),
-                                "event_type": record.event_type,
-                                "webhook_id": sub.id.as_str(),
-                                "attempts": a.attempt_number,
-                                "last_status_code": a.status_code,
-                                "last_error": a.error_kind.map(ErrorKind::as_str),
-                            }});
-                            emit_operational!(
-                                writes,
-                                dialect,
-                                &sub.tenant_id,
-                                sub.filter.sandbox,
-                                "delivery.failed",
-                                data.to_string(),
-                                now
-                            );
-                        }
-                        if let Some(reason) = record.disable_subscription {
-                            disable_subscription!(writes, dialect, &sub, reason, now);
-                        }
+                    if let Some(reason) = record.disable_subscription {
+                        disable_subscription!(writes, dialect, &sub, reason, now);
                     }
                 }
-                for (subscription, change) in streaks {
-                    if change.reset {
-                        writes
-                            .statement()
-                            .await?
-                            .push(RESET_STREAK)
-                            .push_bind(subscription.as_str());
-                    }
-                    if change.failures > 0 {
-                        writes
-                            .statement()
-                            .await?
-                            .push("UPDATE subscriptions SET failing_since = COALESCE(failing_since, ")
-                            .push_bind(change.first_failure)
-                            .push("), failure_count = failure_count + ")
-                            .push_bind(change.failures)
-                            .push(" WHERE id = ")
-                            .push_bind(subscription.as_str());
-                    }
+            }
+            for (subscription, change) in streaks {
+                if change.reset {
+                    writes
+                        .statement()
+                        .await?
+                        .push(RESET_STREAK)
+                        .push_bind(subscription.as_str());
+                }
+                if change.failures > 0 {
+                    writes
+                        .statement()
+                        .await?
+                        .push("UPDATE subscriptions SET failing_since = COALESCE(failing_since, ")
+                        .push_bind(change.first_failure)
+                        .push("), failure_count = failure_count + ")
+                        .push_bind(change.failures)
+                        .push(" WHERE id = ")
+                        .push_bind(subscription.as_str());
                 }
             }
             writes.commit().await?;

@@ -165,8 +165,9 @@ macro_rules! bind_delivery {
 }
 pub(crate) use bind_delivery;
 
-/// Read on the connection `$conn` of a write transaction: the tenant's subscriptions of one
-/// environment (live or sandbox), parsed — the candidates of a fan-out.
+/// Read on `$conn`, inside a write transaction or on the held SQLite
+/// writer: the tenant's subscriptions of one environment (live or sandbox),
+/// parsed — the candidates of a fan-out.
 /// Evaluates to `Vec<Subscription>`.
 macro_rules! load_candidates {
     ($conn:expr, $tenant:expr, $sandbox:expr) => {{
@@ -450,10 +451,6 @@ impl Store {
                     replayed: false,
                 }));
             }
-            // Few statements for many rows, and on SQLite the whole
-            // transaction sent at once: each statement is a round trip to the
-            // database (a thread hop on SQLite), and the writer is shared by
-            // every publish, claim and result.
             // Another publish (or node) took the same key meanwhile: the
             // only unique value not generated here.
             let key_taken = |e: sqlx::Error| {
@@ -465,6 +462,10 @@ impl Store {
                     StoreError::from(e)
                 }
             };
+            // Few statements for many rows, and on SQLite the whole
+            // transaction sent at once: each statement is a round trip to the
+            // database (a thread hop on SQLite), and the writer is shared by
+            // every publish, claim and result.
             for chunk in new_events.chunks(ROWS_PER_INSERT) {
                 let statements = writes.statement().await.map_err(key_taken)?;
                 statements.push(

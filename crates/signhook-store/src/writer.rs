@@ -391,3 +391,147 @@ impl std::ops::DerefMut for PgWrites<'_> {
         &mut self.tx
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{with_pool, Result, Store};
+    use std::path::Path;
+
+    /// Opens a migrated SQLite store in `dir`.
+    async fn sqlite(dir: &Path) -> Store {
+        let store = Store::open_sqlite(dir).await.unwrap();
+        store.migrate().await.unwrap();
+        let created: Result<()> = async {
+            with_pool!(store, writer, |pool, dialect| {
+                let mut writes = pool.writes().await?;
+                writes.statement().await?.push("CREATE TABLE t (x INTEGER, label TEXT)");
+                writes.commit().await?;
+                Ok(())
+            })
+        }
+        .await;
+        created.unwrap();
+        store
+    }
+
+    /// In a transaction on the writer (relaxed or not): `PRAGMA synchronous`
+    /// (2 is FULL, 1 is NORMAL) once begun, then `then` committed.
+    async fn synchronous_in(store: &Store, relaxed: bool, then: &str) -> Result<i64> {
+        with_pool!(store, writer, |pool, dialect| {
+            let mut writes = if relaxed {
+                pool.relaxed_writes().await?
+            } else {
+                pool.writes().await?
+            };
+            writes.apply().await?;
+            let level: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(&mut *writes).await?;
+            writes.statement().await?.push(then);
+            writes.commit().await?;
+            Ok(level)
+        })
+    }
+
+    async fn rows(store: &Store) -> Vec<(i64, String)> {
+        with_pool!(store, reader, |pool, dialect| {
+            sqlx::query_as("SELECT x, label FROM t ORDER BY x")
+                .fetch_all(pool)
+                .await
+                .unwrap()
+        })
+    }
+
+    #[tokio::test]
+    async fn gathered_statements_bind_their_values_in_order_and_commit_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite(dir.path()).await;
+        let written: Result<()> = async {
+            with_pool!(store, writer, |pool, dialect| {
+                let mut writes = pool.writes().await?;
+                writes
+                    .statement()
+                    .await?
+                    .push("INSERT INTO t VALUES (")
+                    .push_bind(1_i64)
+                    .push(", ")
+                    .push_bind("one")
+                    .push("), (")
+                    .push_bind(2_i64)
+                    .push(", ")
+                    .push_bind("two")
+                    .push(")");
+                writes
+                    .statement()
+                    .await?
+                    .push("UPDATE t SET label = ")
+                    .push_bind("TWO")
+                    .push(" WHERE x = ")
+                    .push_bind(2_i64);
+                writes.commit().await?;
+                Ok(())
+            })
+        }
+        .await;
+        written.unwrap();
+        assert_eq!(rows(&store).await, [(1, "one".to_owned()), (2, "TWO".to_owned())]);
+
+        // A failing statement takes the whole transaction with it.
+        let failed: Result<()> = async {
+            with_pool!(store, writer, |pool, dialect| {
+                let mut writes = pool.writes().await?;
+                writes.statement().await?.push("INSERT INTO t VALUES (3, 'three')");
+                writes.statement().await?.push("INSERT INTO no_such_table VALUES (1)");
+                writes.commit().await?;
+                Ok(())
+            })
+        }
+        .await;
+        assert!(failed.is_err());
+        assert_eq!(rows(&store).await.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_durable_sqlite_transaction_syncs_fully_after_a_relaxed_one_however_that_ended() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite(dir.path()).await;
+        assert_eq!(synchronous_in(&store, false, "SELECT 1").await.unwrap(), 2);
+
+        assert_eq!(synchronous_in(&store, true, "SELECT 1").await.unwrap(), 1);
+        assert_eq!(synchronous_in(&store, true, "SELECT 1").await.unwrap(), 1);
+        assert_eq!(
+            synchronous_in(&store, false, "SELECT 1").await.unwrap(),
+            2,
+            "after a commit"
+        );
+
+        let failed = synchronous_in(&store, true, "INSERT INTO no_such_table VALUES (1)").await;
+        assert!(failed.is_err());
+        assert_eq!(
+            synchronous_in(&store, false, "SELECT 1").await.unwrap(),
+            2,
+            "after a failure"
+        );
+
+        // Begun, written to, and abandoned (as a dropped future would).
+        let abandoned: Result<()> = async {
+            with_pool!(store, writer, |pool, dialect| {
+                let mut writes = pool.relaxed_writes().await?;
+                writes.apply().await?;
+                sqlx::query("INSERT INTO t VALUES (9, 'abandoned')")
+                    .execute(&mut *writes)
+                    .await?;
+                Ok(())
+            })
+        }
+        .await;
+        abandoned.unwrap();
+        assert_eq!(
+            synchronous_in(&store, false, "SELECT 1").await.unwrap(),
+            2,
+            "after an abandoned one"
+        );
+        assert!(
+            rows(&store).await.is_empty(),
+            "the abandoned transaction was rolled back"
+        );
+    }
+}
