@@ -12,7 +12,9 @@
 //! (purging old events) and [`signature_requests`] (the e-signature
 //! lifecycle's aggregate, its documents and audit trail). [`blobs`] keeps
 //! files (uploaded PDFs, signed PDFs, audit certificates) in a local
-//! directory or an S3-compatible bucket.
+//! directory or an S3-compatible bucket. `writer` (private) holds SQLite's
+//! one writer connection and the write transactions that publishing and
+//! recording send to it in one round trip.
 //!
 //! # Two backends, one body of code
 //!
@@ -24,7 +26,7 @@
 //! variants sit side by side.
 //!
 //! SQLite allows one writer at a time, so its store keeps one writer
-//! connection behind an async mutex ([`writer`]: writes queue in-process
+//! connection behind an async mutex (`writer`: writes queue in-process
 //! instead of failing with `SQLITE_BUSY`) and a pool of read-only
 //! connections, which WAL lets run beside the writer. PostgreSQL uses one
 //! pool for both.
