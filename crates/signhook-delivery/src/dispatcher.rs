@@ -306,10 +306,15 @@ impl Dispatcher {
                 _ = tokio::time::sleep_until(deadline) => true,
                 // A finished send frees a place in its lane; claim again only
                 // if that lane was full, so due work may be waiting for it —
-                // unless its own backlog is waiting, which goes first (and
-                // claiming would find the lane full again).
+                // unless its own backlog is waiting, which goes first, or the
+                // lane still has more members than a claim would add to (the
+                // claim would leave it out and bring it nothing).
                 Some(ended) = sends.in_flight.join_next(), if !sends.in_flight.is_empty() => {
-                    ended.is_ok_and(|sub| waiting_for_lane.contains(&sub) && !sends.backlog.contains_key(&sub))
+                    ended.is_ok_and(|sub| {
+                        waiting_for_lane.contains(&sub)
+                            && !sends.backlog.contains_key(&sub)
+                            && !sends.lanes.is_saturated(&sub)
+                    })
                 }
                 Some(claims) = handed_over.recv() => {
                     let overflow = self.start_sends(claims, &mut sends, true).await;

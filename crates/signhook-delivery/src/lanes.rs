@@ -74,6 +74,12 @@ impl Lanes {
             .collect()
     }
 
+    /// Whether `sub`'s lane should not be claimed for now (see
+    /// [`Lanes::saturated`]).
+    pub fn is_saturated(&self, sub: &SubscriptionId) -> bool {
+        self.lock().get(sub).is_some_and(|lane| lane.members > self.cap)
+    }
+
     /// Joins `sub`'s lane, or `None` when it is full.
     pub fn enter(self: &Arc<Self>, sub: &Subscription) -> Option<Ticket> {
         let mut lanes = self.lock();
