@@ -94,17 +94,7 @@ pub fn optional_json<T: DeserializeOwned + Default>(headers: &HeaderMap, body: &
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .eq_ignore_ascii_case("application/json")
-        });
-    if !is_json {
+    if !is_json(headers) {
         return Err(ApiError::UnsupportedMediaType);
     }
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {

@@ -743,42 +743,31 @@ impl Store {
 
     /// Ongoing requests whose deadline has passed, oldest deadline first.
     pub async fn due_expirations(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<SignatureRequestId>> {
-        self.due_ids(
-            "SELECT id FROM signature_requests WHERE status = 'ongoing' AND expires_at <= $1 \
-             ORDER BY expires_at LIMIT $2",
-            to_millis(now),
-            limit,
-        )
-        .await
+        self.due_ids("ongoing", "expires_at", to_millis(now), limit).await
     }
 
     /// Ongoing requests whose scheduled reminder is due.
     pub async fn due_reminders(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<SignatureRequestId>> {
-        self.due_ids(
-            "SELECT id FROM signature_requests WHERE status = 'ongoing' AND next_reminder_at <= $1 \
-             ORDER BY next_reminder_at LIMIT $2",
-            to_millis(now),
-            limit,
-        )
-        .await
+        self.due_ids("ongoing", "next_reminder_at", to_millis(now), limit).await
     }
 
     /// Deleted requests whose deletion is older than `deleted_before`.
     pub async fn due_purges(&self, deleted_before: DateTime<Utc>, limit: u32) -> Result<Vec<SignatureRequestId>> {
-        self.due_ids(
-            "SELECT id FROM signature_requests WHERE status = 'deleted' AND deleted_at <= $1 \
-             ORDER BY deleted_at LIMIT $2",
-            to_millis(deleted_before),
-            limit,
-        )
-        .await
+        self.due_ids("deleted", "deleted_at", to_millis(deleted_before), limit)
+            .await
     }
 
-    async fn due_ids(&self, sql: &str, at: i64, limit: u32) -> Result<Vec<SignatureRequestId>> {
+    /// Requests in `status` whose `column` (a time) is at or before `at`,
+    /// earliest first.
+    async fn due_ids(&self, status: &str, column: &str, at: i64, limit: u32) -> Result<Vec<SignatureRequestId>> {
+        let sql = format!(
+            "SELECT id FROM signature_requests WHERE status = $3 AND {column} <= $1 ORDER BY {column} LIMIT $2"
+        );
         with_pool!(self, reader, |pool, dialect| {
-            sqlx::query(sql)
+            sqlx::query(&sql)
                 .bind(at)
                 .bind(i64::from(limit))
+                .bind(status)
                 .fetch_all(pool)
                 .await?
                 .iter()

@@ -66,6 +66,11 @@ struct State {
 /// streak may be behind, as it moves with every recorded outcome.
 pub(crate) type Candidates = Arc<Vec<Arc<Subscription>>>;
 
+/// Subscriptions as publishing shares them.
+fn shared(subscriptions: Vec<Subscription>) -> Candidates {
+    Arc::new(subscriptions.into_iter().map(Arc::new).collect())
+}
+
 /// Tenants and environments whose subscriptions the writer keeps at most;
 /// beyond, it starts over (a bound on memory, not a policy).
 const MAX_CACHED_CANDIDATES: usize = 1_000;
@@ -206,12 +211,7 @@ impl<'c, 'q> SqliteWrites<'c, 'q> {
         if let Some(cached) = self.state.candidates.get(&key) {
             return Ok(cached.clone());
         }
-        let loaded: Candidates = Arc::new(
-            crate::events::load_candidates!(self.reads(), tenant, sandbox)
-                .into_iter()
-                .map(Arc::new)
-                .collect(),
-        );
+        let loaded = shared(crate::events::load_candidates!(self.reads(), tenant, sandbox));
         if self.state.candidates.len() >= MAX_CACHED_CANDIDATES {
             self.state.candidates.clear();
         }
@@ -328,12 +328,7 @@ impl<'q> PgWrites<'q> {
     /// The subscriptions an event of `tenant` in this environment may go to,
     /// read in the transaction.
     pub(crate) async fn candidates(&mut self, tenant: &TenantId, sandbox: bool) -> Result<Candidates> {
-        Ok(Arc::new(
-            crate::events::load_candidates!(self.reads(), tenant, sandbox)
-                .into_iter()
-                .map(Arc::new)
-                .collect(),
-        ))
+        Ok(shared(crate::events::load_candidates!(self.reads(), tenant, sandbox)))
     }
 
     /// Runs the statement before, then starts the next one.

@@ -69,6 +69,22 @@ fn request_summary(record: &SignatureRequestRecord) -> Value {
     })
 }
 
+/// The request's documents; with a link's `base`, each with the `url` that
+/// downloads it through that link.
+fn documents_json(record: &SignatureRequestRecord, base: Option<&str>) -> Vec<Value> {
+    record
+        .documents
+        .iter()
+        .map(|d| {
+            let mut document = json!({"id": d.id, "filename": d.filename, "pages": d.pages, "sha256": d.sha256});
+            if let Some(base) = base {
+                document["url"] = json!(format!("{base}/documents/{}", d.id));
+            }
+            document
+        })
+        .collect()
+}
+
 fn invalid_link() -> ApiError {
     ApiError::NotFound("this link is not valid".into())
 }
@@ -106,11 +122,7 @@ fn signer_view(state: &AppState, signer: &SignerId, record: &SignatureRequestRec
         signature_request: request_summary(record),
         signer: Some(signer_json(person)),
         approver: None,
-        documents: record
-            .documents
-            .iter()
-            .map(|d| json!({"id": d.id, "filename": d.filename, "pages": d.pages, "sha256": d.sha256, "url": format!("{base}/documents/{}", d.id)}))
-            .collect(),
+        documents: documents_json(record, Some(&base)),
         actions,
     }
 }
@@ -197,15 +209,7 @@ pub async fn sign(
     client: Client,
     Path(token): Path<String>,
 ) -> Result<Json<LinkView>, ApiError> {
-    let (signer, record) = signer_record(&state, &token).await?;
-    let index = record.request.signer_index(&signer).ok_or_else(invalid_link)?;
-    let person = &record.request.signers[index];
-    let act = person_act(&person.name, &person.email, &client);
-    let record = state
-        .lifecycle
-        .apply(&record.request.id, Action::Sign(signer.clone()), &act)
-        .await?;
-    Ok(Json(signer_view(&state, &signer, &record)))
+    act_as_signer(&state, &client, &token, Action::Sign).await
 }
 
 /// Declines as the link's signer, with a reason: the whole request is declined.
@@ -279,11 +283,7 @@ fn approver_view(state: &AppState, approver: &ApproverId, record: &SignatureRequ
         signature_request: request_summary(record),
         signer: None,
         approver: Some(approver_json(person)),
-        documents: record
-            .documents
-            .iter()
-            .map(|d| json!({"id": d.id, "filename": d.filename, "pages": d.pages, "sha256": d.sha256}))
-            .collect(),
+        documents: documents_json(record, None),
         actions: if can_act {
             json!({"approve": format!("{base}/approve"), "reject": format!("{base}/reject")})
         } else {

@@ -52,6 +52,16 @@ impl TestApp {
         .await
     }
 
+    /// Signs `request` as its signer number `signer`, through the signing link.
+    pub async fn sign(&self, request: &Value, signer: usize) -> (StatusCode, Value) {
+        self.visit(
+            reqwest::Method::POST,
+            &format!("{}/sign", signing_url(request, signer)),
+            None,
+        )
+        .await
+    }
+
     /// A request to a link (no API key), as a signer's browser or curl sends it.
     pub async fn visit(&self, method: reqwest::Method, url: &str, body: Option<Value>) -> (StatusCode, Value) {
         let mut req = self.client.request(method, url).header("user-agent", "curl/8.5.0");
@@ -187,7 +197,7 @@ on_both_backends! {
         assert_eq!((status, pdf.as_slice()), (StatusCode::OK, crate::esign::CONTRACT));
         let (status, view) = app.visit(reqwest::Method::POST, &format!("{grace}/sign"), None).await;
         assert_eq!(status, StatusCode::OK, "{view}");
-        let (status, view) = app.visit(reqwest::Method::POST, &format!("{}/sign", signing_url(&request, 0)), None).await;
+        let (status, view) = app.sign(&request, 0).await;
         assert_eq!(status, StatusCode::OK, "{view}");
         assert_eq!(view["signature_request"]["status"], "done");
 
@@ -269,12 +279,12 @@ on_both_backends! {
         let id = request["id"].as_str().unwrap();
         assert_eq!(request["signers"][1]["status"], "pending");
         // Grace cannot sign before Ada.
-        let (status, body) = app.visit(reqwest::Method::POST, &format!("{}/sign", signing_url(&request, 1)), None).await;
+        let (status, body) = app.sign(&request, 1).await;
         assert_eq!(status, StatusCode::CONFLICT, "{body}");
         assert!(body["error"]["message"].as_str().unwrap().contains("pending"), "{body}");
-        let (status, _) = app.visit(reqwest::Method::POST, &format!("{}/sign", signing_url(&request, 0)), None).await;
+        let (status, _) = app.sign(&request, 0).await;
         assert_eq!(status, StatusCode::OK);
-        let (status, _) = app.visit(reqwest::Method::POST, &format!("{}/sign", signing_url(&request, 1)), None).await;
+        let (status, _) = app.sign(&request, 1).await;
         assert_eq!(status, StatusCode::OK);
         let events = events_of(&receiver, id, 6).await;
         assert_eq!(
@@ -324,7 +334,7 @@ on_both_backends! {
             assert_eq!(event["data"]["signature_request"]["status"], "declined");
         }
         // The other signer can no longer sign.
-        let (status, _) = app.visit(reqwest::Method::POST, &format!("{}/sign", signing_url(&request, 1)), None).await;
+        let (status, _) = app.sign(&request, 1).await;
         assert_eq!(status, StatusCode::CONFLICT);
     }
 
@@ -343,7 +353,7 @@ on_both_backends! {
         let (status, body) = app.act(id, "cancel", None).await;
         assert_eq!(status, StatusCode::CONFLICT);
         assert_eq!(body["error"]["message"], "cannot cancel a signature request that is canceled");
-        let (status, _) = app.visit(reqwest::Method::POST, &format!("{}/sign", signing_url(&request, 0)), None).await;
+        let (status, _) = app.sign(&request, 0).await;
         assert_eq!(status, StatusCode::CONFLICT);
     }
 
@@ -397,7 +407,7 @@ on_both_backends! {
         body["reminder_interval"] = json!("2d");
         let request = app.out_for_signature(&app.tenant.live_key, body).await;
         let id = request["id"].as_str().unwrap();
-        let (status, _) = app.visit(reqwest::Method::POST, &format!("{}/sign", signing_url(&request, 0)), None).await;
+        let (status, _) = app.sign(&request, 0).await;
         assert_eq!(status, StatusCode::OK);
         app.clock.advance(Duration::from_secs(2 * 24 * 3600 + 60));
         let events = events_of(&receiver, id, 5).await;
@@ -427,7 +437,7 @@ on_both_backends! {
         let id = request["id"].as_str().unwrap();
         assert_eq!(request["status"], "approval");
         // The signer cannot sign yet.
-        let (status, _) = app.visit(reqwest::Method::POST, &format!("{}/sign", signing_url(&request, 0)), None).await;
+        let (status, _) = app.sign(&request, 0).await;
         assert_eq!(status, StatusCode::CONFLICT);
         for approver in 0..2 {
             let url = request["approvers"][approver]["approval_url"].as_str().unwrap();
@@ -437,7 +447,7 @@ on_both_backends! {
             let (status, _) = app.visit(reqwest::Method::POST, &format!("{url}/approve"), None).await;
             assert_eq!(status, StatusCode::OK);
         }
-        let (status, _) = app.visit(reqwest::Method::POST, &format!("{}/sign", signing_url(&request, 0)), None).await;
+        let (status, _) = app.sign(&request, 0).await;
         assert_eq!(status, StatusCode::OK);
         let events = events_of(&receiver, id, 9).await;
         assert_eq!(
@@ -668,7 +678,7 @@ on_both_backends! {
         assert_eq!(app.upload(&key, id, CONTRACT, "contract.pdf").await.0, StatusCode::CREATED);
         assert_eq!(app.upload(&key, id, ANNEX, "annex.pdf").await.0, StatusCode::CREATED);
         let (_, active) = app.act(id, "activate", None).await;
-        let (status, _) = app.visit(reqwest::Method::POST, &format!("{}/sign", signing_url(&active, 0)), None).await;
+        let (status, _) = app.sign(&active, 0).await;
         assert_eq!(status, StatusCode::OK);
         let (_, links) = app.get(&format!("/v1/signature_requests/{id}/links")).await;
         let (status, signed) = fetch(&app, links["signed_pdf"]["url"].as_str().unwrap()).await;
