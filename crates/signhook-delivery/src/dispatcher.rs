@@ -1,16 +1,30 @@
-//! The dispatcher: claims due deliveries in batches under a lease, sends them
-//! concurrently, and hands results to a recorder that writes them back in
-//! batches (one transaction per batch). Deliveries created by a publish on
-//! this node arrive already claimed through the [`Handoff`] and are sent at
-//! once; claims find the rest (retries, other nodes' work, resends).
+//! The dispatcher: the loop of one node that decides what to send when.
 //!
-//! Shutdown (the token given to [`Dispatcher::run`]): claiming stops at once;
-//! sends in flight get `shutdown_grace` to finish and be recorded; any still
-//! running then are abandoned and their claims released, so they are due
-//! again immediately after a restart (or on another node). A crash skips all
-//! that and the leases simply expire.
+//! Work reaches it two ways. Deliveries created by a publish on this node
+//! arrive already claimed through the [`Handoff`] and are queued at once.
+//! The rest — retries, resends, recoveries, operational events, other
+//! nodes' work, a dead node's leases — is claimed from the database in
+//! batches under a lease, when the [`Agenda`](crate::agenda) says some may
+//! be due: it keeps the earliest instant work is known to fall due, as an
+//! absolute instant that no other activity moves, so a retry leaves on
+//! time however busy the node is (the store announces every retry it
+//! records, see [`signhook_store::work`]).
+//!
+//! Both kinds wait in their subscription's lane ([`Lanes`]), and the node's
+//! send slots go to the lanes in turn, so neither kind starves the other
+//! and one tenant's flood does not hold up another tenant's retry. Each
+//! send runs in its own task; a recorder writes the results back in
+//! batches (one transaction per batch).
+//!
+//! Shutdown (the token given to [`Dispatcher::run`]): claiming stops at once
+//! and what waits in the lanes is released; sends in flight get
+//! `shutdown_grace` to finish and be recorded; any still running then are
+//! abandoned and their claims released, so they are due again immediately
+//! after a restart (or on another node). A crash skips all that and the
+//! leases simply expire.
 
-use crate::lanes::Lanes;
+use crate::agenda::{Agenda, Claimed, FAILED_GAP};
+use crate::lanes::{Lanes, RateLimit};
 use crate::metrics::DeliveryMetrics;
 use crate::sender::{self, error_chain, SendResult};
 use crate::DeliveryError;
@@ -22,15 +36,16 @@ use signhook_core::ids::SubscriptionId;
 use signhook_core::ids::{AttemptId, DeliveryId};
 use signhook_core::netguard::AddressPolicy;
 use signhook_core::retry::{decide, Decision, RetryPolicy};
-use signhook_core::time::Clock;
+use signhook_core::time::{to_millis, Clock};
 use signhook_store::deliveries::{Attempt, AttemptRecord, ClaimedDelivery};
 use signhook_store::events::Lease;
 use signhook_store::Store;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, Notify, Semaphore};
+use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// How the dispatcher behaves; resolved once from flags.
@@ -49,8 +64,8 @@ pub struct DispatcherConfig {
     pub batch_size: u32,
     /// The most sends in flight on this node.
     pub max_in_flight: usize,
-    /// The longest the dispatcher sleeps when nothing is due and nobody
-    /// wakes it.
+    /// The longest the dispatcher goes without a claim: a safety net for
+    /// work nobody announced (a dead node's leases ending).
     pub idle_poll: Duration,
     /// How long in-flight sends may finish after shutdown begins.
     pub shutdown_grace: Duration,
@@ -84,50 +99,9 @@ impl DispatcherConfig {
     }
 }
 
-/// Wakes an idle dispatcher when new deliveries exist. Cheap to clone.
-#[derive(Debug, Clone, Default)]
-pub struct Waker(Arc<Notify>);
-
-impl Waker {
-    /// Tells the dispatcher that something may be due now.
-    pub fn wake(&self) {
-        // `notify_one` stores a permit when nobody waits, so a wake that
-        // comes between a claim and the next wait is not lost.
-        self.0.notify_one();
-    }
-}
-
-/// The delivery loop of one node.
-pub struct Dispatcher {
-    store: Store,
-    config: DispatcherConfig,
-    clock: Arc<dyn Clock>,
-    client: reqwest::Client,
-    waker: Waker,
-    handoff: Handoff,
-    handoff_rx: Option<mpsc::UnboundedReceiver<Vec<ClaimedDelivery>>>,
-}
-
-/// The sends of a running dispatcher.
-struct Sends {
-    /// Sends in flight on this node, at most `max_in_flight`.
-    slots: Arc<Semaphore>,
-    lanes: Arc<Lanes>,
-    /// Cancelled when the shutdown grace runs out.
-    abandon: CancellationToken,
-    /// Each send's task yields its subscription when it ends.
-    in_flight: JoinSet<SubscriptionId>,
-    results: mpsc::UnboundedSender<Finished>,
-    /// Deliveries handed over at publish whose lane was full, oldest first
-    /// per subscription: started as their lane frees up, instead of being
-    /// released to the database and claimed back a moment later.
-    backlog: HashMap<SubscriptionId, VecDeque<ClaimedDelivery>>,
-    backlog_len: usize,
-}
-
-/// The most handed-over deliveries a node keeps waiting for their lanes;
-/// beyond, they go back to the database, due at once.
-const MAX_BACKLOG: usize = 10_000;
+/// The most deliveries a node keeps waiting in its lanes; beyond, what is
+/// handed over goes back to the database, due at once, and claims wait.
+const MAX_QUEUED: usize = 10_000;
 
 /// Hands deliveries that a publish on this node claimed for it straight to
 /// its dispatcher, which sends them at once: no claim round trip between a
@@ -169,6 +143,33 @@ enum Finished {
     Abandoned(DeliveryId, i64),
 }
 
+/// The delivery loop of one node.
+pub struct Dispatcher {
+    store: Store,
+    config: DispatcherConfig,
+    clock: Arc<dyn Clock>,
+    context: Arc<SendContext>,
+    handoff: Handoff,
+    handoff_rx: Option<mpsc::UnboundedReceiver<Vec<ClaimedDelivery>>>,
+}
+
+/// What a running dispatcher holds; only its loop touches it.
+struct Node {
+    agenda: Agenda,
+    lanes: Lanes,
+    /// Sends in flight, each task known by the subscription it sends to.
+    in_flight: JoinSet<()>,
+    sending_to: HashMap<tokio::task::Id, SubscriptionId>,
+    /// The lanes the last claim left out because they were full: when one
+    /// has room again, its due work may be claimed.
+    left_out: HashSet<SubscriptionId>,
+    /// Claims to give back to the database, due at once.
+    to_release: Vec<(DeliveryId, i64)>,
+    results: mpsc::UnboundedSender<Finished>,
+    /// Cancelled when the shutdown grace runs out.
+    abandon: CancellationToken,
+}
+
 impl Dispatcher {
     /// A dispatcher over `store`.
     pub fn new(store: Store, config: DispatcherConfig, clock: Arc<dyn Clock>) -> Result<Self, DeliveryError> {
@@ -179,12 +180,20 @@ impl Dispatcher {
             node_id: config.node_id.clone(),
             lease: config.lease,
         };
+        let context = Arc::new(SendContext {
+            client,
+            clock: clock.clone(),
+            policy: config.retry_policy.clone(),
+            timeout: config.request_timeout,
+            node_id: config.node_id.clone(),
+            addresses: config.addresses.clone(),
+            metrics: config.metrics.clone(),
+        });
         Ok(Self {
             store,
             config,
             clock,
-            client,
-            waker: Waker::default(),
+            context,
             handoff,
             handoff_rx: Some(handoff_rx),
         })
@@ -193,11 +202,6 @@ impl Dispatcher {
     /// A handle that gives this dispatcher deliveries claimed at publish.
     pub fn handoff(&self) -> Handoff {
         self.handoff.clone()
-    }
-
-    /// A handle that wakes this dispatcher.
-    pub fn waker(&self) -> Waker {
-        self.waker.clone()
     }
 
     /// Runs until `shutdown` is cancelled, then drains as described in the
@@ -211,151 +215,76 @@ impl Dispatcher {
             results_rx,
             shutdown.clone(),
         ));
-        let listener = self.listen_for_other_nodes().await;
+        let other_nodes = Arc::new(Notify::new());
+        let listener = self.listen_for_other_nodes(other_nodes.clone()).await;
+        let work = self.store.work_signal();
         let mut handed_over = self.handoff_rx.take().expect("run is called once");
-        let mut sends = Sends {
-            slots: Arc::new(Semaphore::new(self.config.max_in_flight)),
+        let mut node = Node {
+            agenda: Agenda::new(Instant::now(), self.config.idle_poll),
             lanes: Lanes::new(self.config.per_subscription_in_flight),
-            abandon: CancellationToken::new(),
             in_flight: JoinSet::new(),
+            sending_to: HashMap::new(),
+            left_out: HashSet::new(),
+            to_release: Vec::new(),
             results: results_tx,
-            backlog: HashMap::new(),
-            backlog_len: 0,
+            abandon: CancellationToken::new(),
         };
-        // Claim only when something may be due in the database: at start,
-        // when woken (a publish without handoff, another node, a resend),
-        // when the next retry falls due, and when a full lane frees up.
-        // Deliveries handed over at publish need no claim.
-        let mut claim_needed = true;
-        let mut next_due: Option<tokio::time::Instant> = None;
 
         while !shutdown.is_cancelled() {
-            while sends.in_flight.try_join_next().is_some() {}
-            let mut overflow = self.start_backlog(&mut sends).await;
+            // Take in all that happened since the last turn, then claim if
+            // the agenda says so — on every turn, so that no stream of
+            // other events can keep a claim from happening — and start what
+            // the free slots allow.
+            while let Some(ended) = node.in_flight.try_join_next_with_id() {
+                self.ended(ended, &mut node);
+            }
             while let Ok(claims) = handed_over.try_recv() {
-                overflow.extend(self.start_sends(claims, &mut sends, true).await);
+                self.take_in(claims, &mut node);
             }
-            let free = sends.slots.available_permits().min(self.config.batch_size as usize);
-            if free == 0 {
-                tokio::select! {
-                    _ = sends.in_flight.join_next() => {}
-                    _ = shutdown.cancelled() => {}
-                }
-                continue;
+            if let Some(at) = work.take() {
+                node.agenda.due_at(self.instant(at));
             }
-            let saturated = sends.lanes.saturated();
-            let mut got = 0;
-            if claim_needed {
-                let now = self.clock.now();
-                let claims = match self
-                    .store
-                    .claim_due_deliveries(
-                        &self.config.node_id,
-                        now,
-                        now + self.config.lease,
-                        free as u32,
-                        sends.lanes.claim_per_subscription(),
-                        &saturated,
-                    )
-                    .await
-                {
-                    Ok(claims) => claims,
-                    Err(e) => {
-                        tracing::error!(error = %error_chain(&e), "claiming due deliveries failed; retrying shortly");
-                        tokio::select! {
-                            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                            _ = shutdown.cancelled() => {}
-                        }
-                        continue;
-                    }
-                };
-                got = claims.len();
-                overflow.extend(self.start_sends(claims, &mut sends, false).await);
+            if node.lanes.queued() < MAX_QUEUED && node.agenda.is_due(Instant::now()) {
+                self.claim(&mut node).await;
             }
-            let lanes_full = !saturated.is_empty() || !overflow.is_empty();
-            // The lanes that are full now (overflow included): only a send of
-            // one of them finishing can make claimable work of theirs.
-            let waiting_for_lane: std::collections::HashSet<SubscriptionId> =
-                sends.lanes.saturated().into_iter().collect();
-            if !overflow.is_empty() {
-                if let Err(e) = self
-                    .store
-                    .release_deliveries(&self.config.node_id, &overflow, self.clock.now())
-                    .await
-                {
-                    // Not fatal: their leases end by themselves.
-                    tracing::warn!(error = %error_chain(&e), "could not hand back claims of full lanes");
+            self.start_sends(&mut node);
+            self.release(&mut node).await;
+
+            // While the lanes are full to the brim, a due claim waits for
+            // sends to end instead of for its instant (passed already).
+            let may_claim = node.lanes.queued() < MAX_QUEUED;
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => {}
+                Some(ended) = node.in_flight.join_next_with_id(), if !node.in_flight.is_empty() => {
+                    self.ended(ended, &mut node);
                 }
+                Some(claims) = handed_over.recv() => self.take_in(claims, &mut node),
+                at = work.next() => node.agenda.due_at(self.instant(at)),
+                _ = other_nodes.notified() => node.agenda.due_at(Instant::now()),
+                _ = tokio::time::sleep_until(node.agenda.next_claim()), if may_claim => {}
             }
-            if claim_needed {
-                if got == free {
-                    // A full batch: more may be due right away.
-                    continue;
-                }
-                next_due = self.next_due(lanes_full).await;
-                if next_due.is_some_and(|at| at <= tokio::time::Instant::now()) {
-                    // Due already but not claimable in this batch: yield,
-                    // then claim again.
-                    tokio::task::yield_now().await;
-                    continue;
-                }
-            }
-            let deadline = next_due.unwrap_or_else(|| tokio::time::Instant::now() + self.config.idle_poll);
-            claim_needed = tokio::select! {
-                _ = self.waker.0.notified() => true,
-                _ = tokio::time::sleep_until(deadline) => true,
-                // A finished send frees a place in its lane; claim again only
-                // if that lane was full, so due work may be waiting for it —
-                // unless its own backlog is waiting, which goes first, or the
-                // lane still has more members than a claim would add to (the
-                // claim would leave it out and bring it nothing).
-                Some(ended) = sends.in_flight.join_next(), if !sends.in_flight.is_empty() => {
-                    ended.is_ok_and(|sub| {
-                        waiting_for_lane.contains(&sub)
-                            && !sends.backlog.contains_key(&sub)
-                            && !sends.lanes.is_saturated(&sub)
-                    })
-                }
-                Some(claims) = handed_over.recv() => {
-                    let overflow = self.start_sends(claims, &mut sends, true).await;
-                    if !overflow.is_empty() {
-                        if let Err(e) = self.store.release_deliveries(&self.config.node_id, &overflow, self.clock.now()).await {
-                            tracing::warn!(error = %error_chain(&e), "could not hand back claims of full lanes");
-                        }
-                    }
-                    !overflow.is_empty()
-                }
-                _ = shutdown.cancelled() => false,
-            };
         }
 
         if let Some(listener) = listener {
             listener.abort();
         }
-        // Handed over but never started: give them back, due at once.
+        // Handed over or claimed but never started: give them back, due at
+        // once.
         handed_over.close();
-        let mut unsent = Vec::new();
         while let Ok(claims) = handed_over.try_recv() {
-            unsent.extend(claims.into_iter().map(|c| (c.delivery_id, c.lease_until)));
+            node.to_release
+                .extend(claims.into_iter().map(|c| (c.delivery_id, c.lease_until)));
         }
-        for (_, waiting) in sends.backlog.drain() {
-            unsent.extend(waiting.into_iter().map(|c| (c.delivery_id, c.lease_until)));
-        }
-        if !unsent.is_empty() {
-            if let Err(e) = self
-                .store
-                .release_deliveries(&self.config.node_id, &unsent, self.clock.now())
-                .await
-            {
-                tracing::warn!(error = %error_chain(&e), "could not release handed-over deliveries; their leases will end");
-            }
-        }
-        let Sends {
+        node.to_release
+            .extend(node.lanes.drain().into_iter().map(|c| (c.delivery_id, c.lease_until)));
+        self.release(&mut node).await;
+        let Node {
             abandon,
             mut in_flight,
             results,
             ..
-        } = sends;
+        } = node;
         tracing::info!(
             in_flight = in_flight.len(),
             "dispatcher stopping: finishing sends in flight"
@@ -379,128 +308,157 @@ impl Dispatcher {
         Ok(())
     }
 
-    /// Starts a send for each claim whose lane has room (waiting for a free
-    /// slot on this node if need be). Returns the claims whose lane was
-    /// full, to be handed back due at once — except, for claims `handed`
-    /// over at publish, while the node's backlog has room: those wait there
-    /// for their lane.
-    async fn start_sends(
-        &self,
-        claims: Vec<ClaimedDelivery>,
-        sends: &mut Sends,
-        handed: bool,
-    ) -> Vec<(DeliveryId, i64)> {
-        let mut overflow = Vec::new();
+    /// Queues deliveries claimed at publish in their lanes; beyond what the
+    /// node keeps waiting, they go back to the database.
+    fn take_in(&self, claims: Vec<ClaimedDelivery>, node: &mut Node) {
         for claim in claims {
-            let Some(ticket) = sends.lanes.enter(&claim.subscription) else {
-                if handed && sends.backlog_len < MAX_BACKLOG {
-                    sends.backlog_len += 1;
-                    sends
-                        .backlog
-                        .entry(claim.subscription.id.clone())
-                        .or_default()
-                        .push_back(claim);
-                } else {
-                    // A lane can fill up within one batch; what does not fit
-                    // goes back, due at once, for when the lane has room.
-                    overflow.push((claim.delivery_id.clone(), claim.lease_until));
-                }
-                continue;
-            };
-            self.start_one(claim, ticket, sends).await;
-        }
-        overflow
-    }
-
-    /// Starts what waits in the backlog for lanes that have room again.
-    /// Returns those whose lease is too close to its end to still be sent
-    /// safely under it: they go back to the database.
-    async fn start_backlog(&self, sends: &mut Sends) -> Vec<(DeliveryId, i64)> {
-        let mut expiring = Vec::new();
-        if sends.backlog_len == 0 {
-            return expiring;
-        }
-        // Leave a full attempt, twice over, before the lease ends.
-        let margin = i64::try_from(self.config.request_timeout.as_millis() * 2).unwrap_or(i64::MAX);
-        let now = signhook_core::time::to_millis(self.clock.now());
-        let subscriptions: Vec<SubscriptionId> = sends.backlog.keys().cloned().collect();
-        for id in subscriptions {
-            while let Some(front) = sends.backlog.get(&id).and_then(VecDeque::front) {
-                let Some(ticket) = sends.lanes.enter(&front.subscription) else {
-                    break;
-                };
-                let claim = sends
-                    .backlog
-                    .get_mut(&id)
-                    .and_then(VecDeque::pop_front)
-                    .expect("the front exists");
-                sends.backlog_len -= 1;
-                if claim.lease_until - now < margin {
-                    expiring.push((claim.delivery_id, claim.lease_until));
-                    continue;
-                }
-                self.start_one(claim, ticket, sends).await;
-            }
-            if sends.backlog.get(&id).is_some_and(VecDeque::is_empty) {
-                sends.backlog.remove(&id);
+            if node.lanes.queued() < MAX_QUEUED {
+                node.lanes.push(claim);
+            } else {
+                node.to_release.push((claim.delivery_id, claim.lease_until));
             }
         }
-        expiring
     }
 
-    /// Starts one send in its lane (waiting for a free slot on this node).
-    async fn start_one(&self, claim: ClaimedDelivery, mut ticket: crate::lanes::Ticket, sends: &mut Sends) {
-        let permit = sends
-            .slots
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed");
-        let ctx = SendContext {
-            client: self.client.clone(),
-            clock: self.clock.clone(),
-            policy: self.config.retry_policy.clone(),
-            timeout: self.config.request_timeout,
-            node_id: self.config.node_id.clone(),
-            addresses: self.config.addresses.clone(),
-            metrics: self.config.metrics.clone(),
+    /// Claims due deliveries into the lanes and tells the agenda what is
+    /// left.
+    async fn claim(&self, node: &mut Node) {
+        let started = Instant::now();
+        let now = self.clock.now();
+        let room = MAX_QUEUED.saturating_sub(node.lanes.queued());
+        let limit = u32::try_from(room).unwrap_or(u32::MAX).min(self.config.batch_size);
+        let claimed = self
+            .store
+            .claim_due_deliveries(
+                &self.config.node_id,
+                now,
+                now + self.config.lease,
+                limit,
+                node.lanes.claim_per_subscription(),
+                &node.lanes.full(),
+            )
+            .await;
+        let claims = match claimed {
+            Ok(claims) => claims,
+            Err(e) => {
+                tracing::error!(error = %error_chain(&e), "claiming due deliveries failed; retrying shortly");
+                node.agenda.failed(started);
+                return;
+            }
         };
-        let results = sends.results.clone();
-        let abandon = sends.abandon.clone();
+        let taken = claims.len();
+        for claim in claims {
+            node.lanes.push(claim);
+        }
+        let full = taken == limit as usize;
+        // The lanes full now are left out of the next claim too, and of the
+        // look at what falls due next: their work waits for them to have
+        // room (see `ended`).
+        let left_out = node.lanes.full();
+        let next_due = if full {
+            None
+        } else {
+            match self.store.next_due_at(&left_out).await {
+                Ok(next) => next.map(|at| self.instant(at)),
+                Err(e) => {
+                    tracing::warn!(error = %error_chain(&e), "could not read when work falls due next; looking again shortly");
+                    Some(started + FAILED_GAP)
+                }
+            }
+        };
+        node.left_out = left_out.into_iter().collect();
+        node.agenda.claimed(started, Claimed { taken, full, next_due });
+    }
+
+    /// Starts sends while the node has free slots, the lanes taking turns.
+    /// A delivery that waited half its lease in its lane goes back to the
+    /// database instead: its lease might end before its attempt, and
+    /// another node would send it too.
+    fn start_sends(&self, node: &mut Node) {
+        let half_lease = i64::try_from(self.config.lease.as_millis() / 2).unwrap_or(i64::MAX);
+        let now = to_millis(self.clock.now());
+        while node.in_flight.len() < self.config.max_in_flight {
+            let Some((claim, rate_limit)) = node.lanes.next_send() else {
+                break;
+            };
+            if claim.lease_until - now < half_lease {
+                node.lanes.finished(&claim.subscription.id);
+                node.to_release.push((claim.delivery_id, claim.lease_until));
+                continue;
+            }
+            self.spawn_send(claim, rate_limit, node);
+        }
+    }
+
+    /// Runs one send in its own task.
+    fn spawn_send(&self, claim: ClaimedDelivery, rate_limit: Option<RateLimit>, node: &mut Node) {
+        let context = self.context.clone();
+        let results = node.results.clone();
+        let abandon = node.abandon.clone();
         let subscription = claim.subscription.id.clone();
-        sends.in_flight.spawn(async move {
+        let task = node.in_flight.spawn(async move {
             let finished = tokio::select! {
                 record = async {
-                    ticket.wait_turn().await;
-                    ctx.attempt(&claim).await
+                    if let Some(limit) = rate_limit {
+                        limit.until_ready().await;
+                    }
+                    context.attempt(&claim).await
                 } => Finished::Attempted(Box::new(record)),
                 _ = abandon.cancelled() => Finished::Abandoned(claim.delivery_id.clone(), claim.lease_until),
             };
             // The recorder outlives every send task; a closed channel
             // only happens when the process is already going down.
             let _ = results.send(finished);
-            drop((permit, ticket));
-            subscription
         });
+        node.sending_to.insert(task.id(), subscription);
     }
 
-    /// When the next retry falls due, for the wait between claims (`None`:
-    /// nothing scheduled, wait for the idle poll). With `lanes_full`, work
-    /// that is due already waits for a lane, which only a finishing send
-    /// frees: that does not count.
-    async fn next_due(&self, lanes_full: bool) -> Option<tokio::time::Instant> {
-        let next = self.store.next_due_at().await.ok()??;
-        let until = (next - self.clock.now()).to_std().unwrap_or(Duration::ZERO);
-        if lanes_full && until.is_zero() {
-            return None;
+    /// A send task ended: its place in its lane is free. If that lane was
+    /// left out of the last claim, its due work may be claimed now.
+    fn ended(&self, ended: Result<(tokio::task::Id, ()), tokio::task::JoinError>, node: &mut Node) {
+        let id = match ended {
+            Ok((id, ())) => id,
+            Err(e) => {
+                tracing::error!(error = %e, "a send task failed; its delivery goes out again when its lease ends");
+                e.id()
+            }
+        };
+        let Some(subscription) = node.sending_to.remove(&id) else {
+            return;
+        };
+        node.lanes.finished(&subscription);
+        if node.left_out.contains(&subscription) && !node.lanes.is_full(&subscription) {
+            node.left_out.remove(&subscription);
+            node.agenda.due_at(Instant::now());
         }
-        Some(tokio::time::Instant::now() + until.min(self.config.idle_poll))
     }
 
-    /// On a shared database, wakes this dispatcher whenever any node
-    /// publishes (PostgreSQL `LISTEN`), so an idle node's latency does not
-    /// depend on the poll interval. Without it, polling still finds the work.
-    async fn listen_for_other_nodes(&self) -> Option<tokio::task::JoinHandle<()>> {
+    /// Gives back what the node will not send itself, due at once.
+    async fn release(&self, node: &mut Node) {
+        if node.to_release.is_empty() {
+            return;
+        }
+        let claims = std::mem::take(&mut node.to_release);
+        if let Err(e) = self
+            .store
+            .release_deliveries(&self.config.node_id, &claims, self.clock.now())
+            .await
+        {
+            // Not fatal: their leases end by themselves.
+            tracing::warn!(error = %error_chain(&e), "could not hand back claims; their leases will end");
+        }
+    }
+
+    /// The tokio instant of the store's time `at`.
+    fn instant(&self, at: DateTime<Utc>) -> Instant {
+        Instant::now() + (at - self.clock.now()).to_std().unwrap_or(Duration::ZERO)
+    }
+
+    /// On a shared database, tells this dispatcher whenever another node
+    /// makes work due (PostgreSQL `LISTEN`), so an idle node's latency does
+    /// not depend on the poll interval. Without it, polling still finds the
+    /// work.
+    async fn listen_for_other_nodes(&self, wake: Arc<Notify>) -> Option<tokio::task::JoinHandle<()>> {
         let mut listener = match self.store.work_listener().await {
             Ok(listener) => listener?,
             Err(e) => {
@@ -508,7 +466,6 @@ impl Dispatcher {
                 return None;
             }
         };
-        let waker = self.waker.clone();
         Some(tokio::spawn(async move {
             loop {
                 if let Err(e) = listener.recv().await {
@@ -517,7 +474,8 @@ impl Dispatcher {
                     tracing::warn!(error = %error_chain(&e), "lost the notification connection; reconnecting");
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
-                waker.wake();
+                // Stores a permit when the dispatcher is busy: not lost.
+                wake.notify_one();
             }
         }))
     }
@@ -554,7 +512,8 @@ impl SendContext {
             _ => None,
         };
         log_decision(claim, &result, decision);
-        self.metrics.observe(decision, result.duration);
+        let late = (result.started_at - claim.due_at).to_std().unwrap_or(Duration::ZERO);
+        self.metrics.observe(decision, result.duration, late);
         let error_kind = result.outcome.error_kind();
         AttemptRecord {
             delivery_id: claim.delivery_id.clone(),
@@ -570,6 +529,7 @@ impl SendContext {
                 error_message: result.error_message,
                 node_id: self.node_id.clone(),
                 location: result.location,
+                scheduled_at: Some(claim.due_at),
             },
             status: DeliveryStatus::after(decision),
             next_attempt_at,

@@ -1,57 +1,61 @@
-//! Per-subscription isolation: each subscription is a lane with at most
-//! `cap` sends in flight on this node and, when its owner set one, a rate
-//! limit. A slow or dead endpoint therefore holds at most its lane and never
-//! stalls the others.
+//! Per-subscription isolation and fairness. Each subscription is a lane:
+//! at most `cap` sends in flight on this node and, when its owner set one,
+//! a rate limit, so a slow or dead endpoint holds at most its own lane.
 //!
-//! A lane also holds up to `cap` claimed deliveries waiting for a turn, and
-//! it is left out of claims while it has more than `cap` members. With at
-//! most `cap` claimed per subscription per batch, a claim never brings more
-//! than a lane can take: nothing is claimed only to be handed back, and a
-//! waiting delivery starts within one request timeout — well inside its
-//! lease.
+//! Deliveries waiting to be sent wait in their lane's queue, first come
+//! first served, whether a publish on this node handed them over or a claim
+//! brought them from the database (retries, resends, other nodes' work).
+//! The node's send slots go to the lanes in turn (round robin): a tenant
+//! that publishes a flood fills its own lanes' queues, and another
+//! tenant's retry waits for one turn of each busy lane — not for the flood.
+//!
+//! A lane with a round of deliveries (`cap`) waiting already is left out of
+//! claims ([`Lanes::full`]): a claim never brings more than a lane can
+//! start within about one request timeout, well inside the claim's lease.
+//! The dispatcher owns its lanes; nothing here locks or waits.
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use signhook_core::ids::SubscriptionId;
-use signhook_store::subscriptions::Subscription;
-use std::collections::HashMap;
+use signhook_store::deliveries::ClaimedDelivery;
+use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use std::sync::Arc;
+
+/// A lane's rate limit, shared with the sends that wait for it.
+pub type RateLimit = Arc<DefaultDirectRateLimiter>;
 
 /// The lanes of one dispatcher.
 #[derive(Debug)]
 pub struct Lanes {
     cap: usize,
-    lanes: Mutex<HashMap<SubscriptionId, Lane>>,
+    lanes: HashMap<SubscriptionId, Lane>,
+    /// Lanes with a delivery waiting and room to send it, in turn order.
+    turns: VecDeque<SubscriptionId>,
+    /// Deliveries waiting in all queues.
+    queued: usize,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Lane {
-    /// Sending or waiting to send.
-    members: usize,
-    /// `cap` permits: one per send in flight.
-    sending: Arc<Semaphore>,
-    rate: Option<u32>,
-    limiter: Option<Arc<DefaultDirectRateLimiter>>,
-}
-
-/// A place in a lane, held for the duration of one send.
-#[derive(Debug)]
-pub struct Ticket {
-    lanes: Arc<Lanes>,
-    subscription: SubscriptionId,
-    sending: Arc<Semaphore>,
-    limiter: Option<Arc<DefaultDirectRateLimiter>>,
-    turn: Option<OwnedSemaphorePermit>,
+    /// Sends in flight.
+    sending: usize,
+    /// Waiting, oldest first.
+    queue: VecDeque<ClaimedDelivery>,
+    /// The limit per second and its limiter, when the owner set one.
+    rate: Option<(u32, RateLimit)>,
+    /// Whether the lane is in `turns`.
+    has_turn: bool,
 }
 
 impl Lanes {
     /// Lanes of at most `cap` sends each.
-    pub fn new(cap: usize) -> Arc<Self> {
-        Arc::new(Self {
+    pub fn new(cap: usize) -> Self {
+        Self {
             cap: cap.max(1),
-            lanes: Mutex::new(HashMap::new()),
-        })
+            lanes: HashMap::new(),
+            turns: VecDeque::new(),
+            queued: 0,
+        }
     }
 
     /// The most deliveries of one subscription a claim should bring.
@@ -59,82 +63,222 @@ impl Lanes {
         u32::try_from(self.cap).unwrap_or(u32::MAX)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SubscriptionId, Lane>> {
-        // A panic while holding this lock leaves only counters behind; they
-        // are still the best information there is.
-        self.lanes.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// Deliveries waiting in every lane.
+    pub fn queued(&self) -> usize {
+        self.queued
     }
 
-    /// The subscriptions that should not be claimed for now.
-    pub fn saturated(&self) -> Vec<SubscriptionId> {
-        self.lock()
+    /// Queues `claim` at the back of its lane.
+    pub fn push(&mut self, claim: ClaimedDelivery) {
+        let sub = &claim.subscription;
+        let lane = self.lanes.entry(sub.id.clone()).or_default();
+        if lane.rate.as_ref().map(|(per_second, _)| *per_second) != sub.rate_limit_per_second {
+            // Evenly spaced, no burst: "N per second" holds in every
+            // one-second window, not just on average.
+            lane.rate = sub.rate_limit_per_second.and_then(|per_second| {
+                let quota = Quota::per_second(NonZeroU32::new(per_second)?).allow_burst(NonZeroU32::MIN);
+                Some((per_second, Arc::new(RateLimiter::direct(quota))))
+            });
+        }
+        let id = sub.id.clone();
+        lane.queue.push_back(claim);
+        self.queued += 1;
+        if lane.sending < self.cap && !lane.has_turn {
+            lane.has_turn = true;
+            self.turns.push_back(id);
+        }
+    }
+
+    /// The next delivery to send, taking the lanes in turn, with its lane's
+    /// rate limit. It counts as sending until [`Lanes::finished`].
+    pub fn next_send(&mut self) -> Option<(ClaimedDelivery, Option<RateLimit>)> {
+        while let Some(id) = self.turns.pop_front() {
+            let Some(lane) = self.lanes.get_mut(&id) else { continue };
+            lane.has_turn = false;
+            if lane.sending >= self.cap {
+                continue;
+            }
+            let Some(claim) = lane.queue.pop_front() else { continue };
+            self.queued -= 1;
+            lane.sending += 1;
+            if lane.sending < self.cap && !lane.queue.is_empty() {
+                lane.has_turn = true;
+                self.turns.push_back(id);
+            }
+            return Some((claim, lane.rate.as_ref().map(|(_, limiter)| limiter.clone())));
+        }
+        None
+    }
+
+    /// A send of `sub`'s lane ended (or was never made): its place is free.
+    pub fn finished(&mut self, sub: &SubscriptionId) {
+        let Some(lane) = self.lanes.get_mut(sub) else { return };
+        lane.sending = lane.sending.saturating_sub(1);
+        if !lane.queue.is_empty() && !lane.has_turn {
+            lane.has_turn = true;
+            self.turns.push_back(sub.clone());
+        }
+        // A rate-limited lane keeps its limiter between sends; others are
+        // forgotten when idle.
+        if lane.sending == 0 && lane.queue.is_empty() && lane.rate.is_none() {
+            self.lanes.remove(sub);
+        }
+    }
+
+    /// Whether `sub`'s lane has a round of deliveries waiting already.
+    pub fn is_full(&self, sub: &SubscriptionId) -> bool {
+        self.lanes.get(sub).is_some_and(|lane| lane.queue.len() >= self.cap)
+    }
+
+    /// The lanes a claim should leave out for now (see [`Lanes::is_full`]).
+    pub fn full(&self) -> Vec<SubscriptionId> {
+        self.lanes
             .iter()
-            .filter(|(_, lane)| lane.members > self.cap)
+            .filter(|(_, lane)| lane.queue.len() >= self.cap)
             .map(|(id, _)| id.clone())
             .collect()
     }
 
-    /// Whether `sub`'s lane should not be claimed for now (see
-    /// [`Lanes::saturated`]).
-    pub fn is_saturated(&self, sub: &SubscriptionId) -> bool {
-        self.lock().get(sub).is_some_and(|lane| lane.members > self.cap)
+    /// Takes every delivery still waiting (at shutdown).
+    pub fn drain(&mut self) -> Vec<ClaimedDelivery> {
+        self.turns.clear();
+        self.queued = 0;
+        self.lanes
+            .values_mut()
+            .flat_map(|lane| {
+                lane.has_turn = false;
+                lane.queue.drain(..)
+            })
+            .collect()
     }
+}
 
-    /// Joins `sub`'s lane, or `None` when it is full.
-    pub fn enter(self: &Arc<Self>, sub: &Subscription) -> Option<Ticket> {
-        let mut lanes = self.lock();
-        let lane = lanes.entry(sub.id.clone()).or_insert_with(|| Lane {
-            members: 0,
-            sending: Arc::new(Semaphore::new(self.cap)),
-            rate: None,
-            limiter: None,
-        });
-        if lane.members >= 2 * self.cap {
-            return None;
-        }
-        if lane.rate != sub.rate_limit_per_second {
-            lane.rate = sub.rate_limit_per_second;
-            // Evenly spaced, no burst: "N per second" holds in every
-            // one-second window, not just on average.
-            lane.limiter = sub.rate_limit_per_second.and_then(NonZeroU32::new).map(|per_second| {
-                Arc::new(RateLimiter::direct(
-                    Quota::per_second(per_second).allow_burst(NonZeroU32::MIN),
-                ))
-            });
-        }
-        lane.members += 1;
-        Some(Ticket {
-            lanes: self.clone(),
-            subscription: sub.id.clone(),
-            sending: lane.sending.clone(),
-            limiter: lane.limiter.clone(),
-            turn: None,
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use signhook_core::endpoint::{CustomHeaders, SignatureScheme, WebhookUrl};
+    use signhook_core::filter::{EventFilter, Scope, ScopeFilter, SubscriptionFilter, WorkspaceFilter};
+    use signhook_core::ids::{DeliveryId, EventId, TenantId, WorkspaceId};
+    use signhook_store::events::Event;
+    use signhook_store::subscriptions::Subscription;
+    use signhook_verify::WebhookSecret;
+
+    fn subscription(rate: Option<u32>) -> Arc<Subscription> {
+        let now = chrono::Utc::now();
+        Arc::new(Subscription {
+            id: SubscriptionId::generate(),
+            tenant_id: TenantId::generate(),
+            url: WebhookUrl::parse("https://example.com/", false).unwrap(),
+            description: String::new(),
+            enabled: true,
+            disabled_reason: None,
+            auto_retry: true,
+            filter: SubscriptionFilter {
+                sandbox: false,
+                events: EventFilter::all(),
+                scopes: ScopeFilter::all(),
+                workspaces: WorkspaceFilter::all(),
+            },
+            headers: CustomHeaders::default(),
+            signature_scheme: SignatureScheme::Standard,
+            rate_limit_per_second: rate,
+            secret: WebhookSecret::from_bytes(&[1; 32]),
+            previous_secret: None,
+            failing_since: None,
+            failure_count: 0,
+            created_at: now,
+            updated_at: now,
         })
     }
-}
 
-impl Ticket {
-    /// Waits for a free sending place in the lane, then for the rate limit.
-    pub async fn wait_turn(&mut self) {
-        if self.turn.is_none() {
-            self.turn = self.sending.clone().acquire_owned().await.ok();
-        }
-        if let Some(limiter) = &self.limiter {
-            limiter.until_ready().await;
+    fn delivery(sub: &Arc<Subscription>) -> ClaimedDelivery {
+        let now = chrono::Utc::now();
+        ClaimedDelivery {
+            delivery_id: DeliveryId::generate(),
+            attempt_number: 1,
+            schedule_attempt: 1,
+            lease_until: 0,
+            due_at: now,
+            event: Arc::new(Event {
+                id: EventId::generate(),
+                tenant_id: sub.tenant_id.clone(),
+                sandbox: false,
+                event_type: "signer.done".into(),
+                scope: Scope::PublicApi,
+                workspace_id: WorkspaceId::generate(),
+                created_at: now,
+                data: "{}".into(),
+            }),
+            subscription: sub.clone(),
         }
     }
-}
 
-impl Drop for Ticket {
-    fn drop(&mut self) {
-        let mut lanes = self.lanes.lock();
-        if let Some(lane) = lanes.get_mut(&self.subscription) {
-            lane.members = lane.members.saturating_sub(1);
-            // A rate-limited lane keeps its limiter between sends; others are
-            // forgotten when idle.
-            if lane.members == 0 && lane.limiter.is_none() {
-                lanes.remove(&self.subscription);
-            }
+    /// Which subscription each of the next `n` sends belongs to.
+    fn next_sends(lanes: &mut Lanes, n: usize) -> Vec<SubscriptionId> {
+        (0..n)
+            .map_while(|_| lanes.next_send())
+            .map(|(claim, _)| claim.subscription.id.clone())
+            .collect()
+    }
+
+    #[test]
+    fn lanes_take_turns_so_a_flood_does_not_hold_up_another_lane() {
+        let mut lanes = Lanes::new(10);
+        let (flood, retry) = (subscription(None), subscription(None));
+        for _ in 0..100 {
+            lanes.push(delivery(&flood));
         }
+        // Two slots free up: one goes to the flood, then the retry, which
+        // arrived after a hundred of it, has its turn.
+        assert_eq!(next_sends(&mut lanes, 1), std::slice::from_ref(&flood.id));
+        lanes.push(delivery(&retry));
+        assert_eq!(next_sends(&mut lanes, 2), [flood.id.clone(), retry.id.clone()]);
+        assert_eq!(lanes.queued(), 98);
+    }
+
+    #[test]
+    fn a_lane_sends_at_most_cap_at_once_and_resumes_when_one_finishes() {
+        let mut lanes = Lanes::new(2);
+        let sub = subscription(None);
+        for _ in 0..5 {
+            lanes.push(delivery(&sub));
+        }
+        assert_eq!(next_sends(&mut lanes, 5).len(), 2, "two in flight, at most");
+        lanes.finished(&sub.id);
+        assert_eq!(next_sends(&mut lanes, 5).len(), 1);
+        assert_eq!(lanes.queued(), 2);
+    }
+
+    #[test]
+    fn a_lane_with_a_round_waiting_is_left_out_of_claims() {
+        let mut lanes = Lanes::new(2);
+        let sub = subscription(None);
+        for _ in 0..3 {
+            lanes.push(delivery(&sub));
+        }
+        next_sends(&mut lanes, 2);
+        assert!(!lanes.is_full(&sub.id), "two sending, one waiting: room for a claim");
+        lanes.push(delivery(&sub));
+        assert!(lanes.is_full(&sub.id), "two sending, two waiting");
+        assert_eq!(lanes.full(), std::slice::from_ref(&sub.id));
+        lanes.finished(&sub.id);
+        next_sends(&mut lanes, 1);
+        assert!(!lanes.is_full(&sub.id));
+    }
+
+    #[test]
+    fn idle_lanes_are_forgotten_unless_rate_limited() {
+        let mut lanes = Lanes::new(2);
+        let (plain, limited) = (subscription(None), subscription(Some(5)));
+        lanes.push(delivery(&plain));
+        lanes.push(delivery(&limited));
+        let sent = std::iter::from_fn(|| lanes.next_send()).collect::<Vec<_>>();
+        assert!(sent
+            .iter()
+            .any(|(claim, limit)| claim.subscription.id == limited.id && limit.is_some()));
+        lanes.finished(&plain.id);
+        lanes.finished(&limited.id);
+        assert_eq!(lanes.lanes.len(), 1, "only the rate-limited lane is kept");
+        assert!(lanes.drain().is_empty());
     }
 }

@@ -5,21 +5,26 @@
 //!
 //! - [`payload`]: the JSON envelope a delivery carries (DESIGN §3.3).
 //! - [`sender`]: one attempt: sign, POST, classify the answer.
-//! - [`dispatcher`]: the loop that claims batches with a lease, runs sends
-//!   concurrently, and writes results back in batches.
-//! - [`lanes`]: per-subscription concurrency caps and rate limits, so one
-//!   endpoint never holds up another.
+//! - [`dispatcher`]: the loop that takes deliveries handed over at publish
+//!   and claims due ones in batches under a lease, runs sends concurrently,
+//!   and writes results back in batches.
+//! - `agenda` (private): when the dispatcher claims — the earliest instant
+//!   work is known to fall due, which no other activity postpones.
+//! - [`lanes`]: per-subscription queues, concurrency caps and rate limits;
+//!   the lanes take turns for the node's send slots, so one endpoint (or
+//!   tenant) never holds up another.
 //!
 //! The engine knows nothing of e-signatures: it moves events to endpoints.
 #![deny(missing_docs)]
 
+mod agenda;
 pub mod dispatcher;
 pub mod lanes;
 pub mod metrics;
 pub mod payload;
 pub mod sender;
 
-pub use dispatcher::{Dispatcher, DispatcherConfig, Handoff, Waker};
+pub use dispatcher::{Dispatcher, DispatcherConfig, Handoff};
 pub use metrics::DeliveryMetrics;
 
 /// What can stop the engine.

@@ -238,7 +238,6 @@ impl Application {
             clock: clock.clone(),
             links: links::Links::new(store.link_key(clock.now()).await?, public_url, settings.link_ttl),
             mailer: mailer.clone(),
-            waker: dispatcher.waker(),
         });
         let schedulers = Schedulers {
             lifecycle: lifecycle.clone(),
@@ -255,7 +254,6 @@ impl Application {
         };
         let state = AppState {
             store: store.clone(),
-            waker: dispatcher.waker(),
             jobs,
             api: Arc::new(ApiSettings {
                 dev: settings.dev,
@@ -263,12 +261,7 @@ impl Application {
                 addresses,
             }),
             metrics,
-            publisher: publisher::Publisher::start(
-                store.clone(),
-                clock.clone(),
-                dispatcher.handoff(),
-                dispatcher.waker(),
-            ),
+            publisher: publisher::Publisher::start(store.clone(), clock.clone(), dispatcher.handoff()),
             clock,
             caches: Arc::default(),
             lifecycle,

@@ -22,7 +22,6 @@ use signhook_core::error_chain;
 use signhook_core::ids::SignatureRequestId;
 use signhook_core::lifecycle::{Action, Refusal, RequestStatus, Subject, Transition};
 use signhook_core::time::{rfc3339, Clock};
-use signhook_delivery::Waker;
 use signhook_documents::{AuditCertificate, AuditDocument, DocumentError, SignatureLine, TrailEntry};
 use signhook_store::blobs::{BlobError, BlobStore};
 use signhook_store::signature_requests::{Act, Document, SignatureRequestRecord};
@@ -65,7 +64,6 @@ pub struct Lifecycle {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) links: Links,
     pub(crate) mailer: Option<Mailer>,
-    pub(crate) waker: Waker,
 }
 
 impl Lifecycle {
@@ -139,7 +137,6 @@ impl Lifecycle {
                         events = written.len(),
                         "signature request changed"
                     );
-                    self.waker.wake();
                     self.after_commit(&after, &transition).await;
                     return Ok(after);
                 }

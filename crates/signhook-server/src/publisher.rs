@@ -12,7 +12,7 @@
 //! instead of after a wake-up and a claim transaction.
 
 use crate::error::ApiError;
-use signhook_delivery::{Handoff, Waker};
+use signhook_delivery::Handoff;
 use signhook_store::events::{NewEvent, Published};
 use signhook_store::{Store, StoreError};
 use tokio::sync::{mpsc, oneshot};
@@ -34,12 +34,7 @@ impl Publisher {
     ///
     /// The deliveries a batch creates are claimed for this node in the same
     /// transaction and handed to its dispatcher, which sends them at once.
-    pub fn start(
-        store: Store,
-        clock: std::sync::Arc<dyn signhook_core::time::Clock>,
-        handoff: Handoff,
-        waker: Waker,
-    ) -> Self {
+    pub fn start(store: Store, clock: std::sync::Arc<dyn signhook_core::time::Clock>, handoff: Handoff) -> Self {
         let (queue, mut incoming) = mpsc::channel::<(NewEvent, Reply)>(4 * MAX_BATCH);
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(MAX_BATCH);
@@ -54,7 +49,6 @@ impl Publisher {
                     if let Err(e) = store.release_deliveries(handoff.node_id(), &claims, clock.now()).await {
                         tracing::warn!(error = %crate::error::error_chain(&e), "could not release deliveries; their leases will end");
                     }
-                    waker.wake();
                 }
                 for (reply, result) in replies.into_iter().zip(published.results) {
                     // The caller may have gone (client disconnected); the

@@ -41,17 +41,28 @@ pub struct Schedulers {
 }
 
 impl Schedulers {
-    /// Runs until `shutdown`: a round every `interval`, or at once when woken.
+    /// Runs until `shutdown`: a round of every job every `interval`, on a
+    /// cadence kept from the start (a round never waits for a quiet moment),
+    /// and the recovery jobs at once when woken (a job was created), which
+    /// does not move the next round. What a round writes is announced to
+    /// the dispatcher by the store as it commits, so a warning leaves when
+    /// it is raised.
     pub async fn run(self, shutdown: CancellationToken) {
-        while !shutdown.is_cancelled() {
-            self.sweep().await;
-            self.recover(&shutdown).await;
-            self.purge(&shutdown).await;
-            self.signature_requests(&shutdown).await;
+        let mut rounds = tokio::time::interval(self.interval);
+        // A round that overran its interval is followed by the next one a
+        // full interval later, not by a burst of catch-up rounds.
+        rounds.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
             tokio::select! {
-                _ = tokio::time::sleep(self.interval) => {}
-                _ = self.wake.notified() => {}
-                _ = shutdown.cancelled() => {}
+                biased;
+                _ = shutdown.cancelled() => return,
+                _ = rounds.tick() => {
+                    self.sweep().await;
+                    self.recover(&shutdown).await;
+                    self.purge(&shutdown).await;
+                    self.signature_requests(&shutdown).await;
+                }
+                _ = self.wake.notified() => self.recover(&shutdown).await,
             }
         }
     }

@@ -5,7 +5,7 @@ use prometheus_client::registry::Registry;
 use signhook_core::ids::{TenantId, WorkspaceId};
 use signhook_core::netguard::AddressPolicy;
 use signhook_core::time::Clock;
-use signhook_delivery::{DeliveryMetrics, Waker};
+use signhook_delivery::DeliveryMetrics;
 use signhook_store::tenants::Principal;
 use signhook_store::{Store, StoreError};
 use std::sync::atomic::AtomicU64;
@@ -20,8 +20,6 @@ pub struct AppState {
     pub store: Store,
     /// The injected clock.
     pub clock: Arc<dyn Clock>,
-    /// Wakes the dispatcher after a publish.
-    pub waker: Waker,
     /// Wakes the schedulers (a recovery job was created).
     pub jobs: Arc<Notify>,
     /// Settings the handlers need.

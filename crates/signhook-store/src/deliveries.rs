@@ -72,6 +72,9 @@ pub struct Attempt {
     pub node_id: String,
     /// The `location` of a 3xx answer (not followed).
     pub location: Option<String>,
+    /// When the attempt was due (unknown for attempts recorded before
+    /// Signhook kept it): `started_at` minus this is how late it left.
+    pub scheduled_at: Option<DateTime<Utc>>,
 }
 
 /// A delivery the dispatcher has claimed, with what it needs to send it.
@@ -86,6 +89,9 @@ pub struct ClaimedDelivery {
     pub schedule_attempt: u32,
     /// The lease's end, in milliseconds; proves ownership when recording.
     pub lease_until: i64,
+    /// When this attempt was due: the publish, the retry's scheduled time,
+    /// the resend. A claim that comes late does not move it.
+    pub due_at: DateTime<Utc>,
     /// The event (shared by the deliveries of one fan-out).
     pub event: std::sync::Arc<Event>,
     /// The subscription (shared by its deliveries of one batch).
@@ -122,8 +128,10 @@ struct StreakChange {
     first_failure: Option<i64>,
 }
 
+/// A pending delivery's next attempt is shown as scheduled (`due_at`), not
+/// as the lease end a claim puts in `next_attempt_at`.
 const DELIVERY_COLUMNS: &str = "d.id, d.event_id, e.type, d.subscription_id, d.status, d.attempt_count, \
-    d.next_attempt_at, d.last_attempt_at, d.created_at, d.updated_at";
+    d.due_at AS next_attempt_at, d.last_attempt_at, d.created_at, d.updated_at";
 
 fn delivery_from_row(row: &impl DbRow) -> Result<Delivery> {
     let status = row.text("status")?;
@@ -157,6 +165,7 @@ fn attempt_from_row(row: &impl DbRow) -> Result<Attempt> {
         error_message: row.opt_text("error_message")?,
         node_id: row.text("node_id")?,
         location: row.opt_text("location")?,
+        scheduled_at: row.opt_int("scheduled_at")?.map(from_millis),
     })
 }
 
@@ -167,10 +176,11 @@ struct Claim {
     subscription_id: String,
     attempt_count: i64,
     schedule_offset: i64,
+    due_at: Option<i64>,
 }
 
 /// Rows per multi-row statement: well under both backends' limits on
-/// bound parameters (11 per attempt row, 6 per success). Rows are given as
+/// bound parameters (12 per attempt row, 6 per success). Rows are given as
 /// `VALUES` lists (`UPDATE … FROM (VALUES …)` for updates): SQLite compiles
 /// those in time linear in the rows, where a `CASE` per column grows with
 /// their square.
@@ -214,7 +224,7 @@ impl Store {
                      ) AS ranked WHERE place <= $7) \
                    AND status = 'pending' AND next_attempt_at <= $3 \
                    ORDER BY next_attempt_at LIMIT $4{}) \
-                 RETURNING id, event_id, subscription_id, attempt_count, schedule_offset",
+                 RETURNING id, event_id, subscription_id, attempt_count, schedule_offset, due_at",
                 dialect.list_param(5),
                 dialect.skip_locked
             );
@@ -236,6 +246,7 @@ impl Store {
                         subscription_id: row.text("subscription_id")?,
                         attempt_count: row.int("attempt_count")?,
                         schedule_offset: row.int("schedule_offset")?,
+                        due_at: row.opt_int("due_at")?,
                     })
                 })
                 .collect::<Result<Vec<_>>>()?;
@@ -278,6 +289,8 @@ impl Store {
                     attempt_number: claim.attempt_count as u32 + 1,
                     schedule_attempt: (claim.attempt_count - claim.schedule_offset).max(0) as u32 + 1,
                     lease_until: lease,
+                    // Every pending row has one; this default never applies.
+                    due_at: claim.due_at.map_or(now, from_millis),
                     event: events
                         .get(&claim.event_id)
                         .cloned()
@@ -295,12 +308,21 @@ impl Store {
     /// Records a batch of attempt outcomes in one transaction (one commit,
     /// however many results), with what follows from them: the
     /// subscriptions' failure streaks, `delivery.failed` for dead letters,
-    /// and disabling on `410 Gone` (with `webhook.disabled`).
+    /// and disabling on `410 Gone` (with `webhook.disabled`). Once
+    /// committed, announces the earliest retry and any operational event
+    /// to this node's dispatcher.
     pub async fn record_attempts(&self, node: &str, records: &[AttemptRecord], now: DateTime<Utc>) -> Result<()> {
         if records.is_empty() {
             return Ok(());
         }
+        let first_retry = records
+            .iter()
+            .filter(|r| r.status == DeliveryStatus::Pending)
+            .filter_map(|r| r.next_attempt_at)
+            .min();
+        let now_at = now;
         let now = to_millis(now);
+        let mut emitted = false;
         with_pool!(self, writer, |pool, dialect| {
             // Outcomes need no fsync of their own (see `with_pool!`): at most
             // a power cut resends what they recorded.
@@ -314,7 +336,7 @@ impl Store {
                 let batch = writes.statement().await?;
                 batch.push(
                     "INSERT INTO attempts (id, delivery_id, attempt_number, started_at, duration_ms, status_code, \
-                     response_body, error_kind, error_message, node_id, location) ",
+                     response_body, error_kind, error_message, node_id, location, scheduled_at) ",
                 );
                 batch.push_values(chunk, |mut row, record| {
                     let a = &record.attempt;
@@ -328,7 +350,8 @@ impl Store {
                         .push_bind(a.error_kind.map(ErrorKind::as_str))
                         .push_bind(a.error_message.as_deref())
                         .push_bind(a.node_id.as_str())
-                        .push_bind(a.location.as_deref());
+                        .push_bind(a.location.as_deref())
+                        .push_bind(a.scheduled_at.map(to_millis));
                 });
             }
             // Successes and retries need nothing but their row updated; a
@@ -341,7 +364,7 @@ impl Store {
                 batch
                     .push(
                         "UPDATE deliveries SET status = v.column2, next_attempt_at = v.column3, \
-                         attempt_count = v.column4, last_attempt_at = v.column5, leased_by = NULL, \
+                         due_at = v.column3, attempt_count = v.column4, last_attempt_at = v.column5, leased_by = NULL, \
                          leased_until = NULL, updated_at = ",
                     )
                     .push_bind(now)
@@ -385,7 +408,7 @@ impl Store {
                 // A dead letter: what follows depends on this UPDATE.
                 writes.apply().await?;
                 let applied = sqlx::query(
-                    "UPDATE deliveries SET status = $1, attempt_count = $2, next_attempt_at = $3, \
+                    "UPDATE deliveries SET status = $1, attempt_count = $2, next_attempt_at = $3, due_at = $3, \
                  last_attempt_at = $4, leased_by = NULL, leased_until = NULL, updated_at = $5 \
                  WHERE id = $6 AND status = 'pending' AND leased_by = $7 AND leased_until = $8",
                 )
@@ -422,7 +445,7 @@ impl Store {
                             "last_status_code": a.status_code,
                             "last_error": a.error_kind.map(ErrorKind::as_str),
                         }});
-                        emit_operational!(
+                        emitted |= emit_operational!(
                             writes,
                             dialect,
                             &sub.tenant_id,
@@ -430,10 +453,10 @@ impl Store {
                             "delivery.failed",
                             data.to_string(),
                             now
-                        );
+                        ) > 0;
                     }
                     if let Some(reason) = record.disable_subscription {
-                        disable_subscription!(writes, dialect, &sub, reason, now);
+                        emitted |= disable_subscription!(writes, dialect, &sub, reason, now);
                     }
                 }
             }
@@ -459,12 +482,19 @@ impl Store {
             }
             writes.commit().await?;
         });
+        if emitted {
+            self.work.due_at(now_at);
+        }
+        if let Some(retry) = first_retry {
+            self.work.due_at(retry);
+        }
         Ok(())
     }
 
     /// Gives claimed deliveries back without an attempt (at shutdown, or
     /// when this node has no room for them): they are due again at once, for
-    /// this node or another. One statement per 500.
+    /// this node or another (woken through `NOTIFY`). They keep the time
+    /// they were due. One statement per 500.
     pub async fn release_deliveries(&self, node: &str, claims: &[(DeliveryId, i64)], now: DateTime<Utc>) -> Result<()> {
         if claims.is_empty() {
             return Ok(());
@@ -477,7 +507,10 @@ impl Store {
                 release
                     .push("UPDATE deliveries SET next_attempt_at = ")
                     .push_bind(to_millis(now))
-                    .push(", leased_by = NULL, leased_until = NULL FROM (");
+                    // Due as they were: a release does not reschedule.
+                    .push(", due_at = COALESCE(due_at, ")
+                    .push_bind(to_millis(now))
+                    .push("), leased_by = NULL, leased_until = NULL FROM (");
                 release.push_values(chunk, |mut row, (id, lease_until)| {
                     row.push_bind(id.as_str()).push_bind(*lease_until);
                 });
@@ -488,18 +521,27 @@ impl Store {
                     )
                     .push_bind(node);
             }
+            if !dialect.notify.is_empty() {
+                writes.statement().await?.push(dialect.notify);
+            }
             writes.commit().await?;
         });
+        self.work.due_at(now);
         Ok(())
     }
 
-    /// When the earliest pending delivery falls due (past or future).
-    pub async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>> {
+    /// When a claim could next bring something: the earliest time a pending
+    /// delivery falls due (past or future, a lease's end included), leaving
+    /// out the subscriptions in `skip` as the claim does.
+    pub async fn next_due_at(&self, skip: &[SubscriptionId]) -> Result<Option<DateTime<Utc>>> {
+        let skip = json_strings(skip.iter().map(SubscriptionId::as_str));
         let next = with_pool!(self, reader, |pool, dialect| {
-            sqlx::query("SELECT MIN(next_attempt_at) AS next FROM deliveries WHERE status = 'pending'")
-                .fetch_one(pool)
-                .await?
-                .opt_int("next")?
+            let sql = format!(
+                "SELECT MIN(next_attempt_at) AS next FROM deliveries \
+                 WHERE status = 'pending' AND subscription_id NOT IN ({})",
+                dialect.list_param(1)
+            );
+            sqlx::query(&sql).bind(&skip).fetch_one(pool).await?.opt_int("next")?
         });
         Ok(next.map(from_millis))
     }
@@ -528,7 +570,7 @@ impl Store {
             let delivery = delivery_from_row(&row)?;
             let attempts = sqlx::query(
                 "SELECT id, attempt_number, started_at, duration_ms, status_code, response_body, error_kind, \
-                 error_message, node_id, location FROM attempts WHERE delivery_id = $1 ORDER BY attempt_number, started_at",
+                 error_message, node_id, location, scheduled_at FROM attempts WHERE delivery_id = $1 ORDER BY attempt_number, started_at",
             )
             .bind(id.as_str())
             .fetch_all(pool)
@@ -602,8 +644,8 @@ impl Store {
                 return Ok(Some(Err(ResendRefusal::SubscriptionDisabled)));
             }
             sqlx::query(
-                "UPDATE deliveries SET status = 'pending', next_attempt_at = $1, schedule_offset = attempt_count, \
-                 leased_by = NULL, leased_until = NULL, updated_at = $1 WHERE id = $2",
+                "UPDATE deliveries SET status = 'pending', next_attempt_at = $1, due_at = $1, \
+                 schedule_offset = attempt_count, leased_by = NULL, leased_until = NULL, updated_at = $1 WHERE id = $2",
             )
             .bind(now_ms)
             .bind(id.as_str())
@@ -611,6 +653,7 @@ impl Store {
             .await?;
             announce_work!(tx, dialect);
             tx.commit().await?;
+            self.work.due_at(now);
             Ok(Some(Ok(())))
         })
     }
@@ -658,6 +701,7 @@ impl Store {
                 .await?;
             announce_work!(tx, dialect);
             tx.commit().await?;
+            self.work.due_at(now);
             Ok(Some(Ok(id.clone())))
         })
     }

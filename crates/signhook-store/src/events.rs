@@ -107,7 +107,7 @@ pub(crate) const INSERT_EVENT: &str =
 /// A delivery is pending and due now when its subscription is enabled, and
 /// kept as canceled (for a later recovery) when it is not.
 pub(crate) const INSERT_DELIVERY: &str = "INSERT INTO deliveries (id, tenant_id, event_id, subscription_id, status, \
-    next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)";
+    next_attempt_at, due_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $7)";
 
 pub(crate) fn event_from_row(row: &impl DbRow) -> Result<Event> {
     let scope = row.text("scope")?;
@@ -491,7 +491,7 @@ impl Store {
                 let statements = writes.statement().await.map_err(key_taken)?;
                 statements.push(
                     "INSERT INTO deliveries (id, tenant_id, event_id, subscription_id, status, next_attempt_at, \
-                     leased_by, leased_until, created_at, updated_at) ",
+                     due_at, leased_by, leased_until, created_at, updated_at) ",
                 );
                 statements.push_values(chunk, |mut row, (id, i, group, k)| {
                     let event = &results[*i].as_ref().expect("a new event").event;
@@ -505,22 +505,30 @@ impl Store {
                         (true, None) => ("pending", Some(now_ms), None, None),
                         (false, _) => ("canceled", None, None, None),
                     };
+                    let due_at = sub.enabled.then_some(now_ms);
                     row.push_bind(id.as_str())
                         .push_bind(event.tenant_id.as_str())
                         .push_bind(event.id.as_str())
                         .push_bind(sub.id.as_str())
                         .push_bind(status)
                         .push_bind(next_attempt_at)
+                        .push_bind(due_at)
                         .push_bind(leased_by)
                         .push_bind(leased_until)
                         .push_bind(now_ms)
                         .push_bind(now_ms);
                 });
             }
-            if pending_total > 0 && lease.is_none() && !dialect.notify.is_empty() {
+            // Deliveries claimed at publish are handed to the dispatcher;
+            // the others wait for a claim.
+            let unclaimed = pending_total > 0 && lease.is_none();
+            if unclaimed && !dialect.notify.is_empty() {
                 writes.statement().await?.push(dialect.notify);
             }
             writes.commit().await.map_err(key_taken)?;
+            if unclaimed {
+                self.work.due_at(now);
+            }
             let claimed = match lease_until {
                 Some(lease_until) => {
                     // One shared copy of each event and subscription, however
@@ -534,6 +542,7 @@ impl Store {
                             attempt_number: 1,
                             schedule_attempt: 1,
                             lease_until,
+                            due_at: now,
                             event: events
                                 .entry(*i)
                                 .or_insert_with(|| Arc::new(results[*i].as_ref().expect("a new event").event.clone()))
@@ -578,6 +587,7 @@ impl Store {
             announce_work!(tx, dialect);
             tx.commit().await?;
         });
+        self.work.due_at(now);
         Ok((event, delivery))
     }
 

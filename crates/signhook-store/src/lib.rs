@@ -14,7 +14,9 @@
 //! files (uploaded PDFs, signed PDFs, audit certificates) in a local
 //! directory or an S3-compatible bucket. `writer` (private) holds SQLite's
 //! one writer connection and the write transactions that publishing and
-//! recording send to it in one round trip.
+//! recording send to it in one round trip. [`work`] announces to this
+//! node's dispatcher, after each commit, when the deliveries it wrote fall
+//! due.
 //!
 //! # Two backends, one body of code
 //!
@@ -41,6 +43,7 @@ pub mod retention;
 pub mod signature_requests;
 pub mod subscriptions;
 pub mod tenants;
+pub mod work;
 pub mod workspaces;
 mod writer;
 
@@ -322,6 +325,8 @@ impl Location {
 #[derive(Debug, Clone)]
 pub struct Store {
     backend: Backend,
+    /// Announces, after each commit, when the deliveries it wrote fall due.
+    work: Arc<work::WorkSignal>,
 }
 
 impl Store {
@@ -353,6 +358,7 @@ impl Store {
             .await?;
         Ok(Self {
             backend: Backend::Sqlite { writer, reader },
+            work: Arc::default(),
         })
     }
 
@@ -368,6 +374,7 @@ impl Store {
             .await?;
         Ok(Self {
             backend: Backend::Postgres { pool },
+            work: Arc::default(),
         })
     }
 
@@ -399,6 +406,12 @@ impl Store {
             sqlx::query("SELECT 1").execute(pool).await?;
         });
         Ok(())
+    }
+
+    /// When the deliveries this process writes fall due (see [`work`]):
+    /// what its dispatcher waits on. Shared by every clone of the store.
+    pub fn work_signal(&self) -> Arc<work::WorkSignal> {
+        self.work.clone()
     }
 
     /// Waits for other nodes' publishes (PostgreSQL `LISTEN`); `None` on

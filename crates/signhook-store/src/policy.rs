@@ -97,6 +97,11 @@ impl Store {
                 }
             }
             tx.commit().await?;
+            if !outcome.warned.is_empty() || !outcome.disabled.is_empty() {
+                // `webhook.disabling_soon` and `webhook.disabled` leave now,
+                // in the order they were raised.
+                self.work.due_at(now);
+            }
             Ok(outcome)
         })
     }

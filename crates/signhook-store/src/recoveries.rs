@@ -209,8 +209,8 @@ impl Store {
             };
             if !ids.is_empty() {
                 let sql = format!(
-                    "UPDATE deliveries SET status = 'pending', next_attempt_at = $1, schedule_offset = attempt_count, \
-                     leased_by = NULL, leased_until = NULL, updated_at = $1 WHERE id IN ({})",
+                    "UPDATE deliveries SET status = 'pending', next_attempt_at = $1, due_at = $1, \
+                     schedule_offset = attempt_count, leased_by = NULL, leased_until = NULL, updated_at = $1 WHERE id IN ({})",
                     dialect.list_param(2)
                 );
                 sqlx::query(&sql)
@@ -240,6 +240,9 @@ impl Store {
                 .await?;
             let updated = recovery_from_row(&row)?;
             tx.commit().await?;
+            if !ids.is_empty() {
+                self.work.due_at(now);
+            }
             Ok(Some(updated))
         })
     }

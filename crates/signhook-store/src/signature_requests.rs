@@ -714,6 +714,9 @@ impl Store {
             }
             tx.commit().await?;
         });
+        if !events.is_empty() {
+            self.work.due_at(now);
+        }
         Ok(events.into_iter().map(|(event, _)| event).collect())
     }
 

@@ -172,7 +172,7 @@ const UPDATE: &str = "UPDATE subscriptions SET url = $1, description = $2, enabl
 /// deletion and whenever it is disabled. Canceled deliveries can be resent
 /// or recovered once it is enabled again.
 pub(crate) const CANCEL_PENDING: &str = "UPDATE deliveries SET status = 'canceled', next_attempt_at = NULL, \
-    leased_until = NULL, leased_by = NULL, updated_at = $1 WHERE subscription_id = $2 AND status = 'pending'";
+    due_at = NULL, leased_until = NULL, leased_by = NULL, updated_at = $1 WHERE subscription_id = $2 AND status = 'pending'";
 
 /// Clears a subscription's failure streak (after a success, or when its
 /// owner enables it again); the subscription's id is bound after it.

@@ -107,6 +107,7 @@ fn succeeded(claim: &signhook_store::deliveries::ClaimedDelivery, at: DateTime<U
             error_message: None,
             node_id: node.into(),
             location: None,
+            scheduled_at: Some(claim.due_at),
         },
         status: DeliveryStatus::Succeeded,
         next_attempt_at: None,
@@ -136,7 +137,7 @@ async fn a_lease_holds_until_it_ends_then_the_delivery_is_claimable_again(backen
         .await
         .unwrap()
         .is_empty());
-    assert_eq!(store.next_due_at().await.unwrap(), Some(t0() + lease));
+    assert_eq!(store.next_due_at(&[]).await.unwrap(), Some(t0() + lease));
     // node_a dies; when its lease ends, node_b takes over.
     let after = t0() + lease;
     let second = store
@@ -173,7 +174,7 @@ async fn a_lease_holds_until_it_ends_then_the_delivery_is_claimable_again(backen
         attempts.iter().map(|a| a.node_id.as_str()).collect::<Vec<_>>(),
         ["node_a", "node_b"]
     );
-    assert_eq!(store.next_due_at().await.unwrap(), None);
+    assert_eq!(store.next_due_at(&[]).await.unwrap(), None);
 }
 
 async fn a_released_claim_is_due_at_once(backend: Backend) {
@@ -273,7 +274,7 @@ async fn a_publish_that_fails_leaves_nothing_behind(backend: Backend) {
         .unwrap()
         .items
         .is_empty());
-    assert_eq!(store.next_due_at().await.unwrap(), None);
+    assert_eq!(store.next_due_at(&[]).await.unwrap(), None);
 }
 
 async fn keys_authenticate_only_as_themselves(backend: Backend) {

@@ -365,3 +365,32 @@ fn find_bin_dir() -> PathBuf {
          (`apt-get install -y postgresql-15` on Debian) or set SIGNHOOK_TEST_PG_BIN."
     );
 }
+
+/// How long a test waits for something that should happen within
+/// milliseconds before it declares failure. Generous, so that a loaded
+/// 2-core machine never fails a correct build; never a timing assertion.
+pub const PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Waits until `check` yields `Some`, looking again every 10 ms, for at most
+/// [`PATIENCE`]; panics naming `what` otherwise. The one way the suites
+/// wait for something to happen: never a `sleep` standing in for it.
+///
+/// Both the pause between looks and the deadline are on tokio's clock, so
+/// a test on a paused clock waits in virtual time.
+pub async fn eventually<T, F, Fut>(what: impl std::fmt::Display, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited {PATIENCE:?} in vain for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}

@@ -30,7 +30,8 @@ pub struct DeliveryView {
     pub status: String,
     /// Attempts made so far.
     pub attempt_count: u32,
-    /// When the next attempt is due, while pending.
+    /// When the next attempt is due, as scheduled, while pending (also
+    /// while it is being sent).
     pub next_attempt_at: Option<String>,
     /// When the last attempt started.
     pub last_attempt_at: Option<String>,
@@ -50,6 +51,10 @@ pub struct AttemptView {
     pub id: String,
     /// 1 for the first try.
     pub attempt_number: u32,
+    /// When it was due: the publish, the retry's scheduled time, the resend.
+    /// `started_at` minus this is how late it left. Null for attempts made
+    /// before Signhook kept it.
+    pub scheduled_at: Option<String>,
     /// When the request started.
     pub started_at: String,
     /// How long it took, in milliseconds.
@@ -95,6 +100,7 @@ impl From<Attempt> for AttemptView {
         Self {
             id: a.id.to_string(),
             attempt_number: a.attempt_number,
+            scheduled_at: a.scheduled_at.map(rfc3339),
             started_at: rfc3339(a.started_at),
             duration_ms: a.duration_ms,
             status_code: a.status_code,
@@ -244,6 +250,5 @@ pub async fn resend(
         .await?
         .ok_or_else(|| ApiError::not_found("delivery", &id))?
         .map_err(refusal)?;
-    state.waker.wake();
     Ok((StatusCode::ACCEPTED, Json(view(&state, &auth, &delivery_id).await?)))
 }

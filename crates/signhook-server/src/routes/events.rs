@@ -311,7 +311,6 @@ pub async fn resend(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no event `{id}` or webhook `{}` exists", body.webhook_id)))?
         .map_err(crate::routes::deliveries::refusal)?;
-    state.waker.wake();
     Ok((
         StatusCode::ACCEPTED,
         Json(crate::routes::deliveries::view(&state, &auth, &delivery).await?),

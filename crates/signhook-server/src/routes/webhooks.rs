@@ -549,7 +549,6 @@ pub async fn send_test(
             state.clock.now(),
         )
         .await?;
-    state.waker.wake();
     let (delivery, attempts) = state
         .store
         .get_delivery(auth.tenant(), auth.sandbox(), &delivery_id)
