@@ -19,7 +19,7 @@ use signhook_store::events::NewEvent;
 use signhook_store::subscriptions::NewSubscription;
 use signhook_store::tenants::CreatedTenant;
 use signhook_store::Store;
-use signhook_testkit::{eventually, on_both_backends, Backend, PgServer};
+use signhook_testkit::{done_when, eventually, on_both_backends, Backend, PgServer};
 use signhook_verify::WebhookSecret;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -194,13 +194,14 @@ async fn retry_while_another_tenant_publishes(
         })
     };
     eventually("tenant B's traffic to flow", || async {
-        (b_endpoint.arrivals().len() >= 10).then_some(())
+        let arrived = b_endpoint.arrivals().len();
+        done_when(arrived >= 10, arrived)
     })
     .await;
     publish(&store, &handoff, clock.as_ref(), &a, 1).await;
     let arrivals = eventually("tenant A's retry while tenant B publishes", || async {
         let arrivals = a_endpoint.arrivals();
-        (arrivals.len() >= 2).then_some(arrivals)
+        done_when(arrivals.len() >= 2, arrivals)
     })
     .await;
     assert!(!traffic.is_finished(), "tenant B never stopped publishing");

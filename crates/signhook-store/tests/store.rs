@@ -683,3 +683,71 @@ mod group_commit {
         }
     }
 }
+
+/// A result for `claim`: failed, to be tried again at `retry_at`.
+fn retrying(
+    claim: &signhook_store::deliveries::ClaimedDelivery,
+    at: DateTime<Utc>,
+    retry_at: DateTime<Utc>,
+) -> AttemptRecord {
+    let mut record = dead_lettered(claim, at, "n");
+    record.status = DeliveryStatus::Pending;
+    record.next_attempt_at = Some(retry_at);
+    record
+}
+
+on_both_backends! {
+async fn every_write_that_makes_work_due_announces_when_and_claims_keep_the_due_time(backend: Backend) {
+    let (_dir, store) = store(backend).await;
+    let tenant = tenant_with_subscription(&store).await;
+    let signal = store.work_signal();
+    let lease = Duration::minutes(1);
+    let claim_at = |at: DateTime<Utc>| {
+        let store = store.clone();
+        async move { store.claim_due_deliveries("n", at, at + lease, 10, 10, &[]).await.unwrap() }
+    };
+
+    // A publish that no node claimed at once: due now.
+    publish(&store, &tenant, t0()).await;
+    assert_eq!(signal.take(), Some(t0()));
+    let claim = claim_at(t0()).await.remove(0);
+    assert_eq!(claim.due_at, t0());
+    assert_eq!(signal.take(), None, "a claim makes nothing due");
+
+    // Its attempt fails: the retry is announced for its own time.
+    let retry_at = t0() + Duration::seconds(5);
+    store.record_attempts("n", &[retrying(&claim, t0(), retry_at)], t0()).await.unwrap();
+    assert_eq!(signal.take(), Some(retry_at));
+    assert_eq!(store.next_due_at(&[]).await.unwrap(), Some(retry_at));
+    assert_eq!(
+        store.next_due_at(std::slice::from_ref(&claim.subscription.id)).await.unwrap(),
+        None,
+        "a lane left out of claims is left out of what falls due next"
+    );
+
+    // Claimed two seconds late, then released: it keeps the time it was
+    // due, so its attempt will know how late it left.
+    let late = claim_at(retry_at + Duration::seconds(2)).await.remove(0);
+    assert_eq!(late.due_at, retry_at);
+    let released_at = retry_at + Duration::seconds(3);
+    store.release_deliveries("n", &[(late.delivery_id.clone(), late.lease_until)], released_at).await.unwrap();
+    assert_eq!(signal.take(), Some(released_at), "released: due at once");
+    let again = claim_at(released_at).await.remove(0);
+    assert_eq!(again.due_at, retry_at);
+
+    // Dead-lettered: `delivery.failed` goes to the tenant's subscription now.
+    let dead_at = released_at + Duration::seconds(1);
+    store.record_attempts("n", &[dead_lettered(&again, dead_at, "n")], dead_at).await.unwrap();
+    assert_eq!(signal.take(), Some(dead_at));
+
+    // Resent by its owner: due now.
+    let resent_at = dead_at + Duration::seconds(1);
+    store.resend_delivery(&tenant.tenant_id, false, &again.delivery_id, resent_at).await.unwrap().unwrap().unwrap();
+    assert_eq!(signal.take(), Some(resent_at));
+    let (delivery, attempts) =
+        store.get_delivery(&tenant.tenant_id, false, &again.delivery_id).await.unwrap().unwrap();
+    assert_eq!(delivery.next_attempt_at, Some(resent_at), "shown as scheduled");
+    let scheduled: Vec<_> = attempts.iter().map(|a| a.scheduled_at).collect();
+    assert_eq!(scheduled, [Some(t0()), Some(retry_at)], "each attempt records when it was due");
+}
+}

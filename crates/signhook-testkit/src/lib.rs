@@ -11,6 +11,7 @@
 //! - [`s3::S3Server`]: a real S3-compatible server (moto) for blob tests.
 //! - [`execute_sql`]: raw SQL against a test database, for tests that inject
 //!   a failure (a trigger that refuses a write).
+//! - [`eventually`]: the one way a test waits for something to happen.
 //!
 //! There is no silent skip: without PostgreSQL's server binaries the
 //! PostgreSQL half of every test fails, saying what to install.
@@ -371,26 +372,39 @@ fn find_bin_dir() -> PathBuf {
 /// 2-core machine never fails a correct build; never a timing assertion.
 pub const PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Waits until `check` yields `Some`, looking again every 10 ms, for at most
-/// [`PATIENCE`]; panics naming `what` otherwise. The one way the suites
-/// wait for something to happen: never a `sleep` standing in for it.
+/// Waits until `check` returns `Ok`, looking again every 10 ms, for at
+/// most [`PATIENCE`]; then panics naming `what` and what the last look
+/// found (the `Err`). The one way the suites wait for something to happen:
+/// never a `sleep` standing in for it, never a hand-written poll loop.
 ///
 /// Both the pause between looks and the deadline are on tokio's clock, so
 /// a test on a paused clock waits in virtual time.
-pub async fn eventually<T, F, Fut>(what: impl std::fmt::Display, mut check: F) -> T
+pub async fn eventually<T, E, F, Fut>(what: impl std::fmt::Display, mut check: F) -> T
 where
+    E: std::fmt::Debug,
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
+    Fut: std::future::Future<Output = Result<T, E>>,
 {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
-        if let Some(found) = check().await {
-            return found;
-        }
+        let found = match check().await {
+            Ok(done) => return done,
+            Err(found) => found,
+        };
         assert!(
             tokio::time::Instant::now() < deadline,
-            "waited {PATIENCE:?} in vain for {what}"
+            "waited {PATIENCE:?} in vain for {what}; the last look found {found:?}"
         );
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// For [`eventually`]: `Ok(value)` when `done`, else `Err` with what was
+/// found instead.
+pub fn done_when<T: std::fmt::Debug>(done: bool, found: T) -> Result<T, T> {
+    if done {
+        Ok(found)
+    } else {
+        Err(found)
     }
 }

@@ -44,20 +44,11 @@ fn ids_received(receiver: &Receiver) -> HashSet<String> {
 
 /// Waits until the receiver has seen every id in `expected`.
 async fn wait_for_all(receiver: &Receiver, expected: &HashSet<String>) {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let seen = ids_received(receiver);
-        if expected.is_subset(&seen) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{} of {} events never arrived",
-            expected.difference(&seen).count(),
-            expected.len()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    eventually(format_args!("all {} events", expected.len()), || async {
+        let missing = expected.difference(&ids_received(receiver)).count();
+        done_when(missing == 0, format!("{missing} missing"))
+    })
+    .await;
 }
 
 const FAST: &[&str] = &["--dev", "--retry-schedule", "100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms"];
@@ -170,8 +161,7 @@ async fn a_recovery_job_survives_sigkill_and_finishes(backend: Backend) {
     // Dead letters take a moment to be recorded; wait for all 300.
     let hook_id = hook["id"].as_str().unwrap();
     let client = reqwest::Client::new();
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
+    eventually("300 dead letters recorded", || async {
         let mut dead = 0;
         let mut cursor = String::new();
         loop {
@@ -183,52 +173,38 @@ async fn a_recovery_job_survives_sigkill_and_finishes(backend: Backend) {
                 None => break,
             }
         }
-        if dead == 300 {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "only {dead} dead letters recorded");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+        done_when(dead == 300, dead)
+    })
+    .await;
     let job = call(&server, &key, &format!("/v1/webhooks/{hook_id}/recover"), json!({"since": since})).await;
     server.kill9();
 
     let restarted = BinaryServer::start(&db, &args);
     let job_url = restarted.url(&format!("/v1/recoveries/{}", job["id"].as_str().unwrap()));
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
+    let state = eventually("the recovery job to finish", || async {
         let (_, state) = read(client.get(&job_url).bearer_auth(&key).send().await.unwrap()).await;
-        if state["status"] == "done" {
-            assert_eq!(state["total"], 300, "{state}");
-            assert_eq!(state["resent"], 300, "{state}");
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the job never finished: {state}");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+        done_when(state["status"] == "done", state)
+    })
+    .await;
+    assert_eq!(state["total"], 300, "{state}");
+    assert_eq!(state["resent"], 300, "{state}");
     wait_for_all_answered(&receiver, &accepted, 300).await;
 }
 }
 
 /// Waits until every id in `expected` got an answered (post-`skip`) request.
 async fn wait_for_all_answered(receiver: &Receiver, expected: &HashSet<String>, skip: usize) {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
+    eventually("every recovered event", || async {
         let answered: HashSet<String> = receiver
             .received()
             .iter()
             .skip(skip)
             .map(|r| r.header("webhook-id").to_owned())
             .collect();
-        if expected.is_subset(&answered) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{} recovered events never arrived",
-            expected.difference(&answered).count()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+        let missing = expected.difference(&answered).count();
+        done_when(missing == 0, format!("{missing} missing"))
+    })
+    .await;
 }
 
 on_both_backends! {

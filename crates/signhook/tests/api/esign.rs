@@ -130,27 +130,20 @@ fn two_signers(ordered: bool) -> Value {
 /// and — at least once — more than once when a test jumps the clock past a
 /// lease: receivers deduplicate by event id, and so does this).
 pub async fn events_of(receiver: &Receiver, id: &str, n: usize) -> Vec<Value> {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
+    let mut events = eventually(format_args!("{n} events of {id}"), || async {
         let mut seen = std::collections::HashSet::new();
-        let mut events: Vec<Value> = receiver
+        let events: Vec<Value> = receiver
             .received()
             .iter()
             .map(Received::json)
             .filter(|e| e["data"]["signature_request"]["id"] == id)
             .filter(|e| seen.insert(e["id"].as_str().unwrap().to_owned()))
             .collect();
-        if events.len() >= n {
-            events.sort_by_key(|e| e["data"]["signature_request"]["sequence"].as_i64().unwrap());
-            return events;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "only {} of {n} events of {id} arrived: {events:?}",
-            events.len()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+        done_when(events.len() >= n, events)
+    })
+    .await;
+    events.sort_by_key(|e| e["data"]["signature_request"]["sequence"].as_i64().unwrap());
+    events
 }
 
 fn types(events: &[Value]) -> Vec<&str> {

@@ -22,32 +22,16 @@ async fn ops_subscription(app: &TestApp) -> Receiver {
 
 /// Waits until `receiver` got at least one event of `event_type`; returns them all.
 async fn wait_for_type(receiver: &Receiver, event_type: &str) -> Vec<Value> {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
+    eventually(format_args!("a {event_type}"), || async {
         let found = receiver.of_type(event_type);
-        if !found.is_empty() {
-            return found;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no {event_type} arrived");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        done_when(!found.is_empty(), found)
+    })
+    .await
 }
 
 /// Polls `path` until `done` holds for the body.
 async fn wait_until(app: &TestApp, path: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let (status, body) = app.get(path).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        if done(&body) {
-            return body;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{path} never reached the expected state: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    app.wait_until(path, done).await
 }
 
 fn signer_events() -> Value {
@@ -138,17 +122,11 @@ async fn dead_letters_are_resent_one_by_one_or_recovered_in_bulk(backend: Backen
     for i in 0..4 {
         app.publish("signer.done", json!({"i": i})).await;
     }
-    let dead = {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            let dead = app.deliveries(hook_id, Some("failed")).await;
-            if dead.len() == 4 {
-                break dead;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "not all dead-lettered: {}", dead.len());
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
+    let dead = eventually("4 dead letters", || async {
+        let dead = app.deliveries(hook_id, Some("failed")).await;
+        done_when(dead.len() == 4, dead)
+    })
+    .await;
     // The receiver is back.
     receiver.set_reply(Reply::Status(200));
 
@@ -170,11 +148,11 @@ async fn dead_letters_are_resent_one_by_one_or_recovered_in_bulk(backend: Backen
     let job_id = job["id"].as_str().unwrap();
     let job = wait_until(&app, &format!("/v1/recoveries/{job_id}"), |j| j["status"] == "done").await;
     assert_eq!(job["resent"], 3);
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while app.deliveries(hook_id, Some("succeeded")).await.len() < 4 {
-        assert!(tokio::time::Instant::now() < deadline, "recovered deliveries never succeeded");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("the recovered deliveries to succeed", || async {
+        let succeeded = app.deliveries(hook_id, Some("succeeded")).await.len();
+        done_when(succeeded == 4, succeeded)
+    })
+    .await;
     let ids: std::collections::HashSet<String> =
         receiver.received().iter().map(|r| r.header("webhook-id").to_owned()).collect();
     assert_eq!(ids.len(), 4, "every event arrived, each under its own webhook-id");
@@ -250,20 +228,16 @@ async fn failing_subscriptions_are_warned_then_disabled_and_recover(backend: Bac
     let (status, job) = app.post(&format!("/v1/webhooks/{hook_id}/recover"), json!({"since": since})).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{job}");
     wait_until(&app, &format!("/v1/recoveries/{}", job["id"].as_str().unwrap()), |j| j["status"] == "done").await;
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
+    eventually("the 3 missed events, recovered", || async {
         let seen: std::collections::HashSet<i64> = receiver
             .received()
             .iter()
             .skip(attempts_while_disabled)
             .filter_map(|r| r.json()["data"]["i"].as_i64())
             .collect();
-        if seen.len() == 3 {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "recovered only {seen:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        done_when(seen.len() == 3, seen)
+    })
+    .await;
     let (_, webhook) = app.get(&format!("/v1/webhooks/{hook_id}")).await;
     assert_eq!(webhook["enabled"], true, "a success after re-enabling keeps it enabled");
 }
@@ -378,22 +352,24 @@ async fn metrics_count_outcomes_and_the_backlog(backend: Backend) {
     app.create_webhook(&receiver.url("/"), signer_events()).await;
     app.publish("signer.done", json!({})).await;
     receiver.wait_for(2).await;
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
+    eventually("both attempts counted in /metrics", || async {
         let response = app.client.get(app.url("/metrics")).send().await.unwrap();
         assert_eq!(response.status(), 200);
         let text = response.text().await.unwrap();
-        for name in ["signhook_deliveries_due", "signhook_oldest_due_delivery_age_seconds", "signhook_subscriptions_disabled", "signhook_attempt_duration_seconds_bucket"] {
+        for name in [
+            "signhook_deliveries_due",
+            "signhook_oldest_due_delivery_age_seconds",
+            "signhook_subscriptions_disabled",
+            "signhook_attempt_duration_seconds_bucket",
+            "signhook_attempt_lateness_seconds_bucket",
+        ] {
             assert!(text.contains(name), "{name} missing from /metrics:\n{text}");
         }
-        if text.contains("signhook_delivery_attempts_total{result=\"succeeded\"} 1")
-            && text.contains("signhook_delivery_attempts_total{result=\"retrying\"} 1")
-        {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "attempts never counted:\n{text}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        let counted = text.contains("signhook_delivery_attempts_total{result=\"succeeded\"} 1")
+            && text.contains("signhook_delivery_attempts_total{result=\"retrying\"} 1");
+        done_when(counted, text)
+    })
+    .await;
 }
 }
 

@@ -12,7 +12,7 @@ use signhook_core::policy::DisablePolicy;
 use signhook_core::retry::RetryPolicy;
 use signhook_core::time::ShiftedClock;
 use signhook_server::{Application, Settings};
-pub use signhook_testkit::{on_both_backends, Backend, PgServer};
+pub use signhook_testkit::{done_when, eventually, on_both_backends, Backend, PgServer, PATIENCE};
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -21,13 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-
-/// How long a test waits for something that should happen within
-/// milliseconds before it declares failure. Generous, so that a loaded
-/// 2-core machine never fails a correct build; never a timing assertion.
-pub const PATIENCE: Duration = Duration::from_secs(60);
 
 /// A millisecond retry schedule: 3 retries, so 4 attempts in all.
 pub fn fast_schedule() -> RetryPolicy {
@@ -268,19 +262,18 @@ impl TestApp {
 
     /// Polls a delivery until it leaves `pending`; returns it with its attempts.
     pub async fn wait_until_settled(&self, delivery_id: &str) -> Value {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            let (code, delivery) = self.get(&format!("/v1/deliveries/{delivery_id}")).await;
-            assert_eq!(code, StatusCode::OK, "{delivery}");
-            if delivery["status"] != "pending" {
-                return delivery;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "delivery never settled: {delivery}"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        self.wait_until(&format!("/v1/deliveries/{delivery_id}"), |d| d["status"] != "pending")
+            .await
+    }
+
+    /// Polls `path` until `done` holds for its body; returns the body.
+    pub async fn wait_until(&self, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+        eventually(format_args!("{path} to reach the expected state"), || async {
+            let (status, body) = self.get(path).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            done_when(done(&body), body)
+        })
+        .await
     }
 
     /// The single delivery of `webhook_id`, once it exists.
@@ -338,6 +331,9 @@ pub enum Reply {
     WithHeaders(u16, &'static [(&'static str, &'static str)]),
     /// Accept the request and never answer.
     Hang,
+    /// This status to the first attempt of each event (by `webhook-id`),
+    /// 200 to every later one.
+    FirstAttemptOfEach(u16),
 }
 
 /// One request a receiver got.
@@ -364,7 +360,6 @@ struct ReceiverState {
     received: Mutex<Vec<(Received, std::time::Instant)>>,
     script: Mutex<VecDeque<Reply>>,
     then: Mutex<Reply>,
-    arrived: Notify,
 }
 
 /// A real HTTP endpoint on 127.0.0.1.
@@ -393,7 +388,6 @@ impl Receiver {
             received: Mutex::new(Vec::new()),
             script: Mutex::new(script.into()),
             then: Mutex::new(then),
-            arrived: Notify::new(),
         });
         let handler_state = state.clone();
         let app = axum::Router::new().fallback(move |headers: HeaderMap, body: Bytes| {
@@ -401,16 +395,19 @@ impl Receiver {
             async move {
                 let then = *state.then.lock().unwrap();
                 let reply = state.script.lock().unwrap().pop_front().unwrap_or(then);
-                state
-                    .received
-                    .lock()
-                    .unwrap()
-                    .push((Received { headers, body }, std::time::Instant::now()));
-                state.arrived.notify_waiters();
+                let first_attempt = {
+                    let mut received = state.received.lock().unwrap();
+                    let id = headers.get("webhook-id");
+                    let first = !received.iter().any(|(r, _)| r.headers.get("webhook-id") == id);
+                    received.push((Received { headers, body }, std::time::Instant::now()));
+                    first
+                };
                 let (code, extra): (u16, &[(&str, &str)]) = match reply {
                     Reply::Status(code) => (code, &[]),
                     Reply::WithHeaders(code, headers) => (code, headers),
                     Reply::Hang => std::future::pending().await,
+                    Reply::FirstAttemptOfEach(code) if first_attempt => (code, &[]),
+                    Reply::FirstAttemptOfEach(_) => (200, &[]),
                 };
                 let mut response = axum::response::IntoResponse::into_response((
                     StatusCode::from_u16(code).unwrap(),
@@ -468,17 +465,16 @@ impl Receiver {
 
     /// Waits until at least `n` requests arrived, and returns all of them.
     pub async fn wait_for(&self, n: usize) -> Vec<Received> {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            let arrived = self.state.arrived.notified();
+        eventually(format_args!("{n} requests"), || async {
             let received = self.received();
-            if received.len() >= n {
-                return received;
+            let count = received.len();
+            if count >= n {
+                Ok(received)
+            } else {
+                Err(format!("{count} requests"))
             }
-            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
-                panic!("only {} of {n} requests arrived", self.received().len());
-            }
-        }
+        })
+        .await
     }
 }
 
@@ -655,14 +651,10 @@ impl SmtpSink {
 
     /// Waits until a message arrived; returns all.
     pub async fn wait_for_message(&self) -> Vec<String> {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
+        eventually("an e-mail", || async {
             let messages = self.messages.lock().unwrap().clone();
-            if !messages.is_empty() {
-                return messages;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "no e-mail arrived");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            done_when(!messages.is_empty(), messages)
+        })
+        .await
     }
 }

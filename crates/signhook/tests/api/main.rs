@@ -11,4 +11,5 @@ mod events;
 mod failures;
 mod helpers;
 mod multinode;
+mod punctuality;
 mod webhooks;

@@ -125,18 +125,11 @@ async fn two_nodes_share_the_work_and_send_nothing_twice() {
 
     // Results are written back in batches just after the requests; wait for
     // the last ones.
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    let by_node = loop {
+    let by_node = eventually("every attempt recorded", || async {
         let by_node = attempts_by_node(&db);
-        if by_node.values().sum::<u64>() >= EVENTS as u64 {
-            break by_node;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "attempts never all recorded: {by_node:?}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+        done_when(by_node.values().sum::<u64>() >= EVENTS as u64, by_node)
+    })
+    .await;
     println!("attempts by node: {by_node:?}");
     assert_eq!(by_node.values().sum::<u64>(), EVENTS as u64, "one attempt per event");
     assert!(by_node.get("node_a").is_some_and(|n| *n > 0), "{by_node:?}");
@@ -169,21 +162,15 @@ async fn when_a_node_is_killed_the_other_delivers_its_share() {
     let everything = publishing.await.expect("every event is acknowledged by a live node");
     assert_eq!(everything.len(), EVENTS);
 
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
+    let counts = eventually("every event after node a died", || async {
         let counts = arrivals(&receiver);
-        if everything.iter().all(|id| counts.contains_key(id)) {
-            let duplicates: usize = counts.values().map(|n| n - 1).sum();
-            // Only deliveries the dead node had in flight may arrive twice.
-            println!("duplicates after killing a node mid-run: {duplicates} (of {EVENTS} events)");
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "some events never arrived after node a died"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+        let missing = everything.iter().filter(|id| !counts.contains_key(*id)).count();
+        done_when(missing == 0, counts).map_err(|_| format!("{missing} missing"))
+    })
+    .await;
+    let duplicates: usize = counts.values().map(|n| n - 1).sum();
+    // Only deliveries the dead node had in flight may arrive twice.
+    println!("duplicates after killing a node mid-run: {duplicates} (of {EVENTS} events)");
     drop(b);
 }
 
@@ -224,8 +211,7 @@ async fn a_database_restart_is_a_503_then_nothing_acknowledged_is_lost() {
     assert_eq!(status, 503);
 
     pg.restart();
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
+    let event = eventually("the node to accept publishes again", || async {
         let (status, event) = post(
             &client,
             node.url("/v1/events"),
@@ -233,28 +219,22 @@ async fn a_database_restart_is_a_503_then_nothing_acknowledged_is_lost() {
             json!({"type": "signer.done", "data": {}}),
         )
         .await;
-        if status == 201 {
-            acknowledged.push(event["id"].as_str().unwrap().to_owned());
-            break;
-        }
-        assert_eq!(status, 503, "only 503 while the database comes back: {event}");
-        assert!(tokio::time::Instant::now() < deadline, "the node never recovered");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+        assert!(
+            status == 201 || status == 503,
+            "only 503 while the database comes back: {event}"
+        );
+        done_when(status == 201, event)
+    })
+    .await;
+    acknowledged.push(event["id"].as_str().unwrap().to_owned());
     acknowledged.extend(publish_across(&[node.url("")], &key, 50).await);
 
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
+    eventually("every acknowledged event across the restart", || async {
         let counts = arrivals(&receiver);
-        if acknowledged.iter().all(|id| counts.contains_key(id)) {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "an acknowledged event was lost across the restart"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+        let missing = acknowledged.iter().filter(|id| !counts.contains_key(*id)).count();
+        done_when(missing == 0, format!("{missing} missing"))
+    })
+    .await;
 }
 
 /// Two nodes on one PostgreSQL and one S3-compatible bucket: a document
