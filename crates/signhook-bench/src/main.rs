@@ -8,7 +8,10 @@
 //! `latency` (a fixed rate, default 1,000 events/s), `fanout` (one event to
 //! 1,000 subscriptions), `slow-endpoint` (one endpoint that never answers
 //! beside 10 fast ones; latency is the fast ones'), `mixed` (1 % of
-//! endpoints answer 500), `ceiling` (no server: `wrk` posts one signed
+//! endpoints answer 500), `retry-punctuality` (one tenant publishes at a
+//! stated fraction of the throughput measured first in the same run, while
+//! another tenant's endpoint fails half of its first attempts: how late do
+//! the retries leave?), `ceiling` (no server: `wrk` posts one signed
 //! delivery to the same sink as fast as it can — the loopback ceiling the
 //! other figures are a fraction of). `--smoke` runs a tiny version whose only purpose is
 //! to prove the tool still works; the test suite runs it.
@@ -35,6 +38,8 @@ enum Scenario {
     Fanout,
     SlowEndpoint,
     Mixed,
+    /// Retries under steady traffic: how late they leave.
+    RetryPunctuality,
     /// The loopback ceiling: `wrk` posting one signed delivery to the sink
     /// as fast as it can, no server in between.
     Ceiling,
@@ -79,6 +84,13 @@ struct Cli {
     /// fast ones, to compare their latency with and without it.
     #[arg(long)]
     baseline: bool,
+    /// `retry-punctuality`: the busy tenant publishes at this fraction of
+    /// the throughput measured at the start of the run.
+    #[arg(long, default_value_t = 0.5)]
+    load: f64,
+    /// `retry-punctuality`: how long the steady traffic lasts, in seconds.
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
 }
 
 /// How a sink path answers.
@@ -87,13 +99,22 @@ enum Behavior {
     Fast,
     Hang,
     Fail,
+    /// 500 to the first attempt of every other event, then 204.
+    FailHalfOfFirstAttempts,
 }
 
 /// The receiving end: verifies, times and counts every delivery.
 #[derive(Default)]
 struct Sink {
     verifiers: RwLock<HashMap<usize, (signhook_verify::Webhook, Behavior)>>,
+    /// Per event and endpoint: when it was first answered 2xx, and how
+    /// many times it was.
     arrivals: Mutex<HashMap<(String, usize), (Instant, u32)>>,
+    /// Per event and endpoint: when its first attempt was answered 500 on
+    /// purpose.
+    failed_first: Mutex<HashMap<(String, usize), Instant>>,
+    /// Events seen first by the endpoints that fail half of them.
+    first_attempts: AtomicU64,
     bad_signatures: AtomicU64,
     requests: AtomicU64,
 }
@@ -117,15 +138,34 @@ async fn receive(
         sink.bad_signatures.fetch_add(1, Ordering::Relaxed);
         return StatusCode::UNAUTHORIZED;
     }
+    let id = headers
+        .get("webhook-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
     match behavior {
         Behavior::Hang => std::future::pending().await,
         Behavior::Fail => StatusCode::INTERNAL_SERVER_ERROR,
-        Behavior::Fast => {
-            let id = headers
-                .get("webhook-id")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_owned();
+        Behavior::FailHalfOfFirstAttempts
+            if !sink
+                .failed_first
+                .lock()
+                .expect("no panics hold this lock")
+                .contains_key(&(id.clone(), index))
+                && !sink
+                    .arrivals
+                    .lock()
+                    .expect("no panics hold this lock")
+                    .contains_key(&(id.clone(), index))
+                && sink.first_attempts.fetch_add(1, Ordering::Relaxed) % 2 == 0 =>
+        {
+            sink.failed_first
+                .lock()
+                .expect("no panics hold this lock")
+                .insert((id, index), arrived);
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+        Behavior::Fast | Behavior::FailHalfOfFirstAttempts => {
             let mut arrivals = sink.arrivals.lock().expect("no panics hold this lock");
             arrivals
                 .entry((id, index))
@@ -239,6 +279,8 @@ fn plan(cli: &Cli) -> Plan {
         }
         // No server and no events: wrk does the posting.
         Scenario::Ceiling => (0, None, vec![Behavior::Fast]),
+        // Planned by its own function (see `retry_punctuality`).
+        Scenario::RetryPunctuality => (0, None, Vec::new()),
         Scenario::Mixed => {
             let count = if smoke { 10 } else { 100 };
             let mut endpoints = vec![Behavior::Fast; count];
@@ -351,98 +393,133 @@ async fn ceiling(cli: &Cli, sink: &Sink, sink_addr: SocketAddr) -> anyhow::Resul
     }))
 }
 
-async fn run(cli: &Cli) -> anyhow::Result<Value> {
-    if cli.nodes > 1 && cli.database_url.is_none() {
-        bail!("--nodes above 1 needs --database-url postgres://…: SQLite serves one node");
-    }
-    let bin = match &cli.server_bin {
-        Some(bin) => bin.clone(),
-        None => std::env::current_exe()?.with_file_name("signhook"),
-    };
-    ensure!(
-        bin.exists(),
-        "{} not found: build it first (cargo build --release -p signhook) or pass --server-bin",
-        bin.display()
-    );
-    let plan = plan(cli);
+/// The `signhook` servers of a run, on a fresh database, with what they
+/// were started with.
+struct Servers {
+    nodes: Vec<Node>,
+    db_args: Vec<String>,
+    bin: PathBuf,
+    // Removes the SQLite file and blobs when the run ends.
+    _data_dir: tempfile::TempDir,
+}
 
-    // The sink.
-    let sink = Arc::new(Sink::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let sink_addr = listener.local_addr()?;
-    let app = axum::Router::new()
-        .route("/s/{index}", axum::routing::post(receive))
-        .with_state(sink.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    if cli.scenario == Scenario::Ceiling {
-        return ceiling(cli, &sink, sink_addr).await;
-    }
-
-    // The servers, on a fresh database.
-    let data_dir = tempfile::tempdir()?;
-    let mut db_args = vec!["--data-dir".to_owned(), data_dir.path().display().to_string()];
-    if let Some(url) = &cli.database_url {
-        db_args.extend(["--database-url".to_owned(), url.clone()]);
-    }
-    let out = Command::new(&bin)
-        .args(["admin", "create-tenant", "--name", "bench"])
-        .args(&db_args)
-        .output()?;
-    ensure!(
-        out.status.success(),
-        "create-tenant failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let tenant: Value = serde_json::from_slice(&out.stdout)?;
-    let key = tenant["live_key"].as_str().context("a live key")?.to_owned();
-    let nodes: Vec<Node> = (0..cli.nodes)
-        .map(|i| Node::start(&bin, &db_args, &format!("bench_{i}")))
-        .collect::<anyhow::Result<_>>()?;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let idle_rss = nodes.iter().map(|n| n.rss_mib().0).fold(0.0, f64::max);
-
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(plan.concurrency)
-        .build()?;
-    for (index, behavior) in plan.endpoints.iter().enumerate() {
-        let created: Value = client
-            .post(nodes[0].url("/v1/webhooks"))
-            .bearer_auth(&key)
-            .json(&json!({"url": format!("http://{sink_addr}/s/{index}"), "subscribed_events": ["signer.*"]}))
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        let secret = created["secret"].as_str().context("a secret")?;
-        sink.verifiers
-            .write()
-            .expect("no panics hold this lock")
-            .insert(index, (signhook_verify::Webhook::new(secret)?, *behavior));
+impl Servers {
+    /// Starts `cli.nodes` servers with `extra` flags on a fresh database.
+    async fn start(cli: &Cli, extra: &[&str]) -> anyhow::Result<Self> {
+        if cli.nodes > 1 && cli.database_url.is_none() {
+            bail!("--nodes above 1 needs --database-url postgres://…: SQLite serves one node");
+        }
+        let bin = match &cli.server_bin {
+            Some(bin) => bin.clone(),
+            None => std::env::current_exe()?.with_file_name("signhook"),
+        };
+        ensure!(
+            bin.exists(),
+            "{} not found: build it first (cargo build --release -p signhook) or pass --server-bin",
+            bin.display()
+        );
+        let data_dir = tempfile::tempdir()?;
+        let mut db_args = vec!["--data-dir".to_owned(), data_dir.path().display().to_string()];
+        if let Some(url) = &cli.database_url {
+            db_args.extend(["--database-url".to_owned(), url.clone()]);
+        }
+        let mut server_args = db_args.clone();
+        server_args.extend(extra.iter().map(|a| (*a).to_owned()));
+        let nodes: Vec<Node> = (0..cli.nodes)
+            .map(|i| Node::start(&bin, &server_args, &format!("bench_{i}")))
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Self {
+            nodes,
+            db_args,
+            bin,
+            _data_dir: data_dir,
+        })
     }
 
-    // Publish.
-    let started: Arc<Mutex<HashMap<String, Instant>>> = Arc::new(Mutex::new(HashMap::with_capacity(plan.events)));
+    /// A new tenant (`signhook admin create-tenant`); its live key.
+    fn tenant(&self, name: &str) -> anyhow::Result<String> {
+        let out = Command::new(&self.bin)
+            .args(["admin", "create-tenant", "--name", name])
+            .args(&self.db_args)
+            .output()?;
+        ensure!(
+            out.status.success(),
+            "create-tenant failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let tenant: Value = serde_json::from_slice(&out.stdout)?;
+        Ok(tenant["live_key"].as_str().context("a live key")?.to_owned())
+    }
+
+    /// Every node's `POST /v1/events`.
+    fn publish_urls(&self) -> Arc<Vec<String>> {
+        Arc::new(self.nodes.iter().map(|n| n.url("/v1/events")).collect())
+    }
+
+    /// The largest resident memory of any node now, and at its peak, in MiB.
+    fn rss_mib(&self) -> (f64, f64) {
+        self.nodes
+            .iter()
+            .map(Node::rss_mib)
+            .fold((0.0, 0.0), |(now, peak), (n, p)| (f64::max(now, n), f64::max(peak, p)))
+    }
+}
+
+/// Subscribes `key`'s tenant to `signer.*` at the sink's path `index`,
+/// which answers as `behavior`.
+async fn subscribe(
+    client: &reqwest::Client,
+    servers: &Servers,
+    key: &str,
+    sink: &Sink,
+    sink_addr: SocketAddr,
+    index: usize,
+    behavior: Behavior,
+) -> anyhow::Result<String> {
+    let created: Value = client
+        .post(servers.nodes[0].url("/v1/webhooks"))
+        .bearer_auth(key)
+        .json(&json!({"url": format!("http://{sink_addr}/s/{index}"), "subscribed_events": ["signer.*"]}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let secret = created["secret"].as_str().context("a secret")?;
+    sink.verifiers
+        .write()
+        .expect("no panics hold this lock")
+        .insert(index, (signhook_verify::Webhook::new(secret)?, behavior));
+    Ok(created["id"].as_str().context("an id")?.to_owned())
+}
+
+/// Publishing: `events` events of `key`'s tenant over `concurrency`
+/// connections, at `rate` per second in all when given. Returns when each
+/// was accepted, by event id.
+async fn publish(
+    client: &reqwest::Client,
+    urls: Arc<Vec<String>>,
+    key: &str,
+    events: usize,
+    concurrency: usize,
+    rate: Option<f64>,
+) -> anyhow::Result<HashMap<String, Instant>> {
+    let started: Arc<Mutex<HashMap<String, Instant>>> = Arc::new(Mutex::new(HashMap::with_capacity(events)));
     let next = Arc::new(AtomicUsize::new(0));
-    let node_urls: Arc<Vec<String>> = Arc::new(nodes.iter().map(|n| n.url("/v1/events")).collect());
-    let publish_start = Instant::now();
     let mut workers = tokio::task::JoinSet::new();
-    let interval = plan
-        .rate
-        .map(|rate| Duration::from_secs_f64(plan.concurrency as f64 / rate as f64));
-    for worker in 0..plan.concurrency {
+    let interval = rate.map(|rate| Duration::from_secs_f64(concurrency as f64 / rate));
+    for worker in 0..concurrency {
         let (client, key, started, next, urls) = (
             client.clone(),
-            key.clone(),
+            key.to_owned(),
             started.clone(),
             next.clone(),
-            node_urls.clone(),
+            urls.clone(),
         );
-        let total = plan.events;
         workers.spawn(async move {
             let mut ticker = interval.map(|every| {
                 let mut t = tokio::time::interval_at(
-                    tokio::time::Instant::now() + every.mul_f64(worker as f64 / urls.len().max(1) as f64 / 32.0),
+                    tokio::time::Instant::now() + every.mul_f64(worker as f64 / concurrency as f64),
                     every,
                 );
                 t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -450,7 +527,7 @@ async fn run(cli: &Cli) -> anyhow::Result<Value> {
             });
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= total {
+                if i >= events {
                     return Ok::<_, anyhow::Error>(());
                 }
                 if let Some(ticker) = ticker.as_mut() {
@@ -477,24 +554,84 @@ async fn run(cli: &Cli) -> anyhow::Result<Value> {
     while let Some(done) = workers.join_next().await {
         done??;
     }
-    let publish_seconds = publish_start.elapsed().as_secs_f64();
+    let started = started.lock().expect("no panics hold this lock").clone();
+    Ok(started)
+}
 
-    // Wait for every delivery to the answering endpoints.
-    let fast: Vec<usize> = (0..plan.endpoints.len())
-        .filter(|i| plan.endpoints[*i] == Behavior::Fast)
-        .collect();
-    let expected = plan.events * fast.len();
+/// Waits until the sink has `expected` first arrivals (or the run's
+/// patience ends), noting the servers' peak memory meanwhile.
+async fn wait_for_arrivals(cli: &Cli, sink: &Sink, servers: &Servers, expected: usize) -> f64 {
     let deadline = Instant::now() + Duration::from_secs(cli.wait_seconds);
     let mut peak_rss: f64 = 0.0;
     loop {
-        peak_rss = nodes.iter().map(|n| n.rss_mib().1).fold(peak_rss, f64::max);
+        peak_rss = peak_rss.max(servers.rss_mib().1);
         let arrived = sink.arrivals.lock().expect("no panics hold this lock").len();
         if arrived >= expected || Instant::now() > deadline {
-            break;
+            return peak_rss;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let started = started.lock().expect("no panics hold this lock").clone();
+}
+
+/// p50, p90, p99 and max of `values`, rounded.
+fn distribution(values: &mut [f64]) -> Value {
+    values.sort_by(f64::total_cmp);
+    json!({
+        "p50": round(percentile(values, 50.0)),
+        "p90": round(percentile(values, 90.0)),
+        "p99": round(percentile(values, 99.0)),
+        "max": round(values.last().copied().unwrap_or(0.0)),
+    })
+}
+
+/// The sink, listening on 127.0.0.1.
+async fn start_sink() -> anyhow::Result<(Arc<Sink>, SocketAddr)> {
+    let sink = Arc::new(Sink::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let sink_addr = listener.local_addr()?;
+    let app = axum::Router::new()
+        .route("/s/{index}", axum::routing::post(receive))
+        .with_state(sink.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok((sink, sink_addr))
+}
+
+async fn run(cli: &Cli) -> anyhow::Result<Value> {
+    let (sink, sink_addr) = start_sink().await?;
+    match cli.scenario {
+        Scenario::Ceiling => return ceiling(cli, &sink, sink_addr).await,
+        Scenario::RetryPunctuality => return retry_punctuality(cli, &sink, sink_addr).await,
+        _ => {}
+    }
+    let plan = plan(cli);
+    let servers = Servers::start(cli, &[]).await?;
+    let key = servers.tenant("bench")?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle_rss = servers.rss_mib().0;
+
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(plan.concurrency)
+        .build()?;
+    for (index, behavior) in plan.endpoints.iter().enumerate() {
+        subscribe(&client, &servers, &key, &sink, sink_addr, index, *behavior).await?;
+    }
+
+    let publish_start = Instant::now();
+    let started = publish(
+        &client,
+        servers.publish_urls(),
+        &key,
+        plan.events,
+        plan.concurrency,
+        plan.rate.map(|r| r as f64),
+    )
+    .await?;
+    let publish_seconds = publish_start.elapsed().as_secs_f64();
+
+    // Wait for every delivery to the answering endpoints.
+    let answering = plan.endpoints.iter().filter(|b| **b == Behavior::Fast).count();
+    let expected = plan.events * answering;
+    let peak_rss = wait_for_arrivals(cli, &sink, &servers, expected).await;
     let arrivals = sink.arrivals.lock().expect("no panics hold this lock").clone();
     let mut latencies = Vec::with_capacity(arrivals.len());
     let mut duplicates = 0u64;
@@ -506,7 +643,6 @@ async fn run(cli: &Cli) -> anyhow::Result<Value> {
             latencies.push(at.saturating_duration_since(*begun).as_secs_f64() * 1000.0);
         }
     }
-    latencies.sort_by(f64::total_cmp);
     let span = last_arrival
         .saturating_duration_since(publish_start)
         .as_secs_f64()
@@ -523,16 +659,161 @@ async fn run(cli: &Cli) -> anyhow::Result<Value> {
         "events_accepted_per_s": round(plan.events as f64 / publish_seconds),
         "deliveries": arrivals.len(),
         "deliveries_per_s": round(arrivals.len() as f64 / span),
-        "latency_ms": {
-            "p50": round(percentile(&latencies, 50.0)),
-            "p90": round(percentile(&latencies, 90.0)),
-            "p99": round(percentile(&latencies, 99.0)),
-            "max": round(latencies.last().copied().unwrap_or(0.0)),
-        },
+        "latency_ms": distribution(&mut latencies),
         "signature_failures": sink.bad_signatures.load(Ordering::Relaxed),
         "duplicates": duplicates,
         "missing": expected.saturating_sub(arrivals.len()),
         "server_idle_rss_mib": round(idle_rss),
         "server_peak_rss_mib": round(peak_rss),
+    }))
+}
+
+/// `retry-punctuality`. First the run measures what it compares against:
+/// the deliveries per second one subscription of a busy tenant takes, as
+/// in `throughput`. Then that tenant publishes steadily at `--load` of it
+/// for `--seconds`, while a second tenant publishes 20 events a second to
+/// an endpoint that fails half of its first attempts; the server retries
+/// 200 ms (±20 %) later. How late each retry left is read from the
+/// server's own delivery log (`started_at - scheduled_at` of the retry),
+/// and, independently, seen at the sink: the gap from the failed first
+/// attempt to the retry's arrival.
+async fn retry_punctuality(cli: &Cli, sink: &Arc<Sink>, sink_addr: SocketAddr) -> anyhow::Result<Value> {
+    ensure!(
+        cli.load > 0.0 && cli.load <= 1.0,
+        "--load is a fraction of the measured throughput, in (0, 1]"
+    );
+    const SCHEDULE_MS: f64 = 200.0;
+    const RETRYING_RATE: f64 = 20.0;
+    let servers = Servers::start(cli, &["--retry-schedule", "200ms"]).await?;
+    let busy = servers.tenant("busy")?;
+    let retrying = servers.tenant("retrying")?;
+    let publishers = cli.concurrency.unwrap_or(64);
+    let client = reqwest::Client::builder().pool_max_idle_per_host(publishers).build()?;
+    subscribe(&client, &servers, &busy, sink, sink_addr, 0, Behavior::Fast).await?;
+    let retrying_hook = subscribe(
+        &client,
+        &servers,
+        &retrying,
+        sink,
+        sink_addr,
+        1,
+        Behavior::FailHalfOfFirstAttempts,
+    )
+    .await?;
+
+    // The capacity this run is a fraction of.
+    let probe_events = if cli.smoke { 200 } else { 10_000 };
+    let probe_start = Instant::now();
+    publish(&client, servers.publish_urls(), &busy, probe_events, publishers, None).await?;
+    wait_for_arrivals(cli, sink, &servers, probe_events).await;
+    let capacity = {
+        let arrivals = sink.arrivals.lock().expect("no panics hold this lock");
+        let last = arrivals.values().map(|(at, _)| *at).max().unwrap_or(probe_start);
+        arrivals.len() as f64
+            / last
+                .saturating_duration_since(probe_start)
+                .as_secs_f64()
+                .max(f64::EPSILON)
+    };
+    let rate = capacity * cli.load;
+    let seconds = if cli.smoke { 2 } else { cli.seconds };
+
+    // Steady traffic, and the retries in the middle of it.
+    let (busy_events, retrying_events) = (
+        (rate * seconds as f64).round() as usize,
+        (RETRYING_RATE * seconds as f64).round() as usize,
+    );
+    let steady_start = Instant::now();
+    let (busy_published, retrying_published) = tokio::join!(
+        publish(
+            &client,
+            servers.publish_urls(),
+            &busy,
+            busy_events,
+            publishers,
+            Some(rate)
+        ),
+        publish(
+            &client,
+            servers.publish_urls(),
+            &retrying,
+            retrying_events,
+            4,
+            Some(RETRYING_RATE)
+        ),
+    );
+    let (busy_published, retrying_published) = (busy_published?, retrying_published?);
+    let steady_seconds = steady_start.elapsed().as_secs_f64();
+    let expected = probe_events + busy_events + retrying_events;
+    wait_for_arrivals(cli, sink, &servers, expected).await;
+
+    let arrivals = sink.arrivals.lock().expect("no panics hold this lock").clone();
+    let failed_first = sink.failed_first.lock().expect("no panics hold this lock").clone();
+    let duplicates: u64 = arrivals.values().map(|(_, n)| u64::from(n - 1)).sum();
+    let mut gaps: Vec<f64> = failed_first
+        .iter()
+        .filter_map(|(key, failed_at)| {
+            arrivals
+                .get(key)
+                .map(|(at, _)| (*at - *failed_at).as_secs_f64() * 1000.0)
+        })
+        .collect();
+    // The server's own record of each retry: when it was due, when it left.
+    let mut lateness = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page: Value = client
+            .get(servers.nodes[0].url(&format!("/v1/webhooks/{retrying_hook}/deliveries?limit=100{cursor}")))
+            .bearer_auth(&retrying)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        for delivery in page["data"].as_array().context("a page")? {
+            if delivery["attempt_count"].as_u64().unwrap_or(0) < 2 {
+                continue;
+            }
+            let id = delivery["id"].as_str().context("a delivery id")?;
+            let full: Value = client
+                .get(servers.nodes[0].url(&format!("/v1/deliveries/{id}")))
+                .bearer_auth(&retrying)
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            let retry = &full["attempts"][1];
+            let (Some(due), Some(left)) = (retry["scheduled_at"].as_str(), retry["started_at"].as_str()) else {
+                continue; // a server that does not record when attempts were due
+            };
+            let late = chrono::DateTime::parse_from_rfc3339(left)? - chrono::DateTime::parse_from_rfc3339(due)?;
+            lateness.push(late.num_microseconds().unwrap_or(i64::MAX) as f64 / 1000.0);
+        }
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => break,
+        }
+    }
+    Ok(json!({
+        "scenario": "retry-punctuality",
+        "backend": if cli.database_url.is_some() { "postgres" } else { "sqlite" },
+        "nodes": cli.nodes,
+        "capacity_deliveries_per_s": round(capacity),
+        "load": cli.load,
+        "busy_rate_per_s": round(rate),
+        "busy_events_accepted_per_s": round(busy_published.len() as f64 / steady_seconds),
+        "retrying_rate_per_s": RETRYING_RATE,
+        "retry_schedule_ms": SCHEDULE_MS,
+        "steady_seconds": round(steady_seconds),
+        "retries": failed_first.len(),
+        "retries_recorded": lateness.len(),
+        "lateness_ms": distribution(&mut lateness),
+        "retry_gap_ms": distribution(&mut gaps),
+        "deliveries": arrivals.len(),
+        "signature_failures": sink.bad_signatures.load(Ordering::Relaxed),
+        "duplicates": duplicates,
+        "missing": expected.saturating_sub(arrivals.len()),
+        "retrying_events_published": retrying_published.len(),
     }))
 }

@@ -38,6 +38,15 @@ fn every_scenario_runs_on_sqlite() {
     }
 }
 
+#[test]
+fn retry_punctuality_reads_every_retry_from_the_delivery_log() {
+    let report = smoke(&["retry-punctuality"]);
+    let retries = report["retries"].as_u64().unwrap();
+    assert!(retries > 0, "{report}");
+    assert_eq!(report["retries_recorded"], retries, "{report}");
+    assert_eq!(report["duplicates"], 0, "{report}");
+}
+
 #[tokio::test]
 async fn two_nodes_on_postgres() {
     let url = PgServer::shared().create_database().await;
