@@ -63,7 +63,9 @@ struct Cli {
     /// Events to publish (default per scenario).
     #[arg(long)]
     events: Option<usize>,
-    /// Publish at this many events per second instead of as fast as possible.
+    /// Publish at this many events per second instead of as fast as
+    /// possible (`retry-punctuality`: the busy tenant's rate, instead of
+    /// `--load`; 0 for no busy tenant at all).
     #[arg(long)]
     rate: Option<u64>,
     /// Concurrent publishing connections (wrk's connections for `ceiling`).
@@ -91,6 +93,17 @@ struct Cli {
     /// `retry-punctuality`: how long the steady traffic lasts, in seconds.
     #[arg(long, default_value_t = 20)]
     seconds: u64,
+    /// `retry-punctuality`: events per second of the tenant whose endpoint
+    /// fails first attempts.
+    #[arg(long, default_value_t = 20.0)]
+    retrying_rate: f64,
+    /// `retry-punctuality`: the share of that endpoint's first attempts that
+    /// fail (every n-th event, evenly spread).
+    #[arg(long, default_value_t = 0.5)]
+    fail_share: f64,
+    /// `retry-punctuality`: the server's one retry step, in milliseconds.
+    #[arg(long, default_value_t = 200)]
+    retry_ms: u64,
 }
 
 /// How a sink path answers.
@@ -99,8 +112,9 @@ enum Behavior {
     Fast,
     Hang,
     Fail,
-    /// 500 to the first attempt of every other event, then 204.
-    FailHalfOfFirstAttempts,
+    /// 500 to the first attempt of a share of the events (every n-th, by
+    /// arrival), then 204.
+    FailFirstAttempts,
 }
 
 /// The receiving end: verifies, times and counts every delivery.
@@ -113,10 +127,39 @@ struct Sink {
     /// Per event and endpoint: when its first attempt was answered 500 on
     /// purpose.
     failed_first: Mutex<HashMap<(String, usize), Instant>>,
-    /// Events seen first by the endpoints that fail half of them.
+    /// Events seen first by the endpoints that fail a share of them.
     first_attempts: AtomicU64,
+    /// That share, in thousandths.
+    fail_per_mille: AtomicU64,
     bad_signatures: AtomicU64,
     requests: AtomicU64,
+}
+
+impl Sink {
+    /// Whether this request, of event `id` at endpoint `index`, is a first
+    /// attempt that fails on purpose (noted with its arrival time): a share
+    /// of the new events' first attempts, the n-th of every 1/share, so the
+    /// failures are evenly spread.
+    fn fails_first_attempt(&self, id: &str, index: usize, arrived: Instant) -> bool {
+        let key = (id.to_owned(), index);
+        let mut failed = self.failed_first.lock().expect("no panics hold this lock");
+        if failed.contains_key(&key)
+            || self
+                .arrivals
+                .lock()
+                .expect("no panics hold this lock")
+                .contains_key(&key)
+        {
+            return false;
+        }
+        let per_mille = self.fail_per_mille.load(Ordering::Relaxed);
+        let n = self.first_attempts.fetch_add(1, Ordering::Relaxed);
+        let fails = (n + 1) * per_mille / 1000 > n * per_mille / 1000;
+        if fails {
+            failed.insert(key, arrived);
+        }
+        fails
+    }
 }
 
 async fn receive(
@@ -146,26 +189,10 @@ async fn receive(
     match behavior {
         Behavior::Hang => std::future::pending().await,
         Behavior::Fail => StatusCode::INTERNAL_SERVER_ERROR,
-        Behavior::FailHalfOfFirstAttempts
-            if !sink
-                .failed_first
-                .lock()
-                .expect("no panics hold this lock")
-                .contains_key(&(id.clone(), index))
-                && !sink
-                    .arrivals
-                    .lock()
-                    .expect("no panics hold this lock")
-                    .contains_key(&(id.clone(), index))
-                && sink.first_attempts.fetch_add(1, Ordering::Relaxed) % 2 == 0 =>
-        {
-            sink.failed_first
-                .lock()
-                .expect("no panics hold this lock")
-                .insert((id, index), arrived);
+        Behavior::FailFirstAttempts if sink.fails_first_attempt(&id, index, arrived) => {
             StatusCode::INTERNAL_SERVER_ERROR
         }
-        Behavior::Fast | Behavior::FailHalfOfFirstAttempts => {
+        Behavior::Fast | Behavior::FailFirstAttempts => {
             let mut arrivals = sink.arrivals.lock().expect("no panics hold this lock");
             arrivals
                 .entry((id, index))
@@ -671,20 +698,27 @@ async fn run(cli: &Cli) -> anyhow::Result<Value> {
 /// `retry-punctuality`. First the run measures what it compares against:
 /// the deliveries per second one subscription of a busy tenant takes, as
 /// in `throughput`. Then that tenant publishes steadily at `--load` of it
-/// for `--seconds`, while a second tenant publishes 20 events a second to
-/// an endpoint that fails half of its first attempts; the server retries
-/// 200 ms (±20 %) later. How late each retry left is read from the
-/// server's own delivery log (`started_at - scheduled_at` of the retry),
-/// and, independently, seen at the sink: the gap from the failed first
-/// attempt to the retry's arrival.
+/// (or at `--rate`) for `--seconds`, while a second tenant publishes
+/// `--retrying-rate` events a second to an endpoint that fails
+/// `--fail-share` of its first attempts; the server retries `--retry-ms`
+/// (±20 %) later. How late each retry left is read from the server's own
+/// delivery log (`started_at - scheduled_at` of the retry), and,
+/// independently, seen at the sink: the gap from the failed first attempt
+/// to the retry's arrival.
 async fn retry_punctuality(cli: &Cli, sink: &Arc<Sink>, sink_addr: SocketAddr) -> anyhow::Result<Value> {
     ensure!(
         cli.load > 0.0 && cli.load <= 1.0,
         "--load is a fraction of the measured throughput, in (0, 1]"
     );
-    const SCHEDULE_MS: f64 = 200.0;
-    const RETRYING_RATE: f64 = 20.0;
-    let servers = Servers::start(cli, &["--retry-schedule", "200ms"]).await?;
+    ensure!(
+        (0.0..=1.0).contains(&cli.fail_share),
+        "--fail-share is a fraction, in [0, 1]"
+    );
+    ensure!(cli.retrying_rate > 0.0, "--retrying-rate must be above 0");
+    sink.fail_per_mille
+        .store((cli.fail_share * 1000.0).round() as u64, Ordering::Relaxed);
+    let schedule = format!("{}ms", cli.retry_ms);
+    let servers = Servers::start(cli, &["--retry-schedule", &schedule]).await?;
     let busy = servers.tenant("busy")?;
     let retrying = servers.tenant("retrying")?;
     let publishers = cli.concurrency.unwrap_or(64);
@@ -697,7 +731,7 @@ async fn retry_punctuality(cli: &Cli, sink: &Arc<Sink>, sink_addr: SocketAddr) -
         sink,
         sink_addr,
         1,
-        Behavior::FailHalfOfFirstAttempts,
+        Behavior::FailFirstAttempts,
     )
     .await?;
 
@@ -715,13 +749,13 @@ async fn retry_punctuality(cli: &Cli, sink: &Arc<Sink>, sink_addr: SocketAddr) -
                 .as_secs_f64()
                 .max(f64::EPSILON)
     };
-    let rate = capacity * cli.load;
+    let rate = cli.rate.map_or(capacity * cli.load, |rate| rate as f64);
     let seconds = if cli.smoke { 2 } else { cli.seconds };
 
     // Steady traffic, and the retries in the middle of it.
     let (busy_events, retrying_events) = (
         (rate * seconds as f64).round() as usize,
-        (RETRYING_RATE * seconds as f64).round() as usize,
+        (cli.retrying_rate * seconds as f64).round() as usize,
     );
     let steady_start = Instant::now();
     let (busy_published, retrying_published) = tokio::join!(
@@ -730,8 +764,8 @@ async fn retry_punctuality(cli: &Cli, sink: &Arc<Sink>, sink_addr: SocketAddr) -
             servers.publish_urls(),
             &busy,
             busy_events,
-            publishers,
-            Some(rate)
+            publishers.min(busy_events.max(1)),
+            (busy_events > 0).then_some(rate)
         ),
         publish(
             &client,
@@ -739,7 +773,7 @@ async fn retry_punctuality(cli: &Cli, sink: &Arc<Sink>, sink_addr: SocketAddr) -
             &retrying,
             retrying_events,
             4,
-            Some(RETRYING_RATE)
+            Some(cli.retrying_rate)
         ),
     );
     let (busy_published, retrying_published) = (busy_published?, retrying_published?);
@@ -800,11 +834,12 @@ async fn retry_punctuality(cli: &Cli, sink: &Arc<Sink>, sink_addr: SocketAddr) -
         "backend": if cli.database_url.is_some() { "postgres" } else { "sqlite" },
         "nodes": cli.nodes,
         "capacity_deliveries_per_s": round(capacity),
-        "load": cli.load,
+        "load": if cli.rate.is_some() { Value::Null } else { json!(cli.load) },
         "busy_rate_per_s": round(rate),
         "busy_events_accepted_per_s": round(busy_published.len() as f64 / steady_seconds),
-        "retrying_rate_per_s": RETRYING_RATE,
-        "retry_schedule_ms": SCHEDULE_MS,
+        "retrying_rate_per_s": cli.retrying_rate,
+        "fail_share": cli.fail_share,
+        "retry_schedule_ms": cli.retry_ms,
         "steady_seconds": round(steady_seconds),
         "retries": failed_first.len(),
         "retries_recorded": lateness.len(),
