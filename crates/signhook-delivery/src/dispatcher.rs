@@ -10,11 +10,12 @@
 //! time however busy the node is (the store announces every retry it
 //! records, see [`signhook_store::work`]).
 //!
-//! Both kinds wait in their subscription's lane ([`Lanes`]), and the node's
-//! send slots go to the lanes in turn, so neither kind starves the other
-//! and one tenant's flood does not hold up another tenant's retry. Each
-//! send runs in its own task; a recorder writes the results back in
-//! batches (one transaction per batch).
+//! Both kinds wait in their subscription's lane ([`Lanes`]), first come
+//! first served; the lanes take turns to start send tasks, and the node's
+//! send slots go to the waiting tasks in the order they asked, so neither
+//! kind starves the other and one tenant's flood does not hold up another
+//! tenant's retry. A recorder writes the results back in batches (one
+//! transaction per batch).
 //!
 //! Shutdown (the token given to [`Dispatcher::run`]): claiming stops at once
 //! and what waits in the lanes is released; sends in flight get
@@ -24,7 +25,7 @@
 //! leases simply expire.
 
 use crate::agenda::{Agenda, Claimed, FAILED_GAP};
-use crate::lanes::{Lanes, RateLimit};
+use crate::lanes::{Lanes, Start};
 use crate::metrics::DeliveryMetrics;
 use crate::sender::{self, error_chain, SendResult};
 use crate::DeliveryError;
@@ -43,7 +44,7 @@ use signhook_store::Store;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -99,7 +100,7 @@ impl DispatcherConfig {
     }
 }
 
-/// The most deliveries a node keeps waiting in its lanes; beyond, what is
+/// The most deliveries a node keeps queued in its lanes; beyond, what is
 /// handed over goes back to the database, due at once, and claims wait.
 const MAX_QUEUED: usize = 10_000;
 
@@ -157,7 +158,10 @@ pub struct Dispatcher {
 struct Node {
     agenda: Agenda,
     lanes: Lanes,
-    /// Sends in flight, each task known by the subscription it sends to.
+    /// The node's send slots (`max_in_flight`), taken by tasks holding a
+    /// turn of their lane, first come first served.
+    slots: Arc<Semaphore>,
+    /// Send tasks (sending or waiting), each known by its subscription.
     in_flight: JoinSet<()>,
     sending_to: HashMap<tokio::task::Id, SubscriptionId>,
     /// The lanes the last claim left out because they were full: when one
@@ -222,6 +226,7 @@ impl Dispatcher {
         let mut node = Node {
             agenda: Agenda::new(Instant::now(), self.config.idle_poll),
             lanes: Lanes::new(self.config.per_subscription_in_flight),
+            slots: Arc::new(Semaphore::new(self.config.max_in_flight.max(1))),
             in_flight: JoinSet::new(),
             sending_to: HashMap::new(),
             left_out: HashSet::new(),
@@ -370,39 +375,44 @@ impl Dispatcher {
         node.agenda.claimed(started, Claimed { taken, full, next_due });
     }
 
-    /// Starts sends while the node has free slots, the lanes taking turns.
-    /// A delivery that waited half its lease in its lane goes back to the
+    /// Starts send tasks for what the lanes have room for, in turn. A
+    /// delivery that waited half its lease in its lane goes back to the
     /// database instead: its lease might end before its attempt, and
     /// another node would send it too.
     fn start_sends(&self, node: &mut Node) {
         let half_lease = i64::try_from(self.config.lease.as_millis() / 2).unwrap_or(i64::MAX);
         let now = to_millis(self.clock.now());
-        while node.in_flight.len() < self.config.max_in_flight {
-            let Some((claim, rate_limit)) = node.lanes.next_send() else {
-                break;
-            };
-            if claim.lease_until - now < half_lease {
-                node.lanes.finished(&claim.subscription.id);
-                node.to_release.push((claim.delivery_id, claim.lease_until));
+        while let Some(start) = node.lanes.next_start() {
+            if start.claim.lease_until - now < half_lease {
+                node.lanes.finished(&start.claim.subscription.id);
+                node.to_release.push((start.claim.delivery_id, start.claim.lease_until));
                 continue;
             }
-            self.spawn_send(claim, rate_limit, node);
+            self.spawn_send(start, node);
         }
     }
 
-    /// Runs one send in its own task.
-    fn spawn_send(&self, claim: ClaimedDelivery, rate_limit: Option<RateLimit>, node: &mut Node) {
+    /// Runs one send in its own task: it waits for a turn of its lane, its
+    /// lane's rate limit and a send slot of the node, then makes the
+    /// attempt. Ending, it frees the turn at once for the lane's next task.
+    fn spawn_send(&self, start: Start, node: &mut Node) {
+        let Start { claim, turn, rate } = start;
         let context = self.context.clone();
+        let slots = node.slots.clone();
         let results = node.results.clone();
         let abandon = node.abandon.clone();
         let subscription = claim.subscription.id.clone();
         let task = node.in_flight.spawn(async move {
             let finished = tokio::select! {
                 record = async {
-                    if let Some(limit) = rate_limit {
+                    // Neither is ever closed.
+                    let _turn = turn.acquire_owned().await.expect("a lane's turns stay open");
+                    if let Some(limit) = rate {
                         limit.until_ready().await;
                     }
-                    context.attempt(&claim).await
+                    let _slot = slots.acquire_owned().await.expect("the send slots stay open");
+                    // Boxed: a task waiting for its turn stays small.
+                    Box::pin(context.attempt(&claim)).await
                 } => Finished::Attempted(Box::new(record)),
                 _ = abandon.cancelled() => Finished::Abandoned(claim.delivery_id.clone(), claim.lease_until),
             };

@@ -2,17 +2,22 @@
 //! at most `cap` sends in flight on this node and, when its owner set one,
 //! a rate limit, so a slow or dead endpoint holds at most its own lane.
 //!
-//! Deliveries waiting to be sent wait in their lane's queue, first come
-//! first served, whether a publish on this node handed them over or a claim
-//! brought them from the database (retries, resends, other nodes' work).
-//! The node's send slots go to the lanes in turn (round robin): a tenant
-//! that publishes a flood fills its own lanes' queues, and another
-//! tenant's retry waits for one turn of each busy lane — not for the flood.
+//! Deliveries to send wait in their lane's queue, first come first served,
+//! whether a publish on this node handed them over or a claim brought them
+//! from the database (retries, resends, other nodes' work). From the queue
+//! they become send tasks, the lanes taking turns, at most `2 × cap` per
+//! lane: `cap` sending and `cap` waiting for a turn, so that a lane's next
+//! send starts the moment one ends, without waiting for the dispatcher. A
+//! task sends once it holds a turn of its lane and then one of the node's
+//! send slots, which are handed out first come first served: a tenant that
+//! publishes a flood fills its own lanes' queues, and another tenant's
+//! retry waits for the tasks already waiting — at most two rounds of each
+//! busy lane — not for the flood.
 //!
-//! A lane with a round of deliveries (`cap`) waiting already is left out of
-//! claims ([`Lanes::full`]): a claim never brings more than a lane can
-//! start within about one request timeout, well inside the claim's lease.
-//! The dispatcher owns its lanes; nothing here locks or waits.
+//! A lane with two rounds of deliveries on hand already is left out of
+//! claims ([`Lanes::full`]): a claim never brings more than a lane can start
+//! within about one request timeout, well inside the claim's lease. The
+//! dispatcher owns its lanes; nothing here locks or waits.
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use signhook_core::ids::SubscriptionId;
@@ -20,6 +25,7 @@ use signhook_store::deliveries::ClaimedDelivery;
 use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use tokio::sync::Semaphore;
 
 /// A lane's rate limit, shared with the sends that wait for it.
 pub type RateLimit = Arc<DefaultDirectRateLimiter>;
@@ -29,22 +35,36 @@ pub type RateLimit = Arc<DefaultDirectRateLimiter>;
 pub struct Lanes {
     cap: usize,
     lanes: HashMap<SubscriptionId, Lane>,
-    /// Lanes with a delivery waiting and room to send it, in turn order.
+    /// Lanes with a delivery queued and room for another task, in turn
+    /// order.
     turns: VecDeque<SubscriptionId>,
-    /// Deliveries waiting in all queues.
+    /// Deliveries queued in all lanes.
     queued: usize,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Lane {
-    /// Sends in flight.
-    sending: usize,
-    /// Waiting, oldest first.
+    /// Send tasks: sending, or waiting for a turn. At most `2 × cap`.
+    tasks: usize,
+    /// `cap` permits: a task sends only while it holds one.
+    turn: Arc<Semaphore>,
+    /// Waiting for a task, oldest first.
     queue: VecDeque<ClaimedDelivery>,
     /// The limit per second and its limiter, when the owner set one.
     rate: Option<(u32, RateLimit)>,
     /// Whether the lane is in `turns`.
     has_turn: bool,
+}
+
+/// A delivery to start as a send task, with what the task waits for.
+#[derive(Debug)]
+pub struct Start {
+    /// The delivery.
+    pub claim: ClaimedDelivery,
+    /// Its lane's turns: the task sends while it holds one.
+    pub turn: Arc<Semaphore>,
+    /// Its lane's rate limit, if any.
+    pub rate: Option<RateLimit>,
 }
 
 impl Lanes {
@@ -63,7 +83,7 @@ impl Lanes {
         u32::try_from(self.cap).unwrap_or(u32::MAX)
     }
 
-    /// Deliveries waiting in every lane.
+    /// Deliveries queued in every lane, not yet send tasks.
     pub fn queued(&self) -> usize {
         self.queued
     }
@@ -71,7 +91,14 @@ impl Lanes {
     /// Queues `claim` at the back of its lane.
     pub fn push(&mut self, claim: ClaimedDelivery) {
         let sub = &claim.subscription;
-        let lane = self.lanes.entry(sub.id.clone()).or_default();
+        let cap = self.cap;
+        let lane = self.lanes.entry(sub.id.clone()).or_insert_with(|| Lane {
+            tasks: 0,
+            turn: Arc::new(Semaphore::new(cap)),
+            queue: VecDeque::new(),
+            rate: None,
+            has_turn: false,
+        });
         if lane.rate.as_ref().map(|(per_second, _)| *per_second) != sub.rate_limit_per_second {
             // Evenly spaced, no burst: "N per second" holds in every
             // one-second window, not just on average.
@@ -83,63 +110,72 @@ impl Lanes {
         let id = sub.id.clone();
         lane.queue.push_back(claim);
         self.queued += 1;
-        if lane.sending < self.cap && !lane.has_turn {
+        if lane.tasks < 2 * cap && !lane.has_turn {
             lane.has_turn = true;
             self.turns.push_back(id);
         }
     }
 
-    /// The next delivery to send, taking the lanes in turn, with its lane's
-    /// rate limit. It counts as sending until [`Lanes::finished`].
-    pub fn next_send(&mut self) -> Option<(ClaimedDelivery, Option<RateLimit>)> {
+    /// The next delivery to start as a send task, the lanes taking turns.
+    /// It counts as one of its lane's tasks until [`Lanes::finished`].
+    pub fn next_start(&mut self) -> Option<Start> {
         while let Some(id) = self.turns.pop_front() {
             let Some(lane) = self.lanes.get_mut(&id) else { continue };
             lane.has_turn = false;
-            if lane.sending >= self.cap {
+            if lane.tasks >= 2 * self.cap {
                 continue;
             }
             let Some(claim) = lane.queue.pop_front() else { continue };
             self.queued -= 1;
-            lane.sending += 1;
-            if lane.sending < self.cap && !lane.queue.is_empty() {
+            lane.tasks += 1;
+            if lane.tasks < 2 * self.cap && !lane.queue.is_empty() {
                 lane.has_turn = true;
                 self.turns.push_back(id);
             }
-            return Some((claim, lane.rate.as_ref().map(|(_, limiter)| limiter.clone())));
+            return Some(Start {
+                claim,
+                turn: lane.turn.clone(),
+                rate: lane.rate.as_ref().map(|(_, limiter)| limiter.clone()),
+            });
         }
         None
     }
 
-    /// A send of `sub`'s lane ended (or was never made): its place is free.
+    /// A send task of `sub`'s lane ended (or was never started).
     pub fn finished(&mut self, sub: &SubscriptionId) {
         let Some(lane) = self.lanes.get_mut(sub) else { return };
-        lane.sending = lane.sending.saturating_sub(1);
+        lane.tasks = lane.tasks.saturating_sub(1);
         if !lane.queue.is_empty() && !lane.has_turn {
             lane.has_turn = true;
             self.turns.push_back(sub.clone());
         }
         // A rate-limited lane keeps its limiter between sends; others are
         // forgotten when idle.
-        if lane.sending == 0 && lane.queue.is_empty() && lane.rate.is_none() {
+        if lane.tasks == 0 && lane.queue.is_empty() && lane.rate.is_none() {
             self.lanes.remove(sub);
         }
     }
 
-    /// Whether `sub`'s lane has a round of deliveries waiting already.
+    /// Whether `sub`'s lane has two rounds of deliveries on hand already
+    /// (tasks and queue together).
     pub fn is_full(&self, sub: &SubscriptionId) -> bool {
-        self.lanes.get(sub).is_some_and(|lane| lane.queue.len() >= self.cap)
+        self.lanes.get(sub).is_some_and(|lane| self.lane_is_full(lane))
+    }
+
+    fn lane_is_full(&self, lane: &Lane) -> bool {
+        lane.tasks + lane.queue.len() >= 2 * self.cap
     }
 
     /// The lanes a claim should leave out for now (see [`Lanes::is_full`]).
     pub fn full(&self) -> Vec<SubscriptionId> {
         self.lanes
             .iter()
-            .filter(|(_, lane)| lane.queue.len() >= self.cap)
+            .filter(|(_, lane)| self.lane_is_full(lane))
             .map(|(id, _)| id.clone())
             .collect()
     }
 
-    /// Takes every delivery still waiting (at shutdown).
+    /// Takes every delivery still queued (at shutdown).
     pub fn drain(&mut self) -> Vec<ClaimedDelivery> {
         self.turns.clear();
         self.queued = 0;
@@ -213,11 +249,11 @@ mod tests {
         }
     }
 
-    /// Which subscription each of the next `n` sends belongs to.
-    fn next_sends(lanes: &mut Lanes, n: usize) -> Vec<SubscriptionId> {
+    /// Which subscription each of the next `n` started tasks belongs to.
+    fn next_starts(lanes: &mut Lanes, n: usize) -> Vec<SubscriptionId> {
         (0..n)
-            .map_while(|_| lanes.next_send())
-            .map(|(claim, _)| claim.subscription.id.clone())
+            .map_while(|_| lanes.next_start())
+            .map(|start| start.claim.subscription.id.clone())
             .collect()
     }
 
@@ -228,41 +264,47 @@ mod tests {
         for _ in 0..100 {
             lanes.push(delivery(&flood));
         }
-        // Two slots free up: one goes to the flood, then the retry, which
-        // arrived after a hundred of it, has its turn.
-        assert_eq!(next_sends(&mut lanes, 1), std::slice::from_ref(&flood.id));
+        // The flood's first task starts; then the retry, queued after a
+        // hundred of it, starts next but one.
+        assert_eq!(next_starts(&mut lanes, 1), std::slice::from_ref(&flood.id));
         lanes.push(delivery(&retry));
-        assert_eq!(next_sends(&mut lanes, 2), [flood.id.clone(), retry.id.clone()]);
+        assert_eq!(next_starts(&mut lanes, 2), [flood.id.clone(), retry.id.clone()]);
         assert_eq!(lanes.queued(), 98);
     }
 
     #[test]
-    fn a_lane_sends_at_most_cap_at_once_and_resumes_when_one_finishes() {
+    fn a_lane_keeps_two_rounds_of_tasks_and_starts_more_as_they_end() {
         let mut lanes = Lanes::new(2);
         let sub = subscription(None);
-        for _ in 0..5 {
+        for _ in 0..6 {
             lanes.push(delivery(&sub));
         }
-        assert_eq!(next_sends(&mut lanes, 5).len(), 2, "two in flight, at most");
+        let started: Vec<Start> = std::iter::from_fn(|| lanes.next_start()).collect();
+        assert_eq!(started.len(), 4, "two sending and two waiting for a turn, at most");
+        assert_eq!(
+            started[0].turn.available_permits(),
+            2,
+            "the lane's turns: two sends at once"
+        );
         lanes.finished(&sub.id);
-        assert_eq!(next_sends(&mut lanes, 5).len(), 1);
-        assert_eq!(lanes.queued(), 2);
+        assert_eq!(next_starts(&mut lanes, 6).len(), 1);
+        assert_eq!(lanes.queued(), 1);
     }
 
     #[test]
-    fn a_lane_with_a_round_waiting_is_left_out_of_claims() {
+    fn a_lane_with_two_rounds_on_hand_is_left_out_of_claims() {
         let mut lanes = Lanes::new(2);
         let sub = subscription(None);
         for _ in 0..3 {
             lanes.push(delivery(&sub));
         }
-        next_sends(&mut lanes, 2);
-        assert!(!lanes.is_full(&sub.id), "two sending, one waiting: room for a claim");
+        assert!(!lanes.is_full(&sub.id), "three on hand: room for a claim");
         lanes.push(delivery(&sub));
-        assert!(lanes.is_full(&sub.id), "two sending, two waiting");
+        assert!(lanes.is_full(&sub.id), "four on hand");
         assert_eq!(lanes.full(), std::slice::from_ref(&sub.id));
+        next_starts(&mut lanes, 4);
+        assert!(lanes.is_full(&sub.id), "four tasks");
         lanes.finished(&sub.id);
-        next_sends(&mut lanes, 1);
         assert!(!lanes.is_full(&sub.id));
     }
 
@@ -272,10 +314,10 @@ mod tests {
         let (plain, limited) = (subscription(None), subscription(Some(5)));
         lanes.push(delivery(&plain));
         lanes.push(delivery(&limited));
-        let sent = std::iter::from_fn(|| lanes.next_send()).collect::<Vec<_>>();
-        assert!(sent
+        let started: Vec<Start> = std::iter::from_fn(|| lanes.next_start()).collect();
+        assert!(started
             .iter()
-            .any(|(claim, limit)| claim.subscription.id == limited.id && limit.is_some()));
+            .any(|start| start.claim.subscription.id == limited.id && start.rate.is_some()));
         lanes.finished(&plain.id);
         lanes.finished(&limited.id);
         assert_eq!(lanes.lanes.len(), 1, "only the rate-limited lane is kept");

@@ -41,7 +41,7 @@ impl Default for WorkSignal {
 impl WorkSignal {
     /// Announces work that falls due at `at` (now or later). Call it after
     /// the commit that wrote the work.
-    pub fn due_at(&self, at: DateTime<Utc>) {
+    pub(crate) fn due_at(&self, at: DateTime<Utc>) {
         self.earliest.fetch_min(to_millis(at), Ordering::SeqCst);
         // Stores a permit when nobody waits, so an announcement made while
         // the dispatcher is busy is found by its next wait.
