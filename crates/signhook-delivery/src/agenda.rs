@@ -17,9 +17,10 @@
 //! - from other nodes (PostgreSQL `LISTEN`): at once;
 //! - when a lane the last claim left out has room again: at once.
 //!
-//! A claim at least every `idle_poll` after the last one is only a safety
-//! net: for work that nobody announced, such as a lease left by a node that
-//! died without releasing it.
+//! A look at the database at least every `idle_poll` after the last claim
+//! is only a safety net: for work that nobody announced, such as a lease
+//! left by a node that died without releasing it. It is a read; a claim (a
+//! write) follows only if the look finds something due.
 
 use std::time::Duration;
 use tokio::time::Instant;
@@ -76,9 +77,15 @@ impl Agenda {
         self.due.map_or(safety_net, |due| due.min(safety_net))
     }
 
-    /// Whether a claim is due at `now`.
+    /// Whether a claim (or the safety net's look) is due at `now`.
     pub(crate) fn is_due(&self, now: Instant) -> bool {
         now >= self.next_claim()
+    }
+
+    /// Whether work is known to be due at `now`: then claim at once;
+    /// otherwise only the safety net is due, and a look comes first.
+    pub(crate) fn work_is_due(&self, now: Instant) -> bool {
+        self.due.is_some_and(|due| due <= now)
     }
 
     /// A claim that began at `started` found `claimed`.
@@ -226,6 +233,16 @@ mod tests {
                 "taken {taken}, full {full}, next due {next_due:?}, announced {announced:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_safety_net_is_a_look_unless_work_is_known_to_be_due() {
+        let t0 = Instant::now();
+        let mut agenda = idle_after_a_claim(t0);
+        assert!(agenda.is_due(t0 + IDLE_POLL));
+        assert!(!agenda.work_is_due(t0 + IDLE_POLL), "only the safety net: look first");
+        agenda.due_at(t0 + 100 * MS);
+        assert!(agenda.work_is_due(t0 + 100 * MS), "announced work: claim");
     }
 
     #[test]

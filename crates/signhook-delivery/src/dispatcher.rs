@@ -249,8 +249,13 @@ impl Dispatcher {
             if let Some(at) = work.take() {
                 node.agenda.due_at(self.instant(at));
             }
-            if node.lanes.queued() < MAX_QUEUED && node.agenda.is_due(Instant::now()) {
-                self.claim(&mut node).await;
+            let now = Instant::now();
+            if node.lanes.queued() < MAX_QUEUED && node.agenda.is_due(now) {
+                if node.agenda.work_is_due(now) {
+                    self.claim(&mut node).await;
+                } else {
+                    self.look(&mut node).await;
+                }
             }
             self.start_sends(&mut node);
             self.release(&mut node).await;
@@ -328,8 +333,7 @@ impl Dispatcher {
     /// Claims due deliveries into the lanes and tells the agenda what is
     /// left.
     async fn claim(&self, node: &mut Node) {
-        let started = Instant::now();
-        let now = self.clock.now();
+        let (started, now) = (Instant::now(), self.clock.now());
         let room = MAX_QUEUED.saturating_sub(node.lanes.queued());
         let limit = u32::try_from(room).unwrap_or(u32::MAX).min(self.config.batch_size);
         let claimed = self
@@ -364,7 +368,7 @@ impl Dispatcher {
             None
         } else {
             match self.store.next_due_at(&left_out).await {
-                Ok(next) => next.map(|at| self.instant(at)),
+                Ok(next) => next.map(|at| instant_of(at, started, now)),
                 Err(e) => {
                     tracing::warn!(error = %error_chain(&e), "could not read when work falls due next; looking again shortly");
                     Some(started + FAILED_GAP)
@@ -373,6 +377,37 @@ impl Dispatcher {
         };
         node.left_out = left_out.into_iter().collect();
         node.agenda.claimed(started, Claimed { taken, full, next_due });
+    }
+
+    /// The safety net: reads when work is next due (a lease a dead node
+    /// left, work nobody announced) and claims only if some is due now, so
+    /// that a quiet look never takes the database's writer.
+    async fn look(&self, node: &mut Node) {
+        let (started, now) = (Instant::now(), self.clock.now());
+        let left_out = node.lanes.full();
+        match self.store.next_due_at(&left_out).await {
+            Ok(next) => {
+                let next = next.map(|at| instant_of(at, started, now));
+                if next.is_some_and(|at| at <= started) {
+                    node.agenda.due_at(started);
+                    self.claim(node).await;
+                } else {
+                    node.left_out = left_out.into_iter().collect();
+                    node.agenda.claimed(
+                        started,
+                        Claimed {
+                            taken: 0,
+                            full: false,
+                            next_due: next,
+                        },
+                    );
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %error_chain(&e), "could not read when work falls due next; looking again shortly");
+                node.agenda.failed(started);
+            }
+        }
     }
 
     /// Starts send tasks for what the lanes have room for, in turn. A
@@ -459,9 +494,9 @@ impl Dispatcher {
         }
     }
 
-    /// The tokio instant of the store's time `at`.
+    /// The tokio instant of the store's time `at`, as of now.
     fn instant(&self, at: DateTime<Utc>) -> Instant {
-        Instant::now() + (at - self.clock.now()).to_std().unwrap_or(Duration::ZERO)
+        instant_of(at, Instant::now(), self.clock.now())
     }
 
     /// On a shared database, tells this dispatcher whenever another node
@@ -489,6 +524,13 @@ impl Dispatcher {
             }
         }))
     }
+}
+
+/// The tokio instant of the store's time `at`, given that `instant` was
+/// `now`: a time already past is `instant` itself, so a claim that began at
+/// `instant` can tell what was due before it began.
+fn instant_of(at: DateTime<Utc>, instant: Instant, now: DateTime<Utc>) -> Instant {
+    instant + (at - now).to_std().unwrap_or(Duration::ZERO)
 }
 
 /// What a send task needs, owned.
