@@ -735,21 +735,29 @@ async fn retry_punctuality(cli: &Cli, sink: &Arc<Sink>, sink_addr: SocketAddr) -
     )
     .await?;
 
-    // The capacity this run is a fraction of.
-    let probe_events = if cli.smoke { 200 } else { 10_000 };
-    let probe_start = Instant::now();
-    publish(&client, servers.publish_urls(), &busy, probe_events, publishers, None).await?;
-    wait_for_arrivals(cli, sink, &servers, probe_events).await;
-    let capacity = {
+    // The capacity the load is a fraction of, unless a fixed --rate makes it
+    // moot (and the server then starts the steady phase fresh, as after a
+    // restart).
+    let probe_events = match (cli.rate, cli.smoke) {
+        (Some(_), _) => 0,
+        (None, true) => 200,
+        (None, false) => 10_000,
+    };
+    let capacity = if probe_events > 0 {
+        let probe_start = Instant::now();
+        publish(&client, servers.publish_urls(), &busy, probe_events, publishers, None).await?;
+        wait_for_arrivals(cli, sink, &servers, probe_events).await;
         let arrivals = sink.arrivals.lock().expect("no panics hold this lock");
         let last = arrivals.values().map(|(at, _)| *at).max().unwrap_or(probe_start);
-        arrivals.len() as f64
-            / last
-                .saturating_duration_since(probe_start)
-                .as_secs_f64()
-                .max(f64::EPSILON)
+        let span = last.saturating_duration_since(probe_start).as_secs_f64();
+        Some(arrivals.len() as f64 / span.max(f64::EPSILON))
+    } else {
+        None
     };
-    let rate = cli.rate.map_or(capacity * cli.load, |rate| rate as f64);
+    let rate = match (cli.rate, capacity) {
+        (Some(rate), _) => rate as f64,
+        (None, capacity) => capacity.unwrap_or_default() * cli.load,
+    };
     let seconds = if cli.smoke { 2 } else { cli.seconds };
 
     // Steady traffic, and the retries in the middle of it.
@@ -833,7 +841,7 @@ async fn retry_punctuality(cli: &Cli, sink: &Arc<Sink>, sink_addr: SocketAddr) -
         "scenario": "retry-punctuality",
         "backend": if cli.database_url.is_some() { "postgres" } else { "sqlite" },
         "nodes": cli.nodes,
-        "capacity_deliveries_per_s": round(capacity),
+        "capacity_deliveries_per_s": capacity.map(round),
         "load": if cli.rate.is_some() { Value::Null } else { json!(cli.load) },
         "busy_rate_per_s": round(rate),
         "busy_events_accepted_per_s": round(busy_published.len() as f64 / steady_seconds),

@@ -238,8 +238,8 @@ impl Dispatcher {
         while !shutdown.is_cancelled() {
             // Take in all that happened since the last turn, then claim if
             // the agenda says so — on every turn, so that no stream of
-            // other events can keep a claim from happening — and start what
-            // the free slots allow.
+            // other events can keep a claim from happening — and start the
+            // send tasks the lanes have room for.
             while let Some(ended) = node.in_flight.try_join_next_with_id() {
                 self.ended(ended, &mut node);
             }
