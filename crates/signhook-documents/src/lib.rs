@@ -43,7 +43,7 @@ use layout::{add_pages, paginate, Block, Font};
 use lopdf::{dictionary, Dictionary, Document, Object, ObjectId};
 
 /// What an uploaded file turned out to be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PdfInfo {
     /// Number of pages, at least 1.
     pub pages: u32,
@@ -65,6 +65,20 @@ pub enum DocumentError {
     /// signature page to them.
     #[error("the PDF is encrypted; remove its password protection and upload it again")]
     Encrypted,
+    /// Reading the PDF unpacks far more than the file holds (a
+    /// decompression bomb, or a file that would swell every copy of it).
+    #[error(
+        "the PDF expands too much once decompressed: {expanded_mib} MiB from a {file_mib} MiB file \
+         (at most {limit_mib} MiB)"
+    )]
+    TooExpanded {
+        /// What reading it unpacked, in MiB.
+        expanded_mib: usize,
+        /// The file's size, in MiB.
+        file_mib: usize,
+        /// The most a file of this size may unpack to, in MiB.
+        limit_mib: usize,
+    },
     /// Producing an output failed. This should not happen for inputs that
     /// passed [`inspect`].
     #[error("the PDF could not be produced: {0}")]
@@ -72,7 +86,7 @@ pub enum DocumentError {
 }
 
 /// One signer's line on the signature page and in the audit certificate.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SignatureLine {
     /// The signer's name as they gave it.
     pub name: String,
@@ -106,7 +120,7 @@ pub struct AuditCertificate {
 }
 
 /// One original upload as listed on the audit certificate.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AuditDocument {
     /// The file name as uploaded.
     pub name: String,
@@ -117,7 +131,7 @@ pub struct AuditDocument {
 }
 
 /// One event of the audit trail.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TrailEntry {
     /// When it happened, already formatted (RFC 3339).
     pub at: String,
@@ -133,8 +147,13 @@ pub struct TrailEntry {
     pub detail: Option<String>,
 }
 
-/// Checks an upload: it must start with `%PDF-`, parse, not be encrypted and
-/// have at least one page.
+/// Checks an upload: it must start with `%PDF-`, parse, not be encrypted,
+/// have at least one page, and not unpack to much more than its own size
+/// ([`expansion_limit`]).
+///
+/// The parser recurses on nested arrays and dictionaries without a bound:
+/// run this where a stack overflow costs only the caller's process (the
+/// server runs it in a worker process with kernel limits).
 pub fn inspect(bytes: &[u8]) -> Result<PdfInfo, DocumentError> {
     let (_, pages) = load(bytes)?;
     let pages =
@@ -288,6 +307,14 @@ pub fn extract_text(bytes: &[u8]) -> Result<String, DocumentError> {
     Ok(doc.extract_text_chunks(&numbers).into_iter().flatten().collect())
 }
 
+/// The most that reading a file of `file_len` bytes may unpack: object
+/// streams are kept decompressed once read (other streams stay as they
+/// are), so a genuine file holds barely more than its own size; twice that
+/// and 16 MiB more leaves room for any real one.
+pub fn expansion_limit(file_len: usize) -> usize {
+    file_len.saturating_mul(2).saturating_add(16 * 1024 * 1024)
+}
+
 /// Parses `bytes` with the checks of [`inspect`], returning the document and
 /// its page ids in reading order.
 fn load(bytes: &[u8]) -> Result<(Document, Vec<ObjectId>), DocumentError> {
@@ -302,6 +329,23 @@ fn load(bytes: &[u8]) -> Result<(Document, Vec<ObjectId>), DocumentError> {
     // them, so the trailer is the only reliable sign of encryption.
     if doc.trailer.has(b"Encrypt") {
         return Err(DocumentError::Encrypted);
+    }
+    // What the parser unpacked stays in the document, and in every copy
+    // made from it (the signed PDF): refuse a file that swells.
+    let expanded: usize = doc
+        .objects
+        .values()
+        .filter_map(|object| object.as_stream().ok())
+        .map(|stream| stream.content.len())
+        .sum();
+    let limit = expansion_limit(bytes.len());
+    if expanded > limit {
+        const MIB: usize = 1024 * 1024;
+        return Err(DocumentError::TooExpanded {
+            expanded_mib: expanded / MIB,
+            file_mib: bytes.len().div_ceil(MIB),
+            limit_mib: limit / MIB,
+        });
     }
     if doc.catalog().is_err() {
         return Err(DocumentError::Unreadable("it has no document catalog".into()));

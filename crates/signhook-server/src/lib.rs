@@ -13,7 +13,8 @@
 //! - [`openapi`]: the OpenAPI document generated from the handlers.
 //! - [`lifecycle`]: the e-signature lifecycle as a service (state machine,
 //!   signed PDF and audit certificate, invitations); [`links`]: signing,
-//!   approval and file links, HMAC-signed.
+//!   approval and file links, HMAC-signed; [`pdf`]: every parse of an
+//!   uploaded PDF, in a worker process under kernel limits.
 //! - [`schedulers`]: the warn-then-disable sweep, recovery jobs, retention,
 //!   and the lifecycle's expiry, reminders and purges; [`mail`] e-mails
 //!   warnings and invitations when SMTP is configured.
@@ -25,6 +26,7 @@ pub mod lifecycle;
 pub mod links;
 pub mod mail;
 pub mod openapi;
+pub mod pdf;
 pub mod publisher;
 pub mod routes;
 pub mod schedulers;
@@ -90,6 +92,11 @@ pub struct Settings {
     /// Where documents and signed files live: `s3://bucket/prefix` or
     /// `file:///dir`; `<data-dir>/blobs` when not given.
     pub blob_url: Option<String>,
+    /// The `signhook` binary, run as `signhook pdf-worker` for every parse
+    /// of an uploaded PDF; this program itself when not set otherwise.
+    pub pdf_worker: std::path::PathBuf,
+    /// How long one PDF job (an upload's check, a signed PDF) may take.
+    pub pdf_timeout: Duration,
 }
 
 impl Settings {
@@ -115,6 +122,8 @@ impl Settings {
             public_url: None,
             link_ttl: Duration::from_secs(30 * 60),
             blob_url: None,
+            pdf_worker: std::env::current_exe().unwrap_or_else(|_| "signhook".into()),
+            pdf_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -238,6 +247,11 @@ impl Application {
             clock: clock.clone(),
             links: links::Links::new(store.link_key(clock.now()).await?, public_url, settings.link_ttl),
             mailer: mailer.clone(),
+            pdf: pdf::PdfWorkers::new(
+                settings.pdf_worker.clone(),
+                std::thread::available_parallelism().map_or(1, usize::from),
+                settings.pdf_timeout,
+            ),
         });
         let schedulers = Schedulers {
             lifecycle: lifecycle.clone(),

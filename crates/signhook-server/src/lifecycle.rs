@@ -15,6 +15,7 @@
 
 use crate::links::{FileKind, Links};
 use crate::mail::{Invitation, InvitationFailure, Mailer};
+use crate::pdf::{PdfWorkers, Request as PdfJob};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -22,7 +23,7 @@ use signhook_core::error_chain;
 use signhook_core::ids::SignatureRequestId;
 use signhook_core::lifecycle::{Action, Refusal, RequestStatus, Subject, Transition};
 use signhook_core::time::{rfc3339, Clock};
-use signhook_documents::{AuditCertificate, AuditDocument, DocumentError, SignatureLine, TrailEntry};
+use signhook_documents::{AuditDocument, SignatureLine, TrailEntry};
 use signhook_store::blobs::{BlobError, BlobStore};
 use signhook_store::signature_requests::{Act, Document, SignatureRequestRecord};
 use signhook_store::{Store, StoreError};
@@ -52,9 +53,9 @@ pub enum LifecycleError {
     /// The blob store failed.
     #[error("the document store failed")]
     Blob(#[from] BlobError),
-    /// A PDF could not be produced.
+    /// The signed PDF or the audit certificate could not be produced.
     #[error("a PDF could not be produced")]
-    Document(#[from] DocumentError),
+    Pdf(#[from] crate::pdf::PdfError),
 }
 
 /// The lifecycle service. Cheap to share behind an `Arc`.
@@ -64,6 +65,7 @@ pub struct Lifecycle {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) links: Links,
     pub(crate) mailer: Option<Mailer>,
+    pub(crate) pdf: PdfWorkers,
 }
 
 impl Lifecycle {
@@ -75,6 +77,11 @@ impl Lifecycle {
     /// The blob store.
     pub fn blobs(&self) -> &BlobStore {
         &self.blobs
+    }
+
+    /// The PDF workers (every parse of an upload runs in one).
+    pub fn pdf(&self) -> &PdfWorkers {
+        &self.pdf
     }
 
     /// Applies `action` to request `id` as `act`: recomputed from a fresh
@@ -274,24 +281,19 @@ impl Lifecycle {
                 pages: u32::try_from(d.pages).unwrap_or(0),
             })
             .collect();
-        let (id, name) = (request.id.to_string(), request.name.clone());
-        let completed_at = rfc3339(now);
-        let (signed, certificate) = tokio::task::spawn_blocking(move || {
-            let refs: Vec<&[u8]> = originals.iter().map(Vec::as_slice).collect();
-            let signed = signhook_documents::signed_pdf(&id, &name, &refs, &signatures)?;
-            let certificate = signhook_documents::audit_certificate(&AuditCertificate {
-                request_id: id,
-                request_name: name,
-                completed_at,
-                documents,
-                signed_pdf_sha256: hex_sha256(&signed),
-                signers: signatures,
-                trail,
-            })?;
-            Ok::<_, DocumentError>((signed, certificate))
-        })
-        .await
-        .map_err(|e| DocumentError::Render(format!("the PDF task failed: {e}")))??;
+        // Parsed in a worker process, under limits (see `pdf`): the
+        // documents are uploads.
+        let job = PdfJob::Sign {
+            request_id: request.id.to_string(),
+            request_name: request.name.clone(),
+            completed_at: rfc3339(now),
+            signatures,
+            documents,
+            trail,
+            parts: originals.iter().map(Vec::len).collect(),
+        };
+        let refs: Vec<&[u8]> = originals.iter().map(Vec::as_slice).collect();
+        let (signed, certificate) = self.pdf.sign(job, &refs).await?;
         let sha = hex_sha256(&signed);
         self.blobs
             .put(&FileKind::SignedPdf.blob_key(&request.id), signed)

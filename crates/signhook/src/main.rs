@@ -36,6 +36,10 @@ enum Command {
     },
     /// Print the OpenAPI document of the API.
     Openapi,
+    /// Run one PDF job from stdin to stdout, under the limits the server
+    /// sets (the server's own use; see `signhook_server::pdf`).
+    #[command(hide = true)]
+    PdfWorker,
 }
 
 #[derive(Debug, Subcommand)]
@@ -183,6 +187,11 @@ impl ServeArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::PdfWorker = cli.command {
+        // On the main thread, without a runtime: the server limits this
+        // thread's stack and the process's memory.
+        return pdf_worker();
+    }
     init_tracing();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -257,6 +266,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Openapi => {
             print!("{}", signhook_server::openapi::document());
             Ok(())
+        }
+        Command::PdfWorker => unreachable!("handled before the runtime starts"),
+    }
+}
+
+/// `signhook pdf-worker`: one job, stdin to stdout.
+fn pdf_worker() -> ExitCode {
+    use std::io::{Read, Write};
+    let mut input = Vec::new();
+    if let Err(e) = std::io::stdin().read_to_end(&mut input) {
+        eprintln!("error: reading the job: {e}");
+        return ExitCode::FAILURE;
+    }
+    let answer = signhook_server::pdf::serve(&input);
+    match std::io::stdout()
+        .write_all(&answer)
+        .and_then(|()| std::io::stdout().flush())
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: writing the answer: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -618,7 +618,14 @@ pub async fn add_document(
             limit: MAX_DOCUMENT_BYTES,
         });
     }
-    let info = signhook_documents::inspect(&bytes).map_err(|e| ApiError::validation("file", e.to_string()))?;
+    // Checked in a worker process under limits: an upload is hostile input.
+    let info = state.lifecycle.pdf().inspect(&bytes).await.map_err(|e| {
+        if e.is_the_document() {
+            ApiError::validation("file", e.to_string())
+        } else {
+            ApiError::Internal(Box::new(e))
+        }
+    })?;
     let document = state
         .lifecycle
         .add_document(&record, filename, bytes.to_vec(), info.pages, &api_act(&auth, &client))

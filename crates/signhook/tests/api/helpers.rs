@@ -168,6 +168,8 @@ impl TestApp {
         settings.link_ttl = options.link_ttl;
         settings.blob_url = options.blob_url;
         settings.per_subscription_in_flight = options.per_subscription_in_flight;
+        // The test binary is not `signhook`: PDF jobs go to the real one.
+        settings.pdf_worker = PathBuf::from(env!("CARGO_BIN_EXE_signhook"));
         let clock = Arc::new(ShiftedClock::default());
         let app = Application::build(settings, clock.clone())
             .await

@@ -10,6 +10,7 @@ mod esign;
 mod events;
 mod failures;
 mod helpers;
+mod hostile;
 mod multinode;
 mod punctuality;
 mod webhooks;

@@ -1,0 +1,515 @@
+//! PDF work in worker processes.
+//!
+//! Uploaded PDFs are hostile input, and the parser (lopdf) recurses on
+//! nested arrays and dictionaries and decompresses object streams without a
+//! bound: in the server's own process, one small file could overflow a
+//! tokio worker's stack — which aborts the whole server — or expand to
+//! gigabytes, and a slow one would hold an async worker for seconds. A byte
+//! scan before parsing cannot bound that recursion soundly (the
+//! cross-reference table may point the parser into any bytes), so every
+//! parse — checking an upload, producing the signed PDF and the audit
+//! certificate — runs in a child process, `signhook pdf-worker`, under
+//! limits the kernel enforces:
+//!
+//! - address space in proportion to the input ([`memory_limit`]): a
+//!   decompression bomb fails its allocation and dies;
+//! - the main thread's 8 MiB stack: a nesting bomb overflows it and dies;
+//! - CPU time, and a wall-clock deadline after which it is killed;
+//! - a lower scheduling priority, so the API and the deliveries keep the
+//!   cores while a large document is read.
+//!
+//! Whatever goes wrong in there costs one child process; the caller gets a
+//! [`PdfError`] that names the limit. At most `concurrency` workers run at
+//! once. The API's own threads never parse.
+//!
+//! # The protocol
+//!
+//! One job per process. The request on stdin is one line of JSON (a
+//! [`Request`], whose `parts` gives the length of each byte part), then the
+//! parts back to back: the documents. The answer on stdout has the same
+//! shape (a [`Response`], then the signed PDF and the audit certificate
+//! for a signing job). [`serve`] is the worker's side: a pure function from
+//! the request's bytes to the answer's, which `signhook pdf-worker` runs
+//! between stdin and stdout.
+
+use signhook_documents::{AuditCertificate, AuditDocument, DocumentError, PdfInfo, SignatureLine, TrailEntry};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Semaphore;
+
+/// The job of one worker process.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "job", rename_all = "snake_case")]
+pub enum Request {
+    /// Check one upload ([`signhook_documents::inspect`]); one part, the PDF.
+    Inspect {
+        /// The length of each part.
+        parts: Vec<usize>,
+    },
+    /// Produce the signed PDF and the audit certificate of a completed
+    /// request; one part per document, in order.
+    Sign {
+        /// The signature request's id.
+        request_id: String,
+        /// Its name.
+        request_name: String,
+        /// When it completed (RFC 3339).
+        completed_at: String,
+        /// Every signer, in signing order.
+        signatures: Vec<SignatureLine>,
+        /// The documents as listed on the certificate.
+        documents: Vec<AuditDocument>,
+        /// The audit trail, oldest first.
+        trail: Vec<TrailEntry>,
+        /// The length of each part.
+        parts: Vec<usize>,
+    },
+}
+
+/// What a worker answers.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Response {
+    /// The upload is a readable PDF.
+    Inspected {
+        /// What it is.
+        info: PdfInfo,
+    },
+    /// The signed PDF and the audit certificate follow, in that order.
+    Signed {
+        /// The length of each part.
+        parts: Vec<usize>,
+    },
+    /// The document itself is refused: the message is for its uploader.
+    Refused {
+        /// Why, in words the uploader can act on.
+        message: String,
+    },
+    /// The request could not be read (a bug, never the document's fault).
+    Invalid {
+        /// What was wrong with it.
+        message: String,
+    },
+}
+
+impl Request {
+    fn parts(&self) -> &[usize] {
+        match self {
+            Request::Inspect { parts } | Request::Sign { parts, .. } => parts,
+        }
+    }
+}
+
+/// Why PDF work did not produce a result.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PdfError {
+    /// The document is not acceptable (not a PDF, damaged, encrypted, …).
+    #[error("{0}")]
+    Refused(String),
+    /// Reading it overflowed the worker's stack: arrays or dictionaries
+    /// nested too deeply.
+    #[error("the PDF is nested too deeply to be read safely (arrays or dictionaries within each other)")]
+    TooDeep,
+    /// Reading it needed more memory than its size allows.
+    #[error("the PDF needs more than {limit_mib} MiB of memory to be read: it expands too much once decompressed")]
+    TooLarge {
+        /// The worker's memory limit, in MiB.
+        limit_mib: u64,
+    },
+    /// Reading it took longer than the limit.
+    #[error("reading the PDF took longer than {} s", .0.as_secs())]
+    TooSlow(Duration),
+    /// The worker could not be run, or answered nonsense: our fault, not
+    /// the document's.
+    #[error("the PDF worker failed: {0}")]
+    Worker(String),
+}
+
+impl PdfError {
+    /// Whether the document is at fault (the uploader is told why) rather
+    /// than the server.
+    pub fn is_the_document(&self) -> bool {
+        !matches!(self, PdfError::Worker(_))
+    }
+}
+
+/// Runs PDF jobs in worker processes, a few at a time. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct PdfWorkers {
+    /// The `signhook` binary, run as `signhook pdf-worker`.
+    program: Arc<PathBuf>,
+    permits: Arc<Semaphore>,
+    timeout: Duration,
+}
+
+impl PdfWorkers {
+    /// Workers started from `program` (the `signhook` binary), at most
+    /// `concurrency` at once, each killed after `timeout`.
+    pub fn new(program: PathBuf, concurrency: usize, timeout: Duration) -> Self {
+        Self {
+            program: Arc::new(program),
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            timeout,
+        }
+    }
+
+    /// Checks an upload: see [`signhook_documents::inspect`].
+    pub async fn inspect(&self, pdf: &[u8]) -> Result<PdfInfo, PdfError> {
+        let request = Request::Inspect { parts: vec![pdf.len()] };
+        match self.run(&request, &[pdf]).await? {
+            (Response::Inspected { info }, _) => Ok(info),
+            (other, _) => Err(unexpected(other)),
+        }
+    }
+
+    /// Produces the signed PDF and the audit certificate (whose hash of the
+    /// signed PDF the worker fills in): see
+    /// [`signhook_documents::signed_pdf`] and
+    /// [`signhook_documents::audit_certificate`].
+    pub async fn sign(&self, request: Request, documents: &[&[u8]]) -> Result<(Vec<u8>, Vec<u8>), PdfError> {
+        match self.run(&request, documents).await? {
+            (Response::Signed { .. }, mut parts) if parts.len() == 2 => {
+                let certificate = parts.pop().expect("two parts");
+                let signed = parts.pop().expect("two parts");
+                Ok((signed, certificate))
+            }
+            (other, _) => Err(unexpected(other)),
+        }
+    }
+
+    /// Runs one job in a fresh worker process.
+    async fn run(&self, request: &Request, parts: &[&[u8]]) -> Result<(Response, Vec<Vec<u8>>), PdfError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| PdfError::Worker("the worker pool is closed".into()))?;
+        let input = encode(request, parts)?;
+        let memory = memory_limit(input.len());
+        let cpu_seconds = self.timeout.as_secs().max(1) + 1;
+        let mut command = tokio::process::Command::new(self.program.as_ref());
+        command
+            .arg("pdf-worker")
+            .env_clear()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        // SAFETY: between fork and exec only async-signal-safe calls are
+        // allowed; `limit_self` makes three system calls and allocates
+        // nothing.
+        unsafe {
+            command.pre_exec(move || limit_self(memory, cpu_seconds));
+        }
+        let mut child = command
+            .spawn()
+            .map_err(|e| PdfError::Worker(format!("cannot start {}: {e}", self.program.display())))?;
+        let (Some(mut stdin), Some(mut stdout), Some(mut stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            return Err(PdfError::Worker("the worker's pipes are missing".into()));
+        };
+        let talk = async {
+            let write = async {
+                // A worker that died early closes its end: its exit says why.
+                let _ = stdin.write_all(&input).await;
+                drop(stdin);
+            };
+            let mut answer = Vec::new();
+            let mut errors = Vec::new();
+            let read = stdout.read_to_end(&mut answer);
+            // The start of the worker's complaints says why it died; the
+            // rest is drained so that it never blocks on a full pipe.
+            let complaints = async {
+                let _ = (&mut stderr).take(64 * 1024).read_to_end(&mut errors).await;
+                let _ = tokio::io::copy(&mut stderr, &mut tokio::io::sink()).await;
+            };
+            let ((), read, ()) = tokio::join!(write, read, complaints);
+            let status = child.wait().await;
+            (
+                read.map(|_| answer),
+                String::from_utf8_lossy(&errors).into_owned(),
+                status,
+            )
+        };
+        let (answer, complaints, status) = match tokio::time::timeout(self.timeout, talk).await {
+            Ok(done) => done,
+            Err(_) => {
+                // Dropping the child kills it too; this says so at once.
+                let _ = child.start_kill();
+                return Err(PdfError::TooSlow(self.timeout));
+            }
+        };
+        let status = status.map_err(|e| PdfError::Worker(format!("waiting for the worker: {e}")))?;
+        if !status.success() {
+            return Err(why_it_died(status, &complaints, memory, self.timeout));
+        }
+        let answer = answer.map_err(|e| PdfError::Worker(format!("reading the worker's answer: {e}")))?;
+        let (response, parts) = decode::<Response>(&answer).map_err(PdfError::Worker)?;
+        match response {
+            Response::Refused { message } => Err(PdfError::Refused(message)),
+            Response::Invalid { message } => Err(PdfError::Worker(message)),
+            response => Ok((response, parts)),
+        }
+    }
+}
+
+/// The address space a worker may use: room for the program and the input,
+/// and eight times the input for what parsing builds — far more than a
+/// genuine document needs, far less than a decompression bomb takes.
+pub fn memory_limit(input_len: usize) -> u64 {
+    const BASE: u64 = 512 * 1024 * 1024;
+    const CAP: u64 = 6 * 1024 * 1024 * 1024;
+    (BASE + 8 * input_len as u64).min(CAP)
+}
+
+/// In the worker, before it runs: the kernel's limits. Async-signal-safe.
+fn limit_self(memory: u64, cpu_seconds: u64) -> std::io::Result<()> {
+    let limit = |resource, value: u64| {
+        let bound = libc::rlimit {
+            rlim_cur: value as libc::rlim_t,
+            rlim_max: value as libc::rlim_t,
+        };
+        // SAFETY: `bound` is a valid rlimit for the duration of the call.
+        if unsafe { libc::setrlimit(resource, &bound) } == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    };
+    limit(libc::RLIMIT_AS, memory)?;
+    limit(libc::RLIMIT_CPU, cpu_seconds)?;
+    limit(libc::RLIMIT_STACK, 8 * 1024 * 1024)?;
+    // A nice worker: the server's own threads come first. Failing to lower
+    // the priority is harmless.
+    // SAFETY: a plain system call on this process.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, 10);
+    }
+    Ok(())
+}
+
+/// Names the limit a worker that died ran into, from how it died.
+fn why_it_died(status: std::process::ExitStatus, complaints: &str, memory: u64, timeout: Duration) -> PdfError {
+    use std::os::unix::process::ExitStatusExt;
+    if complaints.contains("has overflowed its stack") {
+        return PdfError::TooDeep;
+    }
+    if complaints.contains("memory allocation of") || complaints.contains("capacity overflow") {
+        return PdfError::TooLarge {
+            limit_mib: memory / (1024 * 1024),
+        };
+    }
+    if matches!(status.signal(), Some(libc::SIGXCPU | libc::SIGKILL)) {
+        return PdfError::TooSlow(timeout);
+    }
+    let tail: String = complaints
+        .chars()
+        .rev()
+        .take(500)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    PdfError::Worker(format!("the worker exited with {status}: {}", tail.trim()))
+}
+
+fn unexpected(response: Response) -> PdfError {
+    PdfError::Worker(format!("unexpected answer from the worker: {response:?}"))
+}
+
+/// A header line and its parts, as the protocol sends them.
+fn encode<T: serde::Serialize>(header: &T, parts: &[&[u8]]) -> Result<Vec<u8>, PdfError> {
+    let mut out = serde_json::to_vec(header).map_err(|e| PdfError::Worker(format!("encoding the request: {e}")))?;
+    out.push(b'\n');
+    for part in parts {
+        out.extend_from_slice(part);
+    }
+    Ok(out)
+}
+
+/// Splits a message into its header and parts. The header names the parts'
+/// lengths, which must add up to the rest exactly.
+fn decode<T: serde::de::DeserializeOwned + HasParts>(bytes: &[u8]) -> Result<(T, Vec<Vec<u8>>), String> {
+    let newline = bytes.iter().position(|b| *b == b'\n').ok_or("no header line")?;
+    let header: T = serde_json::from_slice(&bytes[..newline]).map_err(|e| format!("a bad header: {e}"))?;
+    let mut rest = &bytes[newline + 1..];
+    let mut parts = Vec::with_capacity(header.lengths().len());
+    for &length in header.lengths() {
+        if length > rest.len() {
+            return Err(format!("a part of {length} bytes, but only {} follow", rest.len()));
+        }
+        let (part, after) = rest.split_at(length);
+        parts.push(part.to_vec());
+        rest = after;
+    }
+    if !rest.is_empty() {
+        return Err(format!("{} bytes after the last part", rest.len()));
+    }
+    Ok((header, parts))
+}
+
+/// A message whose header lists its parts' lengths.
+trait HasParts {
+    fn lengths(&self) -> &[usize];
+}
+
+impl HasParts for Request {
+    fn lengths(&self) -> &[usize] {
+        self.parts()
+    }
+}
+
+impl HasParts for Response {
+    fn lengths(&self) -> &[usize] {
+        match self {
+            Response::Signed { parts } => parts,
+            _ => &[],
+        }
+    }
+}
+
+/// The worker's side: the answer to the request in `input`, both in the
+/// protocol's form. Pure: `signhook pdf-worker` feeds it stdin and writes
+/// what it returns to stdout. A document that breaks the parser does not
+/// return at all — the process dies, within its limits, and the pool says
+/// why.
+pub fn serve(input: &[u8]) -> Vec<u8> {
+    let (response, parts) = match decode::<Request>(input) {
+        Ok((request, documents)) => answer(request, documents),
+        Err(message) => (Response::Invalid { message }, Vec::new()),
+    };
+    let parts: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+    encode(&response, &parts)
+        .unwrap_or_else(|e| format!("{{\"outcome\":\"invalid\",\"message\":\"{e}\"}}\n").into_bytes())
+}
+
+fn answer(request: Request, documents: Vec<Vec<u8>>) -> (Response, Vec<Vec<u8>>) {
+    let refused = |e: DocumentError| (Response::Refused { message: e.to_string() }, Vec::new());
+    match request {
+        Request::Inspect { .. } => match documents.as_slice() {
+            [pdf] => match signhook_documents::inspect(pdf) {
+                Ok(info) => (Response::Inspected { info }, Vec::new()),
+                Err(e) => refused(e),
+            },
+            _ => (
+                Response::Invalid {
+                    message: format!("inspect takes one document, not {}", documents.len()),
+                },
+                Vec::new(),
+            ),
+        },
+        Request::Sign {
+            request_id,
+            request_name,
+            completed_at,
+            signatures,
+            documents: listed,
+            trail,
+            ..
+        } => {
+            let refs: Vec<&[u8]> = documents.iter().map(Vec::as_slice).collect();
+            let signed = match signhook_documents::signed_pdf(&request_id, &request_name, &refs, &signatures) {
+                Ok(signed) => signed,
+                Err(e) => return refused(e),
+            };
+            let certificate = signhook_documents::audit_certificate(&AuditCertificate {
+                request_id,
+                request_name,
+                completed_at,
+                documents: listed,
+                signed_pdf_sha256: crate::lifecycle::hex_sha256(&signed),
+                signers: signatures,
+                trail,
+            });
+            match certificate {
+                Ok(certificate) => (
+                    Response::Signed {
+                        parts: vec![signed.len(), certificate.len()],
+                    },
+                    vec![signed, certificate],
+                ),
+                Err(e) => refused(e),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PDF: &[u8] = include_bytes!("../../signhook/tests/fixtures/contract.pdf");
+
+    #[test]
+    fn a_request_and_its_parts_survive_the_trip() {
+        let request = Request::Inspect { parts: vec![PDF.len()] };
+        let bytes = encode(&request, &[PDF]).unwrap();
+        let (decoded, parts) = decode::<Request>(&bytes).unwrap();
+        assert!(matches!(decoded, Request::Inspect { .. }));
+        assert_eq!(parts, [PDF.to_vec()]);
+    }
+
+    #[test]
+    fn a_message_whose_parts_do_not_add_up_is_invalid() {
+        let mut bytes = encode(&Request::Inspect { parts: vec![10] }, &[b"12345"]).unwrap();
+        assert!(decode::<Request>(&bytes).unwrap_err().contains("only 5 follow"));
+        bytes.extend_from_slice(b"123456");
+        assert!(decode::<Request>(&bytes).unwrap_err().contains("after the last part"));
+        assert!(decode::<Request>(b"{}").unwrap_err().contains("no header"));
+    }
+
+    #[test]
+    fn the_worker_answers_an_inspection_and_refuses_a_non_pdf() {
+        let answer = serve(&encode(&Request::Inspect { parts: vec![PDF.len()] }, &[PDF]).unwrap());
+        let (response, _) = decode::<Response>(&answer).unwrap();
+        assert!(
+            matches!(response, Response::Inspected { info } if info.pages >= 1),
+            "{response:?}"
+        );
+        let answer = serve(&encode(&Request::Inspect { parts: vec![5] }, &[b"hello"]).unwrap());
+        let (response, _) = decode::<Response>(&answer).unwrap();
+        assert!(
+            matches!(response, Response::Refused { ref message } if message.contains("not a PDF")),
+            "{response:?}"
+        );
+    }
+
+    #[test]
+    fn the_worker_signs_and_certifies() {
+        let signature = SignatureLine {
+            name: "Ada Lovelace".into(),
+            email: "ada@example.com".into(),
+            signed_at: "2026-12-02T10:00:00.000Z".into(),
+            ip: "127.0.0.1".into(),
+            user_agent: "test".into(),
+        };
+        let request = Request::Sign {
+            request_id: "sr_1".into(),
+            request_name: "MSA".into(),
+            completed_at: "2026-12-02T10:00:00.000Z".into(),
+            signatures: vec![signature],
+            documents: vec![],
+            trail: vec![],
+            parts: vec![PDF.len()],
+        };
+        let (response, parts) = decode::<Response>(&serve(&encode(&request, &[PDF]).unwrap())).unwrap();
+        assert!(matches!(response, Response::Signed { .. }), "{response:?}");
+        let text = signhook_documents::extract_text(&parts[1]).unwrap();
+        assert!(
+            text.contains(&crate::lifecycle::hex_sha256(&parts[0])),
+            "the certificate holds the signed PDF's hash"
+        );
+    }
+
+    #[test]
+    fn memory_grows_with_the_input_up_to_a_cap() {
+        assert_eq!(memory_limit(0), 512 * 1024 * 1024);
+        assert_eq!(memory_limit(1024 * 1024), 520 * 1024 * 1024);
+        assert_eq!(memory_limit(usize::MAX / 16), 6 * 1024 * 1024 * 1024);
+    }
+}
