@@ -1,7 +1,8 @@
 //! Which addresses an endpoint may reach (DESIGN §4, SSRF guard). Without
 //! `--dev`, a delivery may not be sent to loopback, private, link-local,
-//! CGNAT, multicast, unspecified, documentation or cloud-metadata addresses
-//! — the places a webhook could be turned against the platform's own
+//! CGNAT, multicast, unspecified, documentation or cloud-metadata
+//! addresses, nor to the IPv6 transition ranges that lead to them — the
+//! places a webhook could be turned against the platform's own
 //! network. The check runs on the addresses DNS actually returned, and the
 //! sender connects only to a vetted one, so DNS rebinding does not pass.
 
@@ -86,6 +87,7 @@ const FORBIDDEN: &[(Cidr, &str)] = &[
     (Cidr::v4(172, 16, 0, 0, 12), "private"),
     (Cidr::v4(192, 0, 0, 0, 24), "IETF protocol assignments"),
     (Cidr::v4(192, 0, 2, 0, 24), "documentation"),
+    (Cidr::v4(192, 88, 99, 0, 24), "6to4 relay (deprecated)"),
     (Cidr::v4(192, 168, 0, 0, 16), "private"),
     (Cidr::v4(198, 18, 0, 0, 15), "benchmarking"),
     (Cidr::v4(198, 51, 100, 0, 24), "documentation"),
@@ -94,6 +96,20 @@ const FORBIDDEN: &[(Cidr, &str)] = &[
     (Cidr::v4(240, 0, 0, 0, 4), "reserved"),
     (Cidr::v6([0, 0, 0, 0, 0, 0, 0, 0], 128), "unspecified"),
     (Cidr::v6([0, 0, 0, 0, 0, 0, 0, 1], 128), "loopback"),
+    // Transition and deprecated ranges: each embeds or tunnels to another
+    // address (often IPv4) that the kernel or a relay may reach, so none is
+    // judged by what it seems to contain.
+    (Cidr::v6([0, 0, 0, 0, 0, 0, 0, 0], 96), "IPv4-compatible (deprecated)"),
+    (Cidr::v6([0, 0, 0, 0, 0, 0xffff, 0, 0], 96), "IPv4-mapped"),
+    (Cidr::v6([0, 0, 0, 0, 0xffff, 0, 0, 0], 96), "IPv4-translated"),
+    (Cidr::v6([0x64, 0xff9b, 1, 0, 0, 0, 0, 0], 48), "local-use NAT64"),
+    (Cidr::v6([0x100, 0, 0, 0, 0, 0, 0, 0], 64), "discard-only"),
+    (Cidr::v6([0x2001, 0, 0, 0, 0, 0, 0, 0], 32), "Teredo tunnel"),
+    (Cidr::v6([0x2001, 2, 0, 0, 0, 0, 0, 0], 48), "benchmarking"),
+    (Cidr::v6([0x2001, 0x10, 0, 0, 0, 0, 0, 0], 28), "ORCHID (deprecated)"),
+    (Cidr::v6([0x2001, 0x20, 0, 0, 0, 0, 0, 0], 28), "ORCHIDv2"),
+    (Cidr::v6([0x2002, 0, 0, 0, 0, 0, 0, 0], 16), "6to4 tunnel"),
+    (Cidr::v6([0xfec0, 0, 0, 0, 0, 0, 0, 0], 10), "site-local (deprecated)"),
     (Cidr::v6([0xfc00, 0, 0, 0, 0, 0, 0, 0], 7), "unique local (private)"),
     (Cidr::v6([0xfe80, 0, 0, 0, 0, 0, 0, 0], 10), "link-local"),
     (Cidr::v6([0xff00, 0, 0, 0, 0, 0, 0, 0], 8), "multicast"),
@@ -120,8 +136,9 @@ pub struct AddressPolicy {
 }
 
 impl AddressPolicy {
-    /// Whether `ip` may be reached. IPv4-mapped and NAT64 IPv6 addresses are
-    /// judged by the IPv4 address inside them.
+    /// Whether `ip` may be reached. Well-known NAT64 addresses
+    /// (`64:ff9b::/96`) are judged by the IPv4 address inside them; every
+    /// other range that embeds or tunnels to another address is refused.
     pub fn check(&self, ip: IpAddr) -> Result<(), Forbidden> {
         if self.allow_all {
             return Ok(());
@@ -137,13 +154,10 @@ impl AddressPolicy {
     }
 }
 
-/// The IPv4 address inside an IPv4-mapped (`::ffff:a.b.c.d`) or NAT64
-/// (`64:ff9b::a.b.c.d`) IPv6 address.
+/// The IPv4 address inside a well-known NAT64 (`64:ff9b::a.b.c.d`) IPv6
+/// address: a public IPv4 service reached from an IPv6-only network.
 fn embedded_v4(ip: IpAddr) -> Option<Ipv4Addr> {
     let IpAddr::V6(v6) = ip else { return None };
-    if let Some(v4) = v6.to_ipv4_mapped() {
-        return Some(v4);
-    }
     let s = v6.segments();
     (s[..6] == [0x64, 0xff9b, 0, 0, 0, 0]).then(|| Ipv4Addr::from((u32::from(s[6]) << 16) | u32::from(s[7])))
 }
@@ -183,6 +197,25 @@ mod tests {
             "::ffff:10.0.0.1",
             "::ffff:127.0.0.1",
             "64:ff9b::a9fe:a9fe",
+            // The transition and deprecated ranges of the hardening issue,
+            // each with a public-looking address inside.
+            "::8.8.8.8",
+            "::7f00:1",
+            "::ffff:93.184.216.34",
+            "::ffff:0:7f00:1",
+            "::ffff:0:808:808",
+            "64:ff9b:1::a00:1",
+            "64:ff9b:1::808:808",
+            "2002:7f00:1::1",
+            "2002:808:808::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "fec0::1",
+            "feff::1",
+            "100::1",
+            "2001:2::1",
+            "2001:10::1",
+            "2001:20::1",
+            "192.88.99.1",
         ] {
             let ip: IpAddr = ip.parse().unwrap();
             assert!(policy.check(ip).is_err(), "{ip} should be refused");
@@ -193,7 +226,9 @@ mod tests {
             "172.32.0.1",
             "100.128.0.1",
             "2606:4700::1111",
-            "::ffff:93.184.216.34",
+            "64:ff9b::808:808",
+            "2a00:1450:4001::200e",
+            "2001:4860:4860::8888",
         ] {
             let ip: IpAddr = ip.parse().unwrap();
             assert_eq!(policy.check(ip), Ok(()), "{ip} should be allowed");

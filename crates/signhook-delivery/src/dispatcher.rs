@@ -27,7 +27,7 @@
 use crate::agenda::{Agenda, Claimed, FAILED_GAP};
 use crate::lanes::{Lanes, Start};
 use crate::metrics::DeliveryMetrics;
-use crate::sender::{self, error_chain, SendResult};
+use crate::sender::{self, error_chain, Outbound, SendResult};
 use crate::DeliveryError;
 use chrono::{DateTime, Utc};
 use rand::rngs::StdRng;
@@ -74,6 +74,9 @@ pub struct DispatcherConfig {
     pub per_subscription_in_flight: usize,
     /// Which endpoint addresses may be reached (the SSRF guard).
     pub addresses: Arc<AddressPolicy>,
+    /// The operator's proxy for deliveries, if any (`--outbound-proxy`);
+    /// proxy variables in the environment are never used.
+    pub outbound_proxy: Option<url::Url>,
     /// Where attempts are counted.
     pub metrics: DeliveryMetrics,
 }
@@ -95,6 +98,7 @@ impl DispatcherConfig {
             shutdown_grace: Duration::from_secs(10).min(request_timeout),
             per_subscription_in_flight: 10,
             addresses: Arc::new(AddressPolicy::default()),
+            outbound_proxy: None,
             metrics: DeliveryMetrics::default(),
         }
     }
@@ -177,7 +181,11 @@ struct Node {
 impl Dispatcher {
     /// A dispatcher over `store`.
     pub fn new(store: Store, config: DispatcherConfig, clock: Arc<dyn Clock>) -> Result<Self, DeliveryError> {
-        let client = sender::build_client(config.request_timeout, config.addresses.clone())?;
+        let outbound = Outbound::new(
+            config.request_timeout,
+            config.addresses.clone(),
+            config.outbound_proxy.as_ref(),
+        )?;
         let (queue, handoff_rx) = mpsc::unbounded_channel();
         let handoff = Handoff {
             queue,
@@ -185,12 +193,11 @@ impl Dispatcher {
             lease: config.lease,
         };
         let context = Arc::new(SendContext {
-            client,
+            outbound,
             clock: clock.clone(),
             policy: config.retry_policy.clone(),
             timeout: config.request_timeout,
             node_id: config.node_id.clone(),
-            addresses: config.addresses.clone(),
             metrics: config.metrics.clone(),
         });
         Ok(Self {
@@ -535,12 +542,11 @@ fn instant_of(at: DateTime<Utc>, instant: Instant, now: DateTime<Utc>) -> Instan
 
 /// What a send task needs, owned.
 struct SendContext {
-    client: reqwest::Client,
+    outbound: Outbound,
     clock: Arc<dyn Clock>,
     policy: RetryPolicy,
     timeout: Duration,
     node_id: String,
-    addresses: Arc<AddressPolicy>,
     metrics: DeliveryMetrics,
 }
 
@@ -548,8 +554,7 @@ impl SendContext {
     /// Makes one attempt and decides what follows. Can take up to the
     /// request timeout.
     async fn attempt(&self, claim: &ClaimedDelivery) -> AttemptRecord {
-        let result: SendResult =
-            sender::send(&self.client, &self.addresses, claim, self.timeout, self.clock.now()).await;
+        let result: SendResult = sender::send(&self.outbound, claim, self.timeout, self.clock.now()).await;
         let mut rng = StdRng::from_entropy();
         let decision = decide(
             result.outcome,

@@ -38,17 +38,75 @@ pub fn user_agent() -> String {
     format!("Signhook/{}", env!("CARGO_PKG_VERSION"))
 }
 
-/// Builds the HTTP client deliveries share: no redirects followed (a 3xx is
-/// an answer, DESIGN §4), connections kept alive per endpoint, and every
-/// host name resolved through the [`GuardedResolver`], so only vetted
-/// addresses are ever connected to.
-pub fn build_client(connect_timeout: Duration, addresses: Arc<AddressPolicy>) -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(connect_timeout)
-        .pool_idle_timeout(Duration::from_secs(60))
-        .dns_resolver(Arc::new(GuardedResolver { addresses }))
-        .build()
+/// The HTTP client deliveries share, and the rule it sends under: no
+/// redirects followed (a 3xx is an answer, DESIGN §4), connections kept
+/// alive per endpoint, and only vetted addresses ever connected to.
+///
+/// Proxy variables in the environment (`HTTPS_PROXY`, `ALL_PROXY`, …) are
+/// ignored: a proxy resolves endpoint names itself, past the guard. An
+/// operator who needs one names it (`--outbound-proxy`); then each
+/// endpoint's name is resolved and vetted here before the proxy is asked.
+/// The proxy resolves it again, so it should refuse private ranges too.
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    client: reqwest::Client,
+    addresses: Arc<AddressPolicy>,
+    proxied: bool,
+}
+
+impl Outbound {
+    /// A client that connects within `connect_timeout`, to addresses
+    /// `addresses` allows, directly or through `proxy`.
+    pub fn new(
+        connect_timeout: Duration,
+        addresses: Arc<AddressPolicy>,
+        proxy: Option<&url::Url>,
+    ) -> reqwest::Result<Self> {
+        let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .no_proxy();
+        // The operator's proxy is reached whatever its address: its name is
+        // the only one the resolver passes unvetted.
+        let proxy_host = proxy.and_then(|url| url.host_str()).map(str::to_owned);
+        if let Some(proxy) = proxy {
+            builder = builder.proxy(reqwest::Proxy::all(proxy.as_str())?);
+        }
+        let client = builder
+            .dns_resolver(Arc::new(GuardedResolver {
+                addresses: addresses.clone(),
+                proxy_host,
+            }))
+            .build()?;
+        Ok(Self {
+            client,
+            addresses,
+            proxied: proxy.is_some(),
+        })
+    }
+
+    /// Whether `url`'s host may be sent to, before any connection: an IP
+    /// literal is never resolved, and through a proxy no name is, so both
+    /// are vetted here. Other names are vetted by the resolver.
+    async fn vet(&self, url: &url::Url) -> Result<(), (ErrorKind, String)> {
+        match url.host() {
+            Some(url::Host::Ipv4(ip)) => self.check(IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => self.check(IpAddr::V6(ip)),
+            Some(url::Host::Domain(host)) if self.proxied => match guarded_lookup(&self.addresses, host).await {
+                Ok(_) => Ok(()),
+                Err(Refused::Blocked(blocked)) => Err((ErrorKind::Blocked, blocked.to_string())),
+                Err(Refused::Dns(failure)) => Err((ErrorKind::Dns, failure.to_string())),
+            },
+            _ => Ok(()),
+        }
+    }
+
+    fn check(&self, ip: IpAddr) -> Result<(), (ErrorKind, String)> {
+        self.addresses
+            .check(ip)
+            .map_err(|forbidden| (ErrorKind::Blocked, BlockedAddress(forbidden).to_string()))
+    }
 }
 
 /// Resolves endpoint host names and keeps only the addresses the
@@ -56,8 +114,10 @@ pub fn build_client(connect_timeout: Duration, addresses: Arc<AddressPolicy>) ->
 /// nothing else, so a name that re-resolves to a private address later (DNS
 /// rebinding) is checked again, every time.
 #[derive(Debug)]
-pub struct GuardedResolver {
+struct GuardedResolver {
     addresses: Arc<AddressPolicy>,
+    /// The operator's `--outbound-proxy`, resolved without the guard.
+    proxy_host: Option<String>,
 }
 
 /// A host whose every address is forbidden.
@@ -70,32 +130,51 @@ pub struct BlockedAddress(#[from] Forbidden);
 #[error("dns error: {0}")]
 struct DnsFailure(String);
 
+/// Why a host name gives nothing to connect to.
+enum Refused {
+    Blocked(BlockedAddress),
+    Dns(DnsFailure),
+}
+
+/// `host`'s addresses that `addresses` allows; an error if there are none.
+async fn guarded_lookup(addresses: &AddressPolicy, host: &str) -> Result<Vec<SocketAddr>, Refused> {
+    let found: Vec<SocketAddr> = tokio::net::lookup_host((host, 0))
+        .await
+        .map_err(|e| Refused::Dns(DnsFailure(format!("{host}: {e}"))))?
+        .collect();
+    let mut refused = None;
+    let allowed: Vec<SocketAddr> = found
+        .into_iter()
+        .filter(|addr| match addresses.check(addr.ip()) {
+            Ok(()) => true,
+            Err(forbidden) => {
+                refused = Some(forbidden);
+                false
+            }
+        })
+        .collect();
+    match (allowed.is_empty(), refused) {
+        (true, Some(forbidden)) => Err(Refused::Blocked(BlockedAddress(forbidden))),
+        (true, None) => Err(Refused::Dns(DnsFailure(format!("{host}: no addresses")))),
+        (false, _) => Ok(allowed),
+    }
+}
+
 impl reqwest::dns::Resolve for GuardedResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let addresses = self.addresses.clone();
+        let addresses = if self.proxy_host.as_deref() == Some(name.as_str()) {
+            Arc::new(AddressPolicy {
+                allow_all: true,
+                allowed: Vec::new(),
+            })
+        } else {
+            self.addresses.clone()
+        };
         Box::pin(async move {
-            let host = name.as_str().to_owned();
-            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await
-                .map_err(|e| Box::new(DnsFailure(format!("{host}: {e}"))) as Box<dyn std::error::Error + Send + Sync>)?
-                .collect();
-            let mut refused = None;
-            let allowed: Vec<SocketAddr> = found
-                .into_iter()
-                .filter(|addr| match addresses.check(addr.ip()) {
-                    Ok(()) => true,
-                    Err(forbidden) => {
-                        refused = Some(forbidden);
-                        false
-                    }
-                })
-                .collect();
-            match (allowed.is_empty(), refused) {
-                (true, Some(forbidden)) => {
-                    Err(Box::new(BlockedAddress(forbidden)) as Box<dyn std::error::Error + Send + Sync>)
-                }
-                (true, None) => Err(Box::new(DnsFailure(format!("{host}: no addresses"))) as _),
-                (false, _) => Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs),
+            match guarded_lookup(&addresses, name.as_str()).await {
+                Ok(allowed) => Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs),
+                Err(Refused::Blocked(blocked)) => Err(Box::new(blocked) as Box<dyn std::error::Error + Send + Sync>),
+                Err(Refused::Dns(failure)) => Err(Box::new(failure) as _),
             }
         })
     }
@@ -144,27 +223,18 @@ fn header_value(text: &str) -> HeaderValue {
 
 /// Makes one attempt of `claim`, waiting at most `timeout` for the answer and
 /// its first [`MAX_RESPONSE_BODY`] bytes. Can take up to `timeout`.
-pub async fn send(
-    client: &reqwest::Client,
-    addresses: &AddressPolicy,
-    claim: &ClaimedDelivery,
-    timeout: Duration,
-    now: DateTime<Utc>,
-) -> SendResult {
+pub async fn send(outbound: &Outbound, claim: &ClaimedDelivery, timeout: Duration, now: DateTime<Utc>) -> SendResult {
     let started = Instant::now();
-    // An IP literal is never resolved, so the resolver cannot vet it: do it here.
-    if let Some(ip) = literal_ip(claim.subscription.url.url()) {
-        if let Err(forbidden) = addresses.check(ip) {
-            return SendResult {
-                location: None,
-                started_at: now,
-                duration: started.elapsed(),
-                outcome: AttemptOutcome::Error(ErrorKind::Blocked),
-                status_code: None,
-                response_body: None,
-                error_message: Some(BlockedAddress(forbidden).to_string()),
-            };
-        }
+    if let Err((kind, message)) = outbound.vet(claim.subscription.url.url()).await {
+        return SendResult {
+            location: None,
+            started_at: now,
+            duration: started.elapsed(),
+            outcome: AttemptOutcome::Error(kind),
+            status_code: None,
+            response_body: None,
+            error_message: Some(message),
+        };
     }
     let body = match Envelope::new(&claim.event, Some(&claim.subscription)) {
         Ok(envelope) => envelope.to_body(),
@@ -181,7 +251,8 @@ pub async fn send(
         }
     };
     let headers = signed_headers(claim, &body, now.timestamp(), now);
-    let request = client
+    let request = outbound
+        .client
         .post(claim.subscription.url.url().clone())
         .headers(headers)
         .timeout(timeout)
@@ -227,14 +298,6 @@ pub async fn send(
         status_code,
         response_body,
         error_message,
-    }
-}
-
-fn literal_ip(url: &url::Url) -> Option<IpAddr> {
-    match url.host()? {
-        url::Host::Ipv4(ip) => Some(IpAddr::V4(ip)),
-        url::Host::Ipv6(ip) => Some(IpAddr::V6(ip)),
-        url::Host::Domain(_) => None,
     }
 }
 

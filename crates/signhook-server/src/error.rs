@@ -41,6 +41,10 @@ pub enum ApiError {
     /// 410: the thing existed but is gone for good (an expired file link).
     #[error("{0}")]
     Gone(String),
+    /// 408: the request body stopped arriving before it was complete (the
+    /// listener's body timeout).
+    #[error("the request body stopped arriving before it was complete; send it without pausing")]
+    BodyStalled,
     /// 413: the body is larger than allowed.
     #[error("the request body is larger than {limit} bytes")]
     PayloadTooLarge {
@@ -75,6 +79,31 @@ impl ApiError {
         }
     }
 
+    /// What a request body that could not be read answers: 413 when it is
+    /// over its limit (`too_large`), 408 when it stopped arriving, else a
+    /// 400 with `text`. `rejection` is axum's, its causes are searched.
+    pub fn unreadable_body(
+        status: StatusCode,
+        rejection: &(dyn std::error::Error + 'static),
+        text: String,
+        too_large: impl FnOnce() -> ApiError,
+    ) -> Self {
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            return too_large();
+        }
+        let mut cause = Some(rejection);
+        while let Some(error) = cause {
+            if error.is::<tower_http::timeout::TimeoutError>() {
+                return ApiError::BodyStalled;
+            }
+            cause = error.source();
+        }
+        ApiError::BadRequest {
+            code: "unreadable_body",
+            message: text,
+        }
+    }
+
     /// A 404 naming what was not found.
     pub fn not_found(what: &str, id: &str) -> Self {
         ApiError::NotFound(format!("no {what} `{id}` exists"))
@@ -88,6 +117,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Gone(_) => StatusCode::GONE,
+            ApiError::BodyStalled => StatusCode::REQUEST_TIMEOUT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -103,6 +133,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Gone(_) => "gone",
+            ApiError::BodyStalled => "body_stalled",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::Validation { .. } => "validation_failed",

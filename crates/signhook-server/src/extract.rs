@@ -68,14 +68,9 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
             return Err(ApiError::UnsupportedMediaType);
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::unreadable_body(rejection.status(), &rejection, rejection.body_text(), || {
                 ApiError::PayloadTooLarge { limit: MAX_JSON_BODY }
-            } else {
-                ApiError::BadRequest {
-                    code: "unreadable_body",
-                    message: rejection.body_text(),
-                }
-            }
+            })
         })?;
         // serde would also take an array for a struct; a request body is
         // always an object.

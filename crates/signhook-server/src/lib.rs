@@ -7,6 +7,8 @@
 //!   in tests), runs until a shutdown token fires. Used by `signhook serve`
 //!   and by the test harness alike.
 //! - [`error`]: the one [`ApiError`](error::ApiError) and its response.
+//! - [`listener`]: accepts connections under a cap, with header-read,
+//!   idle and body timeouts (no silent client holds a connection).
 //! - [`publisher`]: group commit of published events.
 //! - [`extract`]: authentication, strict JSON and query parsing.
 //! - [`routes`]: one module per resource, plus health.
@@ -24,6 +26,7 @@ pub mod error;
 pub mod extract;
 pub mod lifecycle;
 pub mod links;
+pub mod listener;
 pub mod mail;
 pub mod openapi;
 pub mod pdf;
@@ -77,6 +80,8 @@ pub struct Settings {
     pub scheduler_interval: Duration,
     /// `--allow-endpoint-cidr`: private ranges endpoints may use anyway.
     pub allowed_endpoint_ranges: Vec<Cidr>,
+    /// `--outbound-proxy`: the proxy deliveries go through, if any.
+    pub outbound_proxy: Option<url::Url>,
     /// The most sends in flight to one subscription on this node.
     pub per_subscription_in_flight: usize,
     /// `--smtp-url` and `--smtp-from`, to e-mail failure warnings.
@@ -97,6 +102,8 @@ pub struct Settings {
     pub pdf_worker: std::path::PathBuf,
     /// How long one PDF job (an upload's check, a signed PDF) may take.
     pub pdf_timeout: Duration,
+    /// The HTTP listener's connection cap and timeouts.
+    pub connections: listener::ConnectionLimits,
 }
 
 impl Settings {
@@ -116,6 +123,7 @@ impl Settings {
             disable_policy: DisablePolicy::default(),
             scheduler_interval: Duration::from_secs(30),
             allowed_endpoint_ranges: Vec::new(),
+            outbound_proxy: None,
             per_subscription_in_flight: 10,
             smtp: None,
             retention: Duration::from_secs(30 * 24 * 60 * 60),
@@ -124,6 +132,7 @@ impl Settings {
             blob_url: None,
             pdf_worker: std::env::current_exe().unwrap_or_else(|_| "signhook".into()),
             pdf_timeout: Duration::from_secs(60),
+            connections: listener::ConnectionLimits::default(),
         }
     }
 }
@@ -190,6 +199,7 @@ pub struct Application {
     dispatcher: Dispatcher,
     schedulers: Schedulers,
     node_id: String,
+    connections: listener::ConnectionLimits,
 }
 
 impl Application {
@@ -214,6 +224,7 @@ impl Application {
             allowed: settings.allowed_endpoint_ranges.clone(),
         });
         config.addresses = addresses.clone();
+        config.outbound_proxy = settings.outbound_proxy.clone();
         config.per_subscription_in_flight = settings.per_subscription_in_flight;
         let metrics = Arc::new(state::Metrics::new(&config.metrics));
         let lease = config.lease;
@@ -288,6 +299,7 @@ impl Application {
             dispatcher,
             schedulers,
             node_id,
+            connections: settings.connections,
         })
     }
 
@@ -316,16 +328,11 @@ impl Application {
             router,
             dispatcher,
             schedulers,
+            connections,
             ..
         } = self;
-        let api_shutdown = shutdown.clone();
-        let api = async move {
-            // The peer address is recorded in signature requests' audit trail.
-            axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(async move { api_shutdown.cancelled().await })
-                .await
-                .map_err(ServerError::Serve)
-        };
+        let api = listener::serve(listener, router, connections, shutdown.clone());
+        let api = async move { api.await.map_err(ServerError::Serve) };
         let dispatch = dispatcher.run(shutdown.clone());
         // The schedulers only stop on shutdown; they log their own failures.
         let scheduling = tokio::spawn(schedulers.run(shutdown.clone()));

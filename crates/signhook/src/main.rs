@@ -125,6 +125,12 @@ struct ServeArgs {
     /// (repeat the flag, or separate with commas).
     #[arg(long, env = "SIGNHOOK_ALLOW_ENDPOINT_CIDR", value_delimiter = ',')]
     allow_endpoint_cidr: Vec<Cidr>,
+    /// A proxy for deliveries, `http://host:port` (credentials as
+    /// `http://user:password@host:port`). Endpoint addresses are vetted
+    /// before it is asked. Proxy variables in the environment
+    /// (`HTTPS_PROXY`, …) are never used for deliveries.
+    #[arg(long, env = "SIGNHOOK_OUTBOUND_PROXY", value_parser = parse_proxy_url)]
+    outbound_proxy: Option<url::Url>,
     /// The most deliveries in flight to one endpoint on this node.
     #[arg(long, env = "SIGNHOOK_ENDPOINT_CONCURRENCY", default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
     endpoint_concurrency: u16,
@@ -148,12 +154,41 @@ struct ServeArgs {
     /// `file:///abs/dir`. Default: `<data-dir>/blobs`.
     #[arg(long, env = "SIGNHOOK_BLOB_URL")]
     blob_url: Option<String>,
+    /// The most client connections open at once; beyond, new ones wait
+    /// until one closes. Lowered to fit the open-file limit.
+    #[arg(long, env = "SIGNHOOK_MAX_CONNECTIONS", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+    /// How long a connection may take to send a request's headers, from its
+    /// start or from its previous response (also how long an idle
+    /// kept-alive connection is kept).
+    #[arg(long, env = "SIGNHOOK_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    header_read_timeout: Duration,
+    /// How long a request body may pause before the request is ended (408).
+    #[arg(long, env = "SIGNHOOK_BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    body_timeout: Duration,
 }
 
 /// A retry schedule given as one comma-separated value. (A bare `Vec` would
 /// make clap expect one duration per occurrence of the flag.)
 #[derive(Debug, Clone)]
 struct Schedule(Vec<Duration>);
+
+/// An `--outbound-proxy`: an `http://` or `https://` URL with a host and
+/// nothing after it.
+fn parse_proxy_url(text: &str) -> Result<url::Url, String> {
+    let url =
+        url::Url::parse(text).map_err(|e| format!("not a URL ({e}); write it like http://proxy.internal:3128"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "the proxy's scheme must be http or https, not `{}`",
+            url.scheme()
+        ));
+    }
+    if url.host().is_none() || !matches!(url.path(), "" | "/") || url.query().is_some() {
+        return Err("write the proxy as scheme://host:port, with nothing after it".into());
+    }
+    Ok(url)
+}
 
 fn parse_schedule(text: &str) -> Result<Schedule, signhook_core::duration::DurationError> {
     parse_duration_list(text).map(Schedule)
@@ -175,9 +210,15 @@ impl ServeArgs {
         settings.disable_policy.grace = self.disable_grace;
         settings.scheduler_interval = self.scheduler_interval;
         settings.allowed_endpoint_ranges = self.allow_endpoint_cidr;
+        settings.outbound_proxy = self.outbound_proxy;
         settings.per_subscription_in_flight = usize::from(self.endpoint_concurrency);
         settings.smtp = self.smtp_url.zip(self.smtp_from);
         settings.retention = self.retention;
+        settings.connections = signhook_server::listener::ConnectionLimits {
+            max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+            header_read_timeout: self.header_read_timeout,
+            body_timeout: self.body_timeout,
+        };
         settings.public_url = self.public_url;
         settings.link_ttl = self.link_ttl;
         settings.blob_url = self.blob_url;
@@ -294,7 +335,8 @@ fn pdf_worker() -> ExitCode {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let public_url = args.public_url.clone();
-    let settings = args.into_settings();
+    let mut settings = args.into_settings();
+    settings.connections = settings.connections.fit_to_open_file_limit();
     if settings.dev {
         tracing::warn!(
             "DEVELOPMENT MODE (--dev): http:// endpoints are allowed. Never run a production server like this."

@@ -655,14 +655,7 @@ async fn read_upload(
     let (name, bytes) = match content_type.as_str() {
         "application/pdf" => {
             let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
-                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    too_large()
-                } else {
-                    ApiError::BadRequest {
-                        code: "unreadable_body",
-                        message: rejection.body_text(),
-                    }
-                }
+                ApiError::unreadable_body(rejection.status(), &rejection, rejection.body_text(), too_large)
             })?;
             (filename, bytes)
         }
@@ -712,14 +705,7 @@ async fn read_upload(
 }
 
 fn multipart_error(e: axum::extract::multipart::MultipartError, too_large: impl Fn() -> ApiError) -> ApiError {
-    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        too_large()
-    } else {
-        ApiError::BadRequest {
-            code: "unreadable_body",
-            message: e.body_text(),
-        }
-    }
+    ApiError::unreadable_body(e.status(), &e, e.body_text(), too_large)
 }
 
 async fn step(

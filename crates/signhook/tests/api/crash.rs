@@ -6,14 +6,7 @@ use serde_json::{json, Value};
 use std::collections::HashSet;
 
 async fn call(server: &BinaryServer, key: &str, path: &str, body: Value) -> Value {
-    let response = reqwest::Client::new()
-        .post(server.url(path))
-        .bearer_auth(key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let (status, value) = read(response).await;
+    let (status, value) = server.post(key, path, body).await;
     assert!(status.is_success(), "{status}: {value}");
     value
 }

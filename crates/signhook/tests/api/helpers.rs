@@ -501,17 +501,50 @@ impl BinaryServer {
 
     /// As [`BinaryServer::start`], with extra environment variables.
     pub fn start_with_env(db: &Database, args: &[&str], env: &[(String, String)]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_signhook"))
+        let mut command = Self::command(db, args);
+        command.envs(env.iter().map(|(k, v)| (k, v)));
+        Self::launch(command)
+    }
+
+    /// As [`BinaryServer::start`], in a process allowed at most
+    /// `open_files` open file descriptors (soft and hard limit alike), as
+    /// a small machine or container would be.
+    pub fn start_with_open_file_limit(db: &Database, args: &[&str], open_files: u64) -> Self {
+        use std::os::unix::process::CommandExt;
+        let mut command = Self::command(db, args);
+        let limit = libc::rlimit {
+            rlim_cur: open_files,
+            rlim_max: open_files,
+        };
+        // SAFETY: only setrlimit, async-signal-safe, runs between fork and
+        // exec.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        Self::launch(command)
+    }
+
+    fn command(db: &Database, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_signhook"));
+        command
             .arg("serve")
             .args(["--listen", "127.0.0.1:0"])
             .args(db.cli_args())
             .args(args)
-            .envs(env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the binary starts");
+            .stderr(Stdio::piped());
+        command
+    }
+
+    fn launch(mut command: Command) -> Self {
+        let mut child = command.spawn().expect("the binary starts");
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -536,6 +569,18 @@ impl BinaryServer {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// `POST path` with `body` as `key`'s tenant.
+    pub async fn post(&self, key: &str, path: &str, body: Value) -> (StatusCode, Value) {
+        let request = reqwest::Client::new().post(self.url(path)).bearer_auth(key).json(&body);
+        read(request.send().await.expect("the server answers")).await
+    }
+
+    /// `GET path` as `key`'s tenant.
+    pub async fn get(&self, key: &str, path: &str) -> (StatusCode, Value) {
+        let request = reqwest::Client::new().get(self.url(path)).bearer_auth(key);
+        read(request.send().await.expect("the server answers")).await
     }
 
     /// A link made by another process (or node) pointed at this one: its

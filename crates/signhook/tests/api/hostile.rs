@@ -227,3 +227,98 @@ async fn the_api_answers_while_large_documents_are_read() {
         assert_eq!(body["pages"], 50_000, "{body}");
     }
 }
+
+/// Everything the server still sends on `stream` until it closes it (EOF
+/// or a reset); panics if it keeps it open past [`PATIENCE`].
+async fn until_closed(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut seen = Vec::new();
+    let read = tokio::time::timeout(PATIENCE, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the server still holds the connection open");
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_and_slow_connections_cannot_lock_the_api_out() {
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpStream;
+    let db = Database::new(Backend::Sqlite).await;
+    let key = cli_tenant_key(&db);
+    // The issue's ~20,000 silent connections against a 20,000-descriptor
+    // limit, scaled down: more connections than the process may open
+    // files. Before the fix the server ran out of descriptors and never
+    // answered again while they stayed open.
+    let server = BinaryServer::start_with_open_file_limit(
+        &db,
+        &["--dev", "--header-read-timeout", "1s", "--body-timeout", "1s"],
+        512,
+    );
+    let mut silent = Vec::new();
+    for _ in 0..600 {
+        silent.push(
+            TcpStream::connect(server.addr)
+                .await
+                .expect("the kernel takes the connection"),
+        );
+    }
+    // A dribbler: a request line, then its headers a byte at a time, each
+    // byte in time for any per-read timeout.
+    let mut dribbler = TcpStream::connect(server.addr).await.unwrap();
+    dribbler.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
+    let (mut dribbled, mut dribbling) = dribbler.into_split();
+    let dribble = tokio::spawn(async move {
+        for byte in b"X-Slow: ".iter().cycle() {
+            if dribbling.write_all(&[*byte]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    });
+
+    // Every one of them stays open on this side; the API answers anyway.
+    let client = reqwest::Client::new();
+    eventually("/healthz answers while 600 silent connections are held", || async {
+        let answer = client
+            .get(server.url("/healthz"))
+            .timeout(std::time::Duration::from_secs(5))
+            .send()
+            .await;
+        match answer {
+            Ok(response) if response.status() == 200 => Ok(()),
+            Ok(response) => Err(response.status().to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await;
+    // Because the server closed each of them, and the dribbler.
+    for stream in &mut silent {
+        until_closed(stream).await;
+    }
+    let mut rest = Vec::new();
+    let cut = tokio::time::timeout(PATIENCE, tokio::io::AsyncReadExt::read_to_end(&mut dribbled, &mut rest)).await;
+    assert!(cut.is_ok(), "the server still reads the dribbled headers");
+    dribble.abort();
+
+    // A body that stops arriving ends its request with a 408 that says so.
+    let mut paused = TcpStream::connect(server.addr).await.unwrap();
+    let head = format!(
+        "POST /v1/events HTTP/1.1\r\nHost: signhook\r\nAuthorization: Bearer {key}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"type\":"
+    );
+    paused.write_all(head.as_bytes()).await.unwrap();
+    let answer = until_closed(&mut paused).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.contains("body_stalled") && answer.contains("stopped arriving"),
+        "{answer}"
+    );
+}

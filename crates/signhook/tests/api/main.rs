@@ -12,5 +12,6 @@ mod failures;
 mod helpers;
 mod hostile;
 mod multinode;
+mod outbound;
 mod punctuality;
 mod webhooks;
