@@ -207,8 +207,20 @@ pub fn signed_headers(claim: &ClaimedDelivery, body: &[u8], timestamp: i64, now:
             headers.insert(verify::HEADER_WEBHOOK_SIGNATURE, header_value(&webhook_signature));
         }
         SignatureScheme::HmacSha256Hex => {
-            let x_signature = verify::hex_body_signature(&sub.secret.expose(), body);
-            headers.insert(verify::HEADER_X_SIGNATURE, header_value(&x_signature));
+            // One signature per header: while a rotation overlaps, the
+            // receiver's current code (and the old secret it holds) keeps
+            // verifying `X-Signature`; the new secret's is beside it.
+            let hex =
+                |secret: &verify::WebhookSecret| header_value(&verify::hex_body_signature(&secret.expose(), body));
+            match sub.signing_secrets(now)[..] {
+                [new, old] => {
+                    headers.insert(verify::HEADER_X_SIGNATURE, hex(old));
+                    headers.insert(verify::HEADER_X_SIGNATURE_NEXT, hex(new));
+                }
+                _ => {
+                    headers.insert(verify::HEADER_X_SIGNATURE, hex(&sub.secret));
+                }
+            }
             headers.insert(verify::HEADER_X_CLIENT_ID, header_value(sub.tenant_id.as_str()));
         }
     }

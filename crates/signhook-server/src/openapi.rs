@@ -21,6 +21,7 @@ use utoipa::{Modify, OpenApi};
         crate::routes::webhooks::delete,
         crate::routes::webhooks::reveal_secret,
         crate::routes::webhooks::rotate_secret,
+        crate::routes::webhooks::promote_secret,
         crate::routes::webhooks::send_test,
         crate::routes::deliveries::list_for_webhook,
         crate::routes::deliveries::get,

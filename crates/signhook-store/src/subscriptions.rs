@@ -509,6 +509,20 @@ impl Store {
         }))
     }
 
+    /// Ends a rotation's overlap now: the previous secret stops signing.
+    pub async fn promote_secret(
+        &self,
+        tenant: &TenantId,
+        sandbox: bool,
+        id: &SubscriptionId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Subscription>> {
+        Ok(modify_subscription!(self, tenant, sandbox, id, |sub, tx| {
+            sub.previous_secret = None;
+            sub.updated_at = now;
+        }))
+    }
+
     /// Deletes a subscription: it stops matching, its pending deliveries are
     /// canceled, its delivery log stays readable. `false` when it was not the
     /// tenant's.

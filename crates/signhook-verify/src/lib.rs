@@ -62,6 +62,10 @@ pub const HEADER_WEBHOOK_TIMESTAMP: &str = "webhook-timestamp";
 pub const HEADER_WEBHOOK_SIGNATURE: &str = "webhook-signature";
 /// Header of the simple scheme: hex HMAC-SHA256 of the raw body.
 pub const HEADER_X_SIGNATURE: &str = "x-signature";
+/// Header of the simple scheme during a secret rotation's overlap: the
+/// hex HMAC-SHA256 of the raw body with the *new* secret, while
+/// [`HEADER_X_SIGNATURE`] keeps the old one's until the overlap ends.
+pub const HEADER_X_SIGNATURE_NEXT: &str = "x-signature-next";
 /// Header of the simple scheme naming the sending account.
 pub const HEADER_X_CLIENT_ID: &str = "x-client-id";
 

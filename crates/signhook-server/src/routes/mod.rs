@@ -29,6 +29,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/webhooks/{id}/secret", get(webhooks::reveal_secret))
         .route("/webhooks/{id}/rotate_secret", post(webhooks::rotate_secret))
+        .route("/webhooks/{id}/promote_secret", post(webhooks::promote_secret))
         .route("/webhooks/{id}/test", post(webhooks::send_test))
         .route("/webhooks/{id}/deliveries", get(deliveries::list_for_webhook))
         .route("/webhooks/{id}/recover", post(recoveries::start))

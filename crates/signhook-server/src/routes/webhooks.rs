@@ -500,8 +500,10 @@ pub async fn reveal_secret(
 }
 
 /// Replaces the signing secret. The old one keeps signing beside the new one
-/// (both signatures in `webhook-signature`) for the overlap period, 24 h by
-/// default, so the receiver can switch without missing a delivery.
+/// for the overlap period, 24 h by default (or until `promote_secret`), so
+/// the receiver can switch without missing a delivery: both signatures in
+/// `webhook-signature`; for `hmac-sha256-hex`, the old one's in
+/// `X-Signature` and the new one's in `X-Signature-Next`.
 #[utoipa::path(
     post, path = "/v1/webhooks/{id}/rotate_secret", tag = "webhooks", security(("api_key" = [])),
     params(("id" = String, Path, description = "`wh_…`")),
@@ -521,6 +523,29 @@ pub async fn rotate_secret(
         .await?
         .ok_or_else(|| ApiError::not_found("webhook", &id))?;
     tracing::info!(webhook = %sub.id, "secret rotated");
+    Ok(Json(secret_view(&sub, &state)))
+}
+
+/// Ends a rotation's overlap now, once every receiver holds the new secret:
+/// the previous secret stops signing (for `hmac-sha256-hex`, `X-Signature`
+/// carries the new secret's signature from the next attempt on).
+#[utoipa::path(
+    post, path = "/v1/webhooks/{id}/promote_secret", tag = "webhooks", security(("api_key" = [])),
+    params(("id" = String, Path, description = "`wh_…`")),
+    responses((status = 200, body = SecretView), (status = 404, body = crate::error::ErrorBody))
+)]
+pub async fn promote_secret(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<SecretView>, ApiError> {
+    let sub_id = path_id(&id, "webhook", SubscriptionId::parse)?;
+    let sub = state
+        .store
+        .promote_secret(auth.tenant(), auth.sandbox(), &sub_id, state.clock.now())
+        .await?
+        .ok_or_else(|| ApiError::not_found("webhook", &id))?;
+    tracing::info!(webhook = %sub.id, "secret promoted; the previous one no longer signs");
     Ok(Json(secret_view(&sub, &state)))
 }
 

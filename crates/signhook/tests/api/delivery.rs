@@ -221,6 +221,73 @@ async fn a_rotated_secret_signs_beside_the_new_one(backend: Backend) {
     assert_eq!(received.header("webhook-signature").split(' ').count(), 2);
     verify_standard(old_secret, &received);
     verify_standard(new_secret, &received);
+
+    // Promoted: the old secret no longer signs.
+    let (status, _) = app
+        .post(&format!("/v1/webhooks/{hook_id}/promote_secret"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    app.publish("signer.done", json!({})).await;
+    let promoted = receiver.wait_for(2).await.remove(1);
+    assert_eq!(promoted.header("webhook-signature").split(' ').count(), 1);
+    verify_standard(new_secret, &promoted);
+}
+
+async fn a_rotated_hex_secret_keeps_the_old_signature_in_x_signature_until_the_overlap_ends(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let receiver = Receiver::start().await;
+    let hook = app
+        .create_webhook(&receiver.url("/"), json!({"signature_scheme": "hmac-sha256-hex"}))
+        .await;
+    let hook_id = hook["id"].as_str().unwrap();
+    // The vendor snippet's check: hex HMAC-SHA256 of the raw body, keyed
+    // with the secret the receiver holds, against `X-Signature` only.
+    let snippet_accepts = |secret: &str, received: &Received| {
+        signhook_verify::verify_hex_body_signature(secret, &received.body, received.header("x-signature"))
+    };
+    let rotate = || async {
+        let (status, rotated) = app
+            .post(&format!("/v1/webhooks/{hook_id}/rotate_secret"), json!({}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{rotated}");
+        rotated["secret"].as_str().unwrap().to_owned()
+    };
+    let first = hook["secret"].as_str().unwrap().to_owned();
+
+    // During the overlap the receiver's unchanged code, still holding the
+    // old secret, verifies; the new secret's signature is beside it.
+    let second = rotate().await;
+    app.publish("signer.done", json!({})).await;
+    let during = receiver.wait_for(1).await.remove(0);
+    assert!(snippet_accepts(&first, &during), "the old secret verifies X-Signature during the overlap");
+    assert!(!snippet_accepts(&second, &during));
+    assert!(signhook_verify::verify_hex_body_signature(
+        &second,
+        &during.body,
+        during.header("x-signature-next")
+    ));
+
+    // After the overlap, the new secret alone.
+    app.clock.advance(std::time::Duration::from_secs(25 * 3600));
+    app.publish("signer.done", json!({})).await;
+    let after = receiver.wait_for(2).await.remove(1);
+    assert!(snippet_accepts(&second, &after), "the new secret verifies once the overlap is over");
+    assert!(after.headers.get("x-signature-next").is_none());
+
+    // Promoting ends an overlap early, for this scheme and the standard one.
+    let third = rotate().await;
+    let (status, promoted) = app
+        .post(&format!("/v1/webhooks/{hook_id}/promote_secret"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{promoted}");
+    assert_eq!(promoted["secret"], third);
+    assert_eq!(promoted["previous_secret_expires_at"], json!(null));
+    app.publish("signer.done", json!({})).await;
+    let promoted = receiver.wait_for(3).await.remove(2);
+    assert!(snippet_accepts(&third, &promoted));
+    assert!(promoted.headers.get("x-signature-next").is_none());
+    let (status, missing) = app.post("/v1/webhooks/wh_nope/promote_secret", json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
 }
 
 async fn graceful_stop_finishes_what_is_in_flight(backend: Backend) {
