@@ -136,6 +136,10 @@ pub struct Signer {
     pub declined_at: Option<DateTime<Utc>>,
     /// Why the signer declined.
     pub decline_reason: Option<String>,
+    /// Which version of the signing link opens this signer's page: renewing
+    /// the link (a leaked or forwarded invitation) bumps it, and links made
+    /// for an earlier version stop working.
+    pub link_version: u32,
 }
 
 impl Signer {
@@ -146,6 +150,7 @@ impl Signer {
             name,
             email,
             status: SignerStatus::Pending,
+            link_version: 0,
             notified_at: None,
             link_opened_at: None,
             signed_at: None,

@@ -330,7 +330,7 @@ impl Lifecycle {
                     name: signer.name.clone(),
                     email: signer.email.clone(),
                     request_name: request.name.clone(),
-                    url: self.links.signing_url(&signer.id),
+                    url: self.links.signing_url(signer),
                     approver: false,
                     reminder,
                     expires_at: rfc3339(request.expires_at),

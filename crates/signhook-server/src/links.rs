@@ -3,9 +3,11 @@
 //!
 //! All are HMAC-SHA256 over what they grant, keyed by the cluster's link key
 //! (kept in the database so every node signs and checks alike). Nothing is
-//! stored per link: a signing token is the signer's id and a MAC of it, so a
-//! token can be recomputed to show it again to the API caller, and cannot be
-//! forged or moved to another signer. File links also carry their expiry in
+//! stored per link: a signing token is the signer's id (and, once renewed,
+//! its link version) and a MAC of it, so a token can be recomputed to show
+//! it again to the API caller, and cannot be forged or moved to another
+//! signer. Renewing a signer's link bumps the version kept in the
+//! database; a token for an older version is genuine but no longer opens. File links also carry their expiry in
 //! the MAC, so a link's lifetime cannot be stretched by editing the URL.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -14,6 +16,7 @@ use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use signhook_core::ids::{ApproverId, SignatureRequestId, SignerId};
+use signhook_core::lifecycle::Signer;
 use signhook_core::time::{from_millis, rfc3339, to_millis};
 use subtle::ConstantTimeEq;
 use url::Url;
@@ -99,21 +102,36 @@ impl Links {
         format!("{base}{path}")
     }
 
-    /// A signer's token: their id and its MAC.
-    pub fn signer_token(&self, signer: &SignerId) -> String {
-        format!("{signer}.{}", self.mac("signer", signer.as_str()))
+    /// A signer's token for link version `version`: `{id}.{mac}` for the
+    /// first link (as made before links could be renewed), then
+    /// `{id}.{version}.{mac}`.
+    fn signer_token(&self, signer: &SignerId, version: u32) -> String {
+        if version == 0 {
+            format!("{signer}.{}", self.mac("signer", signer.as_str()))
+        } else {
+            let subject = format!("{signer}.{version}");
+            format!("{subject}.{}", self.mac("signer", &subject))
+        }
     }
 
-    /// The signer's signing link.
-    pub fn signing_url(&self, signer: &SignerId) -> String {
-        self.url(&format!("/signing/{}", self.signer_token(signer)))
+    /// The signer's current signing link.
+    pub fn signing_url(&self, signer: &Signer) -> String {
+        self.url(&format!(
+            "/signing/{}",
+            self.signer_token(&signer.id, signer.link_version)
+        ))
     }
 
-    /// The signer a token stands for, if it is genuine.
-    pub fn signer_of(&self, token: &str) -> Option<SignerId> {
-        let (id, mac) = token.split_once('.')?;
+    /// The signer a token stands for and the link version it was made for,
+    /// if it is genuine.
+    pub fn signer_of(&self, token: &str) -> Option<(SignerId, u32)> {
+        let (subject, mac) = token.rsplit_once('.')?;
+        let (id, version) = match subject.split_once('.') {
+            None => (subject, 0),
+            Some((id, version)) => (id, version.parse().ok().filter(|v| *v > 0)?),
+        };
         let id = SignerId::parse(id).ok()?;
-        self.check("signer", id.as_str(), mac).then_some(id)
+        self.check("signer", subject, mac).then_some((id, version))
     }
 
     /// The approver's approval link.
@@ -186,18 +204,33 @@ mod tests {
     }
 
     #[test]
-    fn signing_tokens_are_bound_to_their_signer() {
+    fn signing_tokens_are_bound_to_their_signer_and_version() {
         let links = links();
         let (a, b) = (SignerId::generate(), SignerId::generate());
-        let token = links.signer_token(&a);
-        assert_eq!(links.signer_of(&token), Some(a.clone()));
+        let token = links.signer_token(&a, 0);
+        assert_eq!(links.signer_of(&token), Some((a.clone(), 0)));
         // Another signer's id with this MAC, or a tampered MAC, is nobody.
         let (_, mac) = token.split_once('.').unwrap();
         assert_eq!(links.signer_of(&format!("{b}.{mac}")), None);
         assert_eq!(links.signer_of(&format!("{a}.{}x", &mac[1..])), None);
+        // A renewed link names its version, which cannot be edited.
+        let renewed = links.signer_token(&a, 2);
+        assert_eq!(links.signer_of(&renewed), Some((a.clone(), 2)));
+        let (_, renewed_mac) = renewed.rsplit_once('.').unwrap();
+        for forged in [
+            format!("{a}.3.{renewed_mac}"),
+            format!("{a}.1.{renewed_mac}"),
+            format!("{a}.0.{mac}"),
+            format!("{a}.2.{mac}"),
+            format!("{a}.{renewed_mac}"),
+        ] {
+            assert_eq!(links.signer_of(&forged), None, "{forged}");
+        }
+        let mut signer = signhook_core::lifecycle::Signer::new("Ada".into(), "ada@example.com".into());
+        signer.link_version = 2;
         assert!(links
-            .signing_url(&a)
-            .starts_with("https://sign.example.com/signing/sg_"));
+            .signing_url(&signer)
+            .starts_with(&format!("https://sign.example.com/signing/{}.2.", signer.id)));
         // A signer token is not an approver token.
         assert_eq!(links.approver_of(&token), None);
     }

@@ -43,6 +43,7 @@ use utoipa::{Modify, OpenApi};
         crate::routes::signature_requests::reactivate,
         crate::routes::signature_requests::delete,
         crate::routes::signature_requests::links,
+        crate::routes::signature_requests::renew_signer_link,
         crate::routes::signing::open,
         crate::routes::signing::sign,
         crate::routes::signing::decline,

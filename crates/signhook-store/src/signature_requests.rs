@@ -165,6 +165,7 @@ fn signer_from_row(row: &impl DbRow) -> Result<(Signer, Origin)> {
         signed_at: opt_time(row, "signed_at")?,
         declined_at: opt_time(row, "declined_at")?,
         decline_reason: row.opt_text("decline_reason")?,
+        link_version: u32::try_from(row.int("link_version")?).map_err(StoreError::corrupt)?,
     };
     let origin = Origin {
         ip: row.opt_text("acted_ip")?,
@@ -497,6 +498,49 @@ impl Store {
             "id = (SELECT signature_request_id FROM signers WHERE id = $1)",
             signer.as_str()
         ))
+    }
+
+    /// Replaces `signer`'s signing link: its link version goes up, so every
+    /// link made before stops working, and the renewal is in the audit
+    /// trail. `None` unless the signer belongs to one of the tenant's
+    /// requests that is not deleted.
+    pub async fn renew_signer_link(
+        &self,
+        tenant: &TenantId,
+        sandbox: bool,
+        request: &SignatureRequestId,
+        signer: &SignerId,
+        act: &Act,
+        now: DateTime<Utc>,
+    ) -> Result<Option<SignatureRequestRecord>> {
+        let at = to_millis(now);
+        let renewed = with_pool!(self, writer, |pool, dialect| {
+            let mut tx = pool.begin().await?;
+            let bumped = sqlx::query(
+                "UPDATE signers SET link_version = link_version + 1 \
+                 WHERE id = $1 AND signature_request_id = $2 AND signature_request_id IN \
+                 (SELECT id FROM signature_requests WHERE id = $2 AND tenant_id = $3 AND sandbox = $4 \
+                  AND status NOT IN ('deleted', 'permanently_deleted'))",
+            )
+            .bind(signer.as_str())
+            .bind(request.as_str())
+            .bind(tenant.as_str())
+            .bind(sandbox)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            if bumped {
+                let detail = Some(format!("signer {signer}: earlier links no longer work"));
+                insert_trail!(tx, request, at, "signer.link_renewed", act, detail);
+                tx.commit().await?;
+            }
+            bumped
+        });
+        if !renewed {
+            return Ok(None);
+        }
+        self.load_signature_request(request).await
     }
 
     /// The request an approver belongs to.

@@ -58,7 +58,11 @@ pub fn router(state: AppState) -> Router {
             "/signature_requests/{id}/reactivate",
             post(signature_requests::reactivate),
         )
-        .route("/signature_requests/{id}/links", get(signature_requests::links));
+        .route("/signature_requests/{id}/links", get(signature_requests::links))
+        .route(
+            "/signature_requests/{id}/signers/{signer_id}/renew_link",
+            post(signature_requests::renew_signer_link),
+        );
     Router::new()
         .nest("/v1", v1)
         .route("/healthz", get(health::healthz))

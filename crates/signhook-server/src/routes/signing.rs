@@ -9,6 +9,12 @@
 //! - the 30-minute file links of a done request, 410 once expired.
 //!
 //! A token that is not genuine is a 404, like a link that never existed.
+//!
+//! A person's link serves the original documents only while the request
+//! is being decided (`approval`, `ongoing`). Once it is done, declined,
+//! canceled or expired the link shows the outcome — for `done`, with the
+//! signed PDF through a fresh 30-minute file link — and a document
+//! download answers 410; a deleted request's links answer 410 outright.
 
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery, Client};
@@ -56,6 +62,44 @@ pub struct LinkView {
     /// `{"approve": url, "reject": url}`; empty when nothing.
     #[schema(value_type = Object)]
     pub actions: Value,
+    /// Once the request is done: `{"url", "expires_at"}` of a fresh link to
+    /// the signed PDF.
+    #[schema(value_type = Option<Object>)]
+    pub signed_pdf: Option<Value>,
+}
+
+/// Whether a request's original documents may still be read through a
+/// person's link: only while it is being decided.
+fn documents_readable(status: RequestStatus) -> bool {
+    matches!(status, RequestStatus::Approval | RequestStatus::Ongoing)
+}
+
+/// What a person's link shows of the request's files: the documents while
+/// it is decided, the signed PDF once it is done, nothing otherwise.
+fn files_json(state: &AppState, record: &SignatureRequestRecord, base: Option<&str>) -> (Vec<Value>, Option<Value>) {
+    let status = record.request.status;
+    let documents = if documents_readable(status) {
+        documents_json(record, base)
+    } else {
+        Vec::new()
+    };
+    let signed_pdf = (status == RequestStatus::Done).then(|| {
+        state
+            .lifecycle
+            .links()
+            .file_link(&record.request.id, FileKind::SignedPdf, state.clock.now())
+    });
+    (documents, signed_pdf)
+}
+
+/// A deleted request's links serve nothing.
+fn withdrawn(record: SignatureRequestRecord) -> Result<SignatureRequestRecord, ApiError> {
+    match record.request.status {
+        RequestStatus::Deleted | RequestStatus::PermanentlyDeleted => Err(ApiError::Gone(
+            "this signature request was withdrawn by its sender; nothing is available through this link".into(),
+        )),
+        _ => Ok(record),
+    }
 }
 
 fn request_summary(record: &SignatureRequestRecord) -> Value {
@@ -97,33 +141,46 @@ fn person_act(name: &str, email: &str, client: &Client) -> Act {
 }
 
 async fn signer_record(state: &AppState, token: &str) -> Result<(SignerId, SignatureRequestRecord), ApiError> {
-    let signer = state.lifecycle.links().signer_of(token).ok_or_else(invalid_link)?;
+    let (signer, version) = state.lifecycle.links().signer_of(token).ok_or_else(invalid_link)?;
     let record = state
         .store
         .signature_request_of_signer(&signer)
         .await?
         .ok_or_else(invalid_link)?;
-    Ok((signer, record))
+    let current = record
+        .request
+        .signers
+        .iter()
+        .find(|s| s.id == signer)
+        .map(|s| s.link_version);
+    if current != Some(version) {
+        return Err(ApiError::Gone(
+            "this link was replaced by a newer one; use the latest invitation, or ask the sender for a new link".into(),
+        ));
+    }
+    Ok((signer, withdrawn(record)?))
 }
 
 fn signer_view(state: &AppState, signer: &SignerId, record: &SignatureRequestRecord) -> LinkView {
-    let base = state.lifecycle.links().signing_url(signer);
     let index = record
         .request
         .signer_index(signer)
         .expect("the record was loaded by this signer");
     let person = &record.request.signers[index];
+    let base = state.lifecycle.links().signing_url(person);
     let actions = if record.request.status == RequestStatus::Ongoing && person.can_act() {
         json!({"sign": format!("{base}/sign"), "decline": format!("{base}/decline")})
     } else {
         json!({})
     };
+    let (documents, signed_pdf) = files_json(state, record, Some(&base));
     LinkView {
         signature_request: request_summary(record),
         signer: Some(signer_json(person)),
         approver: None,
-        documents: documents_json(record, Some(&base)),
+        documents,
         actions,
+        signed_pdf,
     }
 }
 
@@ -168,7 +225,7 @@ async fn act_as_approver(
 #[utoipa::path(
     get, path = "/signing/{token}", tag = "signing",
     params(("token" = String, Path, description = "The token of a `signing_url`")),
-    responses((status = 200, body = LinkView), (status = 404, body = crate::error::ErrorBody))
+    responses((status = 200, body = LinkView), (status = 404, body = crate::error::ErrorBody), (status = 410, description = "The request was deleted (or, for a document, is no longer being decided)", body = crate::error::ErrorBody))
 )]
 pub async fn open(
     State(state): State<AppState>,
@@ -200,7 +257,7 @@ pub async fn open(
     params(("token" = String, Path, description = "The token of a `signing_url`")),
     responses(
         (status = 200, body = LinkView),
-        (status = 404, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody), (status = 410, description = "The request was deleted (or, for a document, is no longer being decided)", body = crate::error::ErrorBody),
         (status = 409, description = "Already signed, declined, not their turn, or the request is not ongoing", body = crate::error::ErrorBody)
     )
 )]
@@ -219,7 +276,7 @@ pub async fn sign(
     request_body = Decline,
     responses(
         (status = 200, body = LinkView),
-        (status = 404, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody), (status = 410, description = "The request was deleted (or, for a document, is no longer being decided)", body = crate::error::ErrorBody),
         (status = 409, body = crate::error::ErrorBody),
         (status = 422, description = "No reason", body = crate::error::ErrorBody)
     )
@@ -238,13 +295,25 @@ pub async fn decline(
 #[utoipa::path(
     get, path = "/signing/{token}/documents/{id}", tag = "signing",
     params(("token" = String, Path, description = "The token of a `signing_url`"), ("id" = String, Path, description = "`doc_…`")),
-    responses((status = 200, content_type = "application/pdf", body = Vec<u8>), (status = 404, body = crate::error::ErrorBody))
+    responses((status = 200, content_type = "application/pdf", body = Vec<u8>), (status = 404, body = crate::error::ErrorBody), (status = 410, description = "The request was deleted (or, for a document, is no longer being decided)", body = crate::error::ErrorBody))
 )]
 pub async fn document(
     State(state): State<AppState>,
     Path((token, id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let (_, record) = signer_record(&state, &token).await?;
+    let status = record.request.status;
+    if !documents_readable(status) {
+        let after = if status == RequestStatus::Done {
+            "; the signed PDF is linked from the signing link"
+        } else {
+            ""
+        };
+        return Err(ApiError::Gone(format!(
+            "this signature request is {}: its documents are no longer served through this link{after}",
+            status.as_str()
+        )));
+    }
     let doc_id = path_id(&id, "document", DocumentId::parse)?;
     let document = record
         .documents
@@ -267,7 +336,7 @@ async fn approver_record(state: &AppState, token: &str) -> Result<(ApproverId, S
         .signature_request_of_approver(&approver)
         .await?
         .ok_or_else(invalid_link)?;
-    Ok((approver, record))
+    Ok((approver, withdrawn(record)?))
 }
 
 fn approver_view(state: &AppState, approver: &ApproverId, record: &SignatureRequestRecord) -> LinkView {
@@ -279,11 +348,13 @@ fn approver_view(state: &AppState, approver: &ApproverId, record: &SignatureRequ
     let person = &record.request.approvers[index];
     let can_act = record.request.status == RequestStatus::Approval
         && person.status == signhook_core::lifecycle::ApproverStatus::Notified;
+    let (documents, signed_pdf) = files_json(state, record, None);
     LinkView {
         signature_request: request_summary(record),
         signer: None,
         approver: Some(approver_json(person)),
-        documents: documents_json(record, None),
+        documents,
+        signed_pdf,
         actions: if can_act {
             json!({"approve": format!("{base}/approve"), "reject": format!("{base}/reject")})
         } else {
@@ -296,7 +367,7 @@ fn approver_view(state: &AppState, approver: &ApproverId, record: &SignatureRequ
 #[utoipa::path(
     get, path = "/approvals/{token}", tag = "signing",
     params(("token" = String, Path, description = "The token of an `approval_url`")),
-    responses((status = 200, body = LinkView), (status = 404, body = crate::error::ErrorBody))
+    responses((status = 200, body = LinkView), (status = 404, body = crate::error::ErrorBody), (status = 410, description = "The request was deleted (or, for a document, is no longer being decided)", body = crate::error::ErrorBody))
 )]
 pub async fn open_approval(
     State(state): State<AppState>,
@@ -312,7 +383,7 @@ pub async fn open_approval(
     params(("token" = String, Path, description = "The token of an `approval_url`")),
     responses(
         (status = 200, body = LinkView),
-        (status = 404, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody), (status = 410, description = "The request was deleted (or, for a document, is no longer being decided)", body = crate::error::ErrorBody),
         (status = 409, body = crate::error::ErrorBody)
     )
 )]
@@ -331,7 +402,7 @@ pub async fn approve(
     request_body = Decline,
     responses(
         (status = 200, body = LinkView),
-        (status = 404, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody), (status = 410, description = "The request was deleted (or, for a document, is no longer being decided)", body = crate::error::ErrorBody),
         (status = 409, body = crate::error::ErrorBody),
         (status = 422, body = crate::error::ErrorBody)
     )

@@ -350,6 +350,134 @@ on_both_backends! {
         assert_eq!(status, StatusCode::CONFLICT);
     }
 
+    async fn a_link_stops_serving_documents_once_the_request_is_decided(backend: Backend) {
+        let app = TestApp::spawn_with(Options { link_ttl: Duration::from_secs(600), ..Options::on(backend) }).await;
+        let receiver = subscribe_all(&app).await;
+        // One request per way of ending, each with its signer's document
+        // link taken while it was still being decided.
+        let start = || async {
+            let request = app.out_for_signature(&app.tenant.live_key, two_signers(false)).await;
+            let link = signing_url(&request, 0);
+            let (status, view) = app.visit(reqwest::Method::GET, &link, None).await;
+            assert_eq!(status, StatusCode::OK, "{view}");
+            let document = view["documents"][0]["url"].as_str().unwrap().to_owned();
+            assert_eq!(fetch(&app, &document).await.0, StatusCode::OK);
+            (request, link, document)
+        };
+        let ended = |link: String, document: String, outcome: &'static str| {
+            let app = &app;
+            async move {
+                let (status, body) = fetch(app, &document).await;
+                let body = String::from_utf8_lossy(&body);
+                assert_eq!(status, StatusCode::GONE, "{outcome}: {body}");
+                assert!(body.contains(&format!("is {outcome}")), "{body}");
+                let (status, view) = app.visit(reqwest::Method::GET, &link, None).await;
+                assert_eq!(status, StatusCode::OK, "{view}");
+                assert_eq!(view["signature_request"]["status"], outcome);
+                assert_eq!(view["documents"], json!([]), "{outcome}: {view}");
+                view
+            }
+        };
+
+        let (request, link, document) = start().await;
+        app.sign(&request, 0).await;
+        app.sign(&request, 1).await;
+        let view = ended(link, document, "done").await;
+        // Done: the signed PDF, through a fresh file link.
+        let (status, pdf) = fetch(&app, view["signed_pdf"]["url"].as_str().unwrap()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(pdf.starts_with(b"%PDF"));
+
+        let (declined, declined_link, declined_document) = start().await;
+        let (status, _) = app
+            .visit(reqwest::Method::POST, &format!("{declined_link}/decline"), Some(json!({"reason": "Wrong terms"})))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let view = ended(declined_link.clone(), declined_document.clone(), "declined").await;
+        assert_eq!(view["signed_pdf"], json!(null));
+        let id = declined["id"].as_str().unwrap();
+
+        let (request, link, document) = start().await;
+        let (status, _) = app
+            .act(request["id"].as_str().unwrap(), "cancel", Some(json!({"reason": "Deal lost"})))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        ended(link, document, "canceled").await;
+
+        let (request, link, document) = start().await;
+        app.clock.advance(Duration::from_secs(31 * 24 * 3600));
+        // Activated, two invitations, the opening, then the expiry.
+        let events = events_of(&receiver, request["id"].as_str().unwrap(), 5).await;
+        assert_eq!(types(&events)[4], "signature_request.expired");
+        ended(link, document, "expired").await;
+
+        // Deleted (the declined one): the link itself answers 410, and so
+        // do its documents.
+        let (status, body) = app.delete(&format!("/v1/signature_requests/{id}")).await;
+        assert!(status.is_success(), "{body}");
+        let (status, body) = app.visit(reqwest::Method::GET, &declined_link, None).await;
+        assert_eq!(status, StatusCode::GONE, "{body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains("withdrawn"), "{body}");
+        assert_eq!(fetch(&app, &declined_document).await.0, StatusCode::GONE);
+    }
+
+    async fn a_renewed_signing_link_replaces_the_old_one(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let request = app.out_for_signature(&app.tenant.live_key, two_signers(false)).await;
+        let id = request["id"].as_str().unwrap();
+        let old = signing_url(&request, 0);
+        let signer = request["signers"][0]["id"].as_str().unwrap();
+        let (status, renewed) = app
+            .post(&format!("/v1/signature_requests/{id}/signers/{signer}/renew_link"), json!({}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{renewed}");
+        let new = signing_url(&renewed, 0);
+        assert_ne!(new, old);
+        // The other signer's link is untouched.
+        assert_eq!(signing_url(&renewed, 1), signing_url(&request, 1));
+        // The old link is genuine but replaced: 410, for every route.
+        for (method, url) in [
+            (reqwest::Method::GET, old.clone()),
+            (reqwest::Method::POST, format!("{old}/sign")),
+        ] {
+            let (status, body) = app.visit(method, &url, None).await;
+            assert_eq!(status, StatusCode::GONE, "{body}");
+            assert!(body["error"]["message"].as_str().unwrap().contains("replaced"), "{body}");
+        }
+        // The new one works, and so does a second renewal's.
+        let (status, view) = app.visit(reqwest::Method::GET, &new, None).await;
+        assert_eq!(status, StatusCode::OK, "{view}");
+        let (_, again) = app
+            .post(&format!("/v1/signature_requests/{id}/signers/{signer}/renew_link"), json!({}))
+            .await;
+        let newest = signing_url(&again, 0);
+        assert_eq!(app.visit(reqwest::Method::GET, &new, None).await.0, StatusCode::GONE);
+        let (status, signed) = app.visit(reqwest::Method::POST, &format!("{newest}/sign"), None).await;
+        assert_eq!(status, StatusCode::OK, "{signed}");
+        // The renewal is in the audit trail; another tenant's request or
+        // an unknown signer is a 404.
+        let store = app.db.open_store().await;
+        let trail = store
+            .audit_trail(&signhook_core::ids::SignatureRequestId::parse(id).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(trail.iter().filter(|e| e.action == "signer.link_renewed").count(), 2);
+        let other = app.other_tenant().await;
+        let (status, _) = app
+            .request(
+                reqwest::Method::POST,
+                &format!("/v1/signature_requests/{id}/signers/{signer}/renew_link"),
+                &other.live_key,
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (status, body) = app
+            .post(&format!("/v1/signature_requests/{id}/signers/sg_00000000000000000000000000000000/renew_link"), json!({}))
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    }
+
     async fn expiry_then_reactivation_then_completion(backend: Backend) {
         let app = TestApp::spawn(backend).await;
         let receiver = subscribe_all(&app).await;
