@@ -181,14 +181,30 @@ pub enum ServerError {
 pub async fn open_store(database_url: Option<&str>, data_dir: &std::path::Path) -> Result<Store, ServerError> {
     let location = Location::new(database_url, data_dir)?;
     if let Location::SqliteDir(dir) = &location {
-        std::fs::create_dir_all(dir).map_err(|source| ServerError::DataDir {
+        signhook_store::private_dir(dir).map_err(|source| ServerError::DataDir {
             path: dir.clone(),
             source,
         })?;
+        // Files made before modes were tightened (or copied in) are made
+        // private too; those not there yet are created so.
+        for suffix in ["", "-wal", "-shm"] {
+            let file = dir.join(format!("{}{suffix}", signhook_store::SQLITE_FILE));
+            private_file(&file).map_err(|source| ServerError::DataDir { path: file, source })?;
+        }
     }
     let store = Store::open(&location).await?;
     store.migrate().await?;
     Ok(store)
+}
+
+/// Makes an existing `file` readable by this user only (0600); a missing
+/// one is left for whoever creates it (under the binary's umask, 077).
+fn private_file(file: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
 }
 
 /// A built, bound, not yet running server.

@@ -369,13 +369,13 @@ impl Lifecycle {
         for (signer, invitation) in invitations {
             let Some(mailer) = &self.mailer else {
                 // Without SMTP the operator (or the developer trying it out)
-                // passes the link on by hand.
+                // passes the link on by hand, from the API's answer: a link
+                // is a credential, so it is never logged.
                 tracing::info!(
                     signature_request = %id,
                     to = %invitation.email,
-                    url = %invitation.url,
                     reminder = invitation.reminder,
-                    "invitation (no --smtp-url: not e-mailed)"
+                    "invitation not e-mailed (no --smtp-url); hand over the signing_url from the API's answer"
                 );
                 continue;
             };

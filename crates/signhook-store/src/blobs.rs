@@ -149,9 +149,10 @@ impl BlobStore {
         Self::build_s3(builder, bucket, prefix)
     }
 
-    /// A store on the local directory `dir`, created if missing.
+    /// A store on the local directory `dir`, created if missing, readable
+    /// by this user only (0700).
     fn local(dir: &Path) -> Result<Self, BlobError> {
-        std::fs::create_dir_all(dir).map_err(|source| {
+        crate::private_dir(dir).map_err(|source| {
             BlobError::Storage(object_store::Error::Generic {
                 store: "LocalFileSystem",
                 source: format!("cannot create {}: {source}", dir.display()).into(),

@@ -60,6 +60,14 @@ use std::time::Duration;
 /// The name of the database file inside the data directory.
 pub const SQLITE_FILE: &str = "signhook.db";
 
+/// Creates `dir` (and its parents) if missing and makes it readable by this
+/// user only (0700): databases, documents and keys live in such directories.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
 /// The PostgreSQL channel on which publishes announce new deliveries.
 pub const WAKE_CHANNEL: &str = "signhook_deliveries";
 

@@ -227,6 +227,12 @@ impl ServeArgs {
 }
 
 fn main() -> ExitCode {
+    // Everything Signhook writes — the database and its log, documents,
+    // signed files, the master key — is for this user alone.
+    // SAFETY: umask only sets the process's file-creation mask.
+    unsafe {
+        libc::umask(0o077);
+    }
     let cli = Cli::parse();
     if let Command::PdfWorker = cli.command {
         // On the main thread, without a runtime: the server limits this

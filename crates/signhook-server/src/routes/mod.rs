@@ -80,8 +80,27 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)
+}
+
+/// The span of one request: its method and its path with every credential
+/// left out — no query (file links carry their token there) and no
+/// signing or approval token — so logs at any level hold no link that works.
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    tracing::debug_span!("request", method = %request.method(), path = %loggable_path(request.uri().path()))
+}
+
+/// `path` with the token of a signing or approval link replaced by
+/// `{token}`.
+fn loggable_path(path: &str) -> String {
+    for prefix in ["/signing/", "/approvals/"] {
+        if let Some(rest) = path.strip_prefix(prefix) {
+            let after = rest.find('/').map_or("", |i| &rest[i..]);
+            return format!("{prefix}{{token}}{after}");
+        }
+    }
+    path.to_owned()
 }
 
 async fn not_found() -> ApiError {
@@ -117,3 +136,19 @@ macro_rules! list_type {
     };
 }
 pub(crate) use list_type;
+
+#[cfg(test)]
+mod tests {
+    use super::loggable_path;
+
+    #[test]
+    fn logged_paths_hold_no_link_token() {
+        assert_eq!(loggable_path("/signing/sg_1.mac/sign"), "/signing/{token}/sign");
+        assert_eq!(loggable_path("/signing/sg_1.2.mac"), "/signing/{token}");
+        assert_eq!(
+            loggable_path("/approvals/ap_1.mac/approve"),
+            "/approvals/{token}/approve"
+        );
+        assert_eq!(loggable_path("/v1/webhooks/wh_1"), "/v1/webhooks/wh_1");
+    }
+}

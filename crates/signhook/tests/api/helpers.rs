@@ -490,6 +490,10 @@ impl Drop for Receiver {
 pub struct BinaryServer {
     pub child: Child,
     pub addr: SocketAddr,
+    /// Everything the server wrote to stderr (its log), and the thread
+    /// that reads it.
+    log: Arc<Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl BinaryServer {
@@ -547,9 +551,15 @@ impl BinaryServer {
         let mut child = command.spawn().expect("the binary starts");
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
+        let log = Arc::new(Mutex::new(String::new()));
+        let keep = log.clone();
+        let reader = std::thread::spawn(move || {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut kept = keep.lock().unwrap();
+                kept.push_str(&line);
+                kept.push('\n');
+                drop(kept);
                 if let Some(addr) = line
                     .split("addr=")
                     .nth(1)
@@ -564,7 +574,12 @@ impl BinaryServer {
             }
         });
         let addr = rx.recv_timeout(PATIENCE).expect("the server reports its address");
-        Self { child, addr }
+        Self {
+            child,
+            addr,
+            log,
+            reader: Some(reader),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -587,7 +602,10 @@ impl BinaryServer {
     /// path and query are what count, and the link key is in the database.
     pub fn relink(&self, link: &str) -> String {
         let url = url::Url::parse(link).unwrap();
-        self.url(&format!("{}?{}", url.path(), url.query().unwrap_or("")))
+        match url.query() {
+            Some(query) => self.url(&format!("{}?{query}", url.path())),
+            None => self.url(url.path()),
+        }
     }
 
     /// SIGKILL: no shutdown code runs.
@@ -601,6 +619,18 @@ impl BinaryServer {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
         self.child.wait().unwrap()
+    }
+
+    /// SIGTERM, wait for the exit, and return the server's whole log.
+    pub fn stop_and_read_log(mut self) -> String {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
+        self.child.wait().unwrap();
+        if let Some(reader) = self.reader.take() {
+            reader.join().expect("the log reader ends with the server");
+        }
+        let log = self.log.lock().unwrap();
+        log.clone()
     }
 }
 

@@ -14,4 +14,5 @@ mod hostile;
 mod multinode;
 mod outbound;
 mod punctuality;
+mod secrets;
 mod webhooks;
