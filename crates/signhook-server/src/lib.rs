@@ -80,6 +80,8 @@ pub struct Settings {
     pub scheduler_interval: Duration,
     /// `--allow-endpoint-cidr`: private ranges endpoints may use anyway.
     pub allowed_endpoint_ranges: Vec<Cidr>,
+    /// The master key file (default `<data-dir>/master.key`).
+    pub master_key_file: Option<PathBuf>,
     /// `--outbound-proxy`: the proxy deliveries go through, if any.
     pub outbound_proxy: Option<url::Url>,
     /// The most sends in flight to one subscription on this node.
@@ -124,6 +126,7 @@ impl Settings {
             scheduler_interval: Duration::from_secs(30),
             allowed_endpoint_ranges: Vec::new(),
             outbound_proxy: None,
+            master_key_file: None,
             per_subscription_in_flight: 10,
             smtp: None,
             retention: Duration::from_secs(30 * 24 * 60 * 60),
@@ -178,7 +181,15 @@ pub enum ServerError {
 
 /// Opens the store named by `--database-url`, or SQLite in `data_dir`
 /// (creating the directory), and applies migrations.
-pub async fn open_store(database_url: Option<&str>, data_dir: &std::path::Path) -> Result<Store, ServerError> {
+///
+/// Secrets in the database are sealed with the master keys of
+/// `master_key_file` (default `<data-dir>/master.key`, created if missing);
+/// any still in plaintext, or sealed with an older key, are sealed anew.
+pub async fn open_store(
+    database_url: Option<&str>,
+    data_dir: &std::path::Path,
+    master_key_file: Option<&std::path::Path>,
+) -> Result<Store, ServerError> {
     let location = Location::new(database_url, data_dir)?;
     if let Location::SqliteDir(dir) = &location {
         signhook_store::private_dir(dir).map_err(|source| ServerError::DataDir {
@@ -192,9 +203,36 @@ pub async fn open_store(database_url: Option<&str>, data_dir: &std::path::Path) 
             private_file(&file).map_err(|source| ServerError::DataDir { path: file, source })?;
         }
     }
-    let store = Store::open(&location).await?;
+    let keys = load_master_keys(data_dir, master_key_file)?;
+    let store = Store::open(&location, Arc::new(keys)).await?;
     store.migrate().await?;
+    let resealed = store.reseal().await?;
+    if resealed > 0 {
+        tracing::info!(resealed, "sealed secrets with the current master key");
+    }
     Ok(store)
+}
+
+/// Where the master key file is: `master_key_file`, or `master.key` in the
+/// data directory.
+pub fn master_key_path(data_dir: &std::path::Path, master_key_file: Option<&std::path::Path>) -> PathBuf {
+    master_key_file.map_or_else(|| data_dir.join("master.key"), std::path::Path::to_owned)
+}
+
+/// The master keys, from their file (created in a private directory if
+/// missing).
+pub fn load_master_keys(
+    data_dir: &std::path::Path,
+    master_key_file: Option<&std::path::Path>,
+) -> Result<signhook_store::sealing::Keyring, ServerError> {
+    let path = master_key_path(data_dir, master_key_file);
+    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty() && !dir.exists()) {
+        signhook_store::private_dir(dir).map_err(|source| ServerError::DataDir {
+            path: dir.to_owned(),
+            source,
+        })?;
+    }
+    Ok(signhook_store::sealing::Keyring::load_or_create(&path).map_err(signhook_store::StoreError::from)?)
 }
 
 /// Makes an existing `file` readable by this user only (0600); a missing
@@ -222,7 +260,12 @@ impl Application {
     /// Opens the store, migrates, binds the listener and builds the API and
     /// the dispatcher.
     pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<Self, ServerError> {
-        let store = open_store(settings.database_url.as_deref(), &settings.data_dir).await?;
+        let store = open_store(
+            settings.database_url.as_deref(),
+            &settings.data_dir,
+            settings.master_key_file.as_deref(),
+        )
+        .await?;
         let node_id = settings
             .node_id
             .clone()

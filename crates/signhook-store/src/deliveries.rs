@@ -277,7 +277,7 @@ impl Store {
                 .fetch_all(&mut *tx)
                 .await?
                 .iter()
-                .map(|row| subscription_from_row(row).map(|s| (s.id.to_string(), std::sync::Arc::new(s))))
+                .map(|row| subscription_from_row(row, &self.keys).map(|s| (s.id.to_string(), std::sync::Arc::new(s))))
                 .collect::<Result<_>>()?;
             tx.commit().await?;
             (claims, events, subscriptions)
@@ -435,7 +435,7 @@ impl Store {
                 let operational = signhook_core::catalog::lookup(&record.event_type)
                     .is_some_and(|info| info.origin == signhook_core::catalog::EventOrigin::Operational);
                 if record.status == DeliveryStatus::Failed && (!operational || record.disable_subscription.is_some()) {
-                    let sub = load_subscription!(writes, &record.subscription_id);
+                    let sub = load_subscription!(writes, &record.subscription_id, &self.keys);
                     if record.status == DeliveryStatus::Failed && !operational {
                         let data = serde_json::json!({"delivery": {
                             "id": record.delivery_id.as_str(),
@@ -452,11 +452,12 @@ impl Store {
                             sub.filter.sandbox,
                             "delivery.failed",
                             data.to_string(),
-                            now
+                            now,
+                            &self.keys
                         ) > 0;
                     }
                     if let Some(reason) = record.disable_subscription {
-                        emitted |= disable_subscription!(writes, dialect, &sub, reason, now);
+                        emitted |= disable_subscription!(writes, dialect, &sub, reason, now, &self.keys);
                     }
                 }
             }

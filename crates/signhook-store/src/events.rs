@@ -170,7 +170,7 @@ pub(crate) use bind_delivery;
 /// parsed — the candidates of a fan-out.
 /// Evaluates to `Vec<Subscription>`.
 macro_rules! load_candidates {
-    ($conn:expr, $tenant:expr, $sandbox:expr) => {{
+    ($conn:expr, $tenant:expr, $sandbox:expr, $keys:expr) => {{
         let sql = format!(
             "SELECT {} FROM subscriptions WHERE tenant_id = $1 AND sandbox = $2 AND deleted_at IS NULL",
             $crate::subscriptions::COLUMNS
@@ -181,7 +181,7 @@ macro_rules! load_candidates {
             .fetch_all($conn)
             .await?
             .iter()
-            .map($crate::subscriptions::subscription_from_row)
+            .map(|row| $crate::subscriptions::subscription_from_row(row, $keys))
             .collect::<$crate::Result<Vec<$crate::subscriptions::Subscription>>>()?
     }};
 }
@@ -235,9 +235,9 @@ pub(crate) use fan_out;
 /// the subscription is enabled, canceled when not), and announces them to
 /// other nodes on commit. Evaluates to the number of pending deliveries.
 macro_rules! insert_event_and_fan_out {
-    ($tx:ident, $dialect:ident, $event:expr, $idempotency:expr, $now_ms:expr) => {{
+    ($tx:ident, $dialect:ident, $event:expr, $idempotency:expr, $now_ms:expr, $keys:expr) => {{
         let event: &$crate::events::Event = $event;
-        let candidates = $crate::events::load_candidates!(&mut *$tx, event.tenant_id, event.sandbox);
+        let candidates = $crate::events::load_candidates!(&mut *$tx, event.tenant_id, event.sandbox, $keys);
         let pending = $crate::events::fan_out!($tx, event, $idempotency, $now_ms, candidates);
         if pending > 0 {
             $crate::announce_work!($tx, $dialect);
@@ -277,7 +277,7 @@ fn earlier_in_batch(
 /// the webhook system itself) of type `$type` with JSON `$data` to the
 /// tenant's subscriptions of environment `$sandbox` that subscribe to it.
 macro_rules! emit_operational {
-    ($tx:ident, $dialect:ident, $tenant:expr, $sandbox:expr, $type:expr, $data:expr, $now_ms:expr) => {{
+    ($tx:ident, $dialect:ident, $tenant:expr, $sandbox:expr, $type:expr, $data:expr, $now_ms:expr, $keys:expr) => {{
         let tenant: &signhook_core::ids::TenantId = $tenant;
         let workspace = sqlx::query("SELECT id FROM workspaces WHERE tenant_id = $1 AND is_default = TRUE")
             .bind(tenant.as_str())
@@ -294,7 +294,7 @@ macro_rules! emit_operational {
             created_at: signhook_core::time::from_millis($now_ms),
             data: $data,
         };
-        $crate::events::insert_event_and_fan_out!($tx, $dialect, &event, None, $now_ms)
+        $crate::events::insert_event_and_fan_out!($tx, $dialect, &event, None, $now_ms, $keys)
     }};
 }
 pub(crate) use emit_operational;
@@ -425,7 +425,7 @@ impl Store {
                 let index = match candidates.iter().position(|(k, _)| *k == key) {
                     Some(i) => i,
                     None => {
-                        let loaded = writes.candidates(&new.tenant_id, new.sandbox).await?;
+                        let loaded = writes.candidates(&new.tenant_id, new.sandbox, &self.keys).await?;
                         candidates.push((key, loaded));
                         candidates.len() - 1
                     }

@@ -40,6 +40,7 @@ pub mod events;
 pub mod policy;
 pub mod recoveries;
 pub mod retention;
+pub mod sealing;
 pub mod signature_requests;
 pub mod subscriptions;
 pub mod tenants;
@@ -105,6 +106,9 @@ pub enum StoreError {
     /// Migrations could not be applied.
     #[error("migration failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A sealed secret could not be opened (see [`sealing`]).
+    #[error(transparent)]
+    Sealing(#[from] sealing::SealingError),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -335,21 +339,24 @@ pub struct Store {
     backend: Backend,
     /// Announces, after each commit, when the deliveries it wrote fall due.
     work: Arc<work::WorkSignal>,
+    /// Seals and opens the secrets kept in the database.
+    keys: Arc<sealing::Keyring>,
 }
 
 impl Store {
-    /// Opens the store at `location` (creating a SQLite file if needed).
-    /// Does not migrate; call [`Store::migrate`].
-    pub async fn open(location: &Location) -> Result<Self> {
+    /// Opens the store at `location` (creating a SQLite file if needed),
+    /// sealing secrets with `keys`. Does not migrate; call
+    /// [`Store::migrate`], then [`Store::reseal`].
+    pub async fn open(location: &Location, keys: Arc<sealing::Keyring>) -> Result<Self> {
         match location {
-            Location::SqliteDir(dir) => Self::open_sqlite(dir).await,
-            Location::Postgres(url) => Self::open_postgres(url).await,
+            Location::SqliteDir(dir) => Self::open_sqlite(dir, keys).await,
+            Location::Postgres(url) => Self::open_postgres(url, keys).await,
         }
     }
 
     /// Opens (creating if needed) the SQLite database in `data_dir`, in WAL
     /// mode with `synchronous = FULL`: a committed write is on disk.
-    pub async fn open_sqlite(data_dir: &Path) -> Result<Self> {
+    pub async fn open_sqlite(data_dir: &Path, keys: Arc<sealing::Keyring>) -> Result<Self> {
         let path = data_dir.join(SQLITE_FILE);
         let options = SqliteConnectOptions::new()
             .filename(&path)
@@ -367,13 +374,14 @@ impl Store {
         Ok(Self {
             backend: Backend::Sqlite { writer, reader },
             work: Arc::default(),
+            keys,
         })
     }
 
     /// Connects to PostgreSQL at `url`. If the server goes away later, every
     /// use answers [`StoreError::Unavailable`] until it is back; the pool
     /// reconnects by itself.
-    pub async fn open_postgres(url: &str) -> Result<Self> {
+    pub async fn open_postgres(url: &str, keys: Arc<sealing::Keyring>) -> Result<Self> {
         let options = PgConnectOptions::from_str(url).map_err(|e| StoreError::InvalidUrl(e.to_string()))?;
         let pool = PgPoolOptions::new()
             .max_connections(16)
@@ -383,6 +391,7 @@ impl Store {
         Ok(Self {
             backend: Backend::Postgres { pool },
             work: Arc::default(),
+            keys,
         })
     }
 

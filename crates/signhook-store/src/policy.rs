@@ -50,7 +50,7 @@ impl Store {
             let rows = sqlx::query(&sql).fetch_all(&mut *tx).await?;
             let mut outcome = SweepOutcome::default();
             for row in &rows {
-                let sub = subscription_from_row(row)?;
+                let sub = subscription_from_row(row, &self.keys)?;
                 let streak = FailureStreak {
                     failing_since: row.opt_int("failing_since")?.map(from_millis),
                     failures: u32::try_from(row.int("failure_count")?).unwrap_or(u32::MAX),
@@ -79,7 +79,8 @@ impl Store {
                                 sub.filter.sandbox,
                                 "webhook.disabling_soon",
                                 data,
-                                now_ms
+                                now_ms,
+                                &self.keys
                             );
                             tracing::warn!(webhook = %sub.id, "subscription failing: owner warned");
                             outcome.warned.push(Warned {
@@ -90,7 +91,7 @@ impl Store {
                         }
                     }
                     Assessment::Disable => {
-                        if disable_subscription!(tx, dialect, &sub, DISABLED_FAILING, now_ms) {
+                        if disable_subscription!(tx, dialect, &sub, DISABLED_FAILING, now_ms, &self.keys) {
                             outcome.disabled.push(sub);
                         }
                     }

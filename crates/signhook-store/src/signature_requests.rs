@@ -742,7 +742,7 @@ impl Store {
             }
             for (event, detail) in &events {
                 insert_trail!(tx, id, now_ms, event.event_type.as_str(), act, detail.clone());
-                insert_event_and_fan_out!(tx, dialect, event, None, now_ms);
+                insert_event_and_fan_out!(tx, dialect, event, None, now_ms, &self.keys);
             }
             if new.status == RequestStatus::PermanentlyDeleted {
                 for table in ["documents", "signers", "approvers", "audit_trail"] {
@@ -824,15 +824,17 @@ impl Store {
     }
 
     /// The key that signs signing links and file links: made once, by
-    /// whichever node asks first, and the same for every node after.
+    /// whichever node asks first, and the same for every node after. Kept
+    /// sealed with the master key.
     pub async fn link_key(&self, now: DateTime<Utc>) -> Result<Vec<u8>> {
         let fresh: [u8; 32] = rand::random();
-        with_pool!(self, writer, |pool, dialect| {
+        let sealed = self.keys.seal(crate::sealing::LINK_KEY_AT, &fresh);
+        let stored = with_pool!(self, writer, |pool, dialect| {
             let mut tx = pool.begin().await?;
             sqlx::query(
                 "INSERT INTO link_keys (id, secret, created_at) VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING",
             )
-            .bind(fresh.as_slice())
+            .bind(sealed.as_bytes())
             .bind(to_millis(now))
             .execute(&mut *tx)
             .await?;
@@ -841,7 +843,8 @@ impl Store {
                 .await?;
             tx.commit().await?;
             row.opt_bytes("secret")?
-                .ok_or_else(|| StoreError::corrupt("link key is NULL"))
-        })
+                .ok_or_else(|| StoreError::corrupt("link key is NULL"))?
+        });
+        crate::sealing::open_link_key(&self.keys, &stored)
     }
 }

@@ -1,5 +1,6 @@
 //! Webhook subscriptions: where to send, what to send, how to sign.
 
+use crate::sealing::Keyring;
 use crate::{from_json, with_pool, DbRow, Page, Result, Store, StoreError};
 use chrono::{DateTime, Utc};
 use signhook_core::endpoint::{CustomHeaders, SignatureScheme, WebhookUrl};
@@ -184,14 +185,14 @@ pub(crate) const RESET_STREAK: &str =
 /// Inside a transaction `$tx`: the subscription with id `$id`, deleted or
 /// not (it exists: a delivery refers to it).
 macro_rules! load_subscription {
-    ($tx:ident, $id:expr) => {{
+    ($tx:ident, $id:expr, $keys:expr) => {{
         let id: &signhook_core::ids::SubscriptionId = $id;
         let sql = format!(
             "SELECT {} FROM subscriptions WHERE id = $1",
             $crate::subscriptions::COLUMNS
         );
         let row = sqlx::query(&sql).bind(id.as_str()).fetch_one(&mut *$tx).await?;
-        $crate::subscriptions::subscription_from_row(&row)?
+        $crate::subscriptions::subscription_from_row(&row, $keys)?
     }};
 }
 pub(crate) use load_subscription;
@@ -201,7 +202,7 @@ pub(crate) use load_subscription;
 /// tells the tenant with `webhook.disabled`. Evaluates to whether it was
 /// this call that disabled it.
 macro_rules! disable_subscription {
-    ($tx:ident, $dialect:ident, $sub:expr, $reason:expr, $now_ms:expr) => {{
+    ($tx:ident, $dialect:ident, $sub:expr, $reason:expr, $now_ms:expr, $keys:expr) => {{
         let sub: &$crate::subscriptions::Subscription = $sub;
         let reason: &str = $reason;
         let now_ms: i64 = $now_ms;
@@ -223,7 +224,7 @@ macro_rules! disable_subscription {
                 .execute(&mut *$tx)
                 .await?;
             let data = $crate::subscriptions::webhook_data(sub, false, Some(reason));
-            $crate::events::emit_operational!($tx, $dialect, &sub.tenant_id, sub.filter.sandbox, "webhook.disabled", data, now_ms);
+            $crate::events::emit_operational!($tx, $dialect, &sub.tenant_id, sub.filter.sandbox, "webhook.disabled", data, now_ms, $keys);
             tracing::warn!(webhook = %sub.id, reason, "subscription disabled");
         }
         disabled
@@ -282,35 +283,50 @@ struct StoredColumns {
 }
 
 impl StoredColumns {
-    fn of(sub: &Subscription) -> Result<Self> {
+    /// The columns of `sub`, its secrets and custom headers sealed with
+    /// `keys`.
+    fn of(sub: &Subscription, keys: &Keyring) -> Result<Self> {
         let list = |texts: Vec<String>| serde_json::Value::from(texts).to_string();
+        let headers = serde_json::to_string(sub.headers.as_map()).map_err(StoreError::corrupt)?;
         Ok(Self {
             events: list(sub.filter.events.to_texts()),
             scopes: list(sub.filter.scopes.to_texts()),
             workspaces: list(sub.filter.workspaces.to_texts()),
-            headers: serde_json::to_string(sub.headers.as_map()).map_err(StoreError::corrupt)?,
-            secret: sub.secret.expose(),
-            previous_secret: sub.previous_secret.as_ref().map(|(s, _)| s.expose()),
+            headers: keys.seal(&sealed_at("headers", &sub.id), headers.as_bytes()),
+            secret: keys.seal(&sealed_at("secret", &sub.id), sub.secret.expose().as_bytes()),
+            previous_secret: sub
+                .previous_secret
+                .as_ref()
+                .map(|(s, _)| keys.seal(&sealed_at("previous_secret", &sub.id), s.expose().as_bytes())),
         })
     }
 }
 
-pub(crate) fn subscription_from_row(row: &impl DbRow) -> Result<Subscription> {
+/// Where a sealed column of a subscription is, as its associated data.
+pub(crate) fn sealed_at(column: &str, id: &SubscriptionId) -> String {
+    format!("subscriptions.{column}/{id}")
+}
+
+/// A subscription from its row, its sealed columns opened with `keys`.
+pub(crate) fn subscription_from_row(row: &impl DbRow, keys: &Keyring) -> Result<Subscription> {
     fn corrupt(column: &'static str) -> impl Fn(String) -> StoreError {
         move |e| StoreError::Corrupt(format!("{column}: {e}"))
     }
     let list = |column: &str| -> Result<Vec<String>> { from_json(column, &row.text(column)?) };
+    let id = SubscriptionId::parse(&row.text("id")?).map_err(|e| corrupt("id")(e.to_string()))?;
+    let opened = |column: &str, stored: &str| keys.open_text(&sealed_at(column, &id), stored);
     let previous_secret = match row.opt_text("previous_secret")? {
         Some(secret) => Some((
-            WebhookSecret::parse(&secret).map_err(|e| corrupt("previous_secret")(e.to_string()))?,
+            WebhookSecret::parse(&opened("previous_secret", &secret)?)
+                .map_err(|e| corrupt("previous_secret")(e.to_string()))?,
             from_millis(row.opt_int("previous_secret_expires_at")?.unwrap_or(0)),
         )),
         None => None,
     };
-    let headers: BTreeMap<String, String> = from_json("headers", &row.text("headers")?)?;
+    let headers: BTreeMap<String, String> = from_json("headers", &opened("headers", &row.text("headers")?)?)?;
     let scheme = row.text("signature_scheme")?;
     Ok(Subscription {
-        id: SubscriptionId::parse(&row.text("id")?).map_err(|e| corrupt("id")(e.to_string()))?,
+        id: id.clone(),
         tenant_id: TenantId::parse(&row.text("tenant_id")?).map_err(|e| corrupt("tenant_id")(e.to_string()))?,
         // Stored URLs were checked when written; whether `--dev` is on now
         // is for the send-time rules to decide, not for parsing.
@@ -332,7 +348,8 @@ pub(crate) fn subscription_from_row(row: &impl DbRow) -> Result<Subscription> {
         rate_limit_per_second: row
             .opt_int("rate_limit_per_second")?
             .map(|n| n.clamp(1, i64::from(u32::MAX)) as u32),
-        secret: WebhookSecret::parse(&row.text("secret")?).map_err(|e| corrupt("secret")(e.to_string()))?,
+        secret: WebhookSecret::parse(&opened("secret", &row.text("secret")?)?)
+            .map_err(|e| corrupt("secret")(e.to_string()))?,
         previous_secret,
         failing_since: row.opt_int("failing_since")?.map(from_millis),
         failure_count: u32::try_from(row.int("failure_count")?).unwrap_or(u32::MAX),
@@ -362,9 +379,9 @@ macro_rules! modify_subscription {
             match row {
                 None => None,
                 Some(row) => {
-                    let mut $sub = subscription_from_row(&row)?;
+                    let mut $sub = subscription_from_row(&row, &$store.keys)?;
                     $change;
-                    let columns = StoredColumns::of(&$sub)?;
+                    let columns = StoredColumns::of(&$sub, &$store.keys)?;
                     bind_subscription!(sqlx::query(UPDATE), &$sub, &columns)
                         .execute(&mut *$tx)
                         .await?;
@@ -398,7 +415,7 @@ impl Store {
             created_at: now,
             updated_at: now,
         };
-        let columns = StoredColumns::of(&sub)?;
+        let columns = StoredColumns::of(&sub, &self.keys)?;
         with_pool!(self, writer, |pool, dialect| {
             let mut tx = pool.begin().await?;
             bind_subscription!(sqlx::query(INSERT), &sub, &columns)
@@ -427,7 +444,9 @@ impl Store {
                 .bind(sandbox)
                 .fetch_optional(pool)
                 .await?;
-            row.as_ref().map(subscription_from_row).transpose()
+            row.as_ref()
+                .map(|row| subscription_from_row(row, &self.keys))
+                .transpose()
         })
     }
 
@@ -452,7 +471,7 @@ impl Store {
                 .fetch_all(pool)
                 .await?
                 .iter()
-                .map(subscription_from_row)
+                .map(|row| subscription_from_row(row, &self.keys))
                 .collect::<Result<Vec<_>>>()?
         });
         Ok(Page::from_rows(items, limit))

@@ -32,6 +32,7 @@
 //! that never apply (publishing, recording outcomes) write only events,
 //! deliveries, attempts and failure streaks.
 
+use crate::sealing::Keyring;
 use crate::subscriptions::Subscription;
 use crate::{Result, StoreError};
 use signhook_core::ids::TenantId;
@@ -206,12 +207,12 @@ impl<'c, 'q> SqliteWrites<'c, 'q> {
 
     /// The subscriptions an event of `tenant` in this environment may go to,
     /// kept by the writer between publishes (see the module docs).
-    pub(crate) async fn candidates(&mut self, tenant: &TenantId, sandbox: bool) -> Result<Candidates> {
+    pub(crate) async fn candidates(&mut self, tenant: &TenantId, sandbox: bool, keys: &Keyring) -> Result<Candidates> {
         let key = (tenant.clone(), sandbox);
         if let Some(cached) = self.state.candidates.get(&key) {
             return Ok(cached.clone());
         }
-        let loaded = shared(crate::events::load_candidates!(self.reads(), tenant, sandbox));
+        let loaded = shared(crate::events::load_candidates!(self.reads(), tenant, sandbox, keys));
         if self.state.candidates.len() >= MAX_CACHED_CANDIDATES {
             self.state.candidates.clear();
         }
@@ -327,8 +328,13 @@ impl<'q> PgWrites<'q> {
 
     /// The subscriptions an event of `tenant` in this environment may go to,
     /// read in the transaction.
-    pub(crate) async fn candidates(&mut self, tenant: &TenantId, sandbox: bool) -> Result<Candidates> {
-        Ok(shared(crate::events::load_candidates!(self.reads(), tenant, sandbox)))
+    pub(crate) async fn candidates(&mut self, tenant: &TenantId, sandbox: bool, keys: &Keyring) -> Result<Candidates> {
+        Ok(shared(crate::events::load_candidates!(
+            self.reads(),
+            tenant,
+            sandbox,
+            keys
+        )))
     }
 
     /// Runs the statement before, then starts the next one.
@@ -394,7 +400,9 @@ mod tests {
 
     /// Opens a migrated SQLite store in `dir`.
     async fn sqlite(dir: &Path) -> Store {
-        let store = Store::open_sqlite(dir).await.unwrap();
+        let store = Store::open_sqlite(dir, std::sync::Arc::new(crate::sealing::Keyring::generate()))
+            .await
+            .unwrap();
         store.migrate().await.unwrap();
         let created: Result<()> = async {
             with_pool!(store, writer, |pool, dialect| {

@@ -23,12 +23,22 @@ async fn store(backend: Backend) -> (Option<tempfile::TempDir>, Store) {
     let (dir, store) = match backend {
         Backend::Sqlite => {
             let dir = tempfile::tempdir().unwrap();
-            let store = Store::open_sqlite(dir.path()).await.unwrap();
+            let store = Store::open_sqlite(
+                dir.path(),
+                std::sync::Arc::new(signhook_store::sealing::Keyring::generate()),
+            )
+            .await
+            .unwrap();
             (Some(dir), store)
         }
         Backend::Postgres => {
             let url = PgServer::shared().create_database().await;
-            (None, Store::open_postgres(&url).await.unwrap())
+            (
+                None,
+                Store::open_postgres(&url, std::sync::Arc::new(signhook_store::sealing::Keyring::generate()))
+                    .await
+                    .unwrap(),
+            )
         }
     };
     store.migrate().await.unwrap();

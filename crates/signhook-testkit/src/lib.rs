@@ -44,6 +44,31 @@ pub async fn execute_sql(postgres_url: Option<&str>, sqlite_file: &Path, sql: &s
     }
 }
 
+/// The first column, as text, of every row `sql` selects from a test
+/// database (as [`execute_sql`] reaches it): to inspect what is stored.
+pub async fn query_texts(
+    postgres_url: Option<&str>,
+    sqlite_file: &Path,
+    sql: &str,
+) -> Result<Vec<String>, sqlx::Error> {
+    use sqlx::Connection;
+    match postgres_url {
+        Some(url) => {
+            let mut conn = sqlx::PgConnection::connect(url).await?;
+            let texts = sqlx::query_scalar(sql).fetch_all(&mut conn).await?;
+            conn.close().await?;
+            Ok(texts)
+        }
+        None => {
+            let options = sqlx::sqlite::SqliteConnectOptions::new().filename(sqlite_file);
+            let mut conn = sqlx::SqliteConnection::connect_with(&options).await?;
+            let texts = sqlx::query_scalar(sql).fetch_all(&mut conn).await?;
+            conn.close().await?;
+            Ok(texts)
+        }
+    }
+}
+
 /// The backend a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

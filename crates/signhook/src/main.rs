@@ -55,6 +55,13 @@ enum AdminCommand {
         #[command(flatten)]
         data: DataArgs,
     },
+    /// Seal every secret in the database with a new master key, then drop
+    /// the old ones from the key file; prints {"key_id"}. Stop the servers
+    /// first, and give every node the new file before starting them again.
+    RotateMasterKey {
+        #[command(flatten)]
+        data: DataArgs,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -66,13 +73,22 @@ struct DataArgs {
     /// (run several nodes on one database).
     #[arg(long, env = "SIGNHOOK_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
+    /// The file of master keys that seal the secrets kept in the database
+    /// (created, mode 0600, if missing). Every node of a cluster needs the
+    /// same file. Default: `<data-dir>/master.key`.
+    #[arg(long, env = "SIGNHOOK_MASTER_KEY_FILE")]
+    master_key_file: Option<PathBuf>,
 }
 
 impl DataArgs {
     async fn open_store(&self) -> anyhow::Result<signhook_store::Store> {
-        signhook_server::open_store(self.database_url.as_deref(), &self.data_dir)
-            .await
-            .context("opening the database")
+        signhook_server::open_store(
+            self.database_url.as_deref(),
+            &self.data_dir,
+            self.master_key_file.as_deref(),
+        )
+        .await
+        .context("opening the database")
     }
 }
 
@@ -198,6 +214,7 @@ impl ServeArgs {
     fn into_settings(self) -> Settings {
         let mut settings = Settings::new(self.data.data_dir);
         settings.database_url = self.data.database_url;
+        settings.master_key_file = self.data.master_key_file;
         settings.listen = self.listen;
         settings.dev = self.dev;
         settings.retry_policy = RetryPolicy::new(self.retry_schedule.0, DEFAULT_JITTER);
@@ -308,6 +325,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 serde_json::Value::from(tenant.live_key),
                 serde_json::Value::from(tenant.test_key),
             );
+            Ok(())
+        }
+        Command::Admin {
+            command: AdminCommand::RotateMasterKey { data },
+        } => {
+            let path = signhook_server::master_key_path(&data.data_dir, data.master_key_file.as_deref());
+            let old = signhook_server::load_master_keys(&data.data_dir, data.master_key_file.as_deref())?;
+            // The new key first, the old ones still there to open: a crash
+            // from here on leaves a file that opens everything.
+            let rotated = old.with_new_key();
+            rotated.save(&path)?;
+            let store = data.open_store().await?;
+            store.close().await;
+            // Everything is sealed with the new key now.
+            let rotated = rotated.without_old_keys();
+            rotated.save(&path)?;
+            tracing::info!(path = %path.display(), key_id = rotated.current_id(), "master key rotated");
+            println!("{{\"key_id\":{}}}", serde_json::Value::from(rotated.current_id()));
             Ok(())
         }
         Command::Openapi => {

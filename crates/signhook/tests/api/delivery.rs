@@ -6,7 +6,7 @@ use crate::helpers::*;
 use axum::http::StatusCode;
 use serde_json::json;
 
-fn verify_standard(secret: &str, received: &Received) {
+pub fn verify_standard(secret: &str, received: &Received) {
     standardwebhooks::Webhook::new(secret)
         .unwrap()
         .verify(&received.body, &received.headers)

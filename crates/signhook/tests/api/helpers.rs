@@ -54,7 +54,7 @@ impl Database {
     }
 
     pub async fn open_store(&self) -> signhook_store::Store {
-        signhook_server::open_store(self.url.as_deref(), self.dir.path())
+        signhook_server::open_store(self.url.as_deref(), self.dir.path(), None)
             .await
             .expect("the store opens")
     }
@@ -65,6 +65,14 @@ impl Database {
         signhook_testkit::execute_sql(self.url.as_deref(), &file, sql)
             .await
             .map_err(|e| e.to_string())
+    }
+
+    /// The first column of every row `sql` selects, as text.
+    pub async fn query_texts(&self, sql: &str) -> Vec<String> {
+        let file = self.dir.path().join(signhook_store::SQLITE_FILE);
+        signhook_testkit::query_texts(self.url.as_deref(), &file, sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
     /// `--data-dir DIR` and, on PostgreSQL, `--database-url URL`.
