@@ -212,7 +212,18 @@ struct Node {
 impl Node {
     fn start(bin: &std::path::Path, db_args: &[String], node_id: &str) -> anyhow::Result<Self> {
         let mut child = Command::new(bin)
-            .args(["serve", "--listen", "127.0.0.1:0", "--dev", "--node-id", node_id])
+            // The engine is measured, not the per-key limit that shields
+            // tenants from each other.
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--dev",
+                "--api-rate-limit",
+                "0",
+                "--node-id",
+                node_id,
+            ])
             .args(db_args)
             .env("RUST_LOG", "warn,signhook=info")
             .stdout(Stdio::null())

@@ -62,6 +62,14 @@ pub enum ApiError {
         /// What is wrong and what is allowed.
         message: String,
     },
+    /// 429: the API key sent more requests than its rate allows.
+    #[error("this API key sent more than {per_second} requests per second; retry after the time in Retry-After")]
+    RateLimited {
+        /// The rate, per second.
+        per_second: u32,
+        /// When the key may send again.
+        retry_after: std::time::Duration,
+    },
     /// 503: the database cannot be reached right now.
     #[error("the service cannot reach its database right now; retry shortly")]
     Unavailable,
@@ -121,6 +129,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -137,6 +146,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::Validation { .. } => "validation_failed",
+            ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Unavailable => "unavailable",
             ApiError::Internal(_) => "internal_error",
         }
@@ -182,7 +192,16 @@ impl IntoResponse for ApiError {
                 field: self.field().map(str::to_owned),
             },
         };
-        (status, axum::Json(body)).into_response()
+        let mut response = (status, axum::Json(body)).into_response();
+        if let ApiError::RateLimited { retry_after, .. } = &self {
+            // Whole seconds, rounded up: never 0, which would invite an
+            // immediate retry.
+            let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.max(1).into());
+        }
+        response
     }
 }
 

@@ -47,10 +47,13 @@ impl FromRequestParts<AppState> for Auth {
             .ok_or(ApiError::Unauthorized(
                 "the Authorization header must be `Bearer ` followed by an API key",
             ))?;
-        match state.caches.authenticate(&state.store, key).await? {
-            Some(principal) => Ok(Auth(principal)),
-            None => Err(ApiError::Unauthorized("the API key is not valid")),
+        let Some(principal) = state.caches.authenticate(&state.store, key).await? else {
+            return Err(ApiError::Unauthorized("the API key is not valid"));
+        };
+        if let Some(limit) = &state.rate_limit {
+            limit.admit(&principal)?;
         }
+        Ok(Auth(principal))
     }
 }
 

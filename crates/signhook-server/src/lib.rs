@@ -80,6 +80,9 @@ pub struct Settings {
     pub scheduler_interval: Duration,
     /// `--allow-endpoint-cidr`: private ranges endpoints may use anyway.
     pub allowed_endpoint_ranges: Vec<Cidr>,
+    /// `--api-rate-limit`: requests per second per API key on this node;
+    /// `None` for no limit.
+    pub api_rate_limit: Option<std::num::NonZeroU32>,
     /// The master key file (default `<data-dir>/master.key`).
     pub master_key_file: Option<PathBuf>,
     /// `--outbound-proxy`: the proxy deliveries go through, if any.
@@ -127,6 +130,7 @@ impl Settings {
             allowed_endpoint_ranges: Vec::new(),
             outbound_proxy: None,
             master_key_file: None,
+            api_rate_limit: std::num::NonZeroU32::new(1000),
             per_subscription_in_flight: 10,
             smtp: None,
             retention: Duration::from_secs(30 * 24 * 60 * 60),
@@ -349,6 +353,7 @@ impl Application {
             clock,
             caches: Arc::default(),
             lifecycle,
+            rate_limit: settings.api_rate_limit.map(|n| Arc::new(state::ApiRateLimit::new(n))),
         };
         let router = routes::router(state);
         Ok(Self {

@@ -32,6 +32,43 @@ pub struct AppState {
     pub caches: Arc<Caches>,
     /// The e-signature lifecycle: signature requests, links, files.
     pub lifecycle: Arc<crate::lifecycle::Lifecycle>,
+    /// `--api-rate-limit`: requests per second per API key, on this node.
+    pub rate_limit: Option<Arc<ApiRateLimit>>,
+}
+
+/// The API's rate limit per key, on this node: one tenant's script cannot
+/// take the capacity every other tenant shares. A key that sends faster
+/// than its rate, beyond a burst of one second's worth, is answered 429
+/// until its rate allows again.
+pub struct ApiRateLimit {
+    per_second: u32,
+    limiter: governor::RateLimiter<
+        Principal,
+        governor::state::keyed::HashMapStateStore<Principal>,
+        governor::clock::DefaultClock,
+    >,
+}
+
+impl ApiRateLimit {
+    /// `per_second` requests per second for each key.
+    pub fn new(per_second: std::num::NonZeroU32) -> Self {
+        Self {
+            per_second: per_second.get(),
+            limiter: governor::RateLimiter::hashmap(governor::Quota::per_second(per_second)),
+        }
+    }
+
+    /// Counts a request of `key`: `Ok`, or the 429 that says when it may
+    /// send again.
+    pub fn admit(&self, key: &Principal) -> Result<(), crate::error::ApiError> {
+        use governor::clock::Clock as _;
+        self.limiter
+            .check_key(key)
+            .map_err(|not_until| crate::error::ApiError::RateLimited {
+                per_second: self.per_second,
+                retry_after: not_until.wait_time_from(governor::clock::DefaultClock::default().now()),
+            })
+    }
 }
 
 /// The settings that change how the API behaves.

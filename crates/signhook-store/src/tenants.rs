@@ -28,7 +28,7 @@ pub struct CreatedTenant {
 }
 
 /// Who an API key speaks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Principal {
     /// The tenant.
     pub tenant_id: TenantId,

@@ -362,3 +362,44 @@ async fn a_failed_patch_changes_nothing(backend: Backend) {
     assert_eq!(got["updated_at"], created["updated_at"]);
 }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_key_over_its_rate_is_429_while_others_go_on() {
+    // One request per second per key: a script's burst is refused at once,
+    // however slow the machine (it would need a second per request to pass).
+    let app = TestApp::spawn_with(Options {
+        api_rate_limit: std::num::NonZeroU32::new(1),
+        ..Options::on(Backend::Sqlite)
+    })
+    .await;
+    let mut refused = None;
+    for _ in 0..20 {
+        let response = app
+            .client
+            .get(app.url("/v1/webhooks"))
+            .bearer_auth(&app.tenant.live_key)
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 429 {
+            refused = Some(response);
+            break;
+        }
+    }
+    let refused = refused.expect("a burst of 20 at 1/s is refused");
+    let retry_after: u64 = refused.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry_after), "Retry-After: {retry_after}");
+    let (_, body) = read(refused).await;
+    assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("1 requests per second"));
+    // The limit is the key's: the same tenant's sandbox key and another
+    // tenant's key are answered meanwhile.
+    let other = app.other_tenant().await;
+    for key in [&app.tenant.test_key, &other.live_key] {
+        let (status, body) = app.request(reqwest::Method::GET, "/v1/webhooks", key, None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+}

@@ -130,6 +130,7 @@ pub struct Options {
     pub link_ttl: Duration,
     pub blob_url: Option<String>,
     pub per_subscription_in_flight: usize,
+    pub api_rate_limit: Option<std::num::NonZeroU32>,
 }
 
 impl Options {
@@ -147,6 +148,7 @@ impl Options {
             link_ttl: Duration::from_secs(30 * 60),
             blob_url: None,
             per_subscription_in_flight: 10,
+            api_rate_limit: std::num::NonZeroU32::new(1000),
         }
     }
 }
@@ -166,6 +168,7 @@ impl TestApp {
         let mut settings = Settings::new(db.dir.path().to_owned());
         settings.disable_policy = options.disable_policy;
         settings.scheduler_interval = options.scheduler_interval;
+        settings.api_rate_limit = options.api_rate_limit;
         settings.allowed_endpoint_ranges = options.allowed_endpoint_ranges;
         settings.smtp = options.smtp;
         settings.database_url = db.url.clone();
