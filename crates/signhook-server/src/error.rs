@@ -51,9 +51,13 @@ pub enum ApiError {
         /// The limit, in bytes.
         limit: usize,
     },
-    /// 415: the body is not `application/json`.
-    #[error("send the body as JSON with `content-type: application/json`")]
-    UnsupportedMediaType,
+    /// 415: the body is not of a type the route reads; `expected` says
+    /// which (`JSON with \`content-type: application/json\``).
+    #[error("send the body as {expected}")]
+    UnsupportedMediaType {
+        /// What the route reads.
+        expected: &'static str,
+    },
     /// 422: the body is JSON but a value is not acceptable.
     #[error("{message}")]
     Validation {
@@ -127,7 +131,7 @@ impl ApiError {
             ApiError::Gone(_) => StatusCode::GONE,
             ApiError::BodyStalled => StatusCode::REQUEST_TIMEOUT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -144,7 +148,7 @@ impl ApiError {
             ApiError::Gone(_) => "gone",
             ApiError::BodyStalled => "body_stalled",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
-            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::UnsupportedMediaType { .. } => "unsupported_media_type",
             ApiError::Validation { .. } => "validation_failed",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Unavailable => "unavailable",

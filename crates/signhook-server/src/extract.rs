@@ -57,6 +57,9 @@ impl FromRequestParts<AppState> for Auth {
     }
 }
 
+/// What a JSON route's 415 asks for.
+const JSON_BODY: &str = "JSON with `content-type: application/json`";
+
 /// A JSON body of type `T`, parsed strictly: malformed JSON is a 400, a
 /// value of the wrong type or an unknown field a 422 naming the field, a
 /// body over [`MAX_JSON_BODY`] a 413.
@@ -68,7 +71,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
         if !is_json(req.headers()) {
-            return Err(ApiError::UnsupportedMediaType);
+            return Err(ApiError::UnsupportedMediaType { expected: JSON_BODY });
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             ApiError::unreadable_body(rejection.status(), &rejection, rejection.body_text(), || {
@@ -93,7 +96,7 @@ pub fn optional_json<T: DeserializeOwned + Default>(headers: &HeaderMap, body: &
         return Ok(T::default());
     }
     if !is_json(headers) {
-        return Err(ApiError::UnsupportedMediaType);
+        return Err(ApiError::UnsupportedMediaType { expected: JSON_BODY });
     }
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(ApiError::validation("body", "the body must be a JSON object"));

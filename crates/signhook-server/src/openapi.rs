@@ -55,7 +55,7 @@ use utoipa::{Modify, OpenApi};
         crate::routes::health::healthz,
         crate::routes::health::readyz,
     ),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &CommonAnswers),
     tags(
         (name = "webhooks", description = "Subscriptions: where, what and how to deliver"),
         (name = "events", description = "Publishing, the catalog and the reconciliation feed"),
@@ -85,6 +85,75 @@ impl Modify for BearerAuth {
             ),
         );
     }
+}
+
+/// Adds to every operation the answers every route of its kind can give,
+/// each with the error body, so that the document lists every status the
+/// server answers: 401 and 429 where an API key is required; 400 (not
+/// JSON), 408 (the body stopped arriving), 413, 415 and 422 where a body is
+/// read; 422 where a parameter is read and 404 where one is in the path;
+/// 500 and 503 (the database unreachable) everywhere. A route's own
+/// descriptions of these, where it has one, are kept.
+struct CommonAnswers;
+
+impl Modify for CommonAnswers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::ParameterIn;
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let mut answers: Vec<(&str, &str)> = Vec::new();
+                if operation.security.as_ref().is_some_and(|s| !s.is_empty()) {
+                    answers.push(("401", "No API key, or one that is not valid"));
+                    answers.push(("429", "This API key sent more than its rate allows; see `Retry-After`"));
+                }
+                if operation.request_body.is_some() {
+                    answers.push(("400", "The body is not valid JSON, or a header is malformed"));
+                    answers.push(("408", "The body stopped arriving before it was complete"));
+                    answers.push(("413", "The body is larger than allowed"));
+                    answers.push(("415", "The body is not of a type this route reads"));
+                    answers.push(("422", "A value is not acceptable; `field` names it"));
+                }
+                let parameters = operation.parameters.as_deref().unwrap_or_default();
+                if !parameters.is_empty() {
+                    answers.push(("422", "A parameter is not acceptable; `field` names it"));
+                }
+                if parameters.iter().any(|p| p.parameter_in == ParameterIn::Path) {
+                    answers.push(("404", "Nothing of this id (or link) exists"));
+                }
+                answers.push(("500", "A failure the client cannot act on; details are logged"));
+                answers.push(("503", "The database cannot be reached right now; retry shortly"));
+                for (status, description) in answers {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| error_answer(description));
+                }
+            }
+        }
+    }
+}
+
+/// A response carrying [`ErrorBody`](crate::error::ErrorBody).
+fn error_answer(description: &str) -> utoipa::openapi::RefOr<utoipa::openapi::Response> {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .build()
+        .into()
 }
 
 /// The document as pretty JSON, exactly as committed in `docs/openapi.json`.

@@ -117,6 +117,7 @@ list_type!(DeliveryList, DeliveryView, "A page of deliveries, newest first.");
 
 /// Delivery listing parameters.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveryParams {
     /// `pending`, `succeeded`, `failed` (the dead letters) or `canceled`.

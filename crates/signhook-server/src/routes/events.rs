@@ -86,6 +86,7 @@ list_type!(EventList, EventView, "A page of events, oldest first.");
 
 /// Event listing parameters.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EventParams {
     /// Only events after this one (`evt_…`, typically the last one you saw).

@@ -103,6 +103,19 @@ fn loggable_path(path: &str) -> String {
     path.to_owned()
 }
 
+/// A PDF file, as raw bytes (for the API document).
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct PdfFile(pub Vec<u8>);
+
+/// A PDF sent as a form (for the API document).
+#[derive(utoipa::ToSchema)]
+pub struct PdfUpload {
+    /// The PDF.
+    #[schema(value_type = String, format = Binary)]
+    pub file: Vec<u8>,
+}
+
 async fn not_found() -> ApiError {
     ApiError::NotFound("no such route; see /openapi.json for the API".into())
 }

@@ -305,6 +305,7 @@ pub struct FileLinks {
 
 /// Listing parameters.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
     /// Return requests after this id (the previous page's `next_cursor`).
@@ -317,6 +318,7 @@ pub struct ListParams {
 
 /// Deletion parameters.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteParams {
     /// Purge at once (documents, files, people) instead of after the retention period.
@@ -326,6 +328,7 @@ pub struct DeleteParams {
 
 /// Upload parameters for a raw `application/pdf` body.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UploadParams {
     /// The file's name (default `document.pdf`).
@@ -587,7 +590,10 @@ pub async fn get(
 #[utoipa::path(
     post, path = "/v1/signature_requests/{id}/documents", tag = "signature_requests", security(("api_key" = [])),
     params(("id" = String, Path, description = "`sr_…`"), UploadParams),
-    request_body(content = Vec<u8>, content_type = "application/pdf"),
+    request_body(content(
+        (crate::routes::PdfFile = "application/pdf"),
+        (crate::routes::PdfUpload = "multipart/form-data"),
+    )),
     responses(
         (status = 201, body = DocumentView),
         (status = 404, body = crate::error::ErrorBody),
@@ -684,11 +690,9 @@ async fn read_upload(
             }
             found.ok_or_else(|| ApiError::validation("file", "the multipart body has no part named `file`"))?
         }
-        _ => return Err(ApiError::BadRequest {
-            code: "unsupported_media_type",
-            message:
-                "send the PDF as `content-type: application/pdf`, or as multipart/form-data with a part named `file`"
-                    .into(),
+        _ => return Err(ApiError::UnsupportedMediaType {
+            expected:
+                "a PDF with `content-type: application/pdf`, or multipart/form-data with the PDF in a part named `file`",
         }),
     };
     let name = name

@@ -295,7 +295,7 @@ pub async fn decline(
 #[utoipa::path(
     get, path = "/signing/{token}/documents/{id}", tag = "signing",
     params(("token" = String, Path, description = "The token of a `signing_url`"), ("id" = String, Path, description = "`doc_…`")),
-    responses((status = 200, content_type = "application/pdf", body = Vec<u8>), (status = 404, body = crate::error::ErrorBody), (status = 410, description = "The request was deleted (or, for a document, is no longer being decided)", body = crate::error::ErrorBody))
+    responses((status = 200, content_type = "application/pdf", body = crate::routes::PdfFile), (status = 404, body = crate::error::ErrorBody), (status = 410, description = "The request was deleted (or, for a document, is no longer being decided)", body = crate::error::ErrorBody))
 )]
 pub async fn document(
     State(state): State<AppState>,
@@ -419,6 +419,7 @@ pub async fn reject(
 
 /// A file link's query.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct FileParams {
     /// When the link expires (milliseconds since the epoch).
     pub expires: i64,
@@ -437,7 +438,7 @@ pub struct FileParams {
         FileParams
     ),
     responses(
-        (status = 200, content_type = "application/pdf", body = Vec<u8>),
+        (status = 200, content_type = "application/pdf", body = crate::routes::PdfFile),
         (status = 404, body = crate::error::ErrorBody),
         (status = 410, description = "The link expired", body = crate::error::ErrorBody)
     )

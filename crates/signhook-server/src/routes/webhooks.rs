@@ -185,6 +185,7 @@ list_type!(WebhookList, WebhookView, "A page of subscriptions, oldest first.");
 
 /// Listing parameters.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
     /// The `next_cursor` of the previous page.

@@ -727,7 +727,11 @@ on_both_backends! {
             .send()
             .await
             .unwrap();
-        assert_eq!(response.status().as_u16(), 400);
+        // The README's 415, naming what the route reads.
+        let (status, body) = read(response).await;
+        assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{body}");
+        assert_eq!(body["error"]["code"], "unsupported_media_type");
+        assert!(body["error"]["message"].as_str().unwrap().contains("application/pdf"), "{body}");
         // Over 25 MiB.
         let mut huge = CONTRACT.to_vec();
         huge.resize(25 * 1024 * 1024 + 1, b' ');

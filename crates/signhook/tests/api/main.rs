@@ -14,5 +14,6 @@ mod hostile;
 mod multinode;
 mod outbound;
 mod punctuality;
+mod schemathesis;
 mod secrets;
 mod webhooks;
