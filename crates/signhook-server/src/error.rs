@@ -74,6 +74,15 @@ pub enum ApiError {
         /// When the key may send again.
         retry_after: std::time::Duration,
     },
+    /// 503: the database refuses writes (disk full, read-only, over quota).
+    #[error("the service cannot store anything right now (its storage is full or read-only); retry later")]
+    StorageUnavailable,
+    /// 503 on `/readyz`: the database refused a write moments ago, and has
+    /// not yet taken a probe write since.
+    #[error(
+        "the service's storage refused writes moments ago (full or read-only); not ready until it takes them again"
+    )]
+    StorageNotReady,
     /// 503: the database cannot be reached right now.
     #[error("the service cannot reach its database right now; retry shortly")]
     Unavailable,
@@ -134,7 +143,9 @@ impl ApiError {
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable | ApiError::StorageUnavailable | ApiError::StorageNotReady => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -152,6 +163,7 @@ impl ApiError {
             ApiError::Validation { .. } => "validation_failed",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Unavailable => "unavailable",
+            ApiError::StorageUnavailable | ApiError::StorageNotReady => "storage_unavailable",
             ApiError::Internal(_) => "internal_error",
         }
     }
@@ -164,6 +176,13 @@ impl ApiError {
         }
     }
 }
+
+/// How long a client is asked to wait when storage refuses writes.
+pub const STORAGE_RETRY_AFTER_SECONDS: u64 = 10;
+
+/// Marks a response answered because the database refused a write.
+#[derive(Debug, Clone, Copy)]
+pub struct StorageRefusal;
 
 /// The error body.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -197,6 +216,16 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (status, axum::Json(body)).into_response();
+        if matches!(self, ApiError::StorageUnavailable | ApiError::StorageNotReady) {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, STORAGE_RETRY_AFTER_SECONDS.into());
+        }
+        if let ApiError::StorageUnavailable = &self {
+            // A write was refused: read by the storage watch
+            // (`state::StorageWatch`), which turns readiness off.
+            response.extensions_mut().insert(StorageRefusal);
+        }
         if let ApiError::RateLimited { retry_after, .. } = &self {
             // Whole seconds, rounded up: never 0, which would invite an
             // immediate retry.
@@ -224,6 +253,7 @@ impl From<StoreError> for ApiError {
                         .into(),
                 field: Some("Idempotency-Key".into()),
             },
+            StoreError::StorageRefused(_) => ApiError::StorageUnavailable,
             StoreError::Unavailable(_) => {
                 tracing::warn!(error = %error_chain(&e), "database unavailable");
                 ApiError::Unavailable

@@ -340,6 +340,7 @@ impl Application {
             wake: jobs.clone(),
             retention: settings.retention,
         };
+        let storage = Arc::new(state::StorageWatch::new(node_id.clone(), &metrics));
         let state = AppState {
             store: store.clone(),
             jobs,
@@ -354,6 +355,7 @@ impl Application {
             caches: Arc::default(),
             lifecycle,
             rate_limit: settings.api_rate_limit.map(|n| Arc::new(state::ApiRateLimit::new(n))),
+            storage,
         };
         let router = routes::router(state);
         Ok(Self {

@@ -1,5 +1,6 @@
 //! What every handler shares.
 
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use signhook_core::ids::{TenantId, WorkspaceId};
@@ -34,6 +35,85 @@ pub struct AppState {
     pub lifecycle: Arc<crate::lifecycle::Lifecycle>,
     /// `--api-rate-limit`: requests per second per API key, on this node.
     pub rate_limit: Option<Arc<ApiRateLimit>>,
+    /// Whether the database takes this node's writes (readiness).
+    pub storage: Arc<StorageWatch>,
+}
+
+/// Whether the database takes this node's writes, as its requests find out.
+/// A write refused for want of space or permission (answered 503
+/// `storage_unavailable`) makes the node unready (`/readyz`) for at least
+/// [`StorageWatch::HOLD`], until a probe write succeeds; meanwhile reads and
+/// liveness go on. It warns once per [`StorageWatch::WARN_EVERY`], not once
+/// per request, and counts refusals in `signhook_storage_refusals_total`.
+#[derive(Debug)]
+pub struct StorageWatch {
+    node_id: String,
+    /// The last refusal, while the node is unready.
+    refused_at: std::sync::Mutex<Option<std::time::Instant>>,
+    warned_at: std::sync::Mutex<Option<std::time::Instant>>,
+    refusals: Counter,
+    ready: Gauge,
+}
+
+impl StorageWatch {
+    /// How long a node stays unready after a refused write, at least.
+    pub const HOLD: Duration = Duration::from_secs(5);
+    /// How often, at most, a refusal is logged.
+    pub const WARN_EVERY: Duration = Duration::from_secs(30);
+
+    /// A watch for `node_id`'s writes, counted in `metrics`.
+    pub fn new(node_id: String, metrics: &Metrics) -> Self {
+        metrics.storage_ready.set(1);
+        Self {
+            node_id,
+            refused_at: std::sync::Mutex::default(),
+            warned_at: std::sync::Mutex::default(),
+            refusals: metrics.storage_refusals.clone(),
+            ready: metrics.storage_ready.clone(),
+        }
+    }
+
+    /// A write was refused.
+    pub fn refused(&self) {
+        let now = std::time::Instant::now();
+        *self.refused_at.lock().expect("the watch's lock is never poisoned") = Some(now);
+        self.refusals.inc();
+        self.ready.set(0);
+        let mut warned = self.warned_at.lock().expect("the watch's lock is never poisoned");
+        if warned.is_none_or(|at| now.duration_since(at) >= Self::WARN_EVERY) {
+            *warned = Some(now);
+            tracing::warn!(
+                "the database refuses writes (disk full, read-only or over quota): answering 503 and not ready until it takes them again"
+            );
+        }
+    }
+
+    /// `Ok` when the node can take writes: nothing was refused, or the hold
+    /// is over and a probe write just succeeded.
+    pub async fn ready(&self, store: &Store, now: chrono::DateTime<chrono::Utc>) -> Result<(), crate::error::ApiError> {
+        let refused_at = *self.refused_at.lock().expect("the watch's lock is never poisoned");
+        let Some(at) = refused_at else { return Ok(()) };
+        if at.elapsed() < Self::HOLD {
+            return Err(crate::error::ApiError::StorageNotReady);
+        }
+        match store.probe_write(&self.node_id, now).await {
+            Ok(()) => {
+                let mut refused = self.refused_at.lock().expect("the watch's lock is never poisoned");
+                // Unless another refusal came meanwhile.
+                if *refused == Some(at) {
+                    *refused = None;
+                    self.ready.set(1);
+                    tracing::info!("the database takes writes again: ready");
+                }
+                Ok(())
+            }
+            Err(StoreError::StorageRefused(_)) => {
+                self.refused();
+                Err(crate::error::ApiError::StorageNotReady)
+            }
+            Err(other) => Err(other.into()),
+        }
+    }
 }
 
 /// The API's rate limit per key, on this node: one tenant's script cannot
@@ -94,6 +174,10 @@ pub struct Metrics {
     pub oldest_due_seconds: Gauge<f64, AtomicU64>,
     /// Subscriptions disabled (by their owner or by policy).
     pub disabled: Gauge,
+    /// Writes the database refused (disk full, read-only, over quota).
+    pub storage_refusals: Counter,
+    /// 1 while the database takes this node's writes, 0 while not.
+    pub storage_ready: Gauge,
 }
 
 impl Metrics {
@@ -105,8 +189,20 @@ impl Metrics {
             due: Gauge::default(),
             oldest_due_seconds: Gauge::default(),
             disabled: Gauge::default(),
+            storage_refusals: Counter::default(),
+            storage_ready: Gauge::default(),
             registry: Registry::default(),
         };
+        registry.register(
+            "signhook_storage_refusals",
+            "Writes the database refused: disk full, read-only or over quota",
+            metrics.storage_refusals.clone(),
+        );
+        registry.register(
+            "signhook_storage_ready",
+            "1 while the database takes this node's writes, 0 while it refuses them",
+            metrics.storage_ready.clone(),
+        );
         registry.register(
             "signhook_deliveries_due",
             "Pending deliveries that are due and not yet claimed",

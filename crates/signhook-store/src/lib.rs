@@ -100,6 +100,11 @@ pub enum StoreError {
     /// succeed.
     #[error("database unavailable")]
     Unavailable(#[source] sqlx::Error),
+    /// The database refuses writes: its disk is full, it is read-only, or
+    /// a quota or file-size limit is reached. Reads still work; writes work
+    /// again once space returns, by themselves.
+    #[error("the database refuses writes (disk full, read-only or over quota)")]
+    StorageRefused(#[source] sqlx::Error),
     /// The database failed otherwise.
     #[error("database error")]
     Database(#[source] sqlx::Error),
@@ -115,6 +120,8 @@ impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         if is_connection_loss(&e) {
             StoreError::Unavailable(e)
+        } else if is_storage_refusal(&e) {
+            StoreError::StorageRefused(e)
         } else {
             StoreError::Database(e)
         }
@@ -133,6 +140,21 @@ fn is_connection_loss(e: &sqlx::Error) -> bool {
             .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
         sqlx::Error::Protocol(_) => true,
         _ => false,
+    }
+}
+
+/// Whether the database refused a write for want of space or permission:
+/// SQLite's `SQLITE_FULL`, `SQLITE_READONLY` and `SQLITE_IOERR` families
+/// (a write that hit a file-size limit is an I/O error), PostgreSQL's
+/// `disk_full`, `read_only_sql_transaction` and `io_error`.
+fn is_storage_refusal(e: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = e else { return false };
+    let Some(code) = db.code() else { return false };
+    match code.parse::<i32>() {
+        // SQLite: extended result codes; the primary code is the low byte.
+        // (A PostgreSQL SQLSTATE of digits only, like 53100, is not one.)
+        Ok(extended) if code.len() < 5 => matches!(extended & 0xff, 8 | 10 | 13),
+        _ => matches!(code.as_ref(), "53100" | "25006" | "58030"),
     }
 }
 
@@ -421,6 +443,26 @@ impl Store {
     pub async fn ping(&self) -> Result<()> {
         with_pool!(self, reader, |pool, dialect| {
             sqlx::query("SELECT 1").execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    /// Commits one small row for `node_id` (and a few kilobytes with it, so
+    /// that the write needs space): whether the database takes writes now.
+    pub async fn probe_write(&self, node_id: &str, now: chrono::DateTime<chrono::Utc>) -> Result<()> {
+        let filler = "0".repeat(4096);
+        with_pool!(self, writer, |pool, dialect| {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO storage_probes (node_id, at, filler) VALUES ($1, $2, $3) \
+                 ON CONFLICT (node_id) DO UPDATE SET at = excluded.at, filler = excluded.filler",
+            )
+            .bind(node_id)
+            .bind(signhook_core::time::to_millis(now))
+            .bind(&filler)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
         });
         Ok(())
     }

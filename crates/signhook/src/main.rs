@@ -251,9 +251,13 @@ impl ServeArgs {
 fn main() -> ExitCode {
     // Everything Signhook writes — the database and its log, documents,
     // signed files, the master key — is for this user alone.
-    // SAFETY: umask only sets the process's file-creation mask.
+    // A write past a file-size limit (RLIMIT_FSIZE, a quota) is a failed
+    // write the store answers 503 for, not a signal that kills the server.
+    // SAFETY: umask sets the file-creation mask; ignoring SIGXFSZ installs
+    // no handler.
     unsafe {
         libc::umask(0o077);
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
     let cli = Cli::parse();
     if let Command::PdfWorker = cli.command {

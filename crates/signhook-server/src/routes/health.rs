@@ -10,16 +10,19 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Readiness: the database answers.
+/// Readiness: the database answers, and takes this node's writes (after a
+/// refused write, not before a probe write succeeds; see
+/// [`StorageWatch`](crate::state::StorageWatch)).
 #[utoipa::path(
     get, path = "/readyz", tag = "health",
     responses(
         (status = 200, description = "Ready to serve", body = String),
-        (status = 503, description = "The database cannot be reached", body = crate::error::ErrorBody)
+        (status = 503, description = "The database cannot be reached (`unavailable`), or refuses writes (`storage_unavailable`)", body = crate::error::ErrorBody)
     )
 )]
 pub async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
     state.store.ping().await.map_err(|_| ApiError::Unavailable)?;
+    state.storage.ready(&state.store, state.clock.now()).await?;
     Ok("ready")
 }
 

@@ -80,8 +80,22 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), watch_storage))
         .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)
+}
+
+/// Tells the storage watch about every answer a refused write produced.
+async fn watch_storage(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let response = next.run(request).await;
+    if response.extensions().get::<crate::error::StorageRefusal>().is_some() {
+        state.storage.refused();
+    }
+    response
 }
 
 /// The span of one request: its method and its path with every credential

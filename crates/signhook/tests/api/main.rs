@@ -16,4 +16,5 @@ mod outbound;
 mod punctuality;
 mod schemathesis;
 mod secrets;
+mod storage;
 mod webhooks;
