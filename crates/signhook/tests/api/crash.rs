@@ -27,23 +27,6 @@ async fn publish(server: &BinaryServer, key: &str, count: usize) -> HashSet<Stri
     accepted
 }
 
-fn ids_received(receiver: &Receiver) -> HashSet<String> {
-    receiver
-        .received()
-        .iter()
-        .map(|r| r.header("webhook-id").to_owned())
-        .collect()
-}
-
-/// Waits until the receiver has seen every id in `expected`.
-async fn wait_for_all(receiver: &Receiver, expected: &HashSet<String>) {
-    eventually(format_args!("all {} events", expected.len()), || async {
-        let missing = expected.difference(&ids_received(receiver)).count();
-        done_when(missing == 0, format!("{missing} missing"))
-    })
-    .await;
-}
-
 const FAST: &[&str] = &["--dev", "--retry-schedule", "100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms"];
 
 on_both_backends! {
@@ -75,7 +58,7 @@ async fn sigkill_with_the_receiver_down_loses_no_accepted_event(backend: Backend
         .expect("the reserved port is free again");
     let receiver = Receiver::on(listener, vec![], Reply::Status(200));
     let _restarted = BinaryServer::start(&db, &args);
-    wait_for_all(&receiver, &accepted).await;
+    receiver.wait_for_ids(&accepted).await;
 }
 
 async fn sigkill_mid_send_is_sent_again_when_the_lease_ends(backend: Backend) {

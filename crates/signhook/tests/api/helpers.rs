@@ -491,6 +491,25 @@ impl Receiver {
     }
 }
 
+impl Receiver {
+    /// The `webhook-id`s received so far.
+    pub fn ids_received(&self) -> std::collections::HashSet<String> {
+        self.received()
+            .iter()
+            .map(|r| r.header("webhook-id").to_owned())
+            .collect()
+    }
+
+    /// Waits until every event id in `expected` was received.
+    pub async fn wait_for_ids(&self, expected: &std::collections::HashSet<String>) {
+        eventually(format_args!("all {} events", expected.len()), || async {
+            let missing = expected.difference(&self.ids_received()).count();
+            done_when(missing == 0, format!("{missing} missing"))
+        })
+        .await;
+    }
+}
+
 impl Drop for Receiver {
     fn drop(&mut self) {
         self.shutdown.cancel();

@@ -22,6 +22,19 @@ fn set_file_size_limit(pid: u32, bytes: Option<u64>) {
     assert_eq!(done, 0, "prlimit: {}", std::io::Error::last_os_error());
 }
 
+/// The binary on `db`, a tenant's key and a receiver subscribed to
+/// everything.
+async fn serving_one_webhook(db: &Database) -> (String, Receiver, BinaryServer) {
+    let key = cli_tenant_key(db);
+    let receiver = Receiver::start().await;
+    let server = BinaryServer::start(db, &["--dev"]);
+    let (status, _) = server
+        .post(&key, "/v1/webhooks", json!({"url": receiver.url("/hook")}))
+        .await;
+    assert_eq!(status, 201);
+    (key, receiver, server)
+}
+
 async fn status_of(client: &reqwest::Client, url: String) -> u16 {
     client.get(url).send().await.map_or(0, |r| r.status().as_u16())
 }
@@ -29,14 +42,8 @@ async fn status_of(client: &reqwest::Client, url: String) -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_is_a_503_and_unready_then_everything_resumes() {
     let db = Database::new(Backend::Sqlite).await;
-    let key = cli_tenant_key(&db);
-    let receiver = Receiver::start().await;
-    let server = BinaryServer::start(&db, &["--dev"]);
+    let (key, receiver, server) = serving_one_webhook(&db).await;
     let client = reqwest::Client::new();
-    let (status, _) = server
-        .post(&key, "/v1/webhooks", json!({"url": receiver.url("/hook")}))
-        .await;
-    assert_eq!(status, 201);
     let payload = json!({"filler": "x".repeat(20_000)});
     let publish = || async {
         server
@@ -105,19 +112,7 @@ async fn a_full_disk_is_a_503_and_unready_then_everything_resumes() {
     acknowledged.insert(body["id"].as_str().unwrap().to_owned());
 
     // Nothing acknowledged was lost: every one is delivered.
-    eventually(
-        format_args!("all {} acknowledged events delivered", acknowledged.len()),
-        || async {
-            let delivered: HashSet<String> = receiver
-                .received()
-                .iter()
-                .map(|r| r.header("webhook-id").to_owned())
-                .collect();
-            let missing = acknowledged.difference(&delivered).count();
-            done_when(missing == 0, format!("{missing} missing"))
-        },
-    )
-    .await;
+    receiver.wait_for_ids(&acknowledged).await;
     // One warning for the whole episode, not one per request.
     let log = server.stop_and_read_log();
     assert_eq!(log.matches("the database refuses writes").count(), 1, "{log}");
@@ -129,14 +124,8 @@ async fn a_postgres_database_that_refuses_writes_is_a_503_then_everything_resume
     let db = Database::new(Backend::Postgres).await;
     let url = db.url.clone().unwrap();
     let name = url.rsplit('/').next().unwrap().to_owned();
-    let key = cli_tenant_key(&db);
-    let receiver = Receiver::start().await;
-    let server = BinaryServer::start(&db, &["--dev"]);
+    let (key, receiver, server) = serving_one_webhook(&db).await;
     let client = reqwest::Client::new();
-    let (status, _) = server
-        .post(&key, "/v1/webhooks", json!({"url": receiver.url("/hook")}))
-        .await;
-    assert_eq!(status, 201);
     let publish = || async {
         server
             .post(&key, "/v1/events", json!({"type": "signer.done", "data": {}}))
@@ -180,14 +169,5 @@ async fn a_postgres_database_that_refuses_writes_is_a_503_then_everything_resume
     .await;
     assert_eq!(status, 201);
     acknowledged.insert(body["id"].as_str().unwrap().to_owned());
-    eventually("every acknowledged event delivered", || async {
-        let delivered: HashSet<String> = receiver
-            .received()
-            .iter()
-            .map(|r| r.header("webhook-id").to_owned())
-            .collect();
-        let missing = acknowledged.difference(&delivered).count();
-        done_when(missing == 0, format!("{missing} missing"))
-    })
-    .await;
+    receiver.wait_for_ids(&acknowledged).await;
 }
