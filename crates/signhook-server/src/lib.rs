@@ -258,6 +258,15 @@ pub struct Application {
     schedulers: Schedulers,
     node_id: String,
     connections: listener::ConnectionLimits,
+    key_revocations: KeyRevocations,
+}
+
+/// What forgets the API keys this node trusts from memory when another node
+/// revokes one ([`routes::api_keys::forget_revoked_keys`]).
+struct KeyRevocations {
+    store: Store,
+    caches: Arc<state::Caches>,
+    resets: prometheus_client::metrics::counter::Counter,
 }
 
 impl Application {
@@ -357,6 +366,12 @@ impl Application {
             rate_limit: settings.api_rate_limit.map(|n| Arc::new(state::ApiRateLimit::new(n))),
             storage,
         };
+        // Revocations on other nodes reach this one's key cache.
+        let key_revocations = KeyRevocations {
+            store: store.clone(),
+            caches: state.caches.clone(),
+            resets: state.metrics.key_cache_resets.clone(),
+        };
         let router = routes::router(state);
         Ok(Self {
             listener,
@@ -366,6 +381,7 @@ impl Application {
             schedulers,
             node_id,
             connections: settings.connections,
+            key_revocations,
         })
     }
 
@@ -395,8 +411,15 @@ impl Application {
             dispatcher,
             schedulers,
             connections,
+            key_revocations,
             ..
         } = self;
+        let revocations = tokio::spawn(routes::api_keys::forget_revoked_keys(
+            key_revocations.store,
+            key_revocations.caches,
+            key_revocations.resets,
+            shutdown.clone(),
+        ));
         let api = listener::serve(listener, router, connections, shutdown.clone());
         let api = async move { api.await.map_err(ServerError::Serve) };
         let dispatch = dispatcher.run(shutdown.clone());
@@ -420,6 +443,9 @@ impl Application {
         };
         if scheduling.await.is_err() {
             tracing::error!(part = "schedulers", "stopped by a panic");
+        }
+        if revocations.await.is_err() {
+            tracing::error!(part = "key revocations", "stopped by a panic");
         }
         store.close().await;
         result.and(other)

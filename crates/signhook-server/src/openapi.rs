@@ -14,6 +14,9 @@ use utoipa::{Modify, OpenApi};
         crate::routes::event_types::list,
         crate::routes::workspaces::create,
         crate::routes::workspaces::list,
+        crate::routes::api_keys::create,
+        crate::routes::api_keys::list,
+        crate::routes::api_keys::revoke,
         crate::routes::webhooks::create,
         crate::routes::webhooks::list,
         crate::routes::webhooks::get,
@@ -61,6 +64,7 @@ use utoipa::{Modify, OpenApi};
         (name = "events", description = "Publishing, the catalog and the reconciliation feed"),
         (name = "deliveries", description = "The delivery log"),
         (name = "workspaces", description = "Partitions of a tenant's documents"),
+        (name = "api_keys", description = "A tenant's own API keys: make, name, revoke"),
         (name = "signature_requests", description = "The e-signature lifecycle: documents out for signature"),
         (name = "signing", description = "What signers and approvers reach through their links (no API key)"),
         (name = "health", description = "Liveness and readiness")

@@ -178,6 +178,9 @@ pub struct Metrics {
     pub storage_refusals: Counter,
     /// 1 while the database takes this node's writes, 0 while not.
     pub storage_ready: Gauge,
+    /// Times this node forgot the API keys it trusts from memory because
+    /// another node revoked one.
+    pub key_cache_resets: Counter,
 }
 
 impl Metrics {
@@ -191,8 +194,14 @@ impl Metrics {
             disabled: Gauge::default(),
             storage_refusals: Counter::default(),
             storage_ready: Gauge::default(),
+            key_cache_resets: Counter::default(),
             registry: Registry::default(),
         };
+        registry.register(
+            "signhook_api_key_cache_resets",
+            "Times this node forgot the API keys it trusted from memory because another node revoked one",
+            metrics.key_cache_resets.clone(),
+        );
         registry.register(
             "signhook_storage_refusals",
             "Writes the database refused: disk full, read-only or over quota",
@@ -265,6 +274,12 @@ impl Caches {
             }
         }
         Ok(found)
+    }
+
+    /// Forgets every key trusted from memory: the next request of each is
+    /// checked against the database (after a revocation).
+    pub fn forget_keys(&self) {
+        self.lock_keys().clear();
     }
 
     fn lock_keys(

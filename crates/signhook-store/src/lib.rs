@@ -486,6 +486,20 @@ impl Store {
         }
     }
 
+    /// Waits for other nodes' API-key revocations (PostgreSQL `LISTEN` on
+    /// [`tenants::KEYS_CHANNEL`]); `None` on SQLite, where every revocation
+    /// happens in this process.
+    pub async fn key_revocations(&self) -> Result<Option<WorkListener>> {
+        match &self.backend {
+            Backend::Sqlite { .. } => Ok(None),
+            Backend::Postgres { pool } => {
+                let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+                listener.listen(tenants::KEYS_CHANNEL).await?;
+                Ok(Some(WorkListener(listener)))
+            }
+        }
+    }
+
     /// The tables and their columns, sorted: to check that both backends'
     /// migrations define the same schema.
     pub async fn schema(&self) -> Result<Vec<(String, String)>> {
@@ -524,7 +538,9 @@ impl Store {
     }
 }
 
-/// Notifications that deliveries were created somewhere in the cluster.
+/// Notifications from other nodes (PostgreSQL `LISTEN`): deliveries were
+/// created ([`Store::work_listener`]), or API keys revoked
+/// ([`Store::key_revocations`]).
 pub struct WorkListener(sqlx::postgres::PgListener);
 
 impl WorkListener {

@@ -40,6 +40,65 @@ fn key_hash(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
 }
 
+/// What recognizes a key without revealing it: its last four characters.
+fn key_hint(key: &str) -> String {
+    key.chars()
+        .rev()
+        .take(4)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect()
+}
+
+/// The channel on which a revocation tells every node to forget the keys it
+/// trusts from memory (PostgreSQL `NOTIFY`).
+pub const KEYS_CHANNEL: &str = "signhook_api_keys";
+
+/// An API key as its tenant sees it: never the key itself.
+#[derive(Debug, Clone)]
+pub struct ApiKeyRecord {
+    /// `key_…`.
+    pub id: ApiKeyId,
+    /// Live or sandbox.
+    pub environment: Environment,
+    /// The name its tenant gave it.
+    pub name: String,
+    /// The key's last four characters.
+    pub hint: String,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+    /// When it was revoked; it opens nothing since.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// What revoking a key did.
+#[derive(Debug, Clone)]
+pub enum Revocation {
+    /// Revoked now (or already before): the record.
+    Revoked(ApiKeyRecord),
+    /// No such key of this tenant and environment.
+    NotFound,
+    /// It is the environment's last key: revoking it would lock the tenant
+    /// out. Nothing changed.
+    LastKey,
+}
+
+const KEY_COLUMNS: &str = "id, environment, name, hint, created_at, revoked_at";
+
+fn key_from_row(row: &impl DbRow) -> Result<ApiKeyRecord> {
+    let environment = row.text("environment")?;
+    Ok(ApiKeyRecord {
+        id: ApiKeyId::parse(&row.text("id")?).map_err(StoreError::corrupt)?,
+        environment: Environment::parse(&environment)
+            .ok_or_else(|| StoreError::corrupt(format_args!("api_keys.environment `{environment}`")))?,
+        name: row.text("name")?,
+        hint: row.text("hint")?,
+        created_at: signhook_core::time::from_millis(row.int("created_at")?),
+        revoked_at: row.opt_int("revoked_at")?.map(signhook_core::time::from_millis),
+    })
+}
+
 impl Store {
     /// Creates a tenant with a live key, a test key and a default workspace.
     pub async fn create_tenant(&self, name: &str, now: DateTime<Utc>) -> Result<CreatedTenant> {
@@ -72,13 +131,15 @@ impl Store {
                 .await?;
             for (env, key) in [(Environment::Live, &live_key), (Environment::Test, &test_key)] {
                 sqlx::query(
-                    "INSERT INTO api_keys (id, tenant_id, environment, key_hash, created_at) VALUES ($1, $2, $3, $4, $5)",
+                    "INSERT INTO api_keys (id, tenant_id, environment, key_hash, created_at, name, hint) \
+                     VALUES ($1, $2, $3, $4, $5, 'default', $6)",
                 )
                 .bind(ApiKeyId::generate().as_str())
                 .bind(tenant_id.as_str())
                 .bind(env.as_str())
                 .bind(key_hash(key).as_slice())
                 .bind(now)
+                .bind(key_hint(key))
                 .execute(&mut *tx)
                 .await?;
             }
@@ -137,5 +198,112 @@ impl Store {
         }
         let tenant_id = TenantId::parse(&tenant_id).map_err(StoreError::corrupt)?;
         Ok(Some(Principal { tenant_id, environment }))
+    }
+
+    /// Makes a new key for `tenant` in `environment`, named `name`; returns
+    /// it with the key in clear text, the only time it exists outside its
+    /// owner's hands.
+    pub async fn create_api_key(
+        &self,
+        tenant: &TenantId,
+        environment: Environment,
+        name: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(ApiKeyRecord, String)> {
+        let key = generate_api_key(environment, &mut rand::rngs::OsRng);
+        let record = ApiKeyRecord {
+            id: ApiKeyId::generate(),
+            environment,
+            name: name.to_owned(),
+            hint: key_hint(&key),
+            created_at: now,
+            revoked_at: None,
+        };
+        with_pool!(self, writer, |pool, dialect| {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO api_keys (id, tenant_id, environment, key_hash, created_at, name, hint) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(record.id.as_str())
+            .bind(tenant.as_str())
+            .bind(environment.as_str())
+            .bind(key_hash(&key).as_slice())
+            .bind(to_millis(now))
+            .bind(&record.name)
+            .bind(&record.hint)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+        });
+        Ok((record, key))
+    }
+
+    /// The tenant's keys in `environment`, revoked ones too, oldest first.
+    pub async fn list_api_keys(&self, tenant: &TenantId, environment: Environment) -> Result<Vec<ApiKeyRecord>> {
+        let sql = format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant_id = $1 AND environment = $2 ORDER BY created_at, id"
+        );
+        with_pool!(self, reader, |pool, dialect| {
+            sqlx::query(&sql)
+                .bind(tenant.as_str())
+                .bind(environment.as_str())
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(key_from_row)
+                .collect()
+        })
+    }
+
+    /// Revokes key `id` of `tenant` in `environment`, unless it is the last
+    /// one there. On PostgreSQL every node is told at commit
+    /// ([`KEYS_CHANNEL`]) to forget the keys it trusts from memory.
+    pub async fn revoke_api_key(
+        &self,
+        tenant: &TenantId,
+        environment: Environment,
+        id: &ApiKeyId,
+        now: DateTime<Utc>,
+    ) -> Result<Revocation> {
+        with_pool!(self, writer, |pool, dialect| {
+            let sql = format!(
+                "SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant_id = $1 AND environment = $2 ORDER BY id{}",
+                dialect.for_update
+            );
+            let mut tx = pool.begin().await?;
+            let keys = sqlx::query(&sql)
+                .bind(tenant.as_str())
+                .bind(environment.as_str())
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(key_from_row)
+                .collect::<Result<Vec<_>>>()?;
+            let Some(mut key) = keys.iter().find(|k| &k.id == id).cloned() else {
+                return Ok(Revocation::NotFound);
+            };
+            if key.revoked_at.is_some() {
+                return Ok(Revocation::Revoked(key));
+            }
+            if keys.iter().filter(|k| k.revoked_at.is_none()).count() == 1 {
+                return Ok(Revocation::LastKey);
+            }
+            sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2")
+                .bind(to_millis(now))
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?;
+            // PostgreSQL only: on SQLite this process is the only node.
+            if !dialect.notify.is_empty() {
+                sqlx::query("SELECT pg_notify($1, '')")
+                    .bind(KEYS_CHANNEL)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            key.revoked_at = Some(now);
+            Ok(Revocation::Revoked(key))
+        })
     }
 }

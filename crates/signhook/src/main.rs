@@ -174,6 +174,10 @@ struct ServeArgs {
     /// one second's worth); beyond, 429 with Retry-After. 0 turns it off.
     #[arg(long, env = "SIGNHOOK_API_RATE_LIMIT", default_value_t = 1000)]
     api_rate_limit: u32,
+    /// How long reading one PDF (an upload's check, the signed PDF) may take
+    /// in its worker process before the upload is refused.
+    #[arg(long, env = "SIGNHOOK_PDF_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pdf_timeout: Duration,
     /// The most client connections open at once; beyond, new ones wait
     /// until one closes. Lowered to fit the open-file limit.
     #[arg(long, env = "SIGNHOOK_MAX_CONNECTIONS", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
@@ -232,6 +236,7 @@ impl ServeArgs {
         settings.scheduler_interval = self.scheduler_interval;
         settings.allowed_endpoint_ranges = self.allow_endpoint_cidr;
         settings.outbound_proxy = self.outbound_proxy;
+        settings.pdf_timeout = self.pdf_timeout;
         settings.api_rate_limit = std::num::NonZeroU32::new(self.api_rate_limit);
         settings.per_subscription_in_flight = usize::from(self.endpoint_concurrency);
         settings.smtp = self.smtp_url.zip(self.smtp_from);

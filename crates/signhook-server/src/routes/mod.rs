@@ -1,5 +1,6 @@
 //! The API's routes, one module per resource (DESIGN §7).
 
+pub mod api_keys;
 pub mod deliveries;
 pub mod event_types;
 pub mod events;
@@ -14,7 +15,7 @@ use crate::error::ApiError;
 use crate::extract::MAX_JSON_BODY;
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 
 /// The whole API.
@@ -22,6 +23,8 @@ pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
         .route("/event_types", get(event_types::list))
         .route("/workspaces", post(workspaces::create).get(workspaces::list))
+        .route("/api_keys", post(api_keys::create).get(api_keys::list))
+        .route("/api_keys/{id}", delete(api_keys::revoke))
         .route("/webhooks", post(webhooks::create).get(webhooks::list))
         .route(
             "/webhooks/{id}",

@@ -93,7 +93,10 @@ impl Target {
     async fn start() -> Self {
         let db = Database::new(Backend::Sqlite).await;
         let key = cli_tenant_key(&db);
-        let server = BinaryServer::start(&db, &["--dev"]);
+        // A debug build reading a large PDF on two loaded cores can take
+        // more than the default minute; these tests are about what happens
+        // meanwhile, not about the limit.
+        let server = BinaryServer::start(&db, &["--dev", "--pdf-timeout", "10m"]);
         Self {
             server,
             key,

@@ -2,6 +2,7 @@
 //! files in temp dirs, real HTTP receivers on 127.0.0.1. One test binary,
 //! built once.
 
+mod api_keys;
 mod cli;
 mod crash;
 mod delivery;
