@@ -295,6 +295,10 @@ fn init_tracing() {
         .with_env_filter(filter)
         .with_ansi(ansi)
         .with_writer(std::io::stderr)
+        // A log line that cannot be written (the log's disk is full) is
+        // dropped. Reporting it would `eprintln!` to the same stderr, which
+        // panics when that write fails too — and took the request with it.
+        .log_internal_errors(false)
         .init();
 }
 

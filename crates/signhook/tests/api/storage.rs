@@ -171,3 +171,52 @@ async fn a_postgres_database_that_refuses_writes_is_a_503_then_everything_resume
     acknowledged.insert(body["id"].as_str().unwrap().to_owned());
     receiver.wait_for_ids(&acknowledged).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_that_cannot_be_written_fails_no_request() {
+    // The log on the full disk (the hardening issue: connections then closed
+    // without any answer): the server's stderr is a file that may not grow.
+    let db = Database::new(Backend::Sqlite).await;
+    let key = cli_tenant_key(&db);
+    let log_path = db.dir.path().join("server.log");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_signhook"))
+        .args(["serve", "--dev", "--listen", &format!("127.0.0.1:{port}")])
+        .args(db.cli_args())
+        .env("RUST_LOG", "debug")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
+    eventually("the server answers", || async {
+        let status = status_of(&client, url("/healthz")).await;
+        done_when(status == 200, status)
+    })
+    .await;
+    let logged = std::fs::metadata(&log_path).unwrap().len();
+    assert!(logged > 0, "the server logs to the file");
+    set_file_size_limit(child.id(), Some(logged));
+    // Every request logs at debug, and none of it can be written now.
+    for _ in 0..5 {
+        let response = client
+            .get(url("/v1/webhooks"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .expect("an answer, not a closed connection");
+        assert_eq!(response.status(), 200);
+    }
+    assert_eq!(
+        std::fs::metadata(&log_path).unwrap().len(),
+        logged,
+        "the log did not grow"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
