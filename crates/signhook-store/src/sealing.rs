@@ -286,11 +286,16 @@ impl Store {
     /// older key sealed (after a rotation). One transaction; returns how
     /// many values were resealed. Fails, changing nothing, if a value was
     /// sealed with a key the keyring does not hold.
+    ///
+    /// On SQLite, when plaintext was sealed, the database is then rewritten
+    /// (`VACUUM`, and the log truncated), so that the plaintext does not
+    /// linger in free pages or in the write-ahead log.
     pub async fn reseal(&self) -> Result<usize> {
         let keys = &self.keys;
-        with_pool!(self, writer, |pool, dialect| {
+        let (resealed, plaintext) = with_pool!(self, writer, |pool, dialect| {
             let mut tx = pool.begin().await?;
             let mut resealed = 0;
+            let mut plaintext = 0;
             let rows = sqlx::query("SELECT id, secret, previous_secret, headers FROM subscriptions")
                 .fetch_all(&mut *tx)
                 .await?;
@@ -299,10 +304,12 @@ impl Store {
                 let secret = row.text("secret")?;
                 let previous = row.opt_text("previous_secret")?;
                 let headers = row.text("headers")?;
-                let stale = [Some(&secret), previous.as_ref(), Some(&headers)]
-                    .into_iter()
+                let values = [Some(&secret), previous.as_ref(), Some(&headers)];
+                let stale = values.iter().flatten().filter(|value| !keys.is_current(value)).count();
+                plaintext += values
+                    .iter()
                     .flatten()
-                    .filter(|value| !keys.is_current(value))
+                    .filter(|value| !value.starts_with(PREFIX))
                     .count();
                 if stale == 0 {
                     continue;
@@ -325,7 +332,11 @@ impl Store {
                 .await?;
             if let Some(row) = link_key {
                 let stored = row.opt_bytes("secret")?.unwrap_or_default();
-                if !std::str::from_utf8(&stored).is_ok_and(|text| keys.is_current(text)) {
+                let text = std::str::from_utf8(&stored).ok();
+                if !text.is_some_and(|text| text.starts_with(PREFIX)) {
+                    plaintext += 1;
+                }
+                if !text.is_some_and(|text| keys.is_current(text)) {
                     let sealed = keys.seal(LINK_KEY_AT, &open_link_key(keys, &stored)?);
                     sqlx::query("UPDATE link_keys SET secret = $1 WHERE id = 1")
                         .bind(sealed.as_bytes())
@@ -335,8 +346,19 @@ impl Store {
                 }
             }
             tx.commit().await?;
-            Ok(resealed)
-        })
+            (resealed, plaintext)
+        });
+        if plaintext > 0 {
+            if let crate::Backend::Sqlite { writer, .. } = &self.backend {
+                let mut held = writer.lock().await?;
+                let conn = held.for_migrations().await?;
+                sqlx::query("VACUUM").execute(&mut *conn).await?;
+                sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                    .execute(&mut *conn)
+                    .await?;
+            }
+        }
+        Ok(resealed)
     }
 }
 

@@ -136,6 +136,22 @@ async fn stored_secrets(db: &Database, backend: Backend) -> Vec<String> {
     stored
 }
 
+/// On SQLite: none of `secrets` is anywhere in the database's files.
+fn assert_not_in_sqlite_files(db: &Database, backend: Backend, secrets: &[&str]) {
+    if backend != Backend::Sqlite {
+        return;
+    }
+    let mut raw = std::fs::read(db.dir.path().join(signhook_store::SQLITE_FILE)).unwrap();
+    raw.extend(std::fs::read(db.dir.path().join("signhook.db-wal")).unwrap_or_default());
+    let raw = String::from_utf8_lossy(&raw);
+    for secret in secrets {
+        assert!(
+            !raw.contains(secret.trim_start_matches("whsec_")),
+            "{secret} in the database files"
+        );
+    }
+}
+
 /// Publishes one event through `server` and returns the `n`th request the
 /// receiver got (1-based).
 async fn deliver(server: &BinaryServer, key: &str, receiver: &Receiver, n: usize) -> Received {
@@ -197,14 +213,7 @@ async fn secrets_are_sealed_at_rest_migrated_and_rotated(backend: Backend) {
     for value in &stored {
         assert!(value.starts_with(&format!("enc:v1:{first}:")), "{value}");
     }
-    if backend == Backend::Sqlite {
-        let mut raw = std::fs::read(db.dir.path().join(signhook_store::SQLITE_FILE)).unwrap();
-        raw.extend(std::fs::read(db.dir.path().join("signhook.db-wal")).unwrap_or_default());
-        let raw = String::from_utf8_lossy(&raw);
-        for secret in [secrets[0], secrets[1], "sealed-credential-91c2"] {
-            assert!(!raw.contains(secret.trim_start_matches("whsec_")), "{secret} in the database file");
-        }
-    }
+    assert_not_in_sqlite_files(&db, backend, &[secrets[0], secrets[1], "sealed-credential-91c2"]);
 
     // A database from before sealing: its plaintext is sealed at start, and
     // deliveries go on with the same secret and headers.
@@ -213,9 +222,12 @@ async fn secrets_are_sealed_at_rest_migrated_and_rotated(backend: Backend) {
         Backend::Sqlite => format!("X'{}'", "07".repeat(32)),
         Backend::Postgres => format!("'\\x{}'::bytea", "07".repeat(32)),
     };
+    // Long enough to span overflow pages, which sealing frees (plaintext
+    // and all) when it writes the longer sealed value elsewhere.
+    let padding: String = (1..=6).map(|i| format!(",\"x-padding-{i}\":\"{}\"", "p".repeat(1000))).collect();
     db.execute(&format!(
         "UPDATE subscriptions SET secret = '{legacy}', previous_secret = NULL, \
-         headers = '{{\"authorization\":\"Bearer legacy-credential-5d0e\"}}'; \
+         headers = '{{\"authorization\":\"Bearer legacy-credential-5d0e\"{padding}}}'; \
          UPDATE link_keys SET secret = {raw_link_key};"
     ))
     .await
@@ -227,6 +239,8 @@ async fn secrets_are_sealed_at_rest_migrated_and_rotated(backend: Backend) {
     server.terminate();
     let stored = stored_secrets(&db, backend).await;
     assert_eq!(stored.len(), 3, "{stored:?}");
+    // Nor does the plaintext linger in SQLite's free pages or log.
+    assert_not_in_sqlite_files(&db, backend, &[legacy, "legacy-credential-5d0e"]);
     assert!(stored.iter().all(|v| v.starts_with(&format!("enc:v1:{first}:"))), "{stored:?}");
 
     // Rotation: a new key seals everything, the old one leaves the file.
