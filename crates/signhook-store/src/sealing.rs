@@ -177,7 +177,9 @@ impl Keyring {
         for key in &self.keys {
             text.push_str(&format!("{} {}\n", key.id, STANDARD.encode(key.bytes)));
         }
-        let temporary = path.with_extension("tmp");
+        // A name of its own: two processes saving at once never write
+        // into each other's file.
+        let temporary = path.with_extension(format!("tmp-{:08x}", rand::random::<u32>()));
         let write = || -> std::io::Result<()> {
             let mut file = std::fs::OpenOptions::new()
                 .write(true)
@@ -189,7 +191,10 @@ impl Keyring {
             file.sync_all()?;
             std::fs::rename(&temporary, path)
         };
-        write().map_err(|source| file_error(path, source))
+        write().map_err(|source| {
+            let _ = std::fs::remove_file(&temporary);
+            file_error(path, source)
+        })
     }
 
     /// This keyring with a fresh key in front: it seals from now on, the
