@@ -861,8 +861,13 @@ on_both_backends! {
         let (_, purged) = app.get(&format!("/v1/signature_requests/{id}")).await;
         assert_eq!(purged["status"], "permanently_deleted");
         assert!(purged["signers"].as_array().unwrap().is_empty() && purged["documents"].as_array().unwrap().is_empty());
+        // The files go right after the purge commits.
         let blobs = app.db.dir.path().join("blobs").join(id);
-        assert!(!blobs.exists() || std::fs::read_dir(&blobs).unwrap().next().is_none(), "files remain in {blobs:?}");
+        eventually(format_args!("no files left in {blobs:?}"), || async {
+            let gone = std::fs::read_dir(&blobs).map_or(true, |mut dir| dir.next().is_none());
+            done_when(gone, "files remain")
+        })
+        .await;
         let (status, _) = app.visit(reqwest::Method::GET, &url, None).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "the signer's link is gone");
 
