@@ -21,7 +21,7 @@
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use signhook_core::ids::SubscriptionId;
-use signhook_store::deliveries::ClaimedDelivery;
+use signhook_store::claims::ClaimedDelivery;
 use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroU32;
 use std::sync::Arc;

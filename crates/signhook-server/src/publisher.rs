@@ -13,7 +13,8 @@
 
 use crate::error::ApiError;
 use signhook_delivery::Handoff;
-use signhook_store::events::{NewEvent, Published};
+use signhook_store::events::NewEvent;
+use signhook_store::publish::Published;
 use signhook_store::{Store, StoreError};
 use tokio::sync::{mpsc, oneshot};
 

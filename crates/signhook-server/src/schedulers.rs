@@ -176,7 +176,7 @@ impl Schedulers {
                     .advance_recovery(&self.node_id, &job, RECOVERY_BATCH, self.clock.now())
                     .await
                 {
-                    Ok(Some(next)) if next.status == "done" => {
+                    Ok(Some(next)) if next.status == signhook_store::recoveries::RecoveryStatus::Done => {
                         tracing::info!(recovery = %next.id, resent = next.resent, "recovery finished");
                         break;
                     }

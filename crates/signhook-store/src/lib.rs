@@ -5,39 +5,48 @@
 //!
 //! One module per aggregate, each holding its queries and records:
 //! [`tenants`] (tenants and API keys), [`workspaces`], [`subscriptions`],
-//! [`events`] (publishing writes the event and its deliveries in one
-//! transaction: the transactional outbox) and [`deliveries`] (claiming with a
-//! lease, recording attempts, the delivery log), [`policy`] (the
-//! warn-then-disable sweep), [`recoveries`] (resend jobs), [`retention`]
-//! (purging old events) and [`signature_requests`] (the e-signature
-//! lifecycle's aggregate, its documents and audit trail). [`blobs`] keeps
-//! files (uploaded PDFs, signed PDFs, audit certificates) in a local
-//! directory or an S3-compatible bucket. `writer` (private) holds SQLite's
-//! one writer connection and the write transactions that publishing and
-//! recording send to it in one round trip. [`work`] announces to this
-//! node's dispatcher, after each commit, when the deliveries it wrote fall
-//! due.
+//! [`events`] (the event records and the feed), [`publish`] (publishing
+//! through the API), [`claims`] (claiming due deliveries under a lease,
+//! releasing them), [`deliveries`] (recording attempts, resends, the
+//! delivery log), [`policy`] (the warn-then-disable sweep), [`recoveries`]
+//! (resend jobs), [`retention`] (purging old events) and
+//! [`signature_requests`] (the e-signature lifecycle's aggregate, its
+//! documents and audit trail). [`blobs`] keeps files (uploaded PDFs, signed
+//! PDFs, audit certificates) in a local directory or an S3-compatible
+//! bucket.
 //!
-//! # Two backends, one body of code
+//! Two private modules hold what they share. `outbox` writes an event and
+//! its deliveries in the transaction that made the event happen — for
+//! publishing, the lifecycle, the failure policy, recording and resends
+//! alike — and keeps the tenants' candidate subscriptions. `db` is the
+//! execution layer: statements (`Sql`) with `$1`-style placeholders, which
+//! both drivers understand, run through a transaction (`Tx`) or a reader
+//! that dispatch on the backend; where the dialects differ, both texts sit
+//! side by side. [`work`] announces to this node's dispatcher, after each
+//! commit, when the deliveries it wrote fall due.
 //!
-//! Queries are written once, with `$1`-style placeholders that both drivers
-//! understand, and run through [`with_pool!`], which compiles the same body
-//! once per backend against that backend's native driver. Where the dialects
-//! differ (claiming with `FOR UPDATE SKIP LOCKED`, expanding a list
-//! parameter), the [`Dialect`] of the arm supplies the SQL, so the two
-//! variants sit side by side.
+//! One publish, from the route to the recorded outcome: [`publish`] loads
+//! the candidates and writes the event and its deliveries through `outbox`;
+//! the dispatcher takes them from the publish (or claims them, [`claims`]),
+//! sends them, and [`deliveries`] records each outcome — with, for a dead
+//! letter, `delivery.failed` through `outbox` again.
 //!
 //! SQLite allows one writer at a time, so its store keeps one writer
-//! connection behind an async mutex (`writer`: writes queue in-process
-//! instead of failing with `SQLITE_BUSY`) and a pool of read-only
-//! connections, which WAL lets run beside the writer. PostgreSQL uses one
+//! connection behind an async mutex (writes queue in-process instead of
+//! failing with `SQLITE_BUSY`) and a pool of read-only connections, which
+//! WAL lets run beside the writer; a transaction's statements are gathered
+//! and sent in as few round trips as its reads allow. PostgreSQL uses one
 //! pool for both.
 #![deny(missing_docs)]
 
 pub mod blobs;
+pub mod claims;
+mod db;
 pub mod deliveries;
 pub mod events;
+mod outbox;
 pub mod policy;
+pub mod publish;
 pub mod recoveries;
 pub mod retention;
 pub mod sealing;
@@ -46,13 +55,10 @@ pub mod subscriptions;
 pub mod tenants;
 pub mod work;
 pub mod workspaces;
-mod writer;
 
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
-use sqlx::Row;
+use db::{DbRow, Reader, Sql, Tx};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -162,6 +168,15 @@ impl StoreError {
     fn corrupt(what: impl std::fmt::Display) -> Self {
         StoreError::Corrupt(what.to_string())
     }
+
+    /// Maps a broken UNIQUE constraint to a conflict on the API field
+    /// `field`, and any other error to itself.
+    fn conflict_on(field: &'static str) -> impl Fn(StoreError) -> StoreError {
+        move |e| match e {
+            StoreError::Database(db) if is_unique_violation(&db) => StoreError::Conflict { field },
+            other => other,
+        }
+    }
 }
 
 /// The result type of the store.
@@ -185,151 +200,16 @@ impl<T> Page<T> {
     }
 }
 
-/// The SQL that differs between the backends.
-#[derive(Debug)]
-pub(crate) struct Dialect {
-    /// A subquery yielding the elements of a JSON array of strings bound as
-    /// `$N` (written `{}` here, filled in with the parameter number).
-    pub json_list: &'static str,
-    /// Appended to the claim's inner SELECT: lock the chosen rows and skip
-    /// those another node is claiming.
-    pub skip_locked: &'static str,
-    /// Wakes dispatchers on other nodes after a publish (empty: nothing to
-    /// wake beyond this process).
-    pub notify: &'static str,
-    /// Appended to a SELECT that is about to modify the row it reads.
-    pub for_update: &'static str,
-}
-
-pub(crate) const SQLITE: Dialect = Dialect {
-    json_list: "SELECT value FROM json_each({})",
-    skip_locked: "",
-    notify: "",
-    // SQLite has one writer connection: a write transaction is already alone.
-    for_update: "",
-};
-
-pub(crate) const POSTGRES: Dialect = Dialect {
-    json_list: "SELECT json_array_elements_text(CAST({} AS json))",
-    skip_locked: " FOR UPDATE SKIP LOCKED",
-    notify: "SELECT pg_notify('signhook_deliveries', '')",
-    for_update: " FOR UPDATE",
-};
-
-impl Dialect {
-    /// The list subquery for parameter `$n`.
-    pub(crate) fn list_param(&self, n: u8) -> String {
-        self.json_list.replace("{}", &format!("${n}"))
-    }
-}
-
 #[derive(Debug, Clone)]
 enum Backend {
     Sqlite {
-        writer: Arc<writer::SqliteWriter>,
+        writer: Arc<db::sqlite::SqliteWriter>,
         reader: SqlitePool,
     },
     Postgres {
         pool: PgPool,
     },
 }
-
-/// Runs `$body` with `$pool` bound to the backend's writer or reader
-/// (`$role`) and `$dialect` to its [`Dialect`]. The body is compiled once per
-/// backend, against each native driver.
-///
-/// The writer offers transactions only: `pool.begin()`, or `pool.writes()`
-/// for one made of gathered statements that SQLite receives at once (see
-/// [`writer`]), and `pool.relaxed_writes()` for such a transaction whose
-/// commit does not wait for its own flush to disk — only for writes whose
-/// loss in a power cut is harmless: an attempt's outcome, after which the
-/// delivery is sent again, as at-least-once allows. On SQLite the writer is
-/// the process's one writer connection, held for the whole body; PostgreSQL
-/// has one pool for both roles.
-macro_rules! with_pool {
-    ($store:expr, writer, |$pool:ident, $dialect:ident| $body:expr) => {
-        match &$store.backend {
-            $crate::Backend::Sqlite { writer, .. } => {
-                let mut held = writer.lock().await?;
-                #[allow(unused_variables)]
-                let $pool = &mut held;
-                #[allow(unused_variables)]
-                let $dialect = &$crate::SQLITE;
-                $body
-            }
-            $crate::Backend::Postgres { pool: $pool } => {
-                #[allow(unused_imports)]
-                use $crate::writer::PgWritesExt as _;
-                #[allow(unused_variables)]
-                let $dialect = &$crate::POSTGRES;
-                $body
-            }
-        }
-    };
-    ($store:expr, reader, |$pool:ident, $dialect:ident| $body:expr) => {
-        match &$store.backend {
-            $crate::Backend::Sqlite { reader: $pool, .. } => {
-                #[allow(unused_variables)]
-                let $dialect = &$crate::SQLITE;
-                $body
-            }
-            $crate::Backend::Postgres { pool: $pool } => {
-                #[allow(unused_variables)]
-                let $dialect = &$crate::POSTGRES;
-                $body
-            }
-        }
-    };
-}
-pub(crate) use with_pool;
-
-/// Inside a write transaction `$tx`: tells every listening node, on commit,
-/// that deliveries are due (nothing to do on SQLite: one process).
-macro_rules! announce_work {
-    ($tx:ident, $dialect:ident) => {
-        if !$dialect.notify.is_empty() {
-            sqlx::query($dialect.notify).execute(&mut *$tx).await?;
-        }
-    };
-}
-pub(crate) use announce_work;
-
-/// Column access shared by both backends' rows.
-pub(crate) trait DbRow {
-    fn text(&self, column: &str) -> Result<String>;
-    fn opt_text(&self, column: &str) -> Result<Option<String>>;
-    fn int(&self, column: &str) -> Result<i64>;
-    fn opt_int(&self, column: &str) -> Result<Option<i64>>;
-    fn flag(&self, column: &str) -> Result<bool>;
-    fn opt_bytes(&self, column: &str) -> Result<Option<Vec<u8>>>;
-}
-
-macro_rules! impl_db_row {
-    ($row:ty) => {
-        impl DbRow for $row {
-            fn text(&self, column: &str) -> Result<String> {
-                Ok(self.try_get(column)?)
-            }
-            fn opt_text(&self, column: &str) -> Result<Option<String>> {
-                Ok(self.try_get(column)?)
-            }
-            fn int(&self, column: &str) -> Result<i64> {
-                Ok(self.try_get(column)?)
-            }
-            fn opt_int(&self, column: &str) -> Result<Option<i64>> {
-                Ok(self.try_get(column)?)
-            }
-            fn flag(&self, column: &str) -> Result<bool> {
-                Ok(self.try_get(column)?)
-            }
-            fn opt_bytes(&self, column: &str) -> Result<Option<Vec<u8>>> {
-                Ok(self.try_get(column)?)
-            }
-        }
-    };
-}
-impl_db_row!(SqliteRow);
-impl_db_row!(PgRow);
 
 /// Which database a store runs on, as the operator names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -363,6 +243,8 @@ pub struct Store {
     work: Arc<work::WorkSignal>,
     /// Seals and opens the secrets kept in the database.
     keys: Arc<sealing::Keyring>,
+    /// The tenants' subscriptions as publishing needs them (SQLite only).
+    candidates: Arc<outbox::CandidateCache>,
 }
 
 impl Store {
@@ -387,7 +269,7 @@ impl Store {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let writer = Arc::new(writer::SqliteWriter::connect(&options).await?);
+        let writer = Arc::new(db::sqlite::SqliteWriter::connect(&options).await?);
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
@@ -397,6 +279,7 @@ impl Store {
             backend: Backend::Sqlite { writer, reader },
             work: Arc::default(),
             keys,
+            candidates: Arc::default(),
         })
     }
 
@@ -414,6 +297,7 @@ impl Store {
             backend: Backend::Postgres { pool },
             work: Arc::default(),
             keys,
+            candidates: Arc::default(),
         })
     }
 
@@ -425,13 +309,51 @@ impl Store {
         }
     }
 
+    /// A durable write transaction: once [`Tx::commit`] returns, what it
+    /// wrote is on disk. On SQLite it holds the process's one writer.
+    async fn begin(&self) -> Result<Tx<'_>> {
+        match &self.backend {
+            Backend::Sqlite { writer, .. } => Ok(Tx::sqlite(writer.begin(false).await?, &self.work)),
+            Backend::Postgres { pool } => Ok(Tx::postgres(pool.begin().await?, &self.work)),
+        }
+    }
+
+    /// A write transaction whose commit does not wait for its own flush to
+    /// disk (the next durable commit flushes it): only for writes whose loss
+    /// in a power cut is harmless — an attempt's outcome, after which the
+    /// delivery is sent again, as at-least-once allows.
+    async fn begin_relaxed(&self) -> Result<Tx<'_>> {
+        match &self.backend {
+            Backend::Sqlite { writer, .. } => Ok(Tx::sqlite(writer.begin(true).await?, &self.work)),
+            Backend::Postgres { pool } => Ok(Tx::postgres(
+                pool.begin_with("BEGIN; SET LOCAL synchronous_commit = off").await?,
+                &self.work,
+            )),
+        }
+    }
+
+    /// What raising events needs: the candidates' cache and the keys.
+    fn outbox(&self) -> outbox::Outbox<'_> {
+        outbox::Outbox {
+            cache: &self.candidates,
+            keys: &self.keys,
+        }
+    }
+
+    /// Reads outside a transaction.
+    fn reader(&self) -> Reader<'_> {
+        match &self.backend {
+            Backend::Sqlite { reader, .. } => Reader::Sqlite(reader),
+            Backend::Postgres { pool } => Reader::Postgres(pool),
+        }
+    }
+
     /// Applies every pending migration.
     pub async fn migrate(&self) -> Result<()> {
         match &self.backend {
             Backend::Sqlite { writer, .. } => {
-                let mut held = writer.lock().await?;
-                sqlx::migrate!("./migrations/sqlite")
-                    .run(held.for_migrations().await?)
+                writer
+                    .with_connection(async |conn| Ok(sqlx::migrate!("./migrations/sqlite").run(conn).await?))
                     .await?
             }
             Backend::Postgres { pool } => sqlx::migrate!("./migrations/postgres").run(pool).await?,
@@ -441,30 +363,25 @@ impl Store {
 
     /// Whether the database answers (for `/readyz`).
     pub async fn ping(&self) -> Result<()> {
-        with_pool!(self, reader, |pool, dialect| {
-            sqlx::query("SELECT 1").execute(pool).await?;
-        });
+        self.reader().fetch_one(Sql::new("SELECT 1 AS one")).await?;
         Ok(())
     }
 
     /// Commits one small row for `node_id` (and a few kilobytes with it, so
     /// that the write needs space): whether the database takes writes now.
     pub async fn probe_write(&self, node_id: &str, now: chrono::DateTime<chrono::Utc>) -> Result<()> {
-        let filler = "0".repeat(4096);
-        with_pool!(self, writer, |pool, dialect| {
-            let mut tx = pool.begin().await?;
-            sqlx::query(
+        let mut tx = self.begin().await?;
+        tx.gather(
+            Sql::new(
                 "INSERT INTO storage_probes (node_id, at, filler) VALUES ($1, $2, $3) \
                  ON CONFLICT (node_id) DO UPDATE SET at = excluded.at, filler = excluded.filler",
             )
             .bind(node_id)
             .bind(signhook_core::time::to_millis(now))
-            .bind(&filler)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-        });
-        Ok(())
+            .bind("0".repeat(4096)),
+        )
+        .await?;
+        tx.commit().await
     }
 
     /// When the deliveries this process writes fall due (see [`work`]):
@@ -514,14 +431,13 @@ impl Store {
                  FROM information_schema.columns WHERE table_schema = current_schema() AND table_name NOT LIKE '_sqlx%'"
             }
         };
-        let mut columns = with_pool!(self, reader, |pool, dialect| {
-            sqlx::query(sql)
-                .fetch_all(pool)
-                .await?
-                .iter()
-                .map(|row| Ok((row.text("table_name")?, row.text("column_name")?)))
-                .collect::<Result<Vec<_>>>()?
-        });
+        let mut columns = self
+            .reader()
+            .fetch_all(Sql::new(sql))
+            .await?
+            .iter()
+            .map(|row| Ok((row.text("table_name")?, row.text("column_name")?)))
+            .collect::<Result<Vec<_>>>()?;
         columns.sort();
         Ok(columns)
     }
@@ -561,9 +477,4 @@ fn from_json<T: serde::de::DeserializeOwned>(column: &str, text: &str) -> Result
 /// Whether a database error is a broken UNIQUE constraint.
 fn is_unique_violation(err: &sqlx::Error) -> bool {
     err.as_database_error().is_some_and(|db| db.is_unique_violation())
-}
-
-/// A JSON array of strings, for a [`Dialect::list_param`] parameter.
-fn json_strings<'a>(items: impl Iterator<Item = &'a str>) -> String {
-    serde_json::Value::from(items.collect::<Vec<_>>()).to_string()
 }

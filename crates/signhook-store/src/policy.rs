@@ -2,9 +2,9 @@
 //! and each disabling happens exactly once across nodes, because the row
 //! update that records it only succeeds for the first transaction to try.
 
-use crate::events::emit_operational;
-use crate::subscriptions::{disable_subscription, subscription_from_row, webhook_data, Subscription, COLUMNS};
-use crate::{with_pool, DbRow, Result, Store};
+use crate::db::{DbRow, Sql};
+use crate::subscriptions::{subscription_from_row, webhook_data, Subscription, SUBSCRIPTION_COLUMNS};
+use crate::{Result, Store};
 use chrono::{DateTime, Utc};
 use signhook_core::policy::{Assessment, DisablePolicy, FailureStreak};
 use signhook_core::time::{from_millis, to_millis};
@@ -39,71 +39,62 @@ impl Store {
         policy: &DisablePolicy,
         now: DateTime<Utc>,
     ) -> Result<SweepOutcome> {
-        let now_ms = to_millis(now);
-        with_pool!(self, writer, |pool, dialect| {
-            let mut tx = pool.begin().await?;
-            let sql = format!(
-                "SELECT {COLUMNS}, warned_at, \
-                 (SELECT admin_email FROM tenants t WHERE t.id = s.tenant_id) AS admin_email \
-                 FROM subscriptions s WHERE enabled = TRUE AND deleted_at IS NULL AND failing_since IS NOT NULL"
-            );
-            let rows = sqlx::query(&sql).fetch_all(&mut *tx).await?;
-            let mut outcome = SweepOutcome::default();
-            for row in &rows {
-                let sub = subscription_from_row(row, &self.keys)?;
-                let streak = FailureStreak {
-                    failing_since: row.opt_int("failing_since")?.map(from_millis),
-                    failures: u32::try_from(row.int("failure_count")?).unwrap_or(u32::MAX),
-                    warned_at: row.opt_int("warned_at")?.map(from_millis),
-                };
-                match policy.assess(&streak, now) {
-                    Assessment::Nothing => {}
-                    Assessment::Warn => {
-                        // Only the first node to get here records the warning.
-                        let first = sqlx::query(
-                            "UPDATE subscriptions SET warned_at = $1 \
-                             WHERE id = $2 AND warned_at IS NULL AND failing_since IS NOT NULL AND enabled = TRUE",
+        let mut tx = self.begin().await?;
+        let failing = format!(
+            "SELECT {SUBSCRIPTION_COLUMNS}, h.warned_at, \
+             (SELECT admin_email FROM tenants t WHERE t.id = s.tenant_id) AS admin_email \
+             FROM subscriptions s JOIN subscription_health h ON h.subscription_id = s.id \
+             WHERE s.enabled = TRUE AND s.deleted_at IS NULL AND h.failing_since IS NOT NULL"
+        );
+        let rows = tx.fetch_all(Sql::new(failing)).await?;
+        let mut outcome = SweepOutcome::default();
+        for row in &rows {
+            let sub = subscription_from_row(row, &self.keys)?;
+            let streak = FailureStreak {
+                failing_since: row.opt_int("failing_since")?.map(from_millis),
+                failures: u32::try_from(row.int("failure_count")?).unwrap_or(u32::MAX),
+                warned_at: row.opt_int("warned_at")?.map(from_millis),
+            };
+            match policy.assess(&streak, now) {
+                Assessment::Nothing => {}
+                Assessment::Warn => {
+                    // Only the first node to get here records the warning.
+                    let first = tx
+                        .execute(
+                            Sql::new(
+                                "UPDATE subscription_health SET warned_at = $1 \
+                                 WHERE subscription_id = $2 AND warned_at IS NULL AND failing_since IS NOT NULL",
+                            )
+                            .bind(to_millis(now))
+                            .bind(&sub.id),
                         )
-                        .bind(now_ms)
-                        .bind(sub.id.as_str())
-                        .execute(&mut *tx)
                         .await?
-                        .rows_affected()
-                            == 1;
-                        if first {
-                            let data = webhook_data(&sub, true, None);
-                            emit_operational!(
-                                tx,
-                                dialect,
-                                &sub.tenant_id,
-                                sub.filter.sandbox,
-                                "webhook.disabling_soon",
-                                data,
-                                now_ms,
-                                &self.keys
-                            );
-                            tracing::warn!(webhook = %sub.id, "subscription failing: owner warned");
-                            outcome.warned.push(Warned {
-                                failing_since: streak.failing_since.unwrap_or(now),
-                                admin_email: row.opt_text("admin_email")?,
-                                subscription: sub,
-                            });
-                        }
+                        == 1;
+                    if first {
+                        let data = webhook_data(&sub, true, None);
+                        let owner = (&sub.tenant_id, sub.filter.sandbox);
+                        self.outbox()
+                            .emit_operational(&mut tx, owner, "webhook.disabling_soon", data, now)
+                            .await?;
+                        tracing::warn!(webhook = %sub.id, "subscription failing: owner warned");
+                        outcome.warned.push(Warned {
+                            failing_since: streak.failing_since.unwrap_or(now),
+                            admin_email: row.opt_text("admin_email")?,
+                            subscription: sub,
+                        });
                     }
-                    Assessment::Disable => {
-                        if disable_subscription!(tx, dialect, &sub, DISABLED_FAILING, now_ms, &self.keys) {
-                            outcome.disabled.push(sub);
-                        }
+                }
+                Assessment::Disable => {
+                    let reason = DISABLED_FAILING;
+                    if self.outbox().disable_subscription(&mut tx, &sub, reason, now).await? {
+                        outcome.disabled.push(sub);
                     }
                 }
             }
-            tx.commit().await?;
-            if !outcome.warned.is_empty() || !outcome.disabled.is_empty() {
-                // `webhook.disabling_soon` and `webhook.disabled` leave now,
-                // in the order they were raised.
-                self.work.due_at(now);
-            }
-            Ok(outcome)
-        })
+        }
+        // `webhook.disabling_soon` and `webhook.disabled` leave once this
+        // commits, in the order they were raised.
+        tx.commit().await?;
+        Ok(outcome)
     }
 }

@@ -4,7 +4,8 @@
 //! batch, each batch one transaction that moves the job's cursor, so a
 //! restart or a crash resumes where the last committed batch ended.
 
-use crate::{announce_work, json_strings, with_pool, DbRow, Result, Store, StoreError};
+use crate::db::{json_strings, DbRow, Dialects, Sql};
+use crate::{Result, Store, StoreError};
 use chrono::{DateTime, Utc};
 use signhook_core::ids::{RecoveryId, SubscriptionId, TenantId};
 use signhook_core::time::{from_millis, to_millis};
@@ -20,8 +21,8 @@ pub struct Recovery {
     pub since: DateTime<Utc>,
     /// …and before this one, if given.
     pub until: Option<DateTime<Utc>>,
-    /// `running` or `done`.
-    pub status: String,
+    /// Whether it is still resending.
+    pub status: RecoveryStatus,
     /// How many deliveries matched when the job was created.
     pub total: u64,
     /// How many have been resent so far.
@@ -32,6 +33,33 @@ pub struct Recovery {
     pub finished_at: Option<DateTime<Utc>>,
     cursor: String,
     lease_until: Option<i64>,
+}
+
+/// Where a recovery job stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecoveryStatus {
+    /// Still resending, batch by batch.
+    Running,
+    /// Every matching delivery was resent (or its subscription went away).
+    Done,
+}
+
+impl RecoveryStatus {
+    /// The status as the API and the database write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecoveryStatus::Running => "running",
+            RecoveryStatus::Done => "done",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        match text {
+            "running" => Some(RecoveryStatus::Running),
+            "done" => Some(RecoveryStatus::Done),
+            _ => None,
+        }
+    }
 }
 
 const COLUMNS: &str =
@@ -48,7 +76,11 @@ fn recovery_from_row(row: &impl DbRow) -> Result<Recovery> {
         subscription_id: SubscriptionId::parse(&row.text("subscription_id")?).map_err(StoreError::corrupt)?,
         since: from_millis(row.int("since_at")?),
         until: row.opt_int("until_at")?.map(from_millis),
-        status: row.text("status")?,
+        status: {
+            let status = row.text("status")?;
+            RecoveryStatus::parse(&status)
+                .ok_or_else(|| StoreError::corrupt(format_args!("recovery status {status}")))?
+        },
         total: row.int("total")?.max(0) as u64,
         resent: row.int("resent")?.max(0) as u64,
         created_at: from_millis(row.int("created_at")?),
@@ -57,6 +89,39 @@ fn recovery_from_row(row: &impl DbRow) -> Result<Recovery> {
         lease_until: row.opt_int("leased_until")?,
     })
 }
+
+/// Claims the oldest running job whose lease is free or has ended.
+const CLAIM: Dialects = Dialects {
+    sqlite: "UPDATE recoveries SET leased_by = $1, leased_until = $2 WHERE id IN \
+             (SELECT id FROM recoveries WHERE status = 'running' AND (leased_until IS NULL OR leased_until <= $3) \
+              ORDER BY created_at LIMIT 1) \
+             RETURNING id, subscription_id, since_at, until_at, status, total, resent, cursor, leased_until, \
+             created_at, finished_at",
+    postgres: "UPDATE recoveries SET leased_by = $1, leased_until = $2 WHERE id IN \
+               (SELECT id FROM recoveries WHERE status = 'running' AND (leased_until IS NULL OR leased_until <= $3) \
+                ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED) \
+               RETURNING id, subscription_id, since_at, until_at, status, total, resent, cursor, leased_until, \
+               created_at, finished_at",
+};
+
+/// Whether this node still holds the job (locked on PostgreSQL).
+const STILL_OURS: Dialects = Dialects {
+    sqlite: "SELECT id FROM recoveries WHERE id = $1 AND leased_by = $2 AND leased_until = $3 AND status = 'running'",
+    postgres:
+        "SELECT id FROM recoveries WHERE id = $1 AND leased_by = $2 AND leased_until = $3 AND status = 'running' \
+               FOR UPDATE",
+};
+
+/// Resends the deliveries listed in `$2`: pending, due at `$1`, on a fresh
+/// retry schedule.
+const RESEND: Dialects = Dialects {
+    sqlite: "UPDATE deliveries SET status = 'pending', next_attempt_at = $1, due_at = $1, \
+             schedule_offset = attempt_count, leased_by = NULL, leased_until = NULL, updated_at = $1 \
+             WHERE id IN (SELECT value FROM json_each($2))",
+    postgres: "UPDATE deliveries SET status = 'pending', next_attempt_at = $1, due_at = $1, \
+               schedule_offset = attempt_count, leased_by = NULL, leased_until = NULL, updated_at = $1 \
+               WHERE id IN (SELECT json_array_elements_text(CAST($2 AS json)))",
+};
 
 impl Store {
     /// Starts a recovery job for a subscription of the tenant's environment.
@@ -71,63 +136,54 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Option<Recovery>> {
         let id = RecoveryId::generate();
-        let (since_ms, until_ms, now_ms) = (to_millis(since), until.map(to_millis), to_millis(now));
-        with_pool!(self, writer, |pool, dialect| {
-            let mut tx = pool.begin().await?;
-            let owned = sqlx::query(
-                "SELECT id FROM subscriptions WHERE id = $1 AND tenant_id = $2 AND sandbox = $3 AND deleted_at IS NULL",
-            )
-            .bind(subscription.as_str())
-            .bind(tenant.as_str())
-            .bind(sandbox)
-            .fetch_optional(&mut *tx)
-            .await?
-            .is_some();
-            if !owned {
-                return Ok(None);
-            }
-            let total = sqlx::query(&format!("SELECT COUNT(*) AS n FROM deliveries WHERE {WINDOW}"))
-                .bind(subscription.as_str())
-                .bind(since_ms)
-                .bind(until_ms)
-                .bind("")
-                .fetch_one(&mut *tx)
-                .await?
-                .int("n")?;
-            sqlx::query(
+        let (since_ms, until_ms) = (to_millis(since), until.map(to_millis));
+        let mut tx = self.begin().await?;
+        let owned = Sql::new(
+            "SELECT id FROM subscriptions WHERE id = $1 AND tenant_id = $2 AND sandbox = $3 AND deleted_at IS NULL",
+        )
+        .bind(subscription)
+        .bind(tenant)
+        .bind(sandbox);
+        if tx.fetch_optional(owned).await?.is_none() {
+            return Ok(None);
+        }
+        let total = Sql::new(format!("SELECT COUNT(*) AS n FROM deliveries WHERE {WINDOW}"))
+            .bind(subscription)
+            .bind(since_ms)
+            .bind(until_ms)
+            .bind("");
+        let total = tx.fetch_one(total).await?.int("n")?;
+        tx.gather(
+            Sql::new(
                 "INSERT INTO recoveries (id, tenant_id, subscription_id, since_at, until_at, status, total, \
                  created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'running', $6, $7, $7)",
             )
-            .bind(id.as_str())
-            .bind(tenant.as_str())
-            .bind(subscription.as_str())
+            .bind(&id)
+            .bind(tenant)
+            .bind(subscription)
             .bind(since_ms)
             .bind(until_ms)
             .bind(total)
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-        });
+            .bind(to_millis(now)),
+        )
+        .await?;
+        tx.commit().await?;
         self.get_recovery(tenant, sandbox, &id).await
     }
 
     /// One recovery job of the tenant's environment.
     pub async fn get_recovery(&self, tenant: &TenantId, sandbox: bool, id: &RecoveryId) -> Result<Option<Recovery>> {
-        let sql = format!(
-            "SELECT r.{} FROM recoveries r JOIN subscriptions s ON s.id = r.subscription_id \
+        let sql = Sql::new(
+            "SELECT r.id, r.subscription_id, r.since_at, r.until_at, r.status, r.total, r.resent, r.cursor, \
+             r.leased_until, r.created_at, r.finished_at \
+             FROM recoveries r JOIN subscriptions s ON s.id = r.subscription_id \
              WHERE r.id = $1 AND r.tenant_id = $2 AND s.sandbox = $3",
-            COLUMNS.replace(", ", ", r.")
-        );
-        with_pool!(self, reader, |pool, dialect| {
-            let row = sqlx::query(&sql)
-                .bind(id.as_str())
-                .bind(tenant.as_str())
-                .bind(sandbox)
-                .fetch_optional(pool)
-                .await?;
-            row.as_ref().map(recovery_from_row).transpose()
-        })
+        )
+        .bind(id)
+        .bind(tenant)
+        .bind(sandbox);
+        let row = self.reader().fetch_optional(sql).await?;
+        row.as_ref().map(recovery_from_row).transpose()
     }
 
     /// Claims one running job whose lease is free or has ended.
@@ -137,23 +193,14 @@ impl Store {
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
     ) -> Result<Option<Recovery>> {
-        with_pool!(self, writer, |pool, dialect| {
-            let sql = format!(
-                "UPDATE recoveries SET leased_by = $1, leased_until = $2 WHERE id IN \
-                 (SELECT id FROM recoveries WHERE status = 'running' AND (leased_until IS NULL OR leased_until <= $3) \
-                  ORDER BY created_at LIMIT 1{}) RETURNING {COLUMNS}",
-                dialect.skip_locked
-            );
-            let mut tx = pool.begin().await?;
-            let row = sqlx::query(&sql)
-                .bind(node)
-                .bind(to_millis(lease_until))
-                .bind(to_millis(now))
-                .fetch_optional(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            row.as_ref().map(recovery_from_row).transpose()
-        })
+        let mut tx = self.begin().await?;
+        let claim = Sql::new(tx.pick(CLAIM))
+            .bind(node)
+            .bind(to_millis(lease_until))
+            .bind(to_millis(now));
+        let row = tx.fetch_optional(claim).await?;
+        tx.commit().await?;
+        row.as_ref().map(recovery_from_row).transpose()
     }
 
     /// Resends the next `batch` deliveries of a claimed job (fresh retry
@@ -168,82 +215,64 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Option<Recovery>> {
         let now_ms = to_millis(now);
-        with_pool!(self, writer, |pool, dialect| {
-            let mut tx = pool.begin().await?;
-            let still_ours = sqlx::query(&format!(
-                "SELECT id FROM recoveries WHERE id = $1 AND leased_by = $2 AND leased_until = $3 AND status = 'running'{}",
-                dialect.for_update
-            ))
-            .bind(job.id.as_str())
+        let mut tx = self.begin().await?;
+        let still_ours = Sql::new(tx.pick(STILL_OURS))
+            .bind(&job.id)
             .bind(node)
-            .bind(job.lease_until)
-            .fetch_optional(&mut *tx)
+            .bind(job.lease_until);
+        if tx.fetch_optional(still_ours).await?.is_none() {
+            return Ok(None);
+        }
+        let enabled = Sql::new("SELECT enabled FROM subscriptions WHERE id = $1 AND deleted_at IS NULL")
+            .bind(&job.subscription_id);
+        let enabled = tx
+            .fetch_optional(enabled)
             .await?
-            .is_some();
-            if !still_ours {
-                return Ok(None);
-            }
-            let enabled = sqlx::query("SELECT enabled FROM subscriptions WHERE id = $1 AND deleted_at IS NULL")
-                .bind(job.subscription_id.as_str())
-                .fetch_optional(&mut *tx)
-                .await?
-                .map(|row| row.flag("enabled"))
-                .transpose()?
-                .unwrap_or(false);
-            let ids: Vec<String> = if enabled {
-                sqlx::query(&format!(
-                    "SELECT id FROM deliveries WHERE {WINDOW} ORDER BY id LIMIT $5"
-                ))
-                .bind(job.subscription_id.as_str())
+            .map(|row| row.flag("enabled"))
+            .transpose()?
+            .unwrap_or(false);
+        let ids: Vec<String> = if enabled {
+            let next = Sql::new(format!("SELECT id FROM deliveries WHERE {WINDOW} ORDER BY id LIMIT $5"))
+                .bind(&job.subscription_id)
                 .bind(to_millis(job.since))
                 .bind(job.until.map(to_millis))
                 .bind(&job.cursor)
-                .bind(i64::from(batch))
-                .fetch_all(&mut *tx)
+                .bind(i64::from(batch));
+            tx.fetch_all(next)
                 .await?
                 .iter()
                 .map(|row| row.text("id"))
                 .collect::<Result<_>>()?
-            } else {
-                Vec::new()
-            };
-            if !ids.is_empty() {
-                let sql = format!(
-                    "UPDATE deliveries SET status = 'pending', next_attempt_at = $1, due_at = $1, \
-                     schedule_offset = attempt_count, leased_by = NULL, leased_until = NULL, updated_at = $1 WHERE id IN ({})",
-                    dialect.list_param(2)
-                );
-                sqlx::query(&sql)
-                    .bind(now_ms)
-                    .bind(json_strings(ids.iter().map(String::as_str)))
-                    .execute(&mut *tx)
-                    .await?;
-                announce_work!(tx, dialect);
-            }
-            let done = (ids.len() as u32) < batch;
-            let cursor = ids.last().cloned().unwrap_or_else(|| job.cursor.clone());
-            sqlx::query(
+        } else {
+            Vec::new()
+        };
+        if !ids.is_empty() {
+            let resend = Sql::new(tx.pick(RESEND))
+                .bind(now_ms)
+                .bind(json_strings(ids.iter().map(String::as_str)));
+            tx.gather(resend).await?;
+            tx.work_due_at(now).await?;
+        }
+        let done = (ids.len() as u32) < batch;
+        let cursor = ids.last().cloned().unwrap_or_else(|| job.cursor.clone());
+        tx.gather(
+            Sql::new(
                 "UPDATE recoveries SET cursor = $1, resent = resent + $2, updated_at = $3, \
                  status = CASE WHEN $4 THEN 'done' ELSE status END, \
                  finished_at = CASE WHEN $4 THEN $3 ELSE finished_at END WHERE id = $5",
             )
-            .bind(&cursor)
+            .bind(cursor)
             .bind(ids.len() as i64)
             .bind(now_ms)
             .bind(done)
-            .bind(job.id.as_str())
-            .execute(&mut *tx)
+            .bind(&job.id),
+        )
+        .await?;
+        let row = tx
+            .fetch_one(Sql::new(format!("SELECT {COLUMNS} FROM recoveries WHERE id = $1")).bind(&job.id))
             .await?;
-            let row = sqlx::query(&format!("SELECT {COLUMNS} FROM recoveries WHERE id = $1"))
-                .bind(job.id.as_str())
-                .fetch_one(&mut *tx)
-                .await?;
-            let updated = recovery_from_row(&row)?;
-            tx.commit().await?;
-            if !ids.is_empty() {
-                self.work.due_at(now);
-            }
-            Ok(Some(updated))
-        })
+        let updated = recovery_from_row(&row)?;
+        tx.commit().await?;
+        Ok(Some(updated))
     }
 }

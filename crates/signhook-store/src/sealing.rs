@@ -14,8 +14,9 @@
 //! first of which seals; every key in it opens. Rotation puts a new key
 //! first, reseals every value with it, then drops the old ones.
 
+use crate::db::{DbRow, Sql};
 use crate::subscriptions::sealed_at;
-use crate::{with_pool, DbRow, Result, Store, StoreError};
+use crate::{Result, Store, StoreError};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_LEN};
@@ -297,69 +298,70 @@ impl Store {
     /// linger in free pages or in the write-ahead log.
     pub async fn reseal(&self) -> Result<usize> {
         let keys = &self.keys;
-        let (resealed, plaintext) = with_pool!(self, writer, |pool, dialect| {
-            let mut tx = pool.begin().await?;
-            let mut resealed = 0;
-            let mut plaintext = 0;
-            let rows = sqlx::query("SELECT id, secret, previous_secret, headers FROM subscriptions")
-                .fetch_all(&mut *tx)
-                .await?;
-            for row in &rows {
-                let id = SubscriptionId::parse(&row.text("id")?).map_err(StoreError::corrupt)?;
-                let secret = row.text("secret")?;
-                let previous = row.opt_text("previous_secret")?;
-                let headers = row.text("headers")?;
-                let values = [Some(&secret), previous.as_ref(), Some(&headers)];
-                let stale = values.iter().flatten().filter(|value| !keys.is_current(value)).count();
-                plaintext += values
-                    .iter()
-                    .flatten()
-                    .filter(|value| !value.starts_with(PREFIX))
-                    .count();
-                if stale == 0 {
-                    continue;
-                }
-                let reseal = |column: &str, stored: &str| -> Result<String> {
-                    let at = sealed_at(column, &id);
-                    Ok(keys.seal(&at, &keys.open(&at, stored)?))
-                };
-                sqlx::query("UPDATE subscriptions SET secret = $1, previous_secret = $2, headers = $3 WHERE id = $4")
+        let mut tx = self.begin().await?;
+        let mut resealed = 0;
+        let mut plaintext = 0;
+        let rows = tx
+            .fetch_all(Sql::new(
+                "SELECT id, secret, previous_secret, headers FROM subscriptions",
+            ))
+            .await?;
+        for row in &rows {
+            let id = SubscriptionId::parse(&row.text("id")?).map_err(StoreError::corrupt)?;
+            let secret = row.text("secret")?;
+            let previous = row.opt_text("previous_secret")?;
+            let headers = row.text("headers")?;
+            let values = [Some(&secret), previous.as_ref(), Some(&headers)];
+            let stale = values.iter().flatten().filter(|value| !keys.is_current(value)).count();
+            plaintext += values
+                .iter()
+                .flatten()
+                .filter(|value| !value.starts_with(PREFIX))
+                .count();
+            if stale == 0 {
+                continue;
+            }
+            let reseal = |column: &str, stored: &str| -> Result<String> {
+                let at = sealed_at(column, &id);
+                Ok(keys.seal(&at, &keys.open(&at, stored)?))
+            };
+            tx.gather(
+                Sql::new("UPDATE subscriptions SET secret = $1, previous_secret = $2, headers = $3 WHERE id = $4")
                     .bind(reseal("secret", &secret)?)
                     .bind(previous.map(|p| reseal("previous_secret", &p)).transpose()?)
                     .bind(reseal("headers", &headers)?)
-                    .bind(id.as_str())
-                    .execute(&mut *tx)
+                    .bind(&id),
+            )
+            .await?;
+            resealed += stale;
+        }
+        let link_key = tx
+            .fetch_optional(Sql::new("SELECT secret FROM link_keys WHERE id = 1"))
+            .await?;
+        if let Some(row) = link_key {
+            let stored = row.opt_bytes("secret")?.unwrap_or_default();
+            let text = std::str::from_utf8(&stored).ok();
+            if !text.is_some_and(|text| text.starts_with(PREFIX)) {
+                plaintext += 1;
+            }
+            if !text.is_some_and(|text| keys.is_current(text)) {
+                let sealed = keys.seal(LINK_KEY_AT, &open_link_key(keys, &stored)?);
+                tx.gather(Sql::new("UPDATE link_keys SET secret = $1 WHERE id = 1").bind(sealed.into_bytes()))
                     .await?;
-                resealed += stale;
+                resealed += 1;
             }
-            let link_key = sqlx::query("SELECT secret FROM link_keys WHERE id = 1")
-                .fetch_optional(&mut *tx)
-                .await?;
-            if let Some(row) = link_key {
-                let stored = row.opt_bytes("secret")?.unwrap_or_default();
-                let text = std::str::from_utf8(&stored).ok();
-                if !text.is_some_and(|text| text.starts_with(PREFIX)) {
-                    plaintext += 1;
-                }
-                if !text.is_some_and(|text| keys.is_current(text)) {
-                    let sealed = keys.seal(LINK_KEY_AT, &open_link_key(keys, &stored)?);
-                    sqlx::query("UPDATE link_keys SET secret = $1 WHERE id = 1")
-                        .bind(sealed.as_bytes())
-                        .execute(&mut *tx)
-                        .await?;
-                    resealed += 1;
-                }
-            }
-            tx.commit().await?;
-            (resealed, plaintext)
-        });
+        }
+        tx.commit().await?;
         if plaintext > 0 {
             if let crate::Backend::Sqlite { writer, .. } = &self.backend {
-                let mut held = writer.lock().await?;
-                let conn = held.for_migrations().await?;
-                sqlx::query("VACUUM").execute(&mut *conn).await?;
-                sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-                    .execute(&mut *conn)
+                writer
+                    .with_connection(async |conn| {
+                        sqlx::query("VACUUM").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                            .execute(&mut *conn)
+                            .await?;
+                        Ok(())
+                    })
                     .await?;
             }
         }

@@ -11,8 +11,9 @@
 //! happen once across nodes: the second node's write finds the sequence
 //! moved on.
 
-use crate::events::{insert_event_and_fan_out, Event, Idempotency};
-use crate::{is_unique_violation, with_pool, DbRow, Page, Result, Store, StoreError};
+use crate::db::{json_strings, DbRow, Dialects, Fetch, Row, Sql};
+use crate::events::{Event, Idempotency};
+use crate::{Page, Result, Store, StoreError};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use signhook_core::filter::Scope;
@@ -236,95 +237,110 @@ fn record_from_row(row: &impl DbRow) -> Result<SignatureRequestRecord> {
     })
 }
 
-/// Loads the whole records whose request rows `$sql` (a full SELECT of
-/// [`REQUEST_COLUMNS`] with parameters bound by `$bind`) returns, in its
-/// order, from `$pool`: their people and documents come in one query per
-/// table for all of them, not per record. Evaluates to
-/// `Result<Vec<SignatureRequestRecord>>`.
-macro_rules! load_records {
-    ($pool:expr, $dialect:ident, $sql:expr, |$query:ident| $bind:expr) => {
-        async {
-            let $query = sqlx::query($sql);
-            let mut records = $bind
-                .fetch_all($pool)
-                .await?
-                .iter()
-                .map(record_from_row)
-                .collect::<Result<Vec<SignatureRequestRecord>>>()?;
-            if records.is_empty() {
-                return Result::<Vec<SignatureRequestRecord>>::Ok(records);
-            }
-            let index: HashMap<String, usize> = records
-                .iter()
-                .enumerate()
-                .map(|(i, r)| (r.request.id.to_string(), i))
-                .collect();
-            let ids = crate::json_strings(records.iter().map(|r| r.request.id.as_str()));
-            let of = |table: &str, order: &str| {
-                format!(
-                    "SELECT * FROM {table} WHERE signature_request_id IN ({}) ORDER BY signature_request_id, {order}",
-                    $dialect.list_param(1)
-                )
-            };
-            let owner = |id: String| -> Result<usize> {
-                index
-                    .get(&id)
-                    .copied()
-                    .ok_or_else(|| StoreError::corrupt(format_args!("row of unknown request {id}")))
-            };
-            for row in sqlx::query(&of("signers", "position")).bind(&ids).fetch_all($pool).await? {
-                let i = owner(row.text("signature_request_id")?)?;
-                let (signer, origin) = signer_from_row(&row)?;
-                records[i].request.signers.push(signer);
-                records[i].signer_origins.push(origin);
-            }
-            for row in sqlx::query(&of("approvers", "position")).bind(&ids).fetch_all($pool).await? {
-                let i = owner(row.text("signature_request_id")?)?;
-                records[i].request.approvers.push(approver_from_row(&row)?);
-            }
-            for row in sqlx::query(&of("documents", "id")).bind(&ids).fetch_all($pool).await? {
-                let i = owner(row.text("signature_request_id")?)?;
-                records[i].documents.push(document_from_row(&row)?);
-            }
-            for record in &mut records {
-                record.request.document_count = record.documents.len();
-            }
-            Ok(records)
-        }
-        .await
+/// The people and documents of the requests listed in `$1`, per table.
+const PARTS: [(&str, Dialects); 3] = [
+    (
+        "signers",
+        Dialects {
+            sqlite: "SELECT * FROM signers WHERE signature_request_id IN (SELECT value FROM json_each($1)) \
+                     ORDER BY signature_request_id, position",
+            postgres: "SELECT * FROM signers \
+                       WHERE signature_request_id IN (SELECT json_array_elements_text(CAST($1 AS json))) \
+                       ORDER BY signature_request_id, position",
+        },
+    ),
+    (
+        "approvers",
+        Dialects {
+            sqlite: "SELECT * FROM approvers WHERE signature_request_id IN (SELECT value FROM json_each($1)) \
+                     ORDER BY signature_request_id, position",
+            postgres: "SELECT * FROM approvers \
+                       WHERE signature_request_id IN (SELECT json_array_elements_text(CAST($1 AS json))) \
+                       ORDER BY signature_request_id, position",
+        },
+    ),
+    (
+        "documents",
+        Dialects {
+            sqlite: "SELECT * FROM documents WHERE signature_request_id IN (SELECT value FROM json_each($1)) \
+                     ORDER BY signature_request_id, id",
+            postgres: "SELECT * FROM documents \
+                       WHERE signature_request_id IN (SELECT json_array_elements_text(CAST($1 AS json))) \
+                       ORDER BY signature_request_id, id",
+        },
+    ),
+];
+
+/// The whole records whose request rows `requests` (a SELECT of
+/// [`REQUEST_COLUMNS`]) returns, in its order: their people and documents
+/// come in one query per table for all of them, not per record.
+async fn load_records(db: &mut impl Fetch, requests: Sql) -> Result<Vec<SignatureRequestRecord>> {
+    let mut records = db
+        .fetch_all(requests)
+        .await?
+        .iter()
+        .map(record_from_row)
+        .collect::<Result<Vec<SignatureRequestRecord>>>()?;
+    if records.is_empty() {
+        return Ok(records);
+    }
+    let index: HashMap<String, usize> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.request.id.to_string(), i))
+        .collect();
+    let ids = json_strings(records.iter().map(|r| r.request.id.as_str()));
+    let owner = |row: &Row| -> Result<usize> {
+        let id = row.text("signature_request_id")?;
+        index
+            .get(&id)
+            .copied()
+            .ok_or_else(|| StoreError::corrupt(format_args!("row of unknown request {id}")))
     };
+    for (table, sql) in PARTS {
+        for row in db.fetch_all(Sql::new(db.kind().pick(sql)).bind(&ids)).await? {
+            let record = &mut records[owner(&row)?];
+            match table {
+                "signers" => {
+                    let (signer, origin) = signer_from_row(&row)?;
+                    record.request.signers.push(signer);
+                    record.signer_origins.push(origin);
+                }
+                "approvers" => record.request.approvers.push(approver_from_row(&row)?),
+                _ => record.documents.push(document_from_row(&row)?),
+            }
+        }
+    }
+    for record in &mut records {
+        record.request.document_count = record.documents.len();
+    }
+    Ok(records)
 }
 
-/// Loads the one whole record whose request row matches `$condition` (SQL
-/// with one parameter, `$1`, bound to `$value`). Evaluates to
-/// `Result<Option<SignatureRequestRecord>>`.
-macro_rules! load_record {
-    ($pool:expr, $dialect:ident, $condition:expr, $value:expr) => {{
-        let sql = format!("SELECT {REQUEST_COLUMNS} FROM signature_requests WHERE {}", $condition);
-        load_records!($pool, $dialect, &sql, |query| query.bind($value)).map(|records| records.into_iter().next())
-    }};
+/// The one whole record whose request row matches `condition` (SQL with one
+/// parameter, `$1`, bound to `value`).
+async fn load_record(db: &mut impl Fetch, condition: &str, value: &str) -> Result<Option<SignatureRequestRecord>> {
+    let sql = Sql::new(format!(
+        "SELECT {REQUEST_COLUMNS} FROM signature_requests WHERE {condition}"
+    ))
+    .bind(value);
+    Ok(load_records(db, sql).await?.into_iter().next())
 }
 
-/// Binds one audit-trail row.
-macro_rules! insert_trail {
-    ($tx:ident, $request:expr, $at:expr, $action:expr, $act:expr, $detail:expr) => {{
-        let act: &Act = $act;
-        let detail: Option<String> = $detail;
-        sqlx::query(
-            "INSERT INTO audit_trail (id, signature_request_id, at, action, actor, ip, user_agent, detail) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(uuid_text())
-        .bind($request.as_str())
-        .bind($at)
-        .bind($action)
-        .bind(&act.actor)
-        .bind(act.origin.ip.as_deref())
-        .bind(act.origin.user_agent.as_deref())
-        .bind(detail)
-        .execute(&mut *$tx)
-        .await?;
-    }};
+/// One audit-trail row.
+fn trail(request: &SignatureRequestId, at: i64, action: &str, act: &Act, detail: Option<String>) -> Sql {
+    Sql::new(
+        "INSERT INTO audit_trail (id, signature_request_id, at, action, actor, ip, user_agent, detail) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(uuid_text())
+    .bind(request)
+    .bind(at)
+    .bind(action)
+    .bind(&act.actor)
+    .bind(act.origin.ip.as_ref())
+    .bind(act.origin.user_agent.as_ref())
+    .bind(detail)
 }
 
 fn uuid_text() -> String {
@@ -379,94 +395,85 @@ impl Store {
         let now_ms = to_millis(now);
         let request = &new.request;
         let id = request.id.clone();
-        with_pool!(self, writer, |pool, dialect| {
-            let mut tx = pool.begin().await?;
-            if let Some(idempotency) = &new.idempotency {
-                let earlier = sqlx::query(
-                    "SELECT id, request_hash FROM signature_requests \
-                     WHERE tenant_id = $1 AND sandbox = $2 AND idempotency_key = $3",
-                )
-                .bind(new.tenant_id.as_str())
-                .bind(new.sandbox)
-                .bind(&idempotency.key)
-                .fetch_optional(&mut *tx)
-                .await?;
-                if let Some(row) = earlier {
-                    if row.opt_bytes("request_hash")?.as_deref() != Some(idempotency.request_hash.as_slice()) {
-                        return Err(StoreError::IdempotencyMismatch);
-                    }
-                    let id = row.text("id")?;
-                    let record = load_record!(&mut *tx, dialect, "id = $1", id.as_str())?
-                        .ok_or_else(|| StoreError::corrupt("idempotent request vanished"))?;
-                    return Ok((record, true));
+        let mut tx = self.begin().await?;
+        if let Some(idempotency) = &new.idempotency {
+            let earlier = Sql::new(
+                "SELECT id, request_hash FROM signature_requests \
+                 WHERE tenant_id = $1 AND sandbox = $2 AND idempotency_key = $3",
+            )
+            .bind(&new.tenant_id)
+            .bind(new.sandbox)
+            .bind(&idempotency.key);
+            if let Some(row) = tx.fetch_optional(earlier).await? {
+                if row.opt_bytes("request_hash")?.as_deref() != Some(idempotency.request_hash.as_slice()) {
+                    return Err(StoreError::IdempotencyMismatch);
                 }
+                let record = load_record(&mut tx, "id = $1", &row.text("id")?)
+                    .await?
+                    .ok_or_else(|| StoreError::corrupt("idempotent request vanished"))?;
+                return Ok((record, true));
             }
-            let sql = format!(
-                "INSERT INTO signature_requests ({REQUEST_COLUMNS}, idempotency_key, request_hash) VALUES \
-                 ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, NULL, NULL, NULL, $14, $14, NULL, NULL, NULL, $15, $16)"
-            );
-            sqlx::query(&sql)
-                .bind(id.as_str())
-                .bind(new.tenant_id.as_str())
-                .bind(new.sandbox)
-                .bind(new.workspace_id.as_str())
-                .bind(new.scope.as_str())
-                .bind(&request.name)
-                .bind(request.status.as_str())
-                .bind(request.sequence)
-                .bind(request.ordered_signers)
-                .bind(to_millis(request.expires_at))
-                .bind(new.reminder_interval_ms)
-                .bind(None::<i64>)
-                .bind(new.metadata.to_string())
-                .bind(now_ms)
-                .bind(new.idempotency.as_ref().map(|i| i.key.as_str()))
-                .bind(new.idempotency.as_ref().map(|i| i.request_hash.as_slice()))
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| {
-                    if is_unique_violation(&e) {
-                        StoreError::Conflict {
-                            field: "Idempotency-Key",
-                        }
-                    } else {
-                        e.into()
-                    }
-                })?;
-            for (position, signer) in request.signers.iter().enumerate() {
-                sqlx::query(
+        }
+        let insert = Sql::new(format!(
+            "INSERT INTO signature_requests ({REQUEST_COLUMNS}, idempotency_key, request_hash) VALUES \
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, NULL, NULL, NULL, $14, $14, NULL, NULL, NULL, $15, $16)"
+        ))
+        .bind(&id)
+        .bind(&new.tenant_id)
+        .bind(new.sandbox)
+        .bind(&new.workspace_id)
+        .bind(new.scope.as_str())
+        .bind(&request.name)
+        .bind(request.status.as_str())
+        .bind(request.sequence)
+        .bind(request.ordered_signers)
+        .bind(to_millis(request.expires_at))
+        .bind(new.reminder_interval_ms)
+        .bind(None::<i64>)
+        .bind(new.metadata.to_string())
+        .bind(now_ms)
+        .bind(new.idempotency.as_ref().map(|i| i.key.as_str()))
+        .bind(new.idempotency.as_ref().map(|i| i.request_hash.to_vec()));
+        tx.execute(insert)
+            .await
+            .map_err(StoreError::conflict_on("Idempotency-Key"))?;
+        for (position, signer) in request.signers.iter().enumerate() {
+            tx.gather(
+                Sql::new(
                     "INSERT INTO signers (id, signature_request_id, position, name, email, status) \
                      VALUES ($1, $2, $3, $4, $5, $6)",
                 )
-                .bind(signer.id.as_str())
-                .bind(id.as_str())
+                .bind(&signer.id)
+                .bind(&id)
                 .bind(position as i64)
                 .bind(&signer.name)
                 .bind(&signer.email)
-                .bind(signer.status.as_str())
-                .execute(&mut *tx)
-                .await?;
-            }
-            for (position, approver) in request.approvers.iter().enumerate() {
-                sqlx::query(
+                .bind(signer.status.as_str()),
+            )
+            .await?;
+        }
+        for (position, approver) in request.approvers.iter().enumerate() {
+            tx.gather(
+                Sql::new(
                     "INSERT INTO approvers (id, signature_request_id, position, name, email, status) \
                      VALUES ($1, $2, $3, $4, $5, $6)",
                 )
-                .bind(approver.id.as_str())
-                .bind(id.as_str())
+                .bind(&approver.id)
+                .bind(&id)
                 .bind(position as i64)
                 .bind(&approver.name)
                 .bind(&approver.email)
-                .bind(approver.status.as_str())
-                .execute(&mut *tx)
-                .await?;
-            }
-            insert_trail!(tx, id, now_ms, "signature_request.created", act, None);
-            let record = load_record!(&mut *tx, dialect, "id = $1", id.as_str())?
-                .ok_or_else(|| StoreError::corrupt("new request vanished"))?;
-            tx.commit().await?;
-            Ok((record, false))
-        })
+                .bind(approver.status.as_str()),
+            )
+            .await?;
+        }
+        tx.gather(trail(&id, now_ms, "signature_request.created", act, None))
+            .await?;
+        let record = load_record(&mut tx, "id = $1", id.as_str())
+            .await?
+            .ok_or_else(|| StoreError::corrupt("new request vanished"))?;
+        tx.commit().await?;
+        Ok((record, false))
     }
 
     /// One request of the tenant's environment.
@@ -482,22 +489,15 @@ impl Store {
 
     /// One request by id, whoever owns it (for schedulers and links).
     pub async fn load_signature_request(&self, id: &SignatureRequestId) -> Result<Option<SignatureRequestRecord>> {
-        with_pool!(self, reader, |pool, dialect| load_record!(
-            pool,
-            dialect,
-            "id = $1",
-            id.as_str()
-        ))
+        let mut reader = self.reader();
+        load_record(&mut reader, "id = $1", id.as_str()).await
     }
 
     /// The request a signer belongs to.
     pub async fn signature_request_of_signer(&self, signer: &SignerId) -> Result<Option<SignatureRequestRecord>> {
-        with_pool!(self, reader, |pool, dialect| load_record!(
-            pool,
-            dialect,
-            "id = (SELECT signature_request_id FROM signers WHERE id = $1)",
-            signer.as_str()
-        ))
+        let mut reader = self.reader();
+        let condition = "id = (SELECT signature_request_id FROM signers WHERE id = $1)";
+        load_record(&mut reader, condition, signer.as_str()).await
     }
 
     /// Replaces `signer`'s signing link: its link version goes up, so every
@@ -513,44 +513,32 @@ impl Store {
         act: &Act,
         now: DateTime<Utc>,
     ) -> Result<Option<SignatureRequestRecord>> {
-        let at = to_millis(now);
-        let renewed = with_pool!(self, writer, |pool, dialect| {
-            let mut tx = pool.begin().await?;
-            let bumped = sqlx::query(
-                "UPDATE signers SET link_version = link_version + 1 \
-                 WHERE id = $1 AND signature_request_id = $2 AND signature_request_id IN \
-                 (SELECT id FROM signature_requests WHERE id = $2 AND tenant_id = $3 AND sandbox = $4 \
-                  AND status NOT IN ('deleted', 'permanently_deleted'))",
-            )
-            .bind(signer.as_str())
-            .bind(request.as_str())
-            .bind(tenant.as_str())
-            .bind(sandbox)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-                == 1;
-            if bumped {
-                let detail = Some(format!("signer {signer}: earlier links no longer work"));
-                insert_trail!(tx, request, at, "signer.link_renewed", act, detail);
-                tx.commit().await?;
-            }
-            bumped
-        });
-        if !renewed {
+        let mut tx = self.begin().await?;
+        let bump = Sql::new(
+            "UPDATE signers SET link_version = link_version + 1 \
+             WHERE id = $1 AND signature_request_id = $2 AND signature_request_id IN \
+             (SELECT id FROM signature_requests WHERE id = $2 AND tenant_id = $3 AND sandbox = $4 \
+              AND status NOT IN ('deleted', 'permanently_deleted'))",
+        )
+        .bind(signer)
+        .bind(request)
+        .bind(tenant)
+        .bind(sandbox);
+        if tx.execute(bump).await? != 1 {
             return Ok(None);
         }
+        let detail = Some(format!("signer {signer}: earlier links no longer work"));
+        tx.gather(trail(request, to_millis(now), "signer.link_renewed", act, detail))
+            .await?;
+        tx.commit().await?;
         self.load_signature_request(request).await
     }
 
     /// The request an approver belongs to.
     pub async fn signature_request_of_approver(&self, approver: &ApproverId) -> Result<Option<SignatureRequestRecord>> {
-        with_pool!(self, reader, |pool, dialect| load_record!(
-            pool,
-            dialect,
-            "id = (SELECT signature_request_id FROM approvers WHERE id = $1)",
-            approver.as_str()
-        ))
+        let mut reader = self.reader();
+        let condition = "id = (SELECT signature_request_id FROM approvers WHERE id = $1)";
+        load_record(&mut reader, condition, approver.as_str()).await
     }
 
     /// The tenant's requests of one environment, oldest first, after a cursor,
@@ -563,21 +551,17 @@ impl Store {
         status: Option<RequestStatus>,
         limit: u32,
     ) -> Result<Page<SignatureRequestRecord>> {
-        let sql = format!(
+        let sql = Sql::new(format!(
             "SELECT {REQUEST_COLUMNS} FROM signature_requests WHERE tenant_id = $1 AND sandbox = $2 AND id > $3 \
              AND (CAST($4 AS TEXT) IS NULL OR status = $4) ORDER BY id LIMIT $5"
-        );
-        let items = with_pool!(self, reader, |pool, dialect| load_records!(
-            pool,
-            dialect,
-            &sql,
-            |query| query
-                .bind(tenant.as_str())
-                .bind(sandbox)
-                .bind(after.map_or("", SignatureRequestId::as_str))
-                .bind(status.map(RequestStatus::as_str))
-                .bind(i64::from(limit) + 1)
-        ))?;
+        ))
+        .bind(tenant)
+        .bind(sandbox)
+        .bind(after.map_or("", SignatureRequestId::as_str))
+        .bind(status.map(RequestStatus::as_str))
+        .bind(i64::from(limit) + 1);
+        let mut reader = self.reader();
+        let items = load_records(&mut reader, sql).await?;
         Ok(Page::from_rows(items, limit))
     }
 
@@ -592,39 +576,34 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<()> {
         let now_ms = to_millis(now);
-        with_pool!(self, writer, |pool, dialect| {
-            let mut tx = pool.begin().await?;
-            let updated =
-                sqlx::query("UPDATE signature_requests SET updated_at = $1 WHERE id = $2 AND status = 'draft'")
-                    .bind(now_ms)
-                    .bind(request.as_str())
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-            if updated == 0 {
-                return Err(StoreError::Stale);
-            }
-            sqlx::query(
+        let mut tx = self.begin().await?;
+        let touched = Sql::new("UPDATE signature_requests SET updated_at = $1 WHERE id = $2 AND status = 'draft'")
+            .bind(now_ms)
+            .bind(request);
+        if tx.execute(touched).await? == 0 {
+            return Err(StoreError::Stale);
+        }
+        tx.gather(
+            Sql::new(
                 "INSERT INTO documents (id, signature_request_id, filename, size, sha256, pages, created_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
-            .bind(document.id.as_str())
-            .bind(request.as_str())
+            .bind(&document.id)
+            .bind(request)
             .bind(&document.filename)
             .bind(document.size)
             .bind(&document.sha256)
             .bind(document.pages)
-            .bind(to_millis(document.created_at))
-            .execute(&mut *tx)
+            .bind(to_millis(document.created_at)),
+        )
+        .await?;
+        let detail = format!(
+            "{} ({} pages, sha256 {})",
+            document.filename, document.pages, document.sha256
+        );
+        tx.gather(trail(request, now_ms, "document.added", act, Some(detail)))
             .await?;
-            let detail = format!(
-                "{} ({} pages, sha256 {})",
-                document.filename, document.pages, document.sha256
-            );
-            insert_trail!(tx, request, now_ms, "document.added", act, Some(detail));
-            tx.commit().await?;
-        });
-        Ok(())
+        tx.commit().await
     }
 
     /// Writes a transition computed from `before`: the request, signers and
@@ -661,54 +640,21 @@ impl Store {
                 (event, trail_detail(new, emitted))
             })
             .collect();
-        let activated_at = (new.status == RequestStatus::Ongoing).then_some(now_ms);
-        let completed_at = if new.status == RequestStatus::Done && old.status != RequestStatus::Done {
-            Some(now_ms)
-        } else {
-            millis(before.completed_at)
-        };
-        let deleted_at = if new.status == RequestStatus::Deleted && old.status != RequestStatus::Deleted {
-            Some(now_ms)
-        } else {
-            millis(before.deleted_at)
-        };
-        with_pool!(self, writer, |pool, dialect| {
-            let mut tx = pool.begin().await?;
-            let updated = sqlx::query(
-                "UPDATE signature_requests SET status = $1, sequence = $2, expires_at = $3, reason = $4, \
-                 status_before_delete = $5, next_reminder_at = $6, signed_pdf_sha256 = $7, updated_at = $8, \
-                 activated_at = COALESCE(activated_at, $9), completed_at = $10, deleted_at = $11 \
-                 WHERE id = $12 AND sequence = $13",
-            )
-            .bind(new.status.as_str())
-            .bind(new.sequence)
-            .bind(to_millis(new.expires_at))
-            .bind(new.reason.as_deref())
-            .bind(new.status_before_delete.map(RequestStatus::as_str))
-            .bind(millis(after.next_reminder_at))
-            .bind(after.signed_pdf_sha256.as_deref())
-            .bind(now_ms)
-            .bind(activated_at)
-            .bind(completed_at)
-            .bind(deleted_at)
-            .bind(id.as_str())
-            .bind(old.sequence)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if updated == 0 {
-                return Err(StoreError::Stale);
+        let mut tx = self.begin().await?;
+        if tx.execute(request_update(before, after, now)).await? == 0 {
+            return Err(StoreError::Stale);
+        }
+        for (i, signer) in new.signers.iter().enumerate() {
+            if old.signers.get(i) == Some(signer) {
+                continue;
             }
-            for (i, signer) in new.signers.iter().enumerate() {
-                if old.signers.get(i) == Some(signer) {
-                    continue;
-                }
-                // The origin of the act that signed or declined is kept on
-                // the signer for the signature page.
-                let acted = matches!(signer.status, SignerStatus::Done | SignerStatus::Declined)
-                    && old.signers[i].status != signer.status;
-                let origin = if acted { &act.origin } else { &before.signer_origins[i] };
-                sqlx::query(
+            // The origin of the act that signed or declined is kept on the
+            // signer for the signature page.
+            let acted = matches!(signer.status, SignerStatus::Done | SignerStatus::Declined)
+                && old.signers[i].status != signer.status;
+            let origin = if acted { &act.origin } else { &before.signer_origins[i] };
+            tx.gather(
+                Sql::new(
                     "UPDATE signers SET status = $1, notified_at = $2, link_opened_at = $3, signed_at = $4, \
                      declined_at = $5, decline_reason = $6, acted_ip = $7, acted_user_agent = $8 WHERE id = $9",
                 )
@@ -717,110 +663,101 @@ impl Store {
                 .bind(millis(signer.link_opened_at))
                 .bind(millis(signer.signed_at))
                 .bind(millis(signer.declined_at))
-                .bind(signer.decline_reason.as_deref())
-                .bind(origin.ip.as_deref())
-                .bind(origin.user_agent.as_deref())
-                .bind(signer.id.as_str())
-                .execute(&mut *tx)
-                .await?;
+                .bind(signer.decline_reason.as_ref())
+                .bind(origin.ip.as_ref())
+                .bind(origin.user_agent.as_ref())
+                .bind(&signer.id),
+            )
+            .await?;
+        }
+        for (i, approver) in new.approvers.iter().enumerate() {
+            if old.approvers.get(i) == Some(approver) {
+                continue;
             }
-            for (i, approver) in new.approvers.iter().enumerate() {
-                if old.approvers.get(i) == Some(approver) {
-                    continue;
-                }
-                sqlx::query(
+            tx.gather(
+                Sql::new(
                     "UPDATE approvers SET status = $1, notified_at = $2, acted_at = $3, reject_reason = $4 \
                      WHERE id = $5",
                 )
                 .bind(approver.status.as_str())
                 .bind(millis(approver.notified_at))
                 .bind(millis(approver.acted_at))
-                .bind(approver.reject_reason.as_deref())
-                .bind(approver.id.as_str())
-                .execute(&mut *tx)
-                .await?;
-            }
-            for (event, detail) in &events {
-                insert_trail!(tx, id, now_ms, event.event_type.as_str(), act, detail.clone());
-                insert_event_and_fan_out!(tx, dialect, event, None, now_ms, &self.keys);
-            }
-            if new.status == RequestStatus::PermanentlyDeleted {
-                for table in ["documents", "signers", "approvers", "audit_trail"] {
-                    sqlx::query(&format!("DELETE FROM {table} WHERE signature_request_id = $1"))
-                        .bind(id.as_str())
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                sqlx::query("UPDATE signature_requests SET name = '', metadata = '{}', reason = NULL WHERE id = $1")
-                    .bind(id.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            tx.commit().await?;
-        });
-        if !events.is_empty() {
-            self.work.due_at(now);
+                .bind(approver.reject_reason.as_ref())
+                .bind(&approver.id),
+            )
+            .await?;
         }
+        for (event, detail) in &events {
+            tx.gather(trail(id, now_ms, &event.event_type, act, detail.clone()))
+                .await?;
+            self.outbox().publish_one(&mut tx, event, None).await?;
+        }
+        if new.status == RequestStatus::PermanentlyDeleted {
+            for purge in [
+                "DELETE FROM documents WHERE signature_request_id = $1",
+                "DELETE FROM signers WHERE signature_request_id = $1",
+                "DELETE FROM approvers WHERE signature_request_id = $1",
+                "DELETE FROM audit_trail WHERE signature_request_id = $1",
+                "UPDATE signature_requests SET name = '', metadata = '{}', reason = NULL WHERE id = $1",
+            ] {
+                tx.gather(Sql::new(purge).bind(id)).await?;
+            }
+        }
+        tx.commit().await?;
         Ok(events.into_iter().map(|(event, _)| event).collect())
     }
 
     /// The request's audit trail, oldest first.
     pub async fn audit_trail(&self, request: &SignatureRequestId) -> Result<Vec<TrailEntry>> {
-        with_pool!(self, reader, |pool, dialect| {
-            sqlx::query("SELECT * FROM audit_trail WHERE signature_request_id = $1 ORDER BY id")
-                .bind(request.as_str())
-                .fetch_all(pool)
-                .await?
-                .iter()
-                .map(|row| {
-                    Ok(TrailEntry {
-                        at: from_millis(row.int("at")?),
-                        action: row.text("action")?,
-                        actor: row.text("actor")?,
-                        origin: Origin {
-                            ip: row.opt_text("ip")?,
-                            user_agent: row.opt_text("user_agent")?,
-                        },
-                        detail: row.opt_text("detail")?,
-                    })
+        let sql = Sql::new("SELECT * FROM audit_trail WHERE signature_request_id = $1 ORDER BY id").bind(request);
+        self.reader()
+            .fetch_all(sql)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(TrailEntry {
+                    at: from_millis(row.int("at")?),
+                    action: row.text("action")?,
+                    actor: row.text("actor")?,
+                    origin: Origin {
+                        ip: row.opt_text("ip")?,
+                        user_agent: row.opt_text("user_agent")?,
+                    },
+                    detail: row.opt_text("detail")?,
                 })
-                .collect()
-        })
+            })
+            .collect()
     }
 
     /// Ongoing requests whose deadline has passed, oldest deadline first.
     pub async fn due_expirations(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<SignatureRequestId>> {
-        self.due_ids("ongoing", "expires_at", to_millis(now), limit).await
+        let sql = "SELECT id FROM signature_requests WHERE status = 'ongoing' AND expires_at <= $1 \
+                   ORDER BY expires_at LIMIT $2";
+        self.due_ids(sql, to_millis(now), limit).await
     }
 
     /// Ongoing requests whose scheduled reminder is due.
     pub async fn due_reminders(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<SignatureRequestId>> {
-        self.due_ids("ongoing", "next_reminder_at", to_millis(now), limit).await
+        let sql = "SELECT id FROM signature_requests WHERE status = 'ongoing' AND next_reminder_at <= $1 \
+                   ORDER BY next_reminder_at LIMIT $2";
+        self.due_ids(sql, to_millis(now), limit).await
     }
 
     /// Deleted requests whose deletion is older than `deleted_before`.
     pub async fn due_purges(&self, deleted_before: DateTime<Utc>, limit: u32) -> Result<Vec<SignatureRequestId>> {
-        self.due_ids("deleted", "deleted_at", to_millis(deleted_before), limit)
-            .await
+        let sql = "SELECT id FROM signature_requests WHERE status = 'deleted' AND deleted_at <= $1 \
+                   ORDER BY deleted_at LIMIT $2";
+        self.due_ids(sql, to_millis(deleted_before), limit).await
     }
 
-    /// Requests in `status` whose `column` (a time) is at or before `at`,
-    /// earliest first.
-    async fn due_ids(&self, status: &str, column: &str, at: i64, limit: u32) -> Result<Vec<SignatureRequestId>> {
-        let sql = format!(
-            "SELECT id FROM signature_requests WHERE status = $3 AND {column} <= $1 ORDER BY {column} LIMIT $2"
-        );
-        with_pool!(self, reader, |pool, dialect| {
-            sqlx::query(&sql)
-                .bind(at)
-                .bind(i64::from(limit))
-                .bind(status)
-                .fetch_all(pool)
-                .await?
-                .iter()
-                .map(|row| SignatureRequestId::parse(&row.text("id")?).map_err(StoreError::corrupt))
-                .collect()
-        })
+    /// The ids `sql` selects with `$1` the instant and `$2` the limit.
+    async fn due_ids(&self, sql: &'static str, at: i64, limit: u32) -> Result<Vec<SignatureRequestId>> {
+        self.reader()
+            .fetch_all(Sql::new(sql).bind(at).bind(i64::from(limit)))
+            .await?
+            .iter()
+            .map(|row| SignatureRequestId::parse(&row.text("id")?).map_err(StoreError::corrupt))
+            .collect()
     }
 
     /// The key that signs signing links and file links: made once, by
@@ -829,22 +766,57 @@ impl Store {
     pub async fn link_key(&self, now: DateTime<Utc>) -> Result<Vec<u8>> {
         let fresh: [u8; 32] = rand::random();
         let sealed = self.keys.seal(crate::sealing::LINK_KEY_AT, &fresh);
-        let stored = with_pool!(self, writer, |pool, dialect| {
-            let mut tx = pool.begin().await?;
-            sqlx::query(
-                "INSERT INTO link_keys (id, secret, created_at) VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(sealed.as_bytes())
-            .bind(to_millis(now))
-            .execute(&mut *tx)
+        let mut tx = self.begin().await?;
+        tx.gather(
+            Sql::new("INSERT INTO link_keys (id, secret, created_at) VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING")
+                .bind(sealed.into_bytes())
+                .bind(to_millis(now)),
+        )
+        .await?;
+        let row = tx
+            .fetch_one(Sql::new("SELECT secret FROM link_keys WHERE id = 1"))
             .await?;
-            let row = sqlx::query("SELECT secret FROM link_keys WHERE id = 1")
-                .fetch_one(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            row.opt_bytes("secret")?
-                .ok_or_else(|| StoreError::corrupt("link key is NULL"))?
-        });
+        tx.commit().await?;
+        let stored = row
+            .opt_bytes("secret")?
+            .ok_or_else(|| StoreError::corrupt("link key is NULL"))?;
         crate::sealing::open_link_key(&self.keys, &stored)
     }
+}
+
+/// The request row as in `after`, only if its sequence is still the one
+/// `before` was loaded with.
+fn request_update(before: &SignatureRequestRecord, after: &SignatureRequestRecord, now: DateTime<Utc>) -> Sql {
+    let now_ms = to_millis(now);
+    let (old, new) = (&before.request, &after.request);
+    let activated_at = (new.status == RequestStatus::Ongoing).then_some(now_ms);
+    let completed_at = if new.status == RequestStatus::Done && old.status != RequestStatus::Done {
+        Some(now_ms)
+    } else {
+        millis(before.completed_at)
+    };
+    let deleted_at = if new.status == RequestStatus::Deleted && old.status != RequestStatus::Deleted {
+        Some(now_ms)
+    } else {
+        millis(before.deleted_at)
+    };
+    Sql::new(
+        "UPDATE signature_requests SET status = $1, sequence = $2, expires_at = $3, reason = $4, \
+         status_before_delete = $5, next_reminder_at = $6, signed_pdf_sha256 = $7, updated_at = $8, \
+         activated_at = COALESCE(activated_at, $9), completed_at = $10, deleted_at = $11 \
+         WHERE id = $12 AND sequence = $13",
+    )
+    .bind(new.status.as_str())
+    .bind(new.sequence)
+    .bind(to_millis(new.expires_at))
+    .bind(new.reason.as_ref())
+    .bind(new.status_before_delete.map(RequestStatus::as_str))
+    .bind(millis(after.next_reminder_at))
+    .bind(after.signed_pdf_sha256.as_ref())
+    .bind(now_ms)
+    .bind(activated_at)
+    .bind(completed_at)
+    .bind(deleted_at)
+    .bind(&new.id)
+    .bind(old.sequence)
 }

@@ -1,7 +1,8 @@
 //! Webhook subscriptions: where to send, what to send, how to sign.
 
+use crate::db::{DbRow, Dialects, Sql, Tx};
 use crate::sealing::Keyring;
-use crate::{from_json, with_pool, DbRow, Page, Result, Store, StoreError};
+use crate::{from_json, Page, Result, Store, StoreError};
 use chrono::{DateTime, Utc};
 use signhook_core::endpoint::{CustomHeaders, SignatureScheme, WebhookUrl};
 use signhook_core::filter::{EventFilter, ScopeFilter, SubscriptionFilter, WorkspaceFilter};
@@ -155,82 +156,49 @@ impl SubscriptionChanges {
     }
 }
 
-pub(crate) const COLUMNS: &str = "id, tenant_id, sandbox, url, description, enabled, disabled_reason, auto_retry, \
-    subscribed_events, scopes, workspaces, headers, signature_scheme, secret, previous_secret, \
-    previous_secret_expires_at, created_at, updated_at, rate_limit_per_second, failing_since, failure_count";
-
-const INSERT: &str = "INSERT INTO subscriptions (url, description, enabled, disabled_reason, auto_retry, \
-    subscribed_events, scopes, workspaces, headers, signature_scheme, secret, previous_secret, \
-    previous_secret_expires_at, updated_at, rate_limit_per_second, id, tenant_id, sandbox, created_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)";
-
-const UPDATE: &str = "UPDATE subscriptions SET url = $1, description = $2, enabled = $3, disabled_reason = $4, \
-    auto_retry = $5, subscribed_events = $6, scopes = $7, workspaces = $8, headers = $9, signature_scheme = $10, \
-    secret = $11, previous_secret = $12, previous_secret_expires_at = $13, updated_at = $14, \
-    rate_limit_per_second = $15 WHERE id = $16 AND tenant_id = $17 AND sandbox = $18 AND created_at = $19";
-
-/// Cancels a subscription's pending deliveries (`$1` now, `$2` its id): on
-/// deletion and whenever it is disabled. Canceled deliveries can be resent
-/// or recovered once it is enabled again.
-pub(crate) const CANCEL_PENDING: &str = "UPDATE deliveries SET status = 'canceled', next_attempt_at = NULL, \
-    due_at = NULL, leased_until = NULL, leased_by = NULL, updated_at = $1 WHERE subscription_id = $2 AND status = 'pending'";
+/// Every column of a subscription, its health beside it; select them
+/// `FROM subscriptions s JOIN subscription_health h ON h.subscription_id = s.id`.
+pub(crate) const SUBSCRIPTION_COLUMNS: &str = "s.id, s.tenant_id, s.sandbox, s.url, s.description, s.enabled, \
+    s.disabled_reason, s.auto_retry, s.subscribed_events, s.scopes, s.workspaces, s.headers, s.signature_scheme, \
+    s.secret, s.previous_secret, s.previous_secret_expires_at, s.created_at, s.updated_at, s.rate_limit_per_second, \
+    h.failing_since, h.failure_count";
 
 /// Clears a subscription's failure streak (after a success, or when its
-/// owner enables it again); the subscription's id is bound after it.
-/// A streak already clear is left alone: no row is rewritten.
-pub(crate) const RESET_STREAK: &str =
-    "UPDATE subscriptions SET failing_since = NULL, failure_count = 0, warned_at = NULL \
-     WHERE (failing_since IS NOT NULL OR failure_count <> 0 OR warned_at IS NOT NULL) AND id = ";
-
-/// Inside a transaction `$tx`: the subscription with id `$id`, deleted or
-/// not (it exists: a delivery refers to it).
-macro_rules! load_subscription {
-    ($tx:ident, $id:expr, $keys:expr) => {{
-        let id: &signhook_core::ids::SubscriptionId = $id;
-        let sql = format!(
-            "SELECT {} FROM subscriptions WHERE id = $1",
-            $crate::subscriptions::COLUMNS
-        );
-        let row = sqlx::query(&sql).bind(id.as_str()).fetch_one(&mut *$tx).await?;
-        $crate::subscriptions::subscription_from_row(&row, $keys)?
-    }};
+/// owner enables it again). A streak already clear is left alone: no row is
+/// rewritten.
+pub(crate) fn reset_streak(id: &SubscriptionId) -> Sql {
+    Sql::new(
+        "UPDATE subscription_health SET failing_since = NULL, failure_count = 0, warned_at = NULL \
+         WHERE subscription_id = $1 AND (failing_since IS NOT NULL OR failure_count <> 0 OR warned_at IS NOT NULL)",
+    )
+    .bind(id)
 }
-pub(crate) use load_subscription;
 
-/// Inside a write transaction `$tx`: disables `$sub` with `$reason` unless
-/// it already is, cancels its pending deliveries (kept for `recover`), and
-/// tells the tenant with `webhook.disabled`. Evaluates to whether it was
-/// this call that disabled it.
-macro_rules! disable_subscription {
-    ($tx:ident, $dialect:ident, $sub:expr, $reason:expr, $now_ms:expr, $keys:expr) => {{
-        let sub: &$crate::subscriptions::Subscription = $sub;
-        let reason: &str = $reason;
-        let now_ms: i64 = $now_ms;
-        let disabled = sqlx::query(
-            "UPDATE subscriptions SET enabled = FALSE, disabled_reason = $1, updated_at = $2 \
-             WHERE id = $3 AND enabled = TRUE",
+/// The subscription with id `id`, deleted or not, read in `tx`.
+pub(crate) async fn load_subscription(tx: &mut Tx<'_>, id: &SubscriptionId, keys: &Keyring) -> Result<Subscription> {
+    let sql = format!(
+        "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s JOIN subscription_health h ON h.subscription_id = s.id \
+         WHERE s.id = $1"
+    );
+    let row = tx.fetch_one(Sql::new(sql).bind(id)).await?;
+    subscription_from_row(&row, keys)
+}
+
+/// Cancels a subscription's pending deliveries: on deletion and whenever it
+/// is disabled. Canceled deliveries can be resent or recovered once it is
+/// enabled again.
+pub(crate) async fn cancel_pending(tx: &mut Tx<'_>, subscription: &SubscriptionId, now: DateTime<Utc>) -> Result<()> {
+    tx.gather(
+        Sql::new(
+            "UPDATE deliveries SET status = 'canceled', next_attempt_at = NULL, due_at = NULL, \
+             leased_until = NULL, leased_by = NULL, updated_at = $1 \
+             WHERE subscription_id = $2 AND status = 'pending'",
         )
-        .bind(reason)
-        .bind(now_ms)
-        .bind(sub.id.as_str())
-        .execute(&mut *$tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if disabled {
-            sqlx::query($crate::subscriptions::CANCEL_PENDING)
-                .bind(now_ms)
-                .bind(sub.id.as_str())
-                .execute(&mut *$tx)
-                .await?;
-            let data = $crate::subscriptions::webhook_data(sub, false, Some(reason));
-            $crate::events::emit_operational!($tx, $dialect, &sub.tenant_id, sub.filter.sandbox, "webhook.disabled", data, now_ms, $keys);
-            tracing::warn!(webhook = %sub.id, reason, "subscription disabled");
-        }
-        disabled
-    }};
+        .bind(to_millis(now))
+        .bind(subscription),
+    )
+    .await
 }
-pub(crate) use disable_subscription;
 
 /// The `data` of `webhook.*` operational events.
 pub(crate) fn webhook_data(sub: &Subscription, enabled: bool, disabled_reason: Option<&str>) -> String {
@@ -242,34 +210,6 @@ pub(crate) fn webhook_data(sub: &Subscription, enabled: bool, disabled_reason: O
         "disabled_reason": disabled_reason,
     }})
     .to_string()
-}
-
-/// Binds every column of `sub` in the order of [`INSERT`] and [`UPDATE`].
-macro_rules! bind_subscription {
-    ($query:expr, $sub:expr, $columns:expr) => {{
-        let sub: &Subscription = $sub;
-        let columns: &StoredColumns = $columns;
-        $query
-            .bind(sub.url.as_str())
-            .bind(&sub.description)
-            .bind(sub.enabled)
-            .bind(&sub.disabled_reason)
-            .bind(sub.auto_retry)
-            .bind(&columns.events)
-            .bind(&columns.scopes)
-            .bind(&columns.workspaces)
-            .bind(&columns.headers)
-            .bind(sub.signature_scheme.as_str())
-            .bind(&columns.secret)
-            .bind(&columns.previous_secret)
-            .bind(sub.previous_secret.as_ref().map(|(_, until)| to_millis(*until)))
-            .bind(to_millis(sub.updated_at))
-            .bind(sub.rate_limit_per_second.map(i64::from))
-            .bind(sub.id.as_str())
-            .bind(sub.tenant_id.as_str())
-            .bind(sub.filter.sandbox)
-            .bind(to_millis(sub.created_at))
-    }};
 }
 
 /// The text forms of a subscription's structured columns.
@@ -358,42 +298,78 @@ pub(crate) fn subscription_from_row(row: &impl DbRow, keys: &Keyring) -> Result<
     })
 }
 
-/// Loads a live (not deleted) subscription of the tenant's environment
-/// inside a transaction, locking its row where the backend can, changes it
-/// with `change`, and writes it back. `None` when it is not the tenant's.
-macro_rules! modify_subscription {
-    ($store:expr, $tenant:expr, $sandbox:expr, $id:expr, |$sub:ident, $tx:ident| $change:expr) => {
-        with_pool!($store, writer, |pool, dialect| {
-            let mut $tx = pool.begin().await?;
-            let sql = format!(
-                "SELECT {COLUMNS} FROM subscriptions WHERE id = $1 AND tenant_id = $2 AND sandbox = $3 \
-                 AND deleted_at IS NULL{}",
-                dialect.for_update
-            );
-            let row = sqlx::query(&sql)
-                .bind($id.as_str())
-                .bind($tenant.as_str())
-                .bind($sandbox)
-                .fetch_optional(&mut *$tx)
-                .await?;
-            match row {
-                None => None,
-                Some(row) => {
-                    let mut $sub = subscription_from_row(&row, &$store.keys)?;
-                    $change;
-                    let columns = StoredColumns::of(&$sub, &$store.keys)?;
-                    bind_subscription!(sqlx::query(UPDATE), &$sub, &columns)
-                        .execute(&mut *$tx)
-                        .await?;
-                    $tx.commit().await?;
-                    Some($sub)
-                }
-            }
-        })
-    };
+/// Every column of a subscription, in the order both [`INSERT`] and
+/// [`UPDATE`] number them.
+const INSERT: &str = "INSERT INTO subscriptions (url, description, enabled, disabled_reason, auto_retry, \
+    subscribed_events, scopes, workspaces, headers, signature_scheme, secret, previous_secret, \
+    previous_secret_expires_at, updated_at, rate_limit_per_second, id, tenant_id, sandbox, created_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)";
+
+/// The configuration its owner may change, written back (the key columns
+/// only identify the row).
+const UPDATE: &str = "UPDATE subscriptions SET url = $1, description = $2, enabled = $3, disabled_reason = $4, \
+    auto_retry = $5, subscribed_events = $6, scopes = $7, workspaces = $8, headers = $9, signature_scheme = $10, \
+    secret = $11, previous_secret = $12, previous_secret_expires_at = $13, updated_at = $14, \
+    rate_limit_per_second = $15 WHERE id = $16 AND tenant_id = $17 AND sandbox = $18 AND created_at = $19";
+
+/// [`INSERT`] or [`UPDATE`] with every column of `sub` bound.
+fn written(statement: &'static str, sub: &Subscription, columns: StoredColumns) -> Sql {
+    Sql::new(statement)
+        .bind(sub.url.as_str())
+        .bind(&sub.description)
+        .bind(sub.enabled)
+        .bind(sub.disabled_reason.as_ref())
+        .bind(sub.auto_retry)
+        .bind(columns.events)
+        .bind(columns.scopes)
+        .bind(columns.workspaces)
+        .bind(columns.headers)
+        .bind(sub.signature_scheme.as_str())
+        .bind(columns.secret)
+        .bind(columns.previous_secret)
+        .bind(sub.previous_secret.as_ref().map(|(_, until)| to_millis(*until)))
+        .bind(to_millis(sub.updated_at))
+        .bind(sub.rate_limit_per_second.map(i64::from))
+        .bind(&sub.id)
+        .bind(&sub.tenant_id)
+        .bind(sub.filter.sandbox)
+        .bind(to_millis(sub.created_at))
 }
 
 impl Store {
+    /// Loads a live (not deleted) subscription of the tenant's environment
+    /// in a transaction, locking its row where the backend can, changes it
+    /// with `change` (which may write more in the same transaction), and
+    /// writes it back. `None` when it is not the tenant's.
+    async fn modify_subscription(
+        &self,
+        tenant: &TenantId,
+        sandbox: bool,
+        id: &SubscriptionId,
+        change: impl AsyncFnOnce(&mut Subscription, &mut Tx<'_>) -> Result<()>,
+    ) -> Result<Option<Subscription>> {
+        let mut tx = self.begin().await?;
+        let sql = tx.pick(Dialects {
+            sqlite: "SELECT s.id FROM subscriptions s \
+                     WHERE s.id = $1 AND s.tenant_id = $2 AND s.sandbox = $3 AND s.deleted_at IS NULL",
+            postgres: "SELECT s.id FROM subscriptions s \
+                       WHERE s.id = $1 AND s.tenant_id = $2 AND s.sandbox = $3 AND s.deleted_at IS NULL FOR UPDATE",
+        });
+        let found = tx
+            .fetch_optional(Sql::new(sql).bind(id).bind(tenant).bind(sandbox))
+            .await?
+            .is_some();
+        if !found {
+            return Ok(None);
+        }
+        let mut sub = load_subscription(&mut tx, id, &self.keys).await?;
+        change(&mut sub, &mut tx).await?;
+        let columns = StoredColumns::of(&sub, &self.keys)?;
+        tx.gather(written(UPDATE, &sub, columns)).await?;
+        tx.commit().await?;
+        Ok(Some(sub))
+    }
+
     /// Creates a subscription.
     pub async fn create_subscription(&self, new: NewSubscription, now: DateTime<Utc>) -> Result<Subscription> {
         let sub = Subscription {
@@ -415,14 +391,12 @@ impl Store {
             created_at: now,
             updated_at: now,
         };
-        let columns = StoredColumns::of(&sub, &self.keys)?;
-        with_pool!(self, writer, |pool, dialect| {
-            let mut tx = pool.begin().await?;
-            bind_subscription!(sqlx::query(INSERT), &sub, &columns)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-        });
+        let mut tx = self.begin().await?;
+        tx.gather(written(INSERT, &sub, StoredColumns::of(&sub, &self.keys)?))
+            .await?;
+        tx.gather(Sql::new("INSERT INTO subscription_health (subscription_id) VALUES ($1)").bind(&sub.id))
+            .await?;
+        tx.commit().await?;
         Ok(sub)
     }
 
@@ -435,19 +409,16 @@ impl Store {
         id: &SubscriptionId,
     ) -> Result<Option<Subscription>> {
         let sql = format!(
-            "SELECT {COLUMNS} FROM subscriptions WHERE id = $1 AND tenant_id = $2 AND sandbox = $3 AND deleted_at IS NULL"
+            "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s JOIN subscription_health h ON h.subscription_id = s.id \
+             WHERE s.id = $1 AND s.tenant_id = $2 AND s.sandbox = $3 AND s.deleted_at IS NULL"
         );
-        with_pool!(self, reader, |pool, dialect| {
-            let row = sqlx::query(&sql)
-                .bind(id.as_str())
-                .bind(tenant.as_str())
-                .bind(sandbox)
-                .fetch_optional(pool)
-                .await?;
-            row.as_ref()
-                .map(|row| subscription_from_row(row, &self.keys))
-                .transpose()
-        })
+        let row = self
+            .reader()
+            .fetch_optional(Sql::new(sql).bind(id).bind(tenant).bind(sandbox))
+            .await?;
+        row.as_ref()
+            .map(|row| subscription_from_row(row, &self.keys))
+            .transpose()
     }
 
     /// A page of the tenant's subscriptions, oldest first, after `after`.
@@ -459,21 +430,21 @@ impl Store {
         limit: u32,
     ) -> Result<Page<Subscription>> {
         let sql = format!(
-            "SELECT {COLUMNS} FROM subscriptions WHERE tenant_id = $1 AND sandbox = $2 AND deleted_at IS NULL \
-             AND id > $3 ORDER BY id LIMIT $4"
+            "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s JOIN subscription_health h ON h.subscription_id = s.id \
+             WHERE s.tenant_id = $1 AND s.sandbox = $2 AND s.deleted_at IS NULL AND s.id > $3 ORDER BY s.id LIMIT $4"
         );
-        let items = with_pool!(self, reader, |pool, dialect| {
-            sqlx::query(&sql)
-                .bind(tenant.as_str())
-                .bind(sandbox)
-                .bind(after.map_or("", SubscriptionId::as_str))
-                .bind(i64::from(limit) + 1)
-                .fetch_all(pool)
-                .await?
-                .iter()
-                .map(|row| subscription_from_row(row, &self.keys))
-                .collect::<Result<Vec<_>>>()?
-        });
+        let sql = Sql::new(sql)
+            .bind(tenant)
+            .bind(sandbox)
+            .bind(after.map_or("", SubscriptionId::as_str))
+            .bind(i64::from(limit) + 1);
+        let items = self
+            .reader()
+            .fetch_all(sql)
+            .await?
+            .iter()
+            .map(|row| subscription_from_row(row, &self.keys))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Page::from_rows(items, limit))
     }
 
@@ -486,29 +457,23 @@ impl Store {
         changes: SubscriptionChanges,
         now: DateTime<Utc>,
     ) -> Result<Option<Subscription>> {
-        Ok(modify_subscription!(self, tenant, sandbox, id, |sub, tx| {
+        self.modify_subscription(tenant, sandbox, id, async |sub, tx| {
             let was_enabled = sub.enabled;
-            changes.apply(&mut sub);
+            changes.apply(sub);
             sub.updated_at = now;
             if was_enabled && !sub.enabled {
                 // Paused: what is pending is kept as canceled, for `recover`.
-                sqlx::query(CANCEL_PENDING)
-                    .bind(to_millis(now))
-                    .bind(sub.id.as_str())
-                    .execute(&mut *tx)
-                    .await?;
+                cancel_pending(tx, &sub.id, now).await?;
             }
             if !was_enabled && sub.enabled {
                 // A fresh start: the disable policy forgets the old failures.
-                sqlx::QueryBuilder::new(RESET_STREAK)
-                    .push_bind(sub.id.as_str())
-                    .build()
-                    .execute(&mut *tx)
-                    .await?;
+                tx.gather(reset_streak(&sub.id)).await?;
                 sub.failing_since = None;
                 sub.failure_count = 0;
             }
-        }))
+            Ok(())
+        })
+        .await
     }
 
     /// Replaces the secret; the old one keeps signing until `overlap_until`.
@@ -521,11 +486,13 @@ impl Store {
         overlap_until: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Option<Subscription>> {
-        Ok(modify_subscription!(self, tenant, sandbox, id, |sub, tx| {
+        self.modify_subscription(tenant, sandbox, id, async |sub, _| {
             let old = std::mem::replace(&mut sub.secret, new_secret);
             sub.previous_secret = Some((old, overlap_until));
             sub.updated_at = now;
-        }))
+            Ok(())
+        })
+        .await
     }
 
     /// Ends a rotation's overlap now: the previous secret stops signing.
@@ -536,10 +503,12 @@ impl Store {
         id: &SubscriptionId,
         now: DateTime<Utc>,
     ) -> Result<Option<Subscription>> {
-        Ok(modify_subscription!(self, tenant, sandbox, id, |sub, tx| {
+        self.modify_subscription(tenant, sandbox, id, async |sub, _| {
             sub.previous_secret = None;
             sub.updated_at = now;
-        }))
+            Ok(())
+        })
+        .await
     }
 
     /// Deletes a subscription: it stops matching, its pending deliveries are
@@ -552,30 +521,24 @@ impl Store {
         id: &SubscriptionId,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        let now = to_millis(now);
-        with_pool!(self, writer, |pool, dialect| {
-            let mut tx = pool.begin().await?;
-            let deleted = sqlx::query(
-                "UPDATE subscriptions SET deleted_at = $1, enabled = FALSE, updated_at = $1 \
-                 WHERE id = $2 AND tenant_id = $3 AND sandbox = $4 AND deleted_at IS NULL",
+        let mut tx = self.begin().await?;
+        let deleted = tx
+            .execute(
+                Sql::new(
+                    "UPDATE subscriptions SET deleted_at = $1, enabled = FALSE, updated_at = $1 \
+                     WHERE id = $2 AND tenant_id = $3 AND sandbox = $4 AND deleted_at IS NULL",
+                )
+                .bind(to_millis(now))
+                .bind(id)
+                .bind(tenant)
+                .bind(sandbox),
             )
-            .bind(now)
-            .bind(id.as_str())
-            .bind(tenant.as_str())
-            .bind(sandbox)
-            .execute(&mut *tx)
             .await?
-            .rows_affected()
-                == 1;
-            if deleted {
-                sqlx::query(CANCEL_PENDING)
-                    .bind(now)
-                    .bind(id.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            tx.commit().await?;
-            Ok(deleted)
-        })
+            == 1;
+        if deleted {
+            cancel_pending(&mut tx, id, now).await?;
+        }
+        tx.commit().await?;
+        Ok(deleted)
     }
 }

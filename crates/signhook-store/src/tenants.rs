@@ -2,7 +2,8 @@
 //! SHA-256 is stored, and a presented key is found by that hash and then
 //! compared in constant time.
 
-use crate::{with_pool, DbRow, Result, Store, StoreError};
+use crate::db::{DbRow, Dialects, Sql};
+use crate::{Result, Store, StoreError};
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use signhook_core::auth::{generate_api_key, Environment};
@@ -120,40 +121,41 @@ impl Store {
         let live_key = generate_api_key(Environment::Live, &mut rng);
         let test_key = generate_api_key(Environment::Test, &mut rng);
         let now = to_millis(now);
-        with_pool!(self, writer, |pool, dialect| {
-            let mut tx = pool.begin().await?;
-            sqlx::query("INSERT INTO tenants (id, name, created_at, admin_email) VALUES ($1, $2, $3, $4)")
-                .bind(tenant_id.as_str())
+        let mut tx = self.begin().await?;
+        tx.gather(
+            Sql::new("INSERT INTO tenants (id, name, created_at, admin_email) VALUES ($1, $2, $3, $4)")
+                .bind(&tenant_id)
                 .bind(name)
                 .bind(now)
-                .bind(admin_email)
-                .execute(&mut *tx)
-                .await?;
-            for (env, key) in [(Environment::Live, &live_key), (Environment::Test, &test_key)] {
-                sqlx::query(
+                .bind(admin_email),
+        )
+        .await?;
+        for (env, key) in [(Environment::Live, &live_key), (Environment::Test, &test_key)] {
+            tx.gather(
+                Sql::new(
                     "INSERT INTO api_keys (id, tenant_id, environment, key_hash, created_at, name, hint) \
                      VALUES ($1, $2, $3, $4, $5, 'default', $6)",
                 )
-                .bind(ApiKeyId::generate().as_str())
-                .bind(tenant_id.as_str())
+                .bind(&ApiKeyId::generate())
+                .bind(&tenant_id)
                 .bind(env.as_str())
-                .bind(key_hash(key).as_slice())
+                .bind(key_hash(key).to_vec())
                 .bind(now)
-                .bind(key_hint(key))
-                .execute(&mut *tx)
-                .await?;
-            }
-            sqlx::query(
+                .bind(key_hint(key)),
+            )
+            .await?;
+        }
+        tx.gather(
+            Sql::new(
                 "INSERT INTO workspaces (id, tenant_id, name, is_default, created_at) VALUES ($1, $2, $3, TRUE, $4)",
             )
-            .bind(default_workspace_id.as_str())
-            .bind(tenant_id.as_str())
+            .bind(&default_workspace_id)
+            .bind(&tenant_id)
             .bind(DEFAULT_WORKSPACE_NAME)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-        });
+            .bind(now),
+        )
+        .await?;
+        tx.commit().await?;
         Ok(CreatedTenant {
             tenant_id,
             live_key,
@@ -169,25 +171,18 @@ impl Store {
             return Ok(None);
         };
         let hash = key_hash(key);
-        let found = with_pool!(self, reader, |pool, dialect| {
-            let row = sqlx::query(
-                "SELECT tenant_id, environment, key_hash FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
-            )
-            .bind(hash.as_slice())
-            .fetch_optional(pool)
-            .await?;
-            match row {
-                Some(row) => Some((
-                    row.text("tenant_id")?,
-                    row.text("environment")?,
-                    row.opt_bytes("key_hash")?,
-                )),
-                None => None,
-            }
-        });
-        let Some((tenant_id, stored_env, stored_hash)) = found else {
+        let sql = Sql::new(
+            "SELECT tenant_id, environment, key_hash FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+        )
+        .bind(hash.to_vec());
+        let Some(row) = self.reader().fetch_optional(sql).await? else {
             return Ok(None);
         };
+        let (tenant_id, stored_env, stored_hash) = (
+            row.text("tenant_id")?,
+            row.text("environment")?,
+            row.opt_bytes("key_hash")?,
+        );
         // The index lookup already matched; compare again in constant time so
         // that the decision itself never depends on where bytes differ.
         if !bool::from(stored_hash.unwrap_or_default().as_slice().ct_eq(hash.as_slice())) {
@@ -219,41 +214,33 @@ impl Store {
             created_at: now,
             revoked_at: None,
         };
-        with_pool!(self, writer, |pool, dialect| {
-            let mut tx = pool.begin().await?;
-            sqlx::query(
+        let mut tx = self.begin().await?;
+        tx.gather(
+            Sql::new(
                 "INSERT INTO api_keys (id, tenant_id, environment, key_hash, created_at, name, hint) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
-            .bind(record.id.as_str())
-            .bind(tenant.as_str())
+            .bind(&record.id)
+            .bind(tenant)
             .bind(environment.as_str())
-            .bind(key_hash(&key).as_slice())
+            .bind(key_hash(&key).to_vec())
             .bind(to_millis(now))
             .bind(&record.name)
-            .bind(&record.hint)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-        });
+            .bind(&record.hint),
+        )
+        .await?;
+        tx.commit().await?;
         Ok((record, key))
     }
 
     /// The tenant's keys in `environment`, revoked ones too, oldest first.
     pub async fn list_api_keys(&self, tenant: &TenantId, environment: Environment) -> Result<Vec<ApiKeyRecord>> {
-        let sql = format!(
+        let sql = Sql::new(format!(
             "SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant_id = $1 AND environment = $2 ORDER BY created_at, id"
-        );
-        with_pool!(self, reader, |pool, dialect| {
-            sqlx::query(&sql)
-                .bind(tenant.as_str())
-                .bind(environment.as_str())
-                .fetch_all(pool)
-                .await?
-                .iter()
-                .map(key_from_row)
-                .collect()
-        })
+        ))
+        .bind(tenant)
+        .bind(environment.as_str());
+        self.reader().fetch_all(sql).await?.iter().map(key_from_row).collect()
     }
 
     /// Revokes key `id` of `tenant` in `environment`, unless it is the last
@@ -266,44 +253,39 @@ impl Store {
         id: &ApiKeyId,
         now: DateTime<Utc>,
     ) -> Result<Revocation> {
-        with_pool!(self, writer, |pool, dialect| {
-            let sql = format!(
-                "SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant_id = $1 AND environment = $2 ORDER BY id{}",
-                dialect.for_update
-            );
-            let mut tx = pool.begin().await?;
-            let keys = sqlx::query(&sql)
-                .bind(tenant.as_str())
-                .bind(environment.as_str())
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(key_from_row)
-                .collect::<Result<Vec<_>>>()?;
-            let Some(mut key) = keys.iter().find(|k| &k.id == id).cloned() else {
-                return Ok(Revocation::NotFound);
-            };
-            if key.revoked_at.is_some() {
-                return Ok(Revocation::Revoked(key));
-            }
-            if keys.iter().filter(|k| k.revoked_at.is_none()).count() == 1 {
-                return Ok(Revocation::LastKey);
-            }
-            sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2")
+        let mut tx = self.begin().await?;
+        let keys = Sql::new(tx.pick(Dialects {
+            sqlite: "SELECT id, environment, name, hint, created_at, revoked_at FROM api_keys \
+                     WHERE tenant_id = $1 AND environment = $2 ORDER BY id",
+            postgres: "SELECT id, environment, name, hint, created_at, revoked_at FROM api_keys \
+                       WHERE tenant_id = $1 AND environment = $2 ORDER BY id FOR UPDATE",
+        }))
+        .bind(tenant)
+        .bind(environment.as_str());
+        let keys = tx
+            .fetch_all(keys)
+            .await?
+            .iter()
+            .map(key_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        let Some(mut key) = keys.iter().find(|k| &k.id == id).cloned() else {
+            return Ok(Revocation::NotFound);
+        };
+        if key.revoked_at.is_some() {
+            return Ok(Revocation::Revoked(key));
+        }
+        if keys.iter().filter(|k| k.revoked_at.is_none()).count() == 1 {
+            return Ok(Revocation::LastKey);
+        }
+        tx.gather(
+            Sql::new("UPDATE api_keys SET revoked_at = $1 WHERE id = $2")
                 .bind(to_millis(now))
-                .bind(id.as_str())
-                .execute(&mut *tx)
-                .await?;
-            // PostgreSQL only: on SQLite this process is the only node.
-            if !dialect.notify.is_empty() {
-                sqlx::query("SELECT pg_notify($1, '')")
-                    .bind(KEYS_CHANNEL)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            tx.commit().await?;
-            key.revoked_at = Some(now);
-            Ok(Revocation::Revoked(key))
-        })
+                .bind(id),
+        )
+        .await?;
+        tx.notify(KEYS_CHANNEL).await?;
+        tx.commit().await?;
+        key.revoked_at = Some(now);
+        Ok(Revocation::Revoked(key))
     }
 }

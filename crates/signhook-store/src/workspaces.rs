@@ -1,7 +1,8 @@
 //! Workspaces: partitions of a tenant's documents. Every tenant has a
 //! default one; events without a workspace belong to it.
 
-use crate::{is_unique_violation, json_strings, with_pool, DbRow, Result, Store, StoreError};
+use crate::db::{json_strings, DbRow, Dialects, Sql};
+use crate::{Result, Store, StoreError};
 use chrono::{DateTime, Utc};
 use signhook_core::ids::{TenantId, WorkspaceId};
 use signhook_core::time::{from_millis, to_millis};
@@ -37,51 +38,35 @@ impl Store {
             is_default: false,
             created_at: now,
         };
-        with_pool!(self, writer, |pool, dialect| {
-            let mut tx = pool.begin().await?;
-            sqlx::query(
-                "INSERT INTO workspaces (id, tenant_id, name, is_default, created_at) VALUES ($1, $2, $3, FALSE, $4)",
-            )
-            .bind(workspace.id.as_str())
-            .bind(tenant.as_str())
-            .bind(name)
-            .bind(to_millis(now))
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| {
-                if is_unique_violation(&e) {
-                    StoreError::Conflict { field: "name" }
-                } else {
-                    e.into()
-                }
-            })?;
-            tx.commit().await?;
-        });
+        let mut tx = self.begin().await?;
+        let insert = Sql::new(
+            "INSERT INTO workspaces (id, tenant_id, name, is_default, created_at) VALUES ($1, $2, $3, FALSE, $4)",
+        )
+        .bind(&workspace.id)
+        .bind(tenant)
+        .bind(name)
+        .bind(to_millis(now));
+        tx.execute(insert).await.map_err(StoreError::conflict_on("name"))?;
+        tx.commit().await?;
         Ok(workspace)
     }
 
     /// Every workspace of a tenant, oldest first.
     pub async fn list_workspaces(&self, tenant: &TenantId) -> Result<Vec<Workspace>> {
-        with_pool!(self, reader, |pool, dialect| {
-            sqlx::query("SELECT id, name, is_default, created_at FROM workspaces WHERE tenant_id = $1 ORDER BY id")
-                .bind(tenant.as_str())
-                .fetch_all(pool)
-                .await?
-                .iter()
-                .map(workspace_from_row)
-                .collect()
-        })
+        let sql = Sql::new("SELECT id, name, is_default, created_at FROM workspaces WHERE tenant_id = $1 ORDER BY id")
+            .bind(tenant);
+        self.reader()
+            .fetch_all(sql)
+            .await?
+            .iter()
+            .map(workspace_from_row)
+            .collect()
     }
 
     /// The tenant's default workspace.
     pub async fn default_workspace(&self, tenant: &TenantId) -> Result<WorkspaceId> {
-        let id = with_pool!(self, reader, |pool, dialect| {
-            sqlx::query("SELECT id FROM workspaces WHERE tenant_id = $1 AND is_default = TRUE")
-                .bind(tenant.as_str())
-                .fetch_one(pool)
-                .await?
-                .text("id")?
-        });
+        let sql = Sql::new("SELECT id FROM workspaces WHERE tenant_id = $1 AND is_default = TRUE").bind(tenant);
+        let id = self.reader().fetch_one(sql).await?.text("id")?;
         WorkspaceId::parse(&id).map_err(StoreError::corrupt)
     }
 
@@ -90,21 +75,20 @@ impl Store {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let wanted = json_strings(ids.iter().map(WorkspaceId::as_str));
-        let found: Vec<String> = with_pool!(self, reader, |pool, dialect| {
-            let sql = format!(
-                "SELECT id FROM workspaces WHERE tenant_id = $1 AND id IN ({})",
-                dialect.list_param(2)
-            );
-            sqlx::query(&sql)
-                .bind(tenant.as_str())
-                .bind(&wanted)
-                .fetch_all(pool)
-                .await?
-                .iter()
-                .map(|row| row.text("id"))
-                .collect::<Result<_>>()?
-        });
+        let reader = self.reader();
+        let sql = Sql::new(reader.pick(Dialects {
+            sqlite: "SELECT id FROM workspaces WHERE tenant_id = $1 AND id IN (SELECT value FROM json_each($2))",
+            postgres: "SELECT id FROM workspaces WHERE tenant_id = $1 \
+                       AND id IN (SELECT json_array_elements_text(CAST($2 AS json)))",
+        }))
+        .bind(tenant)
+        .bind(json_strings(ids.iter().map(WorkspaceId::as_str)));
+        let found: Vec<String> = reader
+            .fetch_all(sql)
+            .await?
+            .iter()
+            .map(|row| row.text("id"))
+            .collect::<Result<_>>()?;
         Ok(ids
             .iter()
             .filter(|id| !found.iter().any(|f| f == id.as_str()))

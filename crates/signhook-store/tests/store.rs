@@ -102,7 +102,7 @@ async fn publish_counting(store: &Store, tenant: &CreatedTenant, at: DateTime<Ut
         .deliveries
 }
 
-fn succeeded(claim: &signhook_store::deliveries::ClaimedDelivery, at: DateTime<Utc>, node: &str) -> AttemptRecord {
+fn succeeded(claim: &signhook_store::claims::ClaimedDelivery, at: DateTime<Utc>, node: &str) -> AttemptRecord {
     AttemptRecord {
         delivery_id: claim.delivery_id.clone(),
         lease_until: claim.lease_until,
@@ -342,7 +342,7 @@ async fn a_publish_on_postgres_wakes_every_listening_node() {
 }
 
 /// A result for `claim`: failed, dead-lettered.
-fn dead_lettered(claim: &signhook_store::deliveries::ClaimedDelivery, at: DateTime<Utc>, node: &str) -> AttemptRecord {
+fn dead_lettered(claim: &signhook_store::claims::ClaimedDelivery, at: DateTime<Utc>, node: &str) -> AttemptRecord {
     let mut record = succeeded(claim, at, node);
     record.attempt.status_code = Some(500);
     record.attempt.error_kind = Some(signhook_core::delivery::ErrorKind::Http);
@@ -425,7 +425,7 @@ async fn a_recovery_job_resumes_on_another_node_when_its_lease_ends(backend: Bac
     let later = start + lease;
     let mut on_b = store.claim_recovery("node_b", later, later + lease).await.unwrap().unwrap();
     assert!(store.advance_recovery("node_a", &on_a, 2, later).await.unwrap().is_none());
-    while on_b.status == "running" {
+    while on_b.status == signhook_store::recoveries::RecoveryStatus::Running {
         on_b = store.advance_recovery("node_b", &on_b, 2, later).await.unwrap().unwrap();
     }
     assert_eq!((on_b.resent, on_b.status.as_str()), (5, "done"));
@@ -696,7 +696,7 @@ mod group_commit {
 
 /// A result for `claim`: failed, to be tried again at `retry_at`.
 fn retrying(
-    claim: &signhook_store::deliveries::ClaimedDelivery,
+    claim: &signhook_store::claims::ClaimedDelivery,
     at: DateTime<Utc>,
     retry_at: DateTime<Utc>,
 ) -> AttemptRecord {

@@ -56,7 +56,7 @@ impl From<Recovery> for RecoveryView {
             webhook_id: r.subscription_id.to_string(),
             since: rfc3339(r.since),
             until: r.until.map(rfc3339),
-            status: r.status.clone(),
+            status: r.status.as_str().to_owned(),
             total: r.total,
             resent: r.resent,
             created_at: rfc3339(r.created_at),

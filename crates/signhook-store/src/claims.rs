@@ -1,0 +1,270 @@
+//! Claims: a node takes due deliveries under a lease, sends them, and
+//! records their outcomes (see [`crate::deliveries`]) or gives them back.
+//!
+//! Claiming sets `leased_by`/`leased_until` and moves `next_attempt_at` to
+//! the lease's end, so a claim held by a node that died simply falls due
+//! again when its lease ends. An outcome or a release is written only while
+//! the lease it was claimed under still holds (same node, same end), so a
+//! late answer from a node whose lease already passed to another cannot
+//! overwrite the newer state.
+
+use crate::db::{json_strings, DbRow, Dialects, Sql};
+use crate::events::{event_from_row, Event};
+use crate::subscriptions::{subscription_from_row, Subscription, SUBSCRIPTION_COLUMNS};
+use crate::{Result, Store, StoreError};
+use chrono::{DateTime, Utc};
+use signhook_core::ids::{DeliveryId, SubscriptionId};
+use signhook_core::time::{from_millis, to_millis};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// A node's claim on deliveries: it alone sends them until `until`, after
+/// which any node may claim them again.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    /// The node that sends them.
+    pub node_id: String,
+    /// When the claim ends if no outcome was recorded by then.
+    pub until: DateTime<Utc>,
+}
+
+/// A delivery the dispatcher has claimed, with what it needs to send it.
+#[derive(Debug, Clone)]
+pub struct ClaimedDelivery {
+    /// The delivery.
+    pub delivery_id: DeliveryId,
+    /// The number this attempt will have.
+    pub attempt_number: u32,
+    /// Its place in the current retry schedule (1 for the first try after
+    /// creation or after a manual resend).
+    pub schedule_attempt: u32,
+    /// The lease's end, in milliseconds; proves ownership when recording.
+    pub lease_until: i64,
+    /// When this attempt was due: the publish, the retry's scheduled time,
+    /// the resend. A claim that comes late does not move it.
+    pub due_at: DateTime<Utc>,
+    /// The event (shared by the deliveries of one fan-out).
+    pub event: Arc<Event>,
+    /// The subscription (shared by its deliveries of one batch).
+    pub subscription: Arc<Subscription>,
+}
+
+/// A claimed row, before its event and subscription are attached.
+struct ClaimedRow {
+    id: DeliveryId,
+    event_id: String,
+    subscription_id: String,
+    attempt_count: i64,
+    schedule_offset: i64,
+    due_at: Option<i64>,
+}
+
+/// From the oldest due rows (a bounded window, so a large backlog costs no
+/// more than a small one), at most `$7` of each subscription, then the
+/// oldest `$4` of those, leaving out the subscriptions listed in `$5`. The
+/// row locks are taken at the outer level (PostgreSQL allows no `FOR
+/// UPDATE` beside a window function), and that level repeats the "pending
+/// and due" test: it is the one PostgreSQL re-checks against a row another
+/// node has just claimed and committed — and skips, rather than waits for,
+/// rows another node is claiming.
+const CLAIM: Dialects = Dialects {
+    sqlite: "UPDATE deliveries SET leased_by = $1, leased_until = $2, next_attempt_at = $2 \
+             WHERE id IN (SELECT id FROM deliveries WHERE id IN ( \
+                 SELECT id FROM ( \
+                     SELECT id, ROW_NUMBER() OVER (PARTITION BY subscription_id ORDER BY next_attempt_at, id) AS place \
+                     FROM (SELECT id, subscription_id, next_attempt_at FROM deliveries \
+                           WHERE status = 'pending' AND next_attempt_at <= $3 \
+                           AND subscription_id NOT IN (SELECT value FROM json_each($5)) \
+                           ORDER BY next_attempt_at LIMIT $6) AS due \
+                 ) AS ranked WHERE place <= $7) \
+               AND status = 'pending' AND next_attempt_at <= $3 \
+               ORDER BY next_attempt_at LIMIT $4) \
+             RETURNING id, event_id, subscription_id, attempt_count, schedule_offset, due_at",
+    postgres: "UPDATE deliveries SET leased_by = $1, leased_until = $2, next_attempt_at = $2 \
+               WHERE id IN (SELECT id FROM deliveries WHERE id IN ( \
+                   SELECT id FROM ( \
+                       SELECT id, ROW_NUMBER() OVER (PARTITION BY subscription_id ORDER BY next_attempt_at, id) AS place \
+                       FROM (SELECT id, subscription_id, next_attempt_at FROM deliveries \
+                             WHERE status = 'pending' AND next_attempt_at <= $3 \
+                             AND subscription_id NOT IN (SELECT json_array_elements_text(CAST($5 AS json))) \
+                             ORDER BY next_attempt_at LIMIT $6) AS due \
+                   ) AS ranked WHERE place <= $7) \
+                 AND status = 'pending' AND next_attempt_at <= $3 \
+                 ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
+               RETURNING id, event_id, subscription_id, attempt_count, schedule_offset, due_at",
+};
+
+/// The events of the ids listed in `$1`.
+const EVENTS_IN: Dialects = Dialects {
+    sqlite: "SELECT id, tenant_id, sandbox, type, scope, workspace_id, created_at, data FROM events \
+             WHERE id IN (SELECT value FROM json_each($1))",
+    postgres: "SELECT id, tenant_id, sandbox, type, scope, workspace_id, created_at, data FROM events \
+               WHERE id IN (SELECT json_array_elements_text(CAST($1 AS json)))",
+};
+
+/// The strings of the JSON array bound as `$1`, as a subquery.
+const LISTED: Dialects = Dialects {
+    sqlite: "SELECT value FROM json_each($1)",
+    postgres: "SELECT json_array_elements_text(CAST($1 AS json))",
+};
+
+/// When a claim could next bring something, leaving out the subscriptions
+/// listed in `$1`.
+const NEXT_DUE: Dialects = Dialects {
+    sqlite: "SELECT MIN(next_attempt_at) AS next FROM deliveries \
+             WHERE status = 'pending' AND subscription_id NOT IN (SELECT value FROM json_each($1))",
+    postgres: "SELECT MIN(next_attempt_at) AS next FROM deliveries \
+               WHERE status = 'pending' AND subscription_id NOT IN (SELECT json_array_elements_text(CAST($1 AS json)))",
+};
+
+/// Rows per multi-row statement: well under both backends' limits on
+/// bound parameters.
+const ROWS_PER_STATEMENT: usize = 500;
+
+impl Store {
+    /// Claims up to `limit` due deliveries for `node` until `lease_until`,
+    /// oldest due first and at most `per_subscription` of any one
+    /// subscription, leaving out those of the subscriptions in `skip` (lanes
+    /// that are full on this node), and loads what sending them needs. On
+    /// PostgreSQL, rows another node is claiming at the same moment are
+    /// skipped, not waited for.
+    pub async fn claim_due_deliveries(
+        &self,
+        node: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+        per_subscription: u32,
+        skip: &[SubscriptionId],
+    ) -> Result<Vec<ClaimedDelivery>> {
+        let lease = to_millis(lease_until);
+        let mut tx = self.begin().await?;
+        let claim = Sql::new(tx.pick(CLAIM))
+            .bind(node)
+            .bind(lease)
+            .bind(to_millis(now))
+            .bind(i64::from(limit))
+            .bind(json_strings(skip.iter().map(SubscriptionId::as_str)))
+            .bind(i64::from(limit) * 4)
+            .bind(i64::from(per_subscription.max(1)));
+        let mut claims = tx
+            .fetch_all(claim)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(ClaimedRow {
+                    id: DeliveryId::parse(&row.text("id")?).map_err(StoreError::corrupt)?,
+                    event_id: row.text("event_id")?,
+                    subscription_id: row.text("subscription_id")?,
+                    attempt_count: row.int("attempt_count")?,
+                    schedule_offset: row.int("schedule_offset")?,
+                    due_at: row.opt_int("due_at")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if claims.is_empty() {
+            tx.commit().await?;
+            return Ok(Vec::new());
+        }
+        // RETURNING has no order; hand them out oldest first.
+        claims.sort_by(|a, b| a.id.cmp(&b.id));
+        let events = Sql::new(tx.pick(EVENTS_IN)).bind(json_strings(claims.iter().map(|c| c.event_id.as_str())));
+        let events: HashMap<String, Arc<Event>> = tx
+            .fetch_all(events)
+            .await?
+            .iter()
+            .map(|row| event_from_row(row).map(|e| (e.id.to_string(), Arc::new(e))))
+            .collect::<Result<_>>()?;
+        let listed = tx.pick(LISTED);
+        let subscriptions = Sql::new(format!(
+            "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s JOIN subscription_health h ON h.subscription_id = s.id \
+             WHERE s.id IN ({listed})"
+        ))
+        .bind(json_strings(claims.iter().map(|c| c.subscription_id.as_str())));
+        let subscriptions: HashMap<String, Arc<Subscription>> = tx
+            .fetch_all(subscriptions)
+            .await?
+            .iter()
+            .map(|row| subscription_from_row(row, &self.keys).map(|s| (s.id.to_string(), Arc::new(s))))
+            .collect::<Result<_>>()?;
+        tx.commit().await?;
+        claims
+            .into_iter()
+            .map(|claim| {
+                Ok(ClaimedDelivery {
+                    attempt_number: claim.attempt_count as u32 + 1,
+                    schedule_attempt: (claim.attempt_count - claim.schedule_offset).max(0) as u32 + 1,
+                    lease_until: lease,
+                    // Every pending row has one; this default never applies.
+                    due_at: claim.due_at.map_or(now, from_millis),
+                    event: events
+                        .get(&claim.event_id)
+                        .cloned()
+                        .ok_or_else(|| StoreError::corrupt("delivery without event"))?,
+                    subscription: subscriptions
+                        .get(&claim.subscription_id)
+                        .cloned()
+                        .ok_or_else(|| StoreError::corrupt("delivery without subscription"))?,
+                    delivery_id: claim.id,
+                })
+            })
+            .collect()
+    }
+
+    /// Gives claimed deliveries back without an attempt (at shutdown, or
+    /// when this node has no room for them): they are due again at once, for
+    /// this node or another (woken through `NOTIFY`). They keep the time
+    /// they were due. One statement per 500.
+    pub async fn release_deliveries(&self, node: &str, claims: &[(DeliveryId, i64)], now: DateTime<Utc>) -> Result<()> {
+        if claims.is_empty() {
+            return Ok(());
+        }
+        let now_ms = to_millis(now);
+        let mut tx = self.begin().await?;
+        for chunk in claims.chunks(ROWS_PER_STATEMENT) {
+            // Each row only if its lease is still the one we hold. Due as
+            // they were: a release does not reschedule.
+            let release = Sql::new(
+                "UPDATE deliveries SET next_attempt_at = $1, due_at = COALESCE(due_at, $1), \
+                 leased_by = NULL, leased_until = NULL FROM (",
+            )
+            .bind(now_ms)
+            .bind(node)
+            .push_values(chunk, |row, (id, lease_until)| {
+                row.bind(id).bind(*lease_until);
+            })
+            .push(
+                ") AS v WHERE deliveries.id = v.column1 AND deliveries.status = 'pending' \
+                 AND deliveries.leased_until = v.column2 AND deliveries.leased_by = $2",
+            );
+            tx.gather(release).await?;
+        }
+        tx.work_due_at(now).await?;
+        tx.commit().await
+    }
+
+    /// When a claim could next bring something: the earliest time a pending
+    /// delivery falls due (past or future, a lease's end included), leaving
+    /// out the subscriptions in `skip` as the claim does.
+    pub async fn next_due_at(&self, skip: &[SubscriptionId]) -> Result<Option<DateTime<Utc>>> {
+        let reader = self.reader();
+        let sql = Sql::new(reader.pick(NEXT_DUE)).bind(json_strings(skip.iter().map(SubscriptionId::as_str)));
+        Ok(reader.fetch_one(sql).await?.opt_int("next")?.map(from_millis))
+    }
+
+    /// The delivery backlog at `now`: how many pending deliveries are due
+    /// and not claimed, and since when the oldest of them has been due.
+    pub async fn delivery_backlog(&self, now: DateTime<Utc>) -> Result<(u64, Option<DateTime<Utc>>)> {
+        let row = self
+            .reader()
+            .fetch_one(
+                Sql::new(
+                    "SELECT COUNT(*) AS n, MIN(next_attempt_at) AS oldest FROM deliveries \
+                     WHERE status = 'pending' AND next_attempt_at <= $1 AND leased_by IS NULL",
+                )
+                .bind(to_millis(now)),
+            )
+            .await?;
+        Ok((row.int("n")?.max(0) as u64, row.opt_int("oldest")?.map(from_millis)))
+    }
+}

@@ -1,0 +1,339 @@
+//! Statements and rows, the same for both backends: an [`Sql`] is a text
+//! with `$1`-style placeholders (which both drivers understand) and the
+//! values bound to them; a [`Row`] reads columns of either driver's rows.
+
+use crate::Result;
+use sqlx::postgres::PgRow;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Database, Encode, Row as _, Type};
+use std::borrow::Cow;
+
+/// One bound value. Text and bytes are owned (or static), so a gathered
+/// statement keeps its values until it is sent.
+#[derive(Debug, Clone)]
+pub(crate) enum Value {
+    Int(Option<i64>),
+    Bool(Option<bool>),
+    Text(Option<Cow<'static, str>>),
+    Bytes(Option<Vec<u8>>),
+}
+
+impl From<i64> for Value {
+    fn from(v: i64) -> Self {
+        Value::Int(Some(v))
+    }
+}
+impl From<Option<i64>> for Value {
+    fn from(v: Option<i64>) -> Self {
+        Value::Int(v)
+    }
+}
+impl From<bool> for Value {
+    fn from(v: bool) -> Self {
+        Value::Bool(Some(v))
+    }
+}
+impl From<String> for Value {
+    fn from(v: String) -> Self {
+        Value::Text(Some(Cow::Owned(v)))
+    }
+}
+impl From<Option<String>> for Value {
+    fn from(v: Option<String>) -> Self {
+        Value::Text(v.map(Cow::Owned))
+    }
+}
+/// Borrowed text (a `&str`, an id) is copied, so the statement owns it.
+impl<T: AsRef<str> + ?Sized> From<&T> for Value {
+    fn from(v: &T) -> Self {
+        Value::Text(Some(Cow::Owned(v.as_ref().to_owned())))
+    }
+}
+impl<T: AsRef<str> + ?Sized> From<Option<&T>> for Value {
+    fn from(v: Option<&T>) -> Self {
+        Value::Text(v.map(|v| Cow::Owned(v.as_ref().to_owned())))
+    }
+}
+impl From<Vec<u8>> for Value {
+    fn from(v: Vec<u8>) -> Self {
+        Value::Bytes(Some(v))
+    }
+}
+impl From<Option<Vec<u8>>> for Value {
+    fn from(v: Option<Vec<u8>>) -> Self {
+        Value::Bytes(v)
+    }
+}
+
+/// A statement and its values.
+#[derive(Debug, Clone)]
+pub(crate) struct Sql {
+    text: Cow<'static, str>,
+    args: Vec<Value>,
+}
+
+impl Sql {
+    /// A statement whose `$n` placeholders the following [`Sql::bind`]s fill
+    /// in order.
+    pub(crate) fn new(text: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            text: text.into(),
+            args: Vec::new(),
+        }
+    }
+
+    /// Binds the next placeholder.
+    pub(crate) fn bind(mut self, value: impl Into<Value>) -> Self {
+        self.args.push(value.into());
+        self
+    }
+
+    /// Appends text (for statements built from parts, like `VALUES` lists).
+    pub(crate) fn push(mut self, text: &str) -> Self {
+        self.text.to_mut().push_str(text);
+        self
+    }
+
+    fn placeholder(&mut self, value: Value) {
+        self.args.push(value);
+        let n = self.args.len();
+        let text = self.text.to_mut();
+        text.push('$');
+        text.push_str(&n.to_string());
+    }
+
+    /// Appends `VALUES (…), (…)`: one row per item, its values bound by
+    /// `row` in column order.
+    pub(crate) fn push_values<T>(
+        mut self,
+        items: impl IntoIterator<Item = T>,
+        mut row: impl FnMut(ValuesRow<'_>, T),
+    ) -> Self {
+        self.text.to_mut().push_str("VALUES ");
+        for (i, item) in items.into_iter().enumerate() {
+            self.text.to_mut().push_str(if i == 0 { "(" } else { ", (" });
+            row(
+                ValuesRow {
+                    sql: &mut self,
+                    first: true,
+                },
+                item,
+            );
+            self.text.to_mut().push(')');
+        }
+        self
+    }
+
+    /// The values, in placeholder order.
+    pub(crate) fn args(&self) -> &[Value] {
+        &self.args
+    }
+
+    /// Takes the values out (for a statement gathered with others).
+    pub(crate) fn into_args(self) -> Vec<Value> {
+        self.args
+    }
+
+    /// The statement's text.
+    pub(crate) fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The statement with its placeholders moved up by `offset` (`$1`
+    /// becomes `$(1 + offset)`): SQLite numbers the parameters of a
+    /// multi-statement text across all of it.
+    pub(crate) fn renumbered(&self, offset: usize) -> Cow<'_, str> {
+        if offset == 0 {
+            return Cow::Borrowed(&self.text);
+        }
+        let mut out = String::with_capacity(self.text.len() + 16);
+        let mut chars = self.text.char_indices().peekable();
+        let mut quoted = false;
+        while let Some((_, c)) = chars.next() {
+            out.push(c);
+            if c == '\'' {
+                quoted = !quoted;
+            }
+            if c != '$' || quoted {
+                continue;
+            }
+            let mut n = 0usize;
+            let mut digits = false;
+            while let Some(&(_, d)) = chars.peek() {
+                let Some(v) = d.to_digit(10) else { break };
+                n = n * 10 + v as usize;
+                digits = true;
+                chars.next();
+            }
+            if digits {
+                out.push_str(&(n + offset).to_string());
+            }
+        }
+        Cow::Owned(out)
+    }
+
+    /// Whether the statement writes the table `table` (`INSERT INTO`,
+    /// `UPDATE`, `DELETE FROM`): what caches of that table must forget.
+    pub(crate) fn writes_table(&self, table: &str) -> bool {
+        let text = self.text.trim_start();
+        let Some(rest) = ["INSERT INTO ", "UPDATE ", "DELETE FROM "]
+            .iter()
+            .find_map(|verb| text.strip_prefix(verb))
+        else {
+            return false;
+        };
+        let name = rest.split(|c: char| c.is_whitespace() || c == '(').next().unwrap_or("");
+        name == table
+    }
+}
+
+/// One row of [`Sql::push_values`].
+pub(crate) struct ValuesRow<'a> {
+    sql: &'a mut Sql,
+    first: bool,
+}
+
+impl ValuesRow<'_> {
+    /// Binds the row's next column.
+    pub(crate) fn bind(mut self, value: impl Into<Value>) -> Self {
+        if !self.first {
+            self.sql.text.to_mut().push_str(", ");
+        }
+        self.first = false;
+        self.sql.placeholder(value.into());
+        self
+    }
+}
+
+/// A statement's two texts, where SQLite and PostgreSQL differ.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Dialects {
+    pub sqlite: &'static str,
+    pub postgres: &'static str,
+}
+
+/// Which backend a statement runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Sqlite,
+    Postgres,
+}
+
+impl Kind {
+    /// The text for this backend.
+    pub(crate) fn pick(self, dialects: Dialects) -> &'static str {
+        match self {
+            Kind::Sqlite => dialects.sqlite,
+            Kind::Postgres => dialects.postgres,
+        }
+    }
+}
+
+/// A row of either backend.
+pub(crate) enum Row {
+    Sqlite(SqliteRow),
+    Postgres(PgRow),
+}
+
+/// Column access shared by both backends' rows.
+pub(crate) trait DbRow {
+    fn text(&self, column: &str) -> Result<String>;
+    fn opt_text(&self, column: &str) -> Result<Option<String>>;
+    fn int(&self, column: &str) -> Result<i64>;
+    fn opt_int(&self, column: &str) -> Result<Option<i64>>;
+    fn flag(&self, column: &str) -> Result<bool>;
+    fn opt_bytes(&self, column: &str) -> Result<Option<Vec<u8>>>;
+}
+
+impl Row {
+    fn get<T>(&self, column: &str) -> Result<T>
+    where
+        T: for<'r> sqlx::Decode<'r, sqlx::Sqlite> + Type<sqlx::Sqlite>,
+        T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + Type<sqlx::Postgres>,
+    {
+        Ok(match self {
+            Row::Sqlite(row) => row.try_get(column)?,
+            Row::Postgres(row) => row.try_get(column)?,
+        })
+    }
+}
+
+impl DbRow for Row {
+    fn text(&self, column: &str) -> Result<String> {
+        self.get(column)
+    }
+    fn opt_text(&self, column: &str) -> Result<Option<String>> {
+        self.get(column)
+    }
+    fn int(&self, column: &str) -> Result<i64> {
+        self.get(column)
+    }
+    fn opt_int(&self, column: &str) -> Result<Option<i64>> {
+        self.get(column)
+    }
+    fn flag(&self, column: &str) -> Result<bool> {
+        self.get(column)
+    }
+    fn opt_bytes(&self, column: &str) -> Result<Option<Vec<u8>>> {
+        self.get(column)
+    }
+}
+
+/// `sql` as the driver's query, its values bound in order.
+pub(crate) fn bound<'q, DB: Database>(sql: &'q str, args: &'q [Value]) -> sqlx::query::Query<'q, DB, DB::Arguments<'q>>
+where
+    Option<i64>: Encode<'q, DB> + Type<DB>,
+    Option<bool>: Encode<'q, DB> + Type<DB>,
+    Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    Option<&'q [u8]>: Encode<'q, DB> + Type<DB>,
+{
+    let mut query = sqlx::query(sql);
+    for value in args {
+        query = match value {
+            Value::Int(v) => query.bind(*v),
+            Value::Bool(v) => query.bind(*v),
+            Value::Text(v) => query.bind(v.as_deref()),
+            Value::Bytes(v) => query.bind(v.as_deref()),
+        };
+    }
+    query
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_renumbered_outside_string_literals() {
+        let sql = Sql::new("UPDATE t SET a = $1, b = '$2', c = $10 WHERE d = $2");
+        assert_eq!(sql.renumbered(5), "UPDATE t SET a = $6, b = '$2', c = $15 WHERE d = $7");
+        assert_eq!(sql.renumbered(0), sql.text());
+        let json = Sql::new("SELECT json_extract(x, '$.a') FROM t WHERE y = $1");
+        assert_eq!(json.renumbered(2), "SELECT json_extract(x, '$.a') FROM t WHERE y = $3");
+    }
+
+    #[test]
+    fn built_statements_number_their_values_in_order() {
+        let sql = Sql::new("UPDATE t SET a = $1 FROM (")
+            .bind(7_i64)
+            .push_values([("x", 1_i64), ("y", 2)], |row, (name, n)| {
+                row.bind(name).bind(n);
+            })
+            .push(") AS v WHERE t.id = v.column1");
+        assert_eq!(
+            sql.text(),
+            "UPDATE t SET a = $1 FROM (VALUES ($2, $3), ($4, $5)) AS v WHERE t.id = v.column1"
+        );
+        assert_eq!(sql.args.len(), 5);
+    }
+
+    #[test]
+    fn the_written_table_is_read_from_the_statement() {
+        assert!(Sql::new("UPDATE subscriptions SET enabled = FALSE").writes_table("subscriptions"));
+        assert!(Sql::new("  INSERT INTO subscriptions (id) VALUES ($1)").writes_table("subscriptions"));
+        assert!(Sql::new("DELETE FROM subscriptions WHERE id = $1").writes_table("subscriptions"));
+        assert!(!Sql::new("UPDATE subscription_health SET failure_count = 0").writes_table("subscriptions"));
+        assert!(!Sql::new("SELECT * FROM subscriptions").writes_table("subscriptions"));
+        assert!(!Sql::new("UPDATE deliveries SET status = $1").writes_table("subscriptions"));
+    }
+}

@@ -1,0 +1,308 @@
+//! The outbox: an event and its deliveries, written in the transaction that
+//! made the event happen (DESIGN §3.1).
+//!
+//! Everything that raises an event goes through here — publishing, the
+//! signature-request lifecycle, the failure policy, recording a dead letter
+//! — and so does everything that writes a delivery: resends of an event and
+//! test events. This module owns:
+//!
+//! - the **candidates**: a tenant's subscriptions of one environment,
+//!   loaded in the transaction and, on SQLite, cached between transactions
+//!   until one writes `subscriptions` (see [`CandidateCache`]);
+//! - **matching** an event against them;
+//! - the **delivery rows**: pending and due when the subscription is
+//!   enabled (or already claimed by the publishing node), kept as canceled
+//!   for a later recovery when it is not;
+//! - **operational events** (`delivery.failed`, `webhook.disabled`, …), and
+//!   disabling a subscription, which raises one.
+
+use crate::claims::Lease;
+use crate::db::{DbRow, Sql, Tx};
+use crate::events::{Event, Idempotency};
+use crate::sealing::Keyring;
+use crate::subscriptions::{cancel_pending, subscription_from_row, webhook_data, Subscription, SUBSCRIPTION_COLUMNS};
+use crate::{Result, StoreError};
+use chrono::{DateTime, Utc};
+use signhook_core::filter::{EventFacts, Scope};
+use signhook_core::ids::{DeliveryId, EventId, SubscriptionId, TenantId, WorkspaceId};
+use signhook_core::time::to_millis;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// A tenant's subscriptions of one environment (live or sandbox), not
+/// deleted, parsed and shared. Their configuration is current; their
+/// failure streak, which every recorded outcome moves, is not kept here.
+pub(crate) type Candidates = Arc<Vec<Arc<Subscription>>>;
+
+/// Tenants and environments whose candidates are kept at most; beyond, the
+/// cache starts over (a bound on memory, not a policy).
+const MAX_CACHED: usize = 1_000;
+
+/// Candidates kept between transactions, each with the count of writes to
+/// `subscriptions` it was loaded after ([`Tx::subscriptions_generation`]):
+/// an entry is used only while no transaction has written them since. Only
+/// SQLite keeps any — its one writer sees every write; on PostgreSQL other
+/// nodes write too, and candidates are read in each transaction.
+#[derive(Debug, Default)]
+pub(crate) struct CandidateCache {
+    entries: Mutex<HashMap<(TenantId, bool), (u64, Candidates)>>,
+}
+
+impl CandidateCache {
+    /// The subscriptions an event of `tenant` in this environment may go to.
+    pub(crate) async fn load(
+        &self,
+        tx: &mut Tx<'_>,
+        tenant: &TenantId,
+        sandbox: bool,
+        keys: &Keyring,
+    ) -> Result<Candidates> {
+        let key = (tenant.clone(), sandbox);
+        let generation = tx.subscriptions_generation();
+        if let Some(generation) = generation {
+            let entries = self.entries.lock().expect("never poisoned: no code panics holding it");
+            if let Some((at, cached)) = entries.get(&key) {
+                if *at == generation {
+                    return Ok(cached.clone());
+                }
+            }
+        }
+        let loaded: Candidates = Arc::new(
+            load_candidates(tx, tenant, sandbox, keys)
+                .await?
+                .into_iter()
+                .map(Arc::new)
+                .collect(),
+        );
+        if let Some(generation) = generation {
+            let mut entries = self.entries.lock().expect("never poisoned: no code panics holding it");
+            if entries.len() >= MAX_CACHED {
+                entries.clear();
+            }
+            entries.insert(key, (generation, loaded.clone()));
+        }
+        Ok(loaded)
+    }
+}
+
+/// The tenant's live subscriptions of one environment, read in `tx`.
+async fn load_candidates(
+    tx: &mut Tx<'_>,
+    tenant: &TenantId,
+    sandbox: bool,
+    keys: &Keyring,
+) -> Result<Vec<Subscription>> {
+    let sql = Sql::new(format!(
+        "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s JOIN subscription_health h ON h.subscription_id = s.id \
+         WHERE s.tenant_id = $1 AND s.sandbox = $2 AND s.deleted_at IS NULL"
+    ))
+    .bind(tenant)
+    .bind(sandbox);
+    tx.fetch_all(sql)
+        .await?
+        .iter()
+        .map(|row| subscription_from_row(row, keys))
+        .collect()
+}
+
+/// Whether `event` goes to `sub` (enabled or not: a delivery to a
+/// disabled subscription is kept as canceled).
+pub(crate) fn matches(sub: &Subscription, event: &Event) -> bool {
+    sub.filter.matches(&EventFacts {
+        event_type: &event.event_type,
+        sandbox: event.sandbox,
+        scope: event.scope,
+        workspace: &event.workspace_id,
+    })
+}
+
+/// One delivery to write: `event` to `subscription`.
+pub(crate) struct NewDelivery<'a> {
+    pub id: DeliveryId,
+    pub event: &'a Event,
+    pub subscription_id: &'a SubscriptionId,
+    /// Whether the subscription is enabled (otherwise the delivery is kept
+    /// as canceled, for a later recovery).
+    pub enabled: bool,
+}
+
+/// Rows per multi-row INSERT: well under both backends' limits on bound
+/// parameters (11 per delivery row).
+pub(crate) const ROWS_PER_INSERT: usize = 500;
+
+/// Writes deliveries created at `now`, in statements of [`ROWS_PER_INSERT`]
+/// rows. A delivery to an enabled subscription is pending: due now, or —
+/// with a `lease` — already claimed by the publishing node, which sends it
+/// at once (it falls due again only if that lease ends). One to a disabled
+/// subscription is kept as canceled. Says when they fall due; returns how
+/// many are pending.
+pub(crate) async fn write_deliveries(
+    tx: &mut Tx<'_>,
+    deliveries: &[NewDelivery<'_>],
+    lease: Option<&Lease>,
+    now: DateTime<Utc>,
+) -> Result<usize> {
+    let now_ms = to_millis(now);
+    for chunk in deliveries.chunks(ROWS_PER_INSERT) {
+        let sql = Sql::new(
+            "INSERT INTO deliveries (id, tenant_id, event_id, subscription_id, status, next_attempt_at, \
+             due_at, leased_by, leased_until, created_at, updated_at) ",
+        )
+        .push_values(chunk, |row, d| {
+            let (status, next_attempt_at, due_at, leased_by, leased_until) = match (d.enabled, lease) {
+                (true, Some(lease)) => {
+                    let until = to_millis(lease.until);
+                    (
+                        "pending",
+                        Some(until),
+                        Some(now_ms),
+                        Some(lease.node_id.as_str()),
+                        Some(until),
+                    )
+                }
+                (true, None) => ("pending", Some(now_ms), Some(now_ms), None, None),
+                (false, _) => ("canceled", None, None, None, None),
+            };
+            row.bind(&d.id)
+                .bind(&d.event.tenant_id)
+                .bind(&d.event.id)
+                .bind(d.subscription_id)
+                .bind(status)
+                .bind(next_attempt_at)
+                .bind(due_at)
+                .bind(leased_by)
+                .bind(leased_until)
+                .bind(now_ms)
+                .bind(now_ms);
+        });
+        tx.gather(sql).await?;
+    }
+    let pending = deliveries.iter().filter(|d| d.enabled).count();
+    if pending > 0 && lease.is_none() {
+        tx.work_due_at(now).await?;
+    }
+    Ok(pending)
+}
+
+/// Writes events, in statements of [`ROWS_PER_INSERT`] rows. An
+/// `Idempotency-Key` another publish took meanwhile fails the statement
+/// with [`StoreError::Conflict`] (on SQLite, when the transaction is sent).
+pub(crate) async fn write_events(tx: &mut Tx<'_>, events: &[(&Event, Option<&Idempotency>)]) -> Result<()> {
+    for chunk in events.chunks(ROWS_PER_INSERT) {
+        let sql = Sql::new(
+            "INSERT INTO events (id, tenant_id, sandbox, type, scope, workspace_id, created_at, data, \
+             idempotency_key, request_hash) ",
+        )
+        .push_values(chunk, |row, (event, idempotency)| {
+            row.bind(&event.id)
+                .bind(&event.tenant_id)
+                .bind(event.sandbox)
+                .bind(&event.event_type)
+                .bind(event.scope.as_str())
+                .bind(&event.workspace_id)
+                .bind(to_millis(event.created_at))
+                .bind(&event.data)
+                .bind(idempotency.map(|i| i.key.as_str()))
+                .bind(idempotency.map(|i| i.request_hash.to_vec()));
+        });
+        tx.gather(sql).await?;
+    }
+    Ok(())
+}
+
+/// Another publish (or node) took the same `Idempotency-Key` meanwhile —
+/// the only unique value not generated here: the loser is told so.
+pub(crate) fn key_taken(e: StoreError) -> StoreError {
+    StoreError::conflict_on("Idempotency-Key")(e)
+}
+
+/// What raising events needs from the store: the candidates' cache and
+/// the keys that open the subscriptions' secrets.
+#[derive(Clone, Copy)]
+pub(crate) struct Outbox<'a> {
+    pub cache: &'a CandidateCache,
+    pub keys: &'a Keyring,
+}
+
+impl Outbox<'_> {
+    /// Writes `event` and a delivery for every subscription of its tenant
+    /// and environment that it matches. Returns the number of pending
+    /// deliveries.
+    pub(crate) async fn publish_one(
+        self,
+        tx: &mut Tx<'_>,
+        event: &Event,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<usize> {
+        let candidates = self.cache.load(tx, &event.tenant_id, event.sandbox, self.keys).await?;
+        write_events(tx, &[(event, idempotency)]).await?;
+        let deliveries: Vec<NewDelivery<'_>> = candidates
+            .iter()
+            .filter(|sub| matches(sub, event))
+            .map(|sub| NewDelivery {
+                id: DeliveryId::generate(),
+                event,
+                subscription_id: &sub.id,
+                enabled: sub.enabled,
+            })
+            .collect();
+        write_deliveries(tx, &deliveries, None, event.created_at).await
+    }
+
+    /// Publishes an operational event (about the webhook system itself) of
+    /// `event_type` with JSON `data` to the tenant's subscriptions of this
+    /// environment that subscribe to it. Returns the number of pending
+    /// deliveries.
+    pub(crate) async fn emit_operational(
+        self,
+        tx: &mut Tx<'_>,
+        (tenant, sandbox): (&TenantId, bool),
+        event_type: &str,
+        data: String,
+        now: DateTime<Utc>,
+    ) -> Result<usize> {
+        let workspace = tx
+            .fetch_one(Sql::new("SELECT id FROM workspaces WHERE tenant_id = $1 AND is_default = TRUE").bind(tenant))
+            .await?
+            .text("id")?;
+        let event = Event {
+            id: EventId::generate(),
+            tenant_id: tenant.clone(),
+            sandbox,
+            event_type: event_type.to_owned(),
+            scope: Scope::PublicApi,
+            workspace_id: WorkspaceId::parse(&workspace).map_err(StoreError::corrupt)?,
+            created_at: now,
+            data,
+        };
+        self.publish_one(tx, &event, None).await
+    }
+
+    /// Disables `sub` with `reason` unless it already is, cancels its
+    /// pending deliveries (kept for a recovery), and tells the tenant with
+    /// `webhook.disabled`. Returns whether it was this call that disabled it.
+    pub(crate) async fn disable_subscription(
+        self,
+        tx: &mut Tx<'_>,
+        sub: &Subscription,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let disabled = Sql::new(
+            "UPDATE subscriptions SET enabled = FALSE, disabled_reason = $1, updated_at = $2 \
+             WHERE id = $3 AND enabled = TRUE",
+        )
+        .bind(reason)
+        .bind(to_millis(now))
+        .bind(&sub.id);
+        if tx.execute(disabled).await? != 1 {
+            return Ok(false);
+        }
+        cancel_pending(tx, &sub.id, now).await?;
+        let data = webhook_data(sub, false, Some(reason));
+        let owner = (&sub.tenant_id, sub.filter.sandbox);
+        self.emit_operational(tx, owner, "webhook.disabled", data, now).await?;
+        tracing::warn!(webhook = %sub.id, reason, "subscription disabled");
+        Ok(true)
+    }
+}
