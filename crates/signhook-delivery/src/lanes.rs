@@ -192,61 +192,11 @@ impl Lanes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use signhook_core::endpoint::{CustomHeaders, SignatureScheme, WebhookUrl};
-    use signhook_core::filter::{EventFilter, Scope, ScopeFilter, SubscriptionFilter, WorkspaceFilter};
-    use signhook_core::ids::{DeliveryId, EventId, TenantId, WorkspaceId};
-    use signhook_store::events::Event;
+    use crate::fixtures::delivery;
     use signhook_store::subscriptions::Subscription;
-    use signhook_verify::WebhookSecret;
 
     fn subscription(rate: Option<u32>) -> Arc<Subscription> {
-        let now = chrono::Utc::now();
-        Arc::new(Subscription {
-            id: SubscriptionId::generate(),
-            tenant_id: TenantId::generate(),
-            url: WebhookUrl::parse("https://example.com/", false).unwrap(),
-            description: String::new(),
-            enabled: true,
-            disabled_reason: None,
-            auto_retry: true,
-            filter: SubscriptionFilter {
-                sandbox: false,
-                events: EventFilter::all(),
-                scopes: ScopeFilter::all(),
-                workspaces: WorkspaceFilter::all(),
-            },
-            headers: CustomHeaders::default(),
-            signature_scheme: SignatureScheme::Standard,
-            rate_limit_per_second: rate,
-            secret: WebhookSecret::from_bytes(&[1; 32]),
-            previous_secret: None,
-            failing_since: None,
-            failure_count: 0,
-            created_at: now,
-            updated_at: now,
-        })
-    }
-
-    fn delivery(sub: &Arc<Subscription>) -> ClaimedDelivery {
-        let now = chrono::Utc::now();
-        ClaimedDelivery {
-            delivery_id: DeliveryId::generate(),
-            attempt_number: 1,
-            schedule_attempt: 1,
-            lease_until: 0,
-            due_at: now,
-            event: Arc::new(Event {
-                id: EventId::generate(),
-                tenant_id: sub.tenant_id.clone(),
-                sandbox: false,
-                event_type: "signer.done".into(),
-                scope: Scope::PublicApi,
-                workspace_id: WorkspaceId::generate(),
-                created_at: now,
-                data: "{}".into(),
-            }),
-            subscription: sub.clone(),
-        }
+        crate::fixtures::subscription("https://example.com/", rate)
     }
 
     /// Which subscription each of the next `n` started tasks belongs to.

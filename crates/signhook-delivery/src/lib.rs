@@ -19,6 +19,8 @@
 
 mod agenda;
 pub mod dispatcher;
+#[cfg(test)]
+mod fixtures;
 pub mod lanes;
 pub mod metrics;
 pub mod payload;
