@@ -11,6 +11,7 @@ use signhook_core::retry::{parse_retry_after, AttemptOutcome};
 use signhook_store::claims::ClaimedDelivery;
 use signhook_store::deliveries::MAX_RESPONSE_BODY;
 use signhook_verify as verify;
+use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -97,7 +98,7 @@ impl Outbound {
             Some(url::Host::Domain(host)) if self.proxied => match guarded_lookup(&self.addresses, host).await {
                 Ok(_) => Ok(()),
                 Err(Refused::Blocked(blocked)) => Err((ErrorKind::Blocked, blocked.to_string())),
-                Err(Refused::Dns(failure)) => Err((ErrorKind::Dns, failure.to_string())),
+                Err(Refused::Dns(failure)) => Err((ErrorKind::Dns, error_chain(&failure))),
             },
             _ => Ok(()),
         }
@@ -126,10 +127,20 @@ struct GuardedResolver {
 #[error("blocked by the SSRF guard: {0}")]
 pub struct BlockedAddress(#[from] Forbidden);
 
-/// A host name that did not resolve.
+/// A host name that gives no address: the lookup failed, or found nothing.
 #[derive(Debug, thiserror::Error)]
-#[error("dns error: {0}")]
-struct DnsFailure(String);
+enum DnsFailure {
+    /// The resolver failed (no such name, no answer, …).
+    #[error("dns error: {host}")]
+    Lookup {
+        host: String,
+        #[source]
+        cause: io::Error,
+    },
+    /// The name exists but has no address.
+    #[error("dns error: {host}: no addresses")]
+    NoAddresses { host: String },
+}
 
 /// Why a host name gives nothing to connect to.
 enum Refused {
@@ -141,7 +152,12 @@ enum Refused {
 async fn guarded_lookup(addresses: &AddressPolicy, host: &str) -> Result<Vec<SocketAddr>, Refused> {
     let found: Vec<SocketAddr> = tokio::net::lookup_host((host, 0))
         .await
-        .map_err(|e| Refused::Dns(DnsFailure(format!("{host}: {e}"))))?
+        .map_err(|cause| {
+            Refused::Dns(DnsFailure::Lookup {
+                host: host.to_owned(),
+                cause,
+            })
+        })?
         .collect();
     let mut refused = None;
     let allowed: Vec<SocketAddr> = found
@@ -156,7 +172,7 @@ async fn guarded_lookup(addresses: &AddressPolicy, host: &str) -> Result<Vec<Soc
         .collect();
     match (allowed.is_empty(), refused) {
         (true, Some(forbidden)) => Err(Refused::Blocked(BlockedAddress(forbidden))),
-        (true, None) => Err(Refused::Dns(DnsFailure(format!("{host}: no addresses")))),
+        (true, None) => Err(Refused::Dns(DnsFailure::NoAddresses { host: host.to_owned() })),
         (false, _) => Ok(allowed),
     }
 }
