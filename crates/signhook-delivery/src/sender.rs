@@ -11,6 +11,7 @@ use signhook_core::retry::{parse_retry_after, AttemptOutcome};
 use signhook_store::claims::ClaimedDelivery;
 use signhook_store::deliveries::MAX_RESPONSE_BODY;
 use signhook_verify as verify;
+use std::error::Error;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -356,23 +357,243 @@ async fn read_start(response: &mut reqwest::Response) -> (String, Option<String>
     (text, error)
 }
 
-/// Sorts a transport failure into the error kinds of DESIGN §3.
+/// Sorts a transport failure into the error kinds of DESIGN §3 by the
+/// types of its causes. Never by their text: reqwest's message carries the
+/// URL, and `https://…/certificates/hook` says nothing about what failed.
+///
+/// A timeout is a timeout wherever it happened. Otherwise the first cause
+/// that names a kind decides; failing that, where the attempt broke off:
+/// while connecting it is `connect` (refused, reset, unreachable, …), after
+/// it — the endpoint said something that is not HTTP, or hung up without an
+/// answer — it is `http`.
 fn error_kind(e: &reqwest::Error) -> ErrorKind {
     if e.is_timeout() {
         return ErrorKind::Timeout;
     }
-    let chain = error_chain(e).to_ascii_lowercase();
-    if chain.contains("blocked by the ssrf guard") {
-        ErrorKind::Blocked
-    } else if chain.contains("dns error") || chain.contains("failed to lookup address") {
-        ErrorKind::Dns
-    } else if chain.contains("certificate") || chain.contains("tls") || chain.contains("handshake") {
-        ErrorKind::Tls
-    } else if e.is_connect() {
+    // reqwest finds hyper-util's `Error::is_connect` in the chain.
+    let connecting = e.is_connect();
+    let fallback = if connecting {
         ErrorKind::Connect
     } else {
         ErrorKind::Http
+    };
+    causes(e)
+        .find_map(|cause| kind_of_cause(cause, connecting))
+        .unwrap_or(fallback)
+}
+
+/// The kind `cause` names, if any. `connecting`: whether the attempt broke
+/// off before the connection was made.
+fn kind_of_cause(cause: &(dyn Error + 'static), connecting: bool) -> Option<ErrorKind> {
+    if cause.is::<BlockedAddress>() {
+        Some(ErrorKind::Blocked)
+    } else if cause.is::<DnsFailure>() {
+        Some(ErrorKind::Dns)
+    } else if cause.is::<rustls::Error>() {
+        // A certificate refused, a protocol broken, an alert from the peer.
+        Some(ErrorKind::Tls)
+    } else if let Some(io) = cause.downcast_ref::<io::Error>() {
+        match io.kind() {
+            // The OS gave up (a SYN or a read unanswered); reqwest's
+            // `is_timeout` misses one wrapped inside another `io::Error`.
+            io::ErrorKind::TimedOut => Some(ErrorKind::Timeout),
+            // Of connecting, only the TLS handshake reads from the peer and
+            // fails this way (a proxy's answer to CONNECT cut short is
+            // hyper-util's `TunnelError`), so a peer that hangs up then
+            // hung up mid-handshake: a plain TCP server on an https URL,
+            // or one that refuses our TLS.
+            io::ErrorKind::UnexpectedEof if connecting => Some(ErrorKind::Tls),
+            _ => None,
+        }
+    } else {
+        None
     }
 }
 
+/// `e` and its causes, outermost first. An `io::Error` reports the source of
+/// the error it wraps, not that error, so the wrapped error is visited
+/// explicitly: rustls's errors travel inside `io::Error`s (inside another
+/// one, as hyper-rustls hands them on).
+fn causes<'a>(e: &'a (dyn Error + 'static)) -> impl Iterator<Item = &'a (dyn Error + 'static)> {
+    std::iter::successors(Some(e), |&cause| {
+        match cause.downcast_ref::<io::Error>().and_then(io::Error::get_ref) {
+            Some(wrapped) => Some(wrapped as &(dyn Error + 'static)),
+            None => cause.source(),
+        }
+    })
+}
+
 pub(crate) use signhook_core::error_chain;
+
+#[cfg(test)]
+mod tests {
+    //! Each kind from a real failure against a real socket on 127.0.0.1 (or
+    //! a name that cannot resolve). Paths name other kinds on purpose: the
+    //! URL is part of an error's text, and must not sway its kind.
+
+    use super::*;
+    use crate::fixtures::{delivery, subscription};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpSocket};
+
+    const TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// The guard as `--allow-endpoint-cidr 127.0.0.0/8` leaves it: loopback
+    /// allowed, every other private range still refused.
+    fn loopback_allowed() -> AddressPolicy {
+        AddressPolicy {
+            allow_all: false,
+            allowed: vec!["127.0.0.0/8".parse().expect("a valid range")],
+        }
+    }
+
+    /// One attempt at `url` under `policy`, waiting at most `timeout`: the
+    /// kind it failed with, and its message (to show when a test fails).
+    async fn failure(url: &str, policy: AddressPolicy, timeout: Duration) -> (ErrorKind, String) {
+        let outbound =
+            Outbound::new(Duration::from_secs(5), Arc::new(policy), None).expect("a client without a proxy builds");
+        let result = send(&outbound, &delivery(&subscription(url, None)), timeout, Utc::now()).await;
+        match result.outcome {
+            AttemptOutcome::Error(kind) => (kind, result.error_message.unwrap_or_default()),
+            other => panic!("{url}: expected a failure, got {other:?}"),
+        }
+    }
+
+    /// A port on 127.0.0.1 that refuses connections: bound, so nobody else
+    /// takes it while the socket lives, but not listening.
+    fn refusing() -> (TcpSocket, SocketAddr) {
+        let socket = TcpSocket::new_v4().expect("a socket");
+        socket
+            .bind("127.0.0.1:0".parse().expect("a valid address"))
+            .expect("port 0 binds");
+        let addr = socket.local_addr().expect("a bound socket has an address");
+        (socket, addr)
+    }
+
+    /// A server on 127.0.0.1 that reads what a client sends first, then
+    /// writes `reply` (perhaps nothing) and hangs up.
+    async fn replying(reply: &'static [u8]) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("port 0 binds");
+        let addr = listener.local_addr().expect("a bound listener has an address");
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut first = [0; 1024];
+                let _ = stream.read(&mut first).await;
+                let _ = stream.write_all(reply).await;
+            }
+        });
+        addr
+    }
+
+    /// A server on 127.0.0.1 that accepts connections and never answers.
+    async fn silent() -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("port 0 binds");
+        let addr = listener.local_addr().expect("a bound listener has an address");
+        tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                open.push(stream);
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn causes_wrapped_in_io_errors_are_found() {
+        // How hyper-rustls hands on a failed handshake: rustls's error (or
+        // the OS's) inside tokio-rustls's `io::Error`, inside another.
+        let wrapped = |inner: io::Error| io::Error::other(inner);
+        let cases = [
+            (
+                wrapped(io::Error::new(io::ErrorKind::InvalidData, rustls::Error::DecryptError)),
+                true,
+                Some(ErrorKind::Tls),
+            ),
+            (wrapped(io::ErrorKind::TimedOut.into()), true, Some(ErrorKind::Timeout)),
+            (wrapped(io::ErrorKind::TimedOut.into()), false, Some(ErrorKind::Timeout)),
+            (wrapped(io::ErrorKind::UnexpectedEof.into()), true, Some(ErrorKind::Tls)),
+            // After connecting, a hang-up is the endpoint's answer missing.
+            (wrapped(io::ErrorKind::UnexpectedEof.into()), false, None),
+            // Refused or reset: where it happened decides, not the kind.
+            (io::ErrorKind::ConnectionRefused.into(), true, None),
+            (wrapped(io::ErrorKind::ConnectionReset.into()), false, None),
+        ];
+        for (error, connecting, expected) in cases {
+            let found = causes(&error).find_map(|cause| kind_of_cause(cause, connecting));
+            assert_eq!(found, expected, "{error:?}, connecting: {connecting}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_connect_whatever_its_url_says() {
+        let (_socket, addr) = refusing();
+        let url = format!("http://{addr}/certificates/tls/handshake");
+        let (kind, message) = failure(&url, loopback_allowed(), TIMEOUT).await;
+        assert_eq!(kind, ErrorKind::Connect, "{message}");
+    }
+
+    #[tokio::test]
+    async fn https_to_a_server_that_answers_in_plain_http_is_tls() {
+        let addr = replying(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n").await;
+        let (kind, message) = failure(&format!("https://{addr}/hook"), loopback_allowed(), TIMEOUT).await;
+        assert_eq!(kind, ErrorKind::Tls, "{message}");
+    }
+
+    #[tokio::test]
+    async fn https_to_a_server_that_hangs_up_during_the_handshake_is_tls() {
+        let addr = replying(b"").await;
+        let (kind, message) = failure(&format!("https://{addr}/hook"), loopback_allowed(), TIMEOUT).await;
+        assert_eq!(kind, ErrorKind::Tls, "{message}");
+    }
+
+    #[tokio::test]
+    async fn a_name_that_does_not_resolve_is_dns() {
+        let (kind, message) = failure("https://nothing.invalid/tls/hook", AddressPolicy::default(), TIMEOUT).await;
+        assert_eq!(kind, ErrorKind::Dns, "{message}");
+    }
+
+    #[tokio::test]
+    async fn a_name_that_resolves_to_a_forbidden_address_is_blocked() {
+        // `localhost` is resolved, and its loopback addresses refused, by the
+        // client's resolver: the refusal comes back inside reqwest's error.
+        let (kind, message) = failure("http://localhost:9/certificates", AddressPolicy::default(), TIMEOUT).await;
+        assert_eq!(kind, ErrorKind::Blocked, "{message}");
+        assert!(message.contains("loopback"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn a_forbidden_address_is_blocked_before_any_connection() {
+        for url in [
+            "http://10.0.0.1/hook",
+            "http://169.254.169.254/latest/meta-data",
+            "https://[::1]/tls",
+        ] {
+            let (kind, message) = failure(url, AddressPolicy::default(), TIMEOUT).await;
+            assert_eq!(kind, ErrorKind::Blocked, "{url}: {message}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_server_that_never_answers_is_timeout() {
+        let addr = silent().await;
+        let url = format!("http://{addr}/certificates/tls");
+        let (kind, message) = failure(&url, loopback_allowed(), Duration::from_millis(200)).await;
+        assert_eq!(kind, ErrorKind::Timeout, "{message}");
+    }
+
+    #[tokio::test]
+    async fn a_server_that_answers_garbage_is_http() {
+        let addr = replying(b"certainly not HTTP\r\n\r\n").await;
+        let (kind, message) = failure(&format!("http://{addr}/tls/hook"), loopback_allowed(), TIMEOUT).await;
+        assert_eq!(kind, ErrorKind::Http, "{message}");
+    }
+
+    #[tokio::test]
+    async fn a_server_that_hangs_up_after_the_request_is_http() {
+        // Connected, then no answer at all: the connection was made, so not
+        // `connect`.
+        let addr = replying(b"").await;
+        let (kind, message) = failure(&format!("http://{addr}/certificates"), loopback_allowed(), TIMEOUT).await;
+        assert_eq!(kind, ErrorKind::Http, "{message}");
+    }
+}
