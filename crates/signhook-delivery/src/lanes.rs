@@ -193,6 +193,7 @@ impl Lanes {
 mod tests {
     use super::*;
     use crate::fixtures::delivery;
+    use signhook_core::ids::DeliveryId;
     use signhook_store::subscriptions::Subscription;
 
     fn subscription(rate: Option<u32>) -> Arc<Subscription> {
@@ -272,5 +273,230 @@ mod tests {
         lanes.finished(&limited.id);
         assert_eq!(lanes.lanes.len(), 1, "only the rate-limited lane is kept");
         assert!(lanes.drain().is_empty());
+    }
+
+    /// Lanes named by letters, for tables: `'A'` is one subscription's lane,
+    /// `'B'` another's.
+    struct Named {
+        lanes: Lanes,
+        subscriptions: HashMap<char, Arc<Subscription>>,
+        /// Every delivery pushed, in order, with its lane's letter.
+        pushed: Vec<(char, DeliveryId)>,
+    }
+
+    impl Named {
+        fn new(cap: usize) -> Self {
+            Self {
+                lanes: Lanes::new(cap),
+                subscriptions: HashMap::new(),
+                pushed: Vec::new(),
+            }
+        }
+
+        /// The subscription of lane `letter`.
+        fn lane(&mut self, letter: char) -> Arc<Subscription> {
+            let sub = self.subscriptions.entry(letter).or_insert_with(|| subscription(None));
+            sub.clone()
+        }
+
+        fn letter(&self, sub: &SubscriptionId) -> char {
+            let named = self.subscriptions.iter().find(|(_, named)| named.id == *sub);
+            *named.expect("only named lanes are pushed").0
+        }
+
+        /// Pushes one delivery per letter of `letters`.
+        fn push(&mut self, letters: &str) {
+            for letter in letters.chars() {
+                let claim = delivery(&self.lane(letter));
+                self.pushed.push((letter, claim.delivery_id.clone()));
+                self.lanes.push(claim);
+            }
+        }
+
+        /// Starts every task the lanes have room for: each one's lane and
+        /// delivery.
+        fn start_all(&mut self) -> Vec<(char, DeliveryId)> {
+            let started: Vec<Start> = std::iter::from_fn(|| self.lanes.next_start()).collect();
+            self.named(started.into_iter().map(|start| start.claim))
+        }
+
+        fn named(&self, claims: impl IntoIterator<Item = ClaimedDelivery>) -> Vec<(char, DeliveryId)> {
+            claims
+                .into_iter()
+                .map(|claim| (self.letter(&claim.subscription.id), claim.delivery_id))
+                .collect()
+        }
+
+        fn finished(&mut self, letter: char) {
+            let id = self.lane(letter).id.clone();
+            self.lanes.finished(&id);
+        }
+    }
+
+    fn letters(deliveries: &[(char, DeliveryId)]) -> String {
+        deliveries.iter().map(|(letter, _)| letter).collect()
+    }
+
+    /// The deliveries of lane `letter`, in the order given.
+    fn of_lane(deliveries: &[(char, DeliveryId)], letter: char) -> Vec<DeliveryId> {
+        let of_lane = deliveries.iter().filter(|(lane, _)| *lane == letter);
+        of_lane.map(|(_, id)| id.clone()).collect()
+    }
+
+    #[test]
+    fn the_lanes_take_turns_and_each_lane_starts_in_arrival_order() {
+        let cases = [
+            // (cap, pushed, started, left queued)
+            (10, "AAABCC", "ABCACA", 0),
+            (10, "CBA", "CBA", 0),
+            // Two tasks a lane at most: A's third waits.
+            (1, "AAAB", "ABA", 1),
+            (1, "ABABAB", "ABAB", 2),
+            // A cap of 0 is taken as 1.
+            (0, "AAA", "AA", 1),
+            (3, "", "", 0),
+        ];
+        for (cap, pushed, expected, left) in cases {
+            let mut named = Named::new(cap);
+            named.push(pushed);
+            let started = named.start_all();
+            assert_eq!(letters(&started), expected, "cap {cap}, pushed {pushed}");
+            assert_eq!(named.lanes.queued(), left, "cap {cap}, pushed {pushed}");
+            // Within a lane, first come first served.
+            for letter in ['A', 'B', 'C'] {
+                let started = of_lane(&started, letter);
+                let pushed_first = &of_lane(&named.pushed, letter)[..started.len()];
+                assert_eq!(started, pushed_first, "cap {cap}, pushed {pushed}: lane {letter}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_lane_at_its_limit_lets_others_start_and_resumes_as_its_tasks_end() {
+        let mut named = Named::new(1);
+        named.push("AAAA");
+        assert_eq!(letters(&named.start_all()), "AA", "two tasks: one sending, one waiting");
+        named.push("B");
+        assert_eq!(letters(&named.start_all()), "B", "A is at its limit, B is not");
+        named.finished('B');
+        assert_eq!(letters(&named.start_all()), "", "B's end frees nothing of A's");
+        named.finished('A');
+        let next = named.start_all();
+        assert_eq!(letters(&next), "A");
+        assert_eq!(next[0].1, named.pushed[2].1, "A's third delivery, the oldest waiting");
+        assert_eq!(named.lanes.queued(), 1);
+    }
+
+    #[test]
+    fn a_lane_is_full_with_two_rounds_of_tasks_and_queue_together() {
+        let cases = [
+            // (cap, pushed, started, finished, full)
+            (2, 3, 0, 0, false),
+            (2, 4, 0, 0, true),
+            (2, 4, 2, 0, true),
+            (2, 4, 4, 0, true),
+            (2, 4, 4, 1, false),
+            (2, 5, 4, 1, true),
+            (2, 4, 4, 4, false),
+            (1, 1, 1, 0, false),
+            (1, 2, 0, 0, true),
+            (1, 3, 2, 2, false),
+        ];
+        for (cap, pushed, started, finished, full) in cases {
+            let mut named = Named::new(cap);
+            named.push(&"A".repeat(pushed));
+            let id = named.lane('A').id.clone();
+            for _ in 0..started {
+                named.lanes.next_start().expect("room for the task");
+            }
+            for _ in 0..finished {
+                named.finished('A');
+            }
+            let case = format!("cap {cap}, pushed {pushed}, started {started}, finished {finished}");
+            assert_eq!(named.lanes.is_full(&id), full, "{case}");
+            assert_eq!(named.lanes.full().contains(&id), full, "{case}");
+        }
+    }
+
+    #[test]
+    fn a_lane_keeps_its_rate_limiter_until_the_limit_changes() {
+        #[derive(Debug, PartialEq)]
+        enum Limiter {
+            None,
+            Same,
+            Replaced,
+        }
+        let cases = [
+            // (limit, then limit, the limiter of the second send)
+            (Some(5), Some(5), Limiter::Same),
+            (Some(5), Some(7), Limiter::Replaced),
+            (None, Some(3), Limiter::Replaced),
+            (Some(5), None, Limiter::None),
+            (None, None, Limiter::None),
+        ];
+        for (before, after, expected) in cases {
+            let mut lanes = Lanes::new(2);
+            let sub = subscription(before);
+            let mut changed = (*sub).clone();
+            changed.rate_limit_per_second = after;
+            let changed = Arc::new(changed);
+            lanes.push(delivery(&sub));
+            let first = lanes.next_start().expect("an idle lane starts").rate;
+            lanes.push(delivery(&changed));
+            let second = lanes.next_start().expect("a lane with one task starts").rate;
+            let limiter = match (&first, &second) {
+                (_, None) => Limiter::None,
+                (Some(first), Some(second)) if Arc::ptr_eq(first, second) => Limiter::Same,
+                (_, Some(_)) => Limiter::Replaced,
+            };
+            assert_eq!(limiter, expected, "{before:?} then {after:?}");
+            assert_eq!(first.is_some(), before.is_some(), "{before:?}");
+        }
+    }
+
+    #[test]
+    fn a_lanes_tasks_share_its_turns_and_no_other_lanes() {
+        let mut named = Named::new(3);
+        named.push("AB");
+        named.push("A");
+        let starts: Vec<Start> = std::iter::from_fn(|| named.lanes.next_start()).collect();
+        let [a, b, a_again] = &starts[..] else {
+            panic!("three starts, got {}", starts.len())
+        };
+        assert!(Arc::ptr_eq(&a.turn, &a_again.turn));
+        assert!(!Arc::ptr_eq(&a.turn, &b.turn));
+        assert_eq!(b.turn.available_permits(), 3, "cap sends at once");
+    }
+
+    #[test]
+    fn drain_takes_what_waits_and_leaves_the_tasks_counted() {
+        let mut named = Named::new(1);
+        named.push("AAABB");
+        named.lanes.next_start().expect("A starts");
+        named.lanes.next_start().expect("B starts");
+        let waiting = named.lanes.drain();
+        let drained = named.named(waiting);
+        assert_eq!(drained.len(), 3);
+        let pushed = |i: usize| named.pushed[i].1.clone();
+        assert_eq!(
+            of_lane(&drained, 'A'),
+            [pushed(1), pushed(2)],
+            "A's waiting, oldest first"
+        );
+        assert_eq!(of_lane(&drained, 'B'), [pushed(4)]);
+        assert_eq!(named.lanes.queued(), 0);
+        assert!(named.lanes.next_start().is_none());
+        // A's task still runs: one more may start, not two.
+        named.push("AA");
+        assert_eq!(letters(&named.start_all()), "A");
+    }
+
+    #[test]
+    fn finishing_in_a_lane_never_seen_changes_nothing() {
+        let mut named = Named::new(1);
+        named.push("A");
+        named.lanes.finished(&SubscriptionId::generate());
+        assert_eq!(named.lanes.queued(), 1);
+        assert_eq!(letters(&named.start_all()), "A");
     }
 }
