@@ -252,4 +252,112 @@ mod tests {
         agenda.failed(t0);
         assert_eq!(agenda.next_claim(), t0 + FAILED_GAP);
     }
+
+    #[test]
+    fn a_fresh_agenda_claims_at_once() {
+        let t0 = Instant::now();
+        let agenda = Agenda::new(t0, IDLE_POLL);
+        assert_eq!(agenda.next_claim(), t0);
+        assert!(agenda.work_is_due(t0), "a claim, not only a look");
+    }
+
+    #[test]
+    fn whether_to_claim_or_look_or_wait() {
+        let t0 = Instant::now();
+        let cases = [
+            // (announced due at, now, claim or look due, work known due)
+            (None, 999 * MS, false, false),
+            (None, IDLE_POLL, true, false),
+            (Some(100 * MS), 99 * MS, false, false),
+            (Some(100 * MS), 100 * MS, true, true),
+            (Some(100 * MS), 3 * IDLE_POLL, true, true),
+            // Announced past the safety net: the net's look comes first.
+            (Some(5 * IDLE_POLL), IDLE_POLL, true, false),
+            (Some(5 * IDLE_POLL), 5 * IDLE_POLL, true, true),
+        ];
+        for (announced, now, is_due, work_is_due) in cases {
+            let mut agenda = idle_after_a_claim(t0);
+            if let Some(at) = announced {
+                agenda.due_at(t0 + at);
+            }
+            let case = format!("announced {announced:?}, now {now:?}");
+            assert_eq!(agenda.is_due(t0 + now), is_due, "{case}");
+            assert_eq!(agenda.work_is_due(t0 + now), work_is_due, "{case}");
+        }
+    }
+
+    #[test]
+    fn a_claim_counts_from_when_it_began() {
+        // The claim began at 500 ms, after the last one at 0.
+        let t0 = Instant::now();
+        let began = 500 * MS;
+        let cases = [
+            // (taken, full, next due in the database, announced before the
+            // claim ended, claim expected at)
+            (3, false, None, None, began + IDLE_POLL),
+            // Announced for before the claim began: it covered that.
+            (3, false, None, Some(200 * MS), began + IDLE_POLL),
+            (3, false, None, Some(began), began + IDLE_POLL),
+            // Announced for after it began: kept.
+            (3, false, None, Some(700 * MS), 700 * MS),
+            (3, false, Some(900 * MS), Some(700 * MS), 700 * MS),
+            (3, false, Some(600 * MS), Some(700 * MS), 600 * MS),
+            // Due rows it could not take, due before or as it began.
+            (0, false, Some(300 * MS), None, began + CONTENDED_GAP),
+            (0, false, Some(began), None, began + CONTENDED_GAP),
+            // Due later: then.
+            (0, false, Some(800 * MS), None, 800 * MS),
+            // It took all it asked for: more at once.
+            (10, true, Some(800 * MS), None, began),
+            (10, true, None, None, began),
+            // Due past the safety net: the net first.
+            (3, false, Some(began + 3 * IDLE_POLL), None, began + IDLE_POLL),
+        ];
+        for (taken, full, next_due, announced, expected) in cases {
+            let mut agenda = idle_after_a_claim(t0);
+            if let Some(at) = announced {
+                agenda.due_at(t0 + at);
+            }
+            agenda.claimed(
+                t0 + began,
+                Claimed {
+                    taken,
+                    full,
+                    next_due: next_due.map(|d| t0 + d),
+                },
+            );
+            assert_eq!(
+                agenda.next_claim() - t0,
+                expected,
+                "taken {taken}, full {full}, next due {next_due:?}, announced {announced:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn after_a_failed_claim_the_gap_the_safety_net_or_an_announcement_decides() {
+        let t0 = Instant::now();
+        let cases = [
+            // (idle poll, announced after the failure, claim expected at)
+            (IDLE_POLL, None, FAILED_GAP),
+            (IDLE_POLL, Some(100 * MS), 100 * MS),
+            (IDLE_POLL, Some(FAILED_GAP + MS), FAILED_GAP),
+            // A safety net shorter than the gap comes first.
+            (100 * MS, None, 100 * MS),
+        ];
+        for (idle_poll, announced, expected) in cases {
+            let mut agenda = Agenda::new(t0, idle_poll);
+            // Work announced before the claim that failed waits for the gap.
+            agenda.due_at(t0);
+            agenda.failed(t0);
+            if let Some(at) = announced {
+                agenda.due_at(t0 + at);
+            }
+            assert_eq!(
+                agenda.next_claim() - t0,
+                expected,
+                "idle poll {idle_poll:?}, announced {announced:?}"
+            );
+        }
+    }
 }
