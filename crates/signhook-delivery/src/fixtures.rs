@@ -5,7 +5,7 @@
 use signhook_core::endpoint::{CustomHeaders, SignatureScheme, WebhookUrl};
 use signhook_core::filter::{EventFilter, Scope, ScopeFilter, SubscriptionFilter, WorkspaceFilter};
 use signhook_core::ids::{DeliveryId, EventId, SubscriptionId, TenantId, WorkspaceId};
-use signhook_store::deliveries::ClaimedDelivery;
+use signhook_store::claims::ClaimedDelivery;
 use signhook_store::events::Event;
 use signhook_store::subscriptions::Subscription;
 use signhook_verify::WebhookSecret;
