@@ -1,7 +1,5 @@
 //! A delivery's status and the kinds of failed attempts.
 
-use crate::retry::Decision;
-
 /// Where a delivery stands (DESIGN §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -38,16 +36,6 @@ impl DeliveryStatus {
     /// Parses a status name.
     pub fn parse(text: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|s| s.as_str() == text)
-    }
-
-    /// The status after an attempt's [`Decision`]. Only a pending delivery
-    /// is attempted, so this is the whole transition table.
-    pub fn after(decision: Decision) -> Self {
-        match decision {
-            Decision::Succeeded => DeliveryStatus::Succeeded,
-            Decision::RetryAfter { .. } => DeliveryStatus::Pending,
-            Decision::DeadLetter { .. } | Decision::DisableSubscription { .. } => DeliveryStatus::Failed,
-        }
     }
 }
 

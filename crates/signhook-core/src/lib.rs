@@ -11,6 +11,8 @@
 //! - [`endpoint`]: a subscription's URL, custom headers and signature scheme.
 //! - [`retry`]: what an attempt's outcome means and how long to wait.
 //! - [`delivery`]: delivery status and attempt error kinds.
+//! - [`outcome`]: what follows an attempt's decision (status, failure
+//!   streak, `delivery.failed`, disabling), for the store to apply.
 //! - [`auth`]: API key formats and environments.
 //! - [`netguard`]: which addresses endpoints may reach (the SSRF guard).
 //! - [`policy`]: when a failing subscription is warned, then disabled.
@@ -27,6 +29,7 @@ pub mod filter;
 pub mod ids;
 pub mod lifecycle;
 pub mod netguard;
+pub mod outcome;
 pub mod policy;
 pub mod retry;
 pub mod time;

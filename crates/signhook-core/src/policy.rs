@@ -7,6 +7,36 @@
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 
+/// Why a subscription is disabled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DisabledReason {
+    /// Its owner disabled it.
+    Manual,
+    /// It kept failing past the warning's grace period (this policy).
+    Failing,
+    /// Its endpoint answered `410 Gone`.
+    Gone,
+}
+
+impl DisabledReason {
+    /// Every reason.
+    pub const ALL: [DisabledReason; 3] = [DisabledReason::Manual, DisabledReason::Failing, DisabledReason::Gone];
+
+    /// The reason as the API and the store write it (`disabled_reason`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DisabledReason::Manual => "manual",
+            DisabledReason::Failing => "failing",
+            DisabledReason::Gone => "gone",
+        }
+    }
+
+    /// Parses a reason's name.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == text)
+    }
+}
+
 /// The thresholds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DisablePolicy {

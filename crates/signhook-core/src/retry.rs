@@ -4,6 +4,7 @@
 //! the dispatcher only applies it.
 
 use crate::delivery::ErrorKind;
+use crate::policy::DisabledReason;
 use rand::Rng;
 use std::time::Duration;
 
@@ -176,12 +177,9 @@ pub enum Decision {
     /// Dead-letter the delivery and disable its subscription (`410 Gone`).
     DisableSubscription {
         /// The subscription's `disabled_reason`.
-        reason: &'static str,
+        reason: DisabledReason,
     },
 }
-
-/// The `disabled_reason` of a subscription whose endpoint answered 410.
-pub const DISABLED_GONE: &str = "gone";
 
 /// Decides the fate of a delivery after the `attempt`-th attempt of its
 /// current schedule (1-based). A `429` or `503` with `Retry-After` waits at
@@ -195,7 +193,9 @@ pub fn decide(
 ) -> Decision {
     match classify(outcome) {
         Verdict::Accepted => Decision::Succeeded,
-        Verdict::Gone => Decision::DisableSubscription { reason: DISABLED_GONE },
+        Verdict::Gone => Decision::DisableSubscription {
+            reason: DisabledReason::Gone,
+        },
         Verdict::Permanent(reason) => Decision::DeadLetter { reason },
         Verdict::Retryable(_) if !auto_retry => Decision::DeadLetter {
             reason: "auto_retry is off",
@@ -317,13 +317,17 @@ mod tests {
                 AttemptOutcome::status(410),
                 1,
                 true,
-                Decision::DisableSubscription { reason: "gone" },
+                Decision::DisableSubscription {
+                    reason: DisabledReason::Gone,
+                },
             ),
             (
                 AttemptOutcome::status(410),
                 1,
                 false,
-                Decision::DisableSubscription { reason: "gone" },
+                Decision::DisableSubscription {
+                    reason: DisabledReason::Gone,
+                },
             ),
             (
                 AttemptOutcome::status(500),

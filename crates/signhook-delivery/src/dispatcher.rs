@@ -32,7 +32,6 @@ use crate::DeliveryError;
 use chrono::{DateTime, Utc};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use signhook_core::delivery::DeliveryStatus;
 use signhook_core::ids::SubscriptionId;
 use signhook_core::ids::{AttemptId, DeliveryId};
 use signhook_core::netguard::AddressPolicy;
@@ -563,11 +562,7 @@ impl SendContext {
             &self.policy,
             &mut rng,
         );
-        let finished_at = self.clock.now();
-        let next_attempt_at = match decision {
-            Decision::RetryAfter { delay, .. } => Some(finished_at + delay),
-            _ => None,
-        };
+        let decided_at = self.clock.now();
         log_decision(claim, &result, decision);
         let late = (result.started_at - claim.due_at).to_std().unwrap_or(Duration::ZERO);
         self.metrics.observe(decision, result.duration, late);
@@ -588,14 +583,10 @@ impl SendContext {
                 location: result.location,
                 scheduled_at: Some(claim.due_at),
             },
-            status: DeliveryStatus::after(decision),
-            next_attempt_at,
+            decision,
+            decided_at,
             subscription_id: claim.subscription.id.clone(),
             event_type: claim.event.event_type.clone(),
-            disable_subscription: match decision {
-                Decision::DisableSubscription { reason } => Some(reason),
-                _ => None,
-            },
         }
     }
 }
@@ -630,7 +621,7 @@ fn log_decision(claim: &ClaimedDelivery, result: &SendResult, decision: Decision
                 delivery,
                 attempt,
                 status,
-                reason,
+                reason = reason.as_str(),
                 "endpoint is gone; disabling its subscription"
             )
         }

@@ -2,7 +2,7 @@
 //! what follows from them), resends, and the delivery log the API shows.
 //! Claiming and releasing are [`crate::claims`].
 
-use crate::db::{DbRow, Dialects, Sql};
+use crate::db::{DbRow, Dialects, Sql, Tx};
 use crate::events::{event_from_row, EVENT_COLUMNS};
 use crate::outbox::{self, NewDelivery};
 use crate::subscriptions::{load_subscription, reset_streak};
@@ -10,6 +10,8 @@ use crate::{Page, Result, Store, StoreError};
 use chrono::{DateTime, Utc};
 use signhook_core::delivery::{DeliveryStatus, ErrorKind};
 use signhook_core::ids::{AttemptId, DeliveryId, EventId, SubscriptionId, TenantId};
+use signhook_core::outcome::{consequences, Consequences, StreakStep};
+use signhook_core::retry::Decision;
 use signhook_core::time::{from_millis, to_millis};
 use std::collections::HashMap;
 
@@ -78,17 +80,22 @@ pub struct AttemptRecord {
     pub lease_until: i64,
     /// The attempt as it happened.
     pub attempt: Attempt,
-    /// The delivery's status afterwards.
-    pub status: DeliveryStatus,
-    /// When to try again, if pending.
-    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// What the retry rules decided after it.
+    pub decision: Decision,
+    /// When they decided it (a retry's wait counts from here).
+    pub decided_at: DateTime<Utc>,
     /// The subscription delivered to.
     pub subscription_id: SubscriptionId,
     /// The event's type (a dead-lettered operational event raises no
     /// further `delivery.failed`, so failures cannot feed on themselves).
     pub event_type: String,
-    /// Disable the subscription with this reason (`410 Gone`).
-    pub disable_subscription: Option<&'static str>,
+}
+
+impl AttemptRecord {
+    /// Everything the decision changes ([`signhook_core::outcome`]).
+    pub fn consequences(&self) -> Consequences {
+        consequences(self.decision, self.decided_at, &self.event_type)
+    }
 }
 
 /// How one batch changes a subscription's failure streak, in attempt order.
@@ -173,7 +180,7 @@ fn insert_attempts(records: &[AttemptRecord]) -> Sql {
 /// Successes and retries of a batch, each row updated only while the lease
 /// it was claimed under holds: its status, next attempt, attempt count and
 /// attempt time.
-fn settle(records: &[&AttemptRecord], node: &str, now: i64) -> Sql {
+fn settle(records: &[(&AttemptRecord, Consequences)], node: &str, now: i64) -> Sql {
     Sql::new(
         "UPDATE deliveries SET status = v.column2, next_attempt_at = v.column3, due_at = v.column3, \
          attempt_count = v.column4, last_attempt_at = v.column5, leased_by = NULL, leased_until = NULL, \
@@ -181,10 +188,10 @@ fn settle(records: &[&AttemptRecord], node: &str, now: i64) -> Sql {
     )
     .bind(now)
     .bind(node)
-    .push_values(records, |row, r| {
+    .push_values(records, |row, (r, then)| {
         row.bind(&r.delivery_id)
-            .bind(r.status.as_str())
-            .bind(r.next_attempt_at.map(to_millis))
+            .bind(then.status.as_str())
+            .bind(then.next_attempt_at.map(to_millis))
             .bind(i64::from(r.attempt.attempt_number))
             .bind(to_millis(r.attempt.started_at))
             .bind(r.lease_until);
@@ -198,11 +205,10 @@ fn settle(records: &[&AttemptRecord], node: &str, now: i64) -> Sql {
 /// A dead letter, written only while the lease it was claimed under holds.
 fn dead_letter(record: &AttemptRecord, node: &str, now: i64) -> Sql {
     Sql::new(
-        "UPDATE deliveries SET status = $1, attempt_count = $2, next_attempt_at = NULL, due_at = NULL, \
-         last_attempt_at = $3, leased_by = NULL, leased_until = NULL, updated_at = $4 \
-         WHERE id = $5 AND status = 'pending' AND leased_by = $6 AND leased_until = $7",
+        "UPDATE deliveries SET status = 'failed', attempt_count = $1, next_attempt_at = NULL, due_at = NULL, \
+         last_attempt_at = $2, leased_by = NULL, leased_until = NULL, updated_at = $3 \
+         WHERE id = $4 AND status = 'pending' AND leased_by = $5 AND leased_until = $6",
     )
-    .bind(record.status.as_str())
     .bind(i64::from(record.attempt.attempt_number))
     .bind(to_millis(record.attempt.started_at))
     .bind(now)
@@ -222,11 +228,8 @@ impl Store {
         if records.is_empty() {
             return Ok(());
         }
-        let first_retry = records
-            .iter()
-            .filter(|r| r.status == DeliveryStatus::Pending)
-            .filter_map(|r| r.next_attempt_at)
-            .min();
+        let outcomes: Vec<(&AttemptRecord, Consequences)> = records.iter().map(|r| (r, r.consequences())).collect();
+        let first_retry = outcomes.iter().filter_map(|(_, then)| then.next_attempt_at).min();
         let now_ms = to_millis(now);
         // Outcomes need no fsync of their own: at most a power cut resends
         // what they recorded.
@@ -238,59 +241,35 @@ impl Store {
         for chunk in records.chunks(ROWS_PER_STATEMENT) {
             tx.gather(insert_attempts(chunk)).await?;
         }
-        let settled: Vec<&AttemptRecord> = records.iter().filter(|r| r.status != DeliveryStatus::Failed).collect();
+        let settled: Vec<(&AttemptRecord, Consequences)> = outcomes
+            .iter()
+            .filter(|(_, then)| then.status != DeliveryStatus::Failed)
+            .copied()
+            .collect();
         for chunk in settled.chunks(ROWS_PER_STATEMENT) {
             tx.gather(settle(chunk, node, now_ms)).await?;
         }
         let mut streaks: HashMap<&SubscriptionId, StreakChange> = HashMap::new();
-        for record in records {
-            let a = &record.attempt;
-            if record.status == DeliveryStatus::Succeeded {
+        for (record, then) in &outcomes {
+            // The attempt happened whatever became of the lease, so the
+            // streak counts it.
+            let streak = streaks.entry(&record.subscription_id).or_default();
+            match then.streak {
                 // One success resets the streak, whatever came before in
                 // this batch.
-                streaks.insert(
-                    &record.subscription_id,
-                    StreakChange {
+                StreakStep::Reset => {
+                    *streak = StreakChange {
                         reset: true,
                         ..StreakChange::default()
-                    },
-                );
-                continue;
+                    }
+                }
+                StreakStep::Failure => {
+                    streak.failures += 1;
+                    streak.first_failure.get_or_insert(to_millis(record.attempt.started_at));
+                }
             }
-            // A failure (retried or dead-lettered) counts in the streak:
-            // the attempt happened whatever became of the lease.
-            let streak = streaks.entry(&record.subscription_id).or_default();
-            streak.failures += 1;
-            streak.first_failure.get_or_insert(to_millis(a.started_at));
-            if record.status != DeliveryStatus::Failed {
-                continue;
-            }
-            // A dead letter: what follows is the lease holder's to decide.
-            if tx.execute(dead_letter(record, node, now_ms)).await? != 1 {
-                continue;
-            }
-            let operational = signhook_core::catalog::lookup(&record.event_type)
-                .is_some_and(|info| info.origin == signhook_core::catalog::EventOrigin::Operational);
-            if operational && record.disable_subscription.is_none() {
-                continue;
-            }
-            let sub = load_subscription(&mut tx, &record.subscription_id, &self.keys).await?;
-            if !operational {
-                let data = serde_json::json!({"delivery": {
-                    "id": record.delivery_id.as_str(),
-                    "event_type": record.event_type,
-                    "webhook_id": sub.id.as_str(),
-                    "attempts": a.attempt_number,
-                    "last_status_code": a.status_code,
-                    "last_error": a.error_kind.map(ErrorKind::as_str),
-                }});
-                let owner = (&sub.tenant_id, sub.filter.sandbox);
-                self.outbox()
-                    .emit_operational(&mut tx, owner, "delivery.failed", data.to_string(), now)
-                    .await?;
-            }
-            if let Some(reason) = record.disable_subscription {
-                self.outbox().disable_subscription(&mut tx, &sub, reason, now).await?;
+            if then.status == DeliveryStatus::Failed {
+                self.follow_dead_letter(&mut tx, node, record, then, now).await?;
             }
         }
         for (subscription, change) in streaks {
@@ -313,6 +292,45 @@ impl Store {
         tx.commit().await?;
         if let Some(retry) = first_retry {
             self.work.due_at(retry);
+        }
+        Ok(())
+    }
+
+    /// Writes a dead letter and, if this node's lease still held it, what
+    /// follows: `delivery.failed`, disabling the subscription.
+    async fn follow_dead_letter(
+        &self,
+        tx: &mut Tx<'_>,
+        node: &str,
+        record: &AttemptRecord,
+        then: &Consequences,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        if tx.execute(dead_letter(record, node, to_millis(now))).await? != 1 {
+            // Another node holds it now: what follows is for it to decide.
+            return Ok(());
+        }
+        if !then.raises_delivery_failed && then.disable.is_none() {
+            return Ok(());
+        }
+        let sub = load_subscription(tx, &record.subscription_id, &self.keys).await?;
+        if then.raises_delivery_failed {
+            let a = &record.attempt;
+            let data = serde_json::json!({"delivery": {
+                "id": record.delivery_id.as_str(),
+                "event_type": record.event_type,
+                "webhook_id": sub.id.as_str(),
+                "attempts": a.attempt_number,
+                "last_status_code": a.status_code,
+                "last_error": a.error_kind.map(ErrorKind::as_str),
+            }});
+            let owner = (&sub.tenant_id, sub.filter.sandbox);
+            self.outbox()
+                .emit_operational(tx, owner, "delivery.failed", data.to_string(), now)
+                .await?;
+        }
+        if let Some(reason) = then.disable {
+            self.outbox().disable_subscription(tx, &sub, reason, now).await?;
         }
         Ok(())
     }

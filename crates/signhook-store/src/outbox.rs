@@ -25,6 +25,7 @@ use crate::{Result, StoreError};
 use chrono::{DateTime, Utc};
 use signhook_core::filter::{EventFacts, Scope};
 use signhook_core::ids::{DeliveryId, EventId, SubscriptionId, TenantId, WorkspaceId};
+use signhook_core::policy::DisabledReason;
 use signhook_core::time::to_millis;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -285,14 +286,14 @@ impl Outbox<'_> {
         self,
         tx: &mut Tx<'_>,
         sub: &Subscription,
-        reason: &str,
+        reason: DisabledReason,
         now: DateTime<Utc>,
     ) -> Result<bool> {
         let disabled = Sql::new(
             "UPDATE subscriptions SET enabled = FALSE, disabled_reason = $1, updated_at = $2 \
              WHERE id = $3 AND enabled = TRUE",
         )
-        .bind(reason)
+        .bind(reason.as_str())
         .bind(to_millis(now))
         .bind(&sub.id);
         if tx.execute(disabled).await? != 1 {
@@ -302,7 +303,7 @@ impl Outbox<'_> {
         let data = webhook_data(sub, false, Some(reason));
         let owner = (&sub.tenant_id, sub.filter.sandbox);
         self.emit_operational(tx, owner, "webhook.disabled", data, now).await?;
-        tracing::warn!(webhook = %sub.id, reason, "subscription disabled");
+        tracing::warn!(webhook = %sub.id, reason = reason.as_str(), "subscription disabled");
         Ok(true)
     }
 }

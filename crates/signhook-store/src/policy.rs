@@ -6,11 +6,8 @@ use crate::db::{DbRow, Sql};
 use crate::subscriptions::{subscription_from_row, webhook_data, Subscription, SUBSCRIPTION_COLUMNS};
 use crate::{Result, Store};
 use chrono::{DateTime, Utc};
-use signhook_core::policy::{Assessment, DisablePolicy, FailureStreak};
+use signhook_core::policy::{Assessment, DisablePolicy, DisabledReason, FailureStreak};
 use signhook_core::time::{from_millis, to_millis};
-
-/// The reason recorded when the policy disables a subscription.
-pub const DISABLED_FAILING: &str = "failing";
 
 /// A subscription warned by this sweep, with where to e-mail its owner.
 #[derive(Debug, Clone)]
@@ -85,7 +82,7 @@ impl Store {
                     }
                 }
                 Assessment::Disable => {
-                    let reason = DISABLED_FAILING;
+                    let reason = DisabledReason::Failing;
                     if self.outbox().disable_subscription(&mut tx, &sub, reason, now).await? {
                         outcome.disabled.push(sub);
                     }

@@ -7,12 +7,10 @@ use chrono::{DateTime, Utc};
 use signhook_core::endpoint::{CustomHeaders, SignatureScheme, WebhookUrl};
 use signhook_core::filter::{EventFilter, ScopeFilter, SubscriptionFilter, WorkspaceFilter};
 use signhook_core::ids::{SubscriptionId, TenantId};
+use signhook_core::policy::DisabledReason;
 use signhook_core::time::{from_millis, to_millis};
 use signhook_verify::WebhookSecret;
 use std::collections::BTreeMap;
-
-/// Why a subscription was disabled by its owner (as opposed to by policy).
-pub const DISABLED_MANUALLY: &str = "manual";
 
 /// A subscription as stored.
 #[derive(Debug, Clone)]
@@ -28,7 +26,7 @@ pub struct Subscription {
     /// Whether deliveries are made.
     pub enabled: bool,
     /// Why it is disabled, when it is.
-    pub disabled_reason: Option<String>,
+    pub disabled_reason: Option<DisabledReason>,
     /// Whether failed attempts are retried.
     pub auto_retry: bool,
     /// What it listens to (environment, types, scopes, workspaces).
@@ -129,7 +127,7 @@ impl SubscriptionChanges {
         if let Some(enabled) = self.enabled {
             if enabled != sub.enabled {
                 sub.enabled = enabled;
-                sub.disabled_reason = (!enabled).then(|| DISABLED_MANUALLY.to_owned());
+                sub.disabled_reason = (!enabled).then_some(DisabledReason::Manual);
             }
         }
         if let Some(auto_retry) = self.auto_retry {
@@ -201,13 +199,13 @@ pub(crate) async fn cancel_pending(tx: &mut Tx<'_>, subscription: &SubscriptionI
 }
 
 /// The `data` of `webhook.*` operational events.
-pub(crate) fn webhook_data(sub: &Subscription, enabled: bool, disabled_reason: Option<&str>) -> String {
+pub(crate) fn webhook_data(sub: &Subscription, enabled: bool, disabled_reason: Option<DisabledReason>) -> String {
     serde_json::json!({"webhook": {
         "id": sub.id.as_str(),
         "url": sub.url.as_str(),
         "description": sub.description,
         "enabled": enabled,
-        "disabled_reason": disabled_reason,
+        "disabled_reason": disabled_reason.map(DisabledReason::as_str),
     }})
     .to_string()
 }
@@ -273,7 +271,10 @@ pub(crate) fn subscription_from_row(row: &impl DbRow, keys: &Keyring) -> Result<
         url: WebhookUrl::parse(&row.text("url")?, true).map_err(|e| corrupt("url")(e.to_string()))?,
         description: row.text("description")?,
         enabled: row.flag("enabled")?,
-        disabled_reason: row.opt_text("disabled_reason")?,
+        disabled_reason: match row.opt_text("disabled_reason")? {
+            Some(reason) => Some(DisabledReason::parse(&reason).ok_or_else(|| corrupt("disabled_reason")(reason))?),
+            None => None,
+        },
         auto_retry: row.flag("auto_retry")?,
         filter: SubscriptionFilter {
             sandbox: row.flag("sandbox")?,
@@ -318,7 +319,7 @@ fn written(statement: &'static str, sub: &Subscription, columns: StoredColumns) 
         .bind(sub.url.as_str())
         .bind(&sub.description)
         .bind(sub.enabled)
-        .bind(sub.disabled_reason.as_ref())
+        .bind(sub.disabled_reason.map(DisabledReason::as_str))
         .bind(sub.auto_retry)
         .bind(columns.events)
         .bind(columns.scopes)
@@ -378,7 +379,7 @@ impl Store {
             url: new.url,
             description: new.description,
             enabled: new.enabled,
-            disabled_reason: (!new.enabled).then(|| DISABLED_MANUALLY.to_owned()),
+            disabled_reason: (!new.enabled).then_some(DisabledReason::Manual),
             auto_retry: new.auto_retry,
             filter: new.filter,
             headers: new.headers,

@@ -6,6 +6,7 @@ use signhook_core::delivery::DeliveryStatus;
 use signhook_core::endpoint::{CustomHeaders, SignatureScheme, WebhookUrl};
 use signhook_core::filter::{EventFilter, Scope, ScopeFilter, SubscriptionFilter, WorkspaceFilter};
 use signhook_core::ids::AttemptId;
+use signhook_core::retry::Decision;
 use signhook_store::deliveries::{Attempt, AttemptRecord};
 use signhook_store::events::NewEvent;
 use signhook_store::subscriptions::{NewSubscription, SubscriptionChanges};
@@ -119,11 +120,10 @@ fn succeeded(claim: &signhook_store::claims::ClaimedDelivery, at: DateTime<Utc>,
             location: None,
             scheduled_at: Some(claim.due_at),
         },
-        status: DeliveryStatus::Succeeded,
-        next_attempt_at: None,
+        decision: Decision::Succeeded,
+        decided_at: at,
         subscription_id: claim.subscription.id.clone(),
         event_type: claim.event.event_type.clone(),
-        disable_subscription: None,
     }
 }
 
@@ -346,7 +346,9 @@ fn dead_lettered(claim: &signhook_store::claims::ClaimedDelivery, at: DateTime<U
     let mut record = succeeded(claim, at, node);
     record.attempt.status_code = Some(500);
     record.attempt.error_kind = Some(signhook_core::delivery::ErrorKind::Http);
-    record.status = DeliveryStatus::Failed;
+    record.decision = Decision::DeadLetter {
+        reason: "retry schedule exhausted",
+    };
     record
 }
 
@@ -399,7 +401,7 @@ async fn the_disable_policy_warns_once_then_disables_after_the_grace(backend: Ba
     assert_eq!(disabled.len(), 1, "disabled exactly once");
     let sub = store.get_subscription(&tenant.tenant_id, false, &disabled[0].id).await.unwrap().unwrap();
     assert!(!sub.enabled);
-    assert_eq!(sub.disabled_reason.as_deref(), Some("failing"));
+    assert_eq!(sub.disabled_reason, Some(signhook_core::policy::DisabledReason::Failing));
     let types = event_types(&store, &tenant).await;
     assert_eq!(types.iter().filter(|t| *t == "webhook.disabling_soon").count(), 1);
     assert_eq!(types.iter().filter(|t| *t == "webhook.disabled").count(), 1);
@@ -701,8 +703,10 @@ fn retrying(
     retry_at: DateTime<Utc>,
 ) -> AttemptRecord {
     let mut record = dead_lettered(claim, at, "n");
-    record.status = DeliveryStatus::Pending;
-    record.next_attempt_at = Some(retry_at);
+    record.decision = Decision::RetryAfter {
+        delay: (retry_at - at).to_std().expect("a retry comes later"),
+        reason: "non-2xx status",
+    };
     record
 }
 

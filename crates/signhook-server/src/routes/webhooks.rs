@@ -145,7 +145,7 @@ impl From<&Subscription> for WebhookView {
             description: s.description.clone(),
             sandbox: s.filter.sandbox,
             enabled: s.enabled,
-            disabled_reason: s.disabled_reason.clone(),
+            disabled_reason: s.disabled_reason.map(|r| r.as_str().to_owned()),
             auto_retry: s.auto_retry,
             subscribed_events: s.filter.events.to_texts(),
             scopes: s.filter.scopes.to_texts(),
