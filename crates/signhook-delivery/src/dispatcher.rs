@@ -285,8 +285,18 @@ impl Dispatcher {
         if let Some(listener) = listener {
             listener.abort();
         }
-        // Handed over or claimed but never started: give them back, due at
-        // once.
+        self.stop(node, handed_over).await;
+        recorder
+            .await
+            .map_err(|_| DeliveryError::Store(signhook_store::StoreError::Corrupt("recorder panicked".into())))?;
+        Ok(())
+    }
+
+    /// Stops: what was handed over or claimed and never started goes back,
+    /// due at once; sends in flight get the shutdown grace to finish, then
+    /// are abandoned and their claims released. Returns once every result
+    /// was passed to the recorder.
+    async fn stop(&self, mut node: Node, mut handed_over: mpsc::UnboundedReceiver<Vec<ClaimedDelivery>>) {
         handed_over.close();
         while let Ok(claims) = handed_over.try_recv() {
             node.to_release
@@ -318,10 +328,6 @@ impl Dispatcher {
             while in_flight.join_next().await.is_some() {}
         }
         drop(results);
-        recorder
-            .await
-            .map_err(|_| DeliveryError::Store(signhook_store::StoreError::Corrupt("recorder panicked".into())))?;
-        Ok(())
     }
 
     /// Queues deliveries claimed at publish in their lanes; beyond what the

@@ -59,6 +59,34 @@ struct ClaimedRow {
     due_at: Option<i64>,
 }
 
+impl ClaimedRow {
+    /// The claim with its event and subscription, ready to send.
+    fn attach(
+        self,
+        events: &HashMap<String, Arc<Event>>,
+        subscriptions: &HashMap<String, Arc<Subscription>>,
+        lease: i64,
+        now: DateTime<Utc>,
+    ) -> Result<ClaimedDelivery> {
+        Ok(ClaimedDelivery {
+            attempt_number: self.attempt_count as u32 + 1,
+            schedule_attempt: (self.attempt_count - self.schedule_offset).max(0) as u32 + 1,
+            lease_until: lease,
+            // Every pending row has one; this default never applies.
+            due_at: self.due_at.map_or(now, from_millis),
+            event: events
+                .get(&self.event_id)
+                .cloned()
+                .ok_or_else(|| StoreError::corrupt("delivery without event"))?,
+            subscription: subscriptions
+                .get(&self.subscription_id)
+                .cloned()
+                .ok_or_else(|| StoreError::corrupt("delivery without subscription"))?,
+            delivery_id: self.id,
+        })
+    }
+}
+
 /// From the oldest due rows (a bounded window, so a large backlog costs no
 /// more than a small one), at most `$7` of each subscription, then the
 /// oldest `$4` of those, leaving out the subscriptions listed in `$5`. The
@@ -190,24 +218,7 @@ impl Store {
         tx.commit().await?;
         claims
             .into_iter()
-            .map(|claim| {
-                Ok(ClaimedDelivery {
-                    attempt_number: claim.attempt_count as u32 + 1,
-                    schedule_attempt: (claim.attempt_count - claim.schedule_offset).max(0) as u32 + 1,
-                    lease_until: lease,
-                    // Every pending row has one; this default never applies.
-                    due_at: claim.due_at.map_or(now, from_millis),
-                    event: events
-                        .get(&claim.event_id)
-                        .cloned()
-                        .ok_or_else(|| StoreError::corrupt("delivery without event"))?,
-                    subscription: subscriptions
-                        .get(&claim.subscription_id)
-                        .cloned()
-                        .ok_or_else(|| StoreError::corrupt("delivery without subscription"))?,
-                    delivery_id: claim.id,
-                })
-            })
+            .map(|claim| claim.attach(&events, &subscriptions, lease, now))
             .collect()
     }
 

@@ -115,6 +115,19 @@ struct Planned {
     k: usize,
 }
 
+/// What a batch will write, worked out before anything is.
+#[derive(Default)]
+struct Plan {
+    /// Each event's result, in the order given.
+    results: Vec<Result<Published>>,
+    /// The candidates of each tenant and environment in the batch.
+    candidates: Vec<((TenantId, bool), Candidates)>,
+    /// Indexes into `results` of the new events.
+    new_events: Vec<usize>,
+    /// The deliveries of the new events.
+    planned: Vec<Planned>,
+}
+
 impl Store {
     /// Publishes an event: writes it and a delivery for every matching
     /// subscription, in one transaction.
@@ -176,65 +189,12 @@ impl Store {
         lease: Option<&Lease>,
     ) -> Result<PublishedBatch> {
         let mut tx = self.begin().await?;
-        let mut results: Vec<Result<Published>> = Vec::with_capacity(batch.len());
-        // Subscriptions are looked up once per tenant and environment in
-        // the batch, not once per event (and on SQLite kept between batches).
-        let mut candidates: Vec<((TenantId, bool), Candidates)> = Vec::new();
-        // Indexes into `results` of the events to insert.
-        let mut new_events: Vec<usize> = Vec::new();
-        let mut planned: Vec<Planned> = Vec::new();
-        for new in batch {
-            if let Some(idempotency) = &new.idempotency {
-                let earlier = match earlier_in_batch(batch, &results, new, idempotency) {
-                    Some(earlier) => Some(earlier),
-                    None => earlier_in_database(&mut tx, new, idempotency).await?,
-                };
-                if let Some(earlier) = earlier {
-                    results.push(earlier);
-                    continue;
-                }
-            }
-            let event = Event {
-                id: EventId::generate(),
-                tenant_id: new.tenant_id.clone(),
-                sandbox: new.sandbox,
-                event_type: new.event_type.clone(),
-                scope: new.scope,
-                workspace_id: new.workspace_id.clone(),
-                created_at: now,
-                data: new.data.clone(),
-            };
-            let key = (new.tenant_id.clone(), new.sandbox);
-            let group = match candidates.iter().position(|(k, _)| *k == key) {
-                Some(group) => group,
-                None => {
-                    let loaded = self
-                        .candidates
-                        .load(&mut tx, &new.tenant_id, new.sandbox, &self.keys)
-                        .await?;
-                    candidates.push((key, loaded));
-                    candidates.len() - 1
-                }
-            };
-            let mut pending = 0;
-            for (k, sub) in candidates[group].1.iter().enumerate() {
-                if outbox::matches(sub, &event) {
-                    planned.push(Planned {
-                        id: DeliveryId::generate(),
-                        event: results.len(),
-                        group,
-                        k,
-                    });
-                    pending += usize::from(sub.enabled);
-                }
-            }
-            new_events.push(results.len());
-            results.push(Ok(Published {
-                event,
-                deliveries: pending,
-                replayed: false,
-            }));
-        }
+        let Plan {
+            results,
+            candidates,
+            new_events,
+            planned,
+        } = self.plan(&mut tx, batch, now).await?;
         let new_event = |i: usize| &results[i].as_ref().expect("a new event").event;
         let subscription = |p: &Planned| &candidates[p.group].1[p.k];
         let events: Vec<(&Event, Option<&Idempotency>)> = new_events
@@ -260,6 +220,65 @@ impl Store {
             None => Vec::new(),
         };
         Ok(PublishedBatch { results, claimed })
+    }
+
+    /// Works out what a batch writes: each event's result (a replay, a
+    /// mismatch, or a new event) and the deliveries of the new ones.
+    async fn plan(&self, tx: &mut Tx<'_>, batch: &[NewEvent], now: DateTime<Utc>) -> Result<Plan> {
+        let mut plan = Plan::default();
+        for new in batch {
+            if let Some(idempotency) = &new.idempotency {
+                let earlier = match earlier_in_batch(batch, &plan.results, new, idempotency) {
+                    Some(earlier) => Some(earlier),
+                    None => earlier_in_database(tx, new, idempotency).await?,
+                };
+                if let Some(earlier) = earlier {
+                    plan.results.push(earlier);
+                    continue;
+                }
+            }
+            let event = Event {
+                id: EventId::generate(),
+                tenant_id: new.tenant_id.clone(),
+                sandbox: new.sandbox,
+                event_type: new.event_type.clone(),
+                scope: new.scope,
+                workspace_id: new.workspace_id.clone(),
+                created_at: now,
+                data: new.data.clone(),
+            };
+            // Subscriptions are looked up once per tenant and environment in
+            // the batch, not once per event (and on SQLite kept between
+            // batches).
+            let key = (new.tenant_id.clone(), new.sandbox);
+            let group = match plan.candidates.iter().position(|(k, _)| *k == key) {
+                Some(group) => group,
+                None => {
+                    let loaded = self
+                        .candidates
+                        .load(tx, &new.tenant_id, new.sandbox, &self.keys)
+                        .await?;
+                    plan.candidates.push((key, loaded));
+                    plan.candidates.len() - 1
+                }
+            };
+            let mut pending = 0;
+            for (k, sub) in plan.candidates[group].1.iter().enumerate() {
+                if outbox::matches(sub, &event) {
+                    let id = DeliveryId::generate();
+                    let event = plan.results.len();
+                    plan.planned.push(Planned { id, event, group, k });
+                    pending += usize::from(sub.enabled);
+                }
+            }
+            plan.new_events.push(plan.results.len());
+            plan.results.push(Ok(Published {
+                event,
+                deliveries: pending,
+                replayed: false,
+            }));
+        }
+        Ok(plan)
     }
 
     /// Writes an event meant for one subscription only (a `webhook.test`),

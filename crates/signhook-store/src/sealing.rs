@@ -15,7 +15,6 @@
 //! first, reseals every value with it, then drops the old ones.
 
 use crate::db::{DbRow, Sql};
-use crate::subscriptions::sealed_at;
 use crate::{Result, Store, StoreError};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
@@ -367,6 +366,11 @@ impl Store {
         }
         Ok(resealed)
     }
+}
+
+/// Where a sealed column of a subscription is, as its associated data.
+pub(crate) fn sealed_at(column: &str, id: &SubscriptionId) -> String {
+    format!("subscriptions.{column}/{id}")
 }
 
 fn file_error(path: &Path, source: std::io::Error) -> SealingError {

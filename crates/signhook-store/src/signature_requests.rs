@@ -437,35 +437,8 @@ impl Store {
         tx.execute(insert)
             .await
             .map_err(StoreError::conflict_on("Idempotency-Key"))?;
-        for (position, signer) in request.signers.iter().enumerate() {
-            tx.gather(
-                Sql::new(
-                    "INSERT INTO signers (id, signature_request_id, position, name, email, status) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(&signer.id)
-                .bind(&id)
-                .bind(position as i64)
-                .bind(&signer.name)
-                .bind(&signer.email)
-                .bind(signer.status.as_str()),
-            )
-            .await?;
-        }
-        for (position, approver) in request.approvers.iter().enumerate() {
-            tx.gather(
-                Sql::new(
-                    "INSERT INTO approvers (id, signature_request_id, position, name, email, status) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(&approver.id)
-                .bind(&id)
-                .bind(position as i64)
-                .bind(&approver.name)
-                .bind(&approver.email)
-                .bind(approver.status.as_str()),
-            )
-            .await?;
+        for insert in people_inserts(request) {
+            tx.gather(insert).await?;
         }
         tx.gather(trail(&id, now_ms, "signature_request.created", act, None))
             .await?;
@@ -622,7 +595,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Vec<Event>> {
         let now_ms = to_millis(now);
-        let (old, new) = (&before.request, &after.request);
+        let new = &after.request;
         let id = &new.id;
         let events: Vec<(Event, Option<String>)> = events
             .iter()
@@ -644,48 +617,8 @@ impl Store {
         if tx.execute(request_update(before, after, now)).await? == 0 {
             return Err(StoreError::Stale);
         }
-        for (i, signer) in new.signers.iter().enumerate() {
-            if old.signers.get(i) == Some(signer) {
-                continue;
-            }
-            // The origin of the act that signed or declined is kept on the
-            // signer for the signature page.
-            let acted = matches!(signer.status, SignerStatus::Done | SignerStatus::Declined)
-                && old.signers[i].status != signer.status;
-            let origin = if acted { &act.origin } else { &before.signer_origins[i] };
-            tx.gather(
-                Sql::new(
-                    "UPDATE signers SET status = $1, notified_at = $2, link_opened_at = $3, signed_at = $4, \
-                     declined_at = $5, decline_reason = $6, acted_ip = $7, acted_user_agent = $8 WHERE id = $9",
-                )
-                .bind(signer.status.as_str())
-                .bind(millis(signer.notified_at))
-                .bind(millis(signer.link_opened_at))
-                .bind(millis(signer.signed_at))
-                .bind(millis(signer.declined_at))
-                .bind(signer.decline_reason.as_ref())
-                .bind(origin.ip.as_ref())
-                .bind(origin.user_agent.as_ref())
-                .bind(&signer.id),
-            )
-            .await?;
-        }
-        for (i, approver) in new.approvers.iter().enumerate() {
-            if old.approvers.get(i) == Some(approver) {
-                continue;
-            }
-            tx.gather(
-                Sql::new(
-                    "UPDATE approvers SET status = $1, notified_at = $2, acted_at = $3, reject_reason = $4 \
-                     WHERE id = $5",
-                )
-                .bind(approver.status.as_str())
-                .bind(millis(approver.notified_at))
-                .bind(millis(approver.acted_at))
-                .bind(approver.reject_reason.as_ref())
-                .bind(&approver.id),
-            )
-            .await?;
+        for update in people_updates(before, after, act) {
+            tx.gather(update).await?;
         }
         for (event, detail) in &events {
             tx.gather(trail(id, now_ms, &event.event_type, act, detail.clone()))
@@ -782,6 +715,79 @@ impl Store {
             .ok_or_else(|| StoreError::corrupt("link key is NULL"))?;
         crate::sealing::open_link_key(&self.keys, &stored)
     }
+}
+
+/// The rows of a new request's signers and approvers.
+fn people_inserts(request: &SignatureRequest) -> Vec<Sql> {
+    let signers = request.signers.iter().enumerate().map(|(position, signer)| {
+        Sql::new(
+            "INSERT INTO signers (id, signature_request_id, position, name, email, status) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&signer.id)
+        .bind(&request.id)
+        .bind(position as i64)
+        .bind(&signer.name)
+        .bind(&signer.email)
+        .bind(signer.status.as_str())
+    });
+    let approvers = request.approvers.iter().enumerate().map(|(position, approver)| {
+        Sql::new(
+            "INSERT INTO approvers (id, signature_request_id, position, name, email, status) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&approver.id)
+        .bind(&request.id)
+        .bind(position as i64)
+        .bind(&approver.name)
+        .bind(&approver.email)
+        .bind(approver.status.as_str())
+    });
+    signers.chain(approvers).collect()
+}
+
+/// The signers and approvers that changed from `before` to `after`,
+/// written back. The origin of the act that signed or declined is kept on
+/// the signer for the signature page.
+fn people_updates(before: &SignatureRequestRecord, after: &SignatureRequestRecord, act: &Act) -> Vec<Sql> {
+    let (old, new) = (&before.request, &after.request);
+    let signers = new
+        .signers
+        .iter()
+        .enumerate()
+        .filter(|(i, signer)| old.signers.get(*i) != Some(signer));
+    let signers = signers.map(|(i, signer)| {
+        let acted = matches!(signer.status, SignerStatus::Done | SignerStatus::Declined)
+            && old.signers[i].status != signer.status;
+        let origin = if acted { &act.origin } else { &before.signer_origins[i] };
+        Sql::new(
+            "UPDATE signers SET status = $1, notified_at = $2, link_opened_at = $3, signed_at = $4, \
+             declined_at = $5, decline_reason = $6, acted_ip = $7, acted_user_agent = $8 WHERE id = $9",
+        )
+        .bind(signer.status.as_str())
+        .bind(millis(signer.notified_at))
+        .bind(millis(signer.link_opened_at))
+        .bind(millis(signer.signed_at))
+        .bind(millis(signer.declined_at))
+        .bind(signer.decline_reason.as_ref())
+        .bind(origin.ip.as_ref())
+        .bind(origin.user_agent.as_ref())
+        .bind(&signer.id)
+    });
+    let approvers = new
+        .approvers
+        .iter()
+        .enumerate()
+        .filter(|(i, a)| old.approvers.get(*i) != Some(a));
+    let approvers = approvers.map(|(_, approver)| {
+        Sql::new("UPDATE approvers SET status = $1, notified_at = $2, acted_at = $3, reject_reason = $4 WHERE id = $5")
+            .bind(approver.status.as_str())
+            .bind(millis(approver.notified_at))
+            .bind(millis(approver.acted_at))
+            .bind(approver.reject_reason.as_ref())
+            .bind(&approver.id)
+    });
+    signers.chain(approvers).collect()
 }
 
 /// The request row as in `after`, only if its sequence is still the one

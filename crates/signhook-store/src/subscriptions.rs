@@ -1,7 +1,7 @@
 //! Webhook subscriptions: where to send, what to send, how to sign.
 
 use crate::db::{DbRow, Dialects, Sql, Tx};
-use crate::sealing::Keyring;
+use crate::sealing::{sealed_at, Keyring};
 use crate::{from_json, Page, Result, Store, StoreError};
 use chrono::{DateTime, Utc};
 use signhook_core::endpoint::{CustomHeaders, SignatureScheme, WebhookUrl};
@@ -238,11 +238,6 @@ impl StoredColumns {
                 .map(|(s, _)| keys.seal(&sealed_at("previous_secret", &sub.id), s.expose().as_bytes())),
         })
     }
-}
-
-/// Where a sealed column of a subscription is, as its associated data.
-pub(crate) fn sealed_at(column: &str, id: &SubscriptionId) -> String {
-    format!("subscriptions.{column}/{id}")
 }
 
 /// A subscription from its row, its sealed columns opened with `keys`.
