@@ -11,7 +11,8 @@
 //! - [`s3::S3Server`]: a real S3-compatible server (moto) for blob tests.
 //! - [`execute_sql`]: raw SQL against a test database, for tests that inject
 //!   a failure (a trigger that refuses a write).
-//! - [`eventually`]: the one way a test waits for something to happen.
+//! - [`eventually`]: the one way a test waits for something to happen
+//!   ([`eventually_within`] when how soon is the point).
 //!
 //! There is no silent skip: without PostgreSQL's server binaries the
 //! PostgreSQL half of every test fails, saying what to install.
@@ -404,21 +405,39 @@ pub const PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
 ///
 /// Both the pause between looks and the deadline are on tokio's clock, so
 /// a test on a paused clock waits in virtual time.
-pub async fn eventually<T, E, F, Fut>(what: impl std::fmt::Display, mut check: F) -> T
+pub async fn eventually<T, E, F, Fut>(what: impl std::fmt::Display, check: F) -> T
 where
     E: std::fmt::Debug,
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, E>>,
 {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
+    eventually_within(PATIENCE, what, check).await
+}
+
+/// [`eventually`] with a deadline of its own, for a test whose point is
+/// that something happens *sooner* than a known delay (a lease, a
+/// schedule's step): give it a deadline well under that delay and still far
+/// above what a loaded machine needs, so that the code without the promptness
+/// fails and the code with it never does.
+pub async fn eventually_within<T, E, F, Fut>(
+    deadline: std::time::Duration,
+    what: impl std::fmt::Display,
+    mut check: F,
+) -> T
+where
+    E: std::fmt::Debug,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let give_up = tokio::time::Instant::now() + deadline;
     loop {
         let found = match check().await {
             Ok(done) => return done,
             Err(found) => found,
         };
         assert!(
-            tokio::time::Instant::now() < deadline,
-            "waited {PATIENCE:?} in vain for {what}; the last look found {found:?}"
+            tokio::time::Instant::now() < give_up,
+            "waited {deadline:?} in vain for {what}; the last look found {found:?}"
         );
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
