@@ -133,12 +133,73 @@ prefixed_id!(
     DocumentId, "doc_", "document"
 );
 
-/// A fresh node id (`node_` and 12 random hex digits), for a process that
-/// was not given one.
-pub fn generate_node_id() -> String {
-    let uuid = uuid::Uuid::now_v7().simple().to_string();
-    // The last 12 digits of a UUIDv7 are random.
-    format!("node_{}", &uuid[20..])
+/// The name of one Signhook process in the leases it takes and the attempts
+/// it makes: 1 to 64 ASCII letters, digits, `_`, `-` or `.` (an operator's
+/// `node-a`, a host name, or a generated `node_…`). Two processes alive at
+/// the same time must never share one: a node gives back every lease held
+/// under its id when it starts.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct NodeId(String);
+
+/// Why a node id's text was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a node id (expected 1 to 64 ASCII letters, digits, `_`, `-` or `.`)")]
+pub struct NodeIdError(String);
+
+impl NodeId {
+    /// The most characters a node id has.
+    pub const MAX_LEN: usize = 64;
+
+    /// A fresh id, `node_` and 12 random hex digits, for a node that was
+    /// given none and has none kept.
+    pub fn generate() -> Self {
+        let uuid = uuid::Uuid::now_v7().simple().to_string();
+        // The last 12 digits of a UUIDv7 are random.
+        Self(format!("node_{}", &uuid[20..]))
+    }
+
+    /// Parses a node id.
+    pub fn parse(text: &str) -> Result<Self, NodeIdError> {
+        let valid = (1..=Self::MAX_LEN).contains(&text.len())
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+        if valid {
+            Ok(Self(text.to_owned()))
+        } else {
+            Err(NodeIdError(text.chars().take(Self::MAX_LEN + 1).collect()))
+        }
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for NodeId {
+    type Err = NodeIdError;
+    fn from_str(text: &str) -> Result<Self, NodeIdError> {
+        Self::parse(text)
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<NodeId> for String {
+    fn from(id: NodeId) -> String {
+        id.0
+    }
 }
 
 #[cfg(test)]
@@ -151,6 +212,23 @@ mod tests {
         let b = EventId::generate();
         assert!(a < b, "{a} then {b}");
         assert_eq!(EventId::parse(a.as_str()).unwrap(), a);
+    }
+
+    #[test]
+    fn node_ids_are_short_plain_names() {
+        for good in [
+            "node_a",
+            "node-b",
+            "bench_0",
+            "web-1.eu.example.com",
+            &NodeId::generate().to_string(),
+        ] {
+            assert_eq!(NodeId::parse(good).unwrap().as_str(), good);
+        }
+        let too_long = "n".repeat(NodeId::MAX_LEN + 1);
+        for bad in ["", " node_a", "node a", "node_a\n", "nöde", "node/a", too_long.as_str()] {
+            assert!(NodeId::parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -21,8 +21,10 @@
 //! and what waits in the lanes is released; sends in flight get
 //! `shutdown_grace` to finish and be recorded; any still running then are
 //! abandoned and their claims released, so they are due again immediately
-//! after a restart (or on another node). A crash skips all that and the
-//! leases simply expire.
+//! after a restart (or on another node). A crash skips all that: the node
+//! started again under the same id gives its leases back before its
+//! dispatcher runs (see [`signhook_store::restart`]); another node takes
+//! them when they expire.
 
 use crate::agenda::{Agenda, Claimed, FAILED_GAP};
 use crate::lanes::{Lanes, Start};

@@ -17,6 +17,8 @@
 //!   signed PDF and audit certificate, invitations); [`links`]: signing,
 //!   approval and file links, HMAC-signed; [`pdf`]: every parse of an
 //!   uploaded PDF, in a worker process under kernel limits.
+//! - [`node`]: this node's id, kept in the data directory, so a restarted
+//!   process takes back at once the claims its previous run held.
 //! - [`schedulers`]: the warn-then-disable sweep, recovery jobs, retention,
 //!   and the lifecycle's expiry, reminders and purges; [`mail`] e-mails
 //!   warnings and invitations when SMTP is configured.
@@ -28,6 +30,7 @@ pub mod lifecycle;
 pub mod links;
 pub mod listener;
 pub mod mail;
+pub mod node;
 pub mod openapi;
 pub mod pdf;
 pub mod publisher;
@@ -72,8 +75,9 @@ pub struct Settings {
     pub delivery_lease: Option<Duration>,
     /// How long sends in flight may finish at shutdown.
     pub shutdown_grace: Option<Duration>,
-    /// This node's id (generated when not given).
-    pub node_id: Option<String>,
+    /// This node's id; when not given, the one kept in the data directory
+    /// (made there the first time, see [`node`]).
+    pub node_id: Option<signhook_core::ids::NodeId>,
     /// When failing subscriptions are warned, then disabled.
     pub disable_policy: DisablePolicy,
     /// How often the schedulers (disable sweep, recovery jobs) run.
@@ -165,6 +169,27 @@ pub enum ServerError {
         /// Why.
         #[source]
         source: std::io::Error,
+    },
+    /// The node id file could not be read or made.
+    #[error("cannot read or make the node id file {path}")]
+    NodeIdFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The node id file holds no valid node id.
+    #[error(
+        "the node id file {path} does not hold a node id: correct it, or remove it to have a new one made \
+         (this node's claims from before then wait out their leases)"
+    )]
+    MalformedNodeId {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with its text.
+        #[source]
+        source: signhook_core::ids::NodeIdError,
     },
     /// The store failed to open or migrate.
     #[error(transparent)]
@@ -279,10 +304,18 @@ impl Application {
             settings.master_key_file.as_deref(),
         )
         .await?;
-        let node_id = settings
-            .node_id
-            .clone()
-            .unwrap_or_else(signhook_core::ids::generate_node_id);
+        let node_id = String::from(node::resolve(settings.node_id.clone(), &settings.data_dir)?);
+        // Before anything of this node claims: what its previous run held
+        // when it died is due again now, not when the leases end.
+        let released = store.release_leases_of_previous_run(&node_id, clock.now()).await?;
+        if released != signhook_store::claims::Released::default() {
+            tracing::info!(
+                node_id,
+                deliveries = released.deliveries,
+                recoveries = released.recoveries,
+                "released the claims this node's previous run held"
+            );
+        }
         let mut config =
             DispatcherConfig::new(node_id.clone(), settings.retry_policy.clone(), settings.request_timeout);
         if let Some(lease) = settings.delivery_lease {

@@ -28,6 +28,15 @@ pub struct Lease {
     pub until: DateTime<Utc>,
 }
 
+/// What [`Store::release_leases_of_previous_run`] gave back.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Released {
+    /// Pending deliveries, now due.
+    pub deliveries: u64,
+    /// Running recovery jobs, now free for any node's scheduler.
+    pub recoveries: u64,
+}
+
 /// A delivery the dispatcher has claimed, with what it needs to send it.
 #[derive(Debug, Clone)]
 pub struct ClaimedDelivery {
@@ -252,6 +261,39 @@ impl Store {
         }
         tx.work_due_at(now).await?;
         tx.commit().await
+    }
+
+    /// Gives back every claim held under `node`, which a restarted node
+    /// does before its dispatcher starts: a node killed (`kill -9`, a crash,
+    /// a power cut) could not release its claims, and started again under
+    /// the same id it knows that nothing of its previous run is still
+    /// sending. Its pending deliveries are due again at `now` (they keep the
+    /// time they were due, so lateness stays measured from it) and its
+    /// running recovery jobs are free to claim — within moments of the
+    /// restart, not a lease later. Sound only while no other live process
+    /// uses the same node id: the reason an id is kept per data directory
+    /// and two nodes must never share one.
+    pub async fn release_leases_of_previous_run(&self, node: &str, now: DateTime<Utc>) -> Result<Released> {
+        let mut tx = self.begin().await?;
+        let deliveries = Sql::new(
+            "UPDATE deliveries SET next_attempt_at = $1, due_at = COALESCE(due_at, $1), \
+             leased_by = NULL, leased_until = NULL \
+             WHERE status = 'pending' AND leased_by = $2",
+        )
+        .bind(to_millis(now))
+        .bind(node);
+        let deliveries = tx.execute(deliveries).await?;
+        let recoveries = Sql::new(
+            "UPDATE recoveries SET leased_by = NULL, leased_until = NULL \
+             WHERE status = 'running' AND leased_by = $1",
+        )
+        .bind(node);
+        let recoveries = tx.execute(recoveries).await?;
+        if deliveries > 0 {
+            tx.work_due_at(now).await?;
+        }
+        tx.commit().await?;
+        Ok(Released { deliveries, recoveries })
     }
 
     /// When a claim could next bring something: the earliest time a pending

@@ -7,7 +7,7 @@
 //! [`tenants`] (tenants and API keys), [`workspaces`], [`subscriptions`],
 //! [`events`] (the event records and the feed), [`publish`] (publishing
 //! through the API), [`claims`] (claiming due deliveries under a lease,
-//! releasing them), [`deliveries`] (recording attempts, resends, the
+//! releasing them, and what a restarted node gives back), [`deliveries`] (recording attempts, resends, the
 //! delivery log), [`policy`] (the warn-then-disable sweep), [`recoveries`]
 //! (resend jobs), [`retention`] (purging old events) and
 //! [`signature_requests`] (the e-signature lifecycle's aggregate, its

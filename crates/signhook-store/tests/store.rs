@@ -440,6 +440,42 @@ async fn a_recovery_job_resumes_on_another_node_when_its_lease_ends(backend: Bac
     assert!(claims.iter().all(|c| c.schedule_attempt == 1 && c.attempt_number == 2));
 }
 
+async fn a_restarted_node_takes_back_its_own_claims_at_once(backend: Backend) {
+    use signhook_store::claims::Released;
+    let (_dir, store) = store(backend).await;
+    let tenant = tenant_with_subscription(&store).await;
+    // Two dead letters (and their two `delivery.failed`, pending) to
+    // recover, then three fresh events.
+    dead_letters(&store, &tenant, 2, t0()).await;
+    let sub = store.list_subscriptions(&tenant.tenant_id, false, None, 10).await.unwrap().items.remove(0);
+    let start = t0() + Duration::hours(1);
+    store.create_recovery(&tenant.tenant_id, false, &sub.id, t0(), None, start).await.unwrap().unwrap();
+    for _ in 0..3 {
+        publish(&store, &tenant, start).await;
+    }
+    // node_a holds the job and all but one delivery; node_b that one.
+    let lease = Duration::seconds(60);
+    store.claim_recovery("node_a", start, start + lease).await.unwrap().unwrap();
+    let on_b = store.claim_due_deliveries("node_b", start, start + lease, 1, 100, &[]).await.unwrap();
+    let on_a = store.claim_due_deliveries("node_a", start, start + lease, 100, 100, &[]).await.unwrap();
+    assert_eq!((on_b.len(), on_a.len()), (1, 4));
+
+    // node_a dies and starts again ten seconds later, well within its leases.
+    let restart = start + Duration::seconds(10);
+    let released = store.release_leases_of_previous_run("node_a", restart).await.unwrap();
+    assert_eq!(released, Released { deliveries: 4, recoveries: 1 });
+    let again = store.claim_due_deliveries("node_a", restart, restart + lease, 100, 100, &[]).await.unwrap();
+    let mut ids: Vec<_> = again.iter().map(|c| (c.delivery_id.clone(), c.due_at, c.attempt_number)).collect();
+    let mut held: Vec<_> = on_a.iter().map(|c| (c.delivery_id.clone(), c.due_at, c.attempt_number)).collect();
+    ids.sort();
+    held.sort();
+    assert_eq!(ids, held, "the same deliveries, due when they were due, no attempt counted");
+    assert!(store.claim_recovery("node_c", restart, restart + lease).await.unwrap().is_some(), "the job is free");
+    // node_b's claim was left alone.
+    assert!(store.claim_due_deliveries("node_c", restart, restart + lease, 100, 100, &[]).await.unwrap().is_empty());
+    assert_eq!(store.release_leases_of_previous_run("node_d", restart).await.unwrap(), Released::default());
+}
+
 async fn events_past_retention_are_purged_unless_still_pending(backend: Backend) {
     let (_dir, store) = store(backend).await;
     let tenant = tenant_with_subscription(&store).await;

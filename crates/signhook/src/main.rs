@@ -116,17 +116,19 @@ struct ServeArgs {
     #[arg(long, env = "SIGNHOOK_SECRET_OVERLAP", default_value = "24h", value_parser = parse_duration)]
     secret_overlap: Duration,
     /// How long a claimed delivery (or recovery job) stays leased to this node (default: the
-    /// request timeout twice plus 30 s). After a crash, claims fall due again when
-    /// their lease ends.
+    /// request timeout twice plus 30 s). After a crash, the node started again gives its
+    /// claims back at once; another node takes them when their lease ends.
     #[arg(long, env = "SIGNHOOK_DELIVERY_LEASE", value_parser = parse_duration)]
     delivery_lease: Option<Duration>,
     /// How long sends in flight may finish at shutdown before their claims
     /// are released (default: the request timeout, at most 10 s).
     #[arg(long, env = "SIGNHOOK_SHUTDOWN_GRACE", value_parser = parse_duration)]
     shutdown_grace: Option<Duration>,
-    /// This node's id in leases and attempts (generated when absent).
+    /// This node's id in leases and attempts: 1 to 64 letters, digits, `_`,
+    /// `-` or `.`. Default: the one kept in `<data-dir>/node-id`, made there
+    /// on first start. Two live nodes must never share one.
     #[arg(long, env = "SIGNHOOK_NODE_ID")]
-    node_id: Option<String>,
+    node_id: Option<signhook_core::ids::NodeId>,
     /// A subscription failing this long (and at least 10 times) gets a
     /// `webhook.disabling_soon` warning.
     #[arg(long, env = "SIGNHOOK_DISABLE_AFTER", default_value = "24h", value_parser = parse_duration)]

@@ -107,3 +107,45 @@ async fn the_served_openapi_document_lists_every_route() {
     let (status, _) = read(app.client.get(app.url("/healthz")).send().await.unwrap()).await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test]
+async fn the_node_id_is_kept_in_the_data_dir_and_a_malformed_one_stops_the_server() {
+    use std::os::unix::fs::PermissionsExt;
+    let db = Database::new(Backend::Sqlite).await;
+    let server = BinaryServer::start(&db, &["--dev"]);
+    let kept = server.node_id();
+    assert!(server.terminate().success());
+    let file = db.dir.path().join("node-id");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), format!("{kept}\n"));
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    let server = BinaryServer::start(&db, &["--dev"]);
+    assert_eq!(server.node_id(), kept, "the same node after a restart");
+    assert!(server.terminate().success());
+    let server = BinaryServer::start(&db, &["--dev", "--node-id", "node-b"]);
+    assert_eq!(server.node_id(), "node-b", "--node-id overrides the file");
+    assert!(server.terminate().success());
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        format!("{kept}\n"),
+        "and leaves it alone"
+    );
+
+    std::fs::write(&file, "node a\n").unwrap();
+    let serve = tokio::process::Command::new(env!("CARGO_BIN_EXE_signhook"))
+        .args(["serve", "--dev", "--listen", "127.0.0.1:0"])
+        .args(db.cli_args())
+        .output();
+    let out = tokio::time::timeout(PATIENCE, serve)
+        .await
+        .expect("the server stops at once")
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&file.display().to_string()) && stderr.contains("does not hold a node id"),
+        "{stderr}"
+    );
+    let out = run_cli(&["serve", "--node-id", "node a"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--node-id"));
+}

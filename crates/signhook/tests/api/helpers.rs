@@ -12,7 +12,7 @@ use signhook_core::policy::DisablePolicy;
 use signhook_core::retry::RetryPolicy;
 use signhook_core::time::ShiftedClock;
 use signhook_server::{Application, Settings};
-pub use signhook_testkit::{done_when, eventually, on_both_backends, Backend, PgServer, PATIENCE};
+pub use signhook_testkit::{done_when, eventually, eventually_within, on_both_backends, Backend, PgServer, PATIENCE};
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -614,6 +614,23 @@ impl BinaryServer {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// What the server has logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// The node id the server said it runs as.
+    pub fn node_id(&self) -> String {
+        let log = self.log();
+        let serving = log
+            .lines()
+            .find(|line| line.contains("signhook is serving"))
+            .expect("the server said it is serving");
+        let id = serving.split("node_id=").nth(1).expect("the line names the node id");
+        // A text field is logged quoted.
+        id.split_whitespace().next().unwrap().trim_matches('"').to_owned()
     }
 
     /// `POST path` with `body` as `key`'s tenant.

@@ -249,8 +249,10 @@ async fn two_nodes_share_documents_on_s3_and_expire_each_request_once() {
     let receiver = Receiver::start().await;
     let blob_url = s3.bucket_url();
     let args = ["--dev", "--blob-url", blob_url.as_str(), "--scheduler-interval", "20ms"];
-    let a = BinaryServer::start_with_env(&db, &args, &s3.env());
-    let b = BinaryServer::start_with_env(&db, &args, &s3.env());
+    // One data directory for both (and so one master key file): each needs
+    // an id of its own.
+    let a = BinaryServer::start_with_env(&db, &[&args[..], &["--node-id", "node_a"]].concat(), &s3.env());
+    let b = BinaryServer::start_with_env(&db, &[&args[..], &["--node-id", "node_b"]].concat(), &s3.env());
     let client = reqwest::Client::new();
     let (status, _) = post(
         &client,
