@@ -1,8 +1,9 @@
 //! Test-only helpers shared by the store and API suites.
 //!
 //! - [`PgServer`]: a real PostgreSQL, started by the tests themselves with the
-//!   machine's `initdb` and `pg_ctl` on a free port on 127.0.0.1, data in a
-//!   temp dir, run as the `postgres` user when the tests run as root.
+//!   machine's `initdb` and `pg_ctl`, data in a temp dir, reached through a
+//!   Unix socket in that dir (no TCP port to find free and hope to keep), run
+//!   as the `postgres` user when the tests run as root.
 //!   [`PgServer::shared`] is one server per test process (each test gets its
 //!   own database in it); [`PgServer::start`] a private one a test may stop
 //!   and restart.
@@ -20,7 +21,6 @@
 
 pub mod s3;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -109,8 +109,8 @@ macro_rules! on_both_backends {
 #[derive(Debug)]
 pub struct PgServer {
     bin_dir: PathBuf,
+    /// Its files, and the directory of its socket.
     root: PathBuf,
-    port: u16,
     as_postgres_user: bool,
     // Removes the data directory when a private server is dropped.
     _dir: Option<tempfile::TempDir>,
@@ -118,6 +118,11 @@ pub struct PgServer {
 
 /// The role the tests connect as.
 const SUPERUSER: &str = "signhook";
+
+/// The port in the name of the server's socket (`.s.PGSQL.5432`). It opens
+/// no TCP port: the socket lives in the server's own directory, so any
+/// number is free there, and stays free across a restart.
+const SOCKET_PORT: u16 = 5432;
 
 impl PgServer {
     /// The server shared by every test of this process, started on first
@@ -149,10 +154,9 @@ impl PgServer {
                 "chown",
             );
         }
-        let mut server = PgServer {
+        let server = PgServer {
             bin_dir,
             root,
-            port: 0,
             as_postgres_user,
             _dir: Some(dir),
         };
@@ -170,7 +174,11 @@ impl PgServer {
                 "--no-sync",
             ],
         );
-        server.start_on_a_free_port();
+        assert!(
+            server.try_start(),
+            "PostgreSQL did not start; see {}",
+            server.root.join("log").display()
+        );
         server
     }
 
@@ -178,20 +186,9 @@ impl PgServer {
         self.root.join("data")
     }
 
-    fn start_on_a_free_port(&mut self) {
-        for _ in 0..5 {
-            self.port = free_port();
-            if self.try_start() {
-                return;
-            }
-        }
-        panic!("PostgreSQL did not start; see {}", self.root.join("log").display());
-    }
-
     fn try_start(&self) -> bool {
         let options = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c synchronous_commit=off -c max_connections=300",
-            self.port,
+            "-p {SOCKET_PORT} -c listen_addresses='' -k {} -c fsync=off -c synchronous_commit=off -c max_connections=300",
             self.root.display()
         );
         let log = self.root.join("log");
@@ -224,7 +221,7 @@ impl PgServer {
         self.run_pg("pg_ctl", &["-D", data.to_str().unwrap(), "-m", "fast", "-w", "stop"]);
     }
 
-    /// Starts a stopped server again on the same port.
+    /// Starts a stopped server again, at the same URLs.
     pub fn restart(&self) {
         assert!(
             self.try_start(),
@@ -233,14 +230,21 @@ impl PgServer {
         );
     }
 
-    /// The port it listens on, on 127.0.0.1.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// The URL of database `name`.
+    /// The URL of database `name`: through the server's socket, named by
+    /// the `host` parameter (which sqlx and libpq both read as a socket's
+    /// directory when it is a path).
     pub fn url(&self, name: &str) -> String {
-        format!("postgres://{SUPERUSER}@127.0.0.1:{}/{name}", self.port)
+        let socket_dir: String = self
+            .root
+            .to_str()
+            .expect("a UTF-8 temp dir")
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => char::from(b).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        format!("postgres://{SUPERUSER}@localhost:{SOCKET_PORT}/{name}?host={socket_dir}")
     }
 
     /// Creates a fresh, empty database and returns its URL.
@@ -342,14 +346,6 @@ impl Drop for PgServer {
 fn run(command: &mut Command, what: &str) {
     let status = command.status().unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
     assert!(status.success(), "{what} failed: {status}");
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("a free port")
-        .local_addr()
-        .expect("an address")
-        .port()
 }
 
 fn running_as_root() -> bool {

@@ -1,7 +1,8 @@
 //! [`S3Server`]: a real S3-compatible server for the blob-store tests —
 //! moto's `moto_server` (Python, `pip install 'moto[server]'`), started by
-//! the test itself on a free port on 127.0.0.1 with an empty bucket, and
-//! stopped when dropped.
+//! the test itself on 127.0.0.1 with an empty bucket, and stopped when
+//! dropped. moto binds a port of the kernel's choosing and says which; no
+//! port is chosen free beforehand and hoped to stay so.
 //!
 //! moto rather than MinIO: one `pip install`, no daemon to configure, and it
 //! starts in about a second. It keeps everything in memory, so each server is
@@ -11,11 +12,11 @@
 //! moto the test fails, saying what to install. (A skip would be silent in
 //! practice: libtest hides a passing test's stderr.)
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
 
 /// The region the server's bucket is in (moto's default).
 pub const REGION: &str = "us-east-1";
@@ -33,57 +34,45 @@ pub struct S3Server {
     child: Child,
     port: u16,
     bucket: String,
-    // Holds moto's log; removed with the server.
-    _dir: tempfile::TempDir,
 }
 
 impl S3Server {
-    /// Starts a server on a free port and creates an empty bucket in it.
-    /// Blocks until the server answers (about a second; at most 30 s).
+    /// Starts a server and creates an empty bucket in it. Blocks until the
+    /// server says where it listens (about a second; at most 30 s).
     ///
     /// # Panics
     ///
     /// When `moto_server` is not installed (the message says how to install
     /// it) or does not start.
     pub fn start() -> S3Server {
-        let dir = tempfile::Builder::new()
-            .prefix("signhook-s3-")
-            .tempdir()
-            .expect("a temp dir for moto");
-        let log = dir.path().join("moto.log");
-        // A few tries: the free port may be taken between choosing it and
-        // moto binding it.
-        for _ in 0..5 {
-            let port = crate::free_port();
-            let mut child = spawn_moto(port, &log);
-            match wait_until_listening(&mut child, port) {
-                Ok(()) => {
-                    let server = S3Server {
-                        child,
-                        port,
-                        bucket: format!("signhook-{}", uuid::Uuid::now_v7().simple()),
-                        _dir: dir,
-                    };
-                    server.create_bucket();
-                    return server;
+        let (mut child, output, port) = spawn_moto();
+        let port = match port.recv_timeout(START_TIMEOUT) {
+            Ok(port) => port,
+            // Its output ended: it exited.
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                let status = child.wait().expect("the state of moto_server");
+                let output = output.lock().unwrap().clone();
+                if output.contains("No module named") {
+                    not_installed(&output);
                 }
-                Err(Stopped::Exited(status)) => {
-                    let output = read_log(&log);
-                    if status.code() == Some(127) || output.contains("No module named") {
-                        not_installed(&output);
-                    }
-                }
-                Err(Stopped::TimedOut) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!(
-                        "moto_server did not answer on port {port} within {START_TIMEOUT:?}; its log:\n{}",
-                        read_log(&log)
-                    );
-                }
+                panic!("moto_server exited ({status}) before serving; its output:\n{output}");
             }
-        }
-        panic!("moto_server did not start; its last log:\n{}", read_log(&log));
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "moto_server did not say where it listens within {START_TIMEOUT:?}; its output:\n{}",
+                    output.lock().unwrap()
+                );
+            }
+        };
+        let server = S3Server {
+            child,
+            port,
+            bucket: format!("signhook-{}", uuid::Uuid::now_v7().simple()),
+        };
+        server.create_bucket();
+        server
     }
 
     /// The server's URL, `http://127.0.0.1:PORT`.
@@ -160,53 +149,54 @@ impl Drop for S3Server {
     }
 }
 
-/// Starts moto on `port`, its output going to `log`: `moto_server`, or
-/// `python3 -m moto.server` when that script is not on the `PATH`.
-fn spawn_moto(port: u16, log: &Path) -> Child {
-    let port = port.to_string();
+/// Starts moto on a port the kernel picks: `moto_server`, or `python3 -m
+/// moto.server` when that script is not on the `PATH`. Returns the child,
+/// its output so far (kept by a thread that reads it for the server's whole
+/// life, so it never blocks on a full pipe), and where the port arrives once
+/// moto says it (`Running on http://127.0.0.1:PORT`); that channel closes
+/// if moto's output ends first.
+fn spawn_moto() -> (Child, Arc<Mutex<String>>, mpsc::Receiver<u16>) {
     let candidates: [&[&str]; 2] = [&["moto_server"], &["python3", "-m", "moto.server"]];
     for candidate in candidates {
-        let out = std::fs::File::create(log).expect("moto's log file");
-        let err = out.try_clone().expect("moto's log file, twice");
         let spawned = Command::new(candidate[0])
             .args(&candidate[1..])
-            .args(["-H", "127.0.0.1", "-p", &port])
+            .args(["-H", "127.0.0.1", "-p", "0"])
             .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn();
-        match spawned {
-            Ok(child) => return child,
+        let mut child = match spawned {
+            Ok(child) => child,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => panic!("cannot run {}: {e}", candidate.join(" ")),
-        }
+        };
+        let stderr = child.stderr.take().expect("moto's stderr is piped");
+        let output = Arc::new(Mutex::new(String::new()));
+        let (tx, port) = mpsc::channel();
+        let kept = output.clone();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(port) = listening_port(&line) {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(port);
+                    }
+                }
+                let mut kept = kept.lock().unwrap();
+                kept.push_str(&line);
+                kept.push('\n');
+            }
+        });
+        return (child, output, port);
     }
     not_installed("")
 }
 
-enum Stopped {
-    Exited(ExitStatus),
-    TimedOut,
-}
-
-/// Waits until something accepts connections on `port`, or the child exits.
-fn wait_until_listening(child: &mut Child, port: u16) -> Result<(), Stopped> {
-    let address = SocketAddr::from(([127, 0, 0, 1], port));
-    let deadline = Instant::now() + START_TIMEOUT;
-    while Instant::now() < deadline {
-        if let Some(status) = child.try_wait().expect("the state of moto_server") {
-            return Err(Stopped::Exited(status));
-        }
-        if TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Err(Stopped::TimedOut)
-}
-
-fn read_log(log: &Path) -> String {
-    std::fs::read_to_string(log).unwrap_or_default()
+/// The port in werkzeug's ` * Running on http://127.0.0.1:PORT` line.
+fn listening_port(line: &str) -> Option<u16> {
+    let after = line.split("Running on http://127.0.0.1:").nth(1)?;
+    let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
 }
 
 fn not_installed(output: &str) -> ! {

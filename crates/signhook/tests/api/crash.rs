@@ -33,30 +33,17 @@ on_both_backends! {
 async fn sigkill_with_the_receiver_down_loses_no_accepted_event(backend: Backend) {
     let db = Database::new(backend).await;
     let key = cli_tenant_key(&db);
-    // Reserve a port for the receiver, then free it: nothing listens there yet.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // The receiver's port, held: nothing listens there yet.
+    let port = ReservedPort::new();
     let mut args = FAST.to_vec();
     args.extend(["--request-timeout", "1s", "--delivery-lease", "2s"]);
 
     let server = BinaryServer::start(&db, &args);
-    call(
-        &server,
-        &key,
-        "/v1/webhooks",
-        json!({"url": format!("http://127.0.0.1:{port}/hook")}),
-    )
-    .await;
+    call(&server, &key, "/v1/webhooks", json!({"url": port.url("/hook")})).await;
     let accepted = publish(&server, &key, 50).await;
     server.kill9();
 
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .expect("the reserved port is free again");
-    let receiver = Receiver::on(listener, vec![], Reply::Status(200));
+    let receiver = port.receiver(vec![], Reply::Status(200));
     let _restarted = BinaryServer::start(&db, &args);
     receiver.wait_for_ids(&accepted).await;
 }

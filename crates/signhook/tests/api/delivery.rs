@@ -157,17 +157,13 @@ async fn an_exhausted_schedule_dead_letters_the_delivery(backend: Backend) {
 
 async fn an_unreachable_endpoint_is_recorded_as_connect(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    // A port that was free a moment ago: nothing listens there.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // A port held by the test, where nothing listens.
+    let port = ReservedPort::new();
     // Only signer.done: the dead letter's own `delivery.failed` would
     // otherwise be a second delivery to it, racing the lookup below.
     let hook = app
         .create_webhook(
-            &format!("http://127.0.0.1:{port}/"),
+            &port.url("/"),
             json!({"auto_retry": false, "subscribed_events": ["signer.done"]}),
         )
         .await;

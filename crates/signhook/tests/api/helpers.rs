@@ -510,6 +510,38 @@ impl Receiver {
     }
 }
 
+/// A port on 127.0.0.1 that the test holds without listening on it: a
+/// connection there is refused, as by an endpoint that is down, and no other
+/// process can take the port meanwhile — so the test can later serve there
+/// ([`ReservedPort::receiver`]) with nothing in between. (A port found free,
+/// let go and bound again later may be taken by anyone in between.)
+pub struct ReservedPort {
+    socket: tokio::net::TcpSocket,
+    pub addr: SocketAddr,
+}
+
+impl ReservedPort {
+    pub fn new() -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
+        socket.bind(SocketAddr::from(([127, 0, 0, 1], 0))).expect("a free port");
+        let addr = socket.local_addr().expect("a bound socket has an address");
+        Self { socket, addr }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Starts listening on the port: a [`Receiver`] answering as scripted.
+    pub fn receiver(self, script: Vec<Reply>, then: Reply) -> Receiver {
+        Receiver::on(
+            self.socket.listen(1024).expect("listening on the held port"),
+            script,
+            then,
+        )
+    }
+}
+
 impl Drop for Receiver {
     fn drop(&mut self) {
         self.shutdown.cancel();
@@ -590,12 +622,7 @@ impl BinaryServer {
                 kept.push_str(&line);
                 kept.push('\n');
                 drop(kept);
-                if let Some(addr) = line
-                    .split("addr=")
-                    .nth(1)
-                    .filter(|_| line.contains("signhook is serving"))
-                {
-                    let addr: SocketAddr = addr.split_whitespace().next().unwrap().parse().unwrap();
+                if let Some(addr) = serving_address(&line) {
                     if let Some(tx) = tx.take() {
                         let _ = tx.send(addr);
                     }
@@ -686,6 +713,22 @@ impl Drop for BinaryServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The address in the server's `signhook is serving addr=…` log line, if
+/// `line` is that line: how a test learns where a server started with
+/// `--listen 127.0.0.1:0` listens.
+pub fn serving_address(line: &str) -> Option<SocketAddr> {
+    let rest = line
+        .split("addr=")
+        .nth(1)
+        .filter(|_| line.contains("signhook is serving"))?;
+    Some(
+        rest.split_whitespace()
+            .next()?
+            .parse()
+            .expect("the logged address parses"),
+    )
 }
 
 /// Creates a tenant with `signhook admin create-tenant` on `db`; returns its

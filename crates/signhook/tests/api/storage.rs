@@ -123,7 +123,7 @@ async fn a_full_disk_is_a_503_and_unready_then_everything_resumes() {
 async fn a_postgres_database_that_refuses_writes_is_a_503_then_everything_resumes() {
     let db = Database::new(Backend::Postgres).await;
     let url = db.url.clone().unwrap();
-    let name = url.rsplit('/').next().unwrap().to_owned();
+    let name = url::Url::parse(&url).unwrap().path().trim_start_matches('/').to_owned();
     let (key, receiver, server) = serving_one_webhook(&db).await;
     let client = reqwest::Client::new();
     let publish = || async {
@@ -179,21 +179,22 @@ async fn a_log_that_cannot_be_written_fails_no_request() {
     let db = Database::new(Backend::Sqlite).await;
     let key = cli_tenant_key(&db);
     let log_path = db.dir.path().join("server.log");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_signhook"))
-        .args(["serve", "--dev", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["serve", "--dev", "--listen", "127.0.0.1:0"])
         .args(db.cli_args())
         .env("RUST_LOG", "debug")
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(&log_path).unwrap())
         .spawn()
         .unwrap();
+    // It picks its port and says which in its log.
+    let addr = eventually("the server to log where it listens", || async {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        log.lines().find_map(serving_address).ok_or(log)
+    })
+    .await;
     let client = reqwest::Client::new();
-    let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
+    let url = |path: &str| format!("http://{addr}{path}");
     eventually("the server answers", || async {
         let status = status_of(&client, url("/healthz")).await;
         done_when(status == 200, status)
