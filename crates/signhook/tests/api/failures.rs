@@ -9,15 +9,17 @@ use signhook_core::policy::DisablePolicy;
 use signhook_core::retry::RetryPolicy;
 use std::time::Duration;
 
-/// Subscribes a receiver to the operational events, as an operator would.
-async fn ops_subscription(app: &TestApp) -> Receiver {
+/// Subscribes a receiver to the operational events, as an operator would;
+/// returns it and the subscription's id.
+async fn ops_subscription(app: &TestApp) -> (Receiver, String) {
     let ops = Receiver::start().await;
-    app.create_webhook(
-        &ops.url("/ops"),
-        json!({"subscribed_events": ["webhook.*", "delivery.*"]}),
-    )
-    .await;
-    ops
+    let hook = app
+        .create_webhook(
+            &ops.url("/ops"),
+            json!({"subscribed_events": ["webhook.*", "delivery.*"]}),
+        )
+        .await;
+    (ops, hook["id"].as_str().unwrap().to_owned())
 }
 
 /// Waits until `receiver` got at least one event of `event_type`; returns them all.
@@ -59,7 +61,7 @@ async fn retry_after_is_waited_out_within_the_cap(backend: Backend) {
 
 async fn gone_disables_the_subscription_at_once(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let ops = ops_subscription(&app).await;
+    let (ops, _) = ops_subscription(&app).await;
     let receiver = Receiver::scripted(vec![], Reply::Status(410)).await;
     let hook = app.create_webhook(&receiver.url("/"), signer_events()).await;
     let hook_id = hook["id"].as_str().unwrap();
@@ -189,31 +191,46 @@ async fn any_event_can_be_sent_to_any_subscription(backend: Backend) {
 async fn failing_subscriptions_are_warned_then_disabled_and_recover(backend: Backend) {
     let smtp = SmtpSink::start().await;
     let mut options = Options::on(backend);
-    // Milliseconds stand in for the 24 h and 7 d of production.
-    options.retry_policy = RetryPolicy::new(vec![Duration::from_millis(5); 40], 0.0);
-    options.disable_policy =
-        DisablePolicy { after: Duration::from_millis(100), min_failures: 10, grace: Duration::from_millis(300) };
+    // Production's policy (warned after 24 h and 10 failures, disabled 7 days
+    // later), its days crossed by moving the server's clock; twelve quick
+    // attempts make the failures.
+    options.retry_policy = RetryPolicy::new(vec![Duration::from_millis(5); 11], 0.0);
+    options.disable_policy = DisablePolicy::default();
     options.scheduler_interval = Duration::from_millis(20);
     options.smtp = Some((smtp.url(), "signhook@example.com".into()));
     options.admin_email = Some("ops@acme.example".into());
     let app = TestApp::spawn_with(options).await;
-    let ops = ops_subscription(&app).await;
+    let (ops, ops_id) = ops_subscription(&app).await;
     let receiver = Receiver::scripted(vec![], Reply::Status(500)).await;
     let hook = app.create_webhook(&receiver.url("/crm"), json!({"subscribed_events": ["signer.*"], "description": "CRM"})).await;
     let hook_id = hook["id"].as_str().unwrap();
     let since = signhook_core::time::rfc3339(chrono::Utc::now() - chrono::Duration::seconds(1));
     app.publish("signer.done", json!({"i": 0})).await;
+    // Twelve failures, all within a second: failing, but not for a day yet.
+    let failing = wait_until(&app, &format!("/v1/webhooks/{hook_id}"), |w| w["failure_count"] == 12).await;
+    assert_eq!(failing["enabled"], true);
+    wait_for_type(&ops, "delivery.failed").await;
+    assert!(ops.of_type("webhook.disabling_soon").is_empty(), "no warning within the first day");
+    // Nothing in flight when the clock jumps: a lease it jumped over would
+    // send that delivery again.
+    app.wait_until_none_pending(&ops_id).await;
 
-    let webhook = wait_until(&app, &format!("/v1/webhooks/{hook_id}"), |w| w["enabled"] == false).await;
-    assert_eq!(webhook["disabled_reason"], "failing");
-    let disabled = wait_for_type(&ops, "webhook.disabled").await;
-    assert_eq!(disabled[0]["data"]["webhook"]["disabled_reason"], "failing");
+    app.clock.advance(Duration::from_secs(24 * 60 * 60));
     let warnings = wait_for_type(&ops, "webhook.disabling_soon").await;
-    assert_eq!(warnings.len(), 1, "warned exactly once");
     assert_eq!(warnings[0]["data"]["webhook"]["id"], hook_id);
     let mail = smtp.wait_for_message().await;
     assert!(mail[0].contains("ops@acme.example"), "{}", mail[0]);
     assert!(mail[0].contains(hook_id), "{}", mail[0]);
+    let (_, warned) = app.get(&format!("/v1/webhooks/{hook_id}")).await;
+    assert_eq!(warned["enabled"], true, "a warning disables nothing");
+    app.wait_until_none_pending(&ops_id).await;
+
+    app.clock.advance(Duration::from_secs(7 * 24 * 60 * 60));
+    let webhook = wait_until(&app, &format!("/v1/webhooks/{hook_id}"), |w| w["enabled"] == false).await;
+    assert_eq!(webhook["disabled_reason"], "failing");
+    let disabled = wait_for_type(&ops, "webhook.disabled").await;
+    assert_eq!(disabled[0]["data"]["webhook"]["disabled_reason"], "failing");
+    assert_eq!(ops.of_type("webhook.disabling_soon").len(), 1, "warned exactly once");
 
     // Missed while disabled: kept as canceled.
     app.publish("signer.done", json!({"i": 1})).await;
@@ -245,18 +262,20 @@ async fn failing_subscriptions_are_warned_then_disabled_and_recover(backend: Bac
 async fn one_success_resets_the_streak(backend: Backend) {
     let mut options = Options::on(backend);
     options.retry_policy = RetryPolicy::new(vec![Duration::from_millis(5); 12], 0.0);
-    // A long grace: this test is about the warning and the reset only.
-    options.disable_policy =
-        DisablePolicy { after: Duration::from_millis(50), min_failures: 10, grace: Duration::from_secs(3600) };
+    // Production's policy; the server's clock is moved past its first day.
+    options.disable_policy = DisablePolicy::default();
     options.scheduler_interval = Duration::from_millis(20);
     let app = TestApp::spawn_with(options).await;
-    let ops = ops_subscription(&app).await;
+    let (ops, ops_id) = ops_subscription(&app).await;
     let receiver = Receiver::scripted(vec![], Reply::Status(500)).await;
     let hook = app.create_webhook(&receiver.url("/"), signer_events()).await;
     let hook_id = hook["id"].as_str().unwrap();
     app.publish("signer.done", json!({})).await;
     let failing = wait_until(&app, &format!("/v1/webhooks/{hook_id}"), |w| w["failure_count"] == 13).await;
     assert!(failing["failing_since"].is_string());
+    wait_for_type(&ops, "delivery.failed").await;
+    app.wait_until_none_pending(&ops_id).await;
+    app.clock.advance(Duration::from_secs(24 * 60 * 60));
     wait_for_type(&ops, "webhook.disabling_soon").await;
     // The endpoint recovers; one success clears the streak and the warning.
     receiver.set_reply(Reply::Status(200));

@@ -289,6 +289,16 @@ impl TestApp {
         .await
     }
 
+    /// Waits until no delivery of `webhook_id` is pending: none is in
+    /// flight or waiting, so moving the clock jumps over no lease.
+    pub async fn wait_until_none_pending(&self, webhook_id: &str) {
+        eventually(format_args!("no pending delivery to {webhook_id}"), || async {
+            let pending = self.deliveries(webhook_id, Some("pending")).await.len();
+            done_when(pending == 0, format!("{pending} pending"))
+        })
+        .await;
+    }
+
     /// The single delivery of `webhook_id`, once it exists.
     pub async fn only_delivery(&self, webhook_id: &str) -> Value {
         let deliveries = self.deliveries(webhook_id, None).await;

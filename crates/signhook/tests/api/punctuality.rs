@@ -135,17 +135,24 @@ async fn every_retry_of_a_busy_endpoint_leaves_while_it_keeps_receiving(backend:
 
 async fn a_warning_leaves_when_raised_and_before_the_endpoint_is_disabled(backend: Backend) {
     let mut options = Options::on(backend);
-    options.retry_policy = RetryPolicy::new(vec![Duration::from_millis(5); 40], 0.0);
-    options.disable_policy =
-        DisablePolicy { after: Duration::from_millis(100), min_failures: 5, grace: Duration::from_secs(2) };
+    options.retry_policy = RetryPolicy::new(vec![Duration::from_millis(5); 11], 0.0);
+    // Production's policy; its day and week crossed by moving the server's
+    // clock.
+    options.disable_policy = DisablePolicy::default();
     options.scheduler_interval = Duration::from_millis(50);
     let app = TestApp::spawn_with(options).await;
     let ops = Receiver::start().await;
     let ops_hook = app.create_webhook(&ops.url("/ops"), json!({"subscribed_events": ["webhook.*"]})).await;
     let failing = Receiver::scripted(vec![], Reply::Status(500)).await;
-    app.create_webhook(&failing.url("/crm"), json!({"subscribed_events": ["signer.*"]})).await;
+    let crm = app.create_webhook(&failing.url("/crm"), json!({"subscribed_events": ["signer.*"]})).await;
     app.publish("signer.done", json!({})).await;
+    // Dead after twelve failures: nothing is in flight when the clock jumps.
+    app.wait_until(&format!("/v1/webhooks/{}", crm["id"].as_str().unwrap()), |w| w["failure_count"] == 12).await;
 
+    app.clock.advance(Duration::from_secs(24 * 60 * 60));
+    ops.wait_for(1).await;
+    app.wait_until_none_pending(ops_hook["id"].as_str().unwrap()).await;
+    app.clock.advance(Duration::from_secs(7 * 24 * 60 * 60));
     let types = eventually("the warning and the disabling to reach the owner", || async {
         let types: Vec<String> =
             ops.received().iter().map(|r| r.json()["type"].as_str().unwrap().to_owned()).collect();
