@@ -88,25 +88,44 @@ fn arrivals(receiver: &Receiver) -> HashMap<String, usize> {
     counts
 }
 
-/// Attempts per node, read straight from the database.
-fn attempts_by_node(db: &Database) -> HashMap<String, u64> {
+/// Attempts per node and attempt number, read straight from the database.
+fn attempts_by_node_and_number(db: &Database) -> HashMap<(String, u32), u64> {
     let out = PgServer::shared().psql(
         db.url.as_ref().unwrap(),
-        "SELECT node_id, count(*) FROM attempts GROUP BY node_id",
+        "SELECT node_id, attempt_number, count(*) FROM attempts GROUP BY node_id, attempt_number",
     );
     out.lines()
-        .filter_map(|line| line.split_once('|'))
-        .map(|(node, n)| (node.to_owned(), n.trim().parse().unwrap()))
+        .map(|line| {
+            let fields: Vec<&str> = line.split('|').collect();
+            let key = (fields[0].to_owned(), fields[1].parse().unwrap());
+            (key, fields[2].trim().parse().unwrap())
+        })
         .collect()
+}
+
+/// Retries made by a node other than the one that made the delivery's
+/// first attempt: retries that went to the shared pool and were taken there.
+fn retries_taken_by_the_other_node(db: &Database) -> u64 {
+    let out = PgServer::shared().psql(
+        db.url.as_ref().unwrap(),
+        "SELECT count(*) FROM attempts first JOIN attempts retry ON retry.delivery_id = first.delivery_id \
+         WHERE first.attempt_number = 1 AND retry.attempt_number = 2 AND retry.node_id <> first.node_id",
+    );
+    out.trim().parse().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_share_the_work_and_send_nothing_twice() {
     let db = Database::new(Backend::Postgres).await;
     let key = cli_tenant_key(&db);
-    let receiver = Receiver::start().await;
-    let a = BinaryServer::start(&db, &["--dev", "--node-id", "node_a"]);
-    let b = BinaryServer::start(&db, &["--dev", "--node-id", "node_b"]);
+    // Every delivery fails its first attempt: each node records retries
+    // that fall due within milliseconds, and both nodes claim from that one
+    // pool of due retries at once — the FOR UPDATE SKIP LOCKED path, where
+    // first attempts (claimed at publish by the node that took it) never go.
+    let receiver = Receiver::scripted(vec![], Reply::FirstAttemptOfEach(500)).await;
+    let args = ["--dev", "--retry-schedule", "20ms,20ms,20ms"];
+    let a = BinaryServer::start(&db, &[&args[..], &["--node-id", "node_a"]].concat());
+    let b = BinaryServer::start(&db, &[&args[..], &["--node-id", "node_b"]].concat());
     let (status, hook) = post(
         &reqwest::Client::new(),
         a.url("/v1/webhooks"),
@@ -117,23 +136,60 @@ async fn two_nodes_share_the_work_and_send_nothing_twice() {
     assert_eq!(status, 201, "{hook}");
 
     let ids = publish_across(&[a.url(""), b.url("")], &key, EVENTS).await;
-    receiver.wait_for(EVENTS).await;
+    eventually("every event failed once and then delivered", || async {
+        let counts = arrivals(&receiver);
+        let short = ids
+            .iter()
+            .filter(|id| counts.get(*id).copied().unwrap_or(0) < 2)
+            .count();
+        done_when(short == 0, format!("{short} events still short of their two requests"))
+    })
+    .await;
+    // Anything still on its way (a claim sent late) would come before the
+    // sentinels: one published through each node, failed once and retried
+    // like the rest.
+    let sentinels = publish_across(&[a.url(""), b.url("")], &key, 2).await;
+    eventually("both sentinels failed once and then delivered", || async {
+        let counts = arrivals(&receiver);
+        let short = sentinels
+            .iter()
+            .filter(|id| counts.get(*id).copied().unwrap_or(0) < 2)
+            .count();
+        done_when(short == 0, short)
+    })
+    .await;
     let counts = arrivals(&receiver);
-    assert!(ids.iter().all(|id| counts.contains_key(id)), "every event arrived");
-    let duplicates: usize = counts.values().map(|n| n - 1).sum();
-    assert_eq!(duplicates, 0, "no delivery was sent twice while its lease held");
+    let extra: Vec<(&String, &usize)> = counts.iter().filter(|(_, n)| **n != 2).collect();
+    assert!(
+        extra.is_empty(),
+        "each event arrives exactly twice (the failed first attempt, the retry that succeeds): \
+         no retry was claimed by both nodes; off: {extra:?}"
+    );
+    assert_eq!(counts.len(), EVENTS + 2, "nothing else arrived");
 
     // Results are written back in batches just after the requests; wait for
     // the last ones.
+    let total = 2 * (EVENTS + 2) as u64;
     let by_node = eventually("every attempt recorded", || async {
-        let by_node = attempts_by_node(&db);
-        done_when(by_node.values().sum::<u64>() >= EVENTS as u64, by_node)
+        let by_node = attempts_by_node_and_number(&db);
+        done_when(by_node.values().sum::<u64>() >= total, by_node)
     })
     .await;
-    println!("attempts by node: {by_node:?}");
-    assert_eq!(by_node.values().sum::<u64>(), EVENTS as u64, "one attempt per event");
-    assert!(by_node.get("node_a").is_some_and(|n| *n > 0), "{by_node:?}");
-    assert!(by_node.get("node_b").is_some_and(|n| *n > 0), "{by_node:?}");
+    println!("attempts by node and number: {by_node:?}");
+    assert_eq!(
+        by_node.values().sum::<u64>(),
+        total,
+        "one failure and one success per event"
+    );
+    for node in ["node_a", "node_b"] {
+        for number in [1, 2] {
+            let made = by_node.get(&(node.to_owned(), number)).copied().unwrap_or(0);
+            assert!(made > 0, "{node} made attempts number {number}: {by_node:?}");
+        }
+    }
+    let crossed = retries_taken_by_the_other_node(&db);
+    println!("retries claimed by the node that did not make the first attempt: {crossed}");
+    assert!(crossed > 0, "both nodes claimed from the same due retries");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
