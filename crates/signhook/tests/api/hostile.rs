@@ -210,20 +210,23 @@ async fn the_api_answers_while_large_documents_are_read() {
     // reading takes several; a server whose threads parsed answered only
     // in the last one).
     let start = tokio::time::Instant::now();
-    let seconds = eventually(
+    let seconds = std::sync::Mutex::new(std::collections::BTreeSet::new());
+    eventually(
         "answers from the API in three different seconds while both uploads are read",
         || async {
-            let mut seconds = std::collections::BTreeSet::new();
-            while seconds.len() < 3 && reading() {
-                if target.healthy().await && reading() {
-                    seconds.insert(start.elapsed().as_secs());
-                }
+            assert!(
+                reading(),
+                "the reading ended with answers in only these seconds: {:?}",
+                seconds.lock().unwrap()
+            );
+            if target.healthy().await && reading() {
+                seconds.lock().unwrap().insert(start.elapsed().as_secs());
             }
-            done_when(seconds.len() >= 3, seconds)
+            let seen = seconds.lock().unwrap().clone();
+            done_when(seen.len() >= 3, seen)
         },
     )
     .await;
-    assert!(seconds.len() >= 3);
     for upload in uploads {
         let (status, body) = upload.await.unwrap();
         assert_eq!(status, 201, "{body}");
