@@ -415,34 +415,39 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         data_dir.display().to_string()
     };
-    tracing::info!(%addr, %public_url, node_id = app.node_id(), %database, "signhook is serving");
+    // Listening for the signals starts before "serving" is said: a SIGTERM
+    // sent the moment the server says it serves stops it gracefully, not
+    // by the signal's default action.
     let shutdown = CancellationToken::new();
-    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    let signals = ShutdownSignals::listen().context("listening for SIGINT and SIGTERM")?;
+    tokio::spawn(signals.cancel(shutdown.clone()));
+    tracing::info!(%addr, %public_url, node_id = app.node_id(), %database, "signhook is serving");
     app.run(shutdown).await.context("serving")?;
     tracing::info!("signhook stopped");
     Ok(())
 }
 
-/// Cancels `shutdown` on SIGINT or SIGTERM.
-async fn cancel_on_signal(shutdown: CancellationToken) {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = interrupt => tracing::info!("SIGINT received: shutting down"),
-        _ = terminate => tracing::info!("SIGTERM received: shutting down"),
+/// SIGINT and SIGTERM, listened for from the moment they are made.
+struct ShutdownSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn listen() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
     }
-    shutdown.cancel();
+
+    /// Cancels `shutdown` on the first of them.
+    async fn cancel(mut self, shutdown: CancellationToken) {
+        tokio::select! {
+            _ = self.interrupt.recv() => tracing::info!("SIGINT received: shutting down"),
+            _ = self.terminate.recv() => tracing::info!("SIGTERM received: shutting down"),
+        }
+        shutdown.cancel();
+    }
 }
