@@ -34,12 +34,12 @@ use crate::DeliveryError;
 use chrono::{DateTime, Utc};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
+use signhook_core::ids::AttemptId;
 use signhook_core::ids::SubscriptionId;
-use signhook_core::ids::{AttemptId, DeliveryId};
 use signhook_core::netguard::AddressPolicy;
 use signhook_core::retry::{decide, Decision, RetryPolicy};
 use signhook_core::time::{to_millis, Clock};
-use signhook_store::claims::{ClaimedDelivery, Lease};
+use signhook_store::claims::{ClaimedDelivery, Held, Lease};
 use signhook_store::deliveries::{Attempt, AttemptRecord};
 use signhook_store::Store;
 use std::collections::{HashMap, HashSet};
@@ -146,7 +146,7 @@ impl Handoff {
 /// A send's result, or the claim given back unsent.
 enum Finished {
     Attempted(Box<AttemptRecord>),
-    Abandoned(DeliveryId, i64),
+    Abandoned(Held),
 }
 
 /// The delivery loop of one node.
@@ -173,7 +173,7 @@ struct Node {
     /// has room again, its due work may be claimed.
     left_out: HashSet<SubscriptionId>,
     /// Claims to give back to the database, due at once.
-    to_release: Vec<(DeliveryId, i64)>,
+    to_release: Vec<Held>,
     results: mpsc::UnboundedSender<Finished>,
     /// Cancelled when the shutdown grace runs out.
     abandon: CancellationToken,
@@ -301,11 +301,10 @@ impl Dispatcher {
     async fn stop(&self, mut node: Node, mut handed_over: mpsc::UnboundedReceiver<Vec<ClaimedDelivery>>) {
         handed_over.close();
         while let Ok(claims) = handed_over.try_recv() {
-            node.to_release
-                .extend(claims.into_iter().map(|c| (c.delivery_id, c.lease_until)));
+            node.to_release.extend(claims.iter().map(ClaimedDelivery::held));
         }
         node.to_release
-            .extend(node.lanes.drain().into_iter().map(|c| (c.delivery_id, c.lease_until)));
+            .extend(node.lanes.drain().iter().map(ClaimedDelivery::held));
         self.release(&mut node).await;
         let Node {
             abandon,
@@ -339,7 +338,7 @@ impl Dispatcher {
             if node.lanes.queued() < MAX_QUEUED {
                 node.lanes.push(claim);
             } else {
-                node.to_release.push((claim.delivery_id, claim.lease_until));
+                node.to_release.push(claim.held());
             }
         }
     }
@@ -434,7 +433,7 @@ impl Dispatcher {
         while let Some(start) = node.lanes.next_start() {
             if start.claim.lease_until - now < half_lease {
                 node.lanes.finished(&start.claim.subscription.id);
-                node.to_release.push((start.claim.delivery_id, start.claim.lease_until));
+                node.to_release.push(start.claim.held());
                 continue;
             }
             self.spawn_send(start, node);
@@ -463,7 +462,7 @@ impl Dispatcher {
                     // Boxed: a task waiting for its turn stays small.
                     Box::pin(context.attempt(&claim)).await
                 } => Finished::Attempted(Box::new(record)),
-                _ = abandon.cancelled() => Finished::Abandoned(claim.delivery_id.clone(), claim.lease_until),
+                _ = abandon.cancelled() => Finished::Abandoned(claim.held()),
             };
             // The recorder outlives every send task; a closed channel
             // only happens when the process is already going down.
@@ -660,7 +659,7 @@ async fn record_results(
         while let Some(finished) = next {
             match finished {
                 Finished::Attempted(record) => attempts.push(*record),
-                Finished::Abandoned(id, lease) => released.push((id, lease)),
+                Finished::Abandoned(held) => released.push(held),
             }
             next = if attempts.len() + released.len() < MAX_BATCH {
                 results.try_recv().ok()

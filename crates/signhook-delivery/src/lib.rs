@@ -5,6 +5,8 @@
 //!
 //! - [`payload`]: the JSON envelope a delivery carries (DESIGN §3.3).
 //! - [`sender`]: one attempt: sign, POST, classify the answer.
+//! - [`publisher`]: the engine's intake — group commit of publishes, their
+//!   deliveries handed to this node's dispatcher already claimed.
 //! - [`dispatcher`]: the loop that takes deliveries handed over at publish
 //!   and claims due ones in batches under a lease, runs sends concurrently,
 //!   and writes results back in batches.
@@ -24,10 +26,12 @@ mod fixtures;
 pub mod lanes;
 pub mod metrics;
 pub mod payload;
+pub mod publisher;
 pub mod sender;
 
 pub use dispatcher::{Dispatcher, DispatcherConfig, Handoff};
 pub use metrics::DeliveryMetrics;
+pub use publisher::Publisher;
 
 /// What can stop the engine.
 #[derive(Debug, thiserror::Error)]

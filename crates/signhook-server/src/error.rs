@@ -238,6 +238,17 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<signhook_delivery::publisher::PublishError> for ApiError {
+    fn from(e: signhook_delivery::publisher::PublishError) -> Self {
+        match e {
+            signhook_delivery::publisher::PublishError::Store(e) => e.into(),
+            signhook_delivery::publisher::PublishError::Stopped => {
+                ApiError::Internal("the publisher task has stopped".into())
+            }
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {

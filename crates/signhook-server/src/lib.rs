@@ -9,7 +9,6 @@
 //! - [`error`]: the one [`ApiError`](error::ApiError) and its response.
 //! - [`listener`]: accepts connections under a cap, with header-read,
 //!   idle and body timeouts (no silent client holds a connection).
-//! - [`publisher`]: group commit of published events.
 //! - [`extract`]: authentication, strict JSON and query parsing.
 //! - [`routes`]: one module per resource, plus health.
 //! - [`openapi`]: the OpenAPI document generated from the handlers.
@@ -33,7 +32,6 @@ pub mod mail;
 pub mod node;
 pub mod openapi;
 pub mod pdf;
-pub mod publisher;
 pub mod routes;
 pub mod schedulers;
 pub mod state;
@@ -392,7 +390,7 @@ impl Application {
                 addresses,
             }),
             metrics,
-            publisher: publisher::Publisher::start(store.clone(), clock.clone(), dispatcher.handoff()),
+            publisher: signhook_delivery::Publisher::start(store.clone(), clock.clone(), dispatcher.handoff()),
             clock,
             caches: Arc::default(),
             lifecycle,

@@ -28,7 +28,7 @@ pub struct AppState {
     /// The Prometheus registry and the gauges read at scrape time.
     pub metrics: Arc<Metrics>,
     /// Publishes events with group commit.
-    pub publisher: crate::publisher::Publisher,
+    pub publisher: signhook_delivery::Publisher,
     /// Lookups every request makes, kept in memory.
     pub caches: Arc<Caches>,
     /// The e-signature lifecycle: signature requests, links, files.

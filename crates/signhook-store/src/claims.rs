@@ -37,6 +37,16 @@ pub struct Released {
     pub recoveries: u64,
 }
 
+/// One delivery a node holds under its lease: what proves the claim when
+/// the node records an outcome or gives the delivery back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    /// The delivery.
+    pub delivery_id: DeliveryId,
+    /// The lease's end, in milliseconds, as the claim wrote it.
+    pub lease_until: i64,
+}
+
 /// A delivery the dispatcher has claimed, with what it needs to send it.
 #[derive(Debug, Clone)]
 pub struct ClaimedDelivery {
@@ -56,6 +66,16 @@ pub struct ClaimedDelivery {
     pub event: Arc<Event>,
     /// The subscription (shared by its deliveries of one batch).
     pub subscription: Arc<Subscription>,
+}
+
+impl ClaimedDelivery {
+    /// The claim, as proof when giving the delivery back.
+    pub fn held(&self) -> Held {
+        Held {
+            delivery_id: self.delivery_id.clone(),
+            lease_until: self.lease_until,
+        }
+    }
 }
 
 /// A claimed row, before its event and subscription are attached.
@@ -235,7 +255,7 @@ impl Store {
     /// when this node has no room for them): they are due again at once, for
     /// this node or another (woken through `NOTIFY`). They keep the time
     /// they were due. One statement per 500.
-    pub async fn release_deliveries(&self, node: &str, claims: &[(DeliveryId, i64)], now: DateTime<Utc>) -> Result<()> {
+    pub async fn release_deliveries(&self, node: &str, claims: &[Held], now: DateTime<Utc>) -> Result<()> {
         if claims.is_empty() {
             return Ok(());
         }
@@ -250,8 +270,8 @@ impl Store {
             )
             .bind(now_ms)
             .bind(node)
-            .push_values(chunk, |row, (id, lease_until)| {
-                row.bind(id).bind(*lease_until);
+            .push_values(chunk, |row, held| {
+                row.bind(&held.delivery_id).bind(held.lease_until);
             })
             .push(
                 ") AS v WHERE deliveries.id = v.column1 AND deliveries.status = 'pending' \

@@ -195,7 +195,7 @@ async fn a_released_claim_is_due_at_once(backend: Backend) {
         .claim_due_deliveries("node_a", t0(), t0() + Duration::hours(1), 10, 100, &[])
         .await
         .unwrap();
-    let released: Vec<_> = claims.iter().map(|c| (c.delivery_id.clone(), c.lease_until)).collect();
+    let released: Vec<_> = claims.iter().map(signhook_store::claims::ClaimedDelivery::held).collect();
     store.release_deliveries("node_a", &released, t0()).await.unwrap();
     let again = store
         .claim_due_deliveries("node_b", t0(), t0() + Duration::hours(1), 10, 100, &[])
@@ -780,7 +780,7 @@ async fn every_write_that_makes_work_due_announces_when_and_claims_keep_the_due_
     let late = claim_at(retry_at + Duration::seconds(2)).await.remove(0);
     assert_eq!(late.due_at, retry_at);
     let released_at = retry_at + Duration::seconds(3);
-    store.release_deliveries("n", &[(late.delivery_id.clone(), late.lease_until)], released_at).await.unwrap();
+    store.release_deliveries("n", &[late.held()], released_at).await.unwrap();
     assert_eq!(signal.take(), Some(released_at), "released: due at once");
     let again = claim_at(released_at).await.remove(0);
     assert_eq!(again.due_at, retry_at);

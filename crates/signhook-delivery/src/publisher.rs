@@ -9,14 +9,26 @@
 //!
 //! The deliveries are written already claimed by this node and handed to
 //! its dispatcher ([`Handoff`]), so the send starts right after the commit
-//! instead of after a wake-up and a claim transaction.
+//! instead of after a wake-up and a claim transaction: the engine's intake.
 
-use crate::error::ApiError;
-use signhook_delivery::Handoff;
+use crate::dispatcher::Handoff;
+use signhook_core::error_chain;
+use signhook_store::claims::ClaimedDelivery;
 use signhook_store::events::NewEvent;
 use signhook_store::publish::Published;
 use signhook_store::{Store, StoreError};
 use tokio::sync::{mpsc, oneshot};
+
+/// Why a publish got no result.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The store refused or failed it.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The publisher task has stopped (the server is shutting down).
+    #[error("the publisher task has stopped")]
+    Stopped,
+}
 
 /// The most events committed together.
 pub const MAX_BATCH: usize = 256;
@@ -46,9 +58,9 @@ impl Publisher {
                 if let Err(unsent) = handoff.send(published.claimed) {
                     // The dispatcher has stopped (shutting down): make them
                     // due again for whichever node runs next.
-                    let claims: Vec<_> = unsent.into_iter().map(|c| (c.delivery_id, c.lease_until)).collect();
+                    let claims: Vec<_> = unsent.iter().map(ClaimedDelivery::held).collect();
                     if let Err(e) = store.release_deliveries(handoff.node_id(), &claims, clock.now()).await {
-                        tracing::warn!(error = %crate::error::error_chain(&e), "could not release deliveries; their leases will end");
+                        tracing::warn!(error = %error_chain(&e), "could not release deliveries; their leases will end");
                     }
                 }
                 for (reply, result) in replies.into_iter().zip(published.results) {
@@ -63,10 +75,12 @@ impl Publisher {
 
     /// Publishes one event, committed together with whatever else is
     /// being published at the same moment.
-    pub async fn publish(&self, event: NewEvent) -> Result<Published, ApiError> {
+    pub async fn publish(&self, event: NewEvent) -> Result<Published, PublishError> {
         let (reply, answer) = oneshot::channel();
-        let stopped = || ApiError::Internal("the publisher task has stopped".into());
-        self.queue.send((event, reply)).await.map_err(|_| stopped())?;
-        Ok(answer.await.map_err(|_| stopped())??)
+        self.queue
+            .send((event, reply))
+            .await
+            .map_err(|_| PublishError::Stopped)?;
+        Ok(answer.await.map_err(|_| PublishError::Stopped)??)
     }
 }
