@@ -17,18 +17,23 @@
 //! tenant's retry. A recorder writes the results back in batches (one
 //! transaction per batch).
 //!
+//! The dispatcher reaches its work through a [`WorkQueue`] (the store's
+//! deliveries, for webhooks): claim, look ahead, record, release, and the
+//! announcements of work written.
+//!
 //! Shutdown (the token given to [`Dispatcher::run`]): claiming stops at once
 //! and what waits in the lanes is released; sends in flight get
 //! `shutdown_grace` to finish and be recorded; any still running then are
 //! abandoned and their claims released, so they are due again immediately
 //! after a restart (or on another node). A crash skips all that: the node
 //! started again under the same id gives its leases back before its
-//! dispatcher runs (see [`signhook_store::restart`]); another node takes
+//! dispatcher runs (see [`signhook_store::claims`]); another node takes
 //! them when they expire.
 
 use crate::agenda::{Agenda, Claimed, FAILED_GAP};
 use crate::lanes::{Lanes, Start};
 use crate::metrics::DeliveryMetrics;
+use crate::queue::WorkQueue;
 use crate::sender::{self, error_chain, Outbound, SendResult};
 use crate::DeliveryError;
 use chrono::{DateTime, Utc};
@@ -149,9 +154,10 @@ enum Finished {
     Abandoned(Held),
 }
 
-/// The delivery loop of one node.
-pub struct Dispatcher {
-    store: Store,
+/// The delivery loop of one node, over the work of `Q` (the store's
+/// webhook deliveries unless said otherwise).
+pub struct Dispatcher<Q = Store> {
+    queue: Q,
     config: DispatcherConfig,
     clock: Arc<dyn Clock>,
     context: Arc<SendContext>,
@@ -179,17 +185,17 @@ struct Node {
     abandon: CancellationToken,
 }
 
-impl Dispatcher {
-    /// A dispatcher over `store`.
-    pub fn new(store: Store, config: DispatcherConfig, clock: Arc<dyn Clock>) -> Result<Self, DeliveryError> {
+impl<Q: WorkQueue> Dispatcher<Q> {
+    /// A dispatcher over the work of `queue`.
+    pub fn new(queue: Q, config: DispatcherConfig, clock: Arc<dyn Clock>) -> Result<Self, DeliveryError> {
         let outbound = Outbound::new(
             config.request_timeout,
             config.addresses.clone(),
             config.outbound_proxy.as_ref(),
         )?;
-        let (queue, handoff_rx) = mpsc::unbounded_channel();
+        let (handed_over, handoff_rx) = mpsc::unbounded_channel();
         let handoff = Handoff {
-            queue,
+            queue: handed_over,
             node_id: config.node_id.clone(),
             lease: config.lease,
         };
@@ -202,7 +208,7 @@ impl Dispatcher {
             metrics: config.metrics.clone(),
         });
         Ok(Self {
-            store,
+            queue,
             config,
             clock,
             context,
@@ -221,7 +227,7 @@ impl Dispatcher {
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), DeliveryError> {
         let (results_tx, results_rx) = mpsc::unbounded_channel();
         let recorder = tokio::spawn(record_results(
-            self.store.clone(),
+            self.queue.clone(),
             self.config.node_id.clone(),
             self.clock.clone(),
             results_rx,
@@ -229,7 +235,7 @@ impl Dispatcher {
         ));
         let other_nodes = Arc::new(Notify::new());
         let listener = self.listen_for_other_nodes(other_nodes.clone()).await;
-        let work = self.store.work_signal();
+        let work = self.queue.announcements();
         let mut handed_over = self.handoff_rx.take().expect("run is called once");
         let mut node = Node {
             agenda: Agenda::new(Instant::now(), self.config.idle_poll),
@@ -350,8 +356,8 @@ impl Dispatcher {
         let room = MAX_QUEUED.saturating_sub(node.lanes.queued());
         let limit = u32::try_from(room).unwrap_or(u32::MAX).min(self.config.batch_size);
         let claimed = self
-            .store
-            .claim_due_deliveries(
+            .queue
+            .claim(
                 &self.config.node_id,
                 now,
                 now + self.config.lease,
@@ -380,7 +386,7 @@ impl Dispatcher {
         let next_due = if full {
             None
         } else {
-            match self.store.next_due_at(&left_out).await {
+            match self.queue.next_due_at(&left_out).await {
                 Ok(next) => next.map(|at| instant_of(at, started, now)),
                 Err(e) => {
                     tracing::warn!(error = %error_chain(&e), "could not read when work falls due next; looking again shortly");
@@ -398,7 +404,7 @@ impl Dispatcher {
     async fn look(&self, node: &mut Node) {
         let (started, now) = (Instant::now(), self.clock.now());
         let left_out = node.lanes.full();
-        match self.store.next_due_at(&left_out).await {
+        match self.queue.next_due_at(&left_out).await {
             Ok(next) => {
                 let next = next.map(|at| instant_of(at, started, now));
                 if next.is_some_and(|at| at <= started) {
@@ -498,8 +504,8 @@ impl Dispatcher {
         }
         let claims = std::mem::take(&mut node.to_release);
         if let Err(e) = self
-            .store
-            .release_deliveries(&self.config.node_id, &claims, self.clock.now())
+            .queue
+            .release(&self.config.node_id, &claims, self.clock.now())
             .await
         {
             // Not fatal: their leases end by themselves.
@@ -517,7 +523,7 @@ impl Dispatcher {
     /// not depend on the poll interval. Without it, polling still finds the
     /// work.
     async fn listen_for_other_nodes(&self, wake: Arc<Notify>) -> Option<tokio::task::JoinHandle<()>> {
-        let mut listener = match self.store.work_listener().await {
+        let mut listener = match self.queue.other_nodes().await {
             Ok(listener) => listener?,
             Err(e) => {
                 tracing::warn!(error = %error_chain(&e), "cannot listen for other nodes' publishes; polling only");
@@ -644,8 +650,8 @@ const SHUTDOWN_WRITE_RETRIES: u32 = 10;
 /// shutdown, where the retries stop after [`SHUTDOWN_WRITE_RETRIES`]: those
 /// deliveries are then sent again when their leases end (at least once, as
 /// promised), rather than keeping the process from exiting.
-async fn record_results(
-    store: Store,
+async fn record_results<Q: WorkQueue>(
+    queue: Q,
     node_id: String,
     clock: Arc<dyn Clock>,
     mut results: mpsc::UnboundedReceiver<Finished>,
@@ -671,9 +677,9 @@ async fn record_results(
         loop {
             let now: DateTime<Utc> = clock.now();
             let written = async {
-                store.record_attempts(&node_id, &attempts, now).await?;
+                queue.record(&node_id, &attempts, now).await?;
                 if !released.is_empty() {
-                    store.release_deliveries(&node_id, &released, now).await?;
+                    queue.release(&node_id, &released, now).await?;
                 }
                 Ok::<_, signhook_store::StoreError>(())
             }

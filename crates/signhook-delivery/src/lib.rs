@@ -5,6 +5,8 @@
 //!
 //! - [`payload`]: the JSON envelope a delivery carries (DESIGN §3.3).
 //! - [`sender`]: one attempt: sign, POST, classify the answer.
+//! - [`queue`]: the engine's seam, [`WorkQueue`]: where due work comes
+//!   from and where outcomes go (the store's deliveries, for webhooks).
 //! - [`publisher`]: the engine's intake — group commit of publishes, their
 //!   deliveries handed to this node's dispatcher already claimed.
 //! - [`dispatcher`]: the loop that takes deliveries handed over at publish
@@ -27,11 +29,13 @@ pub mod lanes;
 pub mod metrics;
 pub mod payload;
 pub mod publisher;
+pub mod queue;
 pub mod sender;
 
 pub use dispatcher::{Dispatcher, DispatcherConfig, Handoff};
 pub use metrics::DeliveryMetrics;
 pub use publisher::Publisher;
+pub use queue::WorkQueue;
 
 /// What can stop the engine.
 #[derive(Debug, thiserror::Error)]

@@ -8,13 +8,14 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Database, Encode, Row as _, Type};
 use std::borrow::Cow;
 
-/// One bound value. Text and bytes are owned (or static), so a gathered
+/// One bound value, typed even when NULL (PostgreSQL checks a parameter's
+/// type against its column). Text and bytes are owned, so a gathered
 /// statement keeps its values until it is sent.
 #[derive(Debug, Clone)]
 pub(crate) enum Value {
     Int(Option<i64>),
     Bool(Option<bool>),
-    Text(Option<Cow<'static, str>>),
+    Text(Option<String>),
     Bytes(Option<Vec<u8>>),
 }
 
@@ -35,23 +36,23 @@ impl From<bool> for Value {
 }
 impl From<String> for Value {
     fn from(v: String) -> Self {
-        Value::Text(Some(Cow::Owned(v)))
+        Value::Text(Some(v))
     }
 }
 impl From<Option<String>> for Value {
     fn from(v: Option<String>) -> Self {
-        Value::Text(v.map(Cow::Owned))
+        Value::Text(v)
     }
 }
 /// Borrowed text (a `&str`, an id) is copied, so the statement owns it.
 impl<T: AsRef<str> + ?Sized> From<&T> for Value {
     fn from(v: &T) -> Self {
-        Value::Text(Some(Cow::Owned(v.as_ref().to_owned())))
+        Value::Text(Some(v.as_ref().to_owned()))
     }
 }
 impl<T: AsRef<str> + ?Sized> From<Option<&T>> for Value {
     fn from(v: Option<&T>) -> Self {
-        Value::Text(v.map(|v| Cow::Owned(v.as_ref().to_owned())))
+        Value::Text(v.map(|v| v.as_ref().to_owned()))
     }
 }
 impl From<Vec<u8>> for Value {
@@ -129,47 +130,44 @@ impl Sql {
         &self.args
     }
 
-    /// Takes the values out (for a statement gathered with others).
-    pub(crate) fn into_args(self) -> Vec<Value> {
-        self.args
-    }
-
     /// The statement's text.
     pub(crate) fn text(&self) -> &str {
         &self.text
     }
 
-    /// The statement with its placeholders moved up by `offset` (`$1`
-    /// becomes `$(1 + offset)`): SQLite numbers the parameters of a
-    /// multi-statement text across all of it.
-    pub(crate) fn renumbered(&self, offset: usize) -> Cow<'_, str> {
-        if offset == 0 {
-            return Cow::Borrowed(&self.text);
-        }
-        let mut out = String::with_capacity(self.text.len() + 16);
-        let mut chars = self.text.char_indices().peekable();
+    /// The statement with anonymous `?` placeholders, and its values in the
+    /// order they appear (a value used twice is bound twice).
+    ///
+    /// SQLite treats `$1` as a *named* parameter and finds a name's number
+    /// by walking the statement's list of names, so binding a statement of
+    /// a few thousand named parameters (a multi-row `INSERT`) costs time in
+    /// their square; anonymous ones are bound in order, at no search. They
+    /// also number across a text of several statements, as a gathered
+    /// transaction needs.
+    pub(crate) fn positional(self) -> (String, Vec<Value>) {
+        let mut text = String::with_capacity(self.text.len());
+        let mut args = Vec::with_capacity(self.args.len());
+        let mut chars = self.text.chars().peekable();
         let mut quoted = false;
-        while let Some((_, c)) = chars.next() {
-            out.push(c);
+        while let Some(c) = chars.next() {
             if c == '\'' {
                 quoted = !quoted;
             }
-            if c != '$' || quoted {
+            let number_follows = chars.peek().is_some_and(char::is_ascii_digit);
+            if c != '$' || quoted || !number_follows {
+                text.push(c);
                 continue;
             }
             let mut n = 0usize;
-            let mut digits = false;
-            while let Some(&(_, d)) = chars.peek() {
-                let Some(v) = d.to_digit(10) else { break };
-                n = n * 10 + v as usize;
-                digits = true;
+            while let Some(digit) = chars.peek().and_then(|d| d.to_digit(10)) {
+                n = n * 10 + digit as usize;
                 chars.next();
             }
-            if digits {
-                out.push_str(&(n + offset).to_string());
-            }
+            text.push('?');
+            // A placeholder without its value binds NULL, as SQLite does.
+            args.push(self.args.get(n.wrapping_sub(1)).cloned().unwrap_or(Value::Int(None)));
         }
-        Cow::Owned(out)
+        (text, args)
     }
 
     /// Whether the statement writes the table `table` (`INSERT INTO`,
@@ -304,12 +302,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn placeholders_are_renumbered_outside_string_literals() {
-        let sql = Sql::new("UPDATE t SET a = $1, b = '$2', c = $10 WHERE d = $2");
-        assert_eq!(sql.renumbered(5), "UPDATE t SET a = $6, b = '$2', c = $15 WHERE d = $7");
-        assert_eq!(sql.renumbered(0), sql.text());
-        let json = Sql::new("SELECT json_extract(x, '$.a') FROM t WHERE y = $1");
-        assert_eq!(json.renumbered(2), "SELECT json_extract(x, '$.a') FROM t WHERE y = $3");
+    fn placeholders_become_positional_outside_string_literals() {
+        let sql = Sql::new("UPDATE t SET a = $1, b = '$2', c = $2 WHERE d = $1 AND e = '$.a'")
+            .bind(7_i64)
+            .bind("x");
+        let (text, args) = sql.positional();
+        assert_eq!(text, "UPDATE t SET a = ?, b = '$2', c = ? WHERE d = ? AND e = '$.a'");
+        let ints: Vec<String> = args.iter().map(|v| format!("{v:?}")).collect();
+        assert_eq!(ints, ["Int(Some(7))", "Text(Some(\"x\"))", "Int(Some(7))"]);
     }
 
     #[test]

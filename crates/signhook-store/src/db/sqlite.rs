@@ -127,8 +127,8 @@ impl SqliteWriter {
 /// docs). Dropped without [`SqliteTx::commit`], nothing is written.
 pub(crate) struct SqliteTx<'c> {
     state: MutexGuard<'c, State>,
-    /// Statements gathered and not sent yet, `; `-separated, numbered
-    /// across the text.
+    /// Statements gathered and not sent yet, `; `-separated, with
+    /// positional placeholders (see [`Sql::positional`]).
     text: String,
     /// Their values.
     args: Vec<Value>,
@@ -151,8 +151,9 @@ impl SqliteTx<'_> {
         if !self.text.is_empty() {
             self.text.push_str("; ");
         }
-        self.text.push_str(&sql.renumbered(self.args.len()));
-        self.args.extend(sql.into_args());
+        let (text, args) = sql.positional();
+        self.text.push_str(&text);
+        self.args.extend(args);
     }
 
     /// Runs `sql` now, after what is gathered: the rows it changed.
