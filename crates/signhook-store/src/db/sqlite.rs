@@ -159,29 +159,19 @@ impl SqliteTx<'_> {
     /// Runs `sql` now, after what is gathered: the rows it changed.
     pub(crate) async fn execute(&mut self, sql: Sql) -> Result<u64> {
         self.gather(sql);
-        let results = self.send().await?;
-        Ok(results
-            .iter()
-            .rev()
-            .find_map(|r| match r {
-                Either::Left(done) => Some(done.rows_affected()),
-                Either::Right(_) => None,
-            })
-            .unwrap_or(0))
+        match self.send(Wanted::LastCount).await? {
+            Sent::Count(n) => Ok(n),
+            Sent::Rows(_) => unreachable!("a count was asked for"),
+        }
     }
 
     /// Runs `sql` now, after what is gathered: its rows.
     pub(crate) async fn fetch_all(&mut self, sql: Sql) -> Result<Vec<SqliteRow>> {
         self.gather(sql);
-        Ok(self
-            .send()
-            .await?
-            .into_iter()
-            .filter_map(|r| match r {
-                Either::Left(_) => None,
-                Either::Right(row) => Some(row),
-            })
-            .collect())
+        match self.send(Wanted::Rows).await? {
+            Sent::Rows(rows) => Ok(rows),
+            Sent::Count(_) => unreachable!("rows were asked for"),
+        }
     }
 
     /// `None` once this transaction wrote `subscriptions` (what it would
@@ -198,14 +188,16 @@ impl SqliteTx<'_> {
             return Ok(());
         }
         self.gather(Sql::new("COMMIT"));
-        self.send().await?;
+        self.send(Wanted::Count).await?;
         self.state.open = false;
         Ok(())
     }
 
     /// Sends the gathered text as one call (`BEGIN` first if not sent yet):
-    /// sqlx runs its statements in order and yields each one's result.
-    async fn send(&mut self) -> Result<Vec<Either<SqliteQueryResult, SqliteRow>>> {
+    /// sqlx runs its statements in order. Only what is `wanted` comes back:
+    /// results streamed statement by statement cost a hand-over from the
+    /// connection's thread each, so a commit takes one summary.
+    async fn send(&mut self, wanted: Wanted) -> Result<Sent> {
         let mut text = std::mem::take(&mut self.text);
         let args = std::mem::take(&mut self.args);
         let first = !self.begun;
@@ -228,7 +220,17 @@ impl SqliteTx<'_> {
         // transaction: not worth keeping prepared.
         let single = !first && !text.contains("; ");
         let query = bound(&text, &args).persistent(single);
-        let sent: Result<Vec<_>, sqlx::Error> = conn.fetch_many(query).try_collect().await;
+        let sent = match wanted {
+            Wanted::Count => conn.execute(query).await.map(|done| Sent::Count(done.rows_affected())),
+            Wanted::Rows => conn.fetch_all(query).await.map(Sent::Rows),
+            // Each statement's result, to take the last one's: the summary
+            // would add up stale counts (see `Wanted::Count`).
+            Wanted::LastCount => conn
+                .fetch_many(query)
+                .try_collect::<Vec<_>>()
+                .await
+                .map(|results| Sent::Count(last_count(&results))),
+        };
         let results = match sent {
             Ok(results) => results,
             Err(e) => {
@@ -244,6 +246,37 @@ impl SqliteTx<'_> {
         self.begun = true;
         Ok(results)
     }
+}
+
+/// What a round trip should bring back.
+#[derive(Clone, Copy)]
+enum Wanted {
+    /// Nothing but success (a commit). The summary's count means little:
+    /// SQLite reports, after a statement that changes no row (`BEGIN`,
+    /// `COMMIT`), the count of the last one that did.
+    Count,
+    /// The rows changed by the text's last statement.
+    LastCount,
+    /// The rows the text selects or returns.
+    Rows,
+}
+
+/// What a round trip brought back.
+enum Sent {
+    Count(u64),
+    Rows(Vec<SqliteRow>),
+}
+
+/// The rows changed by the last statement whose results these are.
+fn last_count(results: &[Either<SqliteQueryResult, SqliteRow>]) -> u64 {
+    results
+        .iter()
+        .rev()
+        .find_map(|r| match r {
+            Either::Left(done) => Some(done.rows_affected()),
+            Either::Right(_) => None,
+        })
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -330,6 +363,31 @@ mod tests {
             .unwrap();
         assert!(tx.commit().await.is_err());
         assert_eq!(rows(&store).await.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_statement_counts_its_own_rows_after_begin_and_after_other_transactions() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite(dir.path()).await;
+        let mut tx = store.begin().await.unwrap();
+        tx.gather(Sql::new("INSERT INTO t VALUES (1, 'a'), (2, 'b'), (3, 'c')"))
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        // SQLite reports after BEGIN the count of the last statement that
+        // changed rows (3, above): only the UPDATE's own count may come back.
+        let mut tx = store.begin().await.unwrap();
+        let changed = tx
+            .execute(Sql::new("UPDATE t SET label = 'x' WHERE x = $1").bind(2_i64))
+            .await
+            .unwrap();
+        assert_eq!(changed, 1);
+        let none = tx
+            .execute(Sql::new("UPDATE t SET label = 'y' WHERE x = $1").bind(9_i64))
+            .await
+            .unwrap();
+        assert_eq!(none, 0);
+        tx.commit().await.unwrap();
     }
 
     #[tokio::test]
