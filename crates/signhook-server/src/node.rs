@@ -1,8 +1,9 @@
 //! This node's identity. Its node id names it in the leases it takes and the
 //! attempts it makes; it is kept in the data directory (`node-id`), so that
 //! the process started again after a crash is the same node and can give
-//! back at once what its previous run held
-//! ([`signhook_store::restart`]). `--node-id` overrides the file.
+//! back at once what its previous run held (see
+//! [`signhook_store::Store::release_leases_of_previous_run`]). `--node-id`
+//! overrides the file.
 //!
 //! Two live processes must never share an id: at start a node releases
 //! every lease held under its id, including those of a live twin. On

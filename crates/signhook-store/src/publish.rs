@@ -2,7 +2,7 @@
 //! transaction (the transactional outbox), so a publish that was
 //! acknowledged always produces its webhooks and one that failed produces
 //! none. Many publishes share one transaction and one durable commit (the
-//! group commit the server's publisher gathers).
+//! group commit the engine's publisher gathers, `signhook_delivery::Publisher`).
 
 use crate::claims::ClaimedDelivery;
 use crate::claims::Lease;

@@ -200,6 +200,10 @@ impl SqliteTx<'_> {
     async fn send(&mut self, wanted: Wanted) -> Result<Sent> {
         let mut text = std::mem::take(&mut self.text);
         let args = std::mem::take(&mut self.args);
+        // One statement (`BEGIN` before it or not) is the same text every
+        // time — a claim, a read — and worth keeping prepared; gathered
+        // statements differ with every transaction, and are not.
+        let single = !text.contains("; ");
         let first = !self.begun;
         if first {
             let begin = match (self.relaxed, self.state.relaxed) {
@@ -216,9 +220,6 @@ impl SqliteTx<'_> {
         }
         self.state.open = true;
         let conn = self.state.conn.as_mut().expect("checked when begun");
-        // A text made of several statements differs with every
-        // transaction: not worth keeping prepared.
-        let single = !first && !text.contains("; ");
         let query = bound(&text, &args).persistent(single);
         let sent = match wanted {
             Wanted::Count => conn.execute(query).await.map(|done| Sent::Count(done.rows_affected())),
