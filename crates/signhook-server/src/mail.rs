@@ -2,7 +2,8 @@
 //! tenants' admins (`webhook.disabling_soon`), and invitations and reminders
 //! to signers and approvers.
 
-use lettre::message::Mailbox;
+use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use signhook_core::error_chain;
 use signhook_store::policy::Warned;
@@ -59,7 +60,8 @@ impl Mailer {
             .from(self.from.clone())
             .to(to)
             .subject(format!("Your webhook endpoint is failing: {}", sub.url.as_str()))
-            .body(body)
+            .message_id(None)
+            .singlepart(SinglePart::plain(body))
             .map_err(|e| e.to_string())?;
         self.transport
             .send(message)
@@ -119,19 +121,33 @@ impl Mailer {
         } else {
             format!("Please {verb} \"{}\"", invitation.request_name)
         };
-        let body = format!(
-            "Hello {name},\n\n\"{request}\" is waiting for your {noun}.\n\nOpen it here: {url}\n\n\
+        let text = format!(
+            "Hello {name},\n\n\"{request}\" is waiting for your {noun}.\n\nOpen it here:\n{url}\n\n\
              This link is personal: do not forward it. The request expires at {expires}.\n",
             name = invitation.name,
             request = invitation.request_name,
             url = invitation.url,
             expires = invitation.expires_at,
         );
+        let html = format!(
+            "<!DOCTYPE html><html><body style=\"font-family: sans-serif; line-height: 1.5\">\
+             <p>Hello {name},</p><p>&ldquo;{request}&rdquo; is waiting for your {noun}.</p>\
+             <p><a href=\"{url}\" style=\"display: inline-block; padding: 0.6em 1.2em; background: #1d4ed8; \
+             color: #ffffff; text-decoration: none; border-radius: 4px\">Open it to {verb}</a></p>\
+             <p style=\"font-size: 0.9em\">Or paste this link into your browser:<br>{url}</p>\
+             <p style=\"font-size: 0.9em\">This link is personal: do not forward it. \
+             The request expires at {expires}.</p></body></html>",
+            name = html_escape(&invitation.name),
+            request = html_escape(&invitation.request_name),
+            url = html_escape(&invitation.url),
+            expires = html_escape(&invitation.expires_at),
+        );
         let message = Message::builder()
             .from(self.from.clone())
             .to(to)
             .subject(subject)
-            .body(body)
+            .message_id(None)
+            .multipart(alternative(text, html))
             .map_err(|e| InvitationFailure::Failed(e.to_string()))?;
         match self.transport.send(message).await {
             Ok(_) => Ok(()),
@@ -139,4 +155,36 @@ impl Mailer {
             Err(e) => Err(InvitationFailure::Failed(error_chain(&e))),
         }
     }
+}
+
+/// The same message as plain text and as HTML, for the reader's client to
+/// choose. Both parts are base64-encoded: quoted-printable would fold a
+/// long line — a signing link — with soft breaks that some clients and
+/// gateways pass on as they are, and the link would no longer open.
+fn alternative(text: String, html: String) -> MultiPart {
+    let part = |content_type: ContentType, body: String| {
+        SinglePart::builder()
+            .header(content_type)
+            .header(ContentTransferEncoding::Base64)
+            .body(body)
+    };
+    MultiPart::alternative()
+        .singlepart(part(ContentType::TEXT_PLAIN, text))
+        .singlepart(part(ContentType::TEXT_HTML, html))
+}
+
+/// `text` safe inside HTML text and attribute values.
+fn html_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#39;"),
+            c => escaped.push(c),
+        }
+    }
+    escaped
 }

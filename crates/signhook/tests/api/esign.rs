@@ -904,9 +904,28 @@ on_both_backends! {
         // Ada's invitation went out by e-mail, with her signing link.
         let messages = smtp.wait_for_message().await;
         let ada = signing_url(&request, 0);
-        // (Quoted-printable: long lines are folded with a soft break, `=`.)
-        let unfolded: Vec<String> = messages.iter().map(|m| m.replace("=\n", "")).collect();
-        assert!(unfolded.iter().any(|m| m.contains("ada@example.com") && m.contains(&ada)), "{messages:?}");
+        let mail = messages
+            .iter()
+            .map(|raw| Mail::parse(raw))
+            .find(|mail| mail.header("to").is_some_and(|to| to.contains("ada@example.com")))
+            .expect("an invitation to Ada");
+        // A message every client renders: MIME, identified, dated, in plain
+        // text and HTML, each part carrying the exact link.
+        assert_eq!(mail.header("mime-version").as_deref(), Some("1.0"), "{mail:?}");
+        assert!(mail.header("content-type").unwrap().starts_with("multipart/alternative"), "{mail:?}");
+        assert!(mail.header("message-id").is_some_and(|id| id.starts_with('<') && id.ends_with('>')));
+        assert!(mail.header("date").is_some());
+        assert!(mail.header("subject").unwrap().contains("NDA"));
+        let kinds: Vec<&str> = mail.parts.iter().map(|(kind, _)| kind.as_str()).collect();
+        assert_eq!(kinds, ["text/plain; charset=utf-8", "text/html; charset=utf-8"]);
+        let (_, text) = &mail.parts[0];
+        let (_, html) = &mail.parts[1];
+        assert!(text.lines().any(|line| line == ada), "the link whole on a line of its own: {text}");
+        assert!(html.contains(&format!("href=\"{}\"", ada.replace('&', "&amp;"))), "{html}");
+        assert!(text.contains("expires at") && html.contains("expires at"));
+        // And the link opens.
+        let (status, signer_view) = app.visit(reqwest::Method::GET, &ada, None).await;
+        assert_eq!(status, StatusCode::OK, "{signer_view}");
     }
 
     async fn a_transition_whose_transaction_fails_emits_nothing(backend: Backend) {

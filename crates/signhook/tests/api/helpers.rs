@@ -765,6 +765,82 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// An e-mail as the SMTP sink received it, its MIME structure taken apart.
+#[derive(Debug)]
+pub struct Mail {
+    /// The top-level headers, names lower-cased, in order.
+    pub headers: Vec<(String, String)>,
+    /// Each leaf part's `Content-Type` and decoded text (one part, the
+    /// body itself, for a message that is not multipart).
+    pub parts: Vec<(String, String)>,
+}
+
+impl Mail {
+    /// Takes a raw message apart: headers, then the parts of a multipart
+    /// body (one level), each decoded from base64 when so encoded.
+    pub fn parse(raw: &str) -> Self {
+        let (head, body) = raw.split_once("\n\n").unwrap_or((raw, ""));
+        let headers = unfold_headers(head);
+        let content_type = header_of(&headers, "content-type").unwrap_or_default();
+        let parts = match content_type.split("boundary=").nth(1) {
+            Some(boundary) => {
+                let boundary = format!("--{}", boundary.trim_matches('"'));
+                body.split(&boundary)
+                    .skip(1)
+                    .filter(|part| !part.starts_with("--"))
+                    .map(|part| {
+                        let (head, body) = part.trim_start_matches('\n').split_once("\n\n").unwrap_or((part, ""));
+                        let headers = unfold_headers(head);
+                        let kind = header_of(&headers, "content-type").unwrap_or_default();
+                        (kind, decode_part(&headers, body))
+                    })
+                    .collect()
+            }
+            None => vec![(content_type.clone(), decode_part(&headers, body))],
+        };
+        Self { headers, parts }
+    }
+
+    /// A top-level header's value.
+    pub fn header(&self, name: &str) -> Option<String> {
+        header_of(&self.headers, name)
+    }
+}
+
+fn unfold_headers(head: &str) -> Vec<(String, String)> {
+    let mut headers: Vec<(String, String)> = Vec::new();
+    for line in head.lines() {
+        if line.starts_with([' ', '\t']) {
+            if let Some(last) = headers.last_mut() {
+                last.1.push(' ');
+                last.1.push_str(line.trim());
+            }
+        } else if let Some((name, value)) = line.split_once(':') {
+            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
+        }
+    }
+    headers
+}
+
+fn header_of(headers: &[(String, String)], name: &str) -> Option<String> {
+    headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
+}
+
+fn decode_part(headers: &[(String, String)], body: &str) -> String {
+    use base64::Engine;
+    match header_of(headers, "content-transfer-encoding").as_deref() {
+        Some(encoding) if encoding.eq_ignore_ascii_case("base64") => {
+            let compact: String = body.split_whitespace().collect();
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(compact)
+                .expect("a base64 part decodes");
+            String::from_utf8(bytes).expect("a text part is UTF-8")
+        }
+        // Quoted-printable's soft breaks joined again.
+        _ => body.replace("=\n", ""),
+    }
+}
+
 /// A minimal SMTP server on 127.0.0.1 that accepts every message and keeps
 /// its raw text: enough for lettre to deliver to.
 pub struct SmtpSink {
