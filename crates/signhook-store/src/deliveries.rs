@@ -355,18 +355,16 @@ impl Store {
         };
         let delivery = delivery_from_row(&row)?;
         let attempts = reader
-            .fetch_all(
+            .fetch_parsed(
                 Sql::new(
                     "SELECT id, attempt_number, started_at, duration_ms, status_code, response_body, error_kind, \
                      error_message, node_id, location, scheduled_at FROM attempts WHERE delivery_id = $1 \
                      ORDER BY attempt_number, started_at",
                 )
                 .bind(id),
+                attempt_from_row,
             )
-            .await?
-            .iter()
-            .map(attempt_from_row)
-            .collect::<Result<Vec<_>>>()?;
+            .await?;
         Ok(Some((delivery, attempts)))
     }
 
@@ -389,13 +387,7 @@ impl Store {
             .bind(status.map(DeliveryStatus::as_str))
             .bind(before.map(DeliveryId::as_str))
             .bind(i64::from(limit) + 1);
-        let items = self
-            .reader()
-            .fetch_all(sql)
-            .await?
-            .iter()
-            .map(delivery_from_row)
-            .collect::<Result<Vec<_>>>()?;
+        let items = self.reader().fetch_parsed(sql, delivery_from_row).await?;
         Ok(Page::from_rows(items, limit))
     }
 

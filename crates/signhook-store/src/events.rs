@@ -106,13 +106,7 @@ impl Store {
             .bind(after.map_or("", EventId::as_str))
             .bind(event_type)
             .bind(i64::from(limit) + 1);
-        let items = self
-            .reader()
-            .fetch_all(sql)
-            .await?
-            .iter()
-            .map(event_from_row)
-            .collect::<Result<Vec<_>>>()?;
+        let items = self.reader().fetch_parsed(sql, event_from_row).await?;
         Ok(Page::from_rows(items, limit))
     }
 }

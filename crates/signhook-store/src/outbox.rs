@@ -99,11 +99,7 @@ async fn load_candidates(
     ))
     .bind(tenant)
     .bind(sandbox);
-    tx.fetch_all(sql)
-        .await?
-        .iter()
-        .map(|row| subscription_from_row(row, keys))
-        .collect()
+    tx.fetch_parsed(sql, |row| subscription_from_row(row, keys)).await
 }
 
 /// Whether `event` goes to `sub` (enabled or not: a delivery to a

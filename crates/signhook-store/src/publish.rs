@@ -122,8 +122,6 @@ struct Plan {
     results: Vec<Result<Published>>,
     /// The candidates of each tenant and environment in the batch.
     candidates: Vec<((TenantId, bool), Candidates)>,
-    /// Indexes into `results` of the new events.
-    new_events: Vec<usize>,
     /// The deliveries of the new events.
     planned: Vec<Planned>,
 }
@@ -192,14 +190,18 @@ impl Store {
         let Plan {
             results,
             candidates,
-            new_events,
             planned,
         } = self.plan(&mut tx, batch, now).await?;
         let new_event = |i: usize| &results[i].as_ref().expect("a new event").event;
         let subscription = |p: &Planned| &candidates[p.group].1[p.k];
-        let events: Vec<(&Event, Option<&Idempotency>)> = new_events
+        // The new events: neither replayed nor refused.
+        let events: Vec<(&Event, Option<&Idempotency>)> = results
             .iter()
-            .map(|&i| (new_event(i), batch[i].idempotency.as_ref()))
+            .zip(batch)
+            .filter_map(|(result, new)| match result {
+                Ok(published) if !published.replayed => Some((&published.event, new.idempotency.as_ref())),
+                _ => None,
+            })
             .collect();
         outbox::write_events(&mut tx, &events).await.map_err(key_taken)?;
         let deliveries: Vec<NewDelivery<'_>> = planned
@@ -271,7 +273,6 @@ impl Store {
                     pending += usize::from(sub.enabled);
                 }
             }
-            plan.new_events.push(plan.results.len());
             plan.results.push(Ok(Published {
                 event,
                 deliveries: pending,

@@ -436,11 +436,8 @@ impl Store {
             .bind(i64::from(limit) + 1);
         let items = self
             .reader()
-            .fetch_all(sql)
-            .await?
-            .iter()
-            .map(|row| subscription_from_row(row, &self.keys))
-            .collect::<Result<Vec<_>>>()?;
+            .fetch_parsed(sql, |row| subscription_from_row(row, &self.keys))
+            .await?;
         Ok(Page::from_rows(items, limit))
     }
 

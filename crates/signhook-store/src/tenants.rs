@@ -240,7 +240,7 @@ impl Store {
         ))
         .bind(tenant)
         .bind(environment.as_str());
-        self.reader().fetch_all(sql).await?.iter().map(key_from_row).collect()
+        self.reader().fetch_parsed(sql, key_from_row).await
     }
 
     /// Revokes key `id` of `tenant` in `environment`, unless it is the last
@@ -262,12 +262,7 @@ impl Store {
         }))
         .bind(tenant)
         .bind(environment.as_str());
-        let keys = tx
-            .fetch_all(keys)
-            .await?
-            .iter()
-            .map(key_from_row)
-            .collect::<Result<Vec<_>>>()?;
+        let keys = tx.fetch_parsed(keys, key_from_row).await?;
         let Some(mut key) = keys.iter().find(|k| &k.id == id).cloned() else {
             return Ok(Revocation::NotFound);
         };

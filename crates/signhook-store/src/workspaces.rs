@@ -55,12 +55,7 @@ impl Store {
     pub async fn list_workspaces(&self, tenant: &TenantId) -> Result<Vec<Workspace>> {
         let sql = Sql::new("SELECT id, name, is_default, created_at FROM workspaces WHERE tenant_id = $1 ORDER BY id")
             .bind(tenant);
-        self.reader()
-            .fetch_all(sql)
-            .await?
-            .iter()
-            .map(workspace_from_row)
-            .collect()
+        self.reader().fetch_parsed(sql, workspace_from_row).await
     }
 
     /// The tenant's default workspace.

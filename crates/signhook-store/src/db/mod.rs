@@ -67,6 +67,11 @@ impl Reader<'_> {
         })
     }
 
+    /// Every row, each made a `T` by `parse`.
+    pub(crate) async fn fetch_parsed<T>(&self, sql: Sql, parse: impl Fn(&Row) -> Result<T>) -> Result<Vec<T>> {
+        self.fetch_all(sql).await?.iter().map(parse).collect()
+    }
+
     /// The first row, if any.
     pub(crate) async fn fetch_optional(&self, sql: Sql) -> Result<Option<Row>> {
         Ok(match self {
@@ -198,6 +203,11 @@ impl<'c> Tx<'c> {
                 .map(Row::Postgres)
                 .collect(),
         })
+    }
+
+    /// Every row, each made a `T` by `parse`.
+    pub(crate) async fn fetch_parsed<T>(&mut self, sql: Sql, parse: impl Fn(&Row) -> Result<T>) -> Result<Vec<T>> {
+        self.fetch_all(sql).await?.iter().map(parse).collect()
     }
 
     /// The first row, if any.

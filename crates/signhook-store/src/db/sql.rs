@@ -7,6 +7,7 @@ use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Database, Encode, Row as _, Type};
 use std::borrow::Cow;
+use std::fmt::Write as _;
 
 /// One bound value, typed even when NULL (PostgreSQL checks a parameter's
 /// type against its column). Text and bytes are owned, so a gathered
@@ -98,9 +99,8 @@ impl Sql {
     fn placeholder(&mut self, value: Value) {
         self.args.push(value);
         let n = self.args.len();
-        let text = self.text.to_mut();
-        text.push('$');
-        text.push_str(&n.to_string());
+        // Written in place: a multi-row statement has thousands.
+        let _ = write!(self.text.to_mut(), "${n}");
     }
 
     /// Appends `VALUES (…), (…)`: one row per item, its values bound by
@@ -146,7 +146,11 @@ impl Sql {
     /// transaction needs.
     pub(crate) fn positional(self) -> (String, Vec<Value>) {
         let mut text = String::with_capacity(self.text.len());
-        let mut args = Vec::with_capacity(self.args.len());
+        let mut args: Vec<Value> = Vec::with_capacity(self.args.len());
+        // Each value moves out at its first use (a publish's event data is
+        // not copied again); a later use copies it from where it went.
+        let mut values: Vec<Option<Value>> = self.args.into_iter().map(Some).collect();
+        let mut placed: Vec<Option<usize>> = vec![None; values.len()];
         let mut chars = self.text.chars().peekable();
         let mut quoted = false;
         while let Some(c) = chars.next() {
@@ -164,8 +168,17 @@ impl Sql {
                 chars.next();
             }
             text.push('?');
-            // A placeholder without its value binds NULL, as SQLite does.
-            args.push(self.args.get(n.wrapping_sub(1)).cloned().unwrap_or(Value::Int(None)));
+            let index = n.wrapping_sub(1);
+            let value = match (values.get_mut(index), placed.get(index).copied().flatten()) {
+                (Some(_), Some(at)) => args[at].clone(),
+                (Some(slot), None) => {
+                    placed[index] = Some(args.len());
+                    slot.take().expect("moved once: placed says where it went")
+                }
+                // A placeholder without its value binds NULL, as SQLite does.
+                (None, _) => Value::Int(None),
+            };
+            args.push(value);
         }
         (text, args)
     }
