@@ -158,8 +158,13 @@ fn request_data(status: &str, sequence: u64) -> Value {
 }
 
 fn signer(status: &str) -> Value {
-    let signed_at = if status == "done" {
-        json!("2026-11-22T10:04:05.123Z")
+    let (signed_at, typed_name) = if status == "done" {
+        (json!("2026-11-22T10:04:05.123Z"), json!("Ada Lovelace"))
+    } else {
+        (Value::Null, Value::Null)
+    };
+    let link_opened_at = if matches!(status, "link_opened" | "done") {
+        json!("2026-11-22T10:02:00.000Z")
     } else {
         Value::Null
     };
@@ -169,9 +174,10 @@ fn signer(status: &str) -> Value {
         "email": "ada@example.com",
         "status": status,
         "notified_at": "2026-11-22T10:00:00.000Z",
-        "link_opened_at": null,
+        "link_opened_at": link_opened_at,
         "signed_at": signed_at,
-        "declined_at": null
+        "declined_at": null,
+        "typed_name": typed_name
     })
 }
 

@@ -136,6 +136,8 @@ pub struct Signer {
     pub declined_at: Option<DateTime<Utc>>,
     /// Why the signer declined.
     pub decline_reason: Option<String>,
+    /// The name the signer typed as their signature.
+    pub typed_name: Option<String>,
     /// Which version of the signing link opens this signer's page: renewing
     /// the link (a leaked or forwarded invitation) bumps it, and links made
     /// for an earlier version stop working.
@@ -156,6 +158,7 @@ impl Signer {
             signed_at: None,
             declined_at: None,
             decline_reason: None,
+            typed_name: None,
         }
     }
 
@@ -237,8 +240,9 @@ pub enum Action {
     Reject(ApproverId, String),
     /// A signer opens the signing link.
     OpenLink(SignerId),
-    /// A signer signs.
-    Sign(SignerId),
+    /// A signer signs, having agreed to sign electronically and typed their
+    /// name.
+    Sign(SignerId, Signature),
     /// A signer declines, with a reason.
     Decline(SignerId, String),
     /// The signer's invitation could not be delivered.
@@ -265,7 +269,7 @@ impl Action {
             Action::Approve(_) => "approve",
             Action::Reject(..) => "reject",
             Action::OpenLink(_) => "open",
-            Action::Sign(_) => "sign",
+            Action::Sign(..) => "sign",
             Action::Decline(..) => "decline",
             Action::InviteUndelivered(_) => "report an undelivered invitation for",
             Action::Remind => "remind",
@@ -275,6 +279,49 @@ impl Action {
             Action::Delete => "delete",
             Action::PurgePermanently => "permanently delete",
         }
+    }
+}
+
+/// A signer's intent to sign: they agreed to sign electronically and typed
+/// their full name. Only [`Signature::new`] makes one, so an `Action::Sign`
+/// always carries both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signature {
+    typed_name: String,
+}
+
+/// The longest typed name kept, in characters.
+pub const TYPED_NAME_MAX_CHARS: usize = 200;
+
+impl Signature {
+    /// The signature of someone who answered `consent` to "I agree to sign
+    /// electronically" and typed `typed_name`; the refusal names the field.
+    pub fn new(consent: Option<bool>, typed_name: Option<&str>) -> Result<Self, Refusal> {
+        if consent != Some(true) {
+            return Err(Refusal::Incomplete {
+                field: "consent",
+                message: "consent must be true: the signer agrees to sign electronically".into(),
+            });
+        }
+        let typed_name = typed_name.map(str::trim).unwrap_or_default();
+        let chars = typed_name.chars().count();
+        if chars == 0 || chars > TYPED_NAME_MAX_CHARS || typed_name.chars().any(char::is_control) {
+            return Err(Refusal::Incomplete {
+                field: "typed_name",
+                message: format!(
+                    "typed_name must be the signer's full name as their signature, \
+                     1 to {TYPED_NAME_MAX_CHARS} characters without control characters"
+                ),
+            });
+        }
+        Ok(Self {
+            typed_name: typed_name.to_owned(),
+        })
+    }
+
+    /// The name as typed, trimmed.
+    pub fn typed_name(&self) -> &str {
+        &self.typed_name
     }
 }
 
@@ -502,12 +549,23 @@ impl SignatureRequest {
                 // shows where it stands; it is not a step of the lifecycle.
                 self.signer_index(id).ok_or(Refusal::UnknownPerson)?;
             }
-            (Action::Sign(id), R::Ongoing) => {
+            (Action::Sign(id, signature), R::Ongoing) => {
                 let index = self.signer_index(id).ok_or(Refusal::UnknownPerson)?;
                 self.check_signer(index, &action)?;
                 let signer = &mut t.request.signers[index];
+                // Whoever signs has the link open: a signer who signs
+                // straight from the API without opening it is opened first,
+                // so every trail reads opened → signed.
+                let unopened = signer.status == SignerStatus::Notified;
+                if unopened {
+                    signer.link_opened_at = Some(now);
+                }
                 signer.status = SignerStatus::Done;
                 signer.signed_at = Some(now);
+                signer.typed_name = Some(signature.typed_name().to_owned());
+                if unopened {
+                    t.emit("signer.link_opened", Subject::Signer(index));
+                }
                 t.emit("signer.done", Subject::Signer(index));
                 if t.request.signers.iter().all(|s| s.status == SignerStatus::Done) {
                     t.request.status = R::Done;
@@ -679,6 +737,7 @@ pub fn signer_json(signer: &Signer) -> Value {
         "link_opened_at": signer.link_opened_at.map(rfc3339),
         "signed_at": signer.signed_at.map(rfc3339),
         "declined_at": signer.declined_at.map(rfc3339),
+        "typed_name": signer.typed_name,
     })
 }
 

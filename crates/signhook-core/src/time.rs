@@ -62,6 +62,12 @@ pub fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
+/// A time as people read it, in UTC with its zone named, to the second:
+/// `2026-12-01 10:04:05 UTC` — for pages, e-mails and PDFs.
+pub fn readable(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
 /// Serde helpers writing a timestamp as [`rfc3339`].
 pub mod serde_rfc3339 {
     use chrono::{DateTime, Utc};

@@ -272,3 +272,67 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
         Ok(Client { ip, user_agent })
     }
 }
+
+/// A body posted by a person's page as a form
+/// (`application/x-www-form-urlencoded`), or by an API client as JSON
+/// (read like [`ApiJson`]). The routes people reach in a browser answer a
+/// form with a page and JSON with JSON.
+#[derive(Debug)]
+pub enum Submitted<T> {
+    /// From a page's form.
+    Form(T),
+    /// From an API client.
+    Json(T),
+}
+
+impl<T> Submitted<T> {
+    /// How to answer it.
+    pub fn face(&self) -> crate::pages::Face {
+        match self {
+            Submitted::Form(_) => crate::pages::Face::Page,
+            Submitted::Json(_) => crate::pages::Face::Json,
+        }
+    }
+
+    /// The body.
+    pub fn into_inner(self) -> T {
+        match self {
+            Submitted::Form(body) | Submitted::Json(body) => body,
+        }
+    }
+}
+
+impl<T: DeserializeOwned> FromRequest<AppState> for Submitted<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let form = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            });
+        if !form {
+            return ApiJson::from_request(req, state)
+                .await
+                .map(|ApiJson(body, _)| Submitted::Json(body));
+        }
+        axum::Form::<T>::from_request(req, state)
+            .await
+            .map(|axum::Form(body)| Submitted::Form(body))
+            .map_err(|rejection| {
+                let text = rejection.body_text();
+                let message = text
+                    .strip_prefix("Failed to deserialize form body: ")
+                    .unwrap_or(&text)
+                    .to_owned();
+                let field = named_field(&message).unwrap_or("body").to_owned();
+                ApiError::validation(field, message)
+            })
+    }
+}

@@ -12,6 +12,9 @@
 //! - [`extract`]: authentication, strict JSON and query parsing.
 //! - [`routes`]: one module per resource, plus health.
 //! - [`openapi`]: the OpenAPI document generated from the handlers.
+//! - [`pages`]: the pages people open in a browser (askama templates
+//!   compiled in, one embedded stylesheet); the signer's and approver's
+//!   page behind their link.
 //! - [`lifecycle`]: the e-signature lifecycle as a service (state machine,
 //!   signed PDF and audit certificate, invitations); [`links`]: signing,
 //!   approval and file links, HMAC-signed; [`pdf`]: every parse of an
@@ -31,6 +34,7 @@ pub mod listener;
 pub mod mail;
 pub mod node;
 pub mod openapi;
+pub mod pages;
 pub mod pdf;
 pub mod routes;
 pub mod schedulers;

@@ -9,18 +9,20 @@
 //! links to and a request that is still ongoing (the signer signs again);
 //! it can never leave a `done` whose links point at nothing.
 //!
-//! Invitations and reminders go out after the commit, in the background,
+//! Invitations, reminders and signed copies go out after the commit, in the
+//! background, each recorded in the audit trail as it went (e-mailed with
+//! the SMTP server's answer, or handed to the API caller),
 //! through SMTP when configured (a permanently refused address fires
 //! `signer.invite_undelivered`) or to the log otherwise.
 
 use crate::links::{FileKind, Links};
-use crate::mail::{Invitation, InvitationFailure, Mailer};
+use crate::mail::{Invitation, InvitationFailure, Letter, Mailer};
 use crate::pdf::{PdfWorkers, Request as PdfJob};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use signhook_core::error_chain;
-use signhook_core::ids::SignatureRequestId;
+use signhook_core::ids::{SignatureRequestId, SignerId};
 use signhook_core::lifecycle::{Action, Refusal, RequestStatus, Subject, Transition};
 use signhook_core::time::{rfc3339, Clock};
 use signhook_documents::{AuditDocument, SignatureLine, TrailEntry};
@@ -79,6 +81,12 @@ impl Lifecycle {
         &self.blobs
     }
 
+    /// Whether invitations, reminders and signed copies are e-mailed (SMTP
+    /// is configured) rather than handed over by the API's caller.
+    pub fn mails(&self) -> bool {
+        self.mailer.is_some()
+    }
+
     /// The PDF workers (every parse of an upload runs in one).
     pub fn pdf(&self) -> &PdfWorkers {
         &self.pdf
@@ -122,7 +130,7 @@ impl Lifecycle {
             after.next_reminder_at = next_reminder(&before, &after, &action, now);
             let links = if after.request.status == RequestStatus::Done {
                 let signing = match &action {
-                    Action::Sign(signer) => after.request.signer_index(signer),
+                    Action::Sign(signer, _) => after.request.signer_index(signer),
                     _ => None,
                 };
                 after.signed_pdf_sha256 = Some(self.produce_files(&after, &transition, signing, act, now).await?);
@@ -317,85 +325,124 @@ impl Lifecycle {
             }
             return;
         }
-        let reminder = transition
-            .events
-            .iter()
-            .any(|e| e.event_type == "signature_request.reminder_executed");
-        let mut invitations = Vec::new();
+        let happened = |event_type: &str| transition.events.iter().any(|e| e.event_type == event_type);
+        let letter = if happened("signature_request.reminder_executed") {
+            Letter::Reminder
+        } else {
+            Letter::Invitation
+        };
+        let done = happened("signature_request.done");
+        if transition.invite_signers.is_empty() && transition.invite_approvers.is_empty() && !done {
+            return;
+        }
+        let sender = match self.store.tenant_name(&after.tenant_id).await {
+            Ok(Some(name)) => name,
+            Ok(None) => "Signhook".to_owned(),
+            Err(e) => {
+                tracing::warn!(signature_request = %request.id, error = %error_chain(&e), "sender's name not read");
+                "Signhook".to_owned()
+            }
+        };
+        let write = |letter, name: &str, email: &str, url, approver| Invitation {
+            letter,
+            sender: sender.clone(),
+            name: name.to_owned(),
+            email: email.to_owned(),
+            request_name: request.name.clone(),
+            url,
+            approver,
+            expires_at: request.expires_at,
+        };
+        // The people written to: the invited (or reminded) signers and
+        // approvers, and once the request is done every signer, with their
+        // signed copy.
+        let mut letters: Vec<(Option<SignerId>, Invitation)> = Vec::new();
         for &i in &transition.invite_signers {
             let signer = &request.signers[i];
-            invitations.push((
+            let url = self.links.signing_url(signer);
+            letters.push((
                 Some(signer.id.clone()),
-                Invitation {
-                    name: signer.name.clone(),
-                    email: signer.email.clone(),
-                    request_name: request.name.clone(),
-                    url: self.links.signing_url(signer),
-                    approver: false,
-                    reminder,
-                    expires_at: rfc3339(request.expires_at),
-                },
+                write(letter, &signer.name, &signer.email, url, false),
             ));
         }
         for &i in &transition.invite_approvers {
             let approver = &request.approvers[i];
-            invitations.push((
-                None,
-                Invitation {
-                    name: approver.name.clone(),
-                    email: approver.email.clone(),
-                    request_name: request.name.clone(),
-                    url: self.links.approval_url(&approver.id),
-                    approver: true,
-                    reminder,
-                    expires_at: rfc3339(request.expires_at),
-                },
-            ));
+            let url = self.links.approval_url(&approver.id);
+            letters.push((None, write(letter, &approver.name, &approver.email, url, true)));
         }
-        if invitations.is_empty() {
-            return;
+        if done {
+            for signer in &request.signers {
+                let url = self.links.signing_url(signer);
+                letters.push((None, write(Letter::SignedCopy, &signer.name, &signer.email, url, false)));
+            }
         }
         let this = self.clone();
         let id = request.id.clone();
         // SMTP can be slow; the API answers without waiting for it.
-        tokio::spawn(async move { this.send_invitations(id, invitations).await });
+        tokio::spawn(async move { this.send_invitations(id, letters).await });
     }
 
-    async fn send_invitations(
-        self: Arc<Self>,
-        id: SignatureRequestId,
-        invitations: Vec<(Option<signhook_core::ids::SignerId>, Invitation)>,
-    ) {
-        for (signer, invitation) in invitations {
-            let Some(mailer) = &self.mailer else {
+    /// Sends each letter (or, without SMTP, says the link was handed to the
+    /// API's caller) and writes how it went into the request's audit trail:
+    /// `signer.invitation_emailed` with the SMTP server's answer,
+    /// `signer.invitation_handed_over`, `…_not_emailed`,
+    /// `…_undeliverable` (which also fires `signer.invite_undelivered`).
+    async fn send_invitations(self: Arc<Self>, id: SignatureRequestId, letters: Vec<(Option<SignerId>, Invitation)>) {
+        for (signer, invitation) in letters {
+            let role = if invitation.approver { "approver" } else { "signer" };
+            let kind = invitation.letter.trail_name();
+            let whom = format!("{} <{}>", invitation.name, invitation.email);
+            let (outcome, detail) = match &self.mailer {
                 // Without SMTP the operator (or the developer trying it out)
                 // passes the link on by hand, from the API's answer: a link
                 // is a credential, so it is never logged.
-                tracing::info!(
-                    signature_request = %id,
-                    to = %invitation.email,
-                    reminder = invitation.reminder,
-                    "invitation not e-mailed (no --smtp-url); hand over the signing_url from the API's answer"
-                );
-                continue;
-            };
-            match mailer.send_invitation(&invitation).await {
-                Ok(()) => tracing::info!(signature_request = %id, to = %invitation.email, "invitation e-mailed"),
-                Err(InvitationFailure::Failed(e)) => {
-                    tracing::warn!(signature_request = %id, to = %invitation.email, error = %e, "invitation not e-mailed")
-                }
-                Err(InvitationFailure::Undeliverable(e)) => {
-                    tracing::warn!(signature_request = %id, to = %invitation.email, error = %e, "invitation undeliverable");
-                    if let Some(signer) = signer {
-                        let act = Act {
-                            actor: "mailer".into(),
-                            origin: Default::default(),
-                        };
-                        let result = self.apply(&id, Action::InviteUndelivered(signer), &act).await;
-                        if let Err(e) = result {
-                            tracing::warn!(signature_request = %id, error = %error_chain(&e), "signer.invite_undelivered not recorded");
-                        }
+                None if invitation.letter == Letter::Invitation => (
+                    "handed_over",
+                    format!(
+                        "not e-mailed (no SMTP server is configured): the link for {whom} was handed to the API caller"
+                    ),
+                ),
+                None => (
+                    "not_emailed",
+                    format!("not e-mailed to {whom}: no SMTP server is configured"),
+                ),
+                Some(mailer) => match mailer.send_invitation(&invitation).await {
+                    Ok(answer) => (
+                        "emailed",
+                        format!("e-mailed to {whom}; the SMTP server accepted it: {answer}"),
+                    ),
+                    Err(InvitationFailure::Failed(e)) => {
+                        ("not_emailed", format!("could not be e-mailed to {whom}: {e}"))
                     }
+                    Err(InvitationFailure::Undeliverable(e)) => (
+                        "undeliverable",
+                        format!("refused for good when e-mailed to {whom}: {e}"),
+                    ),
+                },
+            };
+            let action = format!("{role}.{kind}_{outcome}");
+            tracing::info!(signature_request = %id, to = %invitation.email, %action, "letter");
+            let act = Act {
+                actor: "Signhook".into(),
+                origin: Default::default(),
+            };
+            if let Err(e) = self
+                .store
+                .append_trail(&id, self.clock.now(), &action, &act, Some(detail))
+                .await
+            {
+                tracing::warn!(signature_request = %id, error = %error_chain(&e), "letter not recorded in the audit trail");
+            }
+            if let (Some(signer), "undeliverable", Letter::Invitation | Letter::Reminder) =
+                (signer, outcome, invitation.letter)
+            {
+                let act = Act {
+                    actor: "mailer".into(),
+                    origin: Default::default(),
+                };
+                let result = self.apply(&id, Action::InviteUndelivered(signer), &act).await;
+                if let Err(e) = result {
+                    tracing::warn!(signature_request = %id, error = %error_chain(&e), "signer.invite_undelivered not recorded");
                 }
             }
         }

@@ -71,9 +71,35 @@ impl Mailer {
     }
 }
 
-/// An invitation (or reminder) to sign or approve.
+/// What a letter to a signer or approver is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Letter {
+    /// Their turn came: please sign (or approve).
+    Invitation,
+    /// They have not acted yet.
+    Reminder,
+    /// Everyone signed: here is the signed PDF (signers only).
+    SignedCopy,
+}
+
+impl Letter {
+    /// Its name in the audit trail: `signer.invitation_emailed`, …
+    pub fn trail_name(self) -> &'static str {
+        match self {
+            Letter::Invitation => "invitation",
+            Letter::Reminder => "reminder",
+            Letter::SignedCopy => "signed_copy",
+        }
+    }
+}
+
+/// A letter to one signer or approver about one request.
 #[derive(Debug, Clone)]
 pub struct Invitation {
+    /// What it is.
+    pub letter: Letter,
+    /// Who sends the request: the tenant's name.
+    pub sender: String,
     /// The person's name.
     pub name: String,
     /// Their address.
@@ -84,10 +110,8 @@ pub struct Invitation {
     pub url: String,
     /// `true` for an approver, `false` for a signer.
     pub approver: bool,
-    /// `true` for a reminder.
-    pub reminder: bool,
-    /// The request's deadline (RFC 3339).
-    pub expires_at: String,
+    /// The request's deadline.
+    pub expires_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// Why an invitation was not sent.
@@ -100,10 +124,64 @@ pub enum InvitationFailure {
     Failed(String),
 }
 
+/// A letter's subject, plain text and HTML.
+fn compose(invitation: &Invitation) -> (String, String, String) {
+    let (verb, noun) = if invitation.approver {
+        ("approve", "approval")
+    } else {
+        ("sign", "signature")
+    };
+    let request = &invitation.request_name;
+    let sender = &invitation.sender;
+    let deadline = signhook_core::time::readable(invitation.expires_at);
+    let (subject, lead, button, link) = match invitation.letter {
+        Letter::Invitation => (
+            format!("{sender} asks you to {verb} \u{201c}{request}\u{201d}"),
+            format!("{sender} sent you \u{201c}{request}\u{201d} for your {noun}. Please {verb} it by {deadline}."),
+            format!("Review and {verb}"),
+            invitation.url.clone(),
+        ),
+        Letter::Reminder => (
+            format!("Reminder: {sender} asks you to {verb} \u{201c}{request}\u{201d}"),
+            format!("\u{201c}{request}\u{201d} from {sender} is still waiting for your {noun}. Please {verb} it by {deadline}."),
+            format!("Review and {verb}"),
+            invitation.url.clone(),
+        ),
+        Letter::SignedCopy => (
+            format!("Signed: \u{201c}{request}\u{201d}"),
+            format!("Everyone has signed \u{201c}{request}\u{201d} from {sender}. Here is your copy of the signed PDF."),
+            "Download the signed PDF".to_owned(),
+            format!("{}/signed.pdf", invitation.url),
+        ),
+    };
+    let footer = match invitation.letter {
+        Letter::SignedCopy => "The link is personal: do not forward it. Your signing page keeps the signed PDF too.",
+        _ => "The link is personal: do not forward it.",
+    };
+    let text = format!(
+        "Hello {name},\n\n{lead}\n\n{button}:\n{link}\n\n{footer}\n",
+        name = invitation.name,
+    );
+    let html = format!(
+        "<!DOCTYPE html><html><body style=\"font-family: sans-serif; line-height: 1.5\">\
+         <p>Hello {name},</p><p>{lead}</p>\
+         <p><a href=\"{link}\" style=\"display: inline-block; padding: 0.6em 1.2em; background: #1d4ed8; \
+         color: #ffffff; text-decoration: none; border-radius: 4px\">{button}</a></p>\
+         <p style=\"font-size: 0.9em\">Or paste this link into your browser:<br>{link}</p>\
+         <p style=\"font-size: 0.9em\">{footer}</p></body></html>",
+        name = html_escape(&invitation.name),
+        lead = html_escape(&lead),
+        link = html_escape(&link),
+        button = html_escape(&button),
+    );
+    (subject, text, html)
+}
+
 impl Mailer {
-    /// Sends an invitation or a reminder. Can take as long as the SMTP
-    /// exchange.
-    pub async fn send_invitation(&self, invitation: &Invitation) -> Result<(), InvitationFailure> {
+    /// Sends an invitation, a reminder or a signed copy; answers what the
+    /// SMTP server said when it accepted it (`250 2.0.0 Ok: queued as …`).
+    /// Can take as long as the SMTP exchange.
+    pub async fn send_invitation(&self, invitation: &Invitation) -> Result<String, InvitationFailure> {
         let to: Mailbox = format!(
             "{} <{}>",
             invitation.name.replace(['<', '>', '"'], ""),
@@ -111,46 +189,25 @@ impl Mailer {
         )
         .parse()
         .map_err(|e| InvitationFailure::Undeliverable(format!("`{}` is not an address: {e}", invitation.email)))?;
-        let (verb, noun) = if invitation.approver {
-            ("approve", "approval")
-        } else {
-            ("sign", "signature")
-        };
-        let subject = if invitation.reminder {
-            format!("Reminder: please {verb} \"{}\"", invitation.request_name)
-        } else {
-            format!("Please {verb} \"{}\"", invitation.request_name)
-        };
-        let text = format!(
-            "Hello {name},\n\n\"{request}\" is waiting for your {noun}.\n\nOpen it here:\n{url}\n\n\
-             This link is personal: do not forward it. The request expires at {expires}.\n",
-            name = invitation.name,
-            request = invitation.request_name,
-            url = invitation.url,
-            expires = invitation.expires_at,
+        // "Acme via Signhook <no-reply@…>": the reader sees who asks.
+        let via = self.from.name.as_deref().unwrap_or("Signhook");
+        let from = Mailbox::new(
+            Some(format!("{} via {via}", invitation.sender)),
+            self.from.email.clone(),
         );
-        let html = format!(
-            "<!DOCTYPE html><html><body style=\"font-family: sans-serif; line-height: 1.5\">\
-             <p>Hello {name},</p><p>&ldquo;{request}&rdquo; is waiting for your {noun}.</p>\
-             <p><a href=\"{url}\" style=\"display: inline-block; padding: 0.6em 1.2em; background: #1d4ed8; \
-             color: #ffffff; text-decoration: none; border-radius: 4px\">Open it to {verb}</a></p>\
-             <p style=\"font-size: 0.9em\">Or paste this link into your browser:<br>{url}</p>\
-             <p style=\"font-size: 0.9em\">This link is personal: do not forward it. \
-             The request expires at {expires}.</p></body></html>",
-            name = html_escape(&invitation.name),
-            request = html_escape(&invitation.request_name),
-            url = html_escape(&invitation.url),
-            expires = html_escape(&invitation.expires_at),
-        );
+        let (subject, text, html) = compose(invitation);
         let message = Message::builder()
-            .from(self.from.clone())
+            .from(from)
             .to(to)
             .subject(subject)
             .message_id(None)
             .multipart(alternative(text, html))
             .map_err(|e| InvitationFailure::Failed(e.to_string()))?;
         match self.transport.send(message).await {
-            Ok(_) => Ok(()),
+            Ok(response) => {
+                let said: Vec<&str> = response.message().collect();
+                Ok(format!("{} {}", response.code(), said.join(" ")).trim().to_owned())
+            }
             Err(e) if e.is_permanent() => Err(InvitationFailure::Undeliverable(error_chain(&e))),
             Err(e) => Err(InvitationFailure::Failed(error_chain(&e))),
         }

@@ -51,6 +51,7 @@ use utoipa::{Modify, OpenApi};
         crate::routes::signing::sign,
         crate::routes::signing::decline,
         crate::routes::signing::document,
+        crate::routes::signing::signed_pdf,
         crate::routes::signing::open_approval,
         crate::routes::signing::approve,
         crate::routes::signing::reject,

@@ -166,6 +166,7 @@ fn signer_from_row(row: &impl DbRow) -> Result<(Signer, Origin)> {
         signed_at: opt_time(row, "signed_at")?,
         declined_at: opt_time(row, "declined_at")?,
         decline_reason: row.opt_text("decline_reason")?,
+        typed_name: row.opt_text("typed_name")?,
         link_version: u32::try_from(row.int("link_version")?).map_err(StoreError::corrupt)?,
     };
     let origin = Origin {
@@ -368,6 +369,10 @@ fn trail_detail(request: &SignatureRequest, emitted: &Emitted) -> Option<String>
             request.approvers[i].reject_reason.clone()
         }
         ("signature_request.canceled", _) => request.reason.clone(),
+        ("signer.done", Subject::Signer(i)) => request.signers[i]
+            .typed_name
+            .as_ref()
+            .map(|name| format!("agreed to sign electronically and typed the name \u{201c}{name}\u{201d}")),
         _ => None,
     };
     match (person, reason) {
@@ -640,6 +645,31 @@ impl Store {
         Ok(events.into_iter().map(|(event, _)| event).collect())
     }
 
+    /// Adds a line to a request's audit trail for something that happened
+    /// outside a transition: how an invitation went out (e-mailed, with the
+    /// SMTP server's answer, or handed to the API caller), a signed copy
+    /// e-mailed. A purged request keeps no trail, so nothing is added to one.
+    pub async fn append_trail(
+        &self,
+        request: &SignatureRequestId,
+        at: DateTime<Utc>,
+        action: &str,
+        act: &Act,
+        detail: Option<String>,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let live = tx
+            .fetch_optional(
+                Sql::new("SELECT status FROM signature_requests WHERE id = $1 AND status <> 'permanently_deleted'")
+                    .bind(request),
+            )
+            .await?;
+        if live.is_some() {
+            tx.gather(trail(request, to_millis(at), action, act, detail)).await?;
+        }
+        tx.commit().await
+    }
+
     /// The request's audit trail, oldest first.
     pub async fn audit_trail(&self, request: &SignatureRequestId) -> Result<Vec<TrailEntry>> {
         let sql = Sql::new("SELECT * FROM audit_trail WHERE signature_request_id = $1 ORDER BY id").bind(request);
@@ -762,7 +792,8 @@ fn people_updates(before: &SignatureRequestRecord, after: &SignatureRequestRecor
         let origin = if acted { &act.origin } else { &before.signer_origins[i] };
         Sql::new(
             "UPDATE signers SET status = $1, notified_at = $2, link_opened_at = $3, signed_at = $4, \
-             declined_at = $5, decline_reason = $6, acted_ip = $7, acted_user_agent = $8 WHERE id = $9",
+             declined_at = $5, decline_reason = $6, acted_ip = $7, acted_user_agent = $8, typed_name = $9 \
+             WHERE id = $10",
         )
         .bind(signer.status.as_str())
         .bind(millis(signer.notified_at))
@@ -772,6 +803,7 @@ fn people_updates(before: &SignatureRequestRecord, after: &SignatureRequestRecor
         .bind(signer.decline_reason.as_ref())
         .bind(origin.ip.as_ref())
         .bind(origin.user_agent.as_ref())
+        .bind(signer.typed_name.as_ref())
         .bind(&signer.id)
     });
     let approvers = new

@@ -164,6 +164,16 @@ impl Store {
         })
     }
 
+    /// The tenant's name, as the sender of its signature requests; `None`
+    /// for an unknown tenant.
+    pub async fn tenant_name(&self, tenant: &TenantId) -> Result<Option<String>> {
+        let sql = Sql::new("SELECT name FROM tenants WHERE id = $1").bind(tenant);
+        match self.reader().fetch_optional(sql).await? {
+            Some(row) => Ok(Some(row.text("name")?)),
+            None => Ok(None),
+        }
+    }
+
     /// Finds who a presented key speaks for; `None` for an unknown or revoked
     /// key.
     pub async fn authenticate(&self, key: &str) -> Result<Option<Principal>> {

@@ -599,17 +599,24 @@ mod signature_requests {
             let tenant = tenant_with_subscription(&store).await;
             let record = ongoing(&store, &tenant).await;
             let signer = record.request.signers[0].id.clone();
-            let done = apply(&store, &record.request.id, Action::Sign(signer)).await.unwrap();
+            let signature = signhook_core::lifecycle::Signature::new(Some(true), Some("Ada L.")).unwrap();
+            let done = apply(&store, &record.request.id, Action::Sign(signer, signature)).await.unwrap();
             assert_eq!(done.request.status, RequestStatus::Done);
+            assert_eq!(done.request.signers[0].typed_name.as_deref(), Some("Ada L."));
             assert_eq!(done.signer_origins[0].ip.as_deref(), Some("192.0.2.7"));
             assert!(done.completed_at.is_some() && done.activated_at.is_some());
-            let trail: Vec<String> = store
-                .audit_trail(&record.request.id)
-                .await
-                .unwrap()
-                .into_iter()
-                .map(|e| e.action)
-                .collect();
+            let entries = store.audit_trail(&record.request.id).await.unwrap();
+            let trail: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
+            // The consent and the typed name are in the signer's line.
+            let signed = entries.iter().find(|e| e.action == "signer.done").unwrap();
+            assert!(
+                signed
+                    .detail
+                    .as_deref()
+                    .unwrap()
+                    .ends_with("agreed to sign electronically and typed the name \u{201c}Ada L.\u{201d}"),
+                "{signed:?}"
+            );
             assert_eq!(
                 trail,
                 [
@@ -617,6 +624,7 @@ mod signature_requests {
                     "document.added",
                     "signature_request.activated",
                     "signer.notified",
+                    "signer.link_opened",
                     "signer.done",
                     "signature_request.done"
                 ]

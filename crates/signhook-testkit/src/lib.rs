@@ -10,6 +10,8 @@
 //! - [`on_both_backends!`]: writes a test once and runs it on SQLite and on
 //!   PostgreSQL.
 //! - [`s3::S3Server`]: a real S3-compatible server (moto) for blob tests.
+//! - [`browser::Browser`]: a real headless Chromium through chromedriver,
+//!   for the tests of the pages.
 //! - [`execute_sql`]: raw SQL against a test database, for tests that inject
 //!   a failure (a trigger that refuses a write).
 //! - [`eventually`]: the one way a test waits for something to happen
@@ -19,6 +21,7 @@
 //! PostgreSQL half of every test fails, saying what to install.
 #![deny(missing_docs)]
 
+pub mod browser;
 pub mod s3;
 
 use std::path::{Path, PathBuf};

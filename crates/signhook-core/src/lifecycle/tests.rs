@@ -21,6 +21,10 @@ fn request(signers: usize, approvers: usize, ordered: bool) -> SignatureRequest 
     request
 }
 
+fn signature() -> Signature {
+    Signature::new(Some(true), Some("Signer")).unwrap()
+}
+
 fn types(t: &Transition) -> Vec<&'static str> {
     t.events.iter().map(|e| e.event_type).collect()
 }
@@ -53,8 +57,8 @@ fn in_status(status: RequestStatus) -> SignatureRequest {
         R::Approval | R::Ongoing => step(&draft, Action::Activate).request,
         R::Done => {
             let r = in_status(R::Ongoing);
-            let r = step(&r, Action::Sign(signer(&r, 0))).request;
-            step(&r, Action::Sign(signer(&r, 1))).request
+            let r = step(&r, Action::Sign(signer(&r, 0), signature())).request;
+            step(&r, Action::Sign(signer(&r, 1), signature())).request
         }
         R::Declined => {
             let r = in_status(R::Ongoing);
@@ -91,7 +95,7 @@ fn every_action_in_every_status() {
             (Action::Activate, vec![R::Draft]),
             (Action::Approve(approver.clone()), vec![R::Approval]),
             (Action::Reject(approver, "no".into()), vec![R::Approval]),
-            (Action::Sign(signer.clone()), vec![R::Ongoing]),
+            (Action::Sign(signer.clone(), signature()), vec![R::Ongoing]),
             (Action::Decline(signer.clone(), "no".into()), vec![R::Ongoing]),
             (Action::InviteUndelivered(signer), vec![R::Ongoing]),
             (Action::Remind, vec![R::Ongoing]),
@@ -155,15 +159,19 @@ fn parallel_signers_then_done() {
     assert_eq!(types(&t), ["signer.link_opened"]);
     // A second opening is not news.
     assert!(!step(&t.request, Action::OpenLink(b.clone())).is_change());
-    let t = step(&t.request, Action::Sign(b.clone()));
+    let t = step(&t.request, Action::Sign(b.clone(), signature()));
     assert_eq!(types(&t), ["signer.done"]);
     assert_eq!(t.request.status, RequestStatus::Ongoing);
-    let t = step(&t.request, Action::Sign(a));
-    assert_eq!(types(&t), ["signer.done", "signature_request.done"]);
+    // A never opened its link: signing opens it first.
+    let t = step(&t.request, Action::Sign(a, signature()));
+    assert_eq!(
+        types(&t),
+        ["signer.link_opened", "signer.done", "signature_request.done"]
+    );
     assert_eq!(t.request.status, RequestStatus::Done);
-    assert_eq!(t.request.sequence, 7);
+    assert_eq!(t.request.sequence, 8);
     // Signing twice is refused, naming the signer's state.
-    let err = t.request.transition(Action::Sign(b), t0()).unwrap_err();
+    let err = t.request.transition(Action::Sign(b, signature()), t0()).unwrap_err();
     assert_eq!(err.to_string(), "cannot sign a signature request that is done");
 }
 
@@ -175,7 +183,9 @@ fn ordered_signers_are_notified_one_after_the_other() {
     let ids: Vec<_> = r.signers.iter().map(|s| s.id.clone()).collect();
     assert_eq!(r.signers[1].status, SignerStatus::Pending);
     // The second signer cannot sign before the first.
-    let err = r.transition(Action::Sign(ids[1].clone()), t0()).unwrap_err();
+    let err = r
+        .transition(Action::Sign(ids[1].clone(), signature()), t0())
+        .unwrap_err();
     assert_eq!(
         err,
         Refusal::SignerState {
@@ -183,13 +193,16 @@ fn ordered_signers_are_notified_one_after_the_other() {
             current: SignerStatus::Pending
         }
     );
-    let t = step(&r, Action::Sign(ids[0].clone()));
+    let t = step(&r, Action::OpenLink(ids[0].clone()));
+    let t = step(&t.request, Action::Sign(ids[0].clone(), signature()));
     assert_eq!(types(&t), ["signer.done", "signer.notified"]);
     assert_eq!(t.events[1].subject, Subject::Signer(1));
     assert_eq!(t.invite_signers, [1]);
-    let t = step(&t.request, Action::Sign(ids[1].clone()));
+    let t = step(&t.request, Action::OpenLink(ids[1].clone()));
+    let t = step(&t.request, Action::Sign(ids[1].clone(), signature()));
     assert_eq!(types(&t), ["signer.done", "signer.notified"]);
-    let t = step(&t.request, Action::Sign(ids[2].clone()));
+    let t = step(&t.request, Action::OpenLink(ids[2].clone()));
+    let t = step(&t.request, Action::Sign(ids[2].clone(), signature()));
     assert_eq!(types(&t), ["signer.done", "signature_request.done"]);
 }
 
@@ -206,7 +219,7 @@ fn a_decline_declines_the_request_with_its_reason() {
     assert_eq!(data["signature_request"]["sequence"], t.events[1].sequence);
     // The other signer can no longer sign.
     let other = t.request.signers[1].id.clone();
-    assert!(t.request.transition(Action::Sign(other), t0()).is_err());
+    assert!(t.request.transition(Action::Sign(other, signature()), t0()).is_err());
 }
 
 #[test]
@@ -217,7 +230,7 @@ fn approvers_gate_activation() {
     assert_eq!(t.request.status, RequestStatus::Approval);
     assert_eq!(t.invite_approvers, [0, 1]);
     let signer = t.request.signers[0].id.clone();
-    assert!(t.request.transition(Action::Sign(signer), t0()).is_err());
+    assert!(t.request.transition(Action::Sign(signer, signature()), t0()).is_err());
 
     let (a, b) = (t.request.approvers[0].id.clone(), t.request.approvers[1].id.clone());
     let t = step(&t.request, Action::Approve(a.clone()));
@@ -302,7 +315,7 @@ fn expiry_waits_for_the_deadline_and_reactivation_reopens() {
 fn reminders_go_to_invited_signers_who_have_not_acted() {
     let r = in_status(RequestStatus::Ongoing);
     let first = r.signers[0].id.clone();
-    let r = step(&r, Action::Sign(first)).request;
+    let r = step(&r, Action::Sign(first, signature())).request;
     let t = step(&r, Action::Remind);
     assert_eq!(types(&t), ["signature_request.reminder_executed"]);
     assert_eq!(t.invite_signers, [1]);
@@ -323,7 +336,7 @@ fn someone_else_s_signer_is_unknown() {
     let r = in_status(RequestStatus::Ongoing);
     let stranger = SignerId::generate();
     assert_eq!(
-        r.transition(Action::Sign(stranger), t0()).unwrap_err(),
+        r.transition(Action::Sign(stranger, signature()), t0()).unwrap_err(),
         Refusal::UnknownPerson
     );
 }
@@ -362,4 +375,40 @@ fn statuses_round_trip() {
     for &s in ApproverStatus::ALL {
         assert_eq!(ApproverStatus::parse(s.as_str()), Some(s));
     }
+}
+
+#[test]
+fn signing_needs_consent_and_a_typed_name() {
+    let refused = |consent, name| match Signature::new(consent, name) {
+        Err(Refusal::Incomplete { field, .. }) => field,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(refused(None, Some("Ada")), "consent");
+    assert_eq!(refused(Some(false), Some("Ada")), "consent");
+    assert_eq!(refused(Some(true), None), "typed_name");
+    assert_eq!(refused(Some(true), Some("   ")), "typed_name");
+    assert_eq!(refused(Some(true), Some("Ada\u{0}")), "typed_name");
+    assert_eq!(
+        refused(Some(true), Some(&"x".repeat(TYPED_NAME_MAX_CHARS + 1))),
+        "typed_name"
+    );
+    let signature = Signature::new(Some(true), Some("  Łukasz Żółć ")).unwrap();
+    assert_eq!(signature.typed_name(), "Łukasz Żółć");
+}
+
+#[test]
+fn a_signer_who_never_opened_the_link_is_opened_before_signing() {
+    let r = step(&request(1, 0, false), Action::Activate).request;
+    let id = r.signers[0].id.clone();
+    let typed = Signature::new(Some(true), Some("Signer Zero")).unwrap();
+    let t = step(&r, Action::Sign(id, typed));
+    assert_eq!(
+        types(&t),
+        ["signer.link_opened", "signer.done", "signature_request.done"]
+    );
+    let signer = &t.request.signers[0];
+    assert_eq!((signer.link_opened_at, signer.signed_at), (Some(t0()), Some(t0())));
+    assert_eq!(signer.typed_name.as_deref(), Some("Signer Zero"));
+    let data = t.request.event_data(&t.events[1], &serde_json::json!({}), None);
+    assert_eq!(data["signer"]["typed_name"], "Signer Zero");
 }

@@ -76,6 +76,8 @@ pub fn router(state: AppState) -> Router {
         .route("/signing/{token}/sign", post(signing::sign))
         .route("/signing/{token}/decline", post(signing::decline))
         .route("/signing/{token}/documents/{id}", get(signing::document))
+        .route("/signing/{token}/signed.pdf", get(signing::signed_pdf))
+        .route("/assets/signhook.css", get(crate::pages::stylesheet))
         .route("/approvals/{token}", get(signing::open_approval))
         .route("/approvals/{token}/approve", post(signing::approve))
         .route("/approvals/{token}/reject", post(signing::reject))

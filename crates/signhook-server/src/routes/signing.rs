@@ -17,20 +17,23 @@
 //! download answers 410; a deleted request's links answer 410 outright.
 
 use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiQuery, Client};
+use crate::extract::{ApiQuery, Client, Submitted};
 use crate::lifecycle::document_key;
+use crate::lifecycle::LifecycleError;
 use crate::links::{FileKind, LinkRefusal};
+use crate::pages::person::{Person, PersonPage};
+use crate::pages::{self, Face};
 use crate::routes::path_id;
 use crate::routes::signature_requests::check_reason;
 use crate::state::AppState;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use signhook_core::ids::{ApproverId, DocumentId, SignatureRequestId, SignerId};
-use signhook_core::lifecycle::{approver_json, signer_json, Action, RequestStatus, SignerStatus};
+use signhook_core::lifecycle::{approver_json, signer_json, Action, RequestStatus, Signature, SignerStatus};
 use signhook_core::time::rfc3339;
 use signhook_store::signature_requests::{Act, SignatureRequestRecord};
 use utoipa::ToSchema;
@@ -190,7 +193,7 @@ async fn act_as_signer(
     client: &Client,
     token: &str,
     make: impl FnOnce(SignerId) -> Action,
-) -> Result<Json<LinkView>, ApiError> {
+) -> Result<(SignerId, SignatureRequestRecord), ApiError> {
     let (signer, record) = signer_record(state, token).await?;
     let index = record.request.signer_index(&signer).ok_or_else(invalid_link)?;
     let person = &record.request.signers[index];
@@ -199,7 +202,7 @@ async fn act_as_signer(
         .lifecycle
         .apply(&record.request.id, make(signer.clone()), &act)
         .await?;
-    Ok(Json(signer_view(state, &signer, &record)))
+    Ok((signer, record))
 }
 
 /// Applies the action `make` builds for the token's approver, as that approver.
@@ -208,7 +211,7 @@ async fn act_as_approver(
     client: &Client,
     token: &str,
     make: impl FnOnce(ApproverId) -> Action,
-) -> Result<Json<LinkView>, ApiError> {
+) -> Result<(ApproverId, SignatureRequestRecord), ApiError> {
     let (approver, record) = approver_record(state, token).await?;
     let index = record.request.approver_index(&approver).ok_or_else(invalid_link)?;
     let person = &record.request.approvers[index];
@@ -217,28 +220,128 @@ async fn act_as_approver(
         .lifecycle
         .apply(&record.request.id, make(approver.clone()), &act)
         .await?;
-    Ok(Json(approver_view(state, &approver, &record)))
+    Ok((approver, record))
 }
 
-/// Opens a signing link: the request, the signer and the documents. The
+/// Whose link a page is for.
+#[derive(Debug, Clone, Copy)]
+enum LinkKind {
+    Signing,
+    Approval,
+}
+
+/// The page of the person behind `token`, as `record` stands, served at
+/// the link itself or (`at_action`) at one of its actions.
+async fn person_page(
+    state: &AppState,
+    kind: LinkKind,
+    token: &str,
+    at_action: bool,
+    record: &SignatureRequestRecord,
+) -> Result<PersonPage, ApiError> {
+    let base = if at_action { String::new() } else { format!("{token}/") };
+    let sender = state
+        .store
+        .tenant_name(&record.tenant_id)
+        .await?
+        .unwrap_or_else(|| "The sender".into());
+    let mailed = state.lifecycle.mails();
+    let page = match kind {
+        LinkKind::Signing => {
+            let (signer, _) = state.lifecycle.links().signer_of(token).ok_or_else(invalid_link)?;
+            let index = record.request.signer_index(&signer).ok_or_else(invalid_link)?;
+            let signed_pdf = Some(format!("{base}signed.pdf"));
+            PersonPage::new(record, Person::Signer(index), &sender, &base, signed_pdf, mailed)
+        }
+        LinkKind::Approval => {
+            let approver = state.lifecycle.links().approver_of(token).ok_or_else(invalid_link)?;
+            let index = record.request.approver_index(&approver).ok_or_else(invalid_link)?;
+            let signed_pdf = files_json(state, record, None)
+                .1
+                .and_then(|link| link["url"].as_str().map(str::to_owned));
+            PersonPage::new(record, Person::Approver(index), &sender, &base, signed_pdf, mailed)
+        }
+    };
+    Ok(page)
+}
+
+/// Loads the record behind a person's link.
+async fn link_record(state: &AppState, kind: LinkKind, token: &str) -> Result<SignatureRequestRecord, ApiError> {
+    Ok(match kind {
+        LinkKind::Signing => signer_record(state, token).await?.1,
+        LinkKind::Approval => approver_record(state, token).await?.1,
+    })
+}
+
+/// What a person's link answers after `result`: JSON as it always did, or
+/// for a browser the page — a form that worked is redirected to it (so a
+/// reload does not post again), a refused one shows it again with the
+/// message beside the field and what was typed kept.
+async fn answer(
+    state: &AppState,
+    face: Face,
+    kind: LinkKind,
+    token: &str,
+    result: Result<LinkView, ApiError>,
+    typed_name: Option<String>,
+    acted: bool,
+) -> Response {
+    let error = match (face, result) {
+        (Face::Json, Ok(view)) => return Json(view).into_response(),
+        (Face::Json, Err(error)) => return error.into_response(),
+        // From `…/{token}/sign`, `../{token}` is the page.
+        (Face::Page, Ok(_)) if acted => return pages::see_other(&format!("../{token}")),
+        (Face::Page, Ok(_)) => None,
+        (Face::Page, Err(error)) => Some(error),
+    };
+    // Only a refusal about this request (a field, a state) is shown on its
+    // page; an invalid, replaced or withdrawn link gets the problem page.
+    let error = match error {
+        Some(e) if !matches!(e, ApiError::Validation { .. } | ApiError::Conflict { .. }) => return pages::problem(e),
+        other => other,
+    };
+    let record = match link_record(state, kind, token).await {
+        Ok(record) => record,
+        Err(e) => return pages::problem(e),
+    };
+    let page = match person_page(state, kind, token, acted, &record).await {
+        Ok(page) => page,
+        Err(e) => return pages::problem(e),
+    };
+    match error {
+        None => pages::page(StatusCode::OK, &page),
+        Some(error) => {
+            let field = match &error {
+                ApiError::Validation { field, .. } => Some(field.as_str()),
+                _ => None,
+            };
+            let page = page.refused(field, error.to_string(), typed_name);
+            pages::page(error.status(), &page)
+        }
+    }
+}
+
+/// Opens a signing link: the request, the signer and the documents — as
+/// JSON, or as the signer's page for a browser (`Accept: text/html`). The
 /// first opening fires `signer.link_opened`.
 #[utoipa::path(
     get, path = "/signing/{token}", tag = "signing",
     params(("token" = String, Path, description = "The token of a `signing_url`")),
     responses((status = 200, body = LinkView), (status = 404, body = crate::error::ErrorBody), (status = 410, description = "The request was deleted (or, for a document, is no longer being decided)", body = crate::error::ErrorBody))
 )]
-pub async fn open(
-    State(state): State<AppState>,
-    client: Client,
-    Path(token): Path<String>,
-) -> Result<Json<LinkView>, ApiError> {
-    let (signer, record) = signer_record(&state, &token).await?;
+pub async fn open(State(state): State<AppState>, client: Client, face: Face, Path(token): Path<String>) -> Response {
+    let result = open_signing(&state, &client, &token).await;
+    answer(&state, face, LinkKind::Signing, &token, result, None, false).await
+}
+
+async fn open_signing(state: &AppState, client: &Client, token: &str) -> Result<LinkView, ApiError> {
+    let (signer, record) = signer_record(state, token).await?;
     let index = record.request.signer_index(&signer).ok_or_else(invalid_link)?;
     let person = &record.request.signers[index];
     // Only a signer who can sign "opens" the request; a pending one (their
     // turn has not come) or one who already acted just looks.
     let record = if record.request.status == RequestStatus::Ongoing && person.status == SignerStatus::Notified {
-        let act = person_act(&person.name, &person.email, &client);
+        let act = person_act(&person.name, &person.email, client);
         state
             .lifecycle
             .apply(&record.request.id, Action::OpenLink(signer.clone()), &act)
@@ -246,27 +349,52 @@ pub async fn open(
     } else {
         record
     };
-    Ok(Json(signer_view(&state, &signer, &record)))
+    Ok(signer_view(state, &signer, &record))
 }
 
-/// Signs as the link's signer. When this is the last signature, the signed
-/// PDF and the audit certificate are made before `signature_request.done`
-/// is emitted.
+/// Signing: the signer's consent and their typed name.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignBody {
+    /// Must be `true`: the signer agrees to sign electronically.
+    pub consent: Option<bool>,
+    /// The signer's full name, typed as their signature: 1 to 200
+    /// characters. Kept in the audit trail with the time, IP address and
+    /// user agent.
+    pub typed_name: Option<String>,
+}
+
+/// Signs as the link's signer, who agrees to sign electronically and types
+/// their name. When this is the last signature, the signed PDF and the
+/// audit certificate are made before `signature_request.done` is emitted.
+/// A signer who never opened the link is opened first (`signer.link_opened`
+/// precedes `signer.done`).
 #[utoipa::path(
     post, path = "/signing/{token}/sign", tag = "signing",
     params(("token" = String, Path, description = "The token of a `signing_url`")),
+    request_body = SignBody,
     responses(
         (status = 200, body = LinkView),
         (status = 404, body = crate::error::ErrorBody), (status = 410, description = "The request was deleted (or, for a document, is no longer being decided)", body = crate::error::ErrorBody),
-        (status = 409, description = "Already signed, declined, not their turn, or the request is not ongoing", body = crate::error::ErrorBody)
+        (status = 409, description = "Already signed, declined, not their turn, or the request is not ongoing", body = crate::error::ErrorBody),
+        (status = 422, description = "No consent, or no typed name", body = crate::error::ErrorBody)
     )
 )]
 pub async fn sign(
     State(state): State<AppState>,
     client: Client,
     Path(token): Path<String>,
-) -> Result<Json<LinkView>, ApiError> {
-    act_as_signer(&state, &client, &token, Action::Sign).await
+    body: Submitted<SignBody>,
+) -> Response {
+    let face = body.face();
+    let body = body.into_inner();
+    let result = match Signature::new(body.consent, body.typed_name.as_deref()) {
+        Ok(signature) => act_as_signer(&state, &client, &token, |signer| Action::Sign(signer, signature))
+            .await
+            .map(|(signer, record)| signer_view(&state, &signer, &record)),
+        Err(refusal) => Err(LifecycleError::from(refusal).into()),
+    };
+    answer(&state, face, LinkKind::Signing, &token, result, body.typed_name, true).await
 }
 
 /// Declines as the link's signer, with a reason: the whole request is declined.
@@ -285,10 +413,20 @@ pub async fn decline(
     State(state): State<AppState>,
     client: Client,
     Path(token): Path<String>,
-    ApiJson(body, _): ApiJson<Decline>,
-) -> Result<Json<LinkView>, ApiError> {
-    let reason = check_reason("reason", body.reason.as_deref(), true)?.unwrap_or_default();
-    act_as_signer(&state, &client, &token, |signer| Action::Decline(signer, reason)).await
+    body: Submitted<Decline>,
+) -> Response {
+    let face = body.face();
+    let body = body.into_inner();
+    let result = match check_reason("reason", body.reason.as_deref(), true) {
+        Ok(reason) => {
+            let reason = reason.unwrap_or_default();
+            act_as_signer(&state, &client, &token, |signer| Action::Decline(signer, reason))
+                .await
+                .map(|(signer, record)| signer_view(&state, &signer, &record))
+        }
+        Err(e) => Err(e),
+    };
+    answer(&state, face, LinkKind::Signing, &token, result, None, true).await
 }
 
 /// Downloads one of the request's documents, to read before signing.
@@ -369,12 +507,11 @@ fn approver_view(state: &AppState, approver: &ApproverId, record: &SignatureRequ
     params(("token" = String, Path, description = "The token of an `approval_url`")),
     responses((status = 200, body = LinkView), (status = 404, body = crate::error::ErrorBody), (status = 410, description = "The request was deleted (or, for a document, is no longer being decided)", body = crate::error::ErrorBody))
 )]
-pub async fn open_approval(
-    State(state): State<AppState>,
-    Path(token): Path<String>,
-) -> Result<Json<LinkView>, ApiError> {
-    let (approver, record) = approver_record(&state, &token).await?;
-    Ok(Json(approver_view(&state, &approver, &record)))
+pub async fn open_approval(State(state): State<AppState>, face: Face, Path(token): Path<String>) -> Response {
+    let result = approver_record(&state, &token)
+        .await
+        .map(|(approver, record)| approver_view(&state, &approver, &record));
+    answer(&state, face, LinkKind::Approval, &token, result, None, false).await
 }
 
 /// Approves as the link's approver; the last approval sends the request out.
@@ -390,9 +527,16 @@ pub async fn open_approval(
 pub async fn approve(
     State(state): State<AppState>,
     client: Client,
+    face: Face,
+    headers: HeaderMap,
     Path(token): Path<String>,
-) -> Result<Json<LinkView>, ApiError> {
-    act_as_approver(&state, &client, &token, Action::Approve).await
+) -> Response {
+    // The page's form posts with no fields; it is a form all the same.
+    let face = if is_form(&headers) { Face::Page } else { face };
+    let result = act_as_approver(&state, &client, &token, Action::Approve)
+        .await
+        .map(|(approver, record)| approver_view(&state, &approver, &record));
+    answer(&state, face, LinkKind::Approval, &token, result, None, true).await
 }
 
 /// Rejects as the link's approver, with a reason: the request is declined.
@@ -411,10 +555,54 @@ pub async fn reject(
     State(state): State<AppState>,
     client: Client,
     Path(token): Path<String>,
-    ApiJson(body, _): ApiJson<Decline>,
-) -> Result<Json<LinkView>, ApiError> {
-    let reason = check_reason("reason", body.reason.as_deref(), true)?.unwrap_or_default();
-    act_as_approver(&state, &client, &token, |approver| Action::Reject(approver, reason)).await
+    body: Submitted<Decline>,
+) -> Response {
+    let face = body.face();
+    let body = body.into_inner();
+    let result = match check_reason("reason", body.reason.as_deref(), true) {
+        Ok(reason) => {
+            let reason = reason.unwrap_or_default();
+            act_as_approver(&state, &client, &token, |approver| Action::Reject(approver, reason))
+                .await
+                .map(|(approver, record)| approver_view(&state, &approver, &record))
+        }
+        Err(e) => Err(e),
+    };
+    answer(&state, face, LinkKind::Approval, &token, result, None, true).await
+}
+
+/// Downloads the signed PDF of a done request through the signer's own
+/// link: the address the page and the "signed copy" e-mail give, which
+/// lasts as long as the link (the file links of the API last 30 minutes).
+#[utoipa::path(
+    get, path = "/signing/{token}/signed.pdf", tag = "signing",
+    params(("token" = String, Path, description = "The token of a `signing_url`")),
+    responses(
+        (status = 200, content_type = "application/pdf", body = crate::routes::PdfFile),
+        (status = 404, body = crate::error::ErrorBody),
+        (status = 409, description = "The request is not done", body = crate::error::ErrorBody),
+        (status = 410, description = "The request was deleted", body = crate::error::ErrorBody)
+    )
+)]
+pub async fn signed_pdf(State(state): State<AppState>, Path(token): Path<String>) -> Result<Response, ApiError> {
+    let (_, record) = signer_record(&state, &token).await?;
+    if record.request.status != RequestStatus::Done {
+        return Err(ApiError::Conflict {
+            code: "invalid_state",
+            message: format!(
+                "this signature request is {}: the signed PDF exists once everyone has signed",
+                record.request.status.as_str()
+            ),
+            field: None,
+        });
+    }
+    let bytes = state
+        .lifecycle
+        .blobs()
+        .get(&FileKind::SignedPdf.blob_key(&record.request.id))
+        .await
+        .map_err(crate::lifecycle::LifecycleError::from)?;
+    Ok(pdf_response(bytes, &format!("{}-signed.pdf", record.request.id)))
 }
 
 /// A file link's query.
@@ -491,6 +679,19 @@ fn pdf_response(bytes: Vec<u8>, filename: &str) -> Response {
     if let Ok(value) = HeaderValue::from_str(&disposition) {
         headers.insert(header::CONTENT_DISPOSITION, value);
     }
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+    pages::protect(headers);
+    // Shown inside the signer's page, and nowhere else.
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("frame-ancestors 'self'"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("SAMEORIGIN"));
     response
+}
+
+fn is_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"))
 }

@@ -240,7 +240,8 @@ async fn sigkill_during_completion_leaves_no_done_or_a_done_whose_links_work(bac
     let mut signing = tokio::task::JoinSet::new();
     for (_, url) in &signing_urls {
         let (client, url) = (client.clone(), format!("{url}/sign"));
-        signing.spawn(async move { client.post(url).send().await.map(|r| r.status().as_u16()) });
+        let body = crate::esign::signature(&serde_json::json!("A Signer"));
+        signing.spawn(async move { client.post(url).json(&body).send().await.map(|r| r.status().as_u16()) });
     }
     let first = signing.join_next().await.expect("a signing task").expect("it does not panic");
     server.kill9();
@@ -294,7 +295,13 @@ async fn sigkill_during_completion_leaves_no_done_or_a_done_whose_links_work(bac
     eprintln!("{done} of {REQUESTS} requests completed before the SIGKILL");
     // The unfinished ones can still be signed after the restart.
     for (id, url) in &signing_urls {
-        let status = client.post(restarted.relink(&format!("{url}/sign"))).send().await.unwrap().status();
+        let status = client
+            .post(restarted.relink(&format!("{url}/sign")))
+            .json(&crate::esign::signature(&serde_json::json!("A Signer")))
+            .send()
+            .await
+            .unwrap()
+            .status();
         assert!(status.as_u16() == 200 || status.as_u16() == 409, "{id}: {status}");
     }
 }

@@ -52,12 +52,17 @@ impl TestApp {
         .await
     }
 
-    /// Signs `request` as its signer number `signer`, through the signing link.
+    /// Signs `request` as its signer number `signer`, through the signing
+    /// link, as a person does: open it, then sign.
     pub async fn sign(&self, request: &Value, signer: usize) -> (StatusCode, Value) {
+        let (status, view) = self
+            .visit(reqwest::Method::GET, &signing_url(request, signer), None)
+            .await;
+        assert!(status.is_success() || status == StatusCode::GONE, "{view}");
         self.visit(
             reqwest::Method::POST,
             &format!("{}/sign", signing_url(request, signer)),
-            None,
+            Some(signature(&request["signers"][signer]["name"])),
         )
         .await
     }
@@ -103,6 +108,12 @@ pub async fn out_for_signature_at(client: &reqwest::Client, base: &str, key: &st
     .await;
     assert_eq!(status, StatusCode::OK, "{active}");
     active
+}
+
+/// The body that signs: consent, and the signer's name typed as their
+/// signature.
+pub fn signature(name: &Value) -> Value {
+    json!({"consent": true, "typed_name": name.as_str().unwrap_or("A Signer")})
 }
 
 /// A signer's signing URL from an API answer.
@@ -188,13 +199,13 @@ on_both_backends! {
         assert_eq!(view["documents"][0]["filename"], "contract.pdf");
         let (status, pdf) = fetch(&app, view["documents"][0]["url"].as_str().unwrap()).await;
         assert_eq!((status, pdf.as_slice()), (StatusCode::OK, crate::esign::CONTRACT));
-        let (status, view) = app.visit(reqwest::Method::POST, &format!("{grace}/sign"), None).await;
+        let (status, view) = app.visit(reqwest::Method::POST, &format!("{grace}/sign"), Some(signature(&json!("A Signer")))).await;
         assert_eq!(status, StatusCode::OK, "{view}");
         let (status, view) = app.sign(&request, 0).await;
         assert_eq!(status, StatusCode::OK, "{view}");
         assert_eq!(view["signature_request"]["status"], "done");
 
-        let events = events_of(&receiver, id, 7).await;
+        let events = events_of(&receiver, id, 8).await;
         assert_eq!(
             types(&events),
             [
@@ -203,12 +214,14 @@ on_both_backends! {
                 "signer.notified",
                 "signer.link_opened",
                 "signer.done",
+                "signer.link_opened",
                 "signer.done",
                 "signature_request.done"
             ]
         );
         assert_sequences(&events);
         let grace_done = &events[4];
+        assert_eq!(grace_done["data"]["signer"]["typed_name"], "A Signer");
         assert_eq!(grace_done["data"]["signer"]["email"], "grace@example.com");
         assert_eq!(grace_done["data"]["signer"]["name"], "Grace Hopper");
         assert_eq!(grace_done["data"]["signer"]["status"], "done");
@@ -223,7 +236,7 @@ on_both_backends! {
         }
 
         // The links of `done` work: real PDFs, the signed one with a signature page.
-        let done = &events[6];
+        let done = &events[7];
         assert_eq!(done["data"]["signature_request"]["status"], "done");
         let (status, signed) = fetch(&app, done["data"]["links"]["signed_pdf"]["url"].as_str().unwrap()).await;
         assert_eq!(status, StatusCode::OK);
@@ -258,11 +271,11 @@ on_both_backends! {
         assert_eq!(fetch(&app, &forged).await.0, StatusCode::NOT_FOUND);
 
         // Signing twice is refused and changes nothing.
-        let (status, body) = app.visit(reqwest::Method::POST, &format!("{grace}/sign"), None).await;
+        let (status, body) = app.visit(reqwest::Method::POST, &format!("{grace}/sign"), Some(signature(&json!("A Signer")))).await;
         assert_eq!(status, StatusCode::CONFLICT, "{body}");
         assert!(body["error"]["message"].as_str().unwrap().contains("done"), "{body}");
         let (_, after) = app.get(&format!("/v1/signature_requests/{id}")).await;
-        assert_eq!(after["sequence"], 7);
+        assert_eq!(after["sequence"], 8);
     }
 
     async fn ordered_signers_are_invited_one_after_the_other(backend: Backend) {
@@ -279,21 +292,23 @@ on_both_backends! {
         assert_eq!(status, StatusCode::OK);
         let (status, _) = app.sign(&request, 1).await;
         assert_eq!(status, StatusCode::OK);
-        let events = events_of(&receiver, id, 6).await;
+        let events = events_of(&receiver, id, 8).await;
         assert_eq!(
             types(&events),
             [
                 "signature_request.activated",
                 "signer.notified",
+                "signer.link_opened",
                 "signer.done",
                 "signer.notified",
+                "signer.link_opened",
                 "signer.done",
                 "signature_request.done"
             ]
         );
         assert_sequences(&events);
         assert_eq!(events[1]["data"]["signer"]["email"], "ada@example.com");
-        assert_eq!(events[3]["data"]["signer"]["email"], "grace@example.com");
+        assert_eq!(events[4]["data"]["signer"]["email"], "grace@example.com");
     }
 
     async fn a_decline_with_a_reason_declines_the_request(backend: Backend) {
@@ -440,7 +455,8 @@ on_both_backends! {
             (reqwest::Method::GET, old.clone()),
             (reqwest::Method::POST, format!("{old}/sign")),
         ] {
-            let (status, body) = app.visit(method, &url, None).await;
+            let body = (method == reqwest::Method::POST).then(|| signature(&json!("A Signer")));
+            let (status, body) = app.visit(method, &url, body).await;
             assert_eq!(status, StatusCode::GONE, "{body}");
             assert!(body["error"]["message"].as_str().unwrap().contains("replaced"), "{body}");
         }
@@ -452,7 +468,7 @@ on_both_backends! {
             .await;
         let newest = signing_url(&again, 0);
         assert_eq!(app.visit(reqwest::Method::GET, &new, None).await.0, StatusCode::GONE);
-        let (status, signed) = app.visit(reqwest::Method::POST, &format!("{newest}/sign"), None).await;
+        let (status, signed) = app.visit(reqwest::Method::POST, &format!("{newest}/sign"), Some(signature(&json!("A Signer")))).await;
         assert_eq!(status, StatusCode::OK, "{signed}");
         // The renewal is in the audit trail; another tenant's request or
         // an unknown signer is a 404.
@@ -493,7 +509,7 @@ on_both_backends! {
         let (_, expired) = app.get(&format!("/v1/signature_requests/{id}")).await;
         assert_eq!(expired["status"], "expired");
         let url = signing_url(&request, 0);
-        let (status, _) = app.visit(reqwest::Method::POST, &format!("{url}/sign"), None).await;
+        let (status, _) = app.visit(reqwest::Method::POST, &format!("{url}/sign"), Some(signature(&json!("A Signer")))).await;
         assert_eq!(status, StatusCode::CONFLICT, "an expired request cannot be signed");
 
         let new_deadline = signhook_core::time::rfc3339(app.clock_now() + chrono::Duration::days(7));
@@ -503,9 +519,9 @@ on_both_backends! {
         let (status, reopened) = app.act(id, "reactivate", Some(json!({"expires_at": new_deadline}))).await;
         assert_eq!(status, StatusCode::OK, "{reopened}");
         assert_eq!(reopened["status"], "ongoing");
-        let (status, _) = app.visit(reqwest::Method::POST, &format!("{url}/sign"), None).await;
+        let (status, _) = app.visit(reqwest::Method::POST, &format!("{url}/sign"), Some(signature(&json!("A Signer")))).await;
         assert_eq!(status, StatusCode::OK);
-        let events = events_of(&receiver, id, 6).await;
+        let events = events_of(&receiver, id, 7).await;
         assert_eq!(
             types(&events),
             [
@@ -513,6 +529,8 @@ on_both_backends! {
                 "signer.notified",
                 "signature_request.expired",
                 "signature_request.reactivated",
+                // Signed without opening the link first: opened on the way.
+                "signer.link_opened",
                 "signer.done",
                 "signature_request.done"
             ]
@@ -531,8 +549,8 @@ on_both_backends! {
         let (status, _) = app.sign(&request, 0).await;
         assert_eq!(status, StatusCode::OK);
         app.clock.advance(Duration::from_secs(2 * 24 * 3600 + 60));
-        let events = events_of(&receiver, id, 5).await;
-        let reminder = &events[4];
+        let events = events_of(&receiver, id, 6).await;
+        let reminder = &events[5];
         assert_eq!(reminder["type"], "signature_request.reminder_executed");
         // Only Grace, who has not signed, is reminded.
         let reminded: Vec<&str> = reminder["data"]["signers"].as_array().unwrap().iter().map(|s| s["email"].as_str().unwrap()).collect();
@@ -541,11 +559,11 @@ on_both_backends! {
         // scheduled one within its interval.
         let (status, _) = app.act(id, "remind", None).await;
         assert_eq!(status, StatusCode::OK);
-        let events = events_of(&receiver, id, 6).await;
+        let events = events_of(&receiver, id, 7).await;
         assert_sequences(&events);
         assert_eq!(types(&events).iter().filter(|t| **t == "signature_request.reminder_executed").count(), 2);
         let (_, now) = app.get(&format!("/v1/signature_requests/{id}")).await;
-        assert_eq!(now["sequence"], 6, "no third reminder: {now}");
+        assert_eq!(now["sequence"], 7, "no third reminder: {now}");
     }
 
     async fn approvers_approve_then_the_request_goes_out(backend: Backend) {
@@ -570,7 +588,7 @@ on_both_backends! {
         }
         let (status, _) = app.sign(&request, 0).await;
         assert_eq!(status, StatusCode::OK);
-        let events = events_of(&receiver, id, 9).await;
+        let events = events_of(&receiver, id, 10).await;
         assert_eq!(
             types(&events),
             [
@@ -581,6 +599,7 @@ on_both_backends! {
                 "signature_request.approved",
                 "signature_request.activated",
                 "signer.notified",
+                "signer.link_opened",
                 "signer.done",
                 "signature_request.done"
             ]
@@ -770,7 +789,7 @@ on_both_backends! {
         let theirs = signing_url(&other, 0);
         let (_, their_mac) = theirs.rsplit_once('.').unwrap();
         let (my_id, _) = mine.rsplit_once('.').unwrap();
-        let (status, body) = app.visit(reqwest::Method::POST, &format!("{my_id}.{their_mac}/sign"), None).await;
+        let (status, body) = app.visit(reqwest::Method::POST, &format!("{my_id}.{their_mac}/sign"), Some(signature(&json!("A Signer")))).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
         let (status, _) = app.visit(reqwest::Method::GET, &format!("{}/signing/sg_nope", app.url("")), None).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
@@ -845,7 +864,7 @@ on_both_backends! {
         let request = app.out_for_signature(&app.tenant.live_key, body).await;
         let id = request["id"].as_str().unwrap();
         let url = signing_url(&request, 0);
-        app.visit(reqwest::Method::POST, &format!("{url}/sign"), None).await;
+        app.visit(reqwest::Method::POST, &format!("{url}/sign"), Some(signature(&json!("A Signer")))).await;
         let (_, links) = app.get(&format!("/v1/signature_requests/{id}/links")).await;
         let (status, deleted) = app.delete(&format!("/v1/signature_requests/{id}")).await;
         assert_eq!((status, deleted["status"].as_str()), (StatusCode::OK, Some("deleted")), "{deleted}");
@@ -855,8 +874,8 @@ on_both_backends! {
         assert_eq!(status, StatusCode::CONFLICT, "{body}");
         // After the retention period the scheduler purges it for good.
         app.clock.advance(Duration::from_secs(31 * 24 * 3600));
-        let events = events_of(&receiver, id, 6).await;
-        assert_eq!(&types(&events)[4..], ["signature_request.deleted", "signature_request.permanently_deleted"]);
+        let events = events_of(&receiver, id, 7).await;
+        assert_eq!(&types(&events)[5..], ["signature_request.deleted", "signature_request.permanently_deleted"]);
         assert_sequences(&events);
         let (_, purged) = app.get(&format!("/v1/signature_requests/{id}")).await;
         assert_eq!(purged["status"], "permanently_deleted");
@@ -915,14 +934,38 @@ on_both_backends! {
         assert!(mail.header("content-type").unwrap().starts_with("multipart/alternative"), "{mail:?}");
         assert!(mail.header("message-id").is_some_and(|id| id.starts_with('<') && id.ends_with('>')));
         assert!(mail.header("date").is_some());
-        assert!(mail.header("subject").unwrap().contains("NDA"));
+        // Who asks, for what, by when.
+        let tenant = app.db.query_texts(&format!("SELECT name FROM tenants WHERE id = '{}'", app.tenant.id)).await;
+        let sender = &tenant[0];
+        assert_eq!(
+            mail.header("subject").unwrap(),
+            format!("{sender} asks you to sign \u{201c}NDA\u{201d}")
+        );
+        assert!(mail.header("from").unwrap().starts_with(&format!("\"{sender} via ")), "{mail:?}");
         let kinds: Vec<&str> = mail.parts.iter().map(|(kind, _)| kind.as_str()).collect();
         assert_eq!(kinds, ["text/plain; charset=utf-8", "text/html; charset=utf-8"]);
         let (_, text) = &mail.parts[0];
         let (_, html) = &mail.parts[1];
         assert!(text.lines().any(|line| line == ada), "the link whole on a line of its own: {text}");
         assert!(html.contains(&format!("href=\"{}\"", ada.replace('&', "&amp;"))), "{html}");
-        assert!(text.contains("expires at") && html.contains("expires at"));
+        let deadline = signhook_core::time::readable(
+            chrono::DateTime::parse_from_rfc3339(request["expires_at"].as_str().unwrap())
+                .unwrap()
+                .with_timezone(&chrono::Utc),
+        );
+        assert!(text.contains(&deadline) && html.contains(&deadline), "{deadline}: {text}");
+        // The audit trail says how each invitation went: Ada's accepted by
+        // the SMTP server, with its answer; the bounce refused for good.
+        let trail = app
+            .db
+            .query_texts(&format!(
+                "SELECT action || ': ' || detail FROM audit_trail WHERE signature_request_id = '{id}' \
+                 AND action LIKE 'signer.invitation_%' ORDER BY action"
+            ))
+            .await;
+        assert_eq!(trail.len(), 2, "{trail:?}");
+        assert!(trail[0].starts_with("signer.invitation_emailed: e-mailed to Ada Lovelace <ada@example.com>; the SMTP server accepted it: 250"), "{trail:?}");
+        assert!(trail[1].starts_with("signer.invitation_undeliverable: refused for good when e-mailed to Nobody <bounce@example.com>"), "{trail:?}");
         // And the link opens.
         let (status, signer_view) = app.visit(reqwest::Method::GET, &ada, None).await;
         assert_eq!(status, StatusCode::OK, "{signer_view}");
@@ -946,7 +989,7 @@ on_both_backends! {
         };
         app.db.execute(&trigger).await.unwrap();
         let url = signing_url(&request, 0);
-        let (status, body) = app.visit(reqwest::Method::POST, &format!("{url}/sign"), None).await;
+        let (status, body) = app.visit(reqwest::Method::POST, &format!("{url}/sign"), Some(signature(&json!("A Signer")))).await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
         assert!(!body.to_string().contains("injected"), "no database text to clients: {body}");
         let (_, unchanged) = app.get(&format!("/v1/signature_requests/{id}")).await;
@@ -958,10 +1001,15 @@ on_both_backends! {
             Backend::Postgres => "DROP TRIGGER refuse_signer_done ON events",
         };
         app.db.execute(drop).await.unwrap();
-        let (status, _) = app.visit(reqwest::Method::POST, &format!("{url}/sign"), None).await;
+        let (status, _) = app.visit(reqwest::Method::POST, &format!("{url}/sign"), Some(signature(&json!("A Signer")))).await;
         assert_eq!(status, StatusCode::OK);
-        let events = events_of(&receiver, id, 4).await;
-        assert_eq!(types(&events), ["signature_request.activated", "signer.notified", "signer.notified", "signer.done"]);
+        // The link was opened by the signing, in the same transaction: the
+        // refused attempt left no `signer.link_opened` behind either.
+        let events = events_of(&receiver, id, 5).await;
+        assert_eq!(
+            types(&events),
+            ["signature_request.activated", "signer.notified", "signer.notified", "signer.link_opened", "signer.done"]
+        );
         assert_sequences(&events);
         let (_, events_feed) = app.get("/v1/events?type=signer.done").await;
         assert_eq!(events_feed["data"].as_array().unwrap().len(), 1, "nothing half-written: {events_feed}");

@@ -801,10 +801,65 @@ impl Mail {
         Self { headers, parts }
     }
 
-    /// A top-level header's value.
-    pub fn header(&self, name: &str) -> Option<String> {
-        header_of(&self.headers, name)
+    /// The first line of the plain-text part that is a link.
+    pub fn link(&self) -> String {
+        let (_, text) = &self.parts[0];
+        text.lines()
+            .find(|line| line.starts_with("http://") || line.starts_with("https://"))
+            .unwrap_or_else(|| panic!("no link in {text}"))
+            .to_owned()
     }
+
+    /// A top-level header's value, its RFC 2047 encoded words decoded.
+    pub fn header(&self, name: &str) -> Option<String> {
+        header_of(&self.headers, name).map(|v| decode_words(&v))
+    }
+}
+
+/// Decodes RFC 2047 encoded words (`=?utf-8?b?…?=`, `=?utf-8?q?…?=`);
+/// whitespace between two encoded words is dropped, as the RFC says.
+fn decode_words(value: &str) -> String {
+    use base64::Engine;
+    let mut out = String::new();
+    let mut rest = value;
+    let mut after_word = false;
+    while let Some(start) = rest.find("=?") {
+        let (before, word) = rest.split_at(start);
+        let parts: Vec<&str> = word[2..].splitn(3, '?').collect();
+        let Some(end) = parts.get(2).and_then(|p| p.find("?=")) else {
+            break;
+        };
+        if !(after_word && before.trim().is_empty()) {
+            out.push_str(before);
+        }
+        let text = &parts[2][..end];
+        let bytes = match parts[1].to_ascii_lowercase().as_str() {
+            "b" => base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .expect("an encoded word decodes"),
+            _ => {
+                let text = text.replace('_', " ");
+                let mut bytes = Vec::new();
+                let mut i = 0;
+                let raw = text.as_bytes();
+                while i < raw.len() {
+                    if raw[i] == b'=' && i + 2 < raw.len() {
+                        bytes.push(u8::from_str_radix(&text[i + 1..i + 3], 16).expect("a hex escape"));
+                        i += 3;
+                    } else {
+                        bytes.push(raw[i]);
+                        i += 1;
+                    }
+                }
+                bytes
+            }
+        };
+        out.push_str(&String::from_utf8(bytes).expect("a header is UTF-8"));
+        rest = &parts[2][end + 2..];
+        after_word = true;
+    }
+    out.push_str(rest);
+    out
 }
 
 fn unfold_headers(head: &str) -> Vec<(String, String)> {
@@ -900,6 +955,20 @@ impl SmtpSink {
 
     pub fn url(&self) -> String {
         format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// Waits for the message to `address` whose subject contains `subject`.
+    pub async fn mail_to(&self, address: &str, subject: &str) -> Mail {
+        eventually(format_args!("an e-mail to {address} about {subject}"), || async {
+            let messages = self.messages.lock().unwrap().clone();
+            let parsed: Vec<Mail> = messages.iter().map(|raw| Mail::parse(raw)).collect();
+            let found = parsed.into_iter().find(|mail| {
+                mail.header("to").is_some_and(|to| to.contains(address))
+                    && mail.header("subject").is_some_and(|s| s.contains(subject))
+            });
+            found.ok_or(messages.len())
+        })
+        .await
     }
 
     /// Waits until a message arrived; returns all.

@@ -17,5 +17,6 @@ mod outbound;
 mod punctuality;
 mod schemathesis;
 mod secrets;
+mod signer_pages;
 mod storage;
 mod webhooks;

@@ -324,12 +324,15 @@ async fn two_nodes_share_documents_on_s3_and_expire_each_request_once() {
     let id = active["id"].as_str().unwrap();
     // Node B signs (and so renders the signed PDF from A's upload).
     let sign = b.relink(&format!("{}/sign", crate::esign::signing_url(&active, 0)));
-    let (status, view) = read(client.post(sign).send().await.unwrap()).await;
+    let body = crate::esign::signature(&json!("Ada"));
+    let (status, view) = read(client.post(sign).json(&body).send().await.unwrap()).await;
     assert_eq!(status, 200, "{view}");
-    let done = crate::esign::events_of(&receiver, id, 4).await;
-    assert_eq!(done[3]["type"], "signature_request.done");
+    // Ada signs without opening her link: it is opened first.
+    let done = crate::esign::events_of(&receiver, id, 5).await;
+    assert_eq!(done[2]["type"], "signer.link_opened");
+    assert_eq!(done[4]["type"], "signature_request.done");
     for node in [&a, &b] {
-        let link = done[3]["data"]["links"]["signed_pdf"]["url"].as_str().unwrap();
+        let link = done[4]["data"]["links"]["signed_pdf"]["url"].as_str().unwrap();
         let response = client.get(node.relink(link)).send().await.unwrap();
         assert_eq!(response.status().as_u16(), 200);
         let pdf = response.bytes().await.unwrap();

@@ -79,7 +79,12 @@ async fn no_credential_reaches_the_log_and_every_file_is_private() {
         client.get(&document).send().await.unwrap().bytes().await.unwrap(),
         CONTRACT
     );
-    let signed = client.post(format!("{link}/sign")).send().await.unwrap();
+    let signed = client
+        .post(format!("{link}/sign"))
+        .json(&crate::esign::signature(&json!("Ada")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(signed.status(), 200);
     let (_, links) = server.get(&key, &format!("/v1/signature_requests/{id}/links")).await;
     let file = server.relink(links["signed_pdf"]["url"].as_str().unwrap());
