@@ -107,16 +107,21 @@ pub fn optional_json<T: DeserializeOwned + Default>(headers: &HeaderMap, body: &
 /// Whether the body is declared as `application/json` (parameters such as
 /// `charset` allowed).
 fn is_json(headers: &HeaderMap) -> bool {
+    declared_as(headers, "application/json")
+}
+
+/// Whether the body is a form, as a page posts it
+/// (`application/x-www-form-urlencoded`).
+pub fn is_form(headers: &HeaderMap) -> bool {
+    declared_as(headers, "application/x-www-form-urlencoded")
+}
+
+/// Whether `Content-Type` names `media` (parameters allowed).
+fn declared_as(headers: &HeaderMap, media: &str) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .eq_ignore_ascii_case("application/json")
-        })
+        .is_some_and(|v| v.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case(media))
 }
 
 /// An RFC 3339 instant given in `field`, or a 422 naming the field.
@@ -306,18 +311,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Submitted<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        let form = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| {
-                v.split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-            });
-        if !form {
+        if !is_form(req.headers()) {
             return ApiJson::from_request(req, state)
                 .await
                 .map(|ApiJson(body, _)| Submitted::Json(body));

@@ -17,7 +17,7 @@
 //! download answers 410; a deleted request's links answer 410 outright.
 
 use crate::error::ApiError;
-use crate::extract::{ApiQuery, Client, Submitted};
+use crate::extract::{is_form, ApiQuery, Client, Submitted};
 use crate::lifecycle::document_key;
 use crate::lifecycle::LifecycleError;
 use crate::links::{FileKind, LinkRefusal};
@@ -417,15 +417,12 @@ pub async fn decline(
 ) -> Response {
     let face = body.face();
     let body = body.into_inner();
-    let result = match check_reason("reason", body.reason.as_deref(), true) {
-        Ok(reason) => {
-            let reason = reason.unwrap_or_default();
-            act_as_signer(&state, &client, &token, |signer| Action::Decline(signer, reason))
-                .await
-                .map(|(signer, record)| signer_view(&state, &signer, &record))
-        }
-        Err(e) => Err(e),
-    };
+    let result = async {
+        let reason = check_reason("reason", body.reason.as_deref(), true)?.unwrap_or_default();
+        let (signer, record) = act_as_signer(&state, &client, &token, |signer| Action::Decline(signer, reason)).await?;
+        Ok(signer_view(&state, &signer, &record))
+    }
+    .await;
     answer(&state, face, LinkKind::Signing, &token, result, None, true).await
 }
 
@@ -559,15 +556,13 @@ pub async fn reject(
 ) -> Response {
     let face = body.face();
     let body = body.into_inner();
-    let result = match check_reason("reason", body.reason.as_deref(), true) {
-        Ok(reason) => {
-            let reason = reason.unwrap_or_default();
-            act_as_approver(&state, &client, &token, |approver| Action::Reject(approver, reason))
-                .await
-                .map(|(approver, record)| approver_view(&state, &approver, &record))
-        }
-        Err(e) => Err(e),
-    };
+    let result = async {
+        let reason = check_reason("reason", body.reason.as_deref(), true)?.unwrap_or_default();
+        let (approver, record) =
+            act_as_approver(&state, &client, &token, |approver| Action::Reject(approver, reason)).await?;
+        Ok(approver_view(&state, &approver, &record))
+    }
+    .await;
     answer(&state, face, LinkKind::Approval, &token, result, None, true).await
 }
 
@@ -687,11 +682,4 @@ fn pdf_response(bytes: Vec<u8>, filename: &str) -> Response {
     );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("SAMEORIGIN"));
     response
-}
-
-fn is_form(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"))
 }
