@@ -132,6 +132,38 @@ async fn two_signers_sign_from_their_e_mails_and_the_done_links_work() {
 }
 
 #[tokio::test]
+async fn a_reminder_is_a_letter_too_and_opens_the_page() {
+    let (app, smtp, _receiver) = mailing_app().await;
+    let body = json!({"name": "NDA", "signers": people(&[("Ada Lovelace", "ada@example.com")])});
+    let request = app.out_for_signature(&app.tenant.live_key, body).await;
+    let id = request["id"].as_str().unwrap();
+    smtp.mail_to("ada@example.com", "asks you to sign").await;
+    let (status, _) = app.act(id, "remind", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let reminder = smtp.mail_to("ada@example.com", "Reminder: Acme asks you to sign").await;
+    assert_eq!(reminder.link(), signing_url(&request, 0));
+    let kinds: Vec<&str> = reminder.parts.iter().map(|(kind, _)| kind.as_str()).collect();
+    assert_eq!(kinds, ["text/plain; charset=utf-8", "text/html; charset=utf-8"]);
+    assert!(reminder.parts[1].1.contains(&format!("href=\"{}\"", reminder.link())));
+    let browser = Browser::start().await;
+    browser.open(&reminder.link()).await;
+    assert_eq!(browser.text("h1").await, "NDA");
+    assert!(browser.has("#sign").await);
+    browser.close().await;
+    eventually("the reminder in the audit trail", || async {
+        let trail = app
+            .db
+            .query_texts(&format!(
+                "SELECT detail FROM audit_trail WHERE signature_request_id = '{id}' \
+                 AND action = 'signer.reminder_emailed'"
+            ))
+            .await;
+        done_when(trail.len() == 1, trail)
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_signer_declines_with_a_reason_on_the_page() {
     let (app, smtp, receiver) = mailing_app().await;
     let body = json!({
@@ -281,6 +313,23 @@ async fn pages_are_protected_and_api_clients_keep_json() {
         .unwrap();
     assert_eq!(broken.status(), 404);
     assert!(broken.text().await.unwrap().contains("This link is not valid"));
+    // Without SMTP nothing was e-mailed, and the trail says how the link
+    // went out instead of claiming a notification.
+    let trail = app
+        .db
+        .query_texts(&format!(
+            "SELECT action || ': ' || detail FROM audit_trail WHERE signature_request_id = '{}' \
+             AND action LIKE 'signer.invitation%'",
+            request["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(
+        trail,
+        [
+            "signer.invitation_handed_over: not e-mailed (no SMTP server is configured): \
+          the link for Ada Lovelace <ada@example.com> was handed to the API caller"
+        ]
+    );
     // The stylesheet is served.
     let css = app.client.get(app.url("/assets/signhook.css")).send().await.unwrap();
     assert_eq!(css.status(), 200);
