@@ -64,6 +64,40 @@ pub fn generate_api_key(env: Environment, rng: &mut impl Rng) -> String {
     format!("{}{random}", env.key_prefix())
 }
 
+/// What a dashboard user may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Everything: change endpoints, see secrets, manage keys and the team.
+    Admin,
+    /// Read only, and never a secret.
+    Viewer,
+}
+
+impl Role {
+    /// `admin` or `viewer`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Viewer => "viewer",
+        }
+    }
+
+    /// The role named `text`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "admin" => Some(Role::Admin),
+            "viewer" => Some(Role::Viewer),
+            _ => None,
+        }
+    }
+}
+
+/// A fresh random token for a link or a session: 43 URL-safe characters
+/// (256 bits).
+pub fn generate_token(rng: &mut (impl Rng + rand::CryptoRng)) -> String {
+    rng.sample_iter(&Alphanumeric).take(43).map(char::from).collect()
+}
+
 /// The length of a generated webhook signing key, in bytes.
 pub const WEBHOOK_KEY_BYTES: usize = 32;
 

@@ -92,6 +92,10 @@ prefixed_id!(
     ApiKeyId, "key_", "API key"
 );
 prefixed_id!(
+    /// A dashboard user.
+    UserId, "usr_", "user"
+);
+prefixed_id!(
     /// A workspace.
     WorkspaceId, "ws_", "workspace"
 );

@@ -105,6 +105,8 @@ pub struct Settings {
     pub public_url: Option<url::Url>,
     /// How long a file link stays valid.
     pub link_ttl: Duration,
+    /// How long a dashboard session lasts unused.
+    pub session_idle: Duration,
     /// Where documents and signed files live: `s3://bucket/prefix` or
     /// `file:///dir`; `<data-dir>/blobs` when not given.
     pub blob_url: Option<String>,
@@ -142,6 +144,7 @@ impl Settings {
             retention: Duration::from_secs(30 * 24 * 60 * 60),
             public_url: None,
             link_ttl: Duration::from_secs(30 * 60),
+            session_idle: Duration::from_secs(12 * 60 * 60),
             blob_url: None,
             pdf_worker: std::env::current_exe().unwrap_or_else(|_| "signhook".into()),
             pdf_timeout: Duration::from_secs(60),
@@ -363,7 +366,11 @@ impl Application {
             store: store.clone(),
             blobs,
             clock: clock.clone(),
-            links: links::Links::new(store.link_key(clock.now()).await?, public_url, settings.link_ttl),
+            links: links::Links::new(
+                store.link_key(clock.now()).await?,
+                public_url.clone(),
+                settings.link_ttl,
+            ),
             mailer: mailer.clone(),
             pdf: pdf::PdfWorkers::new(
                 settings.pdf_worker.clone(),
@@ -392,6 +399,9 @@ impl Application {
                 dev: settings.dev,
                 secret_overlap: settings.secret_overlap,
                 addresses,
+                session_idle: settings.session_idle,
+                secure_cookies: public_url.scheme() == "https",
+                public_url: public_url.clone(),
             }),
             metrics,
             publisher: signhook_delivery::Publisher::start(store.clone(), clock.clone(), dispatcher.handoff()),

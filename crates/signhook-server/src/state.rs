@@ -161,6 +161,12 @@ pub struct ApiSettings {
     /// Which endpoint addresses may be used (checked at creation for IP
     /// literals; at send time for everything).
     pub addresses: Arc<AddressPolicy>,
+    /// The dashboard's sessions end after this long unused.
+    pub session_idle: Duration,
+    /// Cookies carry `Secure` (the public URL is https).
+    pub secure_cookies: bool,
+    /// The public URL: the base of the links the dashboard hands out.
+    pub public_url: url::Url,
 }
 
 /// Everything `/metrics` shows.

@@ -4,7 +4,8 @@
 //! # Layout
 //!
 //! One module per aggregate, each holding its queries and records:
-//! [`tenants`] (tenants and API keys), [`workspaces`], [`subscriptions`],
+//! [`tenants`] (tenants and API keys), [`users`] (the dashboard's users,
+//! their one-time links and sessions), [`workspaces`], [`subscriptions`],
 //! [`events`] (the event records and the feed), [`publish`] (publishing
 //! through the API), [`claims`] (claiming due deliveries under a lease,
 //! releasing them, and what a restarted node gives back), [`deliveries`] (recording attempts, resends, the
@@ -53,6 +54,7 @@ pub mod sealing;
 pub mod signature_requests;
 pub mod subscriptions;
 pub mod tenants;
+pub mod users;
 pub mod work;
 pub mod workspaces;
 

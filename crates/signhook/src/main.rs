@@ -55,6 +55,25 @@ enum AdminCommand {
         #[command(flatten)]
         data: DataArgs,
     },
+    /// Create a dashboard user of a tenant; prints {"user_id", "email",
+    /// "role", "set_password_url"}: a one-time link, valid 7 days, where
+    /// they choose their password and are logged in.
+    CreateUser {
+        /// The tenant (`tnt_…`).
+        #[arg(long)]
+        tenant: String,
+        /// Their login.
+        #[arg(long)]
+        email: String,
+        /// `admin` (everything) or `viewer` (read-only, no secrets).
+        #[arg(long, default_value = "admin")]
+        role: String,
+        /// The server's public URL, the base of the printed link.
+        #[arg(long, env = "SIGNHOOK_PUBLIC_URL", default_value = "http://127.0.0.1:8080")]
+        public_url: url::Url,
+        #[command(flatten)]
+        data: DataArgs,
+    },
     /// Seal every secret in the database with a new master key, then drop
     /// the old ones from the key file; prints {"key_id"}. Stop the servers
     /// first, and give every node the new file before starting them again.
@@ -167,6 +186,9 @@ struct ServeArgs {
     /// How long a link to a signed PDF or an audit certificate stays valid.
     #[arg(long, env = "SIGNHOOK_LINK_TTL", default_value = "30m", value_parser = parse_duration)]
     link_ttl: Duration,
+    /// How long a dashboard session lasts unused before it must log in again.
+    #[arg(long, env = "SIGNHOOK_SESSION_IDLE", default_value = "12h", value_parser = parse_duration)]
+    session_idle: Duration,
     /// Where documents and signed files live: `s3://bucket/prefix` (with the
     /// usual AWS_* variables; AWS_ENDPOINT_URL for S3-compatible stores) or
     /// `file:///abs/dir`. Default: `<data-dir>/blobs`.
@@ -250,6 +272,7 @@ impl ServeArgs {
         };
         settings.public_url = self.public_url;
         settings.link_ttl = self.link_ttl;
+        settings.session_idle = self.session_idle;
         settings.blob_url = self.blob_url;
         settings
     }
@@ -344,6 +367,53 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 serde_json::Value::from(tenant.tenant_id.as_str()),
                 serde_json::Value::from(tenant.live_key),
                 serde_json::Value::from(tenant.test_key),
+            );
+            Ok(())
+        }
+        Command::Admin {
+            command:
+                AdminCommand::CreateUser {
+                    tenant,
+                    email,
+                    role,
+                    public_url,
+                    data,
+                },
+        } => {
+            let tenant = signhook_core::ids::TenantId::parse(&tenant)
+                .map_err(|_| anyhow::anyhow!("--tenant must be a tenant id like tnt_01…"))?;
+            let email = email.trim();
+            let valid = email.split_once('@').is_some_and(|(user, host)| {
+                !user.is_empty() && host.contains('.') && !email.chars().any(char::is_whitespace)
+            }) && email.chars().count() <= 320;
+            anyhow::ensure!(valid, "--email must be an e-mail address like ada@example.com");
+            let role = signhook_core::auth::Role::parse(&role)
+                .ok_or_else(|| anyhow::anyhow!("--role must be `admin` or `viewer`"))?;
+            let store = data.open_store().await?;
+            let now = SystemClock.now();
+            let created = store
+                .create_user(&tenant, email, role, now, now + chrono::Duration::days(7))
+                .await;
+            store.close().await;
+            let created = match created {
+                Ok(Some(created)) => created,
+                Ok(None) => anyhow::bail!("no tenant {tenant} exists"),
+                Err(signhook_store::StoreError::Conflict { .. }) => {
+                    anyhow::bail!("{email} already has a dashboard account")
+                }
+                Err(e) => return Err(anyhow::Error::new(e).context("creating the user")),
+            };
+            let link = public_url
+                .join(&format!("password/{}", created.link_token))
+                .context("--public-url cannot be the base of a link")?;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "user_id": created.user.id.as_str(),
+                    "email": created.user.email,
+                    "role": created.user.role.as_str(),
+                    "set_password_url": link.as_str(),
+                })
             );
             Ok(())
         }

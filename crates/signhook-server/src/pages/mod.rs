@@ -12,13 +12,19 @@
 //! - this module: content negotiation ([`Face`]), the headers every page
 //!   carries ([`page`]), the page for a link that cannot be served
 //!   ([`problem`]), and the stylesheet;
-//! - [`person`]: the page behind a signer's or an approver's link.
+//! - [`person`]: the page behind a signer's or an approver's link;
+//! - the dashboard (at `/`): [`session`] (who is signed in, CSRF),
+//!   [`account`] (log in, set a password from a one-time link, log out),
+//!   [`webhooks`] (the tenant's endpoints).
 //!
 //! The routes stay in [`routes`](crate::routes): a route that people open in
 //! a browser asks for its [`Face`] and answers a page or JSON from the same
 //! state.
 
+pub mod account;
 pub mod person;
+pub mod session;
+pub mod webhooks;
 
 use crate::error::ApiError;
 use askama::Template;
@@ -125,6 +131,17 @@ pub fn page(status: StatusCode, template: &impl Template) -> Response {
     response
 }
 
+/// A dashboard page: as [`page`], but its address is no secret, so the
+/// browser may tell this server where a form came from (`Referrer-Policy:
+/// same-origin`), which the dashboard's forms check (`Origin`).
+pub fn dashboard_page(status: StatusCode, template: &impl Template) -> Response {
+    let mut response = page(status, template);
+    response
+        .headers_mut()
+        .insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    response
+}
+
 /// The headers of anything served through a personal link: no referrer
 /// (the address is the credential), not cached, types not sniffed.
 pub fn protect(headers: &mut HeaderMap) {
@@ -150,6 +167,11 @@ pub fn see_other(location: &str) -> Response {
 struct Problem<'a> {
     heading: &'a str,
     message: String,
+}
+
+/// A problem page with its own `heading` and `message`.
+pub fn problem_with(status: StatusCode, heading: &str, message: String) -> Response {
+    page(status, &Problem { heading, message })
 }
 
 /// `error` as a page, with its status.

@@ -78,6 +78,18 @@ pub fn router(state: AppState) -> Router {
         .route("/signing/{token}/documents/{id}", get(signing::document))
         .route("/signing/{token}/signed.pdf", get(signing::signed_pdf))
         .route("/assets/signhook.css", get(crate::pages::stylesheet))
+        .route("/", get(crate::pages::account::home))
+        .route(
+            "/login",
+            get(crate::pages::account::login_page).post(crate::pages::account::login),
+        )
+        .route("/logout", post(crate::pages::account::logout))
+        .route("/logout/everywhere", post(crate::pages::account::logout_everywhere))
+        .route(
+            "/password/{token}",
+            get(crate::pages::account::password_page).post(crate::pages::account::set_password),
+        )
+        .route("/webhooks", get(crate::pages::webhooks::list))
         .route("/approvals/{token}", get(signing::open_approval))
         .route("/approvals/{token}/approve", post(signing::approve))
         .route("/approvals/{token}/reject", post(signing::reject))

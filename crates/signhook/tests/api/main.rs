@@ -5,6 +5,7 @@
 mod api_keys;
 mod cli;
 mod crash;
+mod dashboard;
 mod delivery;
 mod errors;
 mod esign;

@@ -1,0 +1,148 @@
+//! Who is looking at a dashboard page: the session cookie, read into a
+//! [`SignedIn`] (or a redirect to the login page), and the checks every
+//! form post passes — its CSRF token, and, when the browser says where the
+//! form came from, that it came from here.
+//!
+//! The cookie holds a random token whose SHA-256 finds the session in the
+//! database (see `signhook_store::users`): `HttpOnly`, `SameSite=Lax`,
+//! `Secure` behind https, `Path=/`. A session ends after `--session-idle`
+//! unused, at logout, or when its user's password is set again.
+
+use crate::error::ApiError;
+use crate::pages::{protect, see_other};
+use crate::state::AppState;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use signhook_core::auth::Role;
+use signhook_store::users::Session;
+use subtle::ConstantTimeEq;
+
+/// The session cookie's name.
+pub const COOKIE: &str = "signhook_session";
+
+/// A signed-in dashboard user.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    /// Their session (user, tenant, role, CSRF token).
+    pub session: Session,
+    /// The cookie's token, to log this session out.
+    pub token: String,
+}
+
+impl SignedIn {
+    /// Whether they may change things and see secrets.
+    pub fn is_admin(&self) -> bool {
+        self.session.user.role == Role::Admin
+    }
+
+    /// Refuses a form whose CSRF token is not this session's.
+    pub fn check_csrf(&self, sent: &str) -> Result<(), PageRefusal> {
+        if bool::from(sent.as_bytes().ct_eq(self.session.csrf.as_bytes())) {
+            Ok(())
+        } else {
+            Err(PageRefusal::Forbidden(
+                "this form has expired (its security token does not match your session); reload the page and try again",
+            ))
+        }
+    }
+}
+
+/// The session token in a request's cookies.
+pub fn session_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// Why a dashboard page is not shown.
+#[derive(Debug)]
+pub enum PageRefusal {
+    /// Not signed in (or the session ended): to the login page.
+    SignIn,
+    /// Signed in, but this is not theirs to do (403).
+    Forbidden(&'static str),
+    /// Anything else, as a problem page.
+    Error(ApiError),
+}
+
+impl From<ApiError> for PageRefusal {
+    fn from(e: ApiError) -> Self {
+        PageRefusal::Error(e)
+    }
+}
+
+impl From<signhook_store::StoreError> for PageRefusal {
+    fn from(e: signhook_store::StoreError) -> Self {
+        PageRefusal::Error(e.into())
+    }
+}
+
+impl IntoResponse for PageRefusal {
+    fn into_response(self) -> Response {
+        match self {
+            PageRefusal::SignIn => see_other("/login"),
+            PageRefusal::Forbidden(message) => crate::pages::problem_with(
+                axum::http::StatusCode::FORBIDDEN,
+                "This is not yours to do",
+                message.to_owned(),
+            ),
+            PageRefusal::Error(e) => crate::pages::problem(e),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for SignedIn {
+    type Rejection = PageRefusal;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, PageRefusal> {
+        // A form posted from another site is refused whatever it carries.
+        if parts.method != axum::http::Method::GET && !same_origin(&parts.headers) {
+            return Err(PageRefusal::Forbidden("this form was sent from another site"));
+        }
+        let token = session_token(&parts.headers).ok_or(PageRefusal::SignIn)?;
+        let session = state
+            .store
+            .session(&token, state.clock.now(), state.api.session_idle)
+            .await?
+            .ok_or(PageRefusal::SignIn)?;
+        Ok(SignedIn { session, token })
+    }
+}
+
+/// Whether a request's `Origin` (when the browser sends one) is this
+/// server's own address.
+pub fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+    origin
+        .split_once("://")
+        .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host))
+}
+
+/// The cookie that holds `token` (or, with `None`, removes it).
+pub fn cookie(token: Option<&str>, secure: bool) -> HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
+    let value = match token {
+        Some(token) => format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax{secure}"),
+        None => format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}"),
+    };
+    HeaderValue::from_str(&value).expect("a token is URL-safe text")
+}
+
+/// A redirect to `location` that also sets (or clears) the session cookie.
+pub fn redirect_with_cookie(location: &str, token: Option<&str>, secure: bool) -> Response {
+    let mut response = see_other(location);
+    response.headers_mut().insert(header::SET_COOKIE, cookie(token, secure));
+    protect(response.headers_mut());
+    response
+}

@@ -1,0 +1,259 @@
+//! The dashboard's front door, as people use it: an operator creates a user
+//! on the command line, the user opens the printed link in a real headless
+//! Chromium, sets a password, lands on the Webhooks page, logs out and in
+//! again. Sessions, CSRF and the login rate limit are checked on both
+//! backends with plain HTTP.
+
+use crate::helpers::*;
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use serde_json::{json, Value};
+use signhook_testkit::browser::Browser;
+
+/// `signhook admin create-user` against the app's database; its JSON.
+fn create_user(app: &TestApp, email: &str, role: &str) -> Value {
+    let mut args = vec![
+        "admin".to_owned(),
+        "create-user".to_owned(),
+        "--tenant".to_owned(),
+        app.tenant.id.clone(),
+        "--email".to_owned(),
+        email.to_owned(),
+        "--role".to_owned(),
+        role.to_owned(),
+        "--public-url".to_owned(),
+        app.url("/"),
+    ];
+    args.extend(app.db.cli_args());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = run_cli(&args);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).expect("create-user prints JSON")
+}
+
+/// A client that keeps no cookies and follows no redirects: each answer
+/// is read as it came.
+fn raw_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_user_from_the_command_line_sets_a_password_and_logs_in() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    app.create_webhook(
+        "http://127.0.0.1:9/crm",
+        json!({"description": "CRM <script>alert(1)</script>"}),
+    )
+    .await;
+    let user = create_user(&app, "Ada@Example.com", "admin");
+    assert_eq!(user["email"], "ada@example.com");
+    let link = user["set_password_url"].as_str().unwrap();
+    assert!(link.starts_with(&app.url("/password/")), "{link}");
+
+    let browser = Browser::start().await;
+    browser.open(link).await;
+    assert_eq!(browser.text("#account").await, "ada@example.com");
+    // Too short: said beside the field, nothing set.
+    browser.fill("#password", "short").await;
+    browser.fill("#confirm", "short").await;
+    browser.submit("#save").await;
+    assert!(browser.text("#password-error").await.contains("10 to 1000 characters"));
+    browser.fill("#password", "correct horse battery").await;
+    browser.fill("#confirm", "correct horse battery").await;
+    browser.submit("#save").await;
+    // Logged in, on the Webhooks page, the endpoint listed — its
+    // description as text, not markup.
+    let url = browser.client().current_url().await.unwrap();
+    assert_eq!(url.path(), "/webhooks");
+    assert_eq!(browser.text("h1").await, "Webhooks");
+    assert!(browser.text("#who").await.contains("ada@example.com · admin"));
+    let table = browser.text("#webhooks").await;
+    assert!(
+        table.contains("http://127.0.0.1:9/crm") && table.contains("Enabled"),
+        "{table}"
+    );
+    assert!(table.contains("CRM <script>alert(1)</script>"), "{table}");
+    browser.screenshot("dashboard-webhooks").await;
+
+    // Log out: the dashboard sends back to the login page.
+    browser.submit("#logout").await;
+    assert_eq!(browser.client().current_url().await.unwrap().path(), "/login");
+    browser.open(&app.url("/webhooks")).await;
+    assert_eq!(browser.client().current_url().await.unwrap().path(), "/login");
+
+    // A wrong password is refused; the right one lets in.
+    browser.fill("#email", "ada@example.com").await;
+    browser.fill("#password", "wrong horse battery").await;
+    browser.submit("#login").await;
+    assert_eq!(browser.text("#error").await, "Wrong e-mail address or password.");
+    browser.fill("#password", "correct horse battery").await;
+    browser.submit("#login").await;
+    assert_eq!(browser.client().current_url().await.unwrap().path(), "/webhooks");
+
+    // The one-time link worked once.
+    browser.open(link).await;
+    assert!(browser.page_text().await.contains("used already or has expired"));
+    browser.close().await;
+}
+
+on_both_backends! {
+    async fn sessions_are_cookies_checked_against_the_database(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let user = create_user(&app, "grace@example.com", "viewer");
+        let client = raw_client();
+        let link = user["set_password_url"].as_str().unwrap();
+        let set = client
+            .post(link)
+            .form(&[("password", "a long enough secret"), ("confirm", "a long enough secret")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(set.status(), 303);
+        assert_eq!(set.headers()[LOCATION], "/webhooks");
+        let cookie = set.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+        assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax") && cookie.contains("Path=/"), "{cookie}");
+        assert!(!cookie.contains("Secure"), "http:// public URL: {cookie}");
+        let session = cookie.split(';').next().unwrap().to_owned();
+
+        let page = client.get(app.url("/webhooks")).header(COOKIE, &session).send().await.unwrap();
+        assert_eq!(page.status(), 200);
+        let html = page.text().await.unwrap();
+        assert!(html.contains("grace@example.com · viewer"));
+        let csrf = html
+            .split("name=\"csrf\" value=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap()
+            .to_owned();
+
+        // A logout without the form's token, or from another site, is refused.
+        let forged = client
+            .post(app.url("/logout"))
+            .header(COOKIE, &session)
+            .form(&[("csrf", "not-the-token")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(forged.status(), 403);
+        let cross_site = client
+            .post(app.url("/logout"))
+            .header(COOKIE, &session)
+            .header("origin", "https://evil.example")
+            .form(&[("csrf", csrf.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(cross_site.status(), 403);
+        let still = client.get(app.url("/webhooks")).header(COOKIE, &session).send().await.unwrap();
+        assert_eq!(still.status(), 200, "the refused posts changed nothing");
+
+        // Logging out ends the session in the database: the cookie opens nothing.
+        let out = client
+            .post(app.url("/logout"))
+            .header(COOKIE, &session)
+            .form(&[("csrf", csrf.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(out.status(), 303);
+        assert!(out.headers()[SET_COOKIE].to_str().unwrap().contains("Max-Age=0"));
+        let after = client.get(app.url("/webhooks")).header(COOKIE, &session).send().await.unwrap();
+        assert_eq!((after.status().as_u16(), after.headers()[LOCATION].to_str().unwrap()), (303, "/login"));
+
+        // Idle sessions end: log in again, then let the clock pass the idle time.
+        let login = client
+            .post(app.url("/login"))
+            .form(&[("email", "grace@example.com"), ("password", "a long enough secret")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(login.status(), 303);
+        let session = login.headers()[SET_COOKIE].to_str().unwrap().split(';').next().unwrap().to_owned();
+        assert_eq!(client.get(app.url("/webhooks")).header(COOKIE, &session).send().await.unwrap().status(), 200);
+        app.clock.advance(std::time::Duration::from_secs(13 * 3600));
+        let idle = client.get(app.url("/webhooks")).header(COOKIE, &session).send().await.unwrap();
+        assert_eq!(idle.status(), 303);
+    }
+
+    async fn failed_logins_are_limited_per_account(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let user = create_user(&app, "linus@example.com", "admin");
+        let client = raw_client();
+        let link = user["set_password_url"].as_str().unwrap();
+        let set = client
+            .post(link)
+            .form(&[("password", "the real password"), ("confirm", "the real password")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(set.status(), 303);
+        let login = |password: &'static str| {
+            client
+                .post(app.url("/login"))
+                .form(&[("email", "linus@example.com"), ("password", password)])
+                .send()
+        };
+        for _ in 0..5 {
+            assert_eq!(login("a wrong guess").await.unwrap().status(), 401);
+        }
+        // Now even the right password waits.
+        let limited = login("the real password").await.unwrap();
+        assert_eq!(limited.status(), 429);
+        assert!(limited.headers().contains_key("retry-after"));
+        assert!(limited.text().await.unwrap().contains("Too many failed logins"));
+        // An address with no account gets the same answer as a wrong password.
+        let unknown = client
+            .post(app.url("/login"))
+            .form(&[("email", "nobody@example.com"), ("password", "anything at all")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(unknown.status(), 401);
+        // After the window the account can log in again.
+        app.clock.advance(std::time::Duration::from_secs(16 * 60));
+        assert_eq!(login("the real password").await.unwrap().status(), 303);
+    }
+}
+
+#[tokio::test]
+async fn create_user_refuses_bad_input_clearly() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    create_user(&app, "ada@example.com", "admin");
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["--tenant", "nope", "--email", "x@example.com"],
+            "--tenant must be a tenant id",
+        ),
+        (
+            &["--tenant", app.tenant.id.as_str(), "--email", "not-an-address"],
+            "--email must be an e-mail address",
+        ),
+        (
+            &[
+                "--tenant",
+                app.tenant.id.as_str(),
+                "--email",
+                "x@example.com",
+                "--role",
+                "owner",
+            ],
+            "--role must be `admin` or `viewer`",
+        ),
+        (
+            &["--tenant", app.tenant.id.as_str(), "--email", "ADA@example.com"],
+            "already has a dashboard account",
+        ),
+    ];
+    for (extra, expected) in cases {
+        let mut args: Vec<String> = ["admin", "create-user"].iter().map(|s| s.to_string()).collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.extend(app.db.cli_args());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let output = run_cli(&args);
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{expected}: {stderr}");
+    }
+}
