@@ -90,6 +90,13 @@ pub fn router(state: AppState) -> Router {
             get(crate::pages::account::password_page).post(crate::pages::account::set_password),
         )
         .route("/webhooks", get(crate::pages::webhooks::list))
+        .route(
+            "/webhooks/new",
+            get(crate::pages::webhooks::new_form).post(crate::pages::webhooks::create),
+        )
+        .route("/webhooks/{id}", get(crate::pages::webhooks::show))
+        .route("/webhooks/{id}/secret", post(crate::pages::webhooks::reveal_secret))
+        .route("/webhooks/{id}/test", post(crate::pages::webhooks::send_test))
         .route("/approvals/{token}", get(signing::open_approval))
         .route("/approvals/{token}/approve", post(signing::approve))
         .route("/approvals/{token}/reject", post(signing::reject))

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use signhook_core::auth::generate_webhook_key;
 use signhook_core::endpoint::{CustomHeaders, SignatureScheme, WebhookUrl};
 use signhook_core::filter::{EventFilter, FilterError, ScopeFilter, SubscriptionFilter, WorkspaceFilter};
-use signhook_core::ids::SubscriptionId;
+use signhook_core::ids::{DeliveryId, SubscriptionId};
 use signhook_core::time::rfc3339;
 use signhook_store::subscriptions::{NewSubscription, Subscription, SubscriptionChanges};
 use signhook_verify::WebhookSecret;
@@ -304,6 +304,39 @@ fn wildcard() -> Vec<String> {
     vec![signhook_core::filter::WILDCARD.to_owned()]
 }
 
+/// Checks `body` as the API does (the first refused field is the error) and
+/// creates the subscription for `auth`'s tenant and environment: what
+/// `POST /v1/webhooks` and the dashboard's "Add endpoint" form both do.
+pub(crate) async fn create_subscription(
+    state: &AppState,
+    auth: &Auth,
+    body: CreateWebhook,
+) -> Result<Subscription, ApiError> {
+    let new = NewSubscription {
+        tenant_id: auth.tenant().clone(),
+        url: parse_url(&body.url, &state.api)?,
+        description: parse_description(body.description.unwrap_or_default())?,
+        enabled: body.enabled.unwrap_or(true),
+        auto_retry: body.auto_retry.unwrap_or(true),
+        filter: SubscriptionFilter {
+            sandbox: check_sandbox(auth, body.sandbox)?,
+            events: parse_events(&body.subscribed_events.unwrap_or_else(wildcard))?,
+            scopes: parse_scopes(&body.scopes.unwrap_or_else(wildcard))?,
+            workspaces: parse_workspaces(state, auth, &body.workspaces.unwrap_or_else(wildcard)).await?,
+        },
+        headers: parse_headers(&body.headers.unwrap_or_default())?,
+        signature_scheme: body
+            .signature_scheme
+            .as_deref()
+            .map(parse_scheme)
+            .transpose()?
+            .unwrap_or_default(),
+        rate_limit_per_second: body.rate_limit_per_second.map(parse_rate_limit).transpose()?,
+        secret: new_secret(),
+    };
+    Ok(state.store.create_subscription(new, state.clock.now()).await?)
+}
+
 /// Creates a subscription. The response is the only one, besides the
 /// explicit reveal, that carries the secret.
 #[utoipa::path(
@@ -321,29 +354,7 @@ pub async fn create(
     auth: Auth,
     ApiJson(body, _): ApiJson<CreateWebhook>,
 ) -> Result<(StatusCode, Json<CreatedWebhook>), ApiError> {
-    let new = NewSubscription {
-        tenant_id: auth.tenant().clone(),
-        url: parse_url(&body.url, &state.api)?,
-        description: parse_description(body.description.unwrap_or_default())?,
-        enabled: body.enabled.unwrap_or(true),
-        auto_retry: body.auto_retry.unwrap_or(true),
-        filter: SubscriptionFilter {
-            sandbox: check_sandbox(&auth, body.sandbox)?,
-            events: parse_events(&body.subscribed_events.unwrap_or_else(wildcard))?,
-            scopes: parse_scopes(&body.scopes.unwrap_or_else(wildcard))?,
-            workspaces: parse_workspaces(&state, &auth, &body.workspaces.unwrap_or_else(wildcard)).await?,
-        },
-        headers: parse_headers(&body.headers.unwrap_or_default())?,
-        signature_scheme: body
-            .signature_scheme
-            .as_deref()
-            .map(parse_scheme)
-            .transpose()?
-            .unwrap_or_default(),
-        rate_limit_per_second: body.rate_limit_per_second.map(parse_rate_limit).transpose()?,
-        secret: new_secret(),
-    };
-    let sub = state.store.create_subscription(new, state.clock.now()).await?;
+    let sub = create_subscription(&state, &auth, body).await?;
     let secret = sub.secret.expose();
     Ok((
         StatusCode::CREATED,
@@ -550,6 +561,24 @@ pub async fn promote_secret(
     Ok(Json(secret_view(&sub, &state)))
 }
 
+/// Queues a signed `webhook.test` event to `sub`, whatever it subscribes
+/// to; the API's `…/test` and the dashboard's button both send it.
+pub(crate) async fn queue_test_event(state: &AppState, sub: &Subscription) -> Result<DeliveryId, ApiError> {
+    let workspace = state.caches.default_workspace(&state.store, &sub.tenant_id).await?;
+    let info = signhook_core::catalog::lookup("webhook.test").expect("webhook.test is in the catalog");
+    let (_, delivery_id) = state
+        .store
+        .publish_to_subscription(
+            sub,
+            info.name,
+            info.example_data().to_string(),
+            workspace,
+            state.clock.now(),
+        )
+        .await?;
+    Ok(delivery_id)
+}
+
 /// Sends a signed `webhook.test` event to this subscription now, whatever it
 /// subscribes to.
 #[utoipa::path(
@@ -563,18 +592,7 @@ pub async fn send_test(
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<DeliveryView>), ApiError> {
     let sub = load(&state, &auth, &id).await?;
-    let workspace = state.caches.default_workspace(&state.store, auth.tenant()).await?;
-    let info = signhook_core::catalog::lookup("webhook.test").expect("webhook.test is in the catalog");
-    let (_, delivery_id) = state
-        .store
-        .publish_to_subscription(
-            &sub,
-            info.name,
-            info.example_data().to_string(),
-            workspace,
-            state.clock.now(),
-        )
-        .await?;
+    let delivery_id = queue_test_event(&state, &sub).await?;
     let (delivery, attempts) = state
         .store
         .get_delivery(auth.tenant(), auth.sandbox(), &delivery_id)

@@ -98,6 +98,101 @@ async fn a_user_from_the_command_line_sets_a_password_and_logs_in() {
     browser.close().await;
 }
 
+/// Opens a user's one-time link in the browser and sets their password:
+/// they are logged in after.
+async fn set_password_in(browser: &Browser, link: &str, password: &str) {
+    browser.open(link).await;
+    browser.fill("#password", password).await;
+    browser.fill("#confirm", password).await;
+    browser.submit("#save").await;
+}
+
+#[tokio::test]
+async fn an_admin_adds_an_endpoint_by_ticking_events_and_sends_a_test_event() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let receiver = Receiver::start().await;
+    let admin = create_user(&app, "ada@example.com", "admin");
+    let browser = Browser::start().await;
+    set_password_in(
+        &browser,
+        admin["set_password_url"].as_str().unwrap(),
+        "correct horse battery",
+    )
+    .await;
+    assert!(browser.text("#empty").await.contains("No endpoints yet"));
+    browser.click("#add-endpoint").await;
+    assert_eq!(browser.text("h1").await, "Add an endpoint");
+    // Every event is ticked at first; tick two types instead.
+    browser.click("#event-all").await;
+    browser.click("[id='event-signer.done']").await;
+    browser.click("[id='event-signature_request.done']").await;
+    // A URL the API refuses: its message beside the field, nothing created.
+    browser.fill("#url", "ftp://example.com/hooks").await;
+    browser.fill("#description", "CRM").await;
+    browser.submit("#create").await;
+    let refused = browser.text("#url-error").await;
+    assert!(refused.starts_with("url "), "the API's own message: {refused}");
+    let (_, listed) = app.get("/v1/webhooks").await;
+    assert!(
+        listed["data"].as_array().unwrap().is_empty(),
+        "nothing written: {listed}"
+    );
+    // What was ticked and typed is kept; fix the URL.
+    assert!(browser
+        .client()
+        .find(fantoccini::Locator::Css("[id='event-signer.done']"))
+        .await
+        .unwrap()
+        .is_selected()
+        .await
+        .unwrap());
+    browser.fill("#url", &receiver.url("/hooks")).await;
+    browser.submit("#create").await;
+    browser.screenshot("dashboard-endpoint").await;
+    let path = browser.client().current_url().await.unwrap().path().to_owned();
+    assert!(path.starts_with("/webhooks/wh_"), "{path}");
+    let events = browser.text("#events").await;
+    assert!(
+        events.contains("signer.done") && events.contains("signature_request.done") && !events.contains('*'),
+        "{events}"
+    );
+    let (_, listed) = app.get("/v1/webhooks").await;
+    assert_eq!(listed["data"][0]["description"], "CRM");
+
+    // Reveal the secret; send a test event; it arrives signed with that secret.
+    browser.submit("#reveal").await;
+    let secret = browser.text("#secret").await;
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    browser.submit("#send-test").await;
+    let received = receiver.wait_for(1).await;
+    assert_eq!(received[0].json()["type"], "webhook.test");
+    crate::delivery::verify_standard(&secret, &received[0]);
+    // The log shows it delivered, with its attempt.
+    eventually("the test delivery to show as succeeded", || async {
+        browser.open(&app.url(&path)).await;
+        let log = browser.text("#deliveries").await;
+        done_when(log.contains("webhook.test") && log.contains("succeeded"), log)
+    })
+    .await;
+
+    // A viewer sees the endpoint but no secret and no buttons, and a post is refused.
+    browser.submit("#logout").await;
+    let viewer = create_user(&app, "victor@example.com", "viewer");
+    set_password_in(
+        &browser,
+        viewer["set_password_url"].as_str().unwrap(),
+        "only looking here",
+    )
+    .await;
+    assert!(!browser.has("#add-endpoint").await);
+    browser.open(&app.url(&path)).await;
+    assert!(browser.text("#events").await.contains("signer.done"));
+    assert!(!browser.has("#reveal").await && !browser.has("#send-test").await);
+    browser.open(&app.url("/webhooks/new")).await;
+    assert_eq!(browser.text("h1").await, "This is not yours to do");
+    browser.close().await;
+}
+
 on_both_backends! {
     async fn sessions_are_cookies_checked_against_the_database(backend: Backend) {
         let app = TestApp::spawn(backend).await;
