@@ -15,6 +15,9 @@
 //!   their hashes, signers, the chronological trail) as a standalone PDF.
 //! - [`extract_text`] reads the text back, for tests and for users who want
 //!   to check a file.
+//! - [`seal`] signs a finished PDF with a [`Sealer`]'s key (a PAdES
+//!   signature in an incremental update), so that readers can tell it is
+//!   unmodified.
 //! - `layout` (private) typesets lines of text onto A4 pages with the
 //!   standard Helvetica fonts; it is not a general layout engine.
 //!
@@ -36,6 +39,9 @@
 #![deny(missing_docs)]
 
 mod layout;
+mod seal;
+
+pub use seal::{seal, SealKeyError, Sealer, SEAL_REASON};
 
 use std::collections::HashSet;
 
