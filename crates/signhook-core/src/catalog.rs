@@ -53,7 +53,7 @@ macro_rules! catalog {
 
 catalog! {
     "signature_request.activated", Lifecycle, || request_data("ongoing", 1), "A signature request went from draft to ongoing: invitations were sent.";
-    "signature_request.done", Lifecycle, done_data, "Every signer signed: the request is complete. Carries links to the signed PDF and the audit certificate.";
+    "signature_request.done", Lifecycle, done_data, "Every signer signed: the request is complete. Carries links to the signed PDF and the audit certificate, both sealed, with their SHA-256.";
     "signature_request.declined", Lifecycle, declined_request_data, "A signer declined to sign; the reason is in the payload.";
     "signature_request.canceled", Lifecycle, || request_data("canceled", 4), "The request was canceled by an operator or an automation.";
     "signature_request.expired", Lifecycle, || request_data("expired", 4), "The deadline passed before every signer signed.";
@@ -201,8 +201,8 @@ fn declined_request_data() -> Value {
 fn done_data() -> Value {
     let mut data = request_data("done", 4);
     data["links"] = json!({
-        "signed_pdf": {"url": "https://signhook.example.com/files/sr_01936f0e7c4a7b2e9d1f0a3b5c6d7e8f/signed.pdf?expires=1795000000&sig=…", "expires_at": "2026-11-22T10:34:05.123Z"},
-        "audit_certificate": {"url": "https://signhook.example.com/files/sr_01936f0e7c4a7b2e9d1f0a3b5c6d7e8f/audit.pdf?expires=1795000000&sig=…", "expires_at": "2026-11-22T10:34:05.123Z"}
+        "signed_pdf": {"url": "https://signhook.example.com/files/sr_01936f0e7c4a7b2e9d1f0a3b5c6d7e8f/signed.pdf?expires=1795000000&sig=…", "expires_at": "2026-11-22T10:34:05.123Z", "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"},
+        "audit_certificate": {"url": "https://signhook.example.com/files/sr_01936f0e7c4a7b2e9d1f0a3b5c6d7e8f/audit.pdf?expires=1795000000&sig=…", "expires_at": "2026-11-22T10:34:05.123Z", "sha256": "60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752"}
     });
     data
 }

@@ -21,6 +21,9 @@
 //!   uploaded PDF, in a worker process under kernel limits.
 //! - [`node`]: this node's id, kept in the data directory, so a restarted
 //!   process takes back at once the claims its previous run held.
+//! - [`seal_cert`]: the certificate that seals signed PDFs and audit
+//!   certificates (`--seal-cert`, or a self-signed one in the data
+//!   directory).
 //! - [`schedulers`]: the warn-then-disable sweep, recovery jobs, retention,
 //!   and the lifecycle's expiry, reminders and purges; [`mail`] e-mails
 //!   warnings and invitations when SMTP is configured.
@@ -38,6 +41,7 @@ pub mod pages;
 pub mod pdf;
 pub mod routes;
 pub mod schedulers;
+pub mod seal_cert;
 pub mod state;
 
 use schedulers::Schedulers;
@@ -117,6 +121,10 @@ pub struct Settings {
     pub pdf_timeout: Duration,
     /// The HTTP listener's connection cap and timeouts.
     pub connections: listener::ConnectionLimits,
+    /// `--seal-cert`: the key and chain that seal the signed PDFs and
+    /// audit certificates; a self-signed one kept in the data directory
+    /// when not given.
+    pub seal_cert: Option<seal_cert::SealCertFile>,
 }
 
 impl Settings {
@@ -149,6 +157,7 @@ impl Settings {
             pdf_worker: std::env::current_exe().unwrap_or_else(|_| "signhook".into()),
             pdf_timeout: Duration::from_secs(60),
             connections: listener::ConnectionLimits::default(),
+            seal_cert: None,
         }
     }
 }
@@ -211,6 +220,57 @@ pub enum ServerError {
     /// The blob store cannot be opened.
     #[error(transparent)]
     Blobs(#[from] signhook_store::blobs::BlobError),
+    /// The `--seal-cert` file cannot be read.
+    #[error("cannot read --seal-cert {path}")]
+    SealCertUnreadable {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The `--seal-cert` file holds no key and certificate that can seal.
+    #[error("--seal-cert {path} cannot seal")]
+    SealCert {
+        /// The file.
+        path: PathBuf,
+        /// Why, in words that say what to change.
+        #[source]
+        source: signhook_documents::SealKeyError,
+    },
+    /// The self-signed seal file could not be read or made.
+    #[error("cannot read or make the self-signed seal file {path}")]
+    SealFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The self-signed seal file holds no key and certificate that can
+    /// seal.
+    #[error(
+        "the seal file {path} cannot seal: remove it to have a new self-signed certificate made \
+         (what the old one sealed stays valid)"
+    )]
+    MalformedSealFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        #[source]
+        source: signhook_documents::SealKeyError,
+    },
+    /// The seal's certificate has expired.
+    #[error(
+        "the seal certificate in {path} expired at {expired_at}: give --seal-cert a current one \
+         (or, for the self-signed one, remove the file to have a new one made)"
+    )]
+    SealCertExpired {
+        /// The file.
+        path: PathBuf,
+        /// When it expired.
+        expired_at: chrono::DateTime<chrono::Utc>,
+    },
 }
 
 /// Opens the store named by `--database-url`, or SQLite in `data_dir`
@@ -310,6 +370,7 @@ impl Application {
         )
         .await?;
         let node_id = String::from(node::resolve(settings.node_id.clone(), &settings.data_dir)?);
+        let seal = seal_cert::resolve(settings.seal_cert.as_ref(), &settings.data_dir, &node_id, clock.now())?;
         // Before anything of this node claims: what its previous run held
         // when it died is due again now, not when the leases end.
         let released = store.release_leases_of_previous_run(&node_id, clock.now()).await?;
@@ -377,6 +438,7 @@ impl Application {
                 std::thread::available_parallelism().map_or(1, usize::from),
                 settings.pdf_timeout,
             ),
+            seal,
         });
         let schedulers = Schedulers {
             lifecycle: lifecycle.clone(),

@@ -68,6 +68,14 @@ pub struct Lifecycle {
     pub(crate) links: Links,
     pub(crate) mailer: Option<Mailer>,
     pub(crate) pdf: PdfWorkers,
+    /// The key and chain the PDF workers seal with.
+    pub(crate) seal: crate::pdf::SealKey,
+}
+
+/// SHA-256 (lowercase hex) of the files a completed request produced.
+struct FileHashes {
+    signed_pdf: String,
+    audit_certificate: String,
 }
 
 impl Lifecycle {
@@ -133,8 +141,14 @@ impl Lifecycle {
                     Action::Sign(signer, _) => after.request.signer_index(signer),
                     _ => None,
                 };
-                after.signed_pdf_sha256 = Some(self.produce_files(&after, &transition, signing, act, now).await?);
-                Some(self.links.file_links(id, now))
+                let hashes = self.produce_files(&after, &transition, signing, act, now).await?;
+                let mut links = self.links.file_links(id, now);
+                // What `done` links to, hashed as stored: a receiver can
+                // check what it downloads.
+                links["signed_pdf"]["sha256"] = Value::from(hashes.signed_pdf.as_str());
+                links["audit_certificate"]["sha256"] = Value::from(hashes.audit_certificate);
+                after.signed_pdf_sha256 = Some(hashes.signed_pdf);
+                Some(links)
             } else {
                 None
             };
@@ -214,9 +228,9 @@ impl Lifecycle {
         Ok(self.links.file_links(&record.request.id, self.clock.now()))
     }
 
-    /// The signed PDF and the audit certificate, written to the blob store.
-    /// Returns the signed PDF's SHA-256. CPU-heavy work runs off the async
-    /// threads.
+    /// The signed PDF and the audit certificate, both sealed, written to
+    /// the blob store. Returns their SHA-256s, of the bytes stored.
+    /// CPU-heavy work runs off the async threads.
     async fn produce_files(
         &self,
         after: &SignatureRequestRecord,
@@ -224,7 +238,7 @@ impl Lifecycle {
         signing: Option<usize>,
         act: &Act,
         now: DateTime<Utc>,
-    ) -> Result<String, LifecycleError> {
+    ) -> Result<FileHashes, LifecycleError> {
         let request = &after.request;
         let mut originals = Vec::with_capacity(after.documents.len());
         for document in &after.documents {
@@ -298,18 +312,23 @@ impl Lifecycle {
             signatures,
             documents,
             trail,
+            seal: self.seal.clone(),
+            sealed_at: now,
             parts: originals.iter().map(Vec::len).collect(),
         };
         let refs: Vec<&[u8]> = originals.iter().map(Vec::as_slice).collect();
         let (signed, certificate) = self.pdf.sign(job, &refs).await?;
-        let sha = hex_sha256(&signed);
+        let hashes = FileHashes {
+            signed_pdf: hex_sha256(&signed),
+            audit_certificate: hex_sha256(&certificate),
+        };
         self.blobs
             .put(&FileKind::SignedPdf.blob_key(&request.id), signed)
             .await?;
         self.blobs
             .put(&FileKind::AuditCertificate.blob_key(&request.id), certificate)
             .await?;
-        Ok(sha)
+        Ok(hashes)
     }
 
     /// What follows a committed change: invitations and reminders, and

@@ -42,7 +42,7 @@ fn load_or_create(path: &Path) -> Result<NodeId, ServerError> {
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let id = NodeId::generate();
-            match place(path, &id) {
+            match place(path, format!("{id}\n").as_bytes(), id.as_str()) {
                 Ok(()) => {
                     tracing::info!(path = %path.display(), node_id = %id, "made a node id for this data directory");
                     Ok(id)
@@ -56,24 +56,28 @@ fn load_or_create(path: &Path) -> Result<NodeId, ServerError> {
     }
 }
 
-/// Writes `id` to `path` whole or not at all, and never over an existing
-/// file: written in full to a private file of its own name first, then
-/// linked into place (which fails if `path` exists already).
-fn place(path: &Path, id: &NodeId) -> std::io::Result<()> {
+/// Writes `contents` to `path` whole or not at all, and never over an
+/// existing file: written in full to a private file of its own name first
+/// (`unique` in its name, so that no two processes share a draft), then
+/// linked into place (which fails with `AlreadyExists` if `path` exists).
+/// Also used for the self-signed seal ([`crate::seal_cert`]).
+pub(crate) fn place(path: &Path, contents: &[u8], unique: &str) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty());
     if let Some(dir) = dir.filter(|dir| !dir.exists()) {
         signhook_store::private_dir(dir)?;
     }
-    // The new id in the name: no two processes share a draft.
-    let draft = path.with_file_name(format!(".{NODE_ID_FILE}.{id}"));
+    let name = path
+        .file_name()
+        .map_or_else(|| "file".into(), |name| name.to_string_lossy());
+    let draft = path.with_file_name(format!(".{name}.{unique}"));
     let write = || -> std::io::Result<()> {
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(&draft)?;
-        writeln!(file, "{id}")?;
+        file.write_all(contents)?;
         file.sync_all()?;
         std::fs::hard_link(&draft, path)?;
         // The link itself survives a power cut too.

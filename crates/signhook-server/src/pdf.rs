@@ -28,11 +28,17 @@
 //! [`Request`], whose `parts` gives the length of each byte part), then the
 //! parts back to back: the documents. The answer on stdout has the same
 //! shape (a [`Response`], then the signed PDF and the audit certificate
-//! for a signing job). [`serve`] is the worker's side: a pure function from
+//! for a signing job). A signing job carries the seal's key and chain
+//! ([`SealKey`]): the worker seals both files before it answers, and the
+//! audit certificate states the hash of the sealed signed PDF. The key
+//! travels through the pipe only, never in arguments or the environment. [`serve`] is the worker's side: a pure function from
 //! the request's bytes to the answer's, which `signhook pdf-worker` runs
 //! between stdin and stdout.
 
-use signhook_documents::{AuditCertificate, AuditDocument, DocumentError, PdfInfo, SignatureLine, TrailEntry};
+use chrono::{DateTime, Utc};
+use signhook_documents::{
+    AuditCertificate, AuditDocument, DocumentError, PdfInfo, SealKeyError, Sealer, SignatureLine, TrailEntry,
+};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -64,9 +70,37 @@ pub enum Request {
         documents: Vec<AuditDocument>,
         /// The audit trail, oldest first.
         trail: Vec<TrailEntry>,
+        /// The key and chain that seal both files.
+        seal: SealKey,
+        /// The time the seals state (their `/M`).
+        sealed_at: DateTime<Utc>,
         /// The length of each part.
         parts: Vec<usize>,
     },
+}
+
+/// The seal's private key and certificate chain as PEM, as a signing job
+/// carries it to the worker. Cheap to clone; `Debug` hides it.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct SealKey(std::sync::Arc<str>);
+
+impl SealKey {
+    /// The PEM [`Sealer::to_pem`] writes.
+    pub fn from_pem(pem: String) -> Self {
+        Self(pem.into())
+    }
+
+    /// The sealer it describes (the worker's side).
+    pub fn sealer(&self) -> Result<Sealer, SealKeyError> {
+        Sealer::load(self.0.as_bytes(), None)
+    }
+}
+
+impl std::fmt::Debug for SealKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SealKey([redacted])")
+    }
 }
 
 /// What a worker answers.
@@ -410,30 +444,47 @@ fn answer(request: Request, documents: Vec<Vec<u8>>) -> (Response, Vec<Vec<u8>>)
             signatures,
             documents: listed,
             trail,
+            seal,
+            sealed_at,
             ..
         } => {
+            // A seal that fails is our fault, never the documents'.
+            let invalid = |message: String| (Response::Invalid { message }, Vec::new());
+            let sealer = match seal.sealer() {
+                Ok(sealer) => sealer,
+                Err(e) => return invalid(format!("the seal key cannot seal: {e}")),
+            };
             let refs: Vec<&[u8]> = documents.iter().map(Vec::as_slice).collect();
             let signed = match signhook_documents::signed_pdf(&request_id, &request_name, &refs, &signatures) {
                 Ok(signed) => signed,
                 Err(e) => return refused(e),
+            };
+            let signed = match signhook_documents::seal(&signed, &sealer, sealed_at) {
+                Ok(sealed) => sealed,
+                Err(e) => return invalid(format!("sealing the signed PDF: {e}")),
             };
             let certificate = signhook_documents::audit_certificate(&AuditCertificate {
                 request_id,
                 request_name,
                 completed_at,
                 documents: listed,
+                // The hash of the file as served: sealed.
                 signed_pdf_sha256: crate::lifecycle::hex_sha256(&signed),
                 signers: signatures,
                 trail,
             });
-            match certificate {
+            let certificate = match certificate {
+                Ok(certificate) => certificate,
+                Err(e) => return refused(e),
+            };
+            match signhook_documents::seal(&certificate, &sealer, sealed_at) {
                 Ok(certificate) => (
                     Response::Signed {
                         parts: vec![signed.len(), certificate.len()],
                     },
                     vec![signed, certificate],
                 ),
-                Err(e) => refused(e),
+                Err(e) => invalid(format!("sealing the audit certificate: {e}")),
             }
         }
     }
@@ -488,6 +539,8 @@ mod tests {
             ip: "127.0.0.1".into(),
             user_agent: "test".into(),
         };
+        let now: DateTime<Utc> = "2026-12-02T10:00:00Z".parse().unwrap();
+        let sealer = Sealer::self_signed("Signhook seal (self-signed)", "Test", now).unwrap();
         let request = Request::Sign {
             request_id: "sr_1".into(),
             request_name: "MSA".into(),
@@ -495,14 +548,41 @@ mod tests {
             signatures: vec![signature],
             documents: vec![],
             trail: vec![],
+            seal: SealKey::from_pem(sealer.to_pem().unwrap()),
+            sealed_at: now,
             parts: vec![PDF.len()],
         };
+        assert!(!format!("{request:?}").contains("PRIVATE KEY"), "the key never prints");
         let (response, parts) = decode::<Response>(&serve(&encode(&request, &[PDF]).unwrap())).unwrap();
         assert!(matches!(response, Response::Signed { .. }), "{response:?}");
         let text = signhook_documents::extract_text(&parts[1]).unwrap();
         assert!(
             text.contains(&crate::lifecycle::hex_sha256(&parts[0])),
-            "the certificate holds the signed PDF's hash"
+            "the certificate holds the sealed signed PDF's hash"
+        );
+        for part in &parts {
+            let seals = part.windows(20).filter(|w| w == b"/ETSI.CAdES.detached").count();
+            assert_eq!(seals, 1, "each file is sealed once");
+        }
+    }
+
+    #[test]
+    fn a_seal_key_that_cannot_seal_is_the_servers_fault() {
+        let request = Request::Sign {
+            request_id: "sr_1".into(),
+            request_name: "MSA".into(),
+            completed_at: "2026-12-02T10:00:00.000Z".into(),
+            signatures: vec![],
+            documents: vec![],
+            trail: vec![],
+            seal: SealKey::from_pem("-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----\n".into()),
+            sealed_at: "2026-12-02T10:00:00Z".parse().unwrap(),
+            parts: vec![PDF.len()],
+        };
+        let (response, _) = decode::<Response>(&serve(&encode(&request, &[PDF]).unwrap())).unwrap();
+        assert!(
+            matches!(response, Response::Invalid { ref message } if message.contains("seal")),
+            "{response:?}"
         );
     }
 

@@ -214,6 +214,22 @@ struct ServeArgs {
     /// How long a request body may pause before the request is ended (408).
     #[arg(long, env = "SIGNHOOK_BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     body_timeout: Duration,
+    /// The certificate that seals every signed PDF and audit certificate
+    /// (a PDF digital signature): a PKCS#12 file (.p12, .pfx), or a PEM
+    /// file with the unencrypted private key (PKCS#8, SEC1 or PKCS#1; ECDSA
+    /// P-256/P-384 or RSA) and the certificate chain. Default: a
+    /// self-signed certificate made on first start in `<data-dir>/seal.pem`.
+    #[arg(long, env = "SIGNHOOK_SEAL_CERT")]
+    seal_cert: Option<PathBuf>,
+    /// The password of the --seal-cert PKCS#12 file (prefer the
+    /// environment variable: a flag shows in the process list).
+    #[arg(
+        long,
+        env = "SIGNHOOK_SEAL_CERT_PASSWORD",
+        hide_env_values = true,
+        requires = "seal_cert"
+    )]
+    seal_cert_password: Option<String>,
 }
 
 /// A retry schedule given as one comma-separated value. (A bare `Vec` would
@@ -274,6 +290,10 @@ impl ServeArgs {
         settings.link_ttl = self.link_ttl;
         settings.session_idle = self.session_idle;
         settings.blob_url = self.blob_url;
+        settings.seal_cert = self.seal_cert.map(|path| signhook_server::seal_cert::SealCertFile {
+            path,
+            password: self.seal_cert_password,
+        });
         settings
     }
 }
