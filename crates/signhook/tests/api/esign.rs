@@ -258,6 +258,16 @@ on_both_backends! {
         assert!(text.contains("curl/8.5.0"), "the user agent: {text}");
         assert!(text.contains("signer.link_opened"), "the trail: {text}");
 
+        // Both files are sealed (pdfsig: valid, the whole file signed), and
+        // the hashes in `done` are of the bytes served.
+        crate::seal::assert_sealed(&signed);
+        crate::seal::assert_sealed(&certificate);
+        assert_eq!(done["data"]["links"]["signed_pdf"]["sha256"], sha256_hex(&signed));
+        assert_eq!(
+            done["data"]["links"]["audit_certificate"]["sha256"],
+            sha256_hex(&certificate)
+        );
+
         // Past the TTL the links are gone; the API hands out fresh ones.
         app.clock.advance(Duration::from_secs(601));
         let (status, _) = fetch(&app, done["data"]["links"]["signed_pdf"]["url"].as_str().unwrap()).await;

@@ -17,6 +17,7 @@ mod multinode;
 mod outbound;
 mod punctuality;
 mod schemathesis;
+mod seal;
 mod secrets;
 mod signer_pages;
 mod storage;
