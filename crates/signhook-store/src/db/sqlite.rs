@@ -206,10 +206,16 @@ impl SqliteTx<'_> {
         let single = !text.contains("; ");
         let first = !self.begun;
         if first {
+            // IMMEDIATE: the write lock is taken at the start, where the busy
+            // timeout waits for another process's writer (`signhook admin …`
+            // beside a running server). A deferred BEGIN that read first and
+            // then wrote would fail at once with SQLITE_BUSY if the other
+            // process had written since its read. In this process the writer
+            // is the only one, so it costs nothing.
             let begin = match (self.relaxed, self.state.relaxed) {
-                (true, false) => "PRAGMA synchronous = NORMAL; BEGIN; ",
-                (false, true) => "PRAGMA synchronous = FULL; BEGIN; ",
-                _ => "BEGIN; ",
+                (true, false) => "PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE; ",
+                (false, true) => "PRAGMA synchronous = FULL; BEGIN IMMEDIATE; ",
+                _ => "BEGIN IMMEDIATE; ",
             };
             text.insert_str(0, begin);
         }
