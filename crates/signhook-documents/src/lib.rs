@@ -13,40 +13,47 @@
 //!   signature page listing every [`SignatureLine`].
 //! - [`audit_certificate`] renders an [`AuditCertificate`] (documents and
 //!   their hashes, signers, the chronological trail) as a standalone PDF.
-//! - [`extract_text`] reads the text back, for tests and for users who want
-//!   to check a file.
 //! - [`seal`] signs a finished PDF with a [`Sealer`]'s key (a PAdES
 //!   signature in an incremental update), so that readers can tell it is
 //!   unmodified.
-//! - `layout` (private) typesets lines of text onto A4 pages with the
-//!   standard Helvetica fonts; it is not a general layout engine.
+//! - [`Fonts`] are what those two pages are set in: the built-in DejaVu Sans
+//!   and Droid Sans Fallback (Latin, Greek, Cyrillic, Arabic, Hebrew,
+//!   Chinese, Japanese),
+//!   after any [`FontFile`] the operator prefers. Only the glyphs used are
+//!   embedded, with a ToUnicode map, so names in any script print, and can
+//!   be searched and copied.
+//! - `layout` (private) typesets lines of text onto A4 pages with krilla:
+//!   bidi ordering, per-character font fallback, shaping with rustybuzz; it
+//!   is not a general layout engine.
+//! - lopdf reads uploads and merges them with the signature page.
 //!
 //! ```
-//! let pdf = signhook_documents::audit_certificate(&signhook_documents::AuditCertificate {
+//! use signhook_documents::{audit_certificate, inspect, AuditCertificate, Fonts};
+//! let pdf = audit_certificate(&Fonts::builtin(), &AuditCertificate {
 //!     request_id: "req_1".into(),
-//!     request_name: "NDA".into(),
-//!     completed_at: "2025-01-02T03:04:05Z".into(),
+//!     request_name: "Umowa — Łódź 合同".into(),
+//!     completed_at: "2025-01-02 03:04:05 UTC".into(),
 //!     documents: vec![],
 //!     signed_pdf_sha256: "00".repeat(32),
 //!     signers: vec![],
 //!     trail: vec![],
 //! })?;
-//! assert_eq!(signhook_documents::inspect(&pdf)?.pages, 1);
-//! assert!(signhook_documents::extract_text(&pdf)?.contains("req_1"));
+//! assert_eq!(inspect(&pdf)?.pages, 1);
 //! # Ok::<(), signhook_documents::DocumentError>(())
 //! ```
 
 #![deny(missing_docs)]
 
+mod fonts;
 mod layout;
 mod seal;
 
-pub use seal::{seal, SealKeyError, Sealer, SEAL_REASON};
-
 use std::collections::HashSet;
 
-use layout::{add_pages, paginate, Block, Font};
+pub use fonts::{FontError, FontFile, Fonts};
+use layout::{Block, Typesetter, Weight};
 use lopdf::{dictionary, Dictionary, Document, Object, ObjectId};
+pub use seal::{seal, SealKeyError, Sealer, SEAL_REASON};
 
 /// What an uploaded file turned out to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -98,7 +105,8 @@ pub struct SignatureLine {
     pub name: String,
     /// The signer's e-mail address.
     pub email: String,
-    /// When they signed, already formatted (RFC 3339).
+    /// When they signed, already formatted for reading, with its zone:
+    /// `2026-12-01 10:04:05 UTC`.
     pub signed_at: String,
     /// The IP address they signed from.
     pub ip: String,
@@ -113,7 +121,8 @@ pub struct AuditCertificate {
     pub request_id: String,
     /// The signature request's name.
     pub request_name: String,
-    /// When the last signer signed, already formatted (RFC 3339).
+    /// When the last signer signed, formatted like
+    /// [`SignatureLine::signed_at`].
     pub completed_at: String,
     /// The original uploads, in request order.
     pub documents: Vec<AuditDocument>,
@@ -139,11 +148,12 @@ pub struct AuditDocument {
 /// One event of the audit trail.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TrailEntry {
-    /// When it happened, already formatted (RFC 3339).
+    /// When it happened, formatted like [`SignatureLine::signed_at`].
     pub at: String,
     /// What happened, e.g. `signer.done`.
     pub action: String,
-    /// Who did it: `Ada Lovelace <ada@example.com>`, or `API`.
+    /// Who did it: `Ada Lovelace <ada@example.com>`, `API (live key)`,
+    /// `scheduler`, `mailer`.
     pub actor: String,
     /// The actor's IP address, when the event came from a browser.
     pub ip: Option<String>,
@@ -169,7 +179,8 @@ pub fn inspect(bytes: &[u8]) -> Result<PdfInfo, DocumentError> {
 
 /// Produces the signed PDF: every document, in order, merged into one PDF,
 /// followed by one signature page titled "Signatures — {request_name}" that
-/// lists each signer (name, e-mail, time, IP, user agent) and the request id.
+/// lists each signer (name, e-mail, time, IP, user agent) and the request id,
+/// set in `fonts`.
 ///
 /// The result has exactly one page more than the documents together. The
 /// signature page shrinks its text, down to about half size, to fit many
@@ -181,17 +192,22 @@ pub fn inspect(bytes: &[u8]) -> Result<PdfInfo, DocumentError> {
 /// The output is deterministic: the same inputs give the same bytes, so its
 /// hash can be recomputed.
 pub fn signed_pdf(
+    fonts: &Fonts,
     request_id: &str,
     request_name: &str,
     documents: &[&[u8]],
     signatures: &[SignatureLine],
 ) -> Result<Vec<u8>, DocumentError> {
+    let typesetter = Typesetter::new(fonts);
+    let page = signature_page(&typesetter, request_id, request_name, signatures);
+    let footer = |_, _| format!("Signed with Signhook. Request {request_id}.");
+    let page = typesetter.render(&format!("Signatures — {request_name}"), &[page], footer)?;
+
     let mut merged = Document::with_version("1.7");
     let pages_id = merged.new_object_id();
     let mut kids = Vec::new();
     let mut next_id = pages_id.0 + 1;
-
-    for bytes in documents {
+    for bytes in documents.iter().copied().chain([page.as_slice()]) {
         let (mut doc, _) = load(bytes)?;
         // Give this document's objects ids that no earlier document uses.
         doc.renumber_objects_with(next_id);
@@ -214,23 +230,21 @@ pub fn signed_pdf(
         }
     }
     merged.max_id = next_id - 1;
-
-    let page = signature_page(request_id, request_name, signatures);
-    let footer = |_, _| format!("Signed with Signhook. Request {request_id}.");
-    kids.extend(add_pages(&mut merged, pages_id, &[page], footer)?);
     finish(merged, pages_id, kids)
 }
 
-/// Renders the audit certificate as a standalone PDF of one or more pages.
+/// Renders the audit certificate as a standalone PDF of one or more pages,
+/// set in `fonts`.
 ///
 /// Every page carries the request id and its page number in the footer.
-pub fn audit_certificate(cert: &AuditCertificate) -> Result<Vec<u8>, DocumentError> {
+/// Like [`signed_pdf`], the output is deterministic.
+pub fn audit_certificate(fonts: &Fonts, cert: &AuditCertificate) -> Result<Vec<u8>, DocumentError> {
     let mut blocks = vec![Block::new(0.0)
-        .text(Font::Bold, 18.0, 0.0, "Audit certificate")
-        .text(Font::Regular, 10.0, 0.0, &format!("Request: {}", cert.request_name))
-        .text(Font::Regular, 10.0, 0.0, &format!("Request id: {}", cert.request_id))
+        .text(Weight::Bold, 18.0, 0.0, "Audit certificate")
+        .text(Weight::Regular, 10.0, 0.0, &format!("Request: {}", cert.request_name))
+        .text(Weight::Regular, 10.0, 0.0, &format!("Request id: {}", cert.request_id))
         .text(
-            Font::Regular,
+            Weight::Regular,
             10.0,
             0.0,
             &format!("Completed at: {}", cert.completed_at),
@@ -240,22 +254,22 @@ pub fn audit_certificate(cert: &AuditCertificate) -> Result<Vec<u8>, DocumentErr
         let pages = if document.pages == 1 { "page" } else { "pages" };
         Block::new(6.0)
             .text(
-                Font::Bold,
+                Weight::Bold,
                 10.0,
                 0.0,
                 &format!("{}. {} ({} {pages})", i + 1, document.name, document.pages),
             )
-            .text(Font::Regular, 9.0, 12.0, &format!("SHA-256: {}", document.sha256))
+            .text(Weight::Regular, 9.0, 12.0, &format!("SHA-256: {}", document.sha256))
     });
     let signed = Block::new(6.0)
         .text(
-            Font::Bold,
+            Weight::Bold,
             10.0,
             0.0,
             "Signed PDF (the documents above and the signature page)",
         )
         .text(
-            Font::Regular,
+            Weight::Regular,
             9.0,
             12.0,
             &format!("SHA-256: {}", cert.signed_pdf_sha256),
@@ -272,7 +286,7 @@ pub fn audit_certificate(cert: &AuditCertificate) -> Result<Vec<u8>, DocumentErr
 
     let trail = cert.trail.iter().map(|entry| {
         let mut block = Block::new(4.0).text(
-            Font::Regular,
+            Weight::Regular,
             9.0,
             0.0,
             &format!("{}: {} by {}", entry.at, entry.action, entry.actor),
@@ -284,15 +298,14 @@ pub fn audit_certificate(cert: &AuditCertificate) -> Result<Vec<u8>, DocumentErr
             (None, None) => None,
         };
         for line in origin.iter().chain(&entry.detail) {
-            block = block.text(Font::Regular, 8.0, 12.0, line);
+            block = block.text(Weight::Regular, 8.0, 12.0, line);
         }
         block
     });
     section(&mut blocks, "Audit trail", trail.collect());
 
-    let mut doc = Document::with_version("1.7");
-    let pages_id = doc.new_object_id();
-    let pages = paginate(blocks);
+    let typesetter = Typesetter::new(fonts);
+    let pages = typesetter.paginate(&blocks);
     let footer = |page: usize, count: usize| {
         format!(
             "Audit certificate for request {}. Page {} of {count}.",
@@ -300,17 +313,7 @@ pub fn audit_certificate(cert: &AuditCertificate) -> Result<Vec<u8>, DocumentErr
             page + 1
         )
     };
-    let kids = add_pages(&mut doc, pages_id, &pages, footer)?;
-    finish(doc, pages_id, kids)
-}
-
-/// Returns the text of every page, in order, one line per text object, using
-/// lopdf's text extraction. Text in fonts whose encoding lopdf cannot decode
-/// is left out rather than failing the whole file.
-pub fn extract_text(bytes: &[u8]) -> Result<String, DocumentError> {
-    let (doc, pages) = load(bytes)?;
-    let numbers: Vec<u32> = (1..=pages.len() as u32).collect();
-    Ok(doc.extract_text_chunks(&numbers).into_iter().flatten().collect())
+    typesetter.render(&format!("Audit certificate — {}", cert.request_name), &pages, footer)
 }
 
 /// The most that reading a file of `file_len` bytes may unpack: object
@@ -394,13 +397,18 @@ fn with_inherited_attributes(doc: &Document, page_id: ObjectId) -> Result<Dictio
 /// The signature page's lines, shrunk until they fit on one page and cut
 /// short (with a pointer to the audit certificate) if even that is not
 /// enough.
-fn signature_page(request_id: &str, request_name: &str, signatures: &[SignatureLine]) -> Vec<layout::Line> {
+fn signature_page(
+    typesetter: &Typesetter,
+    request_id: &str,
+    request_name: &str,
+    signatures: &[SignatureLine],
+) -> Vec<layout::Line> {
     let build = |scale: f32, shown: usize| {
         let mut blocks = vec![Block::new(0.0)
-            .text(Font::Bold, 16.0 * scale, 0.0, &format!("Signatures — {request_name}"))
-            .text(Font::Regular, 10.0 * scale, 0.0, &format!("Request id: {request_id}"))
+            .text(Weight::Bold, 16.0 * scale, 0.0, &format!("Signatures — {request_name}"))
+            .text(Weight::Regular, 10.0 * scale, 0.0, &format!("Request id: {request_id}"))
             .text(
-                Font::Regular,
+                Weight::Regular,
                 10.0 * scale,
                 0.0,
                 "The people below signed the documents above electronically. \
@@ -417,9 +425,9 @@ fn signature_page(request_id: &str, request_name: &str, signatures: &[SignatureL
                 "… and {} more signers, listed in the audit certificate of this request.",
                 signatures.len() - shown
             );
-            blocks.push(Block::new(8.0 * scale).text(Font::Bold, 10.0 * scale, 0.0, &note));
+            blocks.push(Block::new(8.0 * scale).text(Weight::Bold, 10.0 * scale, 0.0, &note));
         }
-        paginate(blocks)
+        typesetter.paginate(&blocks)
     };
 
     const SMALLEST: f32 = 0.55;
@@ -448,20 +456,25 @@ fn signature_page(request_id: &str, request_name: &str, signatures: &[SignatureL
 fn signer_block(index: usize, signer: &SignatureLine, scale: f32) -> Block {
     Block::new(10.0 * scale)
         .text(
-            Font::Bold,
+            Weight::Bold,
             11.0 * scale,
             0.0,
             &format!("{}. {}", index + 1, signer.name),
         )
-        .text(Font::Regular, 10.0 * scale, 12.0, &format!("E-mail: {}", signer.email))
         .text(
-            Font::Regular,
+            Weight::Regular,
+            10.0 * scale,
+            12.0,
+            &format!("E-mail: {}", signer.email),
+        )
+        .text(
+            Weight::Regular,
             10.0 * scale,
             12.0,
             &format!("Signed at {} from IP {}", signer.signed_at, signer.ip),
         )
         .text(
-            Font::Regular,
+            Weight::Regular,
             8.0 * scale,
             12.0,
             &format!("User agent: {}", signer.user_agent),
@@ -471,9 +484,9 @@ fn signer_block(index: usize, signer: &SignatureLine, scale: f32) -> Block {
 /// Appends a section heading and its blocks; the heading joins the first
 /// block so that it never ends a page alone.
 fn section(blocks: &mut Vec<Block>, title: &str, mut content: Vec<Block>) {
-    let heading = Block::new(16.0).text(Font::Bold, 13.0, 0.0, title);
+    let heading = Block::new(16.0).text(Weight::Bold, 13.0, 0.0, title);
     if content.is_empty() {
-        blocks.push(heading.text(Font::Regular, 10.0, 0.0, "None."));
+        blocks.push(heading.text(Weight::Regular, 10.0, 0.0, "None."));
         return;
     }
     let first = content.remove(0);

@@ -22,10 +22,11 @@
 //! use signhook_documents::{seal, Sealer};
 //! let now = chrono::Utc::now();
 //! let sealer = Sealer::self_signed("Signhook seal (self-signed)", "Example", now)?;
-//! let pdf = signhook_documents::audit_certificate(&signhook_documents::AuditCertificate {
+//! let fonts = signhook_documents::Fonts::builtin();
+//! let pdf = signhook_documents::audit_certificate(&fonts, &signhook_documents::AuditCertificate {
 //!     request_id: "req_1".into(),
 //!     request_name: "NDA".into(),
-//!     completed_at: "2025-01-02T03:04:05Z".into(),
+//!     completed_at: "2025-01-02 03:04:05 UTC".into(),
 //!     documents: vec![],
 //!     signed_pdf_sha256: "00".repeat(32),
 //!     signers: vec![],

@@ -1,13 +1,27 @@
 //! The documents of a signature request, end to end: uploads built with lopdf
 //! go through `inspect`, `signed_pdf` and `audit_certificate`, and the
-//! results are read back with lopdf and `extract_text`.
+//! results are read back as a reader does, with poppler's `pdftotext` and
+//! `pdffonts`.
 
 use lopdf::content::{Content, Operation};
 use lopdf::{dictionary, Document, Object, Stream};
 use signhook_documents::{
-    audit_certificate, extract_text, inspect, signed_pdf, AuditCertificate, AuditDocument, DocumentError,
-    SignatureLine, TrailEntry,
+    inspect, AuditCertificate, AuditDocument, DocumentError, FontFile, Fonts, SignatureLine, TrailEntry,
 };
+use signhook_testkit::poppler::{pdf_fonts, pdf_page_text, pdf_text, save_page_as_png};
+
+fn signed_pdf(
+    request_id: &str,
+    request_name: &str,
+    documents: &[&[u8]],
+    signatures: &[SignatureLine],
+) -> Result<Vec<u8>, DocumentError> {
+    signhook_documents::signed_pdf(&Fonts::builtin(), request_id, request_name, documents, signatures)
+}
+
+fn audit_certificate(cert: &AuditCertificate) -> Result<Vec<u8>, DocumentError> {
+    signhook_documents::audit_certificate(&Fonts::builtin(), cert)
+}
 
 /// A PDF with one page per text. Resources and MediaBox sit on the Pages
 /// root, as many producers write them, so that merging must carry them over.
@@ -56,7 +70,7 @@ fn signer(name: &str, email: &str, ip: &str) -> SignatureLine {
     SignatureLine {
         name: name.into(),
         email: email.into(),
-        signed_at: "2025-03-04T05:06:07Z".into(),
+        signed_at: "2025-03-04 05:06:07 UTC".into(),
         ip: ip.into(),
         user_agent: "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) \
                      Chrome/126.0.0.0 Safari/537.36"
@@ -64,9 +78,9 @@ fn signer(name: &str, email: &str, ip: &str) -> SignatureLine {
     }
 }
 
-/// The text of one page (1-based), straight from lopdf.
+/// The text of one page (1-based), as a reader copies it.
 fn page_text(bytes: &[u8], page: u32) -> String {
-    Document::load_mem(bytes).unwrap().extract_text(&[page]).unwrap()
+    pdf_page_text(bytes, page)
 }
 
 #[test]
@@ -140,7 +154,7 @@ fn the_signed_pdf_is_the_documents_followed_by_one_signature_page() {
     let signed = signed_pdf("req_01J9", "Mutual NDA", &[&first, &second], &signers).unwrap();
 
     assert_eq!(inspect(&signed).unwrap().pages, 5);
-    let text = extract_text(&signed).unwrap();
+    let text = pdf_text(&signed);
     let order: Vec<usize> = [
         "Mutual NDA page one",
         "Annex A",
@@ -208,9 +222,12 @@ fn names_with_parentheses_backslashes_and_accents_survive() {
     assert!(last.contains("Zoë (CFO) \\ Müller)"), "{last}");
     assert!(last.contains("Signatures — Q3 (final) \\ draft"), "{last}");
 
-    let unsupported = signer("李雷", "li@example.com", "198.51.100.3");
-    let signed = signed_pdf("req_3", "NDA", &[&pdf(&["x"])], &[unsupported]).unwrap();
-    assert!(page_text(&signed, 2).contains("1. ??"));
+    // Helvetica printed this as "1. ??".
+    let chinese = signer("李雷", "li@example.com", "198.51.100.3");
+    let signed = signed_pdf("req_3", "NDA", &[&pdf(&["x"])], &[chinese]).unwrap();
+    let last = page_text(&signed, 2);
+    assert!(last.contains("1. 李雷"), "{last}");
+    assert!(!last.contains('?'), "{last}");
 }
 
 #[test]
@@ -255,7 +272,7 @@ fn certificate(trail_len: usize) -> AuditCertificate {
     AuditCertificate {
         request_id: "req_01J9".into(),
         request_name: "Mutual NDA".into(),
-        completed_at: "2025-03-04T05:06:07Z".into(),
+        completed_at: "2025-03-04 05:06:07 UTC".into(),
         documents: vec![
             AuditDocument {
                 name: "nda.pdf".into(),
@@ -275,7 +292,7 @@ fn certificate(trail_len: usize) -> AuditCertificate {
         ],
         trail: (0..trail_len)
             .map(|i| TrailEntry {
-                at: format!("2025-03-04T05:{:02}:{:02}Z", i / 60, i % 60),
+                at: format!("2025-03-04 05:{:02}:{:02} UTC", i / 60, i % 60),
                 action: format!("event.{i}"),
                 actor: "Ada Lovelace <ada@example.com>".into(),
                 ip: Some("203.0.113.7".into()),
@@ -290,7 +307,7 @@ fn certificate(trail_len: usize) -> AuditCertificate {
 fn the_audit_certificate_states_signers_and_hashes() {
     let pdf = audit_certificate(&certificate(5)).unwrap();
     assert_eq!(inspect(&pdf).unwrap().pages, 1);
-    let text = extract_text(&pdf).unwrap();
+    let text = pdf_text(&pdf);
     let cert = certificate(5);
     let needles = [
         "req_01J9".to_owned(),
@@ -315,4 +332,172 @@ fn a_long_trail_paginates() {
     let last = page_text(&pdf, pages);
     assert!(last.contains("event.199"), "{last}");
     assert!(last.contains(&format!("Page {pages} of {pages}")), "{last}");
+}
+
+/// A request in six scripts, as issue 15 tells it.
+const REQUEST_NAME: &str = "Umowa — Łódź 合同";
+const NAMES: [&str; 6] = [
+    "Łukasz Żółć",
+    "Αλέξανδρος Παπαδόπουλος",
+    "Дмитрий Иванов",
+    "محمد الأحمد",
+    "דוד כהן",
+    "王小明",
+];
+
+fn signers_in_every_script() -> Vec<SignatureLine> {
+    NAMES
+        .iter()
+        .enumerate()
+        .map(|(i, name)| signer(name, &format!("signer{i}@example.com"), "203.0.113.9"))
+        .collect()
+}
+
+fn certificate_in_every_script() -> AuditCertificate {
+    let signers = signers_in_every_script();
+    let trail = signers
+        .iter()
+        .flat_map(|s| {
+            let person = format!("{} <{}>", s.name, s.email);
+            ["signer.link_opened", "signer.done"].map(|action| TrailEntry {
+                at: "2026-12-01 10:04:05 UTC".into(),
+                action: action.into(),
+                actor: person.clone(),
+                ip: Some(s.ip.clone()),
+                user_agent: Some(s.user_agent.clone()),
+                detail: Some(format!("signer {person}")),
+            })
+        })
+        .collect();
+    AuditCertificate {
+        request_id: "req_scripts".into(),
+        request_name: REQUEST_NAME.into(),
+        completed_at: "2026-12-01 10:04:05 UTC".into(),
+        documents: vec![AuditDocument {
+            name: "umowa-合同.pdf".into(),
+            sha256: "ab".repeat(32),
+            pages: 1,
+        }],
+        signed_pdf_sha256: "9e".repeat(32),
+        signers,
+        trail,
+    }
+}
+
+/// The text as a reader copies it. pdftotext wraps each right-to-left run
+/// in the bidi embedding controls U+202B … U+202C (so that a plain-text
+/// viewer keeps it right to left); they are invisible formatting, not part
+/// of the name, and are taken out before comparing. Nothing else is
+/// changed: the Arabic comes out as its letters, not presentation forms.
+fn as_copied(text: &str) -> String {
+    text.chars()
+        .filter(|c| !matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}'))
+        .collect()
+}
+
+#[test]
+fn names_in_every_script_come_back_exactly_from_both_pdfs() {
+    let signed = signed_pdf(
+        "req_scripts",
+        REQUEST_NAME,
+        &[&pdf(&["Contract"])],
+        &signers_in_every_script(),
+    )
+    .unwrap();
+    let certificate = audit_certificate(&certificate_in_every_script()).unwrap();
+
+    // Kept for a person to look at (not committed): target/tmp/scripts/.
+    let keep = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("scripts");
+    std::fs::create_dir_all(&keep).unwrap();
+    std::fs::write(keep.join("signed.pdf"), &signed).unwrap();
+    std::fs::write(keep.join("certificate.pdf"), &certificate).unwrap();
+    save_page_as_png(&signed, 2, 60, &keep.join("signature-page.png"));
+    save_page_as_png(&certificate, 1, 60, &keep.join("certificate-page-1.png"));
+
+    let page = as_copied(&page_text(&signed, 2));
+    let certified = as_copied(&pdf_text(&certificate));
+    for text in [&page, &certified] {
+        assert!(text.contains(REQUEST_NAME), "{REQUEST_NAME:?} missing from {text}");
+        for (i, name) in NAMES.iter().enumerate() {
+            // The whole line, so that the name is not merely scattered.
+            let line = format!("{}. {name}", i + 1);
+            assert!(text.lines().any(|l| l.trim() == line), "{line:?} missing from {text}");
+        }
+        // Nothing was replaced, and no Arabic presentation form leaked out.
+        assert!(!text.contains('?') && !text.contains('\u{FFFD}'), "{text}");
+        assert!(!text.chars().any(|c| ('\u{FB50}'..='\u{FEFF}').contains(&c)), "{text}");
+    }
+}
+
+#[test]
+fn both_pdfs_embed_font_subsets_with_unicode_maps() {
+    let signed = signed_pdf(
+        "req_scripts",
+        REQUEST_NAME,
+        &[&pdf(&["Contract"])],
+        &signers_in_every_script(),
+    )
+    .unwrap();
+    let certificate = audit_certificate(&certificate_in_every_script()).unwrap();
+    for pdf in [&signed, &certificate] {
+        let table = pdf_fonts(pdf);
+        // name, type, encoding, emb, sub, uni, object id: one row a font.
+        let ours: Vec<Vec<&str>> = table
+            .lines()
+            .skip(2)
+            .map(|row| row.split_whitespace().collect::<Vec<_>>())
+            .filter(|row| row[0] != "Courier")
+            .collect();
+        let names: Vec<&str> = ours.iter().map(|row| row[0]).collect();
+        assert_eq!(ours.len(), 2, "{table}");
+        for (row, family) in ours.iter().zip(["DejaVuSans", "DroidSansFallback"]) {
+            let (tag, name) = row[0]
+                .split_once('+')
+                .unwrap_or_else(|| panic!("not a subset: {table}"));
+            assert!(tag.len() == 6 && tag.chars().all(|c| c.is_ascii_uppercase()), "{table}");
+            assert_eq!(name, family, "{names:?}");
+            assert_eq!(&row[row.len() - 5..row.len() - 2], ["yes", "yes", "yes"], "{table}");
+        }
+    }
+    // A subset: the certificate holds a few dozen kilobytes of the ~4.8 MB
+    // of fonts.
+    assert!(certificate.len() < 150_000, "{} bytes", certificate.len());
+}
+
+#[test]
+fn the_audit_certificate_is_deterministic_in_every_script() {
+    let once = audit_certificate(&certificate_in_every_script()).unwrap();
+    let twice = audit_certificate(&certificate_in_every_script()).unwrap();
+    assert_eq!(once, twice);
+    let signers = signers_in_every_script();
+    let once = signed_pdf("req", REQUEST_NAME, &[&pdf(&["x"])], &signers).unwrap();
+    let twice = signed_pdf("req", REQUEST_NAME, &[&pdf(&["x"])], &signers).unwrap();
+    assert_eq!(once, twice);
+}
+
+#[test]
+fn an_operators_font_is_tried_before_the_built_in_ones() {
+    // The baht sign is one of the few characters both built-in fonts have:
+    // DejaVu Sans, tried first, sets it, unless Droid Sans Fallback is
+    // preferred.
+    let mut cert = certificate(3);
+    cert.request_name = "Rent ฿".into();
+    let table = pdf_fonts(&audit_certificate(&cert).unwrap());
+    assert!(!table.contains("DroidSansFallback"), "{table}");
+
+    let droid = FontFile::parse(include_bytes!("../fonts/DroidSansFallbackFull.ttf").to_vec()).unwrap();
+    let fonts = Fonts::preferring(vec![droid]);
+    let pdf = signhook_documents::audit_certificate(&fonts, &cert).unwrap();
+    let table = pdf_fonts(&pdf);
+    assert!(table.contains("+DroidSansFallback"), "{table}");
+    assert!(pdf_text(&pdf).contains("Request: Rent ฿"));
+}
+
+#[test]
+fn what_is_not_a_font_is_refused_in_words() {
+    let error = FontFile::parse(b"%PDF-1.7 not a font".to_vec()).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "it is not a TrueType or OpenType font (.ttf, .otf, or the first font of a .ttc)"
+    );
 }

@@ -9,7 +9,7 @@
 
 use chrono::{TimeZone, Utc};
 use signhook_documents::{
-    audit_certificate, inspect, seal, signed_pdf, AuditCertificate, SealKeyError, Sealer, SignatureLine,
+    audit_certificate, inspect, seal, signed_pdf, AuditCertificate, Fonts, SealKeyError, Sealer, SignatureLine,
 };
 use std::path::Path;
 use std::process::Command;
@@ -26,15 +26,18 @@ fn self_signed() -> Sealer {
 }
 
 fn certificate() -> Vec<u8> {
-    audit_certificate(&AuditCertificate {
-        request_id: "sr_1".into(),
-        request_name: "Master Services Agreement".into(),
-        completed_at: "2026-12-01T10:04:05.000Z".into(),
-        documents: vec![],
-        signed_pdf_sha256: "ab".repeat(32),
-        signers: vec![signer()],
-        trail: vec![],
-    })
+    audit_certificate(
+        &Fonts::builtin(),
+        &AuditCertificate {
+            request_id: "sr_1".into(),
+            request_name: "Master Services Agreement".into(),
+            completed_at: "2026-12-01T10:04:05.000Z".into(),
+            documents: vec![],
+            signed_pdf_sha256: "ab".repeat(32),
+            signers: vec![signer()],
+            trail: vec![],
+        },
+    )
     .unwrap()
 }
 
@@ -134,7 +137,14 @@ fn a_sealed_audit_certificate_is_valid_and_signed_whole() {
 
 #[test]
 fn a_sealed_signed_pdf_is_valid_and_signed_whole() {
-    let pdf = signed_pdf("sr_1", "Master Services Agreement", &[CONTRACT, ANNEX], &[signer()]).unwrap();
+    let pdf = signed_pdf(
+        &Fonts::builtin(),
+        "sr_1",
+        "Master Services Agreement",
+        &[CONTRACT, ANNEX],
+        &[signer()],
+    )
+    .unwrap();
     let sealed = seal(&pdf, &self_signed(), now()).unwrap();
     assert_eq!(inspect(&sealed).unwrap().pages, inspect(&pdf).unwrap().pages);
     assert_sealed(&sealed);
@@ -147,13 +157,14 @@ fn a_sealed_signed_pdf_is_valid_and_signed_whole() {
 fn one_changed_byte_in_the_signed_ranges_breaks_the_seal() {
     let sealed = seal(&certificate(), &self_signed(), now()).unwrap();
     let (range, _) = signature_of(&sealed);
-    // A byte of the original file (its version), a byte of its text, and a
+    // A byte of the original file (its version), a byte of its text (the
+    // title in its metadata: the pages' text is compressed glyph ids), and a
     // byte of the seal's own dictionary (its reason): each leaves a
     // readable PDF whose signed bytes differ.
     let version = "%PDF-1.".len();
-    let request_id = rfind(&sealed, "sr_1").expect("the request id is in the content") + 3;
+    let title = rfind(&sealed, "Master Services Agreement").expect("the title is in the metadata") + 3;
     let reason = rfind(&sealed, "Sealed by Signhook").unwrap();
-    for at in [version, request_id, reason] {
+    for at in [version, title, reason] {
         assert!(at < range[1] || at >= range[2], "{at} is in a signed range");
         let mut tampered = sealed.clone();
         tampered[at] ^= 0x01;

@@ -37,7 +37,7 @@
 
 use chrono::{DateTime, Utc};
 use signhook_documents::{
-    AuditCertificate, AuditDocument, DocumentError, PdfInfo, SealKeyError, Sealer, SignatureLine, TrailEntry,
+    AuditCertificate, AuditDocument, DocumentError, Fonts, PdfInfo, SealKeyError, Sealer, SignatureLine, TrailEntry,
 };
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -454,8 +454,9 @@ fn answer(request: Request, documents: Vec<Vec<u8>>) -> (Response, Vec<Vec<u8>>)
                 Ok(sealer) => sealer,
                 Err(e) => return invalid(format!("the seal key cannot seal: {e}")),
             };
+            let fonts = Fonts::builtin();
             let refs: Vec<&[u8]> = documents.iter().map(Vec::as_slice).collect();
-            let signed = match signhook_documents::signed_pdf(&request_id, &request_name, &refs, &signatures) {
+            let signed = match signhook_documents::signed_pdf(&fonts, &request_id, &request_name, &refs, &signatures) {
                 Ok(signed) => signed,
                 Err(e) => return refused(e),
             };
@@ -463,16 +464,19 @@ fn answer(request: Request, documents: Vec<Vec<u8>>) -> (Response, Vec<Vec<u8>>)
                 Ok(sealed) => sealed,
                 Err(e) => return invalid(format!("sealing the signed PDF: {e}")),
             };
-            let certificate = signhook_documents::audit_certificate(&AuditCertificate {
-                request_id,
-                request_name,
-                completed_at,
-                documents: listed,
-                // The hash of the file as served: sealed.
-                signed_pdf_sha256: crate::lifecycle::hex_sha256(&signed),
-                signers: signatures,
-                trail,
-            });
+            let certificate = signhook_documents::audit_certificate(
+                &fonts,
+                &AuditCertificate {
+                    request_id,
+                    request_name,
+                    completed_at,
+                    documents: listed,
+                    // The hash of the file as served: sealed.
+                    signed_pdf_sha256: crate::lifecycle::hex_sha256(&signed),
+                    signers: signatures,
+                    trail,
+                },
+            );
             let certificate = match certificate {
                 Ok(certificate) => certificate,
                 Err(e) => return refused(e),
@@ -555,7 +559,7 @@ mod tests {
         assert!(!format!("{request:?}").contains("PRIVATE KEY"), "the key never prints");
         let (response, parts) = decode::<Response>(&serve(&encode(&request, &[PDF]).unwrap())).unwrap();
         assert!(matches!(response, Response::Signed { .. }), "{response:?}");
-        let text = signhook_documents::extract_text(&parts[1]).unwrap();
+        let text = signhook_testkit::poppler::pdf_text(&parts[1]);
         assert!(
             text.contains(&crate::lifecycle::hex_sha256(&parts[0])),
             "the certificate holds the sealed signed PDF's hash"

@@ -12,6 +12,8 @@
 //! - [`s3::S3Server`]: a real S3-compatible server (moto) for blob tests.
 //! - [`browser::Browser`]: a real headless Chromium through chromedriver,
 //!   for the tests of the pages.
+//! - [`poppler`]: a PDF's text and fonts as poppler's `pdftotext` and
+//!   `pdffonts` read them.
 //! - [`execute_sql`]: raw SQL against a test database, for tests that inject
 //!   a failure (a trigger that refuses a write).
 //! - [`eventually`]: the one way a test waits for something to happen
@@ -22,6 +24,7 @@
 #![deny(missing_docs)]
 
 pub mod browser;
+pub mod poppler;
 pub mod s3;
 
 use std::path::{Path, PathBuf};
