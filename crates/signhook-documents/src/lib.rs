@@ -12,7 +12,8 @@
 //! - [`signed_pdf`] merges a request's documents, in order, and appends one
 //!   signature page listing every [`SignatureLine`].
 //! - [`audit_certificate`] renders an [`AuditCertificate`] (documents and
-//!   their hashes, signers, the chronological trail) as a standalone PDF.
+//!   their hashes, signers and how they were authenticated, the
+//!   chronological trail in sentences) as a standalone PDF.
 //! - [`seal`] signs a finished PDF with a [`Sealer`]'s key (a PAdES
 //!   signature in an incremental update), so that readers can tell it is
 //!   unmodified.
@@ -24,7 +25,8 @@
 //!   be searched and copied.
 //! - `layout` (private) typesets lines of text onto A4 pages with krilla:
 //!   bidi ordering, per-character font fallback, shaping with rustybuzz; it
-//!   is not a general layout engine.
+//!   is not a general layout engine. `trail` (private) turns each audit-trail
+//!   action into a sentence.
 //! - lopdf reads uploads and merges them with the signature page.
 //!
 //! ```
@@ -47,6 +49,7 @@
 mod fonts;
 mod layout;
 mod seal;
+mod trail;
 
 use std::collections::HashSet;
 
@@ -150,7 +153,10 @@ pub struct AuditDocument {
 pub struct TrailEntry {
     /// When it happened, formatted like [`SignatureLine::signed_at`].
     pub at: String,
-    /// What happened, e.g. `signer.done`.
+    /// What happened, e.g. `signer.done`: an event type of the catalog, or
+    /// another step the store records (`signature_request.created`,
+    /// `document.added`, …). The certificate says it in a sentence; an
+    /// action it has no sentence for is printed as it is, with the detail.
     pub action: String,
     /// Who did it: `Ada Lovelace <ada@example.com>`, `API (live key)`,
     /// `scheduler`, `mailer`.
@@ -159,7 +165,9 @@ pub struct TrailEntry {
     pub ip: Option<String>,
     /// The actor's `User-Agent`, when the event came from a browser.
     pub user_agent: Option<String>,
-    /// Anything else worth recording, in plain words.
+    /// Anything else worth recording, in plain words. Whom a step concerns
+    /// comes first, as `signer Ada Lovelace <ada@example.com>` (or
+    /// `approver …`), then `: ` and the reason of a decline or rejection.
     pub detail: Option<String>,
 }
 
@@ -233,6 +241,9 @@ pub fn signed_pdf(
     finish(merged, pages_id, kids)
 }
 
+/// How the certificate says each signer was authenticated.
+const AUTHENTICATION: &str = "Authenticated by possession of the personal signing link sent to their e-mail address.";
+
 /// Renders the audit certificate as a standalone PDF of one or more pages,
 /// set in `fonts`.
 ///
@@ -280,24 +291,20 @@ pub fn audit_certificate(fonts: &Fonts, cert: &AuditCertificate) -> Result<Vec<u
         .signers
         .iter()
         .enumerate()
-        .map(|(i, signer)| signer_block(i, signer, 1.0))
+        .map(|(i, signer)| signer_block(i, signer, 1.0).text(Weight::Regular, 9.0, 12.0, AUTHENTICATION))
         .collect();
     section(&mut blocks, "Signers", signers);
 
     let trail = cert.trail.iter().map(|entry| {
-        let mut block = Block::new(4.0).text(
-            Weight::Regular,
-            9.0,
-            0.0,
-            &format!("{}: {} by {}", entry.at, entry.action, entry.actor),
-        );
+        let told = trail::tell(entry);
+        let mut block = Block::new(4.0).text(Weight::Regular, 9.0, 0.0, &format!("{} — {}", entry.at, told.sentence));
         let origin = match (&entry.ip, &entry.user_agent) {
-            (Some(ip), Some(agent)) => Some(format!("IP {ip}, user agent {agent}")),
-            (Some(ip), None) => Some(format!("IP {ip}")),
+            (Some(ip), Some(agent)) => Some(format!("From IP {ip}, user agent {agent}")),
+            (Some(ip), None) => Some(format!("From IP {ip}")),
             (None, Some(agent)) => Some(format!("User agent {agent}")),
             (None, None) => None,
         };
-        for line in origin.iter().chain(&entry.detail) {
+        for line in told.rest.iter().chain(&origin) {
             block = block.text(Weight::Regular, 8.0, 12.0, line);
         }
         block

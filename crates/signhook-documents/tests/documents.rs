@@ -427,6 +427,17 @@ fn names_in_every_script_come_back_exactly_from_both_pdfs() {
         assert!(!text.contains('?') && !text.contains('\u{FFFD}'), "{text}");
         assert!(!text.chars().any(|c| ('\u{FB50}'..='\u{FEFF}').contains(&c)), "{text}");
     }
+    // The trail's sentences name each signer in their script too. (Where
+    // the name is right to left, pdftotext moves the "<" of the address
+    // before it, so the line is checked for the name and the address.)
+    for (i, name) in NAMES.iter().enumerate() {
+        let address = format!("signer{i}@example.com>");
+        let signed = certified
+            .lines()
+            .find(|line| line.contains(&address) && line.ends_with(" signed"))
+            .unwrap_or_else(|| panic!("no sentence says {name} signed: {certified}"));
+        assert!(signed.contains(name), "{name:?} missing from {signed:?}");
+    }
 }
 
 #[test]
@@ -473,6 +484,27 @@ fn the_audit_certificate_is_deterministic_in_every_script() {
     let once = signed_pdf("req", REQUEST_NAME, &[&pdf(&["x"])], &signers).unwrap();
     let twice = signed_pdf("req", REQUEST_NAME, &[&pdf(&["x"])], &signers).unwrap();
     assert_eq!(once, twice);
+}
+
+#[test]
+fn the_certificate_tells_the_trail_in_sentences_and_how_signers_were_authenticated() {
+    let text = as_copied(&pdf_text(&audit_certificate(&certificate_in_every_script()).unwrap()));
+    assert!(text.contains("Completed at: 2026-12-01 10:04:05 UTC"), "{text}");
+    assert!(
+        text.contains("2026-12-01 10:04:05 UTC — Łukasz Żółć <signer0@example.com> signed"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Łukasz Żółć <signer0@example.com> opened the signing link"),
+        "{text}"
+    );
+    assert!(!text.contains("signer.done"), "no raw action names: {text}");
+    // Once a signer; pdftotext may wrap the sentence, so its words are
+    // counted on one line each.
+    let authenticated = text
+        .matches("Authenticated by possession of the personal signing link sent to their e-mail")
+        .count();
+    assert_eq!(authenticated, NAMES.len(), "{text}");
 }
 
 #[test]

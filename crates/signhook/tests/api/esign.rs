@@ -257,7 +257,13 @@ on_both_backends! {
         assert!(text.contains(&sha256_hex(&signed)), "the signed PDF's SHA-256: {text}");
         assert!(text.contains("ada@example.com") && text.contains("grace@example.com"));
         assert!(text.contains("curl/8.5.0"), "the user agent: {text}");
-        assert!(text.contains("signer.link_opened"), "the trail: {text}");
+        // The trail in sentences.
+        assert!(
+            text.contains("Grace Hopper <grace@example.com> opened the signing link"),
+            "the trail: {text}"
+        );
+        assert!(text.contains("Ada Lovelace <ada@example.com> signed"), "the trail: {text}");
+        assert!(!text.contains("signer.link_opened"), "no raw action names: {text}");
 
         // Both files are sealed (pdfsig: valid, the whole file signed), and
         // the hashes in `done` are of the bytes served.

@@ -1,0 +1,316 @@
+//! The audit trail in words: what each recorded action says on the
+//! certificate ("Ada Lovelace <ada@example.com> signed"), in one table.
+//!
+//! The store records each step as an action (an event type of the catalog,
+//! or `signature_request.created`, `document.added`, …), an actor (`Ada
+//! Lovelace <ada@example.com>`, `API (live key)`, `scheduler`, `mailer`) and
+//! a detail whose person, when there is one, comes first: `signer Ada
+//! Lovelace <ada@example.com>`, then `: ` and a reason for a decline. An
+//! action this table does not know is printed as it is, with its detail, so
+//! a new kind of step is never lost from the record.
+
+use crate::TrailEntry;
+
+/// One trail entry as the certificate prints it: a sentence, and what the
+/// sentence left out of the detail, if anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Told {
+    pub(crate) sentence: String,
+    pub(crate) rest: Option<String>,
+}
+
+/// What `entry` says, as a sentence.
+pub(crate) fn tell(entry: &TrailEntry) -> Told {
+    let about = About::of(entry);
+    let person = about.person.as_deref().unwrap_or("A signer");
+    let someone = about.person.as_deref().unwrap_or("a signer");
+    let approver = about.person.as_deref().unwrap_or("An approver");
+    let by = by(&entry.actor);
+    let rest = about.rest.clone();
+    let with_reason = |sentence: String| match &rest {
+        Some(reason) => Told {
+            sentence: format!("{sentence}: {reason}"),
+            rest: None,
+        },
+        None => Told { sentence, rest: None },
+    };
+    let told = |sentence: String| Told {
+        sentence,
+        rest: rest.clone(),
+    };
+    match entry.action.as_str() {
+        "signature_request.created" => told(format!("The request was created {by}")),
+        "document.added" => with_reason(format!("A document was added {by}")),
+        "signature_request.activated" => told(format!("The request was sent for signature {by}")),
+        "signature_request.done" => told("Every signer has signed: the request is complete".into()),
+        "signature_request.declined" => with_reason(format!("{person} declined, which ended the request")),
+        "signature_request.canceled" => with_reason(format!("The request was canceled {by}")),
+        "signature_request.expired" => told("The request expired: its deadline passed".into()),
+        "signature_request.reactivated" => told(format!("The request was reopened with a new deadline {by}")),
+        "signature_request.reminder_executed" => told(format!("Signers who had not signed yet were reminded {by}")),
+        "signature_request.approved" => told("Every approver approved the request".into()),
+        "signature_request.deleted" => told(format!("The request was deleted {by}")),
+        "signature_request.permanently_deleted" => told("The request and its documents were purged".into()),
+        "signer.notified" => told(format!("{person} can now sign")),
+        "signer.invitation_emailed" => continued("The invitation to sign was e-mailed", &rest),
+        "signer.invitation_handed_over" => told(format!(
+            "The signing link for {someone} was handed to the API caller to pass on"
+        )),
+        "signer.invite_undelivered" => told(format!("The invitation to {someone} could not be delivered")),
+        "signer.reminder_emailed" => continued("A reminder to sign was e-mailed", &rest),
+        "signer.signed_copy_emailed" => continued("The signed copy was e-mailed", &rest),
+        "signer.link_opened" => told(format!("{person} opened the signing link")),
+        // Its detail names the signer by id: kept as it is.
+        "signer.link_renewed" => Told {
+            sentence: format!("A new signing link was made {by}"),
+            rest: entry.detail.clone(),
+        },
+        "signer.done" => told(format!("{person} signed")),
+        "signer.declined" => with_reason(format!("{person} declined to sign")),
+        "approver.notified" => told(format!("{approver} was asked to approve the request")),
+        "approver.approved" => told(format!("{approver} approved the request")),
+        "approver.rejected" => with_reason(format!("{approver} rejected the request")),
+        other => Told {
+            sentence: format!("{other} {by}"),
+            rest: entry.detail.clone(),
+        },
+    }
+}
+
+/// A sentence the detail goes on when it starts with "to …" (`to
+/// ada@example.com; the SMTP server answered: 250 2.0.0 Ok`); otherwise the
+/// detail follows on its own.
+fn continued(sentence: &str, rest: &Option<String>) -> Told {
+    match rest {
+        Some(detail) if detail.starts_with("to ") => Told {
+            sentence: format!("{sentence} {detail}"),
+            rest: None,
+        },
+        _ => Told {
+            sentence: sentence.to_owned(),
+            rest: rest.clone(),
+        },
+    }
+}
+
+/// "by …" for an actor.
+fn by(actor: &str) -> String {
+    match actor {
+        "scheduler" => "by Signhook, on schedule".to_owned(),
+        "mailer" => "by Signhook's mailer".to_owned(),
+        api if api.starts_with("API") => format!("through the {api}"),
+        person => format!("by {person}"),
+    }
+}
+
+/// Whom an entry is about, and what its detail says beyond that.
+struct About {
+    person: Option<String>,
+    rest: Option<String>,
+}
+
+impl About {
+    fn of(entry: &TrailEntry) -> Self {
+        let detail = entry.detail.as_deref().map(str::trim).filter(|d| !d.is_empty());
+        let named = detail.and_then(|d| d.strip_prefix("signer ").or_else(|| d.strip_prefix("approver ")));
+        let Some(named) = named else {
+            // No person in the detail: the actor is the person when it is
+            // one, and the whole detail is the rest.
+            return About {
+                person: is_person(&entry.actor).then(|| entry.actor.clone()),
+                rest: detail.map(str::to_owned),
+            };
+        };
+        // `signer NAME <EMAIL>: REASON`. A name may hold any character, so
+        // it is not parsed: when the actor is that person (they acted
+        // themselves), the actor marks where the name ends.
+        if is_person(&entry.actor) {
+            if let Some(after) = named.strip_prefix(entry.actor.as_str()) {
+                let reason = after.trim_start_matches(':').trim();
+                return About {
+                    person: Some(entry.actor.clone()),
+                    rest: (!reason.is_empty()).then(|| reason.to_owned()),
+                };
+            }
+        }
+        About {
+            person: Some(named.to_owned()),
+            rest: None,
+        }
+    }
+}
+
+/// Whether an actor names a person (`Name <email>`) rather than Signhook or
+/// the API.
+fn is_person(actor: &str) -> bool {
+    actor.ends_with('>') && actor.contains(" <")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ADA: &str = "Ada Lovelace <ada@example.com>";
+
+    fn entry(action: &str, actor: &str, detail: Option<&str>) -> TrailEntry {
+        TrailEntry {
+            at: "2026-12-01 10:04:05 UTC".into(),
+            action: action.into(),
+            actor: actor.into(),
+            ip: None,
+            user_agent: None,
+            detail: detail.map(Into::into),
+        }
+    }
+
+    fn said(action: &str, actor: &str, detail: Option<&str>) -> (String, Option<String>) {
+        let told = tell(&entry(action, actor, detail));
+        (told.sentence, told.rest)
+    }
+
+    #[test]
+    fn each_step_reads_as_a_sentence() {
+        let signer = format!("signer {ADA}");
+        // (action, actor, detail, sentence): each says all of its detail.
+        let cases: &[(&str, &str, Option<&str>, &str)] = &[
+            (
+                "signature_request.created",
+                "API (live key)",
+                None,
+                "The request was created through the API (live key)",
+            ),
+            (
+                "document.added",
+                "API (live key)",
+                Some("nda.pdf (2 pages, sha256 ab12)"),
+                "A document was added through the API (live key): nda.pdf (2 pages, sha256 ab12)",
+            ),
+            (
+                "signature_request.activated",
+                "API (sandbox key)",
+                None,
+                "The request was sent for signature through the API (sandbox key)",
+            ),
+            (
+                "signer.notified",
+                "API (live key)",
+                Some(&signer),
+                "Ada Lovelace <ada@example.com> can now sign",
+            ),
+            (
+                "signer.invitation_emailed",
+                "mailer",
+                Some("to ada@example.com; the SMTP server answered: 250 2.0.0 Ok"),
+                "The invitation to sign was e-mailed to ada@example.com; the SMTP server answered: 250 2.0.0 Ok",
+            ),
+            (
+                "signer.invitation_handed_over",
+                "API (live key)",
+                Some(&signer),
+                "The signing link for Ada Lovelace <ada@example.com> was handed to the API caller to pass on",
+            ),
+            (
+                "signer.link_opened",
+                ADA,
+                Some(&signer),
+                "Ada Lovelace <ada@example.com> opened the signing link",
+            ),
+            (
+                "signer.done",
+                ADA,
+                Some(&signer),
+                "Ada Lovelace <ada@example.com> signed",
+            ),
+            (
+                "signer.declined",
+                ADA,
+                Some("signer Ada Lovelace <ada@example.com>: the fee is wrong"),
+                "Ada Lovelace <ada@example.com> declined to sign: the fee is wrong",
+            ),
+            (
+                "signature_request.canceled",
+                "API (live key)",
+                Some("duplicate"),
+                "The request was canceled through the API (live key): duplicate",
+            ),
+            (
+                "signature_request.expired",
+                "scheduler",
+                None,
+                "The request expired: its deadline passed",
+            ),
+            (
+                "signature_request.done",
+                ADA,
+                Some(&signer),
+                "Every signer has signed: the request is complete",
+            ),
+            (
+                "approver.rejected",
+                "Bob <bob@example.com>",
+                Some("approver Bob <bob@example.com>: not approved by legal"),
+                "Bob <bob@example.com> rejected the request: not approved by legal",
+            ),
+            (
+                "signer.invite_undelivered",
+                "mailer",
+                Some(&signer),
+                "The invitation to Ada Lovelace <ada@example.com> could not be delivered",
+            ),
+        ];
+        for (action, actor, detail, sentence) in cases {
+            assert_eq!(said(action, actor, *detail), ((*sentence).to_owned(), None), "{action}");
+        }
+    }
+
+    #[test]
+    fn names_in_any_script_and_with_odd_characters_are_kept_whole() {
+        let actor = "محمد الأحمد <m@example.com>";
+        let (sentence, rest) = said("signer.done", actor, Some(&format!("signer {actor}")));
+        assert_eq!(sentence, "محمد الأحمد <m@example.com> signed");
+        assert_eq!(rest, None);
+        // A name holding ": " and "<" does not confuse the reason.
+        let actor = "Zoë: <CFO> <zoe@example.com>";
+        let (sentence, _) = said("signer.declined", actor, Some(&format!("signer {actor}: not now")));
+        assert_eq!(sentence, "Zoë: <CFO> <zoe@example.com> declined to sign: not now");
+    }
+
+    #[test]
+    fn an_unknown_action_is_printed_with_its_detail() {
+        assert_eq!(
+            said("signer.sent_by_pigeon", "API (live key)", Some("to the roof")),
+            (
+                "signer.sent_by_pigeon through the API (live key)".to_owned(),
+                Some("to the roof".to_owned())
+            )
+        );
+        // Even one named like a known step's family keeps everything.
+        let (sentence, rest) = said("signer.new_thing", "scheduler", Some("signer Ada <a@x.org>: why"));
+        assert_eq!(sentence, "signer.new_thing by Signhook, on schedule");
+        assert_eq!(rest.as_deref(), Some("signer Ada <a@x.org>: why"));
+    }
+
+    #[test]
+    fn a_detail_that_is_not_a_person_is_kept() {
+        // An e-mail step whose detail does not read "to …" keeps it below.
+        assert_eq!(
+            said(
+                "signer.reminder_emailed",
+                "mailer",
+                Some("the SMTP server answered: 250 Ok")
+            ),
+            (
+                "A reminder to sign was e-mailed".to_owned(),
+                Some("the SMTP server answered: 250 Ok".to_owned())
+            )
+        );
+        // A renewal names the signer by id; the detail says so below.
+        let (sentence, rest) = said(
+            "signer.link_renewed",
+            "API (live key)",
+            Some("signer sig_01: earlier links no longer work"),
+        );
+        assert_eq!(sentence, "A new signing link was made through the API (live key)");
+        assert_eq!(rest.as_deref(), Some("signer sig_01: earlier links no longer work"));
+    }
+}
