@@ -119,6 +119,9 @@ pub struct Settings {
     pub pdf_worker: std::path::PathBuf,
     /// How long one PDF job (an upload's check, a signed PDF) may take.
     pub pdf_timeout: Duration,
+    /// `--pdf-font`: font files the signature page and the audit
+    /// certificate are set in, tried in order before the built-in ones.
+    pub pdf_fonts: Vec<PathBuf>,
     /// The HTTP listener's connection cap and timeouts.
     pub connections: listener::ConnectionLimits,
     /// `--seal-cert`: the key and chain that seal the signed PDFs and
@@ -156,6 +159,7 @@ impl Settings {
             blob_url: None,
             pdf_worker: std::env::current_exe().unwrap_or_else(|_| "signhook".into()),
             pdf_timeout: Duration::from_secs(60),
+            pdf_fonts: Vec::new(),
             connections: listener::ConnectionLimits::default(),
             seal_cert: None,
         }
@@ -205,6 +209,9 @@ pub enum ServerError {
         #[source]
         source: signhook_core::ids::NodeIdError,
     },
+    /// A `--pdf-font` file cannot be read or is not a font.
+    #[error(transparent)]
+    PdfFont(#[from] pdf::PdfFontError),
     /// The store failed to open or migrate.
     #[error(transparent)]
     Store(#[from] signhook_store::StoreError),
@@ -363,6 +370,8 @@ impl Application {
     /// Opens the store, migrates, binds the listener and builds the API and
     /// the dispatcher.
     pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<Self, ServerError> {
+        // First: a broken font is the operator's to fix before anything runs.
+        let pdf_fonts = pdf::PdfFonts::load(&settings.pdf_fonts)?;
         let store = open_store(
             settings.database_url.as_deref(),
             &settings.data_dir,
@@ -437,6 +446,7 @@ impl Application {
                 settings.pdf_worker.clone(),
                 std::thread::available_parallelism().map_or(1, usize::from),
                 settings.pdf_timeout,
+                pdf_fonts,
             ),
             seal,
         });

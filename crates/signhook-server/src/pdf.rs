@@ -31,15 +31,20 @@
 //! for a signing job). A signing job carries the seal's key and chain
 //! ([`SealKey`]): the worker seals both files before it answers, and the
 //! audit certificate states the hash of the sealed signed PDF. The key
-//! travels through the pipe only, never in arguments or the environment. [`serve`] is the worker's side: a pure function from
-//! the request's bytes to the answer's, which `signhook pdf-worker` runs
-//! between stdin and stdout.
+//! travels through the pipe only, never in arguments or the environment.
+//! [`serve`] is the worker's side: a function from the request's bytes to
+//! the answer's, which `signhook pdf-worker` runs between stdin and stdout.
+//! Its one read is of the operator's fonts (`--pdf-font`),
+//! which a signing job names by path: the server checked them when it
+//! started ([`PdfFonts::load`]), and a worker that cannot read them answers
+//! [`Response::Invalid`].
 
 use chrono::{DateTime, Utc};
 use signhook_documents::{
-    AuditCertificate, AuditDocument, DocumentError, Fonts, PdfInfo, SealKeyError, Sealer, SignatureLine, TrailEntry,
+    AuditCertificate, AuditDocument, DocumentError, FontError, FontFile, Fonts, PdfInfo, SealKeyError, Sealer,
+    SignatureLine, TrailEntry,
 };
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,25 +63,37 @@ pub enum Request {
     /// Produce the signed PDF and the audit certificate of a completed
     /// request; one part per document, in order.
     Sign {
-        /// The signature request's id.
-        request_id: String,
-        /// Its name.
-        request_name: String,
-        /// When it completed (RFC 3339).
-        completed_at: String,
-        /// Every signer, in signing order.
-        signatures: Vec<SignatureLine>,
-        /// The documents as listed on the certificate.
-        documents: Vec<AuditDocument>,
-        /// The audit trail, oldest first.
-        trail: Vec<TrailEntry>,
-        /// The key and chain that seal both files.
-        seal: SealKey,
-        /// The time the seals state (their `/M`).
-        sealed_at: DateTime<Utc>,
+        /// What to sign and certify.
+        #[serde(flatten)]
+        signing: Signing,
+        /// The operator's fonts, tried before the built-in ones.
+        fonts: Vec<PathBuf>,
         /// The length of each part.
         parts: Vec<usize>,
     },
+}
+
+/// What the signed PDF and the audit certificate of a completed request
+/// say, and the seal they carry. Times to print are already formatted for
+/// reading, with their zone (`2026-12-01 10:04:05 UTC`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Signing {
+    /// The signature request's id.
+    pub request_id: String,
+    /// Its name.
+    pub request_name: String,
+    /// When it completed.
+    pub completed_at: String,
+    /// Every signer, in signing order.
+    pub signatures: Vec<SignatureLine>,
+    /// The documents as listed on the certificate.
+    pub documents: Vec<AuditDocument>,
+    /// The audit trail, oldest first.
+    pub trail: Vec<TrailEntry>,
+    /// The key and chain that seal both files.
+    pub seal: SealKey,
+    /// The time the seals state (their `/M`).
+    pub sealed_at: DateTime<Utc>,
 }
 
 /// The seal's private key and certificate chain as PEM, as a signing job
@@ -101,6 +118,65 @@ impl std::fmt::Debug for SealKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("SealKey([redacted])")
     }
+}
+
+/// The operator's fonts for the generated PDFs (`--pdf-font`), checked.
+#[derive(Debug, Clone, Default)]
+pub struct PdfFonts {
+    paths: Vec<PathBuf>,
+}
+
+/// Why an operator's font cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PdfFontError {
+    /// The file cannot be read.
+    #[error("cannot read the PDF font {}", .path.display())]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not a usable font.
+    #[error("the PDF font {} cannot be used", .path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: FontError,
+    },
+}
+
+impl PdfFonts {
+    /// Reads and checks each font, so that a missing or broken file stops
+    /// the server at start rather than failing every signed PDF. The paths
+    /// are made absolute: workers read them again for each job.
+    pub fn load(paths: &[PathBuf]) -> Result<Self, PdfFontError> {
+        let mut checked = Vec::with_capacity(paths.len());
+        for path in paths {
+            read_font(path)?;
+            let absolute = std::path::absolute(path).map_err(|source| PdfFontError::Unreadable {
+                path: path.clone(),
+                source,
+            })?;
+            checked.push(absolute);
+        }
+        Ok(Self { paths: checked })
+    }
+}
+
+/// Reads and checks one font file.
+fn read_font(path: &Path) -> Result<FontFile, PdfFontError> {
+    let bytes = std::fs::read(path).map_err(|source| PdfFontError::Unreadable {
+        path: path.to_owned(),
+        source,
+    })?;
+    FontFile::parse(bytes).map_err(|source| PdfFontError::Invalid {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// What a worker answers.
@@ -178,16 +254,19 @@ pub struct PdfWorkers {
     program: Arc<PathBuf>,
     permits: Arc<Semaphore>,
     timeout: Duration,
+    fonts: Arc<PdfFonts>,
 }
 
 impl PdfWorkers {
     /// Workers started from `program` (the `signhook` binary), at most
-    /// `concurrency` at once, each killed after `timeout`.
-    pub fn new(program: PathBuf, concurrency: usize, timeout: Duration) -> Self {
+    /// `concurrency` at once, each killed after `timeout`, setting the
+    /// generated PDFs in `fonts` before the built-in ones.
+    pub fn new(program: PathBuf, concurrency: usize, timeout: Duration, fonts: PdfFonts) -> Self {
         Self {
             program: Arc::new(program),
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
             timeout,
+            fonts: Arc::new(fonts),
         }
     }
 
@@ -204,7 +283,12 @@ impl PdfWorkers {
     /// signed PDF the worker fills in): see
     /// [`signhook_documents::signed_pdf`] and
     /// [`signhook_documents::audit_certificate`].
-    pub async fn sign(&self, request: Request, documents: &[&[u8]]) -> Result<(Vec<u8>, Vec<u8>), PdfError> {
+    pub async fn sign(&self, signing: Signing, documents: &[&[u8]]) -> Result<(Vec<u8>, Vec<u8>), PdfError> {
+        let request = Request::Sign {
+            signing,
+            fonts: self.fonts.paths.clone(),
+            parts: documents.iter().map(|d| d.len()).collect(),
+        };
         match self.run(&request, documents).await? {
             (Response::Signed { .. }, mut parts) if parts.len() == 2 => {
                 let certificate = parts.pop().expect("two parts");
@@ -437,51 +521,51 @@ fn answer(request: Request, documents: Vec<Vec<u8>>) -> (Response, Vec<Vec<u8>>)
                 Vec::new(),
             ),
         },
-        Request::Sign {
-            request_id,
-            request_name,
-            completed_at,
-            signatures,
-            documents: listed,
-            trail,
-            seal,
-            sealed_at,
-            ..
-        } => {
-            // A seal that fails is our fault, never the documents'.
+        Request::Sign { signing, fonts, .. } => {
+            // A font or a seal that fails is our fault, never the documents'.
             let invalid = |message: String| (Response::Invalid { message }, Vec::new());
-            let sealer = match seal.sealer() {
+            let fonts = match fonts.iter().map(|path| read_font(path)).collect::<Result<Vec<_>, _>>() {
+                Ok(preferred) => Fonts::preferring(preferred),
+                Err(e) => return invalid(signhook_core::error_chain(&e)),
+            };
+            let sealer = match signing.seal.sealer() {
                 Ok(sealer) => sealer,
                 Err(e) => return invalid(format!("the seal key cannot seal: {e}")),
             };
-            let fonts = Fonts::builtin();
             let refs: Vec<&[u8]> = documents.iter().map(Vec::as_slice).collect();
-            let signed = match signhook_documents::signed_pdf(&fonts, &request_id, &request_name, &refs, &signatures) {
+            let signed = signhook_documents::signed_pdf(
+                &fonts,
+                &signing.request_id,
+                &signing.request_name,
+                &refs,
+                &signing.signatures,
+            );
+            let signed = match signed {
                 Ok(signed) => signed,
                 Err(e) => return refused(e),
             };
-            let signed = match signhook_documents::seal(&signed, &sealer, sealed_at) {
+            let signed = match signhook_documents::seal(&signed, &sealer, signing.sealed_at) {
                 Ok(sealed) => sealed,
                 Err(e) => return invalid(format!("sealing the signed PDF: {e}")),
             };
             let certificate = signhook_documents::audit_certificate(
                 &fonts,
                 &AuditCertificate {
-                    request_id,
-                    request_name,
-                    completed_at,
-                    documents: listed,
+                    request_id: signing.request_id,
+                    request_name: signing.request_name,
+                    completed_at: signing.completed_at,
+                    documents: signing.documents,
                     // The hash of the file as served: sealed.
                     signed_pdf_sha256: crate::lifecycle::hex_sha256(&signed),
-                    signers: signatures,
-                    trail,
+                    signers: signing.signatures,
+                    trail: signing.trail,
                 },
             );
             let certificate = match certificate {
                 Ok(certificate) => certificate,
                 Err(e) => return refused(e),
             };
-            match signhook_documents::seal(&certificate, &sealer, sealed_at) {
+            match signhook_documents::seal(&certificate, &sealer, signing.sealed_at) {
                 Ok(certificate) => (
                     Response::Signed {
                         parts: vec![signed.len(), certificate.len()],
@@ -534,35 +618,62 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_worker_signs_and_certifies() {
-        let signature = SignatureLine {
-            name: "Ada Lovelace".into(),
-            email: "ada@example.com".into(),
-            signed_at: "2026-12-02T10:00:00.000Z".into(),
-            ip: "127.0.0.1".into(),
-            user_agent: "test".into(),
-        };
-        let now: DateTime<Utc> = "2026-12-02T10:00:00Z".parse().unwrap();
-        let sealer = Sealer::self_signed("Signhook seal (self-signed)", "Test", now).unwrap();
-        let request = Request::Sign {
+    fn signing(request_name: &str) -> Signing {
+        Signing {
             request_id: "sr_1".into(),
-            request_name: "MSA".into(),
-            completed_at: "2026-12-02T10:00:00.000Z".into(),
-            signatures: vec![signature],
+            request_name: request_name.into(),
+            completed_at: "2026-12-02 10:00:00 UTC".into(),
+            signatures: vec![SignatureLine {
+                name: "Ada Lovelace".into(),
+                email: "ada@example.com".into(),
+                signed_at: "2026-12-02 10:00:00 UTC".into(),
+                ip: "127.0.0.1".into(),
+                user_agent: "test".into(),
+            }],
             documents: vec![],
             trail: vec![],
-            seal: SealKey::from_pem(sealer.to_pem().unwrap()),
-            sealed_at: now,
+            seal: SealKey::from_pem(self_signed().to_pem().unwrap()),
+            sealed_at: now(),
+        }
+    }
+
+    fn now() -> DateTime<Utc> {
+        "2026-12-02T10:00:00Z".parse().unwrap()
+    }
+
+    fn self_signed() -> Sealer {
+        Sealer::self_signed("Signhook seal (self-signed)", "Test", now()).unwrap()
+    }
+
+    fn sign_job(signing: Signing, fonts: Vec<PathBuf>) -> (Response, Vec<Vec<u8>>) {
+        let request = Request::Sign {
+            signing,
+            fonts,
+            parts: vec![PDF.len()],
+        };
+        decode::<Response>(&serve(&encode(&request, &[PDF]).unwrap())).unwrap()
+    }
+
+    /// One of the built-in fonts, as an operator's font file.
+    fn droid_sans_fallback() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../signhook-documents/fonts/DroidSansFallbackFull.ttf")
+    }
+
+    #[test]
+    fn the_worker_signs_seals_and_certifies() {
+        let signing = signing("MSA");
+        let request = Request::Sign {
+            signing: signing.clone(),
+            fonts: vec![],
             parts: vec![PDF.len()],
         };
         assert!(!format!("{request:?}").contains("PRIVATE KEY"), "the key never prints");
-        let (response, parts) = decode::<Response>(&serve(&encode(&request, &[PDF]).unwrap())).unwrap();
+        let (response, parts) = sign_job(signing, vec![]);
         assert!(matches!(response, Response::Signed { .. }), "{response:?}");
         let text = signhook_testkit::poppler::pdf_text(&parts[1]);
         assert!(
             text.contains(&crate::lifecycle::hex_sha256(&parts[0])),
-            "the certificate holds the sealed signed PDF's hash"
+            "the certificate holds the sealed signed PDF's hash: {text}"
         );
         for part in &parts {
             let seals = part.windows(20).filter(|w| w == b"/ETSI.CAdES.detached").count();
@@ -572,21 +683,54 @@ mod tests {
 
     #[test]
     fn a_seal_key_that_cannot_seal_is_the_servers_fault() {
-        let request = Request::Sign {
-            request_id: "sr_1".into(),
-            request_name: "MSA".into(),
-            completed_at: "2026-12-02T10:00:00.000Z".into(),
-            signatures: vec![],
-            documents: vec![],
-            trail: vec![],
-            seal: SealKey::from_pem("-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----\n".into()),
-            sealed_at: "2026-12-02T10:00:00Z".parse().unwrap(),
-            parts: vec![PDF.len()],
-        };
-        let (response, _) = decode::<Response>(&serve(&encode(&request, &[PDF]).unwrap())).unwrap();
+        let mut signing = signing("MSA");
+        signing.seal = SealKey::from_pem("-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----\n".into());
+        let (response, _) = sign_job(signing, vec![]);
         assert!(
             matches!(response, Response::Invalid { ref message } if message.contains("seal")),
             "{response:?}"
+        );
+    }
+
+    #[test]
+    fn the_worker_sets_the_pdfs_in_the_operators_fonts_first() {
+        // The baht sign is in both built-in fonts; DejaVu Sans, first,
+        // sets it unless Droid Sans Fallback is the operator's font.
+        let (_, parts) = sign_job(signing("Rent ฿"), vec![]);
+        assert!(!signhook_testkit::poppler::pdf_fonts(&parts[1]).contains("DroidSansFallback"));
+        let (response, parts) = sign_job(signing("Rent ฿"), vec![droid_sans_fallback()]);
+        assert!(matches!(response, Response::Signed { .. }), "{response:?}");
+        for pdf in &parts {
+            let fonts = signhook_testkit::poppler::pdf_fonts(pdf);
+            assert!(fonts.contains("+DroidSansFallback"), "{fonts}");
+        }
+    }
+
+    #[test]
+    fn a_worker_that_cannot_read_a_font_says_which() {
+        let (response, _) = sign_job(signing("MSA"), vec!["/nonexistent/brand.ttf".into()]);
+        assert!(
+            matches!(&response, Response::Invalid { message }
+                if message.starts_with("cannot read the PDF font /nonexistent/brand.ttf: ")),
+            "{response:?}"
+        );
+    }
+
+    #[test]
+    fn fonts_are_checked_when_loaded() {
+        let fonts = PdfFonts::load(&[droid_sans_fallback()]).unwrap();
+        assert!(fonts.paths[0].is_absolute());
+        let missing = PdfFonts::load(&["/nonexistent/brand.ttf".into()]).unwrap_err();
+        assert_eq!(missing.to_string(), "cannot read the PDF font /nonexistent/brand.ttf");
+        let not_a_font = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+        let error = PdfFonts::load(std::slice::from_ref(&not_a_font)).unwrap_err();
+        assert_eq!(
+            signhook_core::error_chain(&error),
+            format!(
+                "the PDF font {} cannot be used: it is not a TrueType or OpenType font \
+                 (.ttf, .otf, or the first font of a .ttc)",
+                not_a_font.display()
+            )
         );
     }
 

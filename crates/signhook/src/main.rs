@@ -202,6 +202,18 @@ struct ServeArgs {
     /// in its worker process before the upload is refused.
     #[arg(long, env = "SIGNHOOK_PDF_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pdf_timeout: Duration,
+    /// A TrueType or OpenType font file the signature page and the audit
+    /// certificate are set in, tried for each character before the built-in
+    /// DejaVu Sans and Droid Sans Fallback. Several are tried in order:
+    /// repeat the flag, or separate them with `:` as in PATH. Checked at
+    /// start: a file that is missing or not a font stops the server.
+    #[arg(
+        long = "pdf-font",
+        env = "SIGNHOOK_PDF_FONT",
+        value_delimiter = ':',
+        value_name = "FILE"
+    )]
+    pdf_fonts: Vec<PathBuf>,
     /// The most client connections open at once; beyond, new ones wait
     /// until one closes. Lowered to fit the open-file limit.
     #[arg(long, env = "SIGNHOOK_MAX_CONNECTIONS", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
@@ -277,6 +289,7 @@ impl ServeArgs {
         settings.allowed_endpoint_ranges = self.allow_endpoint_cidr;
         settings.outbound_proxy = self.outbound_proxy;
         settings.pdf_timeout = self.pdf_timeout;
+        settings.pdf_fonts = self.pdf_fonts;
         settings.api_rate_limit = std::num::NonZeroU32::new(self.api_rate_limit);
         settings.per_subscription_in_flight = usize::from(self.endpoint_concurrency);
         settings.smtp = self.smtp_url.zip(self.smtp_from);

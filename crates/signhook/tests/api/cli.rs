@@ -69,6 +69,51 @@ fn bad_flags_are_refused_with_the_flag_named() {
 }
 
 #[test]
+fn serve_refuses_to_start_with_a_pdf_font_it_cannot_use() {
+    let dir = tempfile::tempdir().unwrap();
+    // The listen address is taken: were the font not checked first, the
+    // server would stop on that instead of running on.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = taken.local_addr().unwrap().to_string();
+    let data_dir = dir.path().to_str().unwrap().to_owned();
+    let serve = |fonts: &[&str], env: Option<String>| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_signhook"));
+        command.args(["serve", "--data-dir", &data_dir, "--listen", &listen]);
+        for font in fonts {
+            command.args(["--pdf-font", font]);
+        }
+        command.env_remove("SIGNHOOK_PDF_FONT");
+        if let Some(value) = env {
+            command.env("SIGNHOOK_PDF_FONT", value);
+        }
+        let out = command.output().expect("the binary runs");
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let stderr = serve(&["/nonexistent/brand.ttf"], None);
+    assert!(
+        stderr.contains("cannot read the PDF font /nonexistent/brand.ttf: No such file"),
+        "{stderr}"
+    );
+    let not_a_font = repo_root().join("Cargo.toml");
+    let stderr = serve(&[not_a_font.to_str().unwrap()], None);
+    assert!(
+        stderr.contains("cannot be used: it is not a TrueType or OpenType font"),
+        "{stderr}"
+    );
+    // Several in the variable, separated as in PATH: each is checked.
+    let good = repo_root().join("crates/signhook-documents/fonts/DejaVuSans.ttf");
+    let stderr = serve(&[], Some(format!("{}:/nonexistent/second.ttf", good.display())));
+    assert!(
+        stderr.contains("cannot read the PDF font /nonexistent/second.ttf"),
+        "{stderr}"
+    );
+    // Good fonts pass the check: the server gets as far as the taken port.
+    let stderr = serve(&[good.to_str().unwrap()], None);
+    assert!(stderr.contains(&format!("cannot listen on {listen}")), "{stderr}");
+}
+
+#[test]
 fn the_committed_openapi_document_is_current() {
     let generated = signhook_server::openapi::document();
     let committed = std::fs::read_to_string(repo_root().join("docs/openapi.json")).unwrap_or_default();

@@ -247,6 +247,14 @@ on_both_backends! {
         assert!(text.contains("Master Services Agreement"), "{text}");
         assert!(text.contains("ada@example.com") && text.contains("grace@example.com"), "{text}");
         assert!(text.contains("127.0.0.1"), "the signers' IP: {text}");
+        let signed_at = text
+            .lines()
+            .find_map(|line| line.strip_prefix("Signed at ")?.strip_suffix(" from IP 127.0.0.1"))
+            .unwrap_or_else(|| panic!("no signing time: {text}"));
+        assert!(
+            chrono::NaiveDateTime::parse_from_str(signed_at, "%Y-%m-%d %H:%M:%S UTC").is_ok(),
+            "a time with its zone: {signed_at:?}"
+        );
 
         let (status, certificate) =
             fetch(&app, done["data"]["links"]["audit_certificate"]["url"].as_str().unwrap()).await;
@@ -257,13 +265,21 @@ on_both_backends! {
         assert!(text.contains(&sha256_hex(&signed)), "the signed PDF's SHA-256: {text}");
         assert!(text.contains("ada@example.com") && text.contains("grace@example.com"));
         assert!(text.contains("curl/8.5.0"), "the user agent: {text}");
-        // The trail in sentences.
+        // The trail in sentences, times with their zone.
         assert!(
             text.contains("Grace Hopper <grace@example.com> opened the signing link"),
             "the trail: {text}"
         );
         assert!(text.contains("Ada Lovelace <ada@example.com> signed"), "the trail: {text}");
         assert!(!text.contains("signer.link_opened"), "no raw action names: {text}");
+        let completed = text
+            .lines()
+            .find_map(|line| line.strip_prefix("Completed at: "))
+            .unwrap_or_else(|| panic!("no completion time: {text}"));
+        assert!(
+            chrono::NaiveDateTime::parse_from_str(completed, "%Y-%m-%d %H:%M:%S UTC").is_ok(),
+            "{completed:?}"
+        );
 
         // Both files are sealed (pdfsig: valid, the whole file signed), and
         // the hashes in `done` are of the bytes served.
