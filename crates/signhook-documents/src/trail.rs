@@ -3,11 +3,15 @@
 //!
 //! The store records each step as an action (an event type of the catalog,
 //! or `signature_request.created`, `document.added`, …), an actor (`Ada
-//! Lovelace <ada@example.com>`, `API (live key)`, `scheduler`, `mailer`) and
-//! a detail whose person, when there is one, comes first: `signer Ada
-//! Lovelace <ada@example.com>`, then `: ` and a reason for a decline. An
-//! action this table does not know is printed as it is, with its detail, so
-//! a new kind of step is never lost from the record.
+//! Lovelace <ada@example.com>`, `API (live key)`, `scheduler`, `Signhook`)
+//! and a detail whose person, when there is one, comes first: `signer Ada
+//! Lovelace <ada@example.com>`, then `: ` and a reason for a decline (or
+//! the consent and typed name of a signature). How each letter went is
+//! `{signer|approver}.{invitation|reminder|signed_copy}_{outcome}`, with a
+//! detail that finishes the sentence (`e-mailed to Ada Lovelace
+//! <ada@example.com>; the SMTP server accepted it: 250 2.0.0 Ok`). An action
+//! this table does not know is printed as it is, with its detail, so a new
+//! kind of step is never lost from the record.
 
 use crate::TrailEntry;
 
@@ -52,13 +56,7 @@ pub(crate) fn tell(entry: &TrailEntry) -> Told {
         "signature_request.deleted" => told(format!("The request was deleted {by}")),
         "signature_request.permanently_deleted" => told("The request and its documents were purged".into()),
         "signer.notified" => told(format!("{person} can now sign")),
-        "signer.invitation_emailed" => continued("The invitation to sign was e-mailed", &rest),
-        "signer.invitation_handed_over" => told(format!(
-            "The signing link for {someone} was handed to the API caller to pass on"
-        )),
         "signer.invite_undelivered" => told(format!("The invitation to {someone} could not be delivered")),
-        "signer.reminder_emailed" => continued("A reminder to sign was e-mailed", &rest),
-        "signer.signed_copy_emailed" => continued("The signed copy was e-mailed", &rest),
         "signer.link_opened" => told(format!("{person} opened the signing link")),
         // Its detail names the signer by id: kept as it is.
         "signer.link_renewed" => Told {
@@ -70,27 +68,52 @@ pub(crate) fn tell(entry: &TrailEntry) -> Told {
         "approver.notified" => told(format!("{approver} was asked to approve the request")),
         "approver.approved" => told(format!("{approver} approved the request")),
         "approver.rejected" => with_reason(format!("{approver} rejected the request")),
-        other => Told {
+        other => letter(other, entry.detail.as_deref()).unwrap_or_else(|| Told {
             sentence: format!("{other} {by}"),
             rest: entry.detail.clone(),
-        },
+        }),
     }
 }
 
-/// A sentence the detail goes on when it starts with "to …" (`to
-/// ada@example.com; the SMTP server answered: 250 2.0.0 Ok`); otherwise the
-/// detail follows on its own.
-fn continued(sentence: &str, rest: &Option<String>) -> Told {
-    match rest {
-        Some(detail) if detail.starts_with("to ") => Told {
-            sentence: format!("{sentence} {detail}"),
+/// How a letter went: `{role}.{letter}_{outcome}`, e.g.
+/// `signer.invitation_emailed`, `approver.reminder_not_emailed`. `None` for
+/// any other action.
+fn letter(action: &str, detail: Option<&str>) -> Option<Told> {
+    let (role, step) = action.split_once('.')?;
+    let (kind, outcome) = ["invitation", "reminder", "signed_copy"]
+        .into_iter()
+        .find_map(|kind| Some((kind, step.strip_prefix(kind)?.strip_prefix('_')?)))?;
+    let noun = match (role, kind) {
+        ("signer", "invitation") => "The invitation to sign",
+        ("approver", "invitation") => "The request for approval",
+        ("signer" | "approver", "reminder") => "The reminder",
+        ("signer" | "approver", "signed_copy") => "The signed copy",
+        _ => return None,
+    };
+    let happened = match outcome {
+        "emailed" => "was e-mailed",
+        "handed_over" => "was not e-mailed: the link was handed to the API caller",
+        "not_emailed" => "was not e-mailed",
+        "undeliverable" => "was refused for good by the recipient's mail server",
+        _ => return None,
+    };
+    // The mailer's detail finishes the sentence the letter starts; one in
+    // another form is kept whole beneath it.
+    let finishes = ["e-mailed ", "not e-mailed", "refused "];
+    Some(match detail {
+        Some(detail) if finishes.iter().any(|start| detail.starts_with(start)) => Told {
+            sentence: format!("{noun} was {detail}"),
             rest: None,
         },
-        _ => Told {
-            sentence: sentence.to_owned(),
-            rest: rest.clone(),
+        Some(detail) if detail.starts_with("could not ") => Told {
+            sentence: format!("{noun} {detail}"),
+            rest: None,
         },
-    }
+        detail => Told {
+            sentence: format!("{noun} {happened}"),
+            rest: detail.map(str::to_owned),
+        },
+    })
 }
 
 /// "by …" for an actor.
@@ -199,15 +222,39 @@ mod tests {
             ),
             (
                 "signer.invitation_emailed",
-                "mailer",
-                Some("to ada@example.com; the SMTP server answered: 250 2.0.0 Ok"),
-                "The invitation to sign was e-mailed to ada@example.com; the SMTP server answered: 250 2.0.0 Ok",
+                "Signhook",
+                Some("e-mailed to Ada Lovelace <ada@example.com>; the SMTP server accepted it: 250 2.0.0 Ok"),
+                "The invitation to sign was e-mailed to Ada Lovelace <ada@example.com>; \
+                 the SMTP server accepted it: 250 2.0.0 Ok",
             ),
             (
                 "signer.invitation_handed_over",
-                "API (live key)",
-                Some(&signer),
-                "The signing link for Ada Lovelace <ada@example.com> was handed to the API caller to pass on",
+                "Signhook",
+                Some(
+                    "not e-mailed (no SMTP server is configured): \
+                     the link for Ada Lovelace <ada@example.com> was handed to the API caller",
+                ),
+                "The invitation to sign was not e-mailed (no SMTP server is configured): \
+                 the link for Ada Lovelace <ada@example.com> was handed to the API caller",
+            ),
+            (
+                "signer.reminder_not_emailed",
+                "Signhook",
+                Some("could not be e-mailed to Ada Lovelace <ada@example.com>: connection refused"),
+                "The reminder could not be e-mailed to Ada Lovelace <ada@example.com>: connection refused",
+            ),
+            (
+                "approver.invitation_undeliverable",
+                "Signhook",
+                Some("refused for good when e-mailed to Bob <bob@example.com>: 550 no such user"),
+                "The request for approval was refused for good when e-mailed to Bob <bob@example.com>: \
+                 550 no such user",
+            ),
+            (
+                "signer.signed_copy_emailed",
+                "Signhook",
+                None,
+                "The signed copy was e-mailed",
             ),
             (
                 "signer.link_opened",
@@ -291,18 +338,29 @@ mod tests {
     }
 
     #[test]
-    fn a_detail_that_is_not_a_person_is_kept() {
-        // An e-mail step whose detail does not read "to …" keeps it below.
+    fn a_detail_in_another_form_is_kept_whole() {
+        // A letter whose detail does not finish its sentence keeps it below.
         assert_eq!(
             said(
                 "signer.reminder_emailed",
-                "mailer",
+                "Signhook",
                 Some("the SMTP server answered: 250 Ok")
             ),
             (
-                "A reminder to sign was e-mailed".to_owned(),
+                "The reminder was e-mailed".to_owned(),
                 Some("the SMTP server answered: 250 Ok".to_owned())
             )
+        );
+        // The consent and typed name of a signature follow it.
+        let (sentence, rest) = said(
+            "signer.done",
+            ADA,
+            Some("signer Ada Lovelace <ada@example.com>: agreed to sign electronically and typed the name “Ada”"),
+        );
+        assert_eq!(sentence, "Ada Lovelace <ada@example.com> signed");
+        assert_eq!(
+            rest.as_deref(),
+            Some("agreed to sign electronically and typed the name “Ada”")
         );
         // A renewal names the signer by id; the detail says so below.
         let (sentence, rest) = said(
