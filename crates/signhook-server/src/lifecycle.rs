@@ -23,7 +23,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use signhook_core::error_chain;
 use signhook_core::ids::{SignatureRequestId, SignerId};
-use signhook_core::lifecycle::{Action, Refusal, RequestStatus, Subject, Transition};
+use signhook_core::lifecycle::{Action, Refusal, RequestStatus, Transition};
 use signhook_core::time::Clock;
 use signhook_documents::{AuditDocument, SignatureLine, TrailEntry};
 use signhook_store::blobs::{BlobError, BlobStore};
@@ -276,15 +276,10 @@ impl Lifecycle {
                 detail: entry.detail,
             })
             .collect();
-        // This transition's own steps are written with it; print them too.
+        // This transition's own steps are written with it; print them too,
+        // as they will be stored (the last signer's consent and typed name).
         for emitted in &transition.events {
-            let detail = match emitted.subject {
-                Subject::Signer(i) => Some(format!(
-                    "signer {} <{}>",
-                    request.signers[i].name, request.signers[i].email
-                )),
-                _ => None,
-            };
+            let detail = signhook_store::signature_requests::trail_detail(request, emitted);
             trail.push(TrailEntry {
                 at: readable_time(now),
                 action: emitted.event_type.to_owned(),

@@ -348,8 +348,11 @@ fn uuid_text() -> String {
     uuid::Uuid::now_v7().simple().to_string()
 }
 
-/// Whom an emitted event is about, and why, for the audit trail.
-fn trail_detail(request: &SignatureRequest, emitted: &Emitted) -> Option<String> {
+/// Whom an emitted event is about, and why, for the audit trail: what the
+/// trail row of `emitted` holds as its detail once the transition is
+/// written. (The audit certificate, made before that write, prints the
+/// transition's own steps with it.)
+pub fn trail_detail(request: &SignatureRequest, emitted: &Emitted) -> Option<String> {
     let person = match emitted.subject {
         Subject::Request => None,
         Subject::Signer(i) => Some(format!(

@@ -272,6 +272,12 @@ on_both_backends! {
         );
         assert!(text.contains("Ada Lovelace <ada@example.com> signed"), "the trail: {text}");
         assert!(!text.contains("signer.link_opened"), "no raw action names: {text}");
+        // Each signature's consent and typed name, the last one's too (its
+        // step is printed before it is stored).
+        for typed in ["A Signer", "Ada Lovelace"] {
+            let consent = format!("agreed to sign electronically and typed the name \u{201c}{typed}\u{201d}");
+            assert!(text.contains(&consent), "{consent:?} missing from the trail: {text}");
+        }
         let completed = text
             .lines()
             .find_map(|line| line.strip_prefix("Completed at: "))
