@@ -384,6 +384,15 @@ fn certificate_in_every_script() -> AuditCertificate {
     }
 }
 
+/// The signed PDF (one document, then the signature page) and the audit
+/// certificate of the request in six scripts.
+fn both_in_every_script() -> (Vec<u8>, Vec<u8>) {
+    let document = pdf(&["Contract"]);
+    let signed = signed_pdf("req_scripts", REQUEST_NAME, &[&document], &signers_in_every_script()).unwrap();
+    let certificate = audit_certificate(&certificate_in_every_script()).unwrap();
+    (signed, certificate)
+}
+
 /// The text as a reader copies it. pdftotext wraps each right-to-left run
 /// in the bidi embedding controls U+202B … U+202C (so that a plain-text
 /// viewer keeps it right to left); they are invisible formatting, not part
@@ -397,14 +406,7 @@ fn as_copied(text: &str) -> String {
 
 #[test]
 fn names_in_every_script_come_back_exactly_from_both_pdfs() {
-    let signed = signed_pdf(
-        "req_scripts",
-        REQUEST_NAME,
-        &[&pdf(&["Contract"])],
-        &signers_in_every_script(),
-    )
-    .unwrap();
-    let certificate = audit_certificate(&certificate_in_every_script()).unwrap();
+    let (signed, certificate) = both_in_every_script();
 
     // Kept for a person to look at (not committed): target/tmp/scripts/.
     let keep = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("scripts");
@@ -442,14 +444,7 @@ fn names_in_every_script_come_back_exactly_from_both_pdfs() {
 
 #[test]
 fn both_pdfs_embed_font_subsets_with_unicode_maps() {
-    let signed = signed_pdf(
-        "req_scripts",
-        REQUEST_NAME,
-        &[&pdf(&["Contract"])],
-        &signers_in_every_script(),
-    )
-    .unwrap();
-    let certificate = audit_certificate(&certificate_in_every_script()).unwrap();
+    let (signed, certificate) = both_in_every_script();
     for pdf in [&signed, &certificate] {
         let table = pdf_fonts(pdf);
         // name, type, encoding, emb, sub, uni, object id: one row a font.
