@@ -99,28 +99,34 @@ impl Store {
         link_expires_at: DateTime<Utc>,
     ) -> Result<Option<CreatedUser>> {
         let email = email.trim().to_lowercase();
-        let mut tx = self.begin().await?;
-        let exists = tx
-            .fetch_optional(Sql::new("SELECT id FROM tenants WHERE id = $1").bind(tenant))
-            .await?;
-        if exists.is_none() {
-            return Ok(None);
-        }
         let user = User {
             id: UserId::generate(),
             tenant_id: tenant.clone(),
             email,
             role,
         };
-        tx.gather(
-            Sql::new("INSERT INTO users (id, tenant_id, email, role, created_at) VALUES ($1, $2, $3, $4, $5)")
+        // Written first, the tenant checked in the same statement: the
+        // transaction takes SQLite's write lock at its first statement, so
+        // `signhook admin create-user` beside a running server waits for the
+        // server's writer instead of failing.
+        let mut tx = self.begin().await?;
+        let inserted = tx
+            .execute(
+                Sql::new(
+                    "INSERT INTO users (id, tenant_id, email, role, created_at) \
+                     SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM tenants WHERE id = $2)",
+                )
                 .bind(&user.id)
                 .bind(&user.tenant_id)
                 .bind(&user.email)
                 .bind(role.as_str())
                 .bind(to_millis(now)),
-        )
-        .await?;
+            )
+            .await
+            .map_err(StoreError::conflict_on("email"))?;
+        if inserted == 0 {
+            return Ok(None);
+        }
         let link_token = generate_token(&mut rand::thread_rng());
         tx.gather(
             Sql::new("INSERT INTO user_links (token_hash, user_id, expires_at) VALUES ($1, $2, $3)")

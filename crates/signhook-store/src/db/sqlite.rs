@@ -30,6 +30,7 @@ use crate::{Result, StoreError};
 use futures_util::TryStreamExt;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteQueryResult, SqliteRow};
 use sqlx::{Connection, Either, Executor};
+use std::sync::Arc;
 use tokio::sync::{Mutex, MutexGuard};
 
 /// The writer connection of a SQLite store.
@@ -71,7 +72,7 @@ impl SqliteWriter {
     /// the next durable commit makes it durable too; until then a power cut,
     /// not a crash of the process, may undo it). Fails once the store is
     /// closed.
-    pub(crate) async fn begin(&self, relaxed: bool) -> Result<SqliteTx<'_>> {
+    pub(crate) async fn begin(self: &Arc<Self>, relaxed: bool) -> Result<SqliteTx<'_>> {
         let mut state = self.state.lock().await;
         let open = state.open;
         let Some(conn) = state.conn.as_mut() else {
@@ -84,6 +85,7 @@ impl SqliteWriter {
         }
         Ok(SqliteTx {
             state,
+            writer: self.clone(),
             text: String::new(),
             args: Vec::new(),
             relaxed,
@@ -127,6 +129,8 @@ impl SqliteWriter {
 /// docs). Dropped without [`SqliteTx::commit`], nothing is written.
 pub(crate) struct SqliteTx<'c> {
     state: MutexGuard<'c, State>,
+    /// To roll back, soon after, a transaction dropped unfinished.
+    writer: Arc<SqliteWriter>,
     /// Statements gathered and not sent yet, `; `-separated, with
     /// positional placeholders (see [`Sql::positional`]).
     text: String,
@@ -137,6 +141,33 @@ pub(crate) struct SqliteTx<'c> {
     begun: bool,
     /// Whether a statement of this transaction wrote `subscriptions`.
     wrote_subscriptions: bool,
+}
+
+impl Drop for SqliteTx<'_> {
+    /// A transaction dropped after `BEGIN` (an early return, an error, a
+    /// cancelled request) is rolled back as soon as the writer is free,
+    /// rather than at the next write: until then it holds its snapshot, or
+    /// the database's write lock if it wrote, which another process
+    /// (`signhook admin …`) may be waiting for.
+    fn drop(&mut self) {
+        if !self.state.open {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let writer = self.writer.clone();
+        runtime.spawn(async move {
+            let mut state = writer.state.lock().await;
+            if state.open {
+                if let Some(conn) = state.conn.as_mut() {
+                    // "no transaction is active" if SQLite already rolled it back.
+                    let _ = sqlx::query("ROLLBACK").execute(conn).await;
+                }
+                state.open = false;
+            }
+        });
+    }
 }
 
 impl SqliteTx<'_> {
@@ -206,16 +237,16 @@ impl SqliteTx<'_> {
         let single = !text.contains("; ");
         let first = !self.begun;
         if first {
-            // IMMEDIATE: the write lock is taken at the start, where the busy
-            // timeout waits for another process's writer (`signhook admin …`
-            // beside a running server). A deferred BEGIN that read first and
-            // then wrote would fail at once with SQLITE_BUSY if the other
-            // process had written since its read. In this process the writer
-            // is the only one, so it costs nothing.
+            // Deferred: a transaction takes the write lock at its first
+            // write, so reads never hold it. A transaction that reads and
+            // then writes fails with SQLITE_BUSY, without waiting, if another
+            // process wrote in between; only `signhook admin …` beside a
+            // running server is another process, and its transactions write
+            // first.
             let begin = match (self.relaxed, self.state.relaxed) {
-                (true, false) => "PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE; ",
-                (false, true) => "PRAGMA synchronous = FULL; BEGIN IMMEDIATE; ",
-                _ => "BEGIN IMMEDIATE; ",
+                (true, false) => "PRAGMA synchronous = NORMAL; BEGIN; ",
+                (false, true) => "PRAGMA synchronous = FULL; BEGIN; ",
+                _ => "BEGIN; ",
             };
             text.insert_str(0, begin);
         }
