@@ -113,15 +113,7 @@ pub(super) fn prepare(
         .get_dictionary(page)
         .map_err(|e| render(&format!("the first page cannot be read ({e})")))?
         .clone();
-    let mut annotations = match page_dict.get(b"Annots") {
-        Ok(Object::Array(list)) => list.clone(),
-        Ok(Object::Reference(id)) => doc
-            .get_object(*id)
-            .and_then(Object::as_array)
-            .cloned()
-            .unwrap_or_default(),
-        _ => Vec::new(),
-    };
+    let mut annotations = array_entry(doc, &page_dict, b"Annots");
     annotations.push(Object::Reference(field_id));
     page_dict.set("Annots", annotations);
     changed.push((page, page_dict));
@@ -273,17 +265,23 @@ fn subsections(offsets: &[(ObjectId, usize)]) -> Vec<(u32, usize)> {
     runs
 }
 
-/// Adds the field to an AcroForm dictionary and marks it signed.
-fn add_field(doc: &Document, form: &mut Dictionary, field: ObjectId) {
-    let mut fields = match form.get(b"Fields") {
-        Ok(Object::Array(fields)) => fields.clone(),
+/// The array at `key` of `dict`, given inline or by reference; empty when
+/// absent or not an array.
+fn array_entry(doc: &Document, dict: &Dictionary, key: &[u8]) -> Vec<Object> {
+    match dict.get(key) {
+        Ok(Object::Array(list)) => list.clone(),
         Ok(Object::Reference(id)) => doc
             .get_object(*id)
             .and_then(Object::as_array)
             .cloned()
             .unwrap_or_default(),
         _ => Vec::new(),
-    };
+    }
+}
+
+/// Adds the field to an AcroForm dictionary and marks it signed.
+fn add_field(doc: &Document, form: &mut Dictionary, field: ObjectId) {
+    let mut fields = array_entry(doc, form, b"Fields");
     fields.push(Object::Reference(field));
     form.set("Fields", fields);
     let flags = form.get(b"SigFlags").and_then(Object::as_i64).unwrap_or(0);

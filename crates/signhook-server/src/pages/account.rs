@@ -12,7 +12,7 @@
 
 use crate::error::ApiError;
 use crate::extract::Client;
-use crate::pages::session::{redirect_with_cookie, same_origin, PageRefusal, SignedIn};
+use crate::pages::session::{redirect_with_cookie, same_origin, CsrfForm, PageRefusal, SignedIn};
 use crate::pages::{dashboard_page, page, see_other};
 use crate::state::AppState;
 use argon2::password_hash::phc::PasswordHash;
@@ -170,12 +170,6 @@ async fn open_session(state: &AppState, client: &Client, user: &User) -> Respons
         Ok(opened) => redirect_with_cookie("/webhooks", Some(&opened.token), state.api.secure_cookies),
         Err(e) => crate::pages::problem(e.into()),
     }
-}
-
-/// A form that carries only its CSRF token.
-#[derive(Debug, Deserialize)]
-pub struct CsrfForm {
-    csrf: String,
 }
 
 /// `POST /logout`: ends this session.

@@ -49,6 +49,13 @@ impl SignedIn {
     }
 }
 
+/// A form that carries only its CSRF token (a button).
+#[derive(Debug, serde::Deserialize)]
+pub struct CsrfForm {
+    /// The session's token, from the form's hidden field.
+    pub csrf: String,
+}
+
 /// The session token in a request's cookies.
 pub fn session_token(headers: &HeaderMap) -> Option<String> {
     headers

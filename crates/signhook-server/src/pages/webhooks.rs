@@ -6,7 +6,7 @@
 
 use crate::error::ApiError;
 use crate::extract::Auth;
-use crate::pages::session::{PageRefusal, SignedIn};
+use crate::pages::session::{CsrfForm, PageRefusal, SignedIn};
 use crate::pages::{dashboard_page, see_other};
 use crate::routes::webhooks::{create_subscription, queue_test_event, CreateWebhook};
 use crate::state::AppState;
@@ -462,11 +462,9 @@ pub async fn reveal_secret(
     State(state): State<AppState>,
     signed_in: SignedIn,
     Path(id): Path<String>,
-    Form(form): Form<CsrfOnly>,
+    Form(form): Form<CsrfForm>,
 ) -> Result<Response, PageRefusal> {
-    signed_in.check_csrf(&form.csrf)?;
-    admin_only(&signed_in)?;
-    let sub = endpoint(&state, &signed_in, &id).await?;
+    let sub = admin_action(&state, &signed_in, &id, &form).await?;
     tracing::info!(webhook = %sub.id, user = %signed_in.session.user.id, "secret revealed in the dashboard");
     let secret = sub.secret.expose();
     endpoint_page(&state, &signed_in, &sub, Some(secret)).await
@@ -477,17 +475,22 @@ pub async fn send_test(
     State(state): State<AppState>,
     signed_in: SignedIn,
     Path(id): Path<String>,
-    Form(form): Form<CsrfOnly>,
+    Form(form): Form<CsrfForm>,
 ) -> Result<Response, PageRefusal> {
-    signed_in.check_csrf(&form.csrf)?;
-    admin_only(&signed_in)?;
-    let sub = endpoint(&state, &signed_in, &id).await?;
+    let sub = admin_action(&state, &signed_in, &id, &form).await?;
     queue_test_event(&state, &sub).await?;
     Ok(see_other(&format!("/webhooks/{}", sub.id)))
 }
 
-/// A form that carries only its CSRF token.
-#[derive(Debug, Deserialize)]
-pub struct CsrfOnly {
-    csrf: String,
+/// The endpoint a button of its page acts on: the form is this session's,
+/// the user an admin, the endpoint the tenant's.
+async fn admin_action(
+    state: &AppState,
+    signed_in: &SignedIn,
+    id: &str,
+    form: &CsrfForm,
+) -> Result<Subscription, PageRefusal> {
+    signed_in.check_csrf(&form.csrf)?;
+    admin_only(signed_in)?;
+    endpoint(state, signed_in, id).await
 }
