@@ -63,7 +63,8 @@ pub fn rfc3339(t: DateTime<Utc>) -> String {
 }
 
 /// A time as people read it, in UTC with its zone named, to the second:
-/// `2026-12-01 10:04:05 UTC` — for pages, e-mails and PDFs.
+/// `2026-12-01 10:04:05 UTC` — the one format of the pages, the e-mails,
+/// the signed PDF and the audit certificate.
 pub fn readable(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
@@ -96,6 +97,14 @@ pub mod serde_rfc3339 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn readable_times_carry_their_zone_to_the_second() {
+        let t = DateTime::parse_from_rfc3339("2026-12-01T10:04:05.987Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(readable(t), "2026-12-01 10:04:05 UTC");
+    }
 
     #[test]
     fn millis_round_trip_and_format() {

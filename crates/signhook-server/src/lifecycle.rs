@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 use signhook_core::error_chain;
 use signhook_core::ids::{SignatureRequestId, SignerId};
 use signhook_core::lifecycle::{Action, Refusal, RequestStatus, Transition};
-use signhook_core::time::Clock;
+use signhook_core::time::{readable, Clock};
 use signhook_documents::{AuditDocument, SignatureLine, TrailEntry};
 use signhook_store::blobs::{BlobError, BlobStore};
 use signhook_store::signature_requests::{Act, Document, SignatureRequestRecord};
@@ -256,7 +256,7 @@ impl Lifecycle {
                 SignatureLine {
                     name: signer.name.clone(),
                     email: signer.email.clone(),
-                    signed_at: signer.signed_at.map(readable_time).unwrap_or_default(),
+                    signed_at: signer.signed_at.map(readable).unwrap_or_default(),
                     ip: origin.ip.clone().unwrap_or_else(|| "unknown".into()),
                     user_agent: origin.user_agent.clone().unwrap_or_else(|| "unknown".into()),
                 }
@@ -268,7 +268,7 @@ impl Lifecycle {
             .await?
             .into_iter()
             .map(|entry| TrailEntry {
-                at: readable_time(entry.at),
+                at: readable(entry.at),
                 action: entry.action,
                 actor: entry.actor,
                 ip: entry.origin.ip,
@@ -281,7 +281,7 @@ impl Lifecycle {
         for emitted in &transition.events {
             let detail = signhook_store::signature_requests::trail_detail(request, emitted);
             trail.push(TrailEntry {
-                at: readable_time(now),
+                at: readable(now),
                 action: emitted.event_type.to_owned(),
                 actor: act.actor.clone(),
                 ip: act.origin.ip.clone(),
@@ -303,7 +303,7 @@ impl Lifecycle {
         let signing = Signing {
             request_id: request.id.to_string(),
             request_name: request.name.clone(),
-            completed_at: readable_time(now),
+            completed_at: readable(now),
             signatures,
             documents,
             trail,
@@ -491,24 +491,4 @@ pub fn document_key(request: &SignatureRequestId, document: &Document) -> String
 /// SHA-256 as lower-case hex.
 pub fn hex_sha256(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// A time as the signed PDF and the audit certificate print it: to the
-/// second, with its zone, `2026-12-01 10:04:05 UTC`. The one place those
-/// documents' times are formatted.
-pub fn readable_time(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn document_times_carry_their_zone_to_the_second() {
-        let t = DateTime::parse_from_rfc3339("2026-12-01T10:04:05.987Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        assert_eq!(readable_time(t), "2026-12-01 10:04:05 UTC");
-    }
 }
