@@ -43,6 +43,24 @@ pub struct Delivery {
     pub updated_at: DateTime<Utc>,
 }
 
+/// Which of a subscription's deliveries a log page shows; every field
+/// left `None` lets every delivery pass.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeliveryQuery {
+    /// Only this status (`failed` = the dead letters).
+    pub status: Option<DeliveryStatus>,
+    /// Only deliveries of events of this type.
+    pub event_type: Option<String>,
+    /// Only the delivery of this event.
+    pub event_id: Option<EventId>,
+    /// Only those created at or after this.
+    pub since: Option<DateTime<Utc>>,
+    /// Only those created before this.
+    pub until: Option<DateTime<Utc>>,
+    /// Only those older than this one (the cursor of the next page).
+    pub before: Option<DeliveryId>,
+}
+
 /// One try of a delivery.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Attempt {
@@ -368,24 +386,32 @@ impl Store {
         Ok(Some((delivery, attempts)))
     }
 
-    /// A page of a subscription's deliveries, newest first, older than
-    /// `before`, optionally of one status (`failed` = the dead letters).
+    /// A page of a subscription's deliveries, newest first, that `query`
+    /// selects (`status: failed` = the dead letters).
     pub async fn list_deliveries(
         &self,
         subscription: &SubscriptionId,
-        status: Option<DeliveryStatus>,
-        before: Option<&DeliveryId>,
+        query: &DeliveryQuery,
         limit: u32,
     ) -> Result<Page<Delivery>> {
+        // Every filter is optional: a NULL parameter lets every row pass.
+        // The CASTs give PostgreSQL the parameters' types.
         let sql = format!(
             "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN events e ON e.id = d.event_id \
              WHERE d.subscription_id = $1 AND (CAST($2 AS TEXT) IS NULL OR d.status = $2) \
-             AND (CAST($3 AS TEXT) IS NULL OR d.id < $3) ORDER BY d.id DESC LIMIT $4"
+             AND (CAST($3 AS TEXT) IS NULL OR d.id < $3) AND (CAST($4 AS TEXT) IS NULL OR e.type = $4) \
+             AND (CAST($5 AS TEXT) IS NULL OR d.event_id = $5) \
+             AND (CAST($6 AS BIGINT) IS NULL OR d.created_at >= $6) \
+             AND (CAST($7 AS BIGINT) IS NULL OR d.created_at < $7) ORDER BY d.id DESC LIMIT $8"
         );
         let sql = Sql::new(sql)
             .bind(subscription)
-            .bind(status.map(DeliveryStatus::as_str))
-            .bind(before.map(DeliveryId::as_str))
+            .bind(query.status.map(DeliveryStatus::as_str))
+            .bind(query.before.as_ref().map(DeliveryId::as_str))
+            .bind(query.event_type.as_deref())
+            .bind(query.event_id.as_ref().map(EventId::as_str))
+            .bind(query.since.map(to_millis))
+            .bind(query.until.map(to_millis))
             .bind(i64::from(limit) + 1);
         let items = self.reader().fetch_parsed(sql, delivery_from_row).await?;
         Ok(Page::from_rows(items, limit))

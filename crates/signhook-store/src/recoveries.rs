@@ -186,6 +186,19 @@ impl Store {
         row.as_ref().map(recovery_from_row).transpose()
     }
 
+    /// The newest recovery jobs of one subscription (its dashboard page
+    /// shows their progress). The subscription is the caller's: found by
+    /// the tenant's own lookup first.
+    pub async fn list_recoveries(&self, subscription: &SubscriptionId, limit: u32) -> Result<Vec<Recovery>> {
+        let sql = Sql::new(
+            "SELECT id, subscription_id, since_at, until_at, status, total, resent, cursor, leased_until, \
+             created_at, finished_at FROM recoveries WHERE subscription_id = $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(subscription)
+        .bind(i64::from(limit));
+        self.reader().fetch_parsed(sql, recovery_from_row).await
+    }
+
     /// Claims one running job whose lease is free or has ended.
     pub async fn claim_recovery(
         &self,

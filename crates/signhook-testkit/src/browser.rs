@@ -105,6 +105,29 @@ impl Browser {
             .expect("its text")
     }
 
+    /// The current value of the form field `css` selects.
+    pub async fn value(&self, css: &str) -> String {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no `{css}` on the page: {e}"))
+            .prop("value")
+            .await
+            .expect("its value")
+            .unwrap_or_default()
+    }
+
+    /// Chooses the option whose value is `value` in the `<select>` `css` selects.
+    pub async fn select(&self, css: &str, value: &str) {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no `{css}` to choose in: {e}"))
+            .select_by_value(value)
+            .await
+            .unwrap_or_else(|e| panic!("no option `{value}` in `{css}`: {e}"));
+    }
+
     /// The visible text of the whole page.
     pub async fn page_text(&self) -> String {
         self.text("body").await

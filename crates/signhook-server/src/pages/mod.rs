@@ -13,15 +13,22 @@
 //!   carries ([`page`]), the page for a link that cannot be served
 //!   ([`problem`]), and the stylesheet;
 //! - [`person`]: the page behind a signer's or an approver's link;
-//! - the dashboard (at `/`): [`session`] (who is signed in, CSRF),
-//!   [`account`] (log in, set a password from a one-time link, log out),
-//!   [`webhooks`] (the tenant's endpoints).
+//! - the dashboard (at `/`): [`session`] (who is signed in, CSRF, the
+//!   environment shown), [`frame`] (the navigation and the live/sandbox
+//!   switch around every page, the form reader), [`account`] (log in, set a
+//!   password from a one-time link, log out), [`webhooks`] (the tenant's
+//!   endpoints, the form that adds or edits one), [`endpoint`] (one
+//!   endpoint's page and buttons, its delivery log), [`deliveries`] (one
+//!   delivery with its attempts).
 //!
 //! The routes stay in [`routes`](crate::routes): a route that people open in
 //! a browser asks for its [`Face`] and answers a page or JSON from the same
 //! state.
 
 pub mod account;
+pub mod deliveries;
+pub mod endpoint;
+pub mod frame;
 pub mod person;
 pub mod session;
 pub mod webhooks;

@@ -15,12 +15,17 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use signhook_core::auth::Role;
+use signhook_core::auth::{Environment, Role};
+use signhook_store::tenants::Principal;
 use signhook_store::users::Session;
 use subtle::ConstantTimeEq;
 
 /// The session cookie's name.
 pub const COOKIE: &str = "signhook_session";
+/// The cookie that remembers which environment the dashboard shows
+/// (`sandbox`; absent for live). Not a credential: both environments are
+/// the tenant's own.
+pub const ENVIRONMENT_COOKIE: &str = "signhook_environment";
 
 /// A signed-in dashboard user.
 #[derive(Debug, Clone)]
@@ -29,12 +34,39 @@ pub struct SignedIn {
     pub session: Session,
     /// The cookie's token, to log this session out.
     pub token: String,
+    /// The environment the pages show: live, or the sandbox.
+    pub environment: Environment,
 }
 
 impl SignedIn {
     /// Whether they may change things and see secrets.
     pub fn is_admin(&self) -> bool {
         self.session.user.role == Role::Admin
+    }
+
+    /// Refuses a user who may only look.
+    pub fn require_admin(&self) -> Result<(), PageRefusal> {
+        if self.is_admin() {
+            Ok(())
+        } else {
+            Err(PageRefusal::Forbidden(
+                "only an admin of this team can change things here or see secrets",
+            ))
+        }
+    }
+
+    /// Whether the pages show the sandbox.
+    pub fn sandbox(&self) -> bool {
+        self.environment.is_sandbox()
+    }
+
+    /// Who the pages act as when they call the API's own functions: this
+    /// user's tenant, in the environment shown.
+    pub fn principal(&self) -> Principal {
+        Principal {
+            tenant_id: self.session.user.tenant_id.clone(),
+            environment: self.environment,
+        }
     }
 
     /// Refuses a form whose CSRF token is not this session's.
@@ -56,17 +88,30 @@ pub struct CsrfForm {
     pub csrf: String,
 }
 
-/// The session token in a request's cookies.
-pub fn session_token(headers: &HeaderMap) -> Option<String> {
+/// The value of the cookie `name` in a request's cookies.
+fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
+        .find(|(n, _)| *n == name)
         .map(|(_, value)| value.to_owned())
         .filter(|v| !v.is_empty())
+}
+
+/// The session token in a request's cookies.
+pub fn session_token(headers: &HeaderMap) -> Option<String> {
+    cookie_value(headers, COOKIE)
+}
+
+/// The environment a request's cookie chose (live unless it says sandbox).
+pub fn chosen_environment(headers: &HeaderMap) -> Environment {
+    match cookie_value(headers, ENVIRONMENT_COOKIE).as_deref() {
+        Some("sandbox") => Environment::Test,
+        _ => Environment::Live,
+    }
 }
 
 /// Why a dashboard page is not shown.
@@ -120,7 +165,11 @@ impl FromRequestParts<AppState> for SignedIn {
             .session(&token, state.clock.now(), state.api.session_idle)
             .await?
             .ok_or(PageRefusal::SignIn)?;
-        Ok(SignedIn { session, token })
+        Ok(SignedIn {
+            session,
+            token,
+            environment: chosen_environment(&parts.headers),
+        })
     }
 }
 
@@ -144,6 +193,16 @@ pub fn cookie(token: Option<&str>, secure: bool) -> HeaderValue {
         None => format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}"),
     };
     HeaderValue::from_str(&value).expect("a token is URL-safe text")
+}
+
+/// The cookie that makes the pages show `environment`.
+pub fn environment_cookie(environment: Environment, secure: bool) -> HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
+    let value = match environment {
+        Environment::Test => format!("{ENVIRONMENT_COOKIE}=sandbox; Path=/; HttpOnly; SameSite=Lax{secure}"),
+        Environment::Live => format!("{ENVIRONMENT_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}"),
+    };
+    HeaderValue::from_str(&value).expect("the cookie is ASCII text")
 }
 
 /// A redirect to `location` that also sets (or clears) the session cookie.

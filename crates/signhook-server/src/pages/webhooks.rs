@@ -1,63 +1,33 @@
-//! The dashboard's Webhooks pages: every endpoint of the tenant in one
-//! environment with its state (enabled, failing since when, or disabled
-//! and why); adding one, checked exactly as the API checks it; and one
-//! endpoint with its settings, its secret (admins), a test event and its
-//! recent deliveries.
+//! The dashboard's Webhooks pages: every endpoint of the tenant in the
+//! environment shown with its state (enabled, failing since when, or
+//! disabled and why) and its health; and the form that adds or edits one,
+//! checked exactly as the API checks it, with the API's message beside the
+//! refused field and nothing written. One endpoint's own page is
+//! [`endpoint`](crate::pages::endpoint).
 
 use crate::error::ApiError;
 use crate::extract::Auth;
-use crate::pages::session::{CsrfForm, PageRefusal, SignedIn};
+use crate::pages::endpoint::{endpoint, state_of};
+use crate::pages::frame::{Fields, Nav};
+use crate::pages::session::{PageRefusal, SignedIn};
 use crate::pages::{dashboard_page, see_other};
-use crate::routes::webhooks::{create_subscription, queue_test_event, CreateWebhook};
+use crate::routes::webhooks::{create_subscription, update_subscription, CreateWebhook, UpdateWebhook};
 use crate::state::AppState;
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::Form;
 use serde::Deserialize;
-use signhook_core::auth::Environment;
-use signhook_core::ids::SubscriptionId;
-use signhook_core::policy::DisabledReason;
-use signhook_core::time::readable;
 use signhook_store::subscriptions::Subscription;
-use signhook_store::tenants::Principal;
-
-/// What every dashboard page's frame shows.
-pub struct Nav {
-    /// The page's title.
-    pub title: String,
-    /// Which section of the navigation is current.
-    pub section: &'static str,
-    /// Who is signed in.
-    pub email: String,
-    /// Their role.
-    pub role: &'static str,
-    /// Their forms' token.
-    pub csrf: String,
-}
-
-impl Nav {
-    /// The frame of `section`'s page titled `title` for `signed_in`.
-    pub fn new(signed_in: &SignedIn, section: &'static str, title: impl Into<String>) -> Self {
-        Nav {
-            title: title.into(),
-            section,
-            email: signed_in.session.user.email.clone(),
-            role: signed_in.session.user.role.as_str(),
-            csrf: signed_in.session.csrf.clone(),
-        }
-    }
-}
+use std::collections::BTreeMap;
 
 #[derive(Template)]
 #[template(path = "webhooks.html")]
 struct WebhooksPage {
     nav: Nav,
     admin: bool,
-    environment: &'static str,
-    other_environment: &'static str,
     rows: Vec<Row>,
+    deleted: bool,
 }
 
 struct Row {
@@ -67,28 +37,6 @@ struct Row {
     events: String,
     state: String,
     tone: &'static str,
-}
-
-/// An endpoint's state in words, and its colour.
-fn state_of(subscription: &Subscription) -> (String, &'static str) {
-    match (
-        subscription.enabled,
-        subscription.disabled_reason,
-        subscription.failing_since,
-    ) {
-        (false, Some(DisabledReason::Gone), _) => ("Disabled: the endpoint answered 410 Gone".to_owned(), "disabled"),
-        (false, Some(DisabledReason::Failing), _) => ("Disabled: it kept failing".to_owned(), "disabled"),
-        (false, _, _) => ("Disabled by its owner".to_owned(), "disabled"),
-        (true, _, Some(since)) => (
-            format!(
-                "Failing since {} ({} failures)",
-                readable(since),
-                subscription.failure_count
-            ),
-            "failing",
-        ),
-        (true, _, None) => ("Enabled".to_owned(), "enabled"),
-    }
 }
 
 fn row(subscription: &Subscription) -> Row {
@@ -103,23 +51,10 @@ fn row(subscription: &Subscription) -> Row {
     }
 }
 
-/// The page's query.
+/// What the list's address may carry: what a button just did.
 #[derive(Debug, Deserialize)]
-pub struct EnvironmentQuery {
-    /// `live` (the default) or `sandbox`.
-    environment: Option<String>,
-}
-
-fn is_sandbox(query: &EnvironmentQuery) -> bool {
-    query.environment.as_deref() == Some("sandbox")
-}
-
-fn environment_name(sandbox: bool) -> &'static str {
-    if sandbox {
-        "sandbox"
-    } else {
-        "live"
-    }
+pub struct ListQuery {
+    done: Option<String>,
 }
 
 /// How many endpoints one page lists.
@@ -129,58 +64,31 @@ const PAGE_SIZE: u32 = 200;
 pub async fn list(
     State(state): State<AppState>,
     signed_in: SignedIn,
-    axum::extract::Query(query): axum::extract::Query<EnvironmentQuery>,
+    Query(query): Query<ListQuery>,
 ) -> Result<Response, PageRefusal> {
-    let sandbox = is_sandbox(&query);
     let tenant = &signed_in.session.user.tenant_id;
-    let subscriptions = state.store.list_subscriptions(tenant, sandbox, None, PAGE_SIZE).await?;
-    let (environment, other_environment) = if sandbox {
-        ("sandbox", "live")
-    } else {
-        ("live", "sandbox")
-    };
+    let subscriptions = state
+        .store
+        .list_subscriptions(tenant, signed_in.sandbox(), None, PAGE_SIZE)
+        .await?;
     let page_view = WebhooksPage {
         nav: Nav::new(&signed_in, "webhooks", "Webhooks"),
         admin: signed_in.is_admin(),
-        environment,
-        other_environment,
         rows: subscriptions.items.iter().map(row).collect(),
+        deleted: query.done.as_deref() == Some("deleted"),
     };
     Ok(dashboard_page(StatusCode::OK, &page_view))
 }
 
-/// A form's fields, as the browser sent them (a checkbox list repeats its
-/// name, which serde's form reader does not take).
-struct Fields(Vec<(String, String)>);
-
-impl Fields {
-    fn parse(body: &[u8]) -> Self {
-        Fields(url::form_urlencoded::parse(body).into_owned().collect())
-    }
-
-    fn one(&self, name: &str) -> String {
-        self.0
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    }
-
-    fn all(&self, name: &str) -> Vec<String> {
-        self.0
-            .iter()
-            .filter(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
-            .collect()
-    }
-}
-
-/// What the "Add endpoint" form holds.
+/// What the endpoint form holds, as typed.
 #[derive(Default)]
 struct EndpointForm {
     url: String,
     description: String,
     events: Vec<String>,
+    scopes: Vec<String>,
+    workspaces: Vec<String>,
+    auto_retry: bool,
     signature_scheme: String,
     rate_limit: String,
     headers: String,
@@ -190,6 +98,100 @@ impl EndpointForm {
     fn has_event(&self, name: &str) -> bool {
         self.events.iter().any(|e| e == name)
     }
+
+    fn has_scope(&self, name: &str) -> bool {
+        self.scopes.iter().any(|e| e == name)
+    }
+
+    fn has_workspace(&self, id: &str) -> bool {
+        self.workspaces.iter().any(|e| e == id)
+    }
+
+    /// The form as a browser sent it.
+    fn read(fields: &Fields) -> Self {
+        EndpointForm {
+            url: fields.one("url"),
+            description: fields.one("description"),
+            events: fields.all("subscribed_events"),
+            scopes: fields.all("scopes"),
+            workspaces: fields.all("workspaces"),
+            auto_retry: fields.one("auto_retry") == "true",
+            signature_scheme: fields.one("signature_scheme"),
+            rate_limit: fields.one("rate_limit_per_second").trim().to_owned(),
+            headers: fields.one("headers"),
+        }
+    }
+
+    /// The form filled with an endpoint's settings, to edit them.
+    fn of(sub: &Subscription) -> Self {
+        EndpointForm {
+            url: sub.url.as_str().to_owned(),
+            description: sub.description.clone(),
+            events: sub.filter.events.to_texts(),
+            scopes: sub.filter.scopes.to_texts(),
+            workspaces: sub.filter.workspaces.to_texts(),
+            auto_retry: sub.auto_retry,
+            signature_scheme: sub.signature_scheme.as_str().to_owned(),
+            rate_limit: sub.rate_limit_per_second.map(|r| r.to_string()).unwrap_or_default(),
+            headers: sub
+                .headers
+                .iter()
+                .map(|(name, value)| format!("{name}: {value}"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
+    }
+
+    /// What the form asks for, in the API's own terms — or the field the
+    /// form itself cannot read (the API checks everything else).
+    fn settings(&self) -> Result<Settings, ApiError> {
+        let rate_limit = if self.rate_limit.is_empty() {
+            None
+        } else {
+            Some(self.rate_limit.parse::<u32>().map_err(|_| {
+                ApiError::validation(
+                    "rate_limit_per_second",
+                    "rate_limit_per_second must be a whole number from 1 to 10000",
+                )
+            })?)
+        };
+        let mut headers = BTreeMap::new();
+        for line in self.headers.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            let Some((name, value)) = line.split_once(':') else {
+                return Err(ApiError::validation(
+                    "headers",
+                    format!("headers: `{line}` is not `Name: value`"),
+                ));
+            };
+            headers.insert(name.trim().to_owned(), value.trim().to_owned());
+        }
+        let ticked = |list: &[String], field: &str, what: &str| {
+            if list.is_empty() {
+                Err(ApiError::validation(
+                    field,
+                    format!("{field}: tick at least one {what} (or all)"),
+                ))
+            } else {
+                Ok(list.to_vec())
+            }
+        };
+        Ok(Settings {
+            events: ticked(&self.events, "subscribed_events", "event")?,
+            scopes: ticked(&self.scopes, "scopes", "scope")?,
+            workspaces: ticked(&self.workspaces, "workspaces", "workspace")?,
+            rate_limit,
+            headers,
+        })
+    }
+}
+
+/// The parts of the form the page reads itself before the API checks them.
+struct Settings {
+    events: Vec<String>,
+    scopes: Vec<String>,
+    workspaces: Vec<String>,
+    rate_limit: Option<u32>,
+    headers: BTreeMap<String, String>,
 }
 
 /// The messages beside the fields of a refused form.
@@ -198,6 +200,8 @@ struct FieldErrors {
     url: Option<String>,
     description: Option<String>,
     events: Option<String>,
+    scopes: Option<String>,
+    workspaces: Option<String>,
     signature_scheme: Option<String>,
     rate_limit: Option<String>,
     headers: Option<String>,
@@ -212,6 +216,8 @@ impl FieldErrors {
             "url" => &mut errors.url,
             "description" => &mut errors.description,
             "subscribed_events" => &mut errors.events,
+            "scopes" => &mut errors.scopes,
+            "workspaces" => &mut errors.workspaces,
             "signature_scheme" => &mut errors.signature_scheme,
             "rate_limit_per_second" => &mut errors.rate_limit,
             "headers" => &mut errors.headers,
@@ -243,43 +249,94 @@ fn catalog_groups() -> Vec<Namespace> {
         .collect()
 }
 
+/// Add or edit.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Add,
+    Edit,
+}
+
 #[derive(Template)]
-#[template(path = "webhook_new.html")]
-struct NewWebhookPage {
+#[template(path = "webhook_form.html")]
+struct FormPage {
     nav: Nav,
-    environment: &'static str,
+    /// Where the form posts.
+    action: String,
+    /// Where Cancel leads.
+    back: String,
+    button: &'static str,
     catalog: Vec<Namespace>,
+    scopes: Vec<&'static str>,
+    workspaces: Vec<(String, String)>,
     form: EndpointForm,
     errors: FieldErrors,
 }
 
-fn admin_only(signed_in: &SignedIn) -> Result<(), PageRefusal> {
-    if signed_in.is_admin() {
-        Ok(())
-    } else {
-        Err(PageRefusal::Forbidden(
-            "only an admin of this team can change endpoints or see secrets",
-        ))
-    }
+async fn form_page(
+    state: &AppState,
+    signed_in: &SignedIn,
+    mode: Mode,
+    id: Option<&str>,
+    form: EndpointForm,
+    errors: FieldErrors,
+    status: StatusCode,
+) -> Result<Response, PageRefusal> {
+    let workspaces = state
+        .store
+        .list_workspaces(&signed_in.session.user.tenant_id)
+        .await?
+        .into_iter()
+        .map(|w| (w.id.to_string(), w.name))
+        .collect();
+    let (title, action, back, button) = match (mode, id) {
+        (Mode::Edit, Some(id)) => (
+            "Edit the endpoint",
+            format!("/webhooks/{id}/edit"),
+            format!("/webhooks/{id}"),
+            "Save changes",
+        ),
+        _ => (
+            "Add an endpoint",
+            "/webhooks/new".to_owned(),
+            "/webhooks".to_owned(),
+            "Add endpoint",
+        ),
+    };
+    let page_view = FormPage {
+        nav: Nav::new(signed_in, "webhooks", title),
+        action,
+        back,
+        button,
+        catalog: catalog_groups(),
+        scopes: signhook_core::filter::Scope::ALL.iter().map(|s| s.as_str()).collect(),
+        workspaces,
+        form,
+        errors,
+    };
+    Ok(dashboard_page(status, &page_view))
 }
 
 /// `GET /webhooks/new`.
-pub async fn new_form(
-    signed_in: SignedIn,
-    axum::extract::Query(query): axum::extract::Query<EnvironmentQuery>,
-) -> Result<Response, PageRefusal> {
-    admin_only(&signed_in)?;
-    let page_view = NewWebhookPage {
-        nav: Nav::new(&signed_in, "webhooks", "Add an endpoint"),
-        environment: environment_name(is_sandbox(&query)),
-        catalog: catalog_groups(),
-        form: EndpointForm {
-            events: vec!["*".into()],
-            ..EndpointForm::default()
-        },
-        errors: FieldErrors::default(),
+pub async fn new_form(State(state): State<AppState>, signed_in: SignedIn) -> Result<Response, PageRefusal> {
+    signed_in.require_admin()?;
+    let all = || vec![signhook_core::filter::WILDCARD.to_owned()];
+    let form = EndpointForm {
+        events: all(),
+        scopes: all(),
+        workspaces: all(),
+        auto_retry: true,
+        ..EndpointForm::default()
     };
-    Ok(dashboard_page(StatusCode::OK, &page_view))
+    form_page(
+        &state,
+        &signed_in,
+        Mode::Add,
+        None,
+        form,
+        FieldErrors::default(),
+        StatusCode::OK,
+    )
+    .await
 }
 
 /// `POST /webhooks/new`: creates the endpoint as `POST /v1/webhooks` would,
@@ -287,210 +344,108 @@ pub async fn new_form(
 pub async fn create(
     State(state): State<AppState>,
     signed_in: SignedIn,
-    axum::extract::Query(query): axum::extract::Query<EnvironmentQuery>,
     body: axum::body::Bytes,
 ) -> Result<Response, PageRefusal> {
     let fields = Fields::parse(&body);
     signed_in.check_csrf(&fields.one("csrf"))?;
-    admin_only(&signed_in)?;
-    let sandbox = is_sandbox(&query);
-    let form = EndpointForm {
-        url: fields.one("url"),
-        description: fields.one("description"),
-        events: fields.all("subscribed_events"),
-        signature_scheme: fields.one("signature_scheme"),
-        rate_limit: fields.one("rate_limit_per_second").trim().to_owned(),
-        headers: fields.one("headers"),
-    };
-    let refused = |form: EndpointForm, errors: FieldErrors| {
-        let page_view = NewWebhookPage {
-            nav: Nav::new(&signed_in, "webhooks", "Add an endpoint"),
-            environment: environment_name(sandbox),
-            catalog: catalog_groups(),
-            form,
-            errors,
-        };
-        Ok(dashboard_page(StatusCode::UNPROCESSABLE_ENTITY, &page_view))
-    };
-    let rate_limit = if form.rate_limit.is_empty() {
-        None
-    } else {
-        match form.rate_limit.parse::<u32>() {
-            Ok(n) => Some(n),
-            Err(_) => {
-                let message = "rate_limit_per_second must be a whole number from 1 to 10000".to_owned();
-                return refused(form, FieldErrors::at("rate_limit_per_second", message));
-            }
+    signed_in.require_admin()?;
+    let form = EndpointForm::read(&fields);
+    match add(&state, &signed_in, &form).await {
+        Ok(sub) => Ok(see_other(&format!("/webhooks/{}", sub.id))),
+        Err(ApiError::Validation { field, message }) => {
+            let errors = FieldErrors::at(&field, message);
+            let refused = StatusCode::UNPROCESSABLE_ENTITY;
+            form_page(&state, &signed_in, Mode::Add, None, form, errors, refused).await
         }
-    };
-    let mut headers = std::collections::BTreeMap::new();
-    for line in form.headers.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        let Some((name, value)) = line.split_once(':') else {
-            let message = format!("headers: `{line}` is not `Name: value`");
-            return refused(form, FieldErrors::at("headers", message));
-        };
-        headers.insert(name.trim().to_owned(), value.trim().to_owned());
+        Err(e) => Err(e.into()),
     }
-    if form.events.is_empty() {
-        let message = "subscribed_events: tick at least one event (or every event)".to_owned();
-        return refused(form, FieldErrors::at("subscribed_events", message));
-    }
-    let environment = if sandbox { Environment::Test } else { Environment::Live };
-    let auth = Auth(Principal {
-        tenant_id: signed_in.session.user.tenant_id.clone(),
-        environment,
-    });
+}
+
+/// Creates the endpoint the form asks for.
+async fn add(state: &AppState, signed_in: &SignedIn, form: &EndpointForm) -> Result<Subscription, ApiError> {
+    let settings = form.settings()?;
     let body = CreateWebhook {
         url: form.url.clone(),
         description: Some(form.description.clone()),
         sandbox: None,
         enabled: None,
-        auto_retry: None,
-        subscribed_events: Some(form.events.clone()),
-        scopes: None,
-        workspaces: None,
-        headers: Some(headers),
+        auto_retry: Some(form.auto_retry),
+        subscribed_events: Some(settings.events),
+        scopes: Some(settings.scopes),
+        workspaces: Some(settings.workspaces),
+        headers: Some(settings.headers),
         signature_scheme: Some(form.signature_scheme.clone()).filter(|s| !s.is_empty()),
-        rate_limit_per_second: rate_limit,
+        rate_limit_per_second: settings.rate_limit,
     };
-    match create_subscription(&state, &auth, body).await {
-        Ok(sub) => Ok(see_other(&format!("/webhooks/{}", sub.id))),
-        Err(ApiError::Validation { field, message }) => refused(form, FieldErrors::at(&field, message)),
+    create_subscription(state, &Auth(signed_in.principal()), body).await
+}
+
+/// `GET /webhooks/{id}/edit`.
+pub async fn edit_form(
+    State(state): State<AppState>,
+    signed_in: SignedIn,
+    Path(id): Path<String>,
+) -> Result<Response, PageRefusal> {
+    signed_in.require_admin()?;
+    let sub = endpoint(&state, &signed_in, &id).await?;
+    let form = EndpointForm::of(&sub);
+    let errors = FieldErrors::default();
+    form_page(
+        &state,
+        &signed_in,
+        Mode::Edit,
+        Some(sub.id.as_str()),
+        form,
+        errors,
+        StatusCode::OK,
+    )
+    .await
+}
+
+/// `POST /webhooks/{id}/edit`: applies the form as `PATCH /v1/webhooks/{id}`
+/// would, or shows it again with the API's message beside the field.
+pub async fn update(
+    State(state): State<AppState>,
+    signed_in: SignedIn,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, PageRefusal> {
+    let fields = Fields::parse(&body);
+    signed_in.check_csrf(&fields.one("csrf"))?;
+    signed_in.require_admin()?;
+    let sub = endpoint(&state, &signed_in, &id).await?;
+    let id = sub.id.as_str();
+    let form = EndpointForm::read(&fields);
+    match change(&state, &signed_in, id, &form).await {
+        Ok(sub) => Ok(see_other(&format!("/webhooks/{}?done=saved", sub.id))),
+        Err(ApiError::Validation { field, message }) => {
+            let errors = FieldErrors::at(&field, message);
+            let refused = StatusCode::UNPROCESSABLE_ENTITY;
+            form_page(&state, &signed_in, Mode::Edit, Some(id), form, errors, refused).await
+        }
         Err(e) => Err(e.into()),
     }
 }
 
-#[derive(Template)]
-#[template(path = "webhook.html")]
-struct WebhookPage {
-    nav: Nav,
-    id: String,
-    admin: bool,
-    url: String,
-    description: String,
-    environment: &'static str,
-    state: String,
-    tone: &'static str,
-    events: String,
-    scheme: &'static str,
-    rate_limit: Option<u32>,
-    headers: String,
-    secret: Option<String>,
-    deliveries: Vec<DeliveryRow>,
-}
-
-struct DeliveryRow {
-    id: String,
-    event_type: String,
-    status: &'static str,
-    attempts: u32,
-    last_attempt: String,
-}
-
-/// How many deliveries the endpoint's page lists.
-const RECENT_DELIVERIES: u32 = 50;
-
-/// The tenant's endpoint `id`, in whichever environment it is; a 404 page
-/// for another tenant's (as through the API).
-async fn endpoint(state: &AppState, signed_in: &SignedIn, id: &str) -> Result<Subscription, PageRefusal> {
-    let tenant = &signed_in.session.user.tenant_id;
-    let not_found = || PageRefusal::Error(ApiError::not_found("webhook", id));
-    let sub_id = SubscriptionId::parse(id).map_err(|_| not_found())?;
-    for sandbox in [false, true] {
-        if let Some(sub) = state.store.get_subscription(tenant, sandbox, &sub_id).await? {
-            return Ok(sub);
-        }
-    }
-    Err(not_found())
-}
-
-async fn endpoint_page(
-    state: &AppState,
-    signed_in: &SignedIn,
-    sub: &Subscription,
-    secret: Option<String>,
-) -> Result<Response, PageRefusal> {
-    let deliveries = state
-        .store
-        .list_deliveries(&sub.id, None, None, RECENT_DELIVERIES)
-        .await?
-        .items
-        .into_iter()
-        .map(|d| DeliveryRow {
-            id: d.id.to_string(),
-            event_type: d.event_type,
-            status: d.status.as_str(),
-            attempts: d.attempt_count,
-            last_attempt: d.last_attempt_at.map(readable).unwrap_or_else(|| "—".into()),
-        })
-        .collect();
-    let (state_text, tone) = state_of(sub);
-    let page_view = WebhookPage {
-        nav: Nav::new(signed_in, "webhooks", "Endpoint"),
-        id: sub.id.to_string(),
-        admin: signed_in.is_admin(),
-        url: sub.url.as_str().to_owned(),
-        description: sub.description.clone(),
-        environment: environment_name(sub.filter.sandbox),
-        state: state_text,
-        tone,
-        events: sub.filter.events.to_texts().join(", "),
-        scheme: match sub.signature_scheme {
-            signhook_core::endpoint::SignatureScheme::Standard => "Standard Webhooks",
-            signhook_core::endpoint::SignatureScheme::HmacSha256Hex => "hex HMAC-SHA256 (X-Signature)",
-        },
-        rate_limit: sub.rate_limit_per_second,
-        headers: sub.headers.iter().map(|(name, _)| name).collect::<Vec<_>>().join(", "),
-        secret,
-        deliveries,
-    };
-    Ok(dashboard_page(StatusCode::OK, &page_view))
-}
-
-/// `GET /webhooks/{id}`.
-pub async fn show(
-    State(state): State<AppState>,
-    signed_in: SignedIn,
-    Path(id): Path<String>,
-) -> Result<Response, PageRefusal> {
-    let sub = endpoint(&state, &signed_in, &id).await?;
-    endpoint_page(&state, &signed_in, &sub, None).await
-}
-
-/// `POST /webhooks/{id}/secret`: the page with the secret shown (admins).
-pub async fn reveal_secret(
-    State(state): State<AppState>,
-    signed_in: SignedIn,
-    Path(id): Path<String>,
-    Form(form): Form<CsrfForm>,
-) -> Result<Response, PageRefusal> {
-    let sub = admin_action(&state, &signed_in, &id, &form).await?;
-    tracing::info!(webhook = %sub.id, user = %signed_in.session.user.id, "secret revealed in the dashboard");
-    let secret = sub.secret.expose();
-    endpoint_page(&state, &signed_in, &sub, Some(secret)).await
-}
-
-/// `POST /webhooks/{id}/test`: queues a `webhook.test` and shows the page.
-pub async fn send_test(
-    State(state): State<AppState>,
-    signed_in: SignedIn,
-    Path(id): Path<String>,
-    Form(form): Form<CsrfForm>,
-) -> Result<Response, PageRefusal> {
-    let sub = admin_action(&state, &signed_in, &id, &form).await?;
-    queue_test_event(&state, &sub).await?;
-    Ok(see_other(&format!("/webhooks/{}", sub.id)))
-}
-
-/// The endpoint a button of its page acts on: the form is this session's,
-/// the user an admin, the endpoint the tenant's.
-async fn admin_action(
+/// Applies the form to endpoint `id`.
+async fn change(
     state: &AppState,
     signed_in: &SignedIn,
     id: &str,
-    form: &CsrfForm,
-) -> Result<Subscription, PageRefusal> {
-    signed_in.check_csrf(&form.csrf)?;
-    admin_only(signed_in)?;
-    endpoint(state, signed_in, id).await
+    form: &EndpointForm,
+) -> Result<Subscription, ApiError> {
+    let settings = form.settings()?;
+    let change = UpdateWebhook {
+        url: Some(form.url.clone()),
+        description: Some(form.description.clone()),
+        auto_retry: Some(form.auto_retry),
+        subscribed_events: Some(settings.events),
+        scopes: Some(settings.scopes),
+        workspaces: Some(settings.workspaces),
+        headers: Some(settings.headers),
+        signature_scheme: Some(form.signature_scheme.clone()).filter(|s| !s.is_empty()),
+        rate_limit_per_second: Some(settings.rate_limit),
+        ..UpdateWebhook::default()
+    };
+    update_subscription(state, &Auth(signed_in.principal()), id, change).await
 }

@@ -1,8 +1,8 @@
 //! The delivery log: `GET /v1/deliveries/{id}` with its attempts, and
-//! `GET /v1/webhooks/{id}/deliveries?status=`.
+//! `GET /v1/webhooks/{id}/deliveries?status=&event_type=&event_id=&since=&until=`.
 
 use crate::error::ApiError;
-use crate::extract::{page_limit, ApiQuery, Auth};
+use crate::extract::{instant, page_limit, ApiQuery, Auth};
 use crate::routes::{list_type, path_id};
 use crate::state::AppState;
 use axum::extract::{Path, State};
@@ -10,9 +10,9 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use signhook_core::delivery::DeliveryStatus;
-use signhook_core::ids::{DeliveryId, SubscriptionId};
+use signhook_core::ids::{DeliveryId, EventId, SubscriptionId};
 use signhook_core::time::rfc3339;
-use signhook_store::deliveries::{Attempt, Delivery, ResendRefusal};
+use signhook_store::deliveries::{Attempt, Delivery, DeliveryQuery, ResendRefusal};
 use utoipa::{IntoParams, ToSchema};
 
 /// A delivery: one event to one subscription.
@@ -116,16 +116,65 @@ impl From<Attempt> for AttemptView {
 list_type!(DeliveryList, DeliveryView, "A page of deliveries, newest first.");
 
 /// Delivery listing parameters.
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveryParams {
     /// `pending`, `succeeded`, `failed` (the dead letters) or `canceled`.
     pub status: Option<String>,
+    /// Only deliveries of events of this type (`signer.done`).
+    pub event_type: Option<String>,
+    /// Only the delivery of this event (`evt_…`).
+    pub event_id: Option<String>,
+    /// Only deliveries created at or after this instant (RFC 3339).
+    pub since: Option<String>,
+    /// Only deliveries created before this instant (RFC 3339).
+    pub until: Option<String>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
     /// Page size, 1 to 100 (default 20).
     pub limit: Option<u32>,
+}
+
+impl DeliveryParams {
+    /// The store's query these parameters ask for, or the first refused
+    /// parameter; what the API's log and the dashboard's both read.
+    pub(crate) fn query(&self) -> Result<DeliveryQuery, ApiError> {
+        let status = self
+            .status
+            .as_deref()
+            .map(|s| {
+                DeliveryStatus::parse(s).ok_or_else(|| {
+                    ApiError::validation("status", "status must be one of pending, succeeded, failed, canceled")
+                })
+            })
+            .transpose()?;
+        let event_id = self
+            .event_id
+            .as_deref()
+            .map(|id| EventId::parse(id).map_err(|e| ApiError::validation("event_id", format!("event_id: {e}"))))
+            .transpose()?;
+        let since = self.since.as_deref().map(|t| instant("since", t)).transpose()?;
+        let until = self.until.as_deref().map(|t| instant("until", t)).transpose()?;
+        if let (Some(since), Some(until)) = (since, until) {
+            if until <= since {
+                return Err(ApiError::validation("until", "until must be after since"));
+            }
+        }
+        let before = self
+            .cursor
+            .as_deref()
+            .map(|c| DeliveryId::parse(c).map_err(|e| ApiError::validation("cursor", e.to_string())))
+            .transpose()?;
+        Ok(DeliveryQuery {
+            status,
+            event_type: self.event_type.clone(),
+            event_id,
+            since,
+            until,
+            before,
+        })
+    }
 }
 
 /// One delivery with every attempt.
@@ -168,25 +217,9 @@ pub async fn list_for_webhook(
         .get_subscription(auth.tenant(), auth.sandbox(), &sub_id)
         .await?
         .ok_or_else(|| ApiError::not_found("webhook", &id))?;
-    let status = params
-        .status
-        .as_deref()
-        .map(|s| {
-            DeliveryStatus::parse(s).ok_or_else(|| {
-                ApiError::validation("status", "status must be one of pending, succeeded, failed, canceled")
-            })
-        })
-        .transpose()?;
-    let cursor = params
-        .cursor
-        .as_deref()
-        .map(|c| DeliveryId::parse(c).map_err(|e| ApiError::validation("cursor", e.to_string())))
-        .transpose()?;
+    let query = params.query()?;
     let limit = page_limit(params.limit)?;
-    let page = state
-        .store
-        .list_deliveries(&sub_id, status, cursor.as_ref(), limit)
-        .await?;
+    let page = state.store.list_deliveries(&sub_id, &query, limit).await?;
     let next_cursor = page
         .has_more
         .then(|| page.items.last().map(|d| d.id.to_string()))

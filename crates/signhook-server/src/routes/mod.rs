@@ -85,6 +85,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/logout", post(crate::pages::account::logout))
         .route("/logout/everywhere", post(crate::pages::account::logout_everywhere))
+        .route("/environment", post(crate::pages::frame::switch))
         .route(
             "/password/{token}",
             get(crate::pages::account::password_page).post(crate::pages::account::set_password),
@@ -94,9 +95,20 @@ pub fn router(state: AppState) -> Router {
             "/webhooks/new",
             get(crate::pages::webhooks::new_form).post(crate::pages::webhooks::create),
         )
-        .route("/webhooks/{id}", get(crate::pages::webhooks::show))
-        .route("/webhooks/{id}/secret", post(crate::pages::webhooks::reveal_secret))
-        .route("/webhooks/{id}/test", post(crate::pages::webhooks::send_test))
+        .route("/webhooks/{id}", get(crate::pages::endpoint::show))
+        .route(
+            "/webhooks/{id}/edit",
+            get(crate::pages::webhooks::edit_form).post(crate::pages::webhooks::update),
+        )
+        .route("/webhooks/{id}/secret", post(crate::pages::endpoint::reveal_secret))
+        .route("/webhooks/{id}/rotate", post(crate::pages::endpoint::rotate_secret))
+        .route("/webhooks/{id}/test", post(crate::pages::endpoint::send_test))
+        .route("/webhooks/{id}/enable", post(crate::pages::endpoint::enable))
+        .route("/webhooks/{id}/disable", post(crate::pages::endpoint::disable))
+        .route("/webhooks/{id}/delete", post(crate::pages::endpoint::delete))
+        .route("/webhooks/{id}/recover", post(crate::pages::endpoint::recover))
+        .route("/deliveries/{id}", get(crate::pages::deliveries::show))
+        .route("/deliveries/{id}/resend", post(crate::pages::deliveries::resend))
         .route("/approvals/{token}", get(signing::open_approval))
         .route("/approvals/{token}/approve", post(signing::approve))
         .route("/approvals/{token}/reject", post(signing::reject))

@@ -85,7 +85,19 @@ pub async fn start(
     Path(id): Path<String>,
     ApiJson(body, _): ApiJson<StartRecovery>,
 ) -> Result<(StatusCode, Json<RecoveryView>), ApiError> {
-    let sub_id = path_id(&id, "webhook", SubscriptionId::parse)?;
+    let job = start_recovery(&state, &auth, &id, &body).await?;
+    Ok((StatusCode::ACCEPTED, Json(job.into())))
+}
+
+/// Checks `body` and starts the recovery of webhook `id`: what the API's
+/// `…/recover` and the dashboard's form both do.
+pub(crate) async fn start_recovery(
+    state: &AppState,
+    auth: &Auth,
+    id: &str,
+    body: &StartRecovery,
+) -> Result<Recovery, ApiError> {
+    let sub_id = path_id(id, "webhook", SubscriptionId::parse)?;
     let since = instant("since", &body.since)?;
     let until = body.until.as_deref().map(|u| instant("until", u)).transpose()?;
     if until.is_some_and(|until| until <= since) {
@@ -95,7 +107,7 @@ pub async fn start(
         .store
         .get_subscription(auth.tenant(), auth.sandbox(), &sub_id)
         .await?
-        .ok_or_else(|| ApiError::not_found("webhook", &id))?;
+        .ok_or_else(|| ApiError::not_found("webhook", id))?;
     if !sub.enabled {
         return Err(crate::routes::deliveries::refusal(
             signhook_store::deliveries::ResendRefusal::SubscriptionDisabled,
@@ -105,9 +117,9 @@ pub async fn start(
         .store
         .create_recovery(auth.tenant(), auth.sandbox(), &sub_id, since, until, state.clock.now())
         .await?
-        .ok_or_else(|| ApiError::not_found("webhook", &id))?;
+        .ok_or_else(|| ApiError::not_found("webhook", id))?;
     state.jobs.notify_one();
-    Ok((StatusCode::ACCEPTED, Json(job.into())))
+    Ok(job)
 }
 
 /// A recovery job's progress.

@@ -61,7 +61,7 @@ pub struct CreateWebhook {
 }
 
 /// Changing a subscription; absent fields stay as they are.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateWebhook {
     /// New endpoint.
@@ -430,7 +430,19 @@ pub async fn update(
     Path(id): Path<String>,
     ApiJson(body, _): ApiJson<UpdateWebhook>,
 ) -> Result<Json<WebhookView>, ApiError> {
-    let sub_id = path_id(&id, "webhook", SubscriptionId::parse)?;
+    let sub = update_subscription(&state, &auth, &id, body).await?;
+    Ok(Json((&sub).into()))
+}
+
+/// Checks `body` as the API does and applies it to webhook `id`: what
+/// `PATCH /v1/webhooks/{id}` and the dashboard's edit form and buttons do.
+pub(crate) async fn update_subscription(
+    state: &AppState,
+    auth: &Auth,
+    id: &str,
+    body: UpdateWebhook,
+) -> Result<Subscription, ApiError> {
+    let sub_id = path_id(id, "webhook", SubscriptionId::parse)?;
     if body.sandbox.is_some_and(|s| s != auth.sandbox()) {
         return Err(ApiError::validation(
             "sandbox",
@@ -445,7 +457,7 @@ pub async fn update(
         events: body.subscribed_events.as_deref().map(parse_events).transpose()?,
         scopes: body.scopes.as_deref().map(parse_scopes).transpose()?,
         workspaces: match body.workspaces.as_deref() {
-            Some(texts) => Some(parse_workspaces(&state, &auth, texts).await?),
+            Some(texts) => Some(parse_workspaces(state, auth, texts).await?),
             None => None,
         },
         headers: body.headers.as_ref().map(parse_headers).transpose()?,
@@ -455,12 +467,11 @@ pub async fn update(
             other => other,
         },
     };
-    let sub = state
+    state
         .store
         .update_subscription(auth.tenant(), auth.sandbox(), &sub_id, changes, state.clock.now())
         .await?
-        .ok_or_else(|| ApiError::not_found("webhook", &id))?;
-    Ok(Json((&sub).into()))
+        .ok_or_else(|| ApiError::not_found("webhook", id))
 }
 
 /// Deletes a subscription. Its pending deliveries are canceled; its delivery
@@ -561,11 +572,15 @@ pub async fn promote_secret(
     Ok(Json(secret_view(&sub, &state)))
 }
 
-/// Queues a signed `webhook.test` event to `sub`, whatever it subscribes
-/// to; the API's `…/test` and the dashboard's button both send it.
-pub(crate) async fn queue_test_event(state: &AppState, sub: &Subscription) -> Result<DeliveryId, ApiError> {
+/// Queues a signed test event of type `info` (with its example payload)
+/// to `sub`, whatever it subscribes to; the API's `…/test` sends
+/// `webhook.test`, the dashboard's button the type chosen.
+pub(crate) async fn queue_test_event(
+    state: &AppState,
+    sub: &Subscription,
+    info: &signhook_core::catalog::EventTypeInfo,
+) -> Result<DeliveryId, ApiError> {
     let workspace = state.caches.default_workspace(&state.store, &sub.tenant_id).await?;
-    let info = signhook_core::catalog::lookup("webhook.test").expect("webhook.test is in the catalog");
     let (_, delivery_id) = state
         .store
         .publish_to_subscription(
@@ -592,7 +607,8 @@ pub async fn send_test(
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<DeliveryView>), ApiError> {
     let sub = load(&state, &auth, &id).await?;
-    let delivery_id = queue_test_event(&state, &sub).await?;
+    let info = signhook_core::catalog::lookup("webhook.test").expect("webhook.test is in the catalog");
+    let delivery_id = queue_test_event(&state, &sub, info).await?;
     let (delivery, attempts) = state
         .store
         .get_delivery(auth.tenant(), auth.sandbox(), &delivery_id)

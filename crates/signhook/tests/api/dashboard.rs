@@ -6,29 +6,8 @@
 
 use crate::helpers::*;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
-use serde_json::{json, Value};
+use serde_json::json;
 use signhook_testkit::browser::Browser;
-
-/// `signhook admin create-user` against the app's database; its JSON.
-fn create_user(app: &TestApp, email: &str, role: &str) -> Value {
-    let mut args = vec![
-        "admin".to_owned(),
-        "create-user".to_owned(),
-        "--tenant".to_owned(),
-        app.tenant.id.clone(),
-        "--email".to_owned(),
-        email.to_owned(),
-        "--role".to_owned(),
-        role.to_owned(),
-        "--public-url".to_owned(),
-        app.url("/"),
-    ];
-    args.extend(app.db.cli_args());
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let output = run_cli(&args);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    serde_json::from_slice(&output.stdout).expect("create-user prints JSON")
-}
 
 /// A client that keeps no cookies and follows no redirects: each answer
 /// is read as it came.
@@ -98,27 +77,11 @@ async fn a_user_from_the_command_line_sets_a_password_and_logs_in() {
     browser.close().await;
 }
 
-/// Opens a user's one-time link in the browser and sets their password:
-/// they are logged in after.
-async fn set_password_in(browser: &Browser, link: &str, password: &str) {
-    browser.open(link).await;
-    browser.fill("#password", password).await;
-    browser.fill("#confirm", password).await;
-    browser.submit("#save").await;
-}
-
 #[tokio::test]
 async fn an_admin_adds_an_endpoint_by_ticking_events_and_sends_a_test_event() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     let receiver = Receiver::start().await;
-    let admin = create_user(&app, "ada@example.com", "admin");
-    let browser = Browser::start().await;
-    set_password_in(
-        &browser,
-        admin["set_password_url"].as_str().unwrap(),
-        "correct horse battery",
-    )
-    .await;
+    let browser = signed_in_browser(&app, "ada@example.com", "admin").await;
     assert!(browser.text("#empty").await.contains("No endpoints yet"));
     browser.click("#add-endpoint").await;
     assert_eq!(browser.text("h1").await, "Add an endpoint");
@@ -129,7 +92,7 @@ async fn an_admin_adds_an_endpoint_by_ticking_events_and_sends_a_test_event() {
     // A URL the API refuses: its message beside the field, nothing created.
     browser.fill("#url", "ftp://example.com/hooks").await;
     browser.fill("#description", "CRM").await;
-    browser.submit("#create").await;
+    browser.submit("#save-endpoint").await;
     let refused = browser.text("#url-error").await;
     assert!(refused.starts_with("url "), "the API's own message: {refused}");
     let (_, listed) = app.get("/v1/webhooks").await;
@@ -147,7 +110,7 @@ async fn an_admin_adds_an_endpoint_by_ticking_events_and_sends_a_test_event() {
         .await
         .unwrap());
     browser.fill("#url", &receiver.url("/hooks")).await;
-    browser.submit("#create").await;
+    browser.submit("#save-endpoint").await;
     browser.screenshot("dashboard-endpoint").await;
     let path = browser.client().current_url().await.unwrap().path().to_owned();
     assert!(path.starts_with("/webhooks/wh_"), "{path}");
@@ -161,7 +124,7 @@ async fn an_admin_adds_an_endpoint_by_ticking_events_and_sends_a_test_event() {
 
     // Reveal the secret; send a test event; it arrives signed with that secret.
     browser.submit("#reveal").await;
-    let secret = browser.text("#secret").await;
+    let secret = browser.value("#secret").await;
     assert!(secret.starts_with("whsec_"), "{secret}");
     browser.submit("#send-test").await;
     let received = receiver.wait_for(1).await;
@@ -170,7 +133,7 @@ async fn an_admin_adds_an_endpoint_by_ticking_events_and_sends_a_test_event() {
     // The log shows it delivered, with its attempt.
     eventually("the test delivery to show as succeeded", || async {
         browser.open(&app.url(&path)).await;
-        let log = browser.text("#deliveries").await;
+        let log = browser.text("#delivery-log").await;
         done_when(log.contains("webhook.test") && log.contains("succeeded"), log)
     })
     .await;
@@ -178,12 +141,7 @@ async fn an_admin_adds_an_endpoint_by_ticking_events_and_sends_a_test_event() {
     // A viewer sees the endpoint but no secret and no buttons, and a post is refused.
     browser.submit("#logout").await;
     let viewer = create_user(&app, "victor@example.com", "viewer");
-    set_password_in(
-        &browser,
-        viewer["set_password_url"].as_str().unwrap(),
-        "only looking here",
-    )
-    .await;
+    set_password_in(&browser, set_password_link(&viewer), "only looking here").await;
     assert!(!browser.has("#add-endpoint").await);
     browser.open(&app.url(&path)).await;
     assert!(browser.text("#events").await.contains("signer.done"));

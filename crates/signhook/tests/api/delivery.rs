@@ -299,9 +299,12 @@ async fn graceful_stop_finishes_what_is_in_flight(backend: Backend) {
     // Every result was recorded before the process let go of the store.
     let store = db.open_store().await;
     let sub_id = signhook_core::ids::SubscriptionId::parse(&hook_id).unwrap();
-    let succeeded = signhook_core::delivery::DeliveryStatus::Succeeded;
+    let succeeded = signhook_store::deliveries::DeliveryQuery {
+        status: Some(signhook_core::delivery::DeliveryStatus::Succeeded),
+        ..Default::default()
+    };
     let page = store
-        .list_deliveries(&sub_id, Some(succeeded), None, 100)
+        .list_deliveries(&sub_id, &succeeded, 100)
         .await
         .unwrap();
     assert_eq!(page.items.len(), 20);

@@ -980,3 +980,50 @@ impl SmtpSink {
         .await
     }
 }
+
+// --- The dashboard's users ---------------------------------------------
+
+/// `signhook admin create-user` against the app's database; its JSON.
+pub fn create_user(app: &TestApp, email: &str, role: &str) -> Value {
+    let mut args = vec![
+        "admin".to_owned(),
+        "create-user".to_owned(),
+        "--tenant".to_owned(),
+        app.tenant.id.clone(),
+        "--email".to_owned(),
+        email.to_owned(),
+        "--role".to_owned(),
+        role.to_owned(),
+        "--public-url".to_owned(),
+        app.url("/"),
+    ];
+    args.extend(app.db.cli_args());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = run_cli(&args);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).expect("create-user prints JSON")
+}
+
+/// The one-time link of a user made by [`create_user`].
+pub fn set_password_link(user: &Value) -> &str {
+    user["set_password_url"]
+        .as_str()
+        .expect("create-user prints a set_password_url")
+}
+
+/// Opens a user's one-time link in the browser and sets their password:
+/// they are logged in after.
+pub async fn set_password_in(browser: &signhook_testkit::browser::Browser, link: &str, password: &str) {
+    browser.open(link).await;
+    browser.fill("#password", password).await;
+    browser.fill("#confirm", password).await;
+    browser.submit("#save").await;
+}
+
+/// A user of `role` made with the CLI, logged in to a fresh browser.
+pub async fn signed_in_browser(app: &TestApp, email: &str, role: &str) -> signhook_testkit::browser::Browser {
+    let user = create_user(app, email, role);
+    let browser = signhook_testkit::browser::Browser::start().await;
+    set_password_in(&browser, set_password_link(&user), "correct horse battery").await;
+    browser
+}
