@@ -113,15 +113,21 @@ fn given(value: &Option<String>) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// A time from a `datetime-local` field (`2026-12-06T10:04`, read as UTC)
-/// or an RFC 3339 instant, as RFC 3339 for the API's parser.
+/// A time typed into a form (`2026-12-06 10:04`, `2026-12-06T10:04:05`
+/// or just `2026-12-06`, read as UTC) or an RFC 3339 instant, as RFC 3339
+/// for the API's parser, which names the field if it still is not one.
 pub fn form_instant(text: &str) -> String {
     let text = text.trim();
-    let has_zone = text.ends_with(['Z', 'z']) || text.get(10..).is_some_and(|time| time.contains(['+', '-']));
-    match text.len() {
-        16 if !has_zone => format!("{text}:00Z"),
-        19 if !has_zone => format!("{text}Z"),
-        _ => text.to_owned(),
+    let mut instant = text.to_owned();
+    if instant.len() > 10 && instant.as_bytes()[10] == b' ' {
+        instant.replace_range(10..11, "T");
+    }
+    let has_zone = instant.ends_with(['Z', 'z']) || instant.get(10..).is_some_and(|time| time.contains(['+', '-']));
+    match instant.len() {
+        10 => format!("{instant}T00:00:00Z"),
+        16 if !has_zone => format!("{instant}:00Z"),
+        19 if !has_zone => format!("{instant}Z"),
+        _ => instant,
     }
 }
 
@@ -540,6 +546,9 @@ mod tests {
         assert_eq!(form_instant(" 2026-12-06T10:04:05 "), "2026-12-06T10:04:05Z");
         assert_eq!(form_instant("2026-12-06T10:04:05+01:00"), "2026-12-06T10:04:05+01:00");
         assert_eq!(form_instant("2026-12-06T10:04:05.5Z"), "2026-12-06T10:04:05.5Z");
+        assert_eq!(form_instant("2026-12-06 10:04"), "2026-12-06T10:04:00Z");
+        assert_eq!(form_instant("2026-12-06"), "2026-12-06T00:00:00Z");
         assert_eq!(form_instant("yesterday"), "yesterday");
+        assert_eq!(form_instant("Łódź, wtorek"), "Łódź, wtorek");
     }
 }

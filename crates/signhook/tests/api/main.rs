@@ -15,6 +15,7 @@ mod helpers;
 mod hostile;
 mod multinode;
 mod outbound;
+mod pages_endpoint;
 mod punctuality;
 mod schemathesis;
 mod seal;
