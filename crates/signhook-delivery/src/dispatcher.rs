@@ -595,6 +595,7 @@ impl SendContext {
                 node_id: self.node_id.clone(),
                 location: result.location,
                 scheduled_at: Some(claim.due_at),
+                request_headers: result.request_headers,
             },
             decision,
             decided_at,

@@ -34,6 +34,29 @@ pub struct SendResult {
     pub response_body: Option<String>,
     /// A readable description of a failure.
     pub error_message: Option<String>,
+    /// The request's headers as sent, custom header values hidden (see
+    /// [`recorded_headers`]); empty when no request was made.
+    pub request_headers: Vec<(String, String)>,
+}
+
+/// The headers of a request as its attempt records them: every header in
+/// order, the values of the subscription's custom headers replaced (they
+/// may be credentials, kept only sealed).
+pub fn recorded_headers(claim: &ClaimedDelivery, headers: &HeaderMap) -> Vec<(String, String)> {
+    let custom = claim.subscription.headers.as_map();
+    headers
+        .iter()
+        .map(|(name, value)| {
+            let shown = if custom.keys().any(|c| c.eq_ignore_ascii_case(name.as_str()))
+                && !name.as_str().starts_with("webhook-")
+            {
+                signhook_store::deliveries::HIDDEN_HEADER_VALUE.to_owned()
+            } else {
+                String::from_utf8_lossy(value.as_bytes()).into_owned()
+            };
+            (name.as_str().to_owned(), shown)
+        })
+        .collect()
 }
 
 /// The `user-agent` of every delivery.
@@ -264,6 +287,7 @@ pub async fn send(outbound: &Outbound, claim: &ClaimedDelivery, timeout: Duratio
             status_code: None,
             response_body: None,
             error_message: Some(message),
+            request_headers: Vec::new(),
         };
     }
     let body = match Envelope::new(&claim.event, Some(&claim.subscription)) {
@@ -277,10 +301,12 @@ pub async fn send(outbound: &Outbound, claim: &ClaimedDelivery, timeout: Duratio
                 status_code: None,
                 response_body: None,
                 error_message: Some(e.to_string()),
+                request_headers: Vec::new(),
             }
         }
     };
     let headers = signed_headers(claim, &body, now.timestamp(), now);
+    let request_headers = recorded_headers(claim, &headers);
     let request = outbound
         .client
         .post(claim.subscription.url.url().clone())
@@ -328,6 +354,7 @@ pub async fn send(outbound: &Outbound, claim: &ClaimedDelivery, timeout: Duratio
         status_code,
         response_body,
         error_message,
+        request_headers,
     }
 }
 

@@ -52,6 +52,8 @@ impl Schedulers {
         // A round that overran its interval is followed by the next one a
         // full interval later, not by a burst of catch-up rounds.
         rounds.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Statistics are kept by the hour: purged once an hour is enough.
+        let mut stats_purged_in = None;
         loop {
             tokio::select! {
                 biased;
@@ -60,6 +62,11 @@ impl Schedulers {
                     self.sweep().await;
                     self.recover(&shutdown).await;
                     self.purge(&shutdown).await;
+                    let hour = signhook_store::deliveries::hour_of(self.clock.now());
+                    if stats_purged_in != Some(hour) {
+                        self.purge_stats().await;
+                        stats_purged_in = Some(hour);
+                    }
                     self.signature_requests(&shutdown).await;
                 }
                 _ = self.wake.notified() => self.recover(&shutdown).await,
@@ -115,6 +122,15 @@ impl Schedulers {
         }
         if purged > 0 {
             tracing::info!(purged, "events past the retention period purged");
+        }
+    }
+
+    /// Forgets endpoint statistics older than the dashboard draws (7 days,
+    /// and a day more so the oldest bar is never half empty).
+    async fn purge_stats(&self) {
+        let cutoff = self.clock.now() - chrono::Duration::days(8);
+        if let Err(e) = self.store.purge_stats_before(cutoff).await {
+            tracing::error!(error = %error_chain(&e), "purging old endpoint statistics failed; the next hour retries");
         }
     }
 

@@ -2,7 +2,7 @@
 //! what follows from them), resends, and the delivery log the API shows.
 //! Claiming and releasing are [`crate::claims`].
 
-use crate::db::{DbRow, Dialects, Sql, Tx};
+use crate::db::{json_strings, DbRow, Dialects, Sql, Tx};
 use crate::events::{event_from_row, EVENT_COLUMNS};
 use crate::outbox::{self, NewDelivery};
 use crate::subscriptions::{load_subscription, reset_streak};
@@ -17,6 +17,17 @@ use std::collections::HashMap;
 
 /// The most response-body bytes kept per attempt.
 pub const MAX_RESPONSE_BODY: usize = 4096;
+
+/// The hourly counts of a list of subscriptions (a JSON array in `$1`)
+/// from hour `$2` on.
+const HEALTH: Dialects = Dialects {
+    sqlite: "SELECT subscription_id, hour, attempts, successes, duration_ms FROM subscription_stats \
+             WHERE subscription_id IN (SELECT value FROM json_each($1)) AND hour >= $2 \
+             ORDER BY subscription_id, hour",
+    postgres: "SELECT subscription_id, hour, attempts, successes, duration_ms FROM subscription_stats \
+               WHERE subscription_id IN (SELECT json_array_elements_text(CAST($1 AS json))) AND hour >= $2 \
+               ORDER BY subscription_id, hour",
+};
 
 /// A delivery as the log shows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,7 +98,15 @@ pub struct Attempt {
     /// When the attempt was due (unknown for attempts recorded before
     /// Signhook kept it): `started_at` minus this is how late it left.
     pub scheduled_at: Option<DateTime<Utc>>,
+    /// The request's headers as sent, in order (custom header values
+    /// replaced by [`HIDDEN_HEADER_VALUE`]); empty for attempts recorded
+    /// before Signhook kept them, or refused before any request was made.
+    pub request_headers: Vec<(String, String)>,
 }
+
+/// What an attempt's record shows for the value of a custom header: those
+/// may be credentials, which are kept only sealed, with the subscription.
+pub const HIDDEN_HEADER_VALUE: &str = "(custom header: value not shown)";
 
 /// The outcome of one attempt, to be recorded.
 #[derive(Debug, Clone)]
@@ -162,11 +181,15 @@ fn attempt_from_row(row: &impl DbRow) -> Result<Attempt> {
         node_id: row.text("node_id")?,
         location: row.opt_text("location")?,
         scheduled_at: row.opt_int("scheduled_at")?.map(from_millis),
+        request_headers: match row.opt_text("request_headers")? {
+            Some(json) => serde_json::from_str(&json).map_err(StoreError::corrupt)?,
+            None => Vec::new(),
+        },
     })
 }
 
 /// Rows per multi-row statement: well under both backends' limits on
-/// bound parameters (12 per attempt row, 6 per success). Rows are given as
+/// bound parameters (13 per attempt row, 6 per success). Rows are given as
 /// `VALUES` lists (`UPDATE … FROM (VALUES …)` for updates): SQLite compiles
 /// those in time linear in the rows, where a `CASE` per column grows with
 /// their square.
@@ -176,7 +199,7 @@ const ROWS_PER_STATEMENT: usize = 500;
 fn insert_attempts(records: &[AttemptRecord]) -> Sql {
     Sql::new(
         "INSERT INTO attempts (id, delivery_id, attempt_number, started_at, duration_ms, status_code, \
-         response_body, error_kind, error_message, node_id, location, scheduled_at) ",
+         response_body, error_kind, error_message, node_id, location, scheduled_at, request_headers) ",
     )
     .push_values(records, |row, record| {
         let a = &record.attempt;
@@ -191,8 +214,63 @@ fn insert_attempts(records: &[AttemptRecord]) -> Sql {
             .bind(a.error_message.as_ref())
             .bind(&a.node_id)
             .bind(a.location.as_ref())
-            .bind(a.scheduled_at.map(to_millis));
+            .bind(a.scheduled_at.map(to_millis))
+            .bind(
+                (!a.request_headers.is_empty())
+                    .then(|| serde_json::to_string(&a.request_headers).expect("pairs of strings serialize")),
+            );
     })
+}
+
+/// The hour (unix milliseconds of its start) that `t` falls in.
+pub fn hour_of(t: DateTime<Utc>) -> i64 {
+    to_millis(t).div_euclid(3_600_000) * 3_600_000
+}
+
+/// Adds a batch's attempts to their subscriptions' hourly counts: one row
+/// per subscription and hour.
+fn count_attempts(outcomes: &[(&AttemptRecord, Consequences)]) -> Option<Sql> {
+    let mut hours: std::collections::BTreeMap<(&SubscriptionId, i64), (i64, i64, i64)> = Default::default();
+    for (record, then) in outcomes {
+        let counts = hours
+            .entry((&record.subscription_id, hour_of(record.attempt.started_at)))
+            .or_default();
+        counts.0 += 1;
+        counts.1 += i64::from(then.streak == StreakStep::Reset);
+        counts.2 += i64::try_from(record.attempt.duration_ms).unwrap_or(i64::MAX);
+    }
+    if hours.is_empty() {
+        return None;
+    }
+    let rows: Vec<_> = hours.into_iter().collect();
+    let sql = Sql::new("INSERT INTO subscription_stats (subscription_id, hour, attempts, successes, duration_ms) ")
+        .push_values(&rows, |row, ((subscription, hour), (attempts, successes, duration))| {
+            row.bind(*subscription)
+                .bind(*hour)
+                .bind(*attempts)
+                .bind(*successes)
+                .bind(*duration);
+        })
+        .push(
+            " ON CONFLICT (subscription_id, hour) DO UPDATE SET \
+             attempts = subscription_stats.attempts + excluded.attempts, \
+             successes = subscription_stats.successes + excluded.successes, \
+             duration_ms = subscription_stats.duration_ms + excluded.duration_ms",
+        );
+    Some(sql)
+}
+
+/// One subscription's attempts in one hour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HourStats {
+    /// The hour's start.
+    pub hour: DateTime<Utc>,
+    /// Attempts that started in it.
+    pub attempts: u64,
+    /// Those answered 2xx.
+    pub successes: u64,
+    /// Their summed duration, in milliseconds.
+    pub duration_ms: u64,
 }
 
 /// Successes and retries of a batch, each row updated only while the lease
@@ -266,6 +344,11 @@ impl Store {
             .collect();
         for chunk in settled.chunks(ROWS_PER_STATEMENT) {
             tx.gather(settle(chunk, node, now_ms)).await?;
+        }
+        for chunk in outcomes.chunks(ROWS_PER_STATEMENT) {
+            if let Some(counts) = count_attempts(chunk) {
+                tx.gather(counts).await?;
+            }
         }
         let mut streaks: HashMap<&SubscriptionId, StreakChange> = HashMap::new();
         for (record, then) in &outcomes {
@@ -376,8 +459,8 @@ impl Store {
             .fetch_parsed(
                 Sql::new(
                     "SELECT id, attempt_number, started_at, duration_ms, status_code, response_body, error_kind, \
-                     error_message, node_id, location, scheduled_at FROM attempts WHERE delivery_id = $1 \
-                     ORDER BY attempt_number, started_at",
+                     error_message, node_id, location, scheduled_at, request_headers FROM attempts \
+                     WHERE delivery_id = $1 ORDER BY attempt_number, started_at",
                 )
                 .bind(id),
                 attempt_from_row,
@@ -415,6 +498,44 @@ impl Store {
             .bind(i64::from(limit) + 1);
         let items = self.reader().fetch_parsed(sql, delivery_from_row).await?;
         Ok(Page::from_rows(items, limit))
+    }
+
+    /// The hourly attempt counts of `subscriptions` from `since` on, by
+    /// subscription, oldest hour first; hours without attempts are absent.
+    pub async fn endpoint_health(
+        &self,
+        subscriptions: &[SubscriptionId],
+        since: DateTime<Utc>,
+    ) -> Result<HashMap<SubscriptionId, Vec<HourStats>>> {
+        let mut health: HashMap<SubscriptionId, Vec<HourStats>> = HashMap::new();
+        if subscriptions.is_empty() {
+            return Ok(health);
+        }
+        let ids = json_strings(subscriptions.iter().map(SubscriptionId::as_str));
+        let reader = self.reader();
+        let sql = Sql::new(reader.pick(HEALTH)).bind(ids).bind(hour_of(since));
+        for row in reader.fetch_all(sql).await? {
+            let id = SubscriptionId::parse(&row.text("subscription_id")?).map_err(StoreError::corrupt)?;
+            let count = |name| row.int(name).map(|n| n.max(0) as u64);
+            health.entry(id).or_default().push(HourStats {
+                hour: from_millis(row.int("hour")?),
+                attempts: count("attempts")?,
+                successes: count("successes")?,
+                duration_ms: count("duration_ms")?,
+            });
+        }
+        Ok(health)
+    }
+
+    /// Forgets the hourly attempt counts of hours before `cutoff` (the
+    /// dashboard shows 7 days).
+    pub async fn purge_stats_before(&self, cutoff: DateTime<Utc>) -> Result<u64> {
+        let mut tx = self.begin_relaxed().await?;
+        let purged = tx
+            .execute(Sql::new("DELETE FROM subscription_stats WHERE hour < $1").bind(hour_of(cutoff)))
+            .await?;
+        tx.commit().await?;
+        Ok(purged)
     }
 
     /// Sends a delivery again now, on a fresh retry schedule. Refused while

@@ -51,6 +51,8 @@ struct AttemptRow {
     response_body: Option<String>,
     location: Option<String>,
     node: String,
+    /// The request's headers as sent, a `name: value` line each.
+    request_headers: String,
 }
 
 fn attempt_row(a: Attempt) -> AttemptRow {
@@ -73,6 +75,12 @@ fn attempt_row(a: Attempt) -> AttemptRow {
         response_body: a.response_body.filter(|b| !b.is_empty()),
         location: a.location,
         node: a.node_id,
+        request_headers: a
+            .request_headers
+            .iter()
+            .map(|(name, value)| format!("{name}: {value}"))
+            .collect::<Vec<_>>()
+            .join("\n"),
     }
 }
 
@@ -112,9 +120,11 @@ async fn render(
     // the endpoint, built by the same code the sender uses. Gone once the
     // event has passed the retention period or the endpoint was deleted.
     let body = match (&event, &sub) {
+        // The envelope's fields one per line, in the order they are sent;
+        // `data` exactly as stored and sent.
         (Some(event), Some(sub)) => Envelope::new(event, Some(sub))
             .ok()
-            .map(|envelope| pretty(&envelope.to_body())),
+            .and_then(|envelope| serde_json::to_string_pretty(&envelope).ok()),
         _ => None,
     };
     let status = if refusal.is_some() {
@@ -142,14 +152,6 @@ async fn render(
         refusal: refusal.map(|e| e.to_string()),
     };
     Ok(dashboard_page(status, &page_view))
-}
-
-/// JSON bytes, indented for reading.
-fn pretty(body: &[u8]) -> String {
-    serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| serde_json::to_string_pretty(&v).ok())
-        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned())
 }
 
 /// `GET /deliveries/{id}`.

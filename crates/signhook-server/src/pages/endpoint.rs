@@ -13,6 +13,7 @@
 use crate::error::ApiError;
 use crate::extract::Auth;
 use crate::pages::frame::{Choice, Fields, Nav};
+use crate::pages::health::Health;
 use crate::pages::session::{CsrfForm, PageRefusal, SignedIn};
 use crate::pages::{dashboard_page, see_other};
 use crate::routes::deliveries::DeliveryParams;
@@ -193,6 +194,7 @@ struct EndpointPage {
     rate_limit: Option<u32>,
     auto_retry: bool,
     headers: String,
+    endpoint_health: Health,
     notice: Option<&'static str>,
     secret: Option<Secret>,
     test_types: Vec<Choice>,
@@ -307,6 +309,12 @@ async fn render(
         .and_then(|name| test_types().find(|t| t.name == name))
         .or_else(|| test_types().find(|t| t.name == "webhook.test"))
         .expect("webhook.test is in the catalog");
+    let now = state.clock.now();
+    let mut hours = state
+        .store
+        .endpoint_health(std::slice::from_ref(&sub.id), Health::since(now))
+        .await?;
+    let endpoint_health = Health::new(&hours.remove(&sub.id).unwrap_or_default(), now);
     let (state_text, tone) = state_of(sub);
     let text = |v: &Option<String>| v.clone().unwrap_or_default();
     let page_view = EndpointPage {
@@ -326,6 +334,7 @@ async fn render(
         rate_limit: sub.rate_limit_per_second,
         auto_retry: sub.auto_retry,
         headers: sub.headers.iter().map(|(name, _)| name).collect::<Vec<_>>().join(", "),
+        endpoint_health,
         notice: notice(query.done.as_deref()),
         secret: extras.secret,
         test_types: Choice::list(test_types().map(|t| t.name), test.name),

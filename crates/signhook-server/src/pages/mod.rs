@@ -19,7 +19,8 @@
 //!   password from a one-time link, log out), [`webhooks`] (the tenant's
 //!   endpoints, the form that adds or edits one), [`endpoint`] (one
 //!   endpoint's page and buttons, its delivery log), [`deliveries`] (one
-//!   delivery with its attempts).
+//!   delivery with its attempts), [`health`] (an endpoint's success rate
+//!   and latency, drawn).
 //!
 //! The routes stay in [`routes`](crate::routes): a route that people open in
 //! a browser asks for its [`Face`] and answers a page or JSON from the same
@@ -29,6 +30,7 @@ pub mod account;
 pub mod deliveries;
 pub mod endpoint;
 pub mod frame;
+pub mod health;
 pub mod person;
 pub mod session;
 pub mod webhooks;

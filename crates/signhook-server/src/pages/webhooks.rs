@@ -9,6 +9,7 @@ use crate::error::ApiError;
 use crate::extract::Auth;
 use crate::pages::endpoint::{endpoint, state_of};
 use crate::pages::frame::{Fields, Nav};
+use crate::pages::health::Health;
 use crate::pages::session::{PageRefusal, SignedIn};
 use crate::pages::{dashboard_page, see_other};
 use crate::routes::webhooks::{create_subscription, update_subscription, CreateWebhook, UpdateWebhook};
@@ -37,9 +38,10 @@ struct Row {
     events: String,
     state: String,
     tone: &'static str,
+    health: Health,
 }
 
-fn row(subscription: &Subscription) -> Row {
+fn row(subscription: &Subscription, health: Health) -> Row {
     let (state, tone) = state_of(subscription);
     Row {
         id: subscription.id.to_string(),
@@ -48,6 +50,7 @@ fn row(subscription: &Subscription) -> Row {
         events: subscription.filter.events.to_texts().join(", "),
         state,
         tone,
+        health,
     }
 }
 
@@ -71,10 +74,17 @@ pub async fn list(
         .store
         .list_subscriptions(tenant, signed_in.sandbox(), None, PAGE_SIZE)
         .await?;
+    let now = state.clock.now();
+    let ids: Vec<_> = subscriptions.items.iter().map(|s| s.id.clone()).collect();
+    let hours = state.store.endpoint_health(&ids, Health::since(now)).await?;
     let page_view = WebhooksPage {
         nav: Nav::new(&signed_in, "webhooks", "Webhooks"),
         admin: signed_in.is_admin(),
-        rows: subscriptions.items.iter().map(row).collect(),
+        rows: subscriptions
+            .items
+            .iter()
+            .map(|sub| row(sub, Health::new(hours.get(&sub.id).map_or(&[], Vec::as_slice), now)))
+            .collect(),
         deleted: query.done.as_deref() == Some("deleted"),
     };
     Ok(dashboard_page(StatusCode::OK, &page_view))

@@ -27,7 +27,8 @@ async fn a_failing_endpoint_shows_its_retries_and_is_resent_and_recovered_from_t
     let hook = app
         .create_webhook(
             &receiver.url("/hooks"),
-            json!({"description": "Billing", "subscribed_events": ["signer.*", "signature_request.*"]}),
+            json!({"description": "Billing", "subscribed_events": ["signer.*", "signature_request.*"],
+                   "headers": {"X-Api-Key": "k-123"}}),
         )
         .await;
     let id = hook["id"].as_str().unwrap();
@@ -65,6 +66,15 @@ async fn a_failing_endpoint_shows_its_retries_and_is_resent_and_recovered_from_t
         attempts.contains("answered 500"),
         "the start of the answer's body: {attempts}"
     );
+    // Each attempt's request headers as sent, a custom one's value hidden.
+    let headers = browser.text(".request-headers").await;
+    assert!(headers.contains(&format!("webhook-id: {first_id}")), "{headers}");
+    assert!(headers.contains("webhook-signature: v1,"), "{headers}");
+    assert!(
+        headers.contains("x-api-key: (custom header: value not shown)"),
+        "{headers}"
+    );
+    assert!(!browser.page_text().await.contains("k-123"));
     let body = browser.text("#request-body").await;
     assert!(
         body.contains(&first_id) && body.contains("\"description\": \"Billing\""),
@@ -84,6 +94,14 @@ async fn a_failing_endpoint_shows_its_retries_and_is_resent_and_recovered_from_t
     })
     .await;
     assert!(browser.text("#attempts").await.contains("Attempt 5: 200"));
+    // The list draws its health: one of five attempts succeeded.
+    browser.open(&app.url("/webhooks")).await;
+    let health = browser.text("#webhooks").await;
+    assert!(
+        health.contains("24 h: 20.0 % ok") && health.contains("5 attempts"),
+        "{health}"
+    );
+    assert!(browser.has("#webhooks svg rect.failed").await);
 
     // Two more fail while the endpoint is down; recover everything since
     // ten minutes ago from the endpoint's page.
