@@ -111,6 +111,9 @@ pub struct Settings {
     pub link_ttl: Duration,
     /// How long a dashboard session lasts unused.
     pub session_idle: Duration,
+    /// Who may frame the embeddable portal: CSP `frame-ancestors` sources
+    /// (`https://app.example.com`); nobody when `None`.
+    pub portal_frame_ancestors: Option<String>,
     /// Where documents and signed files live: `s3://bucket/prefix` or
     /// `file:///dir`; `<data-dir>/blobs` when not given.
     pub blob_url: Option<String>,
@@ -156,6 +159,7 @@ impl Settings {
             public_url: None,
             link_ttl: Duration::from_secs(30 * 60),
             session_idle: Duration::from_secs(12 * 60 * 60),
+            portal_frame_ancestors: None,
             blob_url: None,
             pdf_worker: std::env::current_exe().unwrap_or_else(|_| "signhook".into()),
             pdf_timeout: Duration::from_secs(60),
@@ -473,6 +477,7 @@ impl Application {
                 addresses,
                 session_idle: settings.session_idle,
                 secure_cookies: public_url.scheme() == "https",
+                portal_frame_ancestors: settings.portal_frame_ancestors.clone(),
                 public_url: public_url.clone(),
             }),
             metrics,

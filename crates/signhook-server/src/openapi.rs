@@ -17,6 +17,9 @@ use utoipa::{Modify, OpenApi};
         crate::routes::api_keys::create,
         crate::routes::api_keys::list,
         crate::routes::api_keys::revoke,
+        crate::routes::portal::create_session,
+        crate::routes::portal::get_theme,
+        crate::routes::portal::put_theme,
         crate::routes::webhooks::create,
         crate::routes::webhooks::list,
         crate::routes::webhooks::get,
@@ -66,6 +69,7 @@ use utoipa::{Modify, OpenApi};
         (name = "deliveries", description = "The delivery log"),
         (name = "workspaces", description = "Partitions of a tenant's documents"),
         (name = "api_keys", description = "A tenant's own API keys: make, name, revoke"),
+        (name = "portal", description = "The embeddable portal: one-time links to the webhook pages, and their look"),
         (name = "signature_requests", description = "The e-signature lifecycle: documents out for signature"),
         (name = "signing", description = "What signers and approvers reach through their links (no API key)"),
         (name = "health", description = "Liveness and readiness")

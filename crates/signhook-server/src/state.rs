@@ -165,6 +165,9 @@ pub struct ApiSettings {
     pub session_idle: Duration,
     /// Cookies carry `Secure` (the public URL is https).
     pub secure_cookies: bool,
+    /// Who may frame the embeddable portal (CSP `frame-ancestors`
+    /// sources); nobody when `None`.
+    pub portal_frame_ancestors: Option<String>,
     /// The public URL: the base of the links the dashboard hands out.
     pub public_url: url::Url,
 }

@@ -47,6 +47,7 @@ pub mod deliveries;
 pub mod events;
 mod outbox;
 pub mod policy;
+pub mod portal;
 pub mod publish;
 pub mod recoveries;
 pub mod retention;

@@ -189,6 +189,11 @@ struct ServeArgs {
     /// How long a dashboard session lasts unused before it must log in again.
     #[arg(long, env = "SIGNHOOK_SESSION_IDLE", default_value = "12h", value_parser = parse_duration)]
     session_idle: Duration,
+    /// The sites whose pages may show the embeddable portal in an iframe:
+    /// space-separated origins (`https://app.example.com`) or 'self'. Without
+    /// it no site may frame the portal (its links still open on their own).
+    #[arg(long, env = "SIGNHOOK_PORTAL_FRAME_ANCESTORS", value_parser = signhook_server::pages::portal::parse_frame_ancestors)]
+    portal_frame_ancestors: Option<String>,
     /// Where documents and signed files live: `s3://bucket/prefix` (with the
     /// usual AWS_* variables; AWS_ENDPOINT_URL for S3-compatible stores) or
     /// `file:///abs/dir`. Default: `<data-dir>/blobs`.
@@ -302,6 +307,7 @@ impl ServeArgs {
         settings.public_url = self.public_url;
         settings.link_ttl = self.link_ttl;
         settings.session_idle = self.session_idle;
+        settings.portal_frame_ancestors = self.portal_frame_ancestors;
         settings.blob_url = self.blob_url;
         settings.seal_cert = self.seal_cert.map(|path| signhook_server::seal_cert::SealCertFile {
             path,

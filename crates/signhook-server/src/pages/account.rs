@@ -191,10 +191,8 @@ pub async fn logout_everywhere(
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, PageRefusal> {
     signed_in.check_csrf(&form.csrf)?;
-    state
-        .store
-        .revoke_sessions_of(&signed_in.session.user.id, state.clock.now())
-        .await?;
+    let user = signed_in.require_user()?;
+    state.store.revoke_sessions_of(&user.id, state.clock.now()).await?;
     Ok(redirect_with_cookie("/login", None, state.api.secure_cookies))
 }
 

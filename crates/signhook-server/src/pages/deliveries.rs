@@ -96,7 +96,7 @@ async fn load(state: &AppState, signed_in: &SignedIn, id: &str) -> Result<(Deliv
     let delivery_id = DeliveryId::parse(id).map_err(|_| not_found())?;
     state
         .store
-        .get_delivery(&signed_in.session.user.tenant_id, signed_in.sandbox(), &delivery_id)
+        .get_delivery(&signed_in.tenant_id, signed_in.sandbox(), &delivery_id)
         .await?
         .ok_or_else(not_found)
 }
@@ -109,7 +109,7 @@ async fn render(
     refusal: Option<ApiError>,
 ) -> Result<Response, PageRefusal> {
     let (delivery, attempts) = load(state, signed_in, id).await?;
-    let tenant = &signed_in.session.user.tenant_id;
+    let tenant = &signed_in.tenant_id;
     let sandbox = signed_in.sandbox();
     let sub = state
         .store

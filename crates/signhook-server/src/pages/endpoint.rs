@@ -73,7 +73,7 @@ pub async fn endpoint(state: &AppState, signed_in: &SignedIn, id: &str) -> Resul
     let sub_id = SubscriptionId::parse(id).map_err(|_| not_found())?;
     state
         .store
-        .get_subscription(&signed_in.session.user.tenant_id, signed_in.sandbox(), &sub_id)
+        .get_subscription(&signed_in.tenant_id, signed_in.sandbox(), &sub_id)
         .await?
         .ok_or_else(not_found)
 }
@@ -394,7 +394,7 @@ pub async fn reveal_secret(
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, PageRefusal> {
     let sub = admin_action(&state, &signed_in, &id, &form).await?;
-    tracing::info!(webhook = %sub.id, user = %signed_in.session.user.id, "secret revealed in the dashboard");
+    tracing::info!(webhook = %sub.id, by = %signed_in.actor(), "secret revealed in the dashboard");
     let now = state.clock.now();
     let secret = Secret {
         current: sub.secret.expose(),

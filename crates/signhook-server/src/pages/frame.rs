@@ -8,7 +8,7 @@
 //! one and says which.
 
 use crate::pages::see_other;
-use crate::pages::session::{environment_cookie, CsrfForm, PageRefusal, SignedIn};
+use crate::pages::session::{environment_cookie, CsrfForm, PageRefusal, SignedIn, Visitor};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::header;
@@ -17,8 +17,8 @@ use axum::Form;
 use serde::Deserialize;
 use signhook_core::auth::Environment;
 
-/// A section of the dashboard: its key, its link, its label, and whether
-/// only admins see it.
+/// A section of the dashboard: its key, its link, its label, whether only
+/// admins see it, and whether the embeddable portal shows it.
 pub struct Section {
     /// What pages name it by (`Nav::section`).
     pub key: &'static str,
@@ -28,15 +28,17 @@ pub struct Section {
     pub label: &'static str,
     /// Shown to admins only.
     pub admins_only: bool,
+    /// Shown in the portal too (the portal lets only these sections'
+    /// paths through: see [`crate::pages::portal`]).
+    pub in_portal: bool,
 }
 
-/// The dashboard's sections, in the navigation's order.
-pub const SECTIONS: &[Section] = &[Section {
-    key: "webhooks",
-    path: "/webhooks",
-    label: "Webhooks",
-    admins_only: false,
-}];
+/// The dashboard's sections, in the navigation's order: one line each.
+#[rustfmt::skip]
+pub const SECTIONS: &[Section] = &[
+    Section { key: "webhooks", path: "/webhooks", label: "Webhooks", admins_only: false, in_portal: true },
+    Section { key: "portal", path: "/portal_settings", label: "Portal", admins_only: true, in_portal: false },
+];
 
 /// What every dashboard page's frame shows.
 pub struct Nav {
@@ -56,6 +58,18 @@ pub struct Nav {
     pub environment: &'static str,
     /// The other one, which the switch leads to.
     pub other_environment: &'static str,
+    /// In the portal: the tenant's look (no switch, no account there).
+    pub portal: Option<PortalLook>,
+}
+
+/// The portal's header: the platform's product and logo.
+pub struct PortalLook {
+    /// The product's name ("Webhooks" when the tenant set none).
+    pub product_name: String,
+    /// Its logo, if set.
+    pub logo_url: Option<String>,
+    /// Whether the tenant chose an accent colour (served as a stylesheet).
+    pub themed: bool,
 }
 
 impl Nav {
@@ -67,15 +81,35 @@ impl Nav {
         } else {
             ("live", "sandbox")
         };
+        let (email, role, portal) = match &signed_in.visitor {
+            Visitor::User(user) => (user.email.clone(), user.role.as_str(), None),
+            Visitor::Portal { can_write, theme } => (
+                String::new(),
+                if *can_write { "read and write" } else { "read only" },
+                Some(PortalLook {
+                    product_name: theme.product_name.clone().unwrap_or_else(|| "Webhooks".to_owned()),
+                    logo_url: theme.logo_url.clone(),
+                    themed: theme.accent_color.is_some(),
+                }),
+            ),
+        };
+        let shown = |s: &&Section| {
+            if portal.is_some() {
+                s.in_portal
+            } else {
+                admin || !s.admins_only
+            }
+        };
         Nav {
             title: title.into(),
             section,
-            sections: SECTIONS.iter().filter(|s| admin || !s.admins_only).collect(),
-            email: signed_in.session.user.email.clone(),
-            role: signed_in.session.user.role.as_str(),
-            csrf: signed_in.session.csrf.clone(),
+            sections: SECTIONS.iter().filter(shown).collect(),
+            email,
+            role,
+            csrf: signed_in.csrf.clone(),
             environment,
             other_environment,
+            portal,
         }
     }
 
@@ -104,6 +138,7 @@ pub async fn switch(
     Form(form): Form<SwitchForm>,
 ) -> Result<Response, PageRefusal> {
     signed_in.check_csrf(&form.csrf)?;
+    signed_in.require_user()?;
     let environment = match form.environment.as_str() {
         "live" => Environment::Live,
         "sandbox" => Environment::Test,

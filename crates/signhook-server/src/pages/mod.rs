@@ -20,7 +20,8 @@
 //!   endpoints, the form that adds or edits one), [`endpoint`] (one
 //!   endpoint's page and buttons, its delivery log), [`deliveries`] (one
 //!   delivery with its attempts), [`health`] (an endpoint's success rate
-//!   and latency, drawn).
+//!   and latency, drawn), [`portal`] (the same webhook pages for a
+//!   platform's customers, in an iframe of the platform's app).
 //!
 //! The routes stay in [`routes`](crate::routes): a route that people open in
 //! a browser asks for its [`Face`] and answers a page or JSON from the same
@@ -32,6 +33,7 @@ pub mod endpoint;
 pub mod frame;
 pub mod health;
 pub mod person;
+pub mod portal;
 pub mod session;
 pub mod webhooks;
 

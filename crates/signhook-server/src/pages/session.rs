@@ -7,6 +7,11 @@
 //! database (see `signhook_store::users`): `HttpOnly`, `SameSite=Lax`,
 //! `Secure` behind https, `Path=/`. A session ends after `--session-idle`
 //! unused, at logout, or when its user's password is set again.
+//!
+//! The embeddable portal's visitors are signed in too, by the session
+//! token in the portal's path (see [`crate::pages::portal`]): they are no
+//! user of the tenant, and may do what their link's capabilities allow in
+//! the one environment it was made for.
 
 use crate::error::ApiError;
 use crate::pages::{protect, see_other};
@@ -16,8 +21,10 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use signhook_core::auth::{Environment, Role};
+use signhook_core::ids::TenantId;
+use signhook_store::portal::PortalTheme;
 use signhook_store::tenants::Principal;
-use signhook_store::users::Session;
+use signhook_store::users::User;
 use subtle::ConstantTimeEq;
 
 /// The session cookie's name.
@@ -27,21 +34,72 @@ pub const COOKIE: &str = "signhook_session";
 /// the tenant's own.
 pub const ENVIRONMENT_COOKIE: &str = "signhook_environment";
 
-/// A signed-in dashboard user.
+/// Who is looking at a dashboard page.
+#[derive(Debug, Clone)]
+pub enum Visitor {
+    /// A dashboard user of the tenant.
+    User(User),
+    /// Someone holding a portal link: the tenant's customer, in the
+    /// platform's app.
+    Portal {
+        /// Whether the link gave `write` (change endpoints, see secrets).
+        can_write: bool,
+        /// How the tenant wants the portal to look.
+        theme: PortalTheme,
+    },
+}
+
+/// A signed-in visitor of the dashboard's pages.
 #[derive(Debug, Clone)]
 pub struct SignedIn {
-    /// Their session (user, tenant, role, CSRF token).
-    pub session: Session,
-    /// The cookie's token, to log this session out.
+    /// Whose pages.
+    pub tenant_id: TenantId,
+    /// Who is looking.
+    pub visitor: Visitor,
+    /// The token every form of this session must carry.
+    pub csrf: String,
+    /// The session's token (the cookie's, or the portal path's).
     pub token: String,
     /// The environment the pages show: live, or the sandbox.
     pub environment: Environment,
 }
 
 impl SignedIn {
-    /// Whether they may change things and see secrets.
+    /// Whether they may change things and see secrets: an admin, or a
+    /// portal link with `write`.
     pub fn is_admin(&self) -> bool {
-        self.session.user.role == Role::Admin
+        match &self.visitor {
+            Visitor::User(user) => user.role == Role::Admin,
+            Visitor::Portal { can_write, .. } => *can_write,
+        }
+    }
+
+    /// The dashboard user, when it is one (not a portal visitor).
+    pub fn user(&self) -> Option<&User> {
+        match &self.visitor {
+            Visitor::User(user) => Some(user),
+            Visitor::Portal { .. } => None,
+        }
+    }
+
+    /// The dashboard user, or a refusal for a portal visitor (team, keys,
+    /// logging out are a user's).
+    pub fn require_user(&self) -> Result<&User, PageRefusal> {
+        self.user()
+            .ok_or(PageRefusal::Forbidden("the portal shows webhooks only"))
+    }
+
+    /// Whether this is a portal visitor.
+    pub fn is_portal(&self) -> bool {
+        matches!(self.visitor, Visitor::Portal { .. })
+    }
+
+    /// Who did something, for the logs: a user id, or `portal`.
+    pub fn actor(&self) -> String {
+        match &self.visitor {
+            Visitor::User(user) => user.id.to_string(),
+            Visitor::Portal { .. } => "portal".to_owned(),
+        }
     }
 
     /// Refuses a user who may only look.
@@ -64,14 +122,14 @@ impl SignedIn {
     /// user's tenant, in the environment shown.
     pub fn principal(&self) -> Principal {
         Principal {
-            tenant_id: self.session.user.tenant_id.clone(),
+            tenant_id: self.tenant_id.clone(),
             environment: self.environment,
         }
     }
 
     /// Refuses a form whose CSRF token is not this session's.
     pub fn check_csrf(&self, sent: &str) -> Result<(), PageRefusal> {
-        if bool::from(sent.as_bytes().ct_eq(self.session.csrf.as_bytes())) {
+        if bool::from(sent.as_bytes().ct_eq(self.csrf.as_bytes())) {
             Ok(())
         } else {
             Err(PageRefusal::Forbidden(
@@ -119,6 +177,9 @@ pub fn chosen_environment(headers: &HeaderMap) -> Environment {
 pub enum PageRefusal {
     /// Not signed in (or the session ended): to the login page.
     SignIn,
+    /// A portal session that ended (idle too long): ask the platform for
+    /// a new link.
+    PortalEnded,
     /// Signed in, but this is not theirs to do (403).
     Forbidden(&'static str),
     /// Anything else, as a problem page.
@@ -141,6 +202,11 @@ impl IntoResponse for PageRefusal {
     fn into_response(self) -> Response {
         match self {
             PageRefusal::SignIn => see_other("/login"),
+            PageRefusal::PortalEnded => crate::pages::problem_with(
+                axum::http::StatusCode::UNAUTHORIZED,
+                "This session has ended",
+                "Open the webhooks page again from the app you came from.".to_owned(),
+            ),
             PageRefusal::Forbidden(message) => crate::pages::problem_with(
                 axum::http::StatusCode::FORBIDDEN,
                 "This is not yours to do",
@@ -159,6 +225,31 @@ impl FromRequestParts<AppState> for SignedIn {
         if parts.method != axum::http::Method::GET && !same_origin(&parts.headers) {
             return Err(PageRefusal::Forbidden("this form was sent from another site"));
         }
+        // A portal page is the portal session's, whatever cookies the
+        // browser also holds.
+        if let Some(portal) = parts.extensions.get::<crate::pages::portal::PortalToken>() {
+            let token = portal.0.clone();
+            let session = state
+                .store
+                .portal_session(&token, state.clock.now(), state.api.session_idle)
+                .await?
+                .ok_or(PageRefusal::PortalEnded)?;
+            let theme = state.store.portal_theme(&session.tenant_id).await?;
+            return Ok(SignedIn {
+                tenant_id: session.tenant_id,
+                visitor: Visitor::Portal {
+                    can_write: session.can_write,
+                    theme,
+                },
+                csrf: session.csrf,
+                token,
+                environment: if session.sandbox {
+                    Environment::Test
+                } else {
+                    Environment::Live
+                },
+            });
+        }
         let token = session_token(&parts.headers).ok_or(PageRefusal::SignIn)?;
         let session = state
             .store
@@ -166,7 +257,9 @@ impl FromRequestParts<AppState> for SignedIn {
             .await?
             .ok_or(PageRefusal::SignIn)?;
         Ok(SignedIn {
-            session,
+            tenant_id: session.user.tenant_id.clone(),
+            visitor: Visitor::User(session.user),
+            csrf: session.csrf,
             token,
             environment: chosen_environment(&parts.headers),
         })

@@ -69,7 +69,7 @@ pub async fn list(
     signed_in: SignedIn,
     Query(query): Query<ListQuery>,
 ) -> Result<Response, PageRefusal> {
-    let tenant = &signed_in.session.user.tenant_id;
+    let tenant = &signed_in.tenant_id;
     let subscriptions = state
         .store
         .list_subscriptions(tenant, signed_in.sandbox(), None, PAGE_SIZE)
@@ -293,7 +293,7 @@ async fn form_page(
 ) -> Result<Response, PageRefusal> {
     let workspaces = state
         .store
-        .list_workspaces(&signed_in.session.user.tenant_id)
+        .list_workspaces(&signed_in.tenant_id)
         .await?
         .into_iter()
         .map(|w| (w.id.to_string(), w.name))

@@ -5,6 +5,7 @@ pub mod deliveries;
 pub mod event_types;
 pub mod events;
 pub mod health;
+pub mod portal;
 pub mod recoveries;
 pub mod signature_requests;
 pub mod signing;
@@ -18,11 +19,19 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
 use axum::Router;
 
-/// The whole API.
+/// The whole API and the pages, with the embeddable portal in front.
 pub fn router(state: AppState) -> Router {
+    let frame_ancestors = state.api.portal_frame_ancestors.clone();
+    crate::pages::portal::serve(routes(state), frame_ancestors)
+}
+
+/// Every route.
+fn routes(state: AppState) -> Router {
     let v1 = Router::new()
         .route("/event_types", get(event_types::list))
         .route("/workspaces", post(workspaces::create).get(workspaces::list))
+        .route("/portal_sessions", post(portal::create_session))
+        .route("/portal_theme", get(portal::get_theme).put(portal::put_theme))
         .route("/api_keys", post(api_keys::create).get(api_keys::list))
         .route("/api_keys/{id}", delete(api_keys::revoke))
         .route("/webhooks", post(webhooks::create).get(webhooks::list))
@@ -78,6 +87,13 @@ pub fn router(state: AppState) -> Router {
         .route("/signing/{token}/documents/{id}", get(signing::document))
         .route("/signing/{token}/signed.pdf", get(signing::signed_pdf))
         .route("/assets/signhook.css", get(crate::pages::stylesheet))
+        .route("/assets/theme.css", get(crate::pages::portal::theme_stylesheet))
+        .route("/portal/{link}", get(crate::pages::portal::open))
+        .route(
+            "/portal_settings",
+            get(crate::pages::portal::settings).post(crate::pages::portal::save_theme),
+        )
+        .route("/portal_settings/preview", post(crate::pages::portal::preview))
         .route("/", get(crate::pages::account::home))
         .route(
             "/login",
@@ -144,7 +160,7 @@ fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Spa
 /// `path` with the token of a signing or approval link replaced by
 /// `{token}`.
 fn loggable_path(path: &str) -> String {
-    for prefix in ["/signing/", "/approvals/"] {
+    for prefix in ["/signing/", "/approvals/", "/portal/"] {
         if let Some(rest) = path.strip_prefix(prefix) {
             let after = rest.find('/').map_or("", |i| &rest[i..]);
             return format!("{prefix}{{token}}{after}");
@@ -212,6 +228,7 @@ mod tests {
             loggable_path("/approvals/ap_1.mac/approve"),
             "/approvals/{token}/approve"
         );
+        assert_eq!(loggable_path("/portal/abc123"), "/portal/{token}");
         assert_eq!(loggable_path("/v1/webhooks/wh_1"), "/v1/webhooks/wh_1");
     }
 }

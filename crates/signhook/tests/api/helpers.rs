@@ -131,6 +131,7 @@ pub struct Options {
     pub blob_url: Option<String>,
     pub per_subscription_in_flight: usize,
     pub api_rate_limit: Option<std::num::NonZeroU32>,
+    pub portal_frame_ancestors: Option<String>,
 }
 
 impl Options {
@@ -149,6 +150,7 @@ impl Options {
             blob_url: None,
             per_subscription_in_flight: 10,
             api_rate_limit: std::num::NonZeroU32::new(1000),
+            portal_frame_ancestors: None,
         }
     }
 }
@@ -179,6 +181,7 @@ impl TestApp {
         settings.link_ttl = options.link_ttl;
         settings.blob_url = options.blob_url;
         settings.per_subscription_in_flight = options.per_subscription_in_flight;
+        settings.portal_frame_ancestors = options.portal_frame_ancestors;
         // The test binary is not `signhook`: PDF jobs go to the real one.
         settings.pdf_worker = PathBuf::from(env!("CARGO_BIN_EXE_signhook"));
         let clock = Arc::new(ShiftedClock::default());
