@@ -478,10 +478,17 @@ impl Store {
         limit: u32,
     ) -> Result<Page<Delivery>> {
         // Every filter is optional: a NULL parameter lets every row pass.
-        // The CASTs give PostgreSQL the parameters' types.
+        // The CASTs give PostgreSQL the parameters' types. Dead letters are
+        // asked for by a literal status, which the partial index
+        // `deliveries_dead_letters` serves.
+        let status = if query.status == Some(DeliveryStatus::Failed) {
+            "d.status = 'failed' AND CAST($2 AS TEXT) IS NOT NULL"
+        } else {
+            "(CAST($2 AS TEXT) IS NULL OR d.status = $2)"
+        };
         let sql = format!(
             "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN events e ON e.id = d.event_id \
-             WHERE d.subscription_id = $1 AND (CAST($2 AS TEXT) IS NULL OR d.status = $2) \
+             WHERE d.subscription_id = $1 AND {status} \
              AND (CAST($3 AS TEXT) IS NULL OR d.id < $3) AND (CAST($4 AS TEXT) IS NULL OR e.type = $4) \
              AND (CAST($5 AS TEXT) IS NULL OR d.event_id = $5) \
              AND (CAST($6 AS BIGINT) IS NULL OR d.created_at >= $6) \
