@@ -196,6 +196,21 @@ impl Browser {
         field.send_keys(text).await.expect("typing");
     }
 
+    /// Scrolls the element `css` selects to the top of the window (for a
+    /// screenshot of it).
+    pub async fn scroll_to(&self, css: &str) {
+        let element = self
+            .client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no `{css}` to scroll to: {e}"));
+        let arg = serde_json::to_value(&element).expect("an element reference");
+        self.client
+            .execute("arguments[0].scrollIntoView(true)", vec![arg])
+            .await
+            .expect("scrolling");
+    }
+
     /// Saves a PNG of the window to `target/screenshots/{name}.png` (for
     /// people to look at; not committed).
     pub async fn screenshot(&self, name: &str) {

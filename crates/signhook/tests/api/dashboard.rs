@@ -137,6 +137,17 @@ async fn an_admin_adds_an_endpoint_by_ticking_events_and_sends_a_test_event() {
         done_when(log.contains("webhook.test") && log.contains("succeeded"), log)
     })
     .await;
+    browser.scroll_to("#deliveries").await;
+    browser.screenshot("dashboard-log").await;
+    // Its attempt: answered 200, with the request as sent.
+    browser.click("#delivery-log a").await;
+    assert!(browser.text("#attempts").await.contains("Attempt 1: 200"));
+    assert!(browser
+        .text(".request-headers")
+        .await
+        .contains("webhook-signature: v1,"));
+    browser.scroll_to("#attempts").await;
+    browser.screenshot("dashboard-attempt").await;
 
     // A viewer sees the endpoint but no secret and no buttons, and a post is refused.
     browser.submit("#logout").await;
