@@ -371,3 +371,65 @@ async fn two_nodes_share_documents_on_s3_and_expire_each_request_once() {
     expected.sort_unstable();
     assert_eq!(expired, expected, "each request expired exactly once");
 }
+
+#[tokio::test]
+async fn dashboard_sessions_and_portal_links_hold_across_two_nodes() {
+    let db = Database::new(Backend::Postgres).await;
+    let mut args: Vec<String> = ["admin", "create-tenant", "--name", "Acme"].map(String::from).to_vec();
+    args.extend(db.cli_args());
+    let out = run_cli(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let tenant: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let key = tenant["live_key"].as_str().unwrap().to_owned();
+    let a = BinaryServer::start(&db, &["--dev", "--node-id", "node_a"]);
+    let b = BinaryServer::start(&db, &["--dev", "--node-id", "node_b"]);
+    let mut args: Vec<String> = ["admin", "create-user", "--tenant", tenant["tenant_id"].as_str().unwrap()]
+        .map(String::from)
+        .to_vec();
+    args.extend(["--email", "ada@example.com", "--role", "admin", "--public-url", &a.url("/")].map(String::from));
+    args.extend(db.cli_args());
+    let out = run_cli(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let user: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+
+    // The password set on node A opens a session that node B knows.
+    let set = client
+        .post(set_password_link(&user))
+        .form(&[("password", "a long enough secret"), ("confirm", "a long enough secret")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status(), 303);
+    let cookie = set.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let on_b = client.get(b.url("/webhooks")).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(on_b.status(), 200);
+    let html = on_b.text().await.unwrap();
+    let csrf = html.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    // Logged out on B: refused on A from the next request.
+    let out = client
+        .post(b.url("/logout"))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 303);
+    let on_a = client.get(a.url("/webhooks")).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!((on_a.status().as_u16(), on_a.headers()["location"].to_str().unwrap()), (303, "/login"));
+
+    // A portal link made on A opens once, on B; A then refuses it.
+    let (status, link) = post(&client, a.url("/v1/portal_sessions"), &key, json!({})).await;
+    assert_eq!(status, 201, "{link}");
+    let path = url::Url::parse(link["url"].as_str().unwrap()).unwrap().path().to_owned();
+    let opened = client.get(b.url(&path)).send().await.unwrap();
+    assert_eq!(opened.status(), 303);
+    let session = opened.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(client.get(a.url(&path)).send().await.unwrap().status(), 410);
+    // The portal session works on A too.
+    assert_eq!(client.get(a.url(&session)).send().await.unwrap().status(), 200);
+    a.terminate();
+    b.terminate();
+}
