@@ -153,8 +153,19 @@ mod tests {
 
     #[test]
     fn a_login_is_an_address_in_lower_case() {
-        assert_eq!(UserEmail::parse("  Ada@Example.COM ").unwrap().as_str(), "ada@example.com");
-        for bad in ["", "ada", "ada@", "@example.com", "ada@localhost", "ada lovelace@example.com", "ada@exa\tmple.com"] {
+        assert_eq!(
+            UserEmail::parse("  Ada@Example.COM ").unwrap().as_str(),
+            "ada@example.com"
+        );
+        for bad in [
+            "",
+            "ada",
+            "ada@",
+            "@example.com",
+            "ada@localhost",
+            "ada lovelace@example.com",
+            "ada@exa\tmple.com",
+        ] {
             assert!(UserEmail::parse(bad).is_err(), "{bad:?}");
         }
         let long = format!("{}@example.com", "a".repeat(UserEmail::MAX_CHARS));

@@ -480,10 +480,7 @@ impl Store {
         .bind(tenant);
         let users = tx.fetch_parsed(sql, user_from_row).await?;
         let target = users.iter().find(|u| &u.id == id).cloned();
-        let other_admins = users
-            .iter()
-            .filter(|u| &u.id != id && u.role == Role::Admin)
-            .count();
+        let other_admins = users.iter().filter(|u| &u.id != id && u.role == Role::Admin).count();
         Ok((target, other_admins))
     }
 
