@@ -31,12 +31,26 @@ pub struct Section {
 }
 
 /// The dashboard's sections, in the navigation's order.
-pub const SECTIONS: &[Section] = &[Section {
-    key: "webhooks",
-    path: "/webhooks",
-    label: "Webhooks",
-    admins_only: false,
-}];
+pub const SECTIONS: &[Section] = &[
+    Section {
+        key: "webhooks",
+        path: "/webhooks",
+        label: "Webhooks",
+        admins_only: false,
+    },
+    Section {
+        key: "api_keys",
+        path: "/api_keys",
+        label: "API keys",
+        admins_only: true,
+    },
+    Section {
+        key: "team",
+        path: "/team",
+        label: "Team",
+        admins_only: true,
+    },
+];
 
 /// What every dashboard page's frame shows.
 pub struct Nav {

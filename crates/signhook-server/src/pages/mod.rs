@@ -20,19 +20,23 @@
 //!   endpoints, the form that adds or edits one), [`endpoint`] (one
 //!   endpoint's page and buttons, its delivery log), [`deliveries`] (one
 //!   delivery with its attempts), [`health`] (an endpoint's success rate
-//!   and latency, drawn).
+//!   and latency, drawn), [`api_keys`] (the keys: make one, shown once;
+//!   revoke one), [`team`] (the tenant's users: invite, change a role,
+//!   remove).
 //!
 //! The routes stay in [`routes`](crate::routes): a route that people open in
 //! a browser asks for its [`Face`] and answers a page or JSON from the same
 //! state.
 
 pub mod account;
+pub mod api_keys;
 pub mod deliveries;
 pub mod endpoint;
 pub mod frame;
 pub mod health;
 pub mod person;
 pub mod session;
+pub mod team;
 pub mod webhooks;
 
 use crate::error::ApiError;
