@@ -92,6 +92,45 @@ impl Role {
     }
 }
 
+/// A dashboard user's login: an e-mail address, trimmed and lower-cased
+/// (one account per address, whatever its case). Built only by
+/// [`UserEmail::parse`], as `signhook admin create-user` and the Team page's
+/// invitations both do.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UserEmail(String);
+
+impl UserEmail {
+    /// The longest address accepted (RFC 5321's path limit, rounded up).
+    pub const MAX_CHARS: usize = 320;
+
+    /// The address in `text`, or why it is not one. Only the shape is
+    /// checked (something, `@`, a host with a dot; no spaces or control
+    /// characters): whether mail reaches it is for the mail server to say.
+    pub fn parse(text: &str) -> Result<Self, &'static str> {
+        let email = text.trim();
+        let shaped = email
+            .rsplit_once('@')
+            .is_some_and(|(user, host)| !user.is_empty() && host.contains('.'));
+        let clean = !email.chars().any(|c| c.is_whitespace() || c.is_control());
+        if shaped && clean && email.chars().count() <= Self::MAX_CHARS {
+            Ok(UserEmail(email.to_lowercase()))
+        } else {
+            Err("email must be an e-mail address like ada@example.com")
+        }
+    }
+
+    /// The address.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for UserEmail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// A fresh random token for a link or a session: 43 URL-safe characters
 /// (256 bits).
 pub fn generate_token(rng: &mut (impl Rng + rand::CryptoRng)) -> String {
@@ -111,6 +150,27 @@ pub fn generate_webhook_key(rng: &mut (impl Rng + rand::CryptoRng)) -> [u8; WEBH
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_login_is_an_address_in_lower_case() {
+        assert_eq!(
+            UserEmail::parse("  Ada@Example.COM ").unwrap().as_str(),
+            "ada@example.com"
+        );
+        for bad in [
+            "",
+            "ada",
+            "ada@",
+            "@example.com",
+            "ada@localhost",
+            "ada lovelace@example.com",
+            "ada@exa\tmple.com",
+        ] {
+            assert!(UserEmail::parse(bad).is_err(), "{bad:?}");
+        }
+        let long = format!("{}@example.com", "a".repeat(UserEmail::MAX_CHARS));
+        assert!(UserEmail::parse(&long).is_err());
+    }
 
     #[test]
     fn keys_carry_their_environment() {

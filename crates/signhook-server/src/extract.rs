@@ -47,7 +47,7 @@ impl FromRequestParts<AppState> for Auth {
             .ok_or(ApiError::Unauthorized(
                 "the Authorization header must be `Bearer ` followed by an API key",
             ))?;
-        let Some(principal) = state.caches.authenticate(&state.store, key).await? else {
+        let Some(principal) = state.caches.authenticate(&state.store, key, state.clock.now()).await? else {
             return Err(ApiError::Unauthorized("the API key is not valid"));
         };
         if let Some(limit) = &state.rate_limit {

@@ -1,6 +1,6 @@
 //! E-mail over SMTP when the operator configured it: failure warnings to
-//! tenants' admins (`webhook.disabling_soon`), and invitations and reminders
-//! to signers and approvers.
+//! tenants' admins (`webhook.disabling_soon`), invitations and reminders
+//! to signers and approvers, and invitations to a tenant's dashboard.
 
 use lettre::message::header::{ContentTransferEncoding, ContentType};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
@@ -203,6 +203,82 @@ impl Mailer {
             .message_id(None)
             .multipart(alternative(text, html))
             .map_err(|e| InvitationFailure::Failed(e.to_string()))?;
+        self.send_letter(message).await
+    }
+}
+
+/// An invitation to join a tenant's dashboard, from the Team page.
+#[derive(Debug, Clone)]
+pub struct TeamInvitation {
+    /// The invited address.
+    pub email: String,
+    /// The tenant's name.
+    pub team: String,
+    /// Who invites: the admin's address.
+    pub invited_by: String,
+    /// `admin` or `viewer`.
+    pub role: &'static str,
+    /// The one-time link that sets their password.
+    pub url: String,
+    /// When the link stops working.
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A team invitation's subject, plain text and HTML.
+fn compose_team_invitation(invitation: &TeamInvitation) -> (String, String, String) {
+    let team = &invitation.team;
+    let subject = format!("You are invited to {team}'s Signhook dashboard");
+    let lead = format!(
+        "{by} invited you to {team}'s Signhook dashboard as {article} {role}. Choose a password to log in; the link works once, until {until}.",
+        by = invitation.invited_by,
+        article = if invitation.role == "admin" { "an" } else { "a" },
+        role = invitation.role,
+        until = signhook_core::time::readable(invitation.expires_at),
+    );
+    let footer = "The link is personal: do not forward it. If you did not expect this, ignore this e-mail.";
+    let text = format!(
+        "Hello,\n\n{lead}\n\nChoose your password:\n{link}\n\n{footer}\n",
+        link = invitation.url
+    );
+    let html = format!(
+        "<!DOCTYPE html><html><body style=\"font-family: sans-serif; line-height: 1.5\">\
+         <p>Hello,</p><p>{lead}</p>\
+         <p><a href=\"{link}\" style=\"display: inline-block; padding: 0.6em 1.2em; background: #1d4ed8; \
+         color: #ffffff; text-decoration: none; border-radius: 4px\">Choose your password</a></p>\
+         <p style=\"font-size: 0.9em\">Or paste this link into your browser:<br>{link}</p>\
+         <p style=\"font-size: 0.9em\">{footer}</p></body></html>",
+        lead = html_escape(&lead),
+        link = html_escape(&invitation.url),
+    );
+    (subject, text, html)
+}
+
+impl Mailer {
+    /// Sends an invitation to a tenant's dashboard; answers what the SMTP
+    /// server said when it accepted it. Can take as long as the SMTP
+    /// exchange.
+    pub async fn send_team_invitation(&self, invitation: &TeamInvitation) -> Result<String, InvitationFailure> {
+        let to: Mailbox = invitation
+            .email
+            .parse()
+            .map_err(|e| InvitationFailure::Undeliverable(format!("`{}` is not an address: {e}", invitation.email)))?;
+        let (subject, text, html) = compose_team_invitation(invitation);
+        let message = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(subject)
+            .message_id(None)
+            .multipart(alternative(text, html))
+            .map_err(|e| InvitationFailure::Failed(e.to_string()))?;
+        self.send_letter(message).await
+    }
+}
+
+impl Mailer {
+    /// Sends a letter to a person; answers what the SMTP server said when
+    /// it accepted it (`250 2.0.0 Ok: queued as …`), or whether the refusal
+    /// was for good.
+    async fn send_letter(&self, message: Message) -> Result<String, InvitationFailure> {
         match self.transport.send(message).await {
             Ok(response) => {
                 let said: Vec<&str> = response.message().collect();

@@ -245,24 +245,49 @@ impl Metrics {
 pub const KEY_CACHE_TTL: Duration = Duration::from_secs(10);
 /// The most keys remembered; past it the cache starts over.
 const KEY_CACHE_SIZE: usize = 10_000;
+/// How often, at most, this node writes down that a key was used
+/// (`last_used_at`): the API keys page shows the last use to about this,
+/// and a busy key costs one write a minute instead of one per request.
+pub const KEY_USE_EVERY: Duration = Duration::from_secs(60);
 
 /// What nearly every API request looks up, kept in memory: on SQLite each
 /// lookup is a round trip to a database thread, and under load those hops
 /// cost more than the work. Both are safe to keep: a tenant's default
 /// workspace never changes, and a key is re-checked every
-/// [`KEY_CACHE_TTL`].
+/// [`KEY_CACHE_TTL`]. It also remembers when this node last wrote each
+/// key's last use, to write it at most every [`KEY_USE_EVERY`].
 #[derive(Debug, Default)]
 pub struct Caches {
     keys: std::sync::Mutex<std::collections::HashMap<[u8; 32], (Principal, std::time::Instant)>>,
+    key_uses: KeyUses,
     default_workspaces: std::sync::RwLock<std::collections::HashMap<TenantId, WorkspaceId>>,
 }
 
 impl Caches {
     /// The principal of `key`, authenticated against `store` at most every
-    /// [`KEY_CACHE_TTL`]. Unknown keys are never remembered.
-    pub async fn authenticate(&self, store: &Store, key: &str) -> Result<Option<Principal>, StoreError> {
-        use sha2::Digest;
-        let hash: [u8; 32] = sha2::Sha256::digest(key.as_bytes()).into();
+    /// [`KEY_CACHE_TTL`]. Unknown keys are never remembered. A key that
+    /// opens the request at `now` has its last use written down when this
+    /// node has not done so for [`KEY_USE_EVERY`].
+    pub async fn authenticate(
+        &self,
+        store: &Store,
+        key: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<Principal>, StoreError> {
+        let found = self.principal_of(store, key).await?;
+        if found.is_some() && self.key_uses.due(key, now) {
+            // Written in the request rather than in a task of its own, so
+            // nothing outlives the server's shutdown; once a minute per key
+            // it costs one small write. A failure only costs accuracy.
+            if let Err(e) = store.record_key_use(key, now).await {
+                tracing::warn!(error = %crate::error::error_chain(&e), "could not record an API key's last use");
+            }
+        }
+        Ok(found)
+    }
+
+    async fn principal_of(&self, store: &Store, key: &str) -> Result<Option<Principal>, StoreError> {
+        let hash = key_digest(key);
         let now = std::time::Instant::now();
         if let Some((principal, at)) = self.lock_keys().get(&hash) {
             if now.duration_since(*at) < KEY_CACHE_TTL {
@@ -314,5 +339,55 @@ impl Caches {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .insert(tenant.clone(), id.clone());
         Ok(id)
+    }
+}
+
+/// A key's SHA-256, what the caches know it by.
+fn key_digest(key: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(key.as_bytes()).into()
+}
+
+/// When this node last wrote down each key's use.
+#[derive(Debug, Default)]
+struct KeyUses(std::sync::Mutex<std::collections::HashMap<[u8; 32], chrono::DateTime<chrono::Utc>>>);
+
+impl KeyUses {
+    /// Whether `key`'s use at `now` is to be written: never written by this
+    /// node, or last [`KEY_USE_EVERY`] ago or more. When it is, `now` is
+    /// remembered at once, so requests arriving together write once.
+    fn due(&self, key: &str, now: chrono::DateTime<chrono::Utc>) -> bool {
+        let every = chrono::Duration::from_std(KEY_USE_EVERY).unwrap_or_default();
+        // Only plain inserts and lookups happen under this lock.
+        let mut uses = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let hash = key_digest(key);
+        if uses.get(&hash).is_some_and(|at| now - *at < every) {
+            return false;
+        }
+        if uses.len() >= KEY_CACHE_SIZE {
+            uses.clear();
+        }
+        uses.insert(hash, now);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_use_is_written_at_most_once_a_minute_per_key() {
+        let uses = KeyUses::default();
+        let t0 = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let at = |secs: i64| t0 + chrono::Duration::seconds(secs);
+        assert!(uses.due("sk_live_a", at(0)), "the first use is written");
+        assert!(!uses.due("sk_live_a", at(1)));
+        assert!(!uses.due("sk_live_a", at(59)));
+        assert!(uses.due("sk_live_b", at(59)), "each key has its own minute");
+        assert!(uses.due("sk_live_a", at(60)), "a minute later it is written again");
+        assert!(!uses.due("sk_live_a", at(61)));
+        // A clock that went back does not write again either.
+        assert!(!uses.due("sk_live_a", at(30)));
     }
 }

@@ -71,6 +71,9 @@ pub struct ApiKeyRecord {
     pub created_at: DateTime<Utc>,
     /// When it was revoked; it opens nothing since.
     pub revoked_at: Option<DateTime<Utc>>,
+    /// When it last opened a request, to within about a minute (see
+    /// [`Store::record_key_use`]); `None` if never.
+    pub last_used_at: Option<DateTime<Utc>>,
 }
 
 /// What revoking a key did.
@@ -85,7 +88,7 @@ pub enum Revocation {
     LastKey,
 }
 
-const KEY_COLUMNS: &str = "id, environment, name, hint, created_at, revoked_at";
+const KEY_COLUMNS: &str = "id, environment, name, hint, created_at, revoked_at, last_used_at";
 
 fn key_from_row(row: &impl DbRow) -> Result<ApiKeyRecord> {
     let environment = row.text("environment")?;
@@ -97,6 +100,7 @@ fn key_from_row(row: &impl DbRow) -> Result<ApiKeyRecord> {
         hint: row.text("hint")?,
         created_at: signhook_core::time::from_millis(row.int("created_at")?),
         revoked_at: row.opt_int("revoked_at")?.map(signhook_core::time::from_millis),
+        last_used_at: row.opt_int("last_used_at")?.map(signhook_core::time::from_millis),
     })
 }
 
@@ -205,6 +209,24 @@ impl Store {
         Ok(Some(Principal { tenant_id, environment }))
     }
 
+    /// Records that `key` opened a request at `now`: its `last_used_at`
+    /// moves forward (never back, whichever node writes last). The server
+    /// calls this at most once a minute per key, not per request. A
+    /// relaxed write: losing one in a power cut costs a minute of accuracy.
+    pub async fn record_key_use(&self, key: &str, now: DateTime<Utc>) -> Result<()> {
+        let mut tx = self.begin_relaxed().await?;
+        tx.gather(
+            Sql::new(
+                "UPDATE api_keys SET last_used_at = $1 \
+                 WHERE key_hash = $2 AND (last_used_at IS NULL OR last_used_at < $1)",
+            )
+            .bind(to_millis(now))
+            .bind(key_hash(key).to_vec()),
+        )
+        .await?;
+        tx.commit().await
+    }
+
     /// Makes a new key for `tenant` in `environment`, named `name`; returns
     /// it with the key in clear text, the only time it exists outside its
     /// owner's hands.
@@ -223,6 +245,7 @@ impl Store {
             hint: key_hint(&key),
             created_at: now,
             revoked_at: None,
+            last_used_at: None,
         };
         let mut tx = self.begin().await?;
         tx.gather(
@@ -265,9 +288,9 @@ impl Store {
     ) -> Result<Revocation> {
         let mut tx = self.begin().await?;
         let keys = Sql::new(tx.pick(Dialects {
-            sqlite: "SELECT id, environment, name, hint, created_at, revoked_at FROM api_keys \
+            sqlite: "SELECT id, environment, name, hint, created_at, revoked_at, last_used_at FROM api_keys \
                      WHERE tenant_id = $1 AND environment = $2 ORDER BY id",
-            postgres: "SELECT id, environment, name, hint, created_at, revoked_at FROM api_keys \
+            postgres: "SELECT id, environment, name, hint, created_at, revoked_at, last_used_at FROM api_keys \
                        WHERE tenant_id = $1 AND environment = $2 ORDER BY id FOR UPDATE",
         }))
         .bind(tenant)

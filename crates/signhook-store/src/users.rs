@@ -1,6 +1,8 @@
 //! The dashboard's people: users of a tenant with a [`Role`], the one-time
 //! links that set their password, their sessions, and the failed logins
-//! that rate-limit guessing (DESIGN §9).
+//! that rate-limit guessing (DESIGN §9); and what a tenant's admins do to
+//! their team: list it, re-send an invitation, change a role, remove a
+//! user — never leaving the tenant without an admin.
 //!
 //! Nothing secret is stored in clear: links and session tokens only as
 //! their SHA-256, passwords only as the argon2id string the server made
@@ -8,7 +10,7 @@
 //! threads). Everything lives in the database, so a session opened on one
 //! node works on every node and a logout or revocation holds everywhere.
 
-use crate::db::{DbRow, Sql};
+use crate::db::{DbRow, Dialects, Sql};
 use crate::{Result, Store, StoreError};
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
@@ -65,6 +67,43 @@ pub struct LoginFailures {
     pub address: u64,
 }
 
+/// A user as the Team page lists them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// The user.
+    pub user: User,
+    /// Whether they have set a password (an invited user has not, yet).
+    pub has_password: bool,
+    /// When they were created (invited).
+    pub created_at: DateTime<Utc>,
+    /// Until when their newest unused one-time link works (it may be past);
+    /// `None` when every link was used.
+    pub link_expires_at: Option<DateTime<Utc>>,
+}
+
+/// What a change to a tenant's team did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TeamChange {
+    /// Done: the user as they are now (as they were, once removed).
+    Done(User),
+    /// No such user in this tenant. Nothing changed.
+    NotFound,
+    /// It would leave the tenant without an admin. Nothing changed.
+    LastAdmin,
+}
+
+/// What re-sending an invitation did.
+#[derive(Debug, Clone)]
+pub enum Reinvitation {
+    /// A fresh link (its token in clear text); every older link of the
+    /// user stopped working.
+    Sent(CreatedUser),
+    /// No such user in this tenant.
+    NotFound,
+    /// The user has set a password already: there is nothing to invite to.
+    HasPassword,
+}
+
 fn token_hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
@@ -78,6 +117,20 @@ fn user_from_row(row: &impl DbRow) -> Result<User> {
         tenant_id: TenantId::parse(&row.text("tenant_id")?).map_err(StoreError::corrupt)?,
         email: row.text("email")?,
         role: Role::parse(&role).ok_or_else(|| StoreError::corrupt(format_args!("users.role `{role}`")))?,
+    })
+}
+
+const MEMBER_COLUMNS: &str = "users.id, users.tenant_id, users.email, users.role, users.created_at, \
+     CAST(CASE WHEN users.password_hash IS NULL THEN 0 ELSE 1 END AS BIGINT) AS has_password, \
+     (SELECT MAX(expires_at) FROM user_links \
+      WHERE user_links.user_id = users.id AND user_links.used_at IS NULL) AS link_expires_at";
+
+fn member_from_row(row: &impl DbRow) -> Result<Member> {
+    Ok(Member {
+        user: user_from_row(row)?,
+        has_password: row.int("has_password")? != 0,
+        created_at: signhook_core::time::from_millis(row.int("created_at")?),
+        link_expires_at: row.opt_int("link_expires_at")?.map(signhook_core::time::from_millis),
     })
 }
 
@@ -345,5 +398,138 @@ impl Store {
         )
         .await?;
         tx.commit().await
+    }
+    /// The users of `tenant`, oldest first.
+    pub async fn list_members(&self, tenant: &TenantId) -> Result<Vec<Member>> {
+        let sql = Sql::new(format!(
+            "SELECT {MEMBER_COLUMNS} FROM users WHERE users.tenant_id = $1 ORDER BY users.created_at, users.id"
+        ))
+        .bind(tenant);
+        self.reader().fetch_parsed(sql, member_from_row).await
+    }
+
+    /// The user `id` of `tenant`; `None` for another tenant's or no one's.
+    pub async fn member(&self, tenant: &TenantId, id: &UserId) -> Result<Option<Member>> {
+        let sql = Sql::new(format!(
+            "SELECT {MEMBER_COLUMNS} FROM users WHERE users.tenant_id = $1 AND users.id = $2"
+        ))
+        .bind(tenant)
+        .bind(id);
+        match self.reader().fetch_optional(sql).await? {
+            Some(row) => Ok(Some(member_from_row(&row)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// A fresh one-time link, valid until `link_expires_at`, for the user
+    /// `id` of `tenant` who has not set a password yet; their older links
+    /// stop working (they count as used from `now`).
+    pub async fn reinvite(
+        &self,
+        tenant: &TenantId,
+        id: &UserId,
+        now: DateTime<Utc>,
+        link_expires_at: DateTime<Utc>,
+    ) -> Result<Reinvitation> {
+        let mut tx = self.begin().await?;
+        let found = tx
+            .fetch_optional(
+                Sql::new(format!(
+                    "SELECT {USER_COLUMNS}, users.password_hash FROM users WHERE tenant_id = $1 AND id = $2"
+                ))
+                .bind(tenant)
+                .bind(id),
+            )
+            .await?;
+        let Some(row) = found else {
+            return Ok(Reinvitation::NotFound);
+        };
+        if row.opt_text("password_hash")?.is_some() {
+            return Ok(Reinvitation::HasPassword);
+        }
+        let user = user_from_row(&row)?;
+        tx.gather(
+            Sql::new("UPDATE user_links SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL")
+                .bind(to_millis(now))
+                .bind(&user.id),
+        )
+        .await?;
+        let link_token = generate_token(&mut rand::thread_rng());
+        tx.gather(
+            Sql::new("INSERT INTO user_links (token_hash, user_id, expires_at) VALUES ($1, $2, $3)")
+                .bind(token_hash(&link_token))
+                .bind(&user.id)
+                .bind(to_millis(link_expires_at)),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Reinvitation::Sent(CreatedUser { user, link_token }))
+    }
+
+    /// Reads the roles of `tenant`'s users in `tx`, locked against other
+    /// team changes until it ends (on SQLite the one writer serializes
+    /// them already): whether `id` is there, and how many admins remain
+    /// without it.
+    async fn team_without(tx: &mut crate::db::Tx<'_>, tenant: &TenantId, id: &UserId) -> Result<(Option<User>, usize)> {
+        let sql = Sql::new(tx.pick(Dialects {
+            sqlite: "SELECT users.id, users.tenant_id, users.email, users.role FROM users \
+                     WHERE tenant_id = $1 ORDER BY id",
+            postgres: "SELECT users.id, users.tenant_id, users.email, users.role FROM users \
+                       WHERE tenant_id = $1 ORDER BY id FOR UPDATE",
+        }))
+        .bind(tenant);
+        let users = tx.fetch_parsed(sql, user_from_row).await?;
+        let target = users.iter().find(|u| &u.id == id).cloned();
+        let other_admins = users.iter().filter(|u| &u.id != id && u.role == Role::Admin).count();
+        Ok((target, other_admins))
+    }
+
+    /// Gives the user `id` of `tenant` the role `role` — unless that takes
+    /// the tenant's last admin away. Their open sessions have the new role
+    /// from their next request (sessions read the role each time).
+    pub async fn change_role(&self, tenant: &TenantId, id: &UserId, role: Role) -> Result<TeamChange> {
+        let mut tx = self.begin().await?;
+        let (target, other_admins) = Self::team_without(&mut tx, tenant, id).await?;
+        let Some(mut user) = target else {
+            return Ok(TeamChange::NotFound);
+        };
+        if user.role == role {
+            return Ok(TeamChange::Done(user));
+        }
+        if role != Role::Admin && other_admins == 0 {
+            return Ok(TeamChange::LastAdmin);
+        }
+        tx.gather(
+            Sql::new("UPDATE users SET role = $1 WHERE id = $2")
+                .bind(role.as_str())
+                .bind(&user.id),
+        )
+        .await?;
+        tx.commit().await?;
+        user.role = role;
+        Ok(TeamChange::Done(user))
+    }
+
+    /// Removes the user `id` of `tenant` — unless they are its last admin —
+    /// with their sessions (they are logged out on their next request,
+    /// wherever they are) and their links. Their address may be invited
+    /// again after.
+    pub async fn remove_user(&self, tenant: &TenantId, id: &UserId) -> Result<TeamChange> {
+        let mut tx = self.begin().await?;
+        let (target, other_admins) = Self::team_without(&mut tx, tenant, id).await?;
+        let Some(user) = target else {
+            return Ok(TeamChange::NotFound);
+        };
+        if user.role == Role::Admin && other_admins == 0 {
+            return Ok(TeamChange::LastAdmin);
+        }
+        for table in ["sessions", "user_links"] {
+            tx.gather(Sql::new(format!("DELETE FROM {table} WHERE user_id = $1")).bind(&user.id))
+                .await?;
+        }
+        tx.gather(Sql::new("DELETE FROM users WHERE id = $1").bind(&user.id))
+            .await?;
+        tx.commit().await?;
+        Ok(TeamChange::Done(user))
     }
 }

@@ -810,3 +810,95 @@ async fn every_write_that_makes_work_due_announces_when_and_claims_keep_the_due_
     assert_eq!(scheduled, [Some(t0()), Some(retry_at)], "each attempt records when it was due");
 }
 }
+
+mod team {
+    use super::*;
+    use signhook_core::auth::{Environment, Role};
+    use signhook_store::users::{Reinvitation, TeamChange};
+
+    on_both_backends! {
+    async fn a_team_never_loses_its_last_admin_and_removal_ends_sessions(backend: Backend) {
+        let (_dir, store) = store(backend).await;
+        let acme = store.create_tenant("Acme", t0()).await.unwrap();
+        let other = store.create_tenant("Other", t0()).await.unwrap();
+        let week = t0() + Duration::days(7);
+        let ada = store.create_user(&acme.tenant_id, "ada@example.com", Role::Admin, t0(), week).await.unwrap().unwrap();
+        let bob = store
+            .create_user(&acme.tenant_id, "bob@example.com", Role::Viewer, t0() + Duration::seconds(1), week)
+            .await
+            .unwrap()
+            .unwrap();
+        let members = store.list_members(&acme.tenant_id).await.unwrap();
+        let emails: Vec<&str> = members.iter().map(|m| m.user.email.as_str()).collect();
+        assert_eq!(emails, ["ada@example.com", "bob@example.com"]);
+        assert!(members.iter().all(|m| !m.has_password && m.link_expires_at == Some(week)));
+        assert!(store.list_members(&other.tenant_id).await.unwrap().is_empty());
+        // Another tenant's user is no one there.
+        assert_eq!(store.member(&other.tenant_id, &bob.user.id).await.unwrap(), None);
+        assert_eq!(store.change_role(&other.tenant_id, &bob.user.id, Role::Admin).await.unwrap(), TeamChange::NotFound);
+        assert_eq!(store.remove_user(&other.tenant_id, &bob.user.id).await.unwrap(), TeamChange::NotFound);
+
+        // The only admin stays one, and stays.
+        assert_eq!(store.change_role(&acme.tenant_id, &ada.user.id, Role::Viewer).await.unwrap(), TeamChange::LastAdmin);
+        assert_eq!(store.remove_user(&acme.tenant_id, &ada.user.id).await.unwrap(), TeamChange::LastAdmin);
+        // With a second admin, the first may step down.
+        let TeamChange::Done(bob_now) = store.change_role(&acme.tenant_id, &bob.user.id, Role::Admin).await.unwrap() else {
+            panic!("bob becomes an admin");
+        };
+        assert_eq!(bob_now.role, Role::Admin);
+        assert!(matches!(store.change_role(&acme.tenant_id, &ada.user.id, Role::Viewer).await.unwrap(), TeamChange::Done(_)));
+
+        // A removed user's sessions end; their address can be invited again.
+        let hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g";
+        let ada_set = store.set_password_by_link(&ada.link_token, hash, t0()).await.unwrap().unwrap();
+        let session = store.open_session(&ada_set, None, None, t0()).await.unwrap();
+        let idle = std::time::Duration::from_secs(3600);
+        let seen = store.session(&session.token, t0(), idle).await.unwrap().unwrap();
+        assert_eq!(seen.user.role, Role::Viewer, "the role is read with the session");
+        assert!(matches!(store.remove_user(&acme.tenant_id, &ada.user.id).await.unwrap(), TeamChange::Done(_)));
+        assert_eq!(store.session(&session.token, t0(), idle).await.unwrap(), None);
+        assert_eq!(store.user_by_email("ada@example.com").await.unwrap(), None);
+        assert!(store.create_user(&acme.tenant_id, "ada@example.com", Role::Viewer, t0(), week).await.unwrap().is_some());
+    }
+
+    async fn a_fresh_invitation_link_replaces_the_old_ones(backend: Backend) {
+        let (_dir, store) = store(backend).await;
+        let acme = store.create_tenant("Acme", t0()).await.unwrap();
+        let week = t0() + Duration::days(7);
+        let cy = store.create_user(&acme.tenant_id, "cy@example.com", Role::Viewer, t0(), week).await.unwrap().unwrap();
+        let later = t0() + Duration::days(1);
+        let Reinvitation::Sent(again) = store.reinvite(&acme.tenant_id, &cy.user.id, later, later + Duration::days(7)).await.unwrap() else {
+            panic!("a fresh link");
+        };
+        assert_eq!(store.user_of_link(&cy.link_token, later).await.unwrap(), None, "the old link stopped working");
+        assert_eq!(store.user_of_link(&again.link_token, later).await.unwrap().unwrap().id, cy.user.id);
+        let member = store.member(&acme.tenant_id, &cy.user.id).await.unwrap().unwrap();
+        assert_eq!(member.link_expires_at, Some(later + Duration::days(7)));
+        // Once the password is set there is nothing to re-send.
+        store.set_password_by_link(&again.link_token, "$argon2id$x", later).await.unwrap().unwrap();
+        assert!(matches!(store.reinvite(&acme.tenant_id, &cy.user.id, later, week).await.unwrap(), Reinvitation::HasPassword));
+        let member = store.member(&acme.tenant_id, &cy.user.id).await.unwrap().unwrap();
+        assert!(member.has_password);
+        assert_eq!(member.link_expires_at, None);
+        let other = store.create_tenant("Other", t0()).await.unwrap();
+        assert!(matches!(store.reinvite(&other.tenant_id, &cy.user.id, later, week).await.unwrap(), Reinvitation::NotFound));
+    }
+
+    async fn a_key_use_moves_its_last_use_forward_only(backend: Backend) {
+        let (_dir, store) = store(backend).await;
+        let acme = store.create_tenant("Acme", t0()).await.unwrap();
+        async fn last_use(store: &Store, tenant: &CreatedTenant) -> Option<DateTime<Utc>> {
+            store.list_api_keys(&tenant.tenant_id, Environment::Live).await.unwrap()[0].last_used_at
+        }
+        assert_eq!(last_use(&store, &acme).await, None);
+        store.record_key_use(&acme.live_key, t0() + Duration::minutes(5)).await.unwrap();
+        assert_eq!(last_use(&store, &acme).await, Some(t0() + Duration::minutes(5)));
+        // A node whose write arrives late does not move it back.
+        store.record_key_use(&acme.live_key, t0() + Duration::minutes(4)).await.unwrap();
+        assert_eq!(last_use(&store, &acme).await, Some(t0() + Duration::minutes(5)));
+        // The test key's use is its own.
+        let test = store.list_api_keys(&acme.tenant_id, Environment::Test).await.unwrap();
+        assert_eq!(test[0].last_used_at, None);
+    }
+    }
+}

@@ -421,17 +421,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let tenant = signhook_core::ids::TenantId::parse(&tenant)
                 .map_err(|_| anyhow::anyhow!("--tenant must be a tenant id like tnt_01…"))?;
-            let email = email.trim();
-            let valid = email.split_once('@').is_some_and(|(user, host)| {
-                !user.is_empty() && host.contains('.') && !email.chars().any(char::is_whitespace)
-            }) && email.chars().count() <= 320;
-            anyhow::ensure!(valid, "--email must be an e-mail address like ada@example.com");
+            let email = signhook_core::auth::UserEmail::parse(&email)
+                .map_err(|_| anyhow::anyhow!("--email must be an e-mail address like ada@example.com"))?;
             let role = signhook_core::auth::Role::parse(&role)
                 .ok_or_else(|| anyhow::anyhow!("--role must be `admin` or `viewer`"))?;
             let store = data.open_store().await?;
             let now = SystemClock.now();
             let created = store
-                .create_user(&tenant, email, role, now, now + chrono::Duration::days(7))
+                .create_user(
+                    &tenant,
+                    email.as_str(),
+                    role,
+                    now,
+                    now + signhook_server::pages::team::INVITATION_VALIDITY,
+                )
                 .await;
             store.close().await;
             let created = match created {

@@ -37,6 +37,8 @@ pub struct Section {
 #[rustfmt::skip]
 pub const SECTIONS: &[Section] = &[
     Section { key: "webhooks", path: "/webhooks", label: "Webhooks", admins_only: false, in_portal: true },
+    Section { key: "api_keys", path: "/api_keys", label: "API keys", admins_only: true, in_portal: false },
+    Section { key: "team", path: "/team", label: "Team", admins_only: true, in_portal: false },
     Section { key: "portal", path: "/portal_settings", label: "Portal", admins_only: true, in_portal: false },
 ];
 

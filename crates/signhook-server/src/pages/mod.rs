@@ -21,13 +21,16 @@
 //!   endpoint's page and buttons, its delivery log), [`deliveries`] (one
 //!   delivery with its attempts), [`health`] (an endpoint's success rate
 //!   and latency, drawn), [`portal`] (the same webhook pages for a
-//!   platform's customers, in an iframe of the platform's app).
+//!   platform's customers, in an iframe of the platform's app),
+//!   [`api_keys`] (the keys: make one, shown once; revoke one), [`team`]
+//!   (the tenant's users: invite, change a role, remove).
 //!
 //! The routes stay in [`routes`](crate::routes): a route that people open in
 //! a browser asks for its [`Face`] and answers a page or JSON from the same
 //! state.
 
 pub mod account;
+pub mod api_keys;
 pub mod deliveries;
 pub mod endpoint;
 pub mod frame;
@@ -35,6 +38,7 @@ pub mod health;
 pub mod person;
 pub mod portal;
 pub mod session;
+pub mod team;
 pub mod webhooks;
 
 use crate::error::ApiError;

@@ -48,6 +48,9 @@ pub struct ApiKeyView {
     pub created_at: String,
     /// When it was revoked; null while it works.
     pub revoked_at: Option<String>,
+    /// When it last opened a request (RFC 3339), to within about a minute;
+    /// null if never.
+    pub last_used_at: Option<String>,
 }
 
 impl From<ApiKeyRecord> for ApiKeyView {
@@ -59,6 +62,7 @@ impl From<ApiKeyRecord> for ApiKeyView {
             hint: k.hint,
             created_at: rfc3339(k.created_at),
             revoked_at: k.revoked_at.map(rfc3339),
+            last_used_at: k.last_used_at.map(rfc3339),
         }
     }
 }
@@ -87,7 +91,25 @@ pub async fn create(
     auth: Auth,
     ApiJson(body, _): ApiJson<CreateApiKey>,
 ) -> Result<(StatusCode, Json<CreatedApiKey>), ApiError> {
-    let name = body.name.trim();
+    let (record, key) = create_api_key(&state, &auth, &body.name).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedApiKey {
+            key,
+            record: record.into(),
+        }),
+    ))
+}
+
+/// Makes a key named `name` in `auth`'s environment, as `POST
+/// /v1/api_keys` does (the dashboard's API keys page calls this too): the
+/// record and the key, in clear text this once.
+pub(crate) async fn create_api_key(
+    state: &AppState,
+    auth: &Auth,
+    name: &str,
+) -> Result<(ApiKeyRecord, String), ApiError> {
+    let name = name.trim();
     if name.is_empty() || name.chars().count() > MAX_NAME_LEN || name.chars().any(char::is_control) {
         return Err(ApiError::validation(
             "name",
@@ -99,13 +121,7 @@ pub async fn create(
         .create_api_key(auth.tenant(), auth.0.environment, name, state.clock.now())
         .await?;
     tracing::info!(api_key = %record.id, "API key created");
-    Ok((
-        StatusCode::CREATED,
-        Json(CreatedApiKey {
-            key,
-            record: record.into(),
-        }),
-    ))
+    Ok((record, key))
 }
 
 /// Lists the keys of the calling key's environment, revoked ones too.
@@ -145,7 +161,15 @@ pub async fn revoke(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Json<ApiKeyView>, ApiError> {
-    let key_id = path_id(&id, "API key", ApiKeyId::parse)?;
+    Ok(Json(revoke_api_key(&state, &auth, &id).await?.into()))
+}
+
+/// Revokes key `id` of `auth`'s tenant and environment, as `DELETE
+/// /v1/api_keys/{id}` does (the dashboard's API keys page calls this too):
+/// this node forgets the keys it trusts from memory at once, the others
+/// when told (see [`forget_revoked_keys`]).
+pub(crate) async fn revoke_api_key(state: &AppState, auth: &Auth, id: &str) -> Result<ApiKeyRecord, ApiError> {
+    let key_id = path_id(id, "API key", ApiKeyId::parse)?;
     match state
         .store
         .revoke_api_key(auth.tenant(), auth.0.environment, &key_id, state.clock.now())
@@ -154,9 +178,9 @@ pub async fn revoke(
         Revocation::Revoked(record) => {
             state.caches.forget_keys();
             tracing::info!(api_key = %record.id, "API key revoked");
-            Ok(Json(record.into()))
+            Ok(record)
         }
-        Revocation::NotFound => Err(ApiError::not_found("API key", &id)),
+        Revocation::NotFound => Err(ApiError::not_found("API key", id)),
         Revocation::LastKey => Err(ApiError::Conflict {
             code: "last_api_key",
             message: "this is the environment's last working key; make another before revoking it".into(),

@@ -123,6 +123,22 @@ fn routes(state: AppState) -> Router {
         .route("/webhooks/{id}/disable", post(crate::pages::endpoint::disable))
         .route("/webhooks/{id}/delete", post(crate::pages::endpoint::delete))
         .route("/webhooks/{id}/recover", post(crate::pages::endpoint::recover))
+        .route(
+            "/api_keys",
+            get(crate::pages::api_keys::list).post(crate::pages::api_keys::create),
+        )
+        .route(
+            "/api_keys/{id}/revoke",
+            get(crate::pages::api_keys::confirm_revoke).post(crate::pages::api_keys::revoke),
+        )
+        .route("/team", get(crate::pages::team::show))
+        .route("/team/invite", post(crate::pages::team::invite))
+        .route("/team/{id}/resend", post(crate::pages::team::resend))
+        .route("/team/{id}/role", post(crate::pages::team::change_role))
+        .route(
+            "/team/{id}/remove",
+            get(crate::pages::team::confirm_remove).post(crate::pages::team::remove),
+        )
         .route("/deliveries/{id}", get(crate::pages::deliveries::show))
         .route("/deliveries/{id}/resend", post(crate::pages::deliveries::resend))
         .route("/approvals/{token}", get(signing::open_approval))

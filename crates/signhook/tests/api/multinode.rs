@@ -382,10 +382,25 @@ async fn dashboard_sessions_and_portal_links_hold_across_two_nodes() {
     let key = tenant["live_key"].as_str().unwrap().to_owned();
     let a = BinaryServer::start(&db, &["--dev", "--node-id", "node_a"]);
     let b = BinaryServer::start(&db, &["--dev", "--node-id", "node_b"]);
-    let mut args: Vec<String> = ["admin", "create-user", "--tenant", tenant["tenant_id"].as_str().unwrap()]
-        .map(String::from)
-        .to_vec();
-    args.extend(["--email", "ada@example.com", "--role", "admin", "--public-url", &a.url("/")].map(String::from));
+    let mut args: Vec<String> = [
+        "admin",
+        "create-user",
+        "--tenant",
+        tenant["tenant_id"].as_str().unwrap(),
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(
+        [
+            "--email",
+            "ada@example.com",
+            "--role",
+            "admin",
+            "--public-url",
+            &a.url("/"),
+        ]
+        .map(String::from),
+    );
     args.extend(db.cli_args());
     let out = run_cli(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -398,16 +413,37 @@ async fn dashboard_sessions_and_portal_links_hold_across_two_nodes() {
     // The password set on node A opens a session that node B knows.
     let set = client
         .post(set_password_link(&user))
-        .form(&[("password", "a long enough secret"), ("confirm", "a long enough secret")])
+        .form(&[
+            ("password", "a long enough secret"),
+            ("confirm", "a long enough secret"),
+        ])
         .send()
         .await
         .unwrap();
     assert_eq!(set.status(), 303);
-    let cookie = set.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
-    let on_b = client.get(b.url("/webhooks")).header("cookie", &cookie).send().await.unwrap();
+    let cookie = set.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let on_b = client
+        .get(b.url("/webhooks"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(on_b.status(), 200);
     let html = on_b.text().await.unwrap();
-    let csrf = html.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let csrf = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
     // Logged out on B: refused on A from the next request.
     let out = client
         .post(b.url("/logout"))
@@ -417,13 +453,24 @@ async fn dashboard_sessions_and_portal_links_hold_across_two_nodes() {
         .await
         .unwrap();
     assert_eq!(out.status(), 303);
-    let on_a = client.get(a.url("/webhooks")).header("cookie", &cookie).send().await.unwrap();
-    assert_eq!((on_a.status().as_u16(), on_a.headers()["location"].to_str().unwrap()), (303, "/login"));
+    let on_a = client
+        .get(a.url("/webhooks"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (on_a.status().as_u16(), on_a.headers()["location"].to_str().unwrap()),
+        (303, "/login")
+    );
 
     // A portal link made on A opens once, on B; A then refuses it.
     let (status, link) = post(&client, a.url("/v1/portal_sessions"), &key, json!({})).await;
     assert_eq!(status, 201, "{link}");
-    let path = url::Url::parse(link["url"].as_str().unwrap()).unwrap().path().to_owned();
+    let path = url::Url::parse(link["url"].as_str().unwrap())
+        .unwrap()
+        .path()
+        .to_owned();
     let opened = client.get(b.url(&path)).send().await.unwrap();
     assert_eq!(opened.status(), 303);
     let session = opened.headers()["location"].to_str().unwrap().to_owned();
