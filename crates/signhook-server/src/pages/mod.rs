@@ -21,7 +21,10 @@
 //!   endpoint's page and buttons, its delivery log), [`deliveries`] (one
 //!   delivery with its attempts), [`health`] (an endpoint's success rate
 //!   and latency, drawn), [`portal`] (the same webhook pages for a
-//!   platform's customers, in an iframe of the platform's app).
+//!   platform's customers, in an iframe of the platform's app),
+//!   [`events`] (the event catalog, the events feed, one event with its
+//!   deliveries), [`signature_requests`] (the requests, one request with
+//!   its people, documents, timeline and files).
 //!
 //! The routes stay in [`routes`](crate::routes): a route that people open in
 //! a browser asks for its [`Face`] and answers a page or JSON from the same
@@ -30,11 +33,13 @@
 pub mod account;
 pub mod deliveries;
 pub mod endpoint;
+pub mod events;
 pub mod frame;
 pub mod health;
 pub mod person;
 pub mod portal;
 pub mod session;
+pub mod signature_requests;
 pub mod webhooks;
 
 use crate::error::ApiError;
