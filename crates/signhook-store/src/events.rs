@@ -123,7 +123,11 @@ impl Store {
     ) -> Result<Page<Event>> {
         // `events_by_tenant` read backwards; the cursor bounds the scan only
         // when it is in the SQL, not behind an `OR`.
-        let cursor = if before.is_some() { "id < $4" } else { "CAST($4 AS TEXT) IS NULL" };
+        let cursor = if before.is_some() {
+            "id < $4"
+        } else {
+            "CAST($4 AS TEXT) IS NULL"
+        };
         let sql = format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = $1 AND sandbox = $2 \
              AND (CAST($3 AS TEXT) IS NULL OR type = $3) AND {cursor} ORDER BY id DESC LIMIT $5"

@@ -579,7 +579,11 @@ impl Store {
     ) -> Result<Page<SignatureRequestRecord>> {
         // The cursor is a bound of the index scan (`signature_requests_by_tenant`
         // read backwards) only when it is in the SQL, not behind an `OR`.
-        let cursor = if before.is_some() { "id < $4" } else { "CAST($4 AS TEXT) IS NULL" };
+        let cursor = if before.is_some() {
+            "id < $4"
+        } else {
+            "CAST($4 AS TEXT) IS NULL"
+        };
         let sql = Sql::new(format!(
             "SELECT {REQUEST_COLUMNS} FROM signature_requests WHERE tenant_id = $1 AND sandbox = $2 \
              AND (CAST($3 AS TEXT) IS NULL OR status = $3) AND {cursor} ORDER BY id DESC LIMIT $5"

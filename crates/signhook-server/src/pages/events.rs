@@ -321,9 +321,12 @@ pub async fn show(
     Query(query): Query<EventQuery>,
 ) -> Result<Response, PageRefusal> {
     let event = event(&state, &signed_in, &id).await?;
-    let notice = query
-        .resent
-        .map(|n| format!("Sent again to {}: the new deliveries are below.", endpoints_in_words(n as usize)));
+    let notice = query.resent.map(|n| {
+        format!(
+            "Sent again to {}: the new deliveries are below.",
+            endpoints_in_words(n as usize)
+        )
+    });
     render(&state, &signed_in, event, notice, Vec::new(), StatusCode::OK).await
 }
 

@@ -299,8 +299,14 @@ async fn render(
     let request = &record.request;
     let files = state.lifecycle.fresh_links(&record).ok().map(|links| Files {
         signed_pdf: links["signed_pdf"]["url"].as_str().unwrap_or_default().to_owned(),
-        audit_certificate: links["audit_certificate"]["url"].as_str().unwrap_or_default().to_owned(),
-        until: links["signed_pdf"]["expires_at"].as_str().unwrap_or_default().to_owned(),
+        audit_certificate: links["audit_certificate"]["url"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        until: links["signed_pdf"]["expires_at"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
     });
     let when = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(readable).unwrap_or_else(|| "—".into());
     let page_view = RequestPage {
@@ -544,7 +550,11 @@ mod tests {
         let order: Vec<_> = steps.iter().map(|s| s.event_type.as_str()).collect();
         assert_eq!(
             order,
-            ["signature_request.activated", "signer.notified", "signature_request.canceled"]
+            [
+                "signature_request.activated",
+                "signer.notified",
+                "signature_request.canceled"
+            ]
         );
     }
 }

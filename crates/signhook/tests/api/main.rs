@@ -16,6 +16,7 @@ mod hostile;
 mod multinode;
 mod outbound;
 mod pages_endpoint;
+mod pages_esign;
 mod portal;
 mod punctuality;
 mod schemathesis;
