@@ -121,8 +121,14 @@ impl Store {
         event_type: Option<&str>,
         limit: u32,
     ) -> Result<Page<Event>> {
-        // `events_by_tenant` read backwards; the cursor bounds the scan only
-        // when it is in the SQL, not behind an `OR`.
+        // `events_by_tenant` read backwards; the type and the cursor bound
+        // the scan only when they are in the SQL itself, not behind an `OR`
+        // on a parameter.
+        let type_is = if event_type.is_some() {
+            "type = $3"
+        } else {
+            "CAST($3 AS TEXT) IS NULL"
+        };
         let cursor = if before.is_some() {
             "id < $4"
         } else {
@@ -130,7 +136,7 @@ impl Store {
         };
         let sql = format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = $1 AND sandbox = $2 \
-             AND (CAST($3 AS TEXT) IS NULL OR type = $3) AND {cursor} ORDER BY id DESC LIMIT $5"
+             AND {type_is} AND {cursor} ORDER BY id DESC LIMIT $5"
         );
         let sql = Sql::new(sql)
             .bind(tenant)

@@ -577,8 +577,14 @@ impl Store {
         status: Option<RequestStatus>,
         limit: u32,
     ) -> Result<Page<SignatureRequestRecord>> {
-        // The cursor is a bound of the index scan (`signature_requests_by_tenant`
-        // read backwards) only when it is in the SQL, not behind an `OR`.
+        // The status and the cursor bound the index scan (`signature_requests_by_tenant`,
+        // or by status, read backwards) only when they are in the SQL
+        // itself, not behind an `OR` on a parameter.
+        let status_is = if status.is_some() {
+            "status = $3"
+        } else {
+            "CAST($3 AS TEXT) IS NULL"
+        };
         let cursor = if before.is_some() {
             "id < $4"
         } else {
@@ -586,7 +592,7 @@ impl Store {
         };
         let sql = Sql::new(format!(
             "SELECT {REQUEST_COLUMNS} FROM signature_requests WHERE tenant_id = $1 AND sandbox = $2 \
-             AND (CAST($3 AS TEXT) IS NULL OR status = $3) AND {cursor} ORDER BY id DESC LIMIT $5"
+             AND {status_is} AND {cursor} ORDER BY id DESC LIMIT $5"
         ))
         .bind(tenant)
         .bind(sandbox)
