@@ -57,6 +57,7 @@ pub use fonts::{FontError, FontFile, Fonts};
 use layout::{Block, Typesetter, Weight};
 use lopdf::{dictionary, Dictionary, Document, Object, ObjectId};
 pub use seal::{seal, SealKeyError, Sealer, SEAL_REASON};
+pub use trail::{tell, Told};
 
 /// What an uploaded file turned out to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

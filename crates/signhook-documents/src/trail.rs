@@ -15,16 +15,19 @@
 
 use crate::TrailEntry;
 
-/// One trail entry as the certificate prints it: a sentence, and what the
-/// sentence left out of the detail, if anything.
+/// One trail entry as the certificate prints it (and the dashboard's
+/// timeline of a request shows it): a sentence, and what the sentence left
+/// out of the detail, if anything.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Told {
-    pub(crate) sentence: String,
-    pub(crate) rest: Option<String>,
+pub struct Told {
+    /// What happened, in words: `Ada Lovelace <ada@example.com> signed`.
+    pub sentence: String,
+    /// The rest of the entry's detail, to print beneath it.
+    pub rest: Option<String>,
 }
 
 /// What `entry` says, as a sentence.
-pub(crate) fn tell(entry: &TrailEntry) -> Told {
+pub fn tell(entry: &TrailEntry) -> Told {
     let about = About::of(entry);
     let person = about.person.as_deref().unwrap_or("A signer");
     let someone = about.person.as_deref().unwrap_or("a signer");

@@ -72,6 +72,17 @@ pub struct DeliveryQuery {
     pub before: Option<DeliveryId>,
 }
 
+/// A delivery of one event, with where it went.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventDelivery {
+    /// The delivery.
+    pub delivery: Delivery,
+    /// The subscription's URL as it is now.
+    pub webhook_url: String,
+    /// Whether the subscription was deleted since.
+    pub webhook_deleted: bool,
+}
+
 /// One try of a delivery.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Attempt {
@@ -543,6 +554,38 @@ impl Store {
             .await?;
         tx.commit().await?;
         Ok(purged)
+    }
+
+    /// The deliveries of one event of the tenant's environment, oldest
+    /// first (through `deliveries_by_event`), at most `limit` of them.
+    pub async fn event_deliveries(
+        &self,
+        tenant: &TenantId,
+        sandbox: bool,
+        event: &EventId,
+        limit: u32,
+    ) -> Result<Page<EventDelivery>> {
+        let sql = format!(
+            "SELECT {DELIVERY_COLUMNS}, s.url, s.deleted_at FROM deliveries d JOIN events e ON e.id = d.event_id \
+             JOIN subscriptions s ON s.id = d.subscription_id \
+             WHERE d.event_id = $1 AND d.tenant_id = $2 AND e.sandbox = $3 ORDER BY d.id LIMIT $4"
+        );
+        let sql = Sql::new(sql)
+            .bind(event)
+            .bind(tenant)
+            .bind(sandbox)
+            .bind(i64::from(limit) + 1);
+        let items = self
+            .reader()
+            .fetch_parsed(sql, |row| {
+                Ok(EventDelivery {
+                    delivery: delivery_from_row(row)?,
+                    webhook_url: row.text("url")?,
+                    webhook_deleted: row.opt_int("deleted_at")?.is_some(),
+                })
+            })
+            .await?;
+        Ok(Page::from_rows(items, limit))
     }
 
     /// Sends a delivery again now, on a fresh retry schedule. Refused while

@@ -109,4 +109,42 @@ impl Store {
         let items = self.reader().fetch_parsed(sql, event_from_row).await?;
         Ok(Page::from_rows(items, limit))
     }
+
+    /// A page of the tenant's events, newest first, before `before` (the
+    /// last id of the previous page), optionally of one type: the
+    /// dashboard's feed.
+    pub async fn recent_events(
+        &self,
+        tenant: &TenantId,
+        sandbox: bool,
+        before: Option<&EventId>,
+        event_type: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<Event>> {
+        // `events_by_tenant` read backwards; the type and the cursor bound
+        // the scan only when they are in the SQL itself, not behind an `OR`
+        // on a parameter.
+        let type_is = if event_type.is_some() {
+            "type = $3"
+        } else {
+            "CAST($3 AS TEXT) IS NULL"
+        };
+        let cursor = if before.is_some() {
+            "id < $4"
+        } else {
+            "CAST($4 AS TEXT) IS NULL"
+        };
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = $1 AND sandbox = $2 \
+             AND {type_is} AND {cursor} ORDER BY id DESC LIMIT $5"
+        );
+        let sql = Sql::new(sql)
+            .bind(tenant)
+            .bind(sandbox)
+            .bind(event_type)
+            .bind(before.map(EventId::as_str))
+            .bind(i64::from(limit) + 1);
+        let items = self.reader().fetch_parsed(sql, event_from_row).await?;
+        Ok(Page::from_rows(items, limit))
+    }
 }

@@ -82,6 +82,11 @@ pub struct TrailEntry {
     pub origin: Origin,
     /// Whom it concerned, the reason of a decline, the file added.
     pub detail: Option<String>,
+    /// The event this step emitted, when it is one (rows written before
+    /// Signhook kept it have none).
+    pub event_id: Option<EventId>,
+    /// That event's `sequence` in the request.
+    pub sequence: Option<i64>,
 }
 
 /// A signature request as stored: the lifecycle aggregate and what the API
@@ -328,11 +333,24 @@ async fn load_record(db: &mut impl Fetch, condition: &str, value: &str) -> Resul
     Ok(load_records(db, sql).await?.into_iter().next())
 }
 
-/// One audit-trail row.
+/// One audit-trail row of a step that emits no event.
 fn trail(request: &SignatureRequestId, at: i64, action: &str, act: &Act, detail: Option<String>) -> Sql {
+    trail_row(request, at, action, act, detail, None)
+}
+
+/// One audit-trail row; for an emitted event, with the event and its
+/// sequence number (the request page's timeline reads them).
+fn trail_row(
+    request: &SignatureRequestId,
+    at: i64,
+    action: &str,
+    act: &Act,
+    detail: Option<String>,
+    event: Option<(&EventId, i64)>,
+) -> Sql {
     Sql::new(
-        "INSERT INTO audit_trail (id, signature_request_id, at, action, actor, ip, user_agent, detail) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO audit_trail (id, signature_request_id, at, action, actor, ip, user_agent, detail, \
+         event_id, sequence) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(uuid_text())
     .bind(request)
@@ -342,6 +360,8 @@ fn trail(request: &SignatureRequestId, at: i64, action: &str, act: &Act, detail:
     .bind(act.origin.ip.as_ref())
     .bind(act.origin.user_agent.as_ref())
     .bind(detail)
+    .bind(event.map(|(id, _)| id.as_str()))
+    .bind(event.map(|(_, sequence)| sequence))
 }
 
 fn uuid_text() -> String {
@@ -546,6 +566,44 @@ impl Store {
         Ok(Page::from_rows(items, limit))
     }
 
+    /// The tenant's requests of one environment, newest first, before a
+    /// cursor (the last id of the previous page), optionally of one status:
+    /// the dashboard's list.
+    pub async fn recent_signature_requests(
+        &self,
+        tenant: &TenantId,
+        sandbox: bool,
+        before: Option<&SignatureRequestId>,
+        status: Option<RequestStatus>,
+        limit: u32,
+    ) -> Result<Page<SignatureRequestRecord>> {
+        // The status and the cursor bound the index scan (`signature_requests_by_tenant`,
+        // or by status, read backwards) only when they are in the SQL
+        // itself, not behind an `OR` on a parameter.
+        let status_is = if status.is_some() {
+            "status = $3"
+        } else {
+            "CAST($3 AS TEXT) IS NULL"
+        };
+        let cursor = if before.is_some() {
+            "id < $4"
+        } else {
+            "CAST($4 AS TEXT) IS NULL"
+        };
+        let sql = Sql::new(format!(
+            "SELECT {REQUEST_COLUMNS} FROM signature_requests WHERE tenant_id = $1 AND sandbox = $2 \
+             AND {status_is} AND {cursor} ORDER BY id DESC LIMIT $5"
+        ))
+        .bind(tenant)
+        .bind(sandbox)
+        .bind(status.map(RequestStatus::as_str))
+        .bind(before.map(SignatureRequestId::as_str))
+        .bind(i64::from(limit) + 1);
+        let mut reader = self.reader();
+        let items = load_records(&mut reader, sql).await?;
+        Ok(Page::from_rows(items, limit))
+    }
+
     /// Records an uploaded document (its bytes are already in the blob
     /// store). Only a draft takes documents: otherwise [`StoreError::Stale`],
     /// and the caller reloads to say which state the request is in.
@@ -605,7 +663,7 @@ impl Store {
         let now_ms = to_millis(now);
         let new = &after.request;
         let id = &new.id;
-        let events: Vec<(Event, Option<String>)> = events
+        let events: Vec<(Event, Option<String>, i64)> = events
             .iter()
             .map(|(emitted, data)| {
                 let event = Event {
@@ -618,7 +676,7 @@ impl Store {
                     created_at: now,
                     data: data.to_string(),
                 };
-                (event, trail_detail(new, emitted))
+                (event, trail_detail(new, emitted), emitted.sequence)
             })
             .collect();
         let mut tx = self.begin().await?;
@@ -628,8 +686,9 @@ impl Store {
         for update in people_updates(before, after, act) {
             tx.gather(update).await?;
         }
-        for (event, detail) in &events {
-            tx.gather(trail(id, now_ms, &event.event_type, act, detail.clone()))
+        for (event, detail, sequence) in &events {
+            let emitted = Some((&event.id, *sequence));
+            tx.gather(trail_row(id, now_ms, &event.event_type, act, detail.clone(), emitted))
                 .await?;
             self.outbox().publish_one(&mut tx, event, None).await?;
         }
@@ -645,7 +704,7 @@ impl Store {
             }
         }
         tx.commit().await?;
-        Ok(events.into_iter().map(|(event, _)| event).collect())
+        Ok(events.into_iter().map(|(event, _, _)| event).collect())
     }
 
     /// Adds a line to a request's audit trail for something that happened
@@ -690,6 +749,11 @@ impl Store {
                         user_agent: row.opt_text("user_agent")?,
                     },
                     detail: row.opt_text("detail")?,
+                    event_id: row
+                        .opt_text("event_id")?
+                        .map(|id| EventId::parse(&id).map_err(StoreError::corrupt))
+                        .transpose()?,
+                    sequence: row.opt_int("sequence")?,
                 })
             })
             .collect()

@@ -657,6 +657,94 @@ mod signature_requests {
             assert_eq!(page.items[1].documents.len(), 1);
         }
 
+        async fn the_trail_names_each_event_and_its_sequence(backend: Backend) {
+            let (_dir, store) = store(backend).await;
+            let tenant = tenant_with_subscription(&store).await;
+            let record = ongoing(&store, &tenant).await;
+            let canceled = apply(&store, &record.request.id, Action::Cancel(None)).await.unwrap();
+            let entries = store.audit_trail(&record.request.id).await.unwrap();
+            let steps: Vec<(&str, Option<i64>)> = entries.iter().map(|e| (e.action.as_str(), e.sequence)).collect();
+            assert_eq!(
+                steps,
+                [
+                    ("signature_request.created", None),
+                    ("document.added", None),
+                    ("signature_request.activated", Some(1)),
+                    ("signer.notified", Some(2)),
+                    ("signature_request.canceled", Some(3)),
+                ]
+            );
+            assert_eq!(canceled.request.sequence, 3);
+            // Each event row names the event written with it.
+            for entry in entries.iter().filter(|e| e.sequence.is_some()) {
+                let id = entry.event_id.as_ref().expect("an event row names its event");
+                let event = store.get_event(&tenant.tenant_id, false, id).await.unwrap().unwrap();
+                assert_eq!(event.event_type, entry.action);
+                let data: serde_json::Value = serde_json::from_str(&event.data).unwrap();
+                assert_eq!(data["signature_request"]["sequence"], entry.sequence.unwrap());
+            }
+            assert!(entries[0].event_id.is_none());
+        }
+
+        async fn the_dashboard_reads_requests_and_events_newest_first(backend: Backend) {
+            let (_dir, store) = store(backend).await;
+            let tenant = tenant_with_subscription(&store).await;
+            let first = ongoing(&store, &tenant).await;
+            let second = ongoing(&store, &tenant).await;
+            let third = ongoing(&store, &tenant).await;
+            apply(&store, &second.request.id, Action::Cancel(None)).await.unwrap();
+            let ids = |page: &signhook_store::Page<SignatureRequestRecord>| -> Vec<String> {
+                page.items.iter().map(|r| r.request.id.to_string()).collect()
+            };
+            let page = store.recent_signature_requests(&tenant.tenant_id, false, None, None, 2).await.unwrap();
+            assert_eq!(ids(&page), [third.request.id.to_string(), second.request.id.to_string()]);
+            assert!(page.has_more);
+            let rest = store
+                .recent_signature_requests(&tenant.tenant_id, false, Some(&second.request.id), None, 2)
+                .await
+                .unwrap();
+            assert_eq!(ids(&rest), [first.request.id.to_string()]);
+            assert!(!rest.has_more);
+            let canceled = store
+                .recent_signature_requests(&tenant.tenant_id, false, None, Some(RequestStatus::Canceled), 10)
+                .await
+                .unwrap();
+            assert_eq!(ids(&canceled), [second.request.id.to_string()]);
+            // Another tenant's and the sandbox's hold none of them.
+            let other = store.create_tenant("Other", t0()).await.unwrap();
+            assert!(store.recent_signature_requests(&other.tenant_id, false, None, None, 10).await.unwrap().items.is_empty());
+            assert!(store.recent_signature_requests(&tenant.tenant_id, true, None, None, 10).await.unwrap().items.is_empty());
+
+            // Events: each request made two (activated, notified), the cancel one more.
+            let all = store.recent_events(&tenant.tenant_id, false, None, None, 100).await.unwrap();
+            assert_eq!(all.items.len(), 7);
+            assert!(all.items.windows(2).all(|w| w[0].id > w[1].id), "newest first");
+            assert_eq!(all.items[0].event_type, "signature_request.canceled");
+            let notified = store
+                .recent_events(&tenant.tenant_id, false, None, Some("signer.notified"), 2)
+                .await
+                .unwrap();
+            assert_eq!(notified.items.len(), 2);
+            assert!(notified.has_more);
+            let older = store
+                .recent_events(&tenant.tenant_id, false, notified.items.last().map(|e| &e.id), Some("signer.notified"), 2)
+                .await
+                .unwrap();
+            assert_eq!(older.items.len(), 1);
+            assert!(older.items[0].id < notified.items[1].id && !older.has_more);
+            assert!(store.recent_events(&other.tenant_id, false, None, None, 10).await.unwrap().items.is_empty());
+
+            // One event's deliveries, with where they went; none for another tenant.
+            let event = &all.items[0];
+            let deliveries = store.event_deliveries(&tenant.tenant_id, false, &event.id, 10).await.unwrap();
+            assert_eq!(deliveries.items.len(), 1);
+            assert_eq!(deliveries.items[0].delivery.event_id, event.id);
+            assert_eq!(deliveries.items[0].webhook_url, "https://crm.example.com/");
+            assert!(!deliveries.items[0].webhook_deleted);
+            assert!(store.event_deliveries(&other.tenant_id, false, &event.id, 10).await.unwrap().items.is_empty());
+            assert!(store.event_deliveries(&tenant.tenant_id, true, &event.id, 10).await.unwrap().items.is_empty());
+        }
+
         async fn the_link_key_is_made_once_and_shared(backend: Backend) {
             let (_dir, store) = store(backend).await;
             let first = store.link_key(t0()).await.unwrap();

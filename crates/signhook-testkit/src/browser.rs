@@ -105,6 +105,20 @@ impl Browser {
             .expect("its text")
     }
 
+    /// The visible text of every element `css` selects, in page order.
+    pub async fn texts(&self, css: &str) -> Vec<String> {
+        let mut texts = Vec::new();
+        for element in self.client.find_all(Locator::Css(css)).await.expect("a search") {
+            texts.push(element.text().await.expect("its text"));
+        }
+        texts
+    }
+
+    /// The page's HTML as the browser holds it.
+    pub async fn source(&self) -> String {
+        self.client.source().await.expect("the page's source")
+    }
+
     /// The current value of the form field `css` selects.
     pub async fn value(&self, css: &str) -> String {
         self.client
@@ -126,6 +140,22 @@ impl Browser {
             .select_by_value(value)
             .await
             .unwrap_or_else(|e| panic!("no option `{value}` in `{css}`: {e}"));
+    }
+
+    /// Sets the value of the field `css` selects, as its picker would: for
+    /// `datetime-local` fields, whose typed form depends on the browser's
+    /// locale (`value` is `2026-12-06T10:04`).
+    pub async fn set_value(&self, css: &str, value: &str) {
+        let found = self
+            .client
+            .execute(
+                "const field = document.querySelector(arguments[0]); \
+                 if (!field) { return false; } field.value = arguments[1]; return true;",
+                vec![css.into(), value.into()],
+            )
+            .await
+            .expect("the script runs");
+        assert_eq!(found, serde_json::Value::Bool(true), "no `{css}` to set");
     }
 
     /// The visible text of the whole page.

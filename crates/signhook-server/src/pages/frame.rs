@@ -37,6 +37,9 @@ pub struct Section {
 #[rustfmt::skip]
 pub const SECTIONS: &[Section] = &[
     Section { key: "webhooks", path: "/webhooks", label: "Webhooks", admins_only: false, in_portal: true },
+    Section { key: "events", path: "/events", label: "Events", admins_only: false, in_portal: true },
+    Section { key: "event_types", path: "/event_types", label: "Event types", admins_only: false, in_portal: true },
+    Section { key: "signature_requests", path: "/signature_requests", label: "Signature requests", admins_only: false, in_portal: false },
     Section { key: "api_keys", path: "/api_keys", label: "API keys", admins_only: true, in_portal: false },
     Section { key: "team", path: "/team", label: "Team", admins_only: true, in_portal: false },
     Section { key: "portal", path: "/portal_settings", label: "Portal", admins_only: true, in_portal: false },

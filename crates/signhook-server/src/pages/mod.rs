@@ -23,7 +23,10 @@
 //!   and latency, drawn), [`portal`] (the same webhook pages for a
 //!   platform's customers, in an iframe of the platform's app),
 //!   [`api_keys`] (the keys: make one, shown once; revoke one), [`team`]
-//!   (the tenant's users: invite, change a role, remove).
+//!   (the tenant's users: invite, change a role, remove),
+//!   [`events`] (the event catalog, the events feed, one event with its
+//!   deliveries), [`signature_requests`] (the requests, one request with
+//!   its people, documents, timeline and files).
 //!
 //! The routes stay in [`routes`](crate::routes): a route that people open in
 //! a browser asks for its [`Face`] and answers a page or JSON from the same
@@ -33,11 +36,13 @@ pub mod account;
 pub mod api_keys;
 pub mod deliveries;
 pub mod endpoint;
+pub mod events;
 pub mod frame;
 pub mod health;
 pub mod person;
 pub mod portal;
 pub mod session;
+pub mod signature_requests;
 pub mod team;
 pub mod webhooks;
 

@@ -4,7 +4,7 @@ use crate::extract::Auth;
 use crate::routes::list_type;
 use axum::Json;
 use serde::Serialize;
-use signhook_core::catalog::{EventOrigin, CATALOG};
+use signhook_core::catalog::{EventOrigin, EventTypeInfo, CATALOG};
 use utoipa::ToSchema;
 
 /// One event type.
@@ -24,6 +24,21 @@ pub struct EventTypeView {
 
 list_type!(EventTypeList, EventTypeView, "The event catalog.");
 
+/// An example of a delivery's body for the type `info` (the API's
+/// catalog and the dashboard's show the same).
+pub(crate) fn example(info: &EventTypeInfo) -> serde_json::Value {
+    serde_json::json!({
+        "id": "evt_01936f0e7c4a7b2e9d1f0a3b5c6d7e94",
+        "type": info.name,
+        "created_at": "2026-11-22T10:04:05.123Z",
+        "sandbox": false,
+        "scope": "public_api",
+        "workspace_id": "ws_01936f0e7c4a7b2e9d1f0a3b5c6d7e95",
+        "subscription": {"id": "wh_01936f0e7c4a7b2e9d1f0a3b5c6d7e92", "description": "CRM sync"},
+        "data": info.example_data(),
+    })
+}
+
 /// The event catalog.
 #[utoipa::path(
     get, path = "/v1/event_types", tag = "events", security(("api_key" = [])),
@@ -36,16 +51,7 @@ pub async fn list(_auth: Auth) -> Json<EventTypeList> {
             name: info.name,
             description: info.description,
             origin: info.origin,
-            example: serde_json::json!({
-                "id": "evt_01936f0e7c4a7b2e9d1f0a3b5c6d7e94",
-                "type": info.name,
-                "created_at": "2026-11-22T10:04:05.123Z",
-                "sandbox": false,
-                "scope": "public_api",
-                "workspace_id": "ws_01936f0e7c4a7b2e9d1f0a3b5c6d7e95",
-                "subscription": {"id": "wh_01936f0e7c4a7b2e9d1f0a3b5c6d7e92", "description": "CRM sync"},
-                "data": info.example_data(),
-            }),
+            example: example(info),
         })
         .collect();
     Json(EventTypeList {

@@ -219,22 +219,7 @@ pub async fn list(
         .as_deref()
         .map(|a| EventId::parse(a).map_err(|e| ApiError::validation("after", e.to_string())))
         .transpose()?;
-    let event_type = match params.event_type.as_deref() {
-        Some(t) => Some(
-            catalog::lookup(t)
-                .ok_or_else(|| {
-                    ApiError::validation(
-                        "type",
-                        format!(
-                            "`{t}` is not a known event type; known types are: {}",
-                            catalog::all_names().join(", ")
-                        ),
-                    )
-                })?
-                .name,
-        ),
-        None => None,
-    };
+    let event_type = params.event_type.as_deref().map(listed_type).transpose()?;
     let page = state
         .store
         .list_events(auth.tenant(), auth.sandbox(), after.as_ref(), event_type, limit)
@@ -253,6 +238,20 @@ pub async fn list(
         has_more,
         next_cursor,
     }))
+}
+
+/// The type a feed is filtered by: any type of the catalog (the API's
+/// `?type=` and the dashboard's feed alike).
+pub(crate) fn listed_type(text: &str) -> Result<&'static str, ApiError> {
+    catalog::lookup(text).map(|info| info.name).ok_or_else(|| {
+        ApiError::validation(
+            "type",
+            format!(
+                "`{text}` is not a known event type; known types are: {}",
+                catalog::all_names().join(", ")
+            ),
+        )
+    })
 }
 
 /// One event.
@@ -303,17 +302,29 @@ pub async fn resend(
     Path(id): Path<String>,
     ApiJson(body, _): ApiJson<ResendEvent>,
 ) -> Result<(StatusCode, Json<crate::routes::deliveries::DeliveryView>), ApiError> {
-    let event_id = path_id(&id, "event", EventId::parse)?;
-    let sub_id = signhook_core::ids::SubscriptionId::parse(&body.webhook_id)
-        .map_err(|e| ApiError::validation("webhook_id", e.to_string()))?;
-    let delivery = state
-        .store
-        .redeliver_event(auth.tenant(), auth.sandbox(), &event_id, &sub_id, state.clock.now())
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no event `{id}` or webhook `{}` exists", body.webhook_id)))?
-        .map_err(crate::routes::deliveries::refusal)?;
+    let delivery = resend_to(&state, &auth, &id, &body.webhook_id).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(crate::routes::deliveries::view(&state, &auth, &delivery).await?),
     ))
+}
+
+/// Sends event `id` (again) to webhook `webhook_id`: the new delivery, due
+/// now — or the API's refusal (a 404 for what is not the caller's, a 409
+/// for a disabled webhook).
+pub(crate) async fn resend_to(
+    state: &AppState,
+    auth: &Auth,
+    id: &str,
+    webhook_id: &str,
+) -> Result<signhook_core::ids::DeliveryId, ApiError> {
+    let event_id = path_id(id, "event", EventId::parse)?;
+    let sub_id = signhook_core::ids::SubscriptionId::parse(webhook_id)
+        .map_err(|e| ApiError::validation("webhook_id", e.to_string()))?;
+    state
+        .store
+        .redeliver_event(auth.tenant(), auth.sandbox(), &event_id, &sub_id, state.clock.now())
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no event `{id}` or webhook `{webhook_id}` exists")))?
+        .map_err(crate::routes::deliveries::refusal)
 }

@@ -141,6 +141,24 @@ fn routes(state: AppState) -> Router {
         )
         .route("/deliveries/{id}", get(crate::pages::deliveries::show))
         .route("/deliveries/{id}/resend", post(crate::pages::deliveries::resend))
+        .route("/event_types", get(crate::pages::events::catalog))
+        .route("/events", get(crate::pages::events::feed))
+        .route("/events/{id}", get(crate::pages::events::show))
+        .route("/events/{id}/resend", post(crate::pages::events::resend))
+        .route("/signature_requests", get(crate::pages::signature_requests::list))
+        .route("/signature_requests/{id}", get(crate::pages::signature_requests::show))
+        .route(
+            "/signature_requests/{id}/cancel",
+            post(crate::pages::signature_requests::cancel),
+        )
+        .route(
+            "/signature_requests/{id}/remind",
+            post(crate::pages::signature_requests::remind),
+        )
+        .route(
+            "/signature_requests/{id}/reactivate",
+            post(crate::pages::signature_requests::reactivate),
+        )
         .route("/approvals/{token}", get(signing::open_approval))
         .route("/approvals/{token}/approve", post(signing::approve))
         .route("/approvals/{token}/reject", post(signing::reject))

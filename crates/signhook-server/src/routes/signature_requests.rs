@@ -335,7 +335,7 @@ pub struct UploadParams {
     pub filename: Option<String>,
 }
 
-fn future(field: &str, text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, ApiError> {
+pub(crate) fn future(field: &str, text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, ApiError> {
     let t = instant(field, text)?;
     if t <= now {
         return Err(ApiError::validation(field, format!("{field} must be in the future")));
@@ -401,7 +401,9 @@ pub(crate) fn check_reason(field: &str, value: Option<&str>, required: bool) -> 
     }
 }
 
-async fn load(state: &AppState, auth: &Auth, id: &str) -> Result<SignatureRequestRecord, ApiError> {
+/// The caller's request `id`; a 404 for another tenant's, another
+/// environment's or a malformed id.
+pub(crate) async fn load(state: &AppState, auth: &Auth, id: &str) -> Result<SignatureRequestRecord, ApiError> {
     let parsed = path_id(id, "signature request", SignatureRequestId::parse)?;
     state
         .store
@@ -544,16 +546,7 @@ pub async fn list(
         .as_deref()
         .map(|a| SignatureRequestId::parse(a).map_err(|e| ApiError::validation("after", e.to_string())))
         .transpose()?;
-    let status = params
-        .status
-        .as_deref()
-        .map(|s| {
-            RequestStatus::parse(s).ok_or_else(|| {
-                let all: Vec<_> = RequestStatus::ALL.iter().map(|s| s.as_str()).collect();
-                ApiError::validation("status", format!("status must be one of {}", all.join(", ")))
-            })
-        })
-        .transpose()?;
+    let status = params.status.as_deref().map(listed_status).transpose()?;
     let page = state
         .store
         .list_signature_requests(auth.tenant(), auth.sandbox(), after.as_ref(), status, limit)
@@ -567,6 +560,15 @@ pub async fn list(
         has_more: page.has_more,
         data: page.items.iter().map(|r| SignatureRequestView::new(r, links)).collect(),
     }))
+}
+
+/// The status a list is filtered by (the API's `?status=` and the
+/// dashboard's list alike).
+pub(crate) fn listed_status(text: &str) -> Result<RequestStatus, ApiError> {
+    RequestStatus::parse(text).ok_or_else(|| {
+        let all: Vec<_> = RequestStatus::ALL.iter().map(|s| s.as_str()).collect();
+        ApiError::validation("status", format!("status must be one of {}", all.join(", ")))
+    })
 }
 
 /// One signature request, with its documents, signers (and their signing links) and approvers.
@@ -719,12 +721,23 @@ async fn step(
     id: &str,
     action: Action,
 ) -> Result<Json<SignatureRequestView>, ApiError> {
-    let record = load(state, auth, id).await?;
-    let after = state
-        .lifecycle
-        .apply(&record.request.id, action, &api_act(auth, client))
-        .await?;
+    let after = apply_action(state, auth, id, action, &api_act(auth, client)).await?;
     Ok(Json(SignatureRequestView::new(&after, state.lifecycle.links())))
+}
+
+/// Applies `action` to the caller's request `id` as `act` (the routes'
+/// `activate`, `cancel`, `remind`, `reactivate`, and the dashboard's
+/// buttons): the request afterwards, or the lifecycle's refusal as the
+/// API says it.
+pub(crate) async fn apply_action(
+    state: &AppState,
+    auth: &Auth,
+    id: &str,
+    action: Action,
+    act: &Act,
+) -> Result<SignatureRequestRecord, ApiError> {
+    let record = load(state, auth, id).await?;
+    Ok(state.lifecycle.apply(&record.request.id, action, act).await?)
 }
 
 /// Sends a draft out: to its approvers first when it has any, otherwise to

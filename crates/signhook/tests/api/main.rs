@@ -16,6 +16,7 @@ mod hostile;
 mod multinode;
 mod outbound;
 mod pages_endpoint;
+mod pages_esign;
 mod pages_team;
 mod portal;
 mod punctuality;
