@@ -142,22 +142,6 @@ impl Browser {
             .unwrap_or_else(|e| panic!("no option `{value}` in `{css}`: {e}"));
     }
 
-    /// Sets the value of the field `css` selects, as its picker would: for
-    /// `datetime-local` fields, whose typed form depends on the browser's
-    /// locale (`value` is `2026-12-06T10:04`).
-    pub async fn set_value(&self, css: &str, value: &str) {
-        let found = self
-            .client
-            .execute(
-                "const field = document.querySelector(arguments[0]); \
-                 if (!field) { return false; } field.value = arguments[1]; return true;",
-                vec![css.into(), value.into()],
-            )
-            .await
-            .expect("the script runs");
-        assert_eq!(found, serde_json::Value::Bool(true), "no `{css}` to set");
-    }
-
     /// The visible text of the whole page.
     pub async fn page_text(&self) -> String {
         self.text("body").await

@@ -199,7 +199,7 @@ async fn an_expired_request_is_reopened_from_its_page_and_once_done_offers_its_f
     assert_eq!(browser.text("#request-status").await, "expired");
     assert!(!browser.has("#cancel").await && !browser.has("#remind").await);
     // A deadline in the past: the API's message beside the field, nothing changed.
-    browser.set_value("#expires_at", "2020-01-01T00:00").await;
+    browser.fill("#expires_at", "2020-01-01 00:00").await;
     browser.submit("#reactivate").await;
     let (_, api_refusal) = app
         .act(&id, "reactivate", Some(json!({"expires_at": "2020-01-01T00:00:00Z"})))
@@ -213,7 +213,7 @@ async fn an_expired_request_is_reopened_from_its_page_and_once_done_offers_its_f
     // A week from the server's now: reopened.
     let deadline = app.clock_now() + chrono::Duration::days(7);
     browser
-        .set_value("#expires_at", &deadline.format("%Y-%m-%dT%H:%M").to_string())
+        .fill("#expires_at", &deadline.format("%Y-%m-%d %H:%M").to_string())
         .await;
     browser.submit("#reactivate").await;
     assert!(browser.text("#notice").await.contains("reopened"));
