@@ -512,6 +512,11 @@ impl Application {
         self.listener.local_addr().expect("a bound TCP listener has an address")
     }
 
+    /// The store this node runs on (a handle to the same connections).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// This node's id.
     pub fn node_id(&self) -> &str {
         &self.node_id

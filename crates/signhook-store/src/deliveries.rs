@@ -548,7 +548,7 @@ impl Store {
     /// Forgets the hourly attempt counts of hours before `cutoff` (the
     /// dashboard shows 7 days).
     pub async fn purge_stats_before(&self, cutoff: DateTime<Utc>) -> Result<u64> {
-        let mut tx = self.begin_relaxed().await?;
+        let mut tx = self.begin().await?;
         let purged = tx
             .execute(Sql::new("DELETE FROM subscription_stats WHERE hour < $1").bind(hour_of(cutoff)))
             .await?;

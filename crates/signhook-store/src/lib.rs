@@ -168,6 +168,18 @@ fn is_storage_refusal(e: &sqlx::Error) -> bool {
 }
 
 impl StoreError {
+    /// Whether SQLite answered "database is locked" (`SQLITE_BUSY`, any
+    /// extended code) after its busy timeout: another process held the
+    /// database; the same transaction may succeed when tried again.
+    pub fn is_busy(&self) -> bool {
+        let StoreError::Database(sqlx::Error::Database(db)) = self else {
+            return false;
+        };
+        db.code()
+            .and_then(|code| code.parse::<i32>().ok())
+            .is_some_and(|extended| extended & 0xff == 5)
+    }
+
     fn corrupt(what: impl std::fmt::Display) -> Self {
         StoreError::Corrupt(what.to_string())
     }

@@ -427,15 +427,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .ok_or_else(|| anyhow::anyhow!("--role must be `admin` or `viewer`"))?;
             let store = data.open_store().await?;
             let now = SystemClock.now();
-            let created = store
-                .create_user(
-                    &tenant,
-                    email.as_str(),
-                    role,
-                    now,
-                    now + signhook_server::pages::team::INVITATION_VALIDITY,
-                )
-                .await;
+            let valid_until = now + signhook_server::pages::team::INVITATION_VALIDITY;
+            // Beside a running server on SQLite, the two processes can each
+            // wait out the busy timeout on the other (seen in tests, at the
+            // server's start); the transaction changed nothing then, and
+            // trying it again succeeds.
+            let mut created = store.create_user(&tenant, email.as_str(), role, now, valid_until).await;
+            for _ in 0..2 {
+                if !created.as_ref().is_err_and(|e| e.is_busy()) {
+                    break;
+                }
+                tracing::warn!("the database was locked by another process; trying again");
+                created = store.create_user(&tenant, email.as_str(), role, now, valid_until).await;
+            }
             store.close().await;
             let created = match created {
                 Ok(Some(created)) => created,

@@ -20,16 +20,36 @@ fn raw_client() -> reqwest::Client {
 
 #[tokio::test]
 async fn a_user_from_the_command_line_sets_a_password_and_logs_in() {
-    let app = TestApp::spawn(Backend::Sqlite).await;
+    // The operator's command, run before the server starts: beside a
+    // running server on SQLite it can wait out its busy timeout (a known
+    // stall, see create_user).
+    let db = Database::new(Backend::Sqlite).await;
+    let tenant = db.create_tenant("Acme").await;
+    let mut args = vec![
+        "admin",
+        "create-user",
+        "--tenant",
+        tenant.id.as_str(),
+        "--email",
+        "Ada@Example.com",
+    ];
+    args.extend(["--role", "admin", "--public-url", "http://127.0.0.1:9/"]);
+    let db_args = db.cli_args();
+    args.extend(db_args.iter().map(String::as_str));
+    let output = run_cli(&args);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let user: serde_json::Value = serde_json::from_slice(&output.stdout).expect("create-user prints JSON");
+    let app = TestApp::spawn_on(db, tenant, Options::on(Backend::Sqlite)).await;
     app.create_webhook(
         "http://127.0.0.1:9/crm",
         json!({"description": "CRM <script>alert(1)</script>"}),
     )
     .await;
-    let user = create_user(&app, "Ada@Example.com", "admin");
     assert_eq!(user["email"], "ada@example.com");
-    let link = user["set_password_url"].as_str().unwrap();
-    assert!(link.starts_with(&app.url("/password/")), "{link}");
+    let printed = user["set_password_url"].as_str().unwrap();
+    assert!(printed.starts_with("http://127.0.0.1:9/password/"), "{printed}");
+    // The server's address is known only now: the same link on it.
+    let link = &app.url(printed.trim_start_matches("http://127.0.0.1:9"));
 
     let browser = Browser::start().await;
     browser.open(link).await;
@@ -151,7 +171,7 @@ async fn an_admin_adds_an_endpoint_by_ticking_events_and_sends_a_test_event() {
 
     // A viewer sees the endpoint but no secret and no buttons, and a post is refused.
     browser.submit("#logout").await;
-    let viewer = create_user(&app, "victor@example.com", "viewer");
+    let viewer = create_user(&app, "victor@example.com", "viewer").await;
     set_password_in(&browser, set_password_link(&viewer), "only looking here").await;
     assert!(!browser.has("#add-endpoint").await);
     browser.open(&app.url(&path)).await;
@@ -165,7 +185,7 @@ async fn an_admin_adds_an_endpoint_by_ticking_events_and_sends_a_test_event() {
 on_both_backends! {
     async fn sessions_are_cookies_checked_against_the_database(backend: Backend) {
         let app = TestApp::spawn(backend).await;
-        let user = create_user(&app, "grace@example.com", "viewer");
+        let user = create_user(&app, "grace@example.com", "viewer").await;
         let client = raw_client();
         let link = user["set_password_url"].as_str().unwrap();
         let set = client
@@ -243,7 +263,7 @@ on_both_backends! {
 
     async fn failed_logins_are_limited_per_account(backend: Backend) {
         let app = TestApp::spawn(backend).await;
-        let user = create_user(&app, "linus@example.com", "admin");
+        let user = create_user(&app, "linus@example.com", "admin").await;
         let client = raw_client();
         let link = user["set_password_url"].as_str().unwrap();
         let set = client
@@ -284,20 +304,23 @@ on_both_backends! {
 #[tokio::test]
 async fn create_user_refuses_bad_input_clearly() {
     let app = TestApp::spawn(Backend::Sqlite).await;
-    create_user(&app, "ada@example.com", "admin");
+    create_user(&app, "ada@example.com", "admin").await;
+    // The command runs against the database alone (see create_user).
+    let tenant_id = app.tenant.id.clone();
+    let db = app.stop().await;
     let cases: [(&[&str], &str); 4] = [
         (
             &["--tenant", "nope", "--email", "x@example.com"],
             "--tenant must be a tenant id",
         ),
         (
-            &["--tenant", app.tenant.id.as_str(), "--email", "not-an-address"],
+            &["--tenant", tenant_id.as_str(), "--email", "not-an-address"],
             "--email must be an e-mail address",
         ),
         (
             &[
                 "--tenant",
-                app.tenant.id.as_str(),
+                tenant_id.as_str(),
                 "--email",
                 "x@example.com",
                 "--role",
@@ -306,14 +329,14 @@ async fn create_user_refuses_bad_input_clearly() {
             "--role must be `admin` or `viewer`",
         ),
         (
-            &["--tenant", app.tenant.id.as_str(), "--email", "ADA@example.com"],
+            &["--tenant", tenant_id.as_str(), "--email", "ADA@example.com"],
             "already has a dashboard account",
         ),
     ];
     for (extra, expected) in cases {
         let mut args: Vec<String> = ["admin", "create-user"].iter().map(|s| s.to_string()).collect();
         args.extend(extra.iter().map(|s| s.to_string()));
-        args.extend(app.db.cli_args());
+        args.extend(db.cli_args());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let output = run_cli(&args);
         assert!(!output.status.success());

@@ -291,7 +291,7 @@ async fn the_log_filters_by_type_event_and_time_and_pages_back() {
 /// A dashboard session's cookie and its forms' token, by logging in over
 /// plain HTTP.
 async fn session_of(app: &TestApp, email: &str, role: &str) -> (String, String) {
-    let user = create_user(app, email, role);
+    let user = create_user(app, email, role).await;
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -367,12 +367,15 @@ on_both_backends! {
         // Another tenant's admin: the endpoint, its delivery and its
         // buttons are not found, as through the API.
         let other = app.other_tenant().await;
-        let mut args = vec!["admin".to_owned(), "create-user".to_owned(), "--tenant".to_owned(), other.id.clone(),
-            "--email".to_owned(), "mallory@example.com".to_owned(), "--role".to_owned(), "admin".to_owned(),
-            "--public-url".to_owned(), app.url("/")];
-        args.extend(app.db.cli_args());
-        let out = run_cli(&args.iter().map(String::as_str).collect::<Vec<_>>());
-        let mallory: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let other_tenant = signhook_core::ids::TenantId::parse(&other.id).unwrap();
+        let now = chrono::Utc::now();
+        let mallory = app
+            .store
+            .create_user(&other_tenant, "mallory@example.com", signhook_core::auth::Role::Admin, now, now + chrono::Duration::days(1))
+            .await
+            .unwrap()
+            .unwrap();
+        let mallory = json!({"set_password_url": app.url(&format!("/password/{}", mallory.link_token))});
         let set = client
             .post(set_password_link(&mallory))
             .form(&[("password", "a long enough secret"), ("confirm", "a long enough secret")])

@@ -418,7 +418,7 @@ fn raw_client() -> reqwest::Client {
 /// A user of `role` signed in with plain HTTP: their session cookie and
 /// their forms' CSRF token.
 async fn http_session(app: &TestApp, email: &str, role: &str) -> (String, String) {
-    let user = create_user(app, email, role);
+    let user = create_user(app, email, role).await;
     let client = raw_client();
     let set = client
         .post(set_password_link(&user))

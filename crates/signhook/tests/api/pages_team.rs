@@ -19,29 +19,6 @@ fn raw_client() -> reqwest::Client {
         .unwrap()
 }
 
-/// `signhook admin create-user` for `tenant` of the app's database.
-fn create_user_in(app: &TestApp, tenant: &str, email: &str, role: &str) -> Value {
-    let mut args: Vec<String> = [
-        "admin",
-        "create-user",
-        "--tenant",
-        tenant,
-        "--email",
-        email,
-        "--role",
-        role,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.extend(["--public-url".to_owned(), app.url("/")]);
-    args.extend(app.db.cli_args());
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let output = run_cli(&args);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    serde_json::from_slice(&output.stdout).expect("create-user prints JSON")
-}
-
 /// A signed-in user, seen over plain HTTP.
 struct Person {
     id: String,
@@ -69,7 +46,7 @@ fn field_value(html: &str, id: &str) -> String {
 
 /// A user of `role` made with the CLI who set their password and is logged in.
 async fn person(app: &TestApp, email: &str, role: &str) -> Person {
-    let user = create_user(app, email, role);
+    let user = create_user(app, email, role).await;
     let client = raw_client();
     let set = client
         .post(set_password_link(&user))
@@ -402,7 +379,7 @@ on_both_backends! {
 
         // Another tenant's user and key are 404s, and stay as they were.
         let other = app.other_tenant().await;
-        let olga = create_user_in(&app, &other.id, "olga@example.com", "admin");
+        let olga = create_user_for(&app, &other.id, "olga@example.com", "admin").await;
         let olga_id = olga["user_id"].as_str().unwrap();
         let (_, other_keys) = app.request(reqwest::Method::GET, "/v1/api_keys", &other.live_key, None).await;
         let other_key = other_keys["data"][0]["id"].as_str().unwrap().to_owned();
