@@ -1054,3 +1054,66 @@ pub async fn signed_in_browser(app: &TestApp, email: &str, role: &str) -> signho
     set_password_in(&browser, set_password_link(&user), "correct horse battery").await;
     browser
 }
+
+/// A dashboard session over plain HTTP: the session's cookie (`name=value`)
+/// and its forms' CSRF token.
+pub struct HttpSession {
+    pub cookie: String,
+    pub csrf: String,
+}
+
+/// The token of the first form on `html`.
+pub fn csrf_of(html: &str) -> String {
+    html.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a form with its CSRF token")
+        .to_owned()
+}
+
+/// Sets the password of a user made by [`create_user`] (its JSON) at `base`
+/// (the server that should answer) and reads the session that opens.
+pub async fn http_session_of(base: &str, user: &Value) -> HttpSession {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let link = set_password_link(user);
+    let path = &link[link.find("/password/").expect("a set-password link")..];
+    let set = client
+        .post(format!("{base}{path}"))
+        .form(&[
+            ("password", "a long enough secret"),
+            ("confirm", "a long enough secret"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status(), 303, "the password is set");
+    let cookie = set.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let html = client
+        .get(format!("{base}/webhooks"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    HttpSession {
+        cookie,
+        csrf: csrf_of(&html),
+    }
+}
+
+/// A user of the app's tenant with `role`, signed in over plain HTTP.
+pub async fn http_session(app: &TestApp, email: &str, role: &str) -> HttpSession {
+    let user = create_user(app, email, role).await;
+    http_session_of(&app.url(""), &user).await
+}

@@ -411,23 +411,7 @@ async fn dashboard_sessions_and_portal_links_hold_across_two_nodes() {
         .unwrap();
 
     // The password set on node A opens a session that node B knows.
-    let set = client
-        .post(set_password_link(&user))
-        .form(&[
-            ("password", "a long enough secret"),
-            ("confirm", "a long enough secret"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(set.status(), 303);
-    let cookie = set.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let HttpSession { cookie, .. } = http_session_of(&a.url(""), &user).await;
     let on_b = client
         .get(b.url("/webhooks"))
         .header("cookie", &cookie)
@@ -435,15 +419,7 @@ async fn dashboard_sessions_and_portal_links_hold_across_two_nodes() {
         .await
         .unwrap();
     assert_eq!(on_b.status(), 200);
-    let html = on_b.text().await.unwrap();
-    let csrf = html
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_owned();
+    let csrf = csrf_of(&on_b.text().await.unwrap());
     // Logged out on B: refused on A from the next request.
     let out = client
         .post(b.url("/logout"))

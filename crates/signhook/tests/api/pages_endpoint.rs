@@ -288,46 +288,6 @@ async fn the_log_filters_by_type_event_and_time_and_pages_back() {
     browser.close().await;
 }
 
-/// A dashboard session's cookie and its forms' token, by logging in over
-/// plain HTTP.
-async fn session_of(app: &TestApp, email: &str, role: &str) -> (String, String) {
-    let user = create_user(app, email, role).await;
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let set = client
-        .post(set_password_link(&user))
-        .form(&[
-            ("password", "a long enough secret"),
-            ("confirm", "a long enough secret"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    let cookie = set.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
-    let page = client
-        .get(app.url("/webhooks"))
-        .header(COOKIE, &cookie)
-        .send()
-        .await
-        .unwrap();
-    let html = page.text().await.unwrap();
-    let csrf = html
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap()
-        .to_owned();
-    (cookie, csrf)
-}
-
 on_both_backends! {
     async fn viewers_change_nothing_and_other_tenants_endpoints_are_not_found(backend: Backend) {
         let app = TestApp::spawn(backend).await;
@@ -341,7 +301,7 @@ on_both_backends! {
         .await;
         let delivery_id = delivery[0]["id"].as_str().unwrap().to_owned();
         let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        let (viewer, csrf) = session_of(&app, "victor@example.com", "viewer").await;
+        let HttpSession { cookie: viewer, csrf } = http_session(&app, "victor@example.com", "viewer").await;
         let post = |path: String, form: Vec<(&'static str, String)>| {
             let client = client.clone();
             let viewer = viewer.clone();
@@ -388,7 +348,7 @@ on_both_backends! {
             assert_eq!(page.status(), 404, "{path}");
         }
         // The live endpoint is not in the sandbox either.
-        let (admin, admin_csrf) = session_of(&app, "ada@example.com", "admin").await;
+        let HttpSession { cookie: admin, csrf: admin_csrf } = http_session(&app, "ada@example.com", "admin").await;
         let switched = client
             .post(app.url("/environment"))
             .header(COOKIE, &admin)

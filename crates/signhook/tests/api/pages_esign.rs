@@ -8,7 +8,7 @@
 
 use crate::helpers::*;
 use chrono::Timelike;
-use reqwest::header::{COOKIE, SET_COOKIE};
+use reqwest::header::COOKIE;
 use serde_json::{json, Value};
 use signhook_testkit::browser::Browser;
 
@@ -415,41 +415,6 @@ fn raw_client() -> reqwest::Client {
         .unwrap()
 }
 
-/// A user of `role` signed in with plain HTTP: their session cookie and
-/// their forms' CSRF token.
-async fn http_session(app: &TestApp, email: &str, role: &str) -> (String, String) {
-    let user = create_user(app, email, role).await;
-    let client = raw_client();
-    let set = client
-        .post(set_password_link(&user))
-        .form(&[
-            ("password", "a long enough secret"),
-            ("confirm", "a long enough secret"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(set.status(), 303);
-    let cookie = set.headers()[SET_COOKIE].to_str().unwrap();
-    let session = cookie.split(';').next().unwrap().to_owned();
-    let html = client
-        .get(app.url("/events"))
-        .header(COOKIE, &session)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let csrf = html
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap()
-        .to_owned();
-    (session, csrf)
-}
-
 on_both_backends! {
     async fn the_pages_keep_to_the_tenant_and_refuse_viewers(backend: Backend) {
         let app = TestApp::spawn(backend).await;
@@ -465,7 +430,7 @@ on_both_backends! {
         let client = raw_client();
 
         // Pages escape what users wrote.
-        let (admin, admin_csrf) = http_session(&app, "ada@example.com", "admin").await;
+        let HttpSession { cookie: admin, csrf: admin_csrf } = http_session(&app, "ada@example.com", "admin").await;
         let get = |path: String, session: String| {
             let client = client.clone();
             let url = app.url(&path);
@@ -531,7 +496,7 @@ on_both_backends! {
         assert!(!get("/events".into(), sandbox).await.1.contains(event_id));
 
         // A viewer's posts are refused and change nothing.
-        let (viewer, viewer_csrf) = http_session(&app, "victor@example.com", "viewer").await;
+        let HttpSession { cookie: viewer, csrf: viewer_csrf } = http_session(&app, "victor@example.com", "viewer").await;
         for action in ["cancel", "remind"] {
             let status = post(format!("/signature_requests/{id}/{action}"), viewer.clone(), vec![("csrf", viewer_csrf.clone())]).await;
             assert_eq!(status, 403, "{action}");

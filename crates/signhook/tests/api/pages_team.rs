@@ -7,7 +7,7 @@
 //! both backends.
 
 use crate::helpers::*;
-use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use reqwest::header::{COOKIE, LOCATION};
 use serde_json::Value;
 use signhook_testkit::browser::Browser;
 
@@ -26,15 +26,6 @@ struct Person {
     csrf: String,
 }
 
-/// The CSRF token in a dashboard page.
-fn csrf_in(html: &str) -> String {
-    html.split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .expect("a form with a CSRF token")
-        .to_owned()
-}
-
 /// The value of the field `id` in a page.
 fn field_value(html: &str, id: &str) -> String {
     html.split(&format!("id=\"{id}\" value=\""))
@@ -47,35 +38,11 @@ fn field_value(html: &str, id: &str) -> String {
 /// A user of `role` made with the CLI who set their password and is logged in.
 async fn person(app: &TestApp, email: &str, role: &str) -> Person {
     let user = create_user(app, email, role).await;
-    let client = raw_client();
-    let set = client
-        .post(set_password_link(&user))
-        .form(&[
-            ("password", "a long enough secret"),
-            ("confirm", "a long enough secret"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(set.status(), 303);
-    let cookie = set.headers()[SET_COOKIE]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
-    let page = client
-        .get(app.url("/webhooks"))
-        .header(COOKIE, &cookie)
-        .send()
-        .await
-        .unwrap();
-    let csrf = csrf_in(&page.text().await.unwrap());
+    let session = http_session_of(&app.url(""), &user).await;
     Person {
         id: user["user_id"].as_str().unwrap().to_owned(),
-        cookie,
-        csrf,
+        cookie: session.cookie,
+        csrf: session.csrf,
     }
 }
 
