@@ -120,8 +120,7 @@ pub async fn create(
     signed_in: SignedIn,
     Form(form): Form<CreateForm>,
 ) -> Result<Response, PageRefusal> {
-    signed_in.check_csrf(&form.csrf)?;
-    signed_in.require_admin()?;
+    signed_in.check_admin_form(&form.csrf)?;
     match create_api_key(&state, &Auth(signed_in.principal()), &form.name).await {
         Ok((record, key)) => {
             let created = Some(CreatedKey { name: record.name, key });
@@ -208,8 +207,7 @@ pub async fn revoke(
     Path(id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, PageRefusal> {
-    signed_in.check_csrf(&form.csrf)?;
-    signed_in.require_admin()?;
+    signed_in.check_admin_form(&form.csrf)?;
     let key = key(&state, &signed_in, &id).await?;
     match revoke_api_key(&state, &Auth(signed_in.principal()), &id).await {
         Ok(_) => Ok(see_other("/api_keys?done=revoked")),

@@ -176,8 +176,7 @@ pub async fn resend(
     Path(id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, PageRefusal> {
-    signed_in.check_csrf(&form.csrf)?;
-    signed_in.require_admin()?;
+    signed_in.check_admin_form(&form.csrf)?;
     let (delivery, _) = load(&state, &signed_in, &id).await?;
     let id = delivery.id.to_string();
     let auth = Auth(signed_in.principal());

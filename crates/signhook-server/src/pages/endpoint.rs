@@ -86,8 +86,7 @@ async fn admin_action(
     id: &str,
     form: &CsrfForm,
 ) -> Result<Subscription, PageRefusal> {
-    signed_in.check_csrf(&form.csrf)?;
-    signed_in.require_admin()?;
+    signed_in.check_admin_form(&form.csrf)?;
     endpoint(state, signed_in, id).await
 }
 

@@ -340,8 +340,7 @@ pub async fn resend(
     Path(id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, PageRefusal> {
-    signed_in.check_csrf(&form.csrf)?;
-    signed_in.require_admin()?;
+    signed_in.check_admin_form(&form.csrf)?;
     let event = event(&state, &signed_in, &id).await?;
     let tenant = &signed_in.tenant_id;
     let targets: BTreeSet<(String, String)> = state

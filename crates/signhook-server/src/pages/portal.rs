@@ -325,9 +325,8 @@ pub async fn save_theme(
     signed_in: SignedIn,
     axum::Form(form): axum::Form<ThemeForm>,
 ) -> Result<Response<Body>, PageRefusal> {
-    signed_in.check_csrf(&form.csrf)?;
+    signed_in.check_admin_form(&form.csrf)?;
     signed_in.require_user()?;
-    signed_in.require_admin()?;
     let view = crate::routes::portal::PortalThemeView {
         product_name: Some(form.product_name),
         logo_url: Some(form.logo_url),
@@ -355,9 +354,8 @@ pub async fn preview(
     signed_in: SignedIn,
     axum::Form(form): axum::Form<crate::pages::session::CsrfForm>,
 ) -> Result<Response<Body>, PageRefusal> {
-    signed_in.check_csrf(&form.csrf)?;
+    signed_in.check_admin_form(&form.csrf)?;
     signed_in.require_user()?;
-    signed_in.require_admin()?;
     let now = state.clock.now();
     let token = state
         .store

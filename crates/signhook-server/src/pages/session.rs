@@ -127,6 +127,14 @@ impl SignedIn {
         }
     }
 
+    /// Refuses a form that changes something unless it is this session's
+    /// (its CSRF token) and the visitor may change things (an admin, or a
+    /// portal link with `write`): the check of every admin's button.
+    pub fn check_admin_form(&self, sent: &str) -> Result<(), PageRefusal> {
+        self.check_csrf(sent)?;
+        self.require_admin()
+    }
+
     /// Refuses a form whose CSRF token is not this session's.
     pub fn check_csrf(&self, sent: &str) -> Result<(), PageRefusal> {
         if bool::from(sent.as_bytes().ct_eq(self.csrf.as_bytes())) {

@@ -193,8 +193,7 @@ pub async fn invite(
     signed_in: SignedIn,
     Form(form): Form<InviteForm>,
 ) -> Result<Response, PageRefusal> {
-    signed_in.check_csrf(&form.csrf)?;
-    signed_in.require_admin()?;
+    signed_in.check_admin_form(&form.csrf)?;
     let role = role_named(&form.role)?;
     let refuse = |message: String| Extras {
         email: form.email.clone(),
@@ -290,8 +289,7 @@ pub async fn resend(
     Path(id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, PageRefusal> {
-    signed_in.check_csrf(&form.csrf)?;
-    signed_in.require_admin()?;
+    signed_in.check_admin_form(&form.csrf)?;
     let member = member(&state, &signed_in, &id).await?;
     let now = state.clock.now();
     let tenant = &signed_in.tenant_id;
@@ -330,8 +328,7 @@ pub async fn change_role(
     Path(id): Path<String>,
     Form(form): Form<RoleForm>,
 ) -> Result<Response, PageRefusal> {
-    signed_in.check_csrf(&form.csrf)?;
-    signed_in.require_admin()?;
+    signed_in.check_admin_form(&form.csrf)?;
     let role = role_named(&form.role)?;
     let member = member(&state, &signed_in, &id).await?;
     let tenant = &signed_in.tenant_id;
@@ -390,8 +387,7 @@ pub async fn remove(
     Path(id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, PageRefusal> {
-    signed_in.check_csrf(&form.csrf)?;
-    signed_in.require_admin()?;
+    signed_in.check_admin_form(&form.csrf)?;
     let member = member(&state, &signed_in, &id).await?;
     if member.user.id == signed_in.require_user()?.id {
         return refused(&state, &signed_in, NOT_YOURSELF).await;

@@ -357,8 +357,7 @@ pub async fn create(
     body: axum::body::Bytes,
 ) -> Result<Response, PageRefusal> {
     let fields = Fields::parse(&body);
-    signed_in.check_csrf(&fields.one("csrf"))?;
-    signed_in.require_admin()?;
+    signed_in.check_admin_form(&fields.one("csrf"))?;
     let form = EndpointForm::read(&fields);
     match add(&state, &signed_in, &form).await {
         Ok(sub) => Ok(see_other(&format!("/webhooks/{}", sub.id))),
@@ -421,8 +420,7 @@ pub async fn update(
     body: axum::body::Bytes,
 ) -> Result<Response, PageRefusal> {
     let fields = Fields::parse(&body);
-    signed_in.check_csrf(&fields.one("csrf"))?;
-    signed_in.require_admin()?;
+    signed_in.check_admin_form(&fields.one("csrf"))?;
     let sub = endpoint(&state, &signed_in, &id).await?;
     let id = sub.id.as_str();
     let form = EndpointForm::read(&fields);
