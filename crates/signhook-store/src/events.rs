@@ -124,16 +124,8 @@ impl Store {
         // `events_by_tenant` read backwards; the type and the cursor bound
         // the scan only when they are in the SQL itself, not behind an `OR`
         // on a parameter.
-        let type_is = if event_type.is_some() {
-            "type = $3"
-        } else {
-            "CAST($3 AS TEXT) IS NULL"
-        };
-        let cursor = if before.is_some() {
-            "id < $4"
-        } else {
-            "CAST($4 AS TEXT) IS NULL"
-        };
+        let type_is = crate::db::optional_filter(event_type.is_some(), "type = $3", "$3", "TEXT");
+        let cursor = crate::db::optional_filter(before.is_some(), "id < $4", "$4", "TEXT");
         let sql = format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = $1 AND sandbox = $2 \
              AND {type_is} AND {cursor} ORDER BY id DESC LIMIT $5"

@@ -580,16 +580,8 @@ impl Store {
         // The status and the cursor bound the index scan (`signature_requests_by_tenant`,
         // or by status, read backwards) only when they are in the SQL
         // itself, not behind an `OR` on a parameter.
-        let status_is = if status.is_some() {
-            "status = $3"
-        } else {
-            "CAST($3 AS TEXT) IS NULL"
-        };
-        let cursor = if before.is_some() {
-            "id < $4"
-        } else {
-            "CAST($4 AS TEXT) IS NULL"
-        };
+        let status_is = crate::db::optional_filter(status.is_some(), "status = $3", "$3", "TEXT");
+        let cursor = crate::db::optional_filter(before.is_some(), "id < $4", "$4", "TEXT");
         let sql = Sql::new(format!(
             "SELECT {REQUEST_COLUMNS} FROM signature_requests WHERE tenant_id = $1 AND sandbox = $2 \
              AND {status_is} AND {cursor} ORDER BY id DESC LIMIT $5"

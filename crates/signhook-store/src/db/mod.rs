@@ -267,6 +267,19 @@ impl<'c> Tx<'c> {
 
 /// A JSON array of strings, for a list parameter
 /// (`json_each($n)` on SQLite, `json_array_elements_text($n)` on PostgreSQL).
+/// An optional filter of a list's query, its parameter bound either way:
+/// `condition` when the filter is given, else a test that `param` is NULL.
+/// A given filter is then in the SQL itself, where it can bound an index
+/// scan, rather than behind an `OR` on a parameter; the `CAST` tells
+/// PostgreSQL the parameter's type (`TEXT` or `BIGINT`, as `ty`).
+pub(crate) fn optional_filter(given: bool, condition: &'static str, param: &str, ty: &str) -> String {
+    if given {
+        condition.to_owned()
+    } else {
+        format!("CAST({param} AS {ty}) IS NULL")
+    }
+}
+
 pub(crate) fn json_strings<'a>(items: impl Iterator<Item = &'a str>) -> String {
     serde_json::Value::from(items.collect::<Vec<_>>()).to_string()
 }
