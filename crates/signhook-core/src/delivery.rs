@@ -55,17 +55,21 @@ pub enum ErrorKind {
     Blocked,
     /// The endpoint answered, but not with a 2xx, or broke the protocol.
     Http,
+    /// A relay subscription's attempt found no `signhook listen` connected
+    /// to this node, or the CLI went away before it answered.
+    Relay,
 }
 
 impl ErrorKind {
     /// Every kind.
-    pub const ALL: [ErrorKind; 6] = [
+    pub const ALL: [ErrorKind; 7] = [
         ErrorKind::Timeout,
         ErrorKind::Connect,
         ErrorKind::Tls,
         ErrorKind::Dns,
         ErrorKind::Blocked,
         ErrorKind::Http,
+        ErrorKind::Relay,
     ];
 
     /// The kind's name in the API and the store.
@@ -77,6 +81,7 @@ impl ErrorKind {
             ErrorKind::Dns => "dns",
             ErrorKind::Blocked => "blocked",
             ErrorKind::Http => "http",
+            ErrorKind::Relay => "relay",
         }
     }
 

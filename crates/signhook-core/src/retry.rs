@@ -154,6 +154,7 @@ pub fn classify(outcome: AttemptOutcome) -> Verdict {
         AttemptOutcome::Error(ErrorKind::Dns) => Verdict::Retryable("DNS lookup failed"),
         AttemptOutcome::Error(ErrorKind::Tls) => Verdict::Retryable("TLS handshake failed"),
         AttemptOutcome::Error(ErrorKind::Http) => Verdict::Retryable("HTTP protocol error"),
+        AttemptOutcome::Error(ErrorKind::Relay) => Verdict::Retryable("no signhook listen connected"),
     }
 }
 

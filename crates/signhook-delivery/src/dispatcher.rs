@@ -85,6 +85,9 @@ pub struct DispatcherConfig {
     pub outbound_proxy: Option<url::Url>,
     /// Where attempts are counted.
     pub metrics: DeliveryMetrics,
+    /// The `signhook listen` sockets this node holds, which relay
+    /// subscriptions' attempts go over.
+    pub relays: crate::RelayHub,
 }
 
 impl DispatcherConfig {
@@ -106,6 +109,7 @@ impl DispatcherConfig {
             addresses: Arc::new(AddressPolicy::default()),
             outbound_proxy: None,
             metrics: DeliveryMetrics::default(),
+            relays: crate::RelayHub::default(),
         }
     }
 }
@@ -192,7 +196,8 @@ impl<Q: WorkQueue> Dispatcher<Q> {
             config.request_timeout,
             config.addresses.clone(),
             config.outbound_proxy.as_ref(),
-        )?;
+        )?
+        .with_relays(config.relays.clone());
         let (handed_over, handoff_rx) = mpsc::unbounded_channel();
         let handoff = Handoff {
             queue: handed_over,

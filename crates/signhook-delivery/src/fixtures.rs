@@ -38,6 +38,7 @@ pub(crate) fn subscription(url: &str, rate_limit_per_second: Option<u32>) -> Arc
         failure_count: 0,
         created_at: now,
         updated_at: now,
+        relay: None,
     })
 }
 

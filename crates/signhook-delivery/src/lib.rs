@@ -5,6 +5,8 @@
 //!
 //! - [`payload`]: the JSON envelope a delivery carries (DESIGN §3.3).
 //! - [`sender`]: one attempt: sign, POST, classify the answer.
+//! - [`relay`]: the other transport of an attempt, for `signhook listen`'s
+//!   relay subscriptions: the same signed request over the CLI's socket.
 //! - [`queue`]: the engine's seam, [`WorkQueue`]: where due work comes
 //!   from and where outcomes go (the store's deliveries, for webhooks).
 //! - [`publisher`]: the engine's intake — group commit of publishes, their
@@ -30,12 +32,14 @@ pub mod metrics;
 pub mod payload;
 pub mod publisher;
 pub mod queue;
+pub mod relay;
 pub mod sender;
 
 pub use dispatcher::{Dispatcher, DispatcherConfig, Handoff};
 pub use metrics::DeliveryMetrics;
 pub use publisher::Publisher;
 pub use queue::WorkQueue;
+pub use relay::RelayHub;
 
 /// What can stop the engine.
 #[derive(Debug, thiserror::Error)]

@@ -2,6 +2,7 @@
 //! into an [`AttemptOutcome`] with the details the delivery log shows.
 
 use crate::payload::Envelope;
+use crate::relay::{RelayHub, RelayReply, RelayRequest};
 use chrono::{DateTime, Utc};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, USER_AGENT};
 use signhook_core::delivery::ErrorKind;
@@ -78,6 +79,9 @@ pub struct Outbound {
     client: reqwest::Client,
     addresses: Arc<AddressPolicy>,
     proxied: bool,
+    /// The `signhook listen` sockets this node holds: relay subscriptions'
+    /// attempts go there instead.
+    relays: RelayHub,
 }
 
 impl Outbound {
@@ -109,7 +113,14 @@ impl Outbound {
             client,
             addresses,
             proxied: proxy.is_some(),
+            relays: RelayHub::default(),
         })
+    }
+
+    /// Sends relay subscriptions' attempts over the sockets of `relays`.
+    pub fn with_relays(mut self, relays: RelayHub) -> Self {
+        self.relays = relays;
+        self
     }
 
     /// Whether `url`'s host may be sent to, before any connection: an IP
@@ -276,7 +287,12 @@ fn header_value(text: &str) -> HeaderValue {
 
 /// Makes one attempt of `claim`, waiting at most `timeout` for the answer and
 /// its first [`MAX_RESPONSE_BODY`] bytes. Can take up to `timeout`.
+/// A relay subscription's attempt goes over its `signhook listen` socket
+/// instead (see [`crate::relay`]).
 pub async fn send(outbound: &Outbound, claim: &ClaimedDelivery, timeout: Duration, now: DateTime<Utc>) -> SendResult {
+    if claim.subscription.is_relay() {
+        return relay(outbound, claim, timeout, now).await;
+    }
     let started = Instant::now();
     if let Err((kind, message)) = outbound.vet(claim.subscription.url.url()).await {
         return SendResult {
@@ -355,6 +371,99 @@ pub async fn send(outbound: &Outbound, claim: &ClaimedDelivery, timeout: Duratio
         response_body,
         error_message,
         request_headers,
+    }
+}
+
+/// Makes one attempt of a relay subscription's delivery: the exact body
+/// and signed headers the POST would carry, over the CLI's socket; the
+/// CLI's report of the developer's app is the answer. Can take up to
+/// `timeout`.
+async fn relay(outbound: &Outbound, claim: &ClaimedDelivery, timeout: Duration, now: DateTime<Utc>) -> SendResult {
+    let started = Instant::now();
+    let failed = |kind: ErrorKind, message: String, duration: Duration, request_headers| SendResult {
+        location: None,
+        started_at: now,
+        duration,
+        outcome: AttemptOutcome::Error(kind),
+        status_code: None,
+        response_body: None,
+        error_message: Some(message),
+        request_headers,
+    };
+    let body = match Envelope::new(&claim.event, Some(&claim.subscription)) {
+        Ok(envelope) => envelope.to_body(),
+        Err(e) => return failed(ErrorKind::Http, e.to_string(), Duration::ZERO, Vec::new()),
+    };
+    let headers = signed_headers(claim, &body, now.timestamp(), now);
+    let request_headers = recorded_headers(claim, &headers);
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let request = RelayRequest {
+        delivery_id: claim.delivery_id.clone(),
+        event_id: claim.event.id.clone(),
+        event_type: claim.event.event_type.clone(),
+        attempt_number: claim.attempt_number,
+        headers: headers
+            .iter()
+            .map(|(name, value)| (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+            .collect(),
+        // The envelope is serde_json's output: always UTF-8.
+        body: String::from_utf8_lossy(&body).into_owned(),
+        reply,
+    };
+    if let Err(unavailable) = outbound.relays.submit(&claim.subscription.id, request) {
+        return failed(ErrorKind::Relay, unavailable.to_string(), started.elapsed(), request_headers);
+    }
+    match tokio::time::timeout(timeout, answer).await {
+        Err(_) => failed(
+            ErrorKind::Timeout,
+            format!("signhook listen did not answer within {} ms", timeout.as_millis()),
+            started.elapsed(),
+            request_headers,
+        ),
+        Ok(Err(_)) => failed(
+            ErrorKind::Relay,
+            "the signhook listen connection closed before it answered".into(),
+            started.elapsed(),
+            request_headers,
+        ),
+        Ok(Ok(RelayReply::Failed { kind, message, duration })) => {
+            failed(kind, format!("signhook listen: {message}"), duration, request_headers)
+        }
+        Ok(Ok(RelayReply::Answered {
+            status,
+            headers,
+            mut body,
+            duration,
+        })) => {
+            let header = |name: &str| {
+                headers
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v.clone())
+            };
+            let retry_after = header("retry-after").and_then(|v| parse_retry_after(&v, now));
+            let redirect = (300..400).contains(&status);
+            let location = if redirect { header("location") } else { None };
+            // The CLI promises 4 KiB at most; hold it to that.
+            if body.len() > MAX_RESPONSE_BODY {
+                let mut cut = MAX_RESPONSE_BODY;
+                while !body.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                body.truncate(cut);
+            }
+            SendResult {
+                error_message: redirect
+                    .then(|| format!("redirect to `{}` not followed", location.as_deref().unwrap_or(""))),
+                location,
+                started_at: now,
+                duration,
+                outcome: AttemptOutcome::Response { status, retry_after },
+                status_code: Some(status),
+                response_body: Some(body),
+                request_headers,
+            }
+        }
     }
 }
 

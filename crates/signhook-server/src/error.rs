@@ -21,6 +21,17 @@ pub enum ApiError {
     /// 401: no API key, or one that is not valid.
     #[error("{0}")]
     Unauthorized(&'static str),
+    /// 403: the key is valid but may not do this without an explicit
+    /// opt-in (a live key on `GET /v1/listen` without `live=true`).
+    #[error("{message}")]
+    Forbidden {
+        /// A stable machine-readable code.
+        code: &'static str,
+        /// What is refused and how to opt in.
+        message: String,
+        /// The field that opts in.
+        field: Option<String>,
+    },
     /// 404: no such object for this tenant (another tenant's objects are
     /// 404 too, never 403, so their existence is not confirmed).
     #[error("{0}")]
@@ -134,6 +145,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
@@ -152,7 +164,9 @@ impl ApiError {
 
     fn code(&self) -> &'static str {
         match self {
-            ApiError::BadRequest { code, .. } | ApiError::Conflict { code, .. } => code,
+            ApiError::BadRequest { code, .. } | ApiError::Conflict { code, .. } | ApiError::Forbidden { code, .. } => {
+                code
+            }
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
@@ -171,7 +185,7 @@ impl ApiError {
     fn field(&self) -> Option<&str> {
         match self {
             ApiError::Validation { field, .. } => Some(field),
-            ApiError::Conflict { field, .. } => field.as_deref(),
+            ApiError::Conflict { field, .. } | ApiError::Forbidden { field, .. } => field.as_deref(),
             _ => None,
         }
     }

@@ -131,6 +131,9 @@ pub struct Settings {
     /// audit certificates; a self-signed one kept in the data directory
     /// when not given.
     pub seal_cert: Option<seal_cert::SealCertFile>,
+    /// `--relay-backlog`: the most deliveries a `signhook listen` relay
+    /// keeps waiting while no CLI is connected.
+    pub relay_backlog: u32,
 }
 
 impl Settings {
@@ -166,6 +169,7 @@ impl Settings {
             pdf_fonts: Vec::new(),
             connections: listener::ConnectionLimits::default(),
             seal_cert: None,
+            relay_backlog: 1000,
         }
     }
 }
@@ -410,6 +414,8 @@ impl Application {
         config.addresses = addresses.clone();
         config.outbound_proxy = settings.outbound_proxy.clone();
         config.per_subscription_in_flight = settings.per_subscription_in_flight;
+        let mut relays = routes::listen::Relays::new(config.relays.clone(), node_id.clone());
+        relays.backlog = settings.relay_backlog;
         let metrics = Arc::new(state::Metrics::new(&config.metrics));
         let lease = config.lease;
         let dispatcher = Dispatcher::new(store.clone(), config, clock.clone())?;
@@ -487,6 +493,7 @@ impl Application {
             lifecycle,
             rate_limit: settings.api_rate_limit.map(|n| Arc::new(state::ApiRateLimit::new(n))),
             storage,
+            relays: Arc::new(relays),
         };
         // Revocations on other nodes reach this one's key cache.
         let key_revocations = KeyRevocations {

@@ -61,6 +61,7 @@ use utoipa::{Modify, OpenApi};
         crate::routes::signing::file,
         crate::routes::health::healthz,
         crate::routes::health::readyz,
+        crate::routes::listen::listen,
     ),
     modifiers(&BearerAuth, &CommonAnswers),
     tags(
@@ -72,7 +73,8 @@ use utoipa::{Modify, OpenApi};
         (name = "portal", description = "The embeddable portal: one-time links to the webhook pages, and their look"),
         (name = "signature_requests", description = "The e-signature lifecycle: documents out for signature"),
         (name = "signing", description = "What signers and approvers reach through their links (no API key)"),
-        (name = "health", description = "Liveness and readiness")
+        (name = "health", description = "Liveness and readiness"),
+        (name = "listen", description = "The relay of `signhook listen`: a tenant's test events to a developer's machine over a WebSocket")
     )
 )]
 pub struct ApiDoc;

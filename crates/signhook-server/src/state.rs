@@ -37,6 +37,8 @@ pub struct AppState {
     pub rate_limit: Option<Arc<ApiRateLimit>>,
     /// Whether the database takes this node's writes (readiness).
     pub storage: Arc<StorageWatch>,
+    /// The `signhook listen` sockets this node holds.
+    pub relays: Arc<crate::routes::listen::Relays>,
 }
 
 /// Whether the database takes this node's writes, as its requests find out.

@@ -123,7 +123,9 @@ impl ClaimedRow {
 /// UPDATE` beside a window function), and that level repeats the "pending
 /// and due" test: it is the one PostgreSQL re-checks against a row another
 /// node has just claimed and committed — and skips, rather than waits for,
-/// rows another node is claiming.
+/// rows another node is claiming. The deliveries of a relay subscription
+/// (`signhook listen`, see [`crate::relays`]) are claimed only by the node
+/// holding its socket, while its hold lasts; with no holder they wait.
 const CLAIM: Dialects = Dialects {
     sqlite: "UPDATE deliveries SET leased_by = $1, leased_until = $2, next_attempt_at = $2 \
              WHERE id IN (SELECT id FROM deliveries WHERE id IN ( \
@@ -132,6 +134,8 @@ const CLAIM: Dialects = Dialects {
                      FROM (SELECT id, subscription_id, next_attempt_at FROM deliveries \
                            WHERE status = 'pending' AND next_attempt_at <= $3 \
                            AND subscription_id NOT IN (SELECT value FROM json_each($5)) \
+                           AND subscription_id NOT IN (SELECT id FROM subscriptions WHERE kind = 'relay' \
+                               AND (relay_node IS NULL OR relay_node <> $1 OR relay_until <= $3)) \
                            ORDER BY next_attempt_at LIMIT $6) AS due \
                  ) AS ranked WHERE place <= $7) \
                AND status = 'pending' AND next_attempt_at <= $3 \
@@ -144,6 +148,8 @@ const CLAIM: Dialects = Dialects {
                        FROM (SELECT id, subscription_id, next_attempt_at FROM deliveries \
                              WHERE status = 'pending' AND next_attempt_at <= $3 \
                              AND subscription_id NOT IN (SELECT json_array_elements_text(CAST($5 AS json))) \
+                             AND subscription_id NOT IN (SELECT id FROM subscriptions WHERE kind = 'relay' \
+                                 AND (relay_node IS NULL OR relay_node <> $1 OR relay_until <= $3)) \
                              ORDER BY next_attempt_at LIMIT $6) AS due \
                    ) AS ranked WHERE place <= $7) \
                  AND status = 'pending' AND next_attempt_at <= $3 \
@@ -166,12 +172,15 @@ const LISTED: Dialects = Dialects {
 };
 
 /// When a claim could next bring something, leaving out the subscriptions
-/// listed in `$1`.
+/// listed in `$1`, and the relays no CLI is connected to: their deliveries
+/// wait, and must not keep every dispatcher claiming in vain.
 const NEXT_DUE: Dialects = Dialects {
     sqlite: "SELECT MIN(next_attempt_at) AS next FROM deliveries \
-             WHERE status = 'pending' AND subscription_id NOT IN (SELECT value FROM json_each($1))",
+             WHERE status = 'pending' AND subscription_id NOT IN (SELECT value FROM json_each($1)) \
+             AND subscription_id NOT IN (SELECT id FROM subscriptions WHERE kind = 'relay' AND relay_node IS NULL)",
     postgres: "SELECT MIN(next_attempt_at) AS next FROM deliveries \
-               WHERE status = 'pending' AND subscription_id NOT IN (SELECT json_array_elements_text(CAST($1 AS json)))",
+               WHERE status = 'pending' AND subscription_id NOT IN (SELECT json_array_elements_text(CAST($1 AS json))) \
+               AND subscription_id NOT IN (SELECT id FROM subscriptions WHERE kind = 'relay' AND relay_node IS NULL)",
 };
 
 /// Rows per multi-row statement: well under both backends' limits on
@@ -309,6 +318,12 @@ impl Store {
         )
         .bind(node);
         let recoveries = tx.execute(recoveries).await?;
+        // The sockets it held died with it: their relays wait for their
+        // CLIs to reconnect, here or on another node.
+        tx.gather(
+            Sql::new("UPDATE subscriptions SET relay_node = NULL, relay_until = NULL WHERE relay_node = $1").bind(node),
+        )
+        .await?;
         if deliveries > 0 {
             tx.work_due_at(now).await?;
         }
@@ -333,7 +348,8 @@ impl Store {
             .fetch_one(
                 Sql::new(
                     "SELECT COUNT(*) AS n, MIN(next_attempt_at) AS oldest FROM deliveries \
-                     WHERE status = 'pending' AND next_attempt_at <= $1 AND leased_by IS NULL",
+                     WHERE status = 'pending' AND next_attempt_at <= $1 AND leased_by IS NULL \
+                     AND subscription_id NOT IN (SELECT id FROM subscriptions WHERE kind = 'relay' AND relay_node IS NULL)",
                 )
                 .bind(to_millis(now)),
             )

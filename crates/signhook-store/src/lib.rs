@@ -10,7 +10,8 @@
 //! through the API), [`claims`] (claiming due deliveries under a lease,
 //! releasing them, and what a restarted node gives back), [`deliveries`] (recording attempts, resends, the
 //! delivery log), [`policy`] (the warn-then-disable sweep), [`recoveries`]
-//! (resend jobs), [`retention`] (purging old events) and
+//! (resend jobs), [`relays`] (`signhook listen`'s relay subscriptions and
+//! which node holds their sockets), [`retention`] (purging old events) and
 //! [`signature_requests`] (the e-signature lifecycle's aggregate, its
 //! documents and audit trail). [`blobs`] keeps files (uploaded PDFs, signed
 //! PDFs, audit certificates) in a local directory or an S3-compatible
@@ -50,6 +51,7 @@ pub mod policy;
 pub mod portal;
 pub mod publish;
 pub mod recoveries;
+pub mod relays;
 pub mod retention;
 pub mod sealing;
 pub mod signature_requests;

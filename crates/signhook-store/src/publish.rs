@@ -204,18 +204,24 @@ impl Store {
             })
             .collect();
         outbox::write_events(&mut tx, &events).await.map_err(key_taken)?;
-        let deliveries: Vec<NewDelivery<'_>> = planned
-            .iter()
-            .map(|p| NewDelivery {
-                id: p.id.clone(),
-                event: new_event(p.event),
-                subscription_id: &subscription(p).id,
-                enabled: subscription(p).enabled,
-            })
-            .collect();
-        outbox::write_deliveries(&mut tx, &deliveries, lease, now)
-            .await
-            .map_err(key_taken)?;
+        // A relay's deliveries are never taken at publish: only the node
+        // holding its socket may claim them (see `relays`).
+        let (relayed, direct): (Vec<&Planned>, Vec<&Planned>) =
+            planned.iter().partition(|p| subscription(p).is_relay());
+        for (group, lease) in [(direct, lease), (relayed, None)] {
+            let deliveries: Vec<NewDelivery<'_>> = group
+                .into_iter()
+                .map(|p| NewDelivery {
+                    id: p.id.clone(),
+                    event: new_event(p.event),
+                    subscription_id: &subscription(p).id,
+                    enabled: subscription(p).enabled,
+                })
+                .collect();
+            outbox::write_deliveries(&mut tx, &deliveries, lease, now)
+                .await
+                .map_err(key_taken)?;
+        }
         tx.commit().await.map_err(key_taken)?;
         let claimed = match lease {
             Some(lease) => claimed_at_publish(&planned, &results, &candidates, lease, now),
@@ -330,7 +336,7 @@ fn claimed_at_publish(
     let mut events: HashMap<usize, Arc<Event>> = HashMap::new();
     planned
         .iter()
-        .filter(|p| candidates[p.group].1[p.k].enabled)
+        .filter(|p| candidates[p.group].1[p.k].enabled && !candidates[p.group].1[p.k].is_relay())
         .map(|p| ClaimedDelivery {
             delivery_id: p.id.clone(),
             attempt_number: 1,

@@ -50,9 +50,28 @@ pub struct Subscription {
     pub created_at: DateTime<Utc>,
     /// When it last changed.
     pub updated_at: DateTime<Utc>,
+    /// Set on a relay subscription (`signhook listen`): its deliveries go
+    /// over the CLI's socket, not to `url`.
+    pub relay: Option<Relay>,
+}
+
+/// What makes a subscription a relay of `signhook listen` (see
+/// [`crate::relays`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relay {
+    /// The API key it belongs to (`key_…`).
+    pub key_id: String,
+    /// The node holding the CLI's socket, and until when it holds it
+    /// unless it renews; `None` while no CLI is connected.
+    pub held_by: Option<(String, DateTime<Utc>)>,
 }
 
 impl Subscription {
+    /// Whether its deliveries go over a `signhook listen` socket.
+    pub fn is_relay(&self) -> bool {
+        self.relay.is_some()
+    }
+
     /// The secrets that sign a request made at `now`: the current one, and the
     /// previous one while its overlap lasts.
     pub fn signing_secrets(&self, now: DateTime<Utc>) -> Vec<&WebhookSecret> {
@@ -159,7 +178,7 @@ impl SubscriptionChanges {
 pub(crate) const SUBSCRIPTION_COLUMNS: &str = "s.id, s.tenant_id, s.sandbox, s.url, s.description, s.enabled, \
     s.disabled_reason, s.auto_retry, s.subscribed_events, s.scopes, s.workspaces, s.headers, s.signature_scheme, \
     s.secret, s.previous_secret, s.previous_secret_expires_at, s.created_at, s.updated_at, s.rate_limit_per_second, \
-    h.failing_since, h.failure_count";
+    h.failing_since, h.failure_count, s.kind, s.relay_key_id, s.relay_node, s.relay_until";
 
 /// Clears a subscription's failure streak (after a success, or when its
 /// owner enables it again). A streak already clear is left alone: no row is
@@ -211,7 +230,7 @@ pub(crate) fn webhook_data(sub: &Subscription, enabled: bool, disabled_reason: O
 }
 
 /// The text forms of a subscription's structured columns.
-struct StoredColumns {
+pub(crate) struct StoredColumns {
     events: String,
     scopes: String,
     workspaces: String,
@@ -223,7 +242,7 @@ struct StoredColumns {
 impl StoredColumns {
     /// The columns of `sub`, its secrets and custom headers sealed with
     /// `keys`.
-    fn of(sub: &Subscription, keys: &Keyring) -> Result<Self> {
+    pub(crate) fn of(sub: &Subscription, keys: &Keyring) -> Result<Self> {
         let list = |texts: Vec<String>| serde_json::Value::from(texts).to_string();
         let headers = serde_json::to_string(sub.headers.as_map()).map_err(StoreError::corrupt)?;
         Ok(Self {
@@ -291,12 +310,22 @@ pub(crate) fn subscription_from_row(row: &impl DbRow, keys: &Keyring) -> Result<
         failure_count: u32::try_from(row.int("failure_count")?).unwrap_or(u32::MAX),
         created_at: from_millis(row.int("created_at")?),
         updated_at: from_millis(row.int("updated_at")?),
+        relay: match row.text("kind")?.as_str() {
+            "relay" => Some(Relay {
+                key_id: row.opt_text("relay_key_id")?.ok_or_else(|| corrupt("relay_key_id")("missing".into()))?,
+                held_by: match (row.opt_text("relay_node")?, row.opt_int("relay_until")?) {
+                    (Some(node), Some(until)) => Some((node, from_millis(until))),
+                    _ => None,
+                },
+            }),
+            _ => None,
+        },
     })
 }
 
 /// Every column of a subscription, in the order both [`INSERT`] and
 /// [`UPDATE`] number them.
-const INSERT: &str = "INSERT INTO subscriptions (url, description, enabled, disabled_reason, auto_retry, \
+pub(crate) const INSERT: &str = "INSERT INTO subscriptions (url, description, enabled, disabled_reason, auto_retry, \
     subscribed_events, scopes, workspaces, headers, signature_scheme, secret, previous_secret, \
     previous_secret_expires_at, updated_at, rate_limit_per_second, id, tenant_id, sandbox, created_at) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)";
@@ -309,7 +338,7 @@ const UPDATE: &str = "UPDATE subscriptions SET url = $1, description = $2, enabl
     rate_limit_per_second = $15 WHERE id = $16 AND tenant_id = $17 AND sandbox = $18 AND created_at = $19";
 
 /// [`INSERT`] or [`UPDATE`] with every column of `sub` bound.
-fn written(statement: &'static str, sub: &Subscription, columns: StoredColumns) -> Sql {
+pub(crate) fn written(statement: &'static str, sub: &Subscription, columns: StoredColumns) -> Sql {
     Sql::new(statement)
         .bind(sub.url.as_str())
         .bind(&sub.description)
@@ -386,6 +415,7 @@ impl Store {
             failure_count: 0,
             created_at: now,
             updated_at: now,
+            relay: None,
         };
         let mut tx = self.begin().await?;
         tx.gather(written(INSERT, &sub, StoredColumns::of(&sub, &self.keys)?))

@@ -37,7 +37,7 @@ pub struct Principal {
     pub environment: Environment,
 }
 
-fn key_hash(key: &str) -> [u8; 32] {
+pub(crate) fn key_hash(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
 }
 

@@ -34,6 +34,9 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// Relay a tenant's events to an app on this machine (local
+    /// development, no public URL needed).
+    Listen(ListenArgs),
     /// Print the OpenAPI document of the API.
     Openapi,
     /// Run one PDF job from stdin to stdout, under the limits the server
@@ -247,6 +250,37 @@ struct ServeArgs {
         requires = "seal_cert"
     )]
     seal_cert_password: Option<String>,
+    /// The most deliveries a `signhook listen` relay keeps waiting while no
+    /// CLI is connected; when one connects, older ones are canceled (still
+    /// in the delivery log, resendable).
+    #[arg(long, env = "SIGNHOOK_RELAY_BACKLOG", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    relay_backlog: u32,
+}
+
+/// `signhook listen`: a tenant's events, relayed to an app on this machine.
+#[derive(Debug, Args)]
+struct ListenArgs {
+    /// The Signhook server's base URL.
+    #[arg(long, env = "SIGNHOOK_API", default_value = "http://127.0.0.1:8080")]
+    api: url::Url,
+    /// The API key: `sk_test_…` (a `sk_live_…` key needs `--live`).
+    #[arg(long, env = "SIGNHOOK_API_KEY", hide_env_values = true)]
+    key: String,
+    /// Where each delivery is posted, e.g. http://localhost:3000/hooks.
+    #[arg(long, required_unless_present = "resend")]
+    forward_to: Option<url::Url>,
+    /// Comma-separated event types and wildcards (`signer.*,signature_request.done`).
+    #[arg(long, default_value = "*")]
+    events: String,
+    /// Let a live key listen: production events come to this machine.
+    #[arg(long)]
+    live: bool,
+    /// How long the local app may take to answer one delivery.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    forward_timeout: Duration,
+    /// Send this event (`evt_…`) again to the relay subscription and exit.
+    #[arg(long, value_name = "EVENT_ID")]
+    resend: Option<String>,
 }
 
 /// A retry schedule given as one comma-separated value. (A bare `Vec` would
@@ -313,6 +347,7 @@ impl ServeArgs {
             path,
             password: self.seal_cert_password,
         });
+        settings.relay_backlog = self.relay_backlog;
         settings
     }
 }
@@ -485,8 +520,35 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", signhook_server::openapi::document());
             Ok(())
         }
+        Command::Listen(args) => listen(args).await,
         Command::PdfWorker => unreachable!("handled before the runtime starts"),
     }
+}
+
+async fn listen(args: ListenArgs) -> anyhow::Result<()> {
+    let options = signhook_listen::Options {
+        api: args.api,
+        key: args.key,
+        // Only `--resend` goes without it (clap requires it otherwise).
+        forward_to: args
+            .forward_to
+            .unwrap_or_else(|| url::Url::parse("http://localhost/").expect("a valid URL")),
+        events: args.events.split(',').map(|e| e.trim().to_owned()).collect(),
+        live: args.live,
+        forward_timeout: args.forward_timeout,
+    };
+    if let Some(event_id) = args.resend {
+        let delivery = signhook_listen::resend(&options, &event_id)
+            .await
+            .context("resending")?;
+        println!("resent {event_id} to the relay: delivery {delivery}");
+        return Ok(());
+    }
+    let shutdown = CancellationToken::new();
+    let signals = ShutdownSignals::listen().context("listening for SIGINT and SIGTERM")?;
+    tokio::spawn(signals.cancel(shutdown.clone()));
+    signhook_listen::listen(options, shutdown).await?;
+    Ok(())
 }
 
 /// `signhook pdf-worker`: one job, stdin to stdout.

@@ -5,6 +5,7 @@ pub mod deliveries;
 pub mod event_types;
 pub mod events;
 pub mod health;
+pub mod listen;
 pub mod portal;
 pub mod recoveries;
 pub mod signature_requests;
@@ -51,6 +52,7 @@ fn routes(state: AppState) -> Router {
         .route("/events", post(events::publish).get(events::list))
         .route("/events/{id}", get(events::get))
         .route("/events/{id}/resend", post(events::resend))
+        .route("/listen", get(listen::listen))
         .route(
             "/signature_requests",
             post(signature_requests::create).get(signature_requests::list),

@@ -102,6 +102,11 @@ fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
 pub struct WebhookView {
     /// `wh_…`
     pub id: String,
+    /// `endpoint` (deliveries are POSTed to `url`) or `relay` (the
+    /// subscription of `signhook listen` for one API key: deliveries go over
+    /// the CLI's WebSocket; its `url` is a placeholder that is never used,
+    /// and cannot be changed).
+    pub kind: String,
     /// The endpoint.
     pub url: String,
     /// What it is for.
@@ -141,6 +146,7 @@ impl From<&Subscription> for WebhookView {
     fn from(s: &Subscription) -> Self {
         Self {
             id: s.id.to_string(),
+            kind: if s.is_relay() { "relay" } else { "endpoint" }.to_owned(),
             url: s.url.as_str().to_owned(),
             description: s.description.clone(),
             sandbox: s.filter.sandbox,
@@ -287,7 +293,7 @@ fn check_sandbox(auth: &Auth, sandbox: Option<bool>) -> Result<bool, ApiError> {
     }
 }
 
-fn new_secret() -> WebhookSecret {
+pub(crate) fn new_secret() -> WebhookSecret {
     WebhookSecret::from_bytes(&generate_webhook_key(&mut rand::rngs::OsRng))
 }
 
@@ -448,6 +454,26 @@ pub(crate) async fn update_subscription(
             "sandbox",
             "sandbox cannot be changed; create a subscription in the other environment instead",
         ));
+    }
+    // A relay's URL, headers and scheme mean nothing (it sends over a
+    // socket), and its filter is the CLI's `--events`: refused rather than
+    // turning it into an endpoint by mistake.
+    let relay_fields = [
+        ("url", body.url.is_some()),
+        ("headers", body.headers.is_some()),
+        ("signature_scheme", body.signature_scheme.is_some()),
+        ("subscribed_events", body.subscribed_events.is_some()),
+    ];
+    if let Some((field, _)) = relay_fields.iter().find(|(_, given)| *given) {
+        if load(state, auth, id).await?.is_relay() {
+            return Err(ApiError::validation(
+                *field,
+                format!(
+                    "{field} cannot be changed on a relay subscription (signhook listen): it sends over the CLI's \
+                     connection; restart signhook listen with other --events, or create an endpoint subscription"
+                ),
+            ));
+        }
     }
     let changes = SubscriptionChanges {
         url: body.url.as_deref().map(|u| parse_url(u, &state.api)).transpose()?,

@@ -12,6 +12,7 @@ mod esign;
 mod events;
 mod failures;
 mod helpers;
+mod listen;
 mod hostile;
 mod multinode;
 mod outbound;
