@@ -998,10 +998,9 @@ impl SmtpSink {
 
 /// A dashboard user of the app's tenant with `role`, made as `signhook admin
 /// create-user` makes one, through the server's own store; the JSON that
-/// command prints. On SQLite a second process writing beside a server whose
-/// schedulers write every 50 ms can wait out its busy timeout (a stall not
-/// understood yet, see the notes of issue 14), so tests set users up in
-/// process; `dashboard::a_user_from_the_command_line…` runs the command.
+/// command prints. In process, which saves a process start per user; the
+/// command itself runs in `dashboard::a_user_from_the_command_line…` and,
+/// beside a busy server, in `dashboard::create_user_from_the_command_line…`.
 pub async fn create_user(app: &TestApp, email: &str, role: &str) -> Value {
     create_user_for(app, &app.tenant.id, email, role).await
 }
