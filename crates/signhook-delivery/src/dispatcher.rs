@@ -375,6 +375,7 @@ impl<Q: WorkQueue> Dispatcher<Q> {
             }
         };
         let taken = claims.len();
+        self.config.metrics.observe_claim(taken);
         for claim in claims {
             node.lanes.push(claim);
         }
