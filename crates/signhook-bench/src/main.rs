@@ -736,7 +736,7 @@ async fn publish_as(
                 let response = client
                     .post(&urls[i % urls.len()])
                     .bearer_auth(&keys[i % keys.len()])
-                    .json(&json!({"type": "signer.done", "data": {"i": i}}))
+                    .json(&json!({"type": "signer.done", "data": signer_done_data(i)}))
                     .send()
                     .await?;
                 ensure!(
@@ -1045,4 +1045,21 @@ async fn retry_punctuality(cli: &Cli, sink: &Arc<Sink>, sink_addr: SocketAddr) -
         "missing": expected.saturating_sub(arrivals.len()),
         "retrying_events_published": retrying_published.len(),
     }))
+}
+
+/// A `signer.done` `data` that satisfies the type's schema (the server
+/// checks published built-in types against the catalog's), numbered `i`.
+fn signer_done_data(i: usize) -> serde_json::Value {
+    json!({
+        "i": i,
+        "signature_request": {
+            "id": "sr_01936f0e7c4a7b2e9d1f0a3b5c6d7e8f", "name": "Bench", "status": "ongoing", "sequence": 2,
+            "expires_at": "2026-12-22T10:00:00.000Z", "ordered_signers": false, "metadata": {}
+        },
+        "signer": {
+            "id": "sg_01936f0e7c4a7b2e9d1f0a3b5c6d7e90", "name": "Ada Lovelace", "email": "ada@example.com",
+            "status": "done", "notified_at": "2026-11-22T10:00:00.000Z", "link_opened_at": null,
+            "signed_at": "2026-11-22T10:04:05.123Z", "declined_at": null, "typed_name": "Ada Lovelace"
+        }
+    })
 }

@@ -6,6 +6,8 @@
 //! - [`ids`]: prefixed, time-ordered identifiers (`evt_…`, `wh_…`, …).
 //! - [`time`]: the injected [`Clock`](time::Clock) and timestamp helpers.
 //! - [`catalog`]: the event catalog (DESIGN §3.2) as data.
+//! - [`event_types`]: the tenant's own event types: names, JSON Schemas
+//!   and the check of published `data`, and where an event came from.
 //! - [`filter`]: what a subscription listens to (events, scopes, workspaces)
 //!   and the one function that decides whether an event matches.
 //! - [`endpoint`]: a subscription's URL, custom headers and signature scheme.
@@ -25,6 +27,7 @@ pub mod catalog;
 pub mod delivery;
 pub mod duration;
 pub mod endpoint;
+pub mod event_types;
 pub mod filter;
 pub mod ids;
 pub mod lifecycle;

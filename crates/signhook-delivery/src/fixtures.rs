@@ -59,6 +59,7 @@ pub(crate) fn delivery(sub: &Arc<Subscription>) -> ClaimedDelivery {
             workspace_id: WorkspaceId::generate(),
             created_at: now,
             data: "{}".into(),
+            origin: signhook_core::event_types::Provenance::Api,
         }),
         subscription: sub.clone(),
     }

@@ -24,6 +24,8 @@ pub struct Envelope<'a> {
     pub scope: &'static str,
     /// The workspace.
     pub workspace_id: &'a str,
+    /// Where the event came from: `lifecycle`, `api` or `system`.
+    pub origin: &'static str,
     /// The subscription this copy goes to (absent when an event is shown
     /// outside a delivery).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -58,6 +60,7 @@ impl<'a> Envelope<'a> {
             sandbox: event.sandbox,
             scope: event.scope.as_str(),
             workspace_id: event.workspace_id.as_str(),
+            origin: event.origin.as_str(),
             subscription: subscription.map(|s| SubscriptionRef {
                 id: s.id.as_str(),
                 description: &s.description,

@@ -6,7 +6,8 @@
 //! One module per aggregate, each holding its queries and records:
 //! [`tenants`] (tenants and API keys), [`users`] (the dashboard's users,
 //! their one-time links and sessions), [`workspaces`], [`subscriptions`],
-//! [`events`] (the event records and the feed), [`publish`] (publishing
+//! [`events`] (the event records and the feed), [`event_types`] (the
+//! tenant's own event types and the tenant's publishing setting), [`publish`] (publishing
 //! through the API), [`claims`] (claiming due deliveries under a lease,
 //! releasing them, and what a restarted node gives back), [`deliveries`] (recording attempts, resends, the
 //! delivery log), [`policy`] (the warn-then-disable sweep), [`recoveries`]
@@ -44,6 +45,7 @@ pub mod blobs;
 pub mod claims;
 mod db;
 pub mod deliveries;
+pub mod event_types;
 pub mod events;
 mod outbox;
 pub mod policy;

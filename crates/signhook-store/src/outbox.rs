@@ -23,6 +23,7 @@ use crate::sealing::Keyring;
 use crate::subscriptions::{cancel_pending, subscription_from_row, webhook_data, Subscription, SUBSCRIPTION_COLUMNS};
 use crate::{Result, StoreError};
 use chrono::{DateTime, Utc};
+use signhook_core::event_types::Provenance;
 use signhook_core::filter::{EventFacts, Scope};
 use signhook_core::ids::{DeliveryId, EventId, SubscriptionId, TenantId, WorkspaceId};
 use signhook_core::policy::DisabledReason;
@@ -188,7 +189,7 @@ pub(crate) async fn write_events(tx: &mut Tx<'_>, events: &[(&Event, Option<&Ide
     for chunk in events.chunks(ROWS_PER_INSERT) {
         let sql = Sql::new(
             "INSERT INTO events (id, tenant_id, sandbox, type, scope, workspace_id, created_at, data, \
-             idempotency_key, request_hash) ",
+             idempotency_key, request_hash, origin) ",
         )
         .push_values(chunk, |row, (event, idempotency)| {
             row.bind(&event.id)
@@ -200,7 +201,8 @@ pub(crate) async fn write_events(tx: &mut Tx<'_>, events: &[(&Event, Option<&Ide
                 .bind(to_millis(event.created_at))
                 .bind(&event.data)
                 .bind(idempotency.map(|i| i.key.as_str()))
-                .bind(idempotency.map(|i| i.request_hash.to_vec()));
+                .bind(idempotency.map(|i| i.request_hash.to_vec()))
+                .bind(event.origin.as_str());
         });
         tx.gather(sql).await?;
     }
@@ -271,6 +273,7 @@ impl Outbox<'_> {
             workspace_id: WorkspaceId::parse(&workspace).map_err(StoreError::corrupt)?,
             created_at: now,
             data,
+            origin: Provenance::System,
         };
         self.publish_one(tx, &event, None).await
     }

@@ -12,6 +12,7 @@ use crate::outbox::{self, key_taken, Candidates, NewDelivery};
 use crate::subscriptions::Subscription;
 use crate::{Result, Store, StoreError};
 use chrono::{DateTime, Utc};
+use signhook_core::event_types::Provenance;
 use signhook_core::filter::Scope;
 use signhook_core::ids::{DeliveryId, EventId, TenantId, WorkspaceId};
 use signhook_core::time::to_millis;
@@ -248,6 +249,7 @@ impl Store {
                 workspace_id: new.workspace_id.clone(),
                 created_at: now,
                 data: new.data.clone(),
+                origin: Provenance::Api,
             };
             // Subscriptions are looked up once per tenant and environment in
             // the batch, not once per event (and on SQLite kept between
@@ -301,6 +303,7 @@ impl Store {
             workspace_id,
             created_at: now,
             data,
+            origin: Provenance::System,
         };
         let delivery = DeliveryId::generate();
         let mut tx = self.begin().await?;

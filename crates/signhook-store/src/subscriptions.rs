@@ -273,7 +273,7 @@ pub(crate) fn subscription_from_row(row: &impl DbRow, keys: &Keyring) -> Result<
         auto_retry: row.flag("auto_retry")?,
         filter: SubscriptionFilter {
             sandbox: row.flag("sandbox")?,
-            events: EventFilter::parse(&list("subscribed_events")?)
+            events: EventFilter::from_stored(&list("subscribed_events")?)
                 .map_err(|e| corrupt("subscribed_events")(e.to_string()))?,
             scopes: ScopeFilter::parse(&list("scopes")?).map_err(|e| corrupt("scopes")(e.to_string()))?,
             workspaces: WorkspaceFilter::parse(&list("workspaces")?)

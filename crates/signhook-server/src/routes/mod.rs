@@ -9,6 +9,7 @@ pub mod portal;
 pub mod recoveries;
 pub mod signature_requests;
 pub mod signing;
+pub mod tenant;
 pub mod webhooks;
 pub mod workspaces;
 
@@ -28,7 +29,9 @@ pub fn router(state: AppState) -> Router {
 /// Every route.
 fn routes(state: AppState) -> Router {
     let v1 = Router::new()
-        .route("/event_types", get(event_types::list))
+        .route("/event_types", get(event_types::list).post(event_types::create))
+        .route("/event_types/{name}", get(event_types::get).patch(event_types::update))
+        .route("/tenant", get(tenant::get).patch(tenant::update))
         .route("/workspaces", post(workspaces::create).get(workspaces::list))
         .route("/portal_sessions", post(portal::create_session))
         .route("/portal_theme", get(portal::get_theme).put(portal::put_theme))

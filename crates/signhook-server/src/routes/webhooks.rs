@@ -13,7 +13,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use signhook_core::auth::generate_webhook_key;
 use signhook_core::endpoint::{CustomHeaders, SignatureScheme, WebhookUrl};
-use signhook_core::filter::{EventFilter, FilterError, ScopeFilter, SubscriptionFilter, WorkspaceFilter};
+use signhook_core::filter::{EventFilter, FilterError, ScopeFilter, SubscriptionFilter, TenantTypes, WorkspaceFilter};
 use signhook_core::ids::{DeliveryId, SubscriptionId};
 use signhook_core::time::rfc3339;
 use signhook_store::subscriptions::{NewSubscription, Subscription, SubscriptionChanges};
@@ -250,8 +250,11 @@ fn parse_scheme(text: &str) -> Result<SignatureScheme, ApiError> {
     })
 }
 
-fn parse_events(texts: &[String]) -> Result<EventFilter, ApiError> {
-    EventFilter::parse(texts).map_err(|e| filter_error("subscribed_events", e))
+/// Parses `subscribed_events` for the tenant: built-in types and the
+/// tenant's own (and their namespaces).
+async fn parse_events(state: &AppState, auth: &Auth, texts: &[String]) -> Result<EventFilter, ApiError> {
+    let tenant_types = TenantTypes::new(state.store.event_type_names(auth.tenant()).await?);
+    EventFilter::parse_for(texts, &tenant_types).map_err(|e| filter_error("subscribed_events", e))
 }
 
 fn parse_scopes(texts: &[String]) -> Result<ScopeFilter, ApiError> {
@@ -320,7 +323,7 @@ pub(crate) async fn create_subscription(
         auto_retry: body.auto_retry.unwrap_or(true),
         filter: SubscriptionFilter {
             sandbox: check_sandbox(auth, body.sandbox)?,
-            events: parse_events(&body.subscribed_events.unwrap_or_else(wildcard))?,
+            events: parse_events(state, auth, &body.subscribed_events.unwrap_or_else(wildcard)).await?,
             scopes: parse_scopes(&body.scopes.unwrap_or_else(wildcard))?,
             workspaces: parse_workspaces(state, auth, &body.workspaces.unwrap_or_else(wildcard)).await?,
         },
@@ -454,7 +457,10 @@ pub(crate) async fn update_subscription(
         description: body.description.map(parse_description).transpose()?,
         enabled: body.enabled,
         auto_retry: body.auto_retry,
-        events: body.subscribed_events.as_deref().map(parse_events).transpose()?,
+        events: match body.subscribed_events.as_deref() {
+            Some(texts) => Some(parse_events(state, auth, texts).await?),
+            None => None,
+        },
         scopes: body.scopes.as_deref().map(parse_scopes).transpose()?,
         workspaces: match body.workspaces.as_deref() {
             Some(texts) => Some(parse_workspaces(state, auth, texts).await?),

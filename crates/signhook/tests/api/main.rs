@@ -9,6 +9,7 @@ mod dashboard;
 mod delivery;
 mod errors;
 mod esign;
+mod event_types;
 mod events;
 mod failures;
 mod helpers;
