@@ -28,6 +28,9 @@ pub struct Event {
     pub created_at: DateTime<Utc>,
     /// Its `data`, as JSON text (kept as written, never re-serialized).
     pub data: String,
+    /// The `ordering_key` it was published with, if any (ordered
+    /// delivery, [`signhook_core::ordering`]).
+    pub ordering_key: Option<String>,
 }
 
 /// A client's idempotency key and the fingerprint of its request.
@@ -56,10 +59,14 @@ pub struct NewEvent {
     pub data: String,
     /// Makes retried publishes safe.
     pub idempotency: Option<Idempotency>,
+    /// The key its deliveries are ordered by, for subscriptions ordered
+    /// by `key`.
+    pub ordering_key: Option<String>,
 }
 
 /// Every column of an event, for `SELECT … FROM events`.
-pub(crate) const EVENT_COLUMNS: &str = "id, tenant_id, sandbox, type, scope, workspace_id, created_at, data";
+pub(crate) const EVENT_COLUMNS: &str =
+    "id, tenant_id, sandbox, type, scope, workspace_id, created_at, data, ordering_key";
 
 pub(crate) fn event_from_row(row: &impl DbRow) -> Result<Event> {
     let scope = row.text("scope")?;
@@ -72,6 +79,7 @@ pub(crate) fn event_from_row(row: &impl DbRow) -> Result<Event> {
         workspace_id: WorkspaceId::parse(&row.text("workspace_id")?).map_err(StoreError::corrupt)?,
         created_at: from_millis(row.int("created_at")?),
         data: row.text("data")?,
+        ordering_key: row.opt_text("ordering_key")?,
     })
 }
 

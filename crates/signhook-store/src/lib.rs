@@ -9,7 +9,8 @@
 //! [`events`] (the event records and the feed), [`publish`] (publishing
 //! through the API), [`claims`] (claiming due deliveries under a lease,
 //! releasing them, and what a restarted node gives back), [`deliveries`] (recording attempts, resends, the
-//! delivery log), [`policy`] (the warn-then-disable sweep), [`recoveries`]
+//! delivery log), [`ordering`] (ordered delivery: the lease on a key,
+//! blocked keys, skipping a dead letter), [`policy`] (the warn-then-disable sweep), [`recoveries`]
 //! (resend jobs), [`retention`] (purging old events) and
 //! [`signature_requests`] (the e-signature lifecycle's aggregate, its
 //! documents and audit trail). [`blobs`] keeps files (uploaded PDFs, signed
@@ -45,6 +46,7 @@ pub mod claims;
 mod db;
 pub mod deliveries;
 pub mod events;
+pub mod ordering;
 mod outbox;
 pub mod policy;
 pub mod portal;

@@ -667,6 +667,7 @@ impl Store {
                     workspace_id: after.workspace_id.clone(),
                     created_at: now,
                     data: data.to_string(),
+                    ordering_key: None,
                 };
                 (event, trail_detail(new, emitted), emitted.sequence)
             })

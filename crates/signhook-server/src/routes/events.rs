@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use signhook_core::catalog::{self, EventOrigin};
 use signhook_core::filter::Scope;
 use signhook_core::ids::{EventId, WorkspaceId};
+use signhook_core::ordering::OrderingKey;
 use signhook_core::time::rfc3339;
 use signhook_store::events::{Event, Idempotency, NewEvent};
 use utoipa::{IntoParams, ToSchema};
@@ -31,6 +32,10 @@ pub struct PublishEvent {
     pub data: serde_json::Value,
     /// The workspace (`ws_…`); the tenant's default workspace when absent.
     pub workspace_id: Option<String>,
+    /// For subscriptions with `"ordering": "key"`: the events of one key
+    /// reach each such subscription one at a time, in publish order. 1 to
+    /// 200 characters, no control characters; echoed in the envelope.
+    pub ordering_key: Option<String>,
 }
 
 /// An event.
@@ -49,6 +54,9 @@ pub struct EventView {
     pub scope: String,
     /// Its workspace.
     pub workspace_id: String,
+    /// The key it was published with for ordered delivery, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ordering_key: Option<String>,
     /// Its data.
     #[schema(value_type = Object)]
     pub data: Box<serde_json::value::RawValue>,
@@ -67,6 +75,7 @@ impl TryFrom<Event> for EventView {
             sandbox: e.sandbox,
             scope: e.scope.as_str().to_owned(),
             workspace_id: e.workspace_id.to_string(),
+            ordering_key: e.ordering_key,
             data,
         })
     }
@@ -148,6 +157,12 @@ pub async fn publish(
     if !body.data.is_object() {
         return Err(ApiError::validation("data", "data must be a JSON object"));
     }
+    let ordering_key = body
+        .ordering_key
+        .as_deref()
+        .map(OrderingKey::parse)
+        .transpose()
+        .map_err(|e| ApiError::validation("ordering_key", format!("ordering_key {e}")))?;
     let workspace_id = match body.workspace_id.as_deref() {
         None => state.caches.default_workspace(&state.store, auth.tenant()).await?,
         Some(text) => {
@@ -177,6 +192,7 @@ pub async fn publish(
             key,
             request_hash: Sha256::digest(&raw).into(),
         }),
+        ordering_key: ordering_key.map(OrderingKey::into_string),
     };
     // Its deliveries go straight to this node's dispatcher.
     let published = state.publisher.publish(new).await?;
