@@ -20,6 +20,8 @@
 //! - [`policy`]: when a failing subscription is warned, then disabled.
 //! - [`lifecycle`]: the signature-request state machine (DESIGN §3.1).
 //! - [`duration`]: the `5s,30s,2m` duration syntax used by flags.
+//! - [`ordering`]: ordered delivery per key — which key a delivery is
+//!   ordered by, and which deliveries hold back the later ones of their key.
 #![deny(missing_docs)]
 
 pub mod auth;
@@ -32,6 +34,7 @@ pub mod filter;
 pub mod ids;
 pub mod lifecycle;
 pub mod netguard;
+pub mod ordering;
 pub mod outcome;
 pub mod policy;
 pub mod retry;

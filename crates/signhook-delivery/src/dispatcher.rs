@@ -598,6 +598,7 @@ impl SendContext {
                 scheduled_at: Some(claim.due_at),
                 request_headers: result.request_headers,
             },
+            ordered: claim.ordering_key.is_some(),
             decision,
             decided_at,
             subscription_id: claim.subscription.id.clone(),

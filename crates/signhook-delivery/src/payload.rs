@@ -30,6 +30,10 @@ pub struct Envelope<'a> {
     /// outside a delivery).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subscription: Option<SubscriptionRef<'a>>,
+    /// The key the event was published with for ordered delivery, when
+    /// it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ordering_key: Option<&'a str>,
     /// The event's data, as stored.
     pub data: &'a RawValue,
 }
@@ -65,6 +69,7 @@ impl<'a> Envelope<'a> {
                 id: s.id.as_str(),
                 description: &s.description,
             }),
+            ordering_key: event.ordering_key.as_deref(),
             data,
         })
     }

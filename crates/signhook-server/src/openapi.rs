@@ -37,6 +37,8 @@ use utoipa::{Modify, OpenApi};
         crate::routes::deliveries::list_for_webhook,
         crate::routes::deliveries::get,
         crate::routes::deliveries::resend,
+        crate::routes::ordering::blocked_keys,
+        crate::routes::ordering::skip,
         crate::routes::recoveries::start,
         crate::routes::recoveries::get,
         crate::routes::events::resend,

@@ -31,6 +31,9 @@ pub struct Event {
     pub data: String,
     /// Where it came from (the envelope's `origin`).
     pub origin: Provenance,
+    /// The `ordering_key` it was published with, if any (ordered
+    /// delivery, [`signhook_core::ordering`]).
+    pub ordering_key: Option<String>,
 }
 
 /// A client's idempotency key and the fingerprint of its request.
@@ -59,10 +62,14 @@ pub struct NewEvent {
     pub data: String,
     /// Makes retried publishes safe.
     pub idempotency: Option<Idempotency>,
+    /// The key its deliveries are ordered by, for subscriptions ordered
+    /// by `key`.
+    pub ordering_key: Option<String>,
 }
 
 /// Every column of an event, for `SELECT … FROM events`.
-pub(crate) const EVENT_COLUMNS: &str = "id, tenant_id, sandbox, type, scope, workspace_id, created_at, data, origin";
+pub(crate) const EVENT_COLUMNS: &str =
+    "id, tenant_id, sandbox, type, scope, workspace_id, created_at, data, origin, ordering_key";
 
 pub(crate) fn event_from_row(row: &impl DbRow) -> Result<Event> {
     let scope = row.text("scope")?;
@@ -77,6 +84,7 @@ pub(crate) fn event_from_row(row: &impl DbRow) -> Result<Event> {
         created_at: from_millis(row.int("created_at")?),
         data: row.text("data")?,
         origin: Provenance::parse(&origin).ok_or_else(|| StoreError::corrupt(format_args!("origin {origin}")))?,
+        ordering_key: row.opt_text("ordering_key")?,
     })
 }
 

@@ -10,7 +10,8 @@
 //! tenant's own event types and the tenant's publishing setting), [`publish`] (publishing
 //! through the API), [`claims`] (claiming due deliveries under a lease,
 //! releasing them, and what a restarted node gives back), [`deliveries`] (recording attempts, resends, the
-//! delivery log), [`policy`] (the warn-then-disable sweep), [`recoveries`]
+//! delivery log), [`ordering`] (ordered delivery: the lease on a key,
+//! blocked keys, skipping a dead letter), [`policy`] (the warn-then-disable sweep), [`recoveries`]
 //! (resend jobs), [`retention`] (purging old events) and
 //! [`signature_requests`] (the e-signature lifecycle's aggregate, its
 //! documents and audit trail). [`blobs`] keeps files (uploaded PDFs, signed
@@ -47,6 +48,7 @@ mod db;
 pub mod deliveries;
 pub mod event_types;
 pub mod events;
+pub mod ordering;
 mod outbox;
 pub mod policy;
 pub mod portal;

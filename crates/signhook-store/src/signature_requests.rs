@@ -668,6 +668,7 @@ impl Store {
                     created_at: now,
                     data: data.to_string(),
                     origin: signhook_core::event_types::Provenance::Lifecycle,
+                    ordering_key: None,
                 };
                 (event, trail_detail(new, emitted), emitted.sequence)
             })

@@ -16,6 +16,7 @@ use signhook_core::catalog::{self, EventOrigin};
 use signhook_core::event_types::EventSchema;
 use signhook_core::filter::Scope;
 use signhook_core::ids::{EventId, WorkspaceId};
+use signhook_core::ordering::OrderingKey;
 use signhook_core::time::rfc3339;
 use signhook_store::events::{Event, Idempotency, NewEvent};
 use utoipa::{IntoParams, ToSchema};
@@ -33,6 +34,10 @@ pub struct PublishEvent {
     pub data: serde_json::Value,
     /// The workspace (`ws_…`); the tenant's default workspace when absent.
     pub workspace_id: Option<String>,
+    /// For subscriptions with `"ordering": "key"`: the events of one key
+    /// reach each such subscription one at a time, in publish order. 1 to
+    /// 200 characters, no control characters; echoed in the envelope.
+    pub ordering_key: Option<String>,
 }
 
 /// An event.
@@ -55,6 +60,9 @@ pub struct EventView {
     /// requests), `api` (published with `POST /v1/events`) or `system`
     /// (`webhook.test` and the operational events).
     pub origin: &'static str,
+    /// The key it was published with for ordered delivery, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ordering_key: Option<String>,
     /// Its data.
     #[schema(value_type = Object)]
     pub data: Box<serde_json::value::RawValue>,
@@ -74,6 +82,7 @@ impl TryFrom<Event> for EventView {
             scope: e.scope.as_str().to_owned(),
             workspace_id: e.workspace_id.to_string(),
             origin: e.origin.as_str(),
+            ordering_key: e.ordering_key,
             data,
         })
     }
@@ -221,6 +230,12 @@ pub async fn publish(
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
     let event_type = check_publish(&state, &auth, &body.event_type, &body.data).await?;
+    let ordering_key = body
+        .ordering_key
+        .as_deref()
+        .map(OrderingKey::parse)
+        .transpose()
+        .map_err(|e| ApiError::validation("ordering_key", format!("ordering_key {e}")))?;
     let workspace_id = match body.workspace_id.as_deref() {
         None => state.caches.default_workspace(&state.store, auth.tenant()).await?,
         Some(text) => {
@@ -250,6 +265,7 @@ pub async fn publish(
             key,
             request_hash: Sha256::digest(&raw).into(),
         }),
+        ordering_key: ordering_key.map(OrderingKey::into_string),
     };
     // Its deliveries go straight to this node's dispatcher.
     let published = state.publisher.publish(new).await?;

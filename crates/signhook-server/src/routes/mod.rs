@@ -5,6 +5,7 @@ pub mod deliveries;
 pub mod event_types;
 pub mod events;
 pub mod health;
+pub mod ordering;
 pub mod portal;
 pub mod recoveries;
 pub mod signature_requests;
@@ -51,6 +52,8 @@ fn routes(state: AppState) -> Router {
         .route("/recoveries/{id}", get(recoveries::get))
         .route("/deliveries/{id}", get(deliveries::get))
         .route("/deliveries/{id}/resend", post(deliveries::resend))
+        .route("/deliveries/{id}/skip", post(ordering::skip))
+        .route("/webhooks/{id}/blocked_keys", get(ordering::blocked_keys))
         .route("/events", post(events::publish).get(events::list))
         .route("/events/{id}", get(events::get))
         .route("/events/{id}/resend", post(events::resend))
@@ -126,6 +129,14 @@ fn routes(state: AppState) -> Router {
         .route("/webhooks/{id}/disable", post(crate::pages::endpoint::disable))
         .route("/webhooks/{id}/delete", post(crate::pages::endpoint::delete))
         .route("/webhooks/{id}/recover", post(crate::pages::endpoint::recover))
+        .route(
+            "/webhooks/{id}/blocked/resend",
+            post(crate::pages::endpoint::resend_blocked),
+        )
+        .route(
+            "/webhooks/{id}/blocked/skip",
+            post(crate::pages::endpoint::skip_blocked),
+        )
         .route(
             "/api_keys",
             get(crate::pages::api_keys::list).post(crate::pages::api_keys::create),

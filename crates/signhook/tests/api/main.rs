@@ -15,6 +15,7 @@ mod failures;
 mod helpers;
 mod hostile;
 mod multinode;
+mod ordering;
 mod outbound;
 mod pages_endpoint;
 mod pages_esign;
