@@ -158,9 +158,11 @@ const CLAIM: Dialects = Dialects {
 
 /// The events of the ids listed in `$1`.
 const EVENTS_IN: Dialects = Dialects {
-    sqlite: "SELECT id, tenant_id, sandbox, type, scope, workspace_id, created_at, data, origin, ordering_key FROM events \
+    sqlite:
+        "SELECT id, tenant_id, sandbox, type, scope, workspace_id, created_at, data, origin, ordering_key FROM events \
              WHERE id IN (SELECT value FROM json_each($1))",
-    postgres: "SELECT id, tenant_id, sandbox, type, scope, workspace_id, created_at, data, origin, ordering_key FROM events \
+    postgres:
+        "SELECT id, tenant_id, sandbox, type, scope, workspace_id, created_at, data, origin, ordering_key FROM events \
                WHERE id IN (SELECT json_array_elements_text(CAST($1 AS json)))",
 };
 

@@ -246,23 +246,48 @@ impl FieldErrors {
     }
 }
 
-/// The catalog grouped by namespace, for the event checkboxes.
+/// The catalog grouped by namespace, for the event checkboxes: the
+/// built-in namespaces, then the tenant's own (its types not archived).
 struct Namespace {
-    namespace: &'static str,
+    namespace: String,
     wildcard: String,
-    types: Vec<&'static signhook_core::catalog::EventTypeInfo>,
+    types: Vec<TypeChoice>,
 }
 
-fn catalog_groups() -> Vec<Namespace> {
-    signhook_core::catalog::NAMESPACES
-        .iter()
-        .map(|&namespace| Namespace {
-            namespace,
+/// One type's checkbox.
+struct TypeChoice {
+    name: String,
+    description: String,
+}
+
+fn catalog_groups(own: &[signhook_store::event_types::TenantEventType]) -> Vec<Namespace> {
+    let builtin = signhook_core::catalog::NAMESPACES.iter().map(|&namespace| {
+        let types = signhook_core::catalog::CATALOG
+            .iter()
+            .filter(|info| signhook_core::event_types::namespace_of(info.name) == namespace)
+            .map(|info| TypeChoice {
+                name: info.name.to_owned(),
+                description: info.description.to_owned(),
+            })
+            .collect();
+        (namespace.to_owned(), types)
+    });
+    let mut tenant: std::collections::BTreeMap<String, Vec<TypeChoice>> = std::collections::BTreeMap::new();
+    for t in own.iter().filter(|t| !t.archived) {
+        tenant
+            .entry(t.name.namespace().to_owned())
+            .or_default()
+            .push(TypeChoice {
+                name: t.name.to_string(),
+                description: t.description.clone(),
+            });
+    }
+    builtin
+        .chain(tenant)
+        .map(|(namespace, types)| Namespace {
             wildcard: format!("{namespace}.*"),
-            types: signhook_core::catalog::CATALOG
-                .iter()
-                .filter(|info| info.name.split_once('.').is_some_and(|(ns, _)| ns == namespace))
-                .collect(),
+            namespace,
+            types,
         })
         .collect()
 }
@@ -306,6 +331,7 @@ async fn form_page(
         .into_iter()
         .map(|w| (w.id.to_string(), w.name))
         .collect();
+    let own_types = state.store.list_event_types(&signed_in.tenant_id).await?;
     let (title, action, back, button) = match (mode, id) {
         (Mode::Edit, Some(id)) => (
             "Edit the endpoint",
@@ -325,7 +351,7 @@ async fn form_page(
         action,
         back,
         button,
-        catalog: catalog_groups(),
+        catalog: catalog_groups(&own_types),
         scopes: signhook_core::filter::Scope::ALL.iter().map(|s| s.as_str()).collect(),
         workspaces,
         form,

@@ -361,7 +361,8 @@ async fn create_user_from_the_command_line_beside_a_busy_server_on_sqlite() {
         async move {
             let mut published = 0;
             while !stop.is_cancelled() {
-                app.publish("signer.done", json!({"n": published})).await;
+                app.publish("signer.done", lifecycle_data("signer.done", json!({"n": published})))
+                    .await;
                 published += 1;
             }
             published

@@ -159,10 +159,15 @@ async fn a_failing_endpoint_shows_its_retries_and_is_resent_and_recovered_from_t
 async fn an_admin_rotates_the_secret_sends_typed_test_events_edits_disables_and_deletes() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     let receiver = Receiver::start().await;
+    // The tenant's own namespace is offered beside the built-in ones, so an
+    // edit keeps a subscription to it.
+    let invoice_paid = json!({"name": "invoice.paid", "description": "An invoice was paid",
+        "schema": {"type": "object"}, "example": {}});
+    assert_eq!(app.post("/v1/event_types", invoice_paid).await.0, 201);
     let hook = app
         .create_webhook(
             &receiver.url("/hooks"),
-            json!({"description": "CRM", "subscribed_events": ["signer.*"]}),
+            json!({"description": "CRM", "subscribed_events": ["signer.*", "invoice.*"]}),
         )
         .await;
     let id = hook["id"].as_str().unwrap();
@@ -214,7 +219,7 @@ async fn an_admin_rotates_the_secret_sends_typed_test_events_edits_disables_and_
     assert_eq!(edited["url"], receiver.url("/hooks/v2"));
     let mut events: Vec<String> = serde_json::from_value(edited["subscribed_events"].clone()).unwrap();
     events.sort();
-    assert_eq!(events, ["signature_request.done", "signer.*"]);
+    assert_eq!(events, ["invoice.*", "signature_request.done", "signer.*"]);
 
     // Disable, enable.
     browser.submit("#disable").await;

@@ -370,6 +370,10 @@ async fn the_events_feed_filters_by_type_and_opens_an_event_with_its_delivery() 
 #[tokio::test]
 async fn the_event_types_page_shows_the_catalog_of_the_api() {
     let app = TestApp::spawn(Backend::Sqlite).await;
+    let invoice_paid = json!({"name": "invoice.paid", "description": "An invoice was paid",
+        "schema": {"type": "object", "required": ["amount"], "properties": {"amount": {"type": "integer"}}},
+        "example": {"amount": 4200}});
+    assert_eq!(app.post("/v1/event_types", invoice_paid).await.0, 201);
     let (_, catalog) = app.get("/v1/event_types").await;
     let browser = signed_in_browser(&app, "victor@example.com", "viewer").await;
     browser.click("#nav-event_types").await;
@@ -386,9 +390,18 @@ async fn the_event_types_page_shows_the_catalog_of_the_api() {
         let card = format!("[id='type-{name}']");
         assert_eq!(browser.text(&format!("{card} h3")).await, name);
         assert_eq!(browser.text(&format!("{card} .description")).await, t["description"]);
-        let example: Value = serde_json::from_str(&browser.text(&format!("{card} pre")).await).unwrap();
+        let example: Value = serde_json::from_str(&browser.text(&format!("{card} pre.example")).await).unwrap();
         assert_eq!(example, t["example"], "{name}");
+        if t["source"] == "tenant" {
+            let schema: Value = serde_json::from_str(&browser.text(&format!("{card} pre.schema")).await).unwrap();
+            assert_eq!(schema, t["schema"], "{name}");
+        }
     }
+    assert_eq!(
+        browser.texts(".own-type").await.len(),
+        1,
+        "the tenant's own type has its card"
+    );
     browser.screenshot("dashboard-event-types").await;
     browser.close().await;
 }
