@@ -10,7 +10,9 @@
 //! through the API), [`claims`] (claiming due deliveries under a lease,
 //! releasing them, and what a restarted node gives back), [`deliveries`] (recording attempts, resends, the
 //! delivery log), [`policy`] (the warn-then-disable sweep), [`recoveries`]
-//! (resend jobs), [`retention`] (purging old events) and
+//! (resend jobs), [`retention`] (purging old events), [`inbox`] (the
+//! `signhook inbox` gateway's own SQLite database, with its own
+//! migrations) and
 //! [`signature_requests`] (the e-signature lifecycle's aggregate, its
 //! documents and audit trail). [`blobs`] keeps files (uploaded PDFs, signed
 //! PDFs, audit certificates) in a local directory or an S3-compatible
@@ -45,6 +47,7 @@ pub mod claims;
 mod db;
 pub mod deliveries;
 pub mod events;
+pub mod inbox;
 mod outbox;
 pub mod policy;
 pub mod portal;
