@@ -13,6 +13,7 @@ mod events;
 mod failures;
 mod helpers;
 mod hostile;
+mod inbox;
 mod multinode;
 mod outbound;
 mod pages_endpoint;
