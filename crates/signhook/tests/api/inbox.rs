@@ -515,3 +515,40 @@ async fn sigterm_drains_and_a_toml_config_with_hex_and_prefixed_sources_works() 
     let log = inbox.log();
     assert!(inbox.terminate().success(), "SIGTERM stops it cleanly: {log}");
 }
+
+#[tokio::test]
+async fn an_ordered_source_forwards_one_per_key_in_arrival_order() {
+    // Each event's first attempt fails: without ordering, a key's later
+    // events would overtake its retrying first one.
+    let app = Receiver::scripted(vec![], Reply::FirstAttemptOfEach(500)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = InboxProcess::with_source(
+        dir.path(),
+        &app.url("/app"),
+        &["--ordering-key", "/data/signature_request/id"],
+    );
+    let sent = [
+        ("a1", "sr_a"),
+        ("b1", "sr_b"),
+        ("a2", "sr_a"),
+        ("a3", "sr_a"),
+        ("b2", "sr_b"),
+    ];
+    for (id, key) in sent {
+        let body = serde_json::to_vec(&json!({"id": id, "data": {"signature_request": {"id": key}}})).unwrap();
+        let (status, _) = post(&inbox.url("/hooks"), &signed(id, &body, now()), &body).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let received = app.wait_for(10).await;
+    let of_key = |prefix: char| -> Vec<String> {
+        received
+            .iter()
+            .map(|r| r.header("webhook-id").to_owned())
+            .filter(|id| id.starts_with(prefix))
+            .collect()
+    };
+    // One in flight per key: each event's failure and its retry before the
+    // next event of its key is tried at all.
+    assert_eq!(of_key('a'), ["a1", "a1", "a2", "a2", "a3", "a3"]);
+    assert_eq!(of_key('b'), ["b1", "b1", "b2", "b2"]);
+}
