@@ -383,6 +383,7 @@ impl<Q: WorkQueue, A: Attempter<Q>> Dispatcher<Q, A> {
             }
         };
         let taken = claims.len();
+        self.config.metrics.observe_claim(taken);
         for claim in claims {
             node.lanes.push(claim);
         }
@@ -628,6 +629,7 @@ impl<Q: WorkQueue<Item = ClaimedDelivery, Record = AttemptRecord>> Attempter<Q> 
                 scheduled_at: Some(claim.due_at),
                 request_headers: result.request_headers,
             },
+            ordered: claim.ordering_key.is_some(),
             decision,
             decided_at,
             subscription_id: claim.subscription.id.clone(),

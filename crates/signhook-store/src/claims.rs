@@ -66,6 +66,9 @@ pub struct ClaimedDelivery {
     pub event: Arc<Event>,
     /// The subscription (shared by its deliveries of one batch).
     pub subscription: Arc<Subscription>,
+    /// The key it is ordered by, if it is: it is then its key's head, and
+    /// recording its outcome may let the next one of the key go.
+    pub ordering_key: Option<String>,
 }
 
 impl ClaimedDelivery {
@@ -86,6 +89,7 @@ struct ClaimedRow {
     attempt_count: i64,
     schedule_offset: i64,
     due_at: Option<i64>,
+    ordering_key: Option<String>,
 }
 
 impl ClaimedRow {
@@ -112,6 +116,7 @@ impl ClaimedRow {
                 .cloned()
                 .ok_or_else(|| StoreError::corrupt("delivery without subscription"))?,
             delivery_id: self.id,
+            ordering_key: self.ordering_key,
         })
     }
 }
@@ -136,7 +141,7 @@ const CLAIM: Dialects = Dialects {
                  ) AS ranked WHERE place <= $7) \
                AND status = 'pending' AND next_attempt_at <= $3 \
                ORDER BY next_attempt_at LIMIT $4) \
-             RETURNING id, event_id, subscription_id, attempt_count, schedule_offset, due_at",
+             RETURNING id, event_id, subscription_id, attempt_count, schedule_offset, due_at, ordering_key",
     postgres: "UPDATE deliveries SET leased_by = $1, leased_until = $2, next_attempt_at = $2 \
                WHERE id IN (SELECT id FROM deliveries WHERE id IN ( \
                    SELECT id FROM ( \
@@ -148,14 +153,14 @@ const CLAIM: Dialects = Dialects {
                    ) AS ranked WHERE place <= $7) \
                  AND status = 'pending' AND next_attempt_at <= $3 \
                  ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
-               RETURNING id, event_id, subscription_id, attempt_count, schedule_offset, due_at",
+               RETURNING id, event_id, subscription_id, attempt_count, schedule_offset, due_at, ordering_key",
 };
 
 /// The events of the ids listed in `$1`.
 const EVENTS_IN: Dialects = Dialects {
-    sqlite: "SELECT id, tenant_id, sandbox, type, scope, workspace_id, created_at, data FROM events \
+    sqlite: "SELECT id, tenant_id, sandbox, type, scope, workspace_id, created_at, data, origin, ordering_key FROM events \
              WHERE id IN (SELECT value FROM json_each($1))",
-    postgres: "SELECT id, tenant_id, sandbox, type, scope, workspace_id, created_at, data FROM events \
+    postgres: "SELECT id, tenant_id, sandbox, type, scope, workspace_id, created_at, data, origin, ordering_key FROM events \
                WHERE id IN (SELECT json_array_elements_text(CAST($1 AS json)))",
 };
 
@@ -216,6 +221,7 @@ impl Store {
                     attempt_count: row.int("attempt_count")?,
                     schedule_offset: row.int("schedule_offset")?,
                     due_at: row.opt_int("due_at")?,
+                    ordering_key: row.opt_text("ordering_key")?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;

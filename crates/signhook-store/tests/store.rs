@@ -71,6 +71,8 @@ async fn add_subscription(store: &Store, tenant: &CreatedTenant) -> signhook_sto
                 headers: CustomHeaders::default(),
                 signature_scheme: SignatureScheme::Standard,
                 rate_limit_per_second: None,
+                ordering: Default::default(),
+                ordering_on_failure: Default::default(),
                 secret: WebhookSecret::from_bytes(&[1; 32]),
             },
             t0(),
@@ -95,6 +97,7 @@ async fn publish_counting(store: &Store, tenant: &CreatedTenant, at: DateTime<Ut
                 workspace_id: tenant.default_workspace_id.clone(),
                 data: "{}".into(),
                 idempotency: None,
+                ordering_key: None,
             },
             at,
         )
@@ -125,6 +128,7 @@ fn succeeded(claim: &signhook_store::claims::ClaimedDelivery, at: DateTime<Utc>,
         decided_at: at,
         subscription_id: claim.subscription.id.clone(),
         event_type: claim.event.event_type.clone(),
+        ordered: claim.ordering_key.is_some(),
     }
 }
 
@@ -274,6 +278,7 @@ async fn a_publish_that_fails_leaves_nothing_behind(backend: Backend) {
                 workspace_id: signhook_core::ids::WorkspaceId::generate(),
                 data: "{}".into(),
                 idempotency: None,
+                ordering_key: None,
             },
             t0(),
         )
@@ -775,6 +780,7 @@ mod group_commit {
                 key: key.into(),
                 request_hash: [hash; 32],
             }),
+            ordering_key: None,
         }
     }
 

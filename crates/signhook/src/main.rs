@@ -433,10 +433,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = data.open_store().await?;
             let now = SystemClock.now();
             let valid_until = now + signhook_server::pages::team::INVITATION_VALIDITY;
-            // Beside a running server on SQLite, the two processes can each
-            // wait out the busy timeout on the other (seen in tests, at the
-            // server's start); the transaction changed nothing then, and
-            // trying it again succeeds.
+            // Beside a running server on SQLite this write waits for the
+            // server's writer, up to the busy timeout. Should the server hold
+            // it longer (a long maintenance transaction), the transaction
+            // changed nothing, and trying it again is safe.
             let mut created = store.create_user(&tenant, email.as_str(), role, now, valid_until).await;
             for _ in 0..2 {
                 if !created.as_ref().is_err_and(|e| e.is_busy()) {

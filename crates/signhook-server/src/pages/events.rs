@@ -150,7 +150,11 @@ pub async fn feed(
             None => search_error = Some(ApiError::not_found("event", id).to_string()),
         }
     }
-    let (filter_error, event_type) = match given(&query.event_type).map(listed_type).transpose() {
+    let listed = match given(&query.event_type) {
+        Some(text) => listed_type(&state, tenant, text).await.map(Some),
+        None => Ok(None),
+    };
+    let (filter_error, event_type) = match listed {
         Ok(t) => (None, t),
         Err(ApiError::Validation { message, .. }) => (Some(message), None),
         Err(e) => return Err(e.into()),
@@ -162,11 +166,15 @@ pub async fn feed(
         let before = given(&query.before).and_then(|b| EventId::parse(b).ok());
         let page = state
             .store
-            .recent_events(tenant, sandbox, before.as_ref(), event_type, FEED_PAGE)
+            .recent_events(tenant, sandbox, before.as_ref(), event_type.as_deref(), FEED_PAGE)
             .await?;
         let older = page
             .has_more
-            .then(|| page.items.last().map(|e| feed_href(event_type, e.id.as_str())))
+            .then(|| {
+                page.items
+                    .last()
+                    .map(|e| feed_href(event_type.as_deref(), e.id.as_str()))
+            })
             .flatten();
         let rows = page
             .items
@@ -188,7 +196,7 @@ pub async fn feed(
     };
     let page_view = FeedPage {
         nav: Nav::new(&signed_in, "events", "Events"),
-        types: Choice::list(CATALOG.iter().map(|t| t.name), event_type.unwrap_or("")),
+        types: Choice::list(CATALOG.iter().map(|t| t.name), event_type.as_deref().unwrap_or("")),
         filtered: event_type.is_some(),
         search: given(&query.id).unwrap_or("").to_owned(),
         search_error,

@@ -102,6 +102,8 @@ struct EndpointForm {
     signature_scheme: String,
     rate_limit: String,
     headers: String,
+    ordering: String,
+    ordering_on_failure: String,
 }
 
 impl EndpointForm {
@@ -129,6 +131,8 @@ impl EndpointForm {
             signature_scheme: fields.one("signature_scheme"),
             rate_limit: fields.one("rate_limit_per_second").trim().to_owned(),
             headers: fields.one("headers"),
+            ordering: fields.one("ordering"),
+            ordering_on_failure: fields.one("ordering_on_failure"),
         }
     }
 
@@ -149,6 +153,8 @@ impl EndpointForm {
                 .map(|(name, value)| format!("{name}: {value}"))
                 .collect::<Vec<_>>()
                 .join("\n"),
+            ordering: sub.ordering.as_str().to_owned(),
+            ordering_on_failure: sub.ordering_on_failure.as_str().to_owned(),
         }
     }
 
@@ -215,6 +221,7 @@ struct FieldErrors {
     signature_scheme: Option<String>,
     rate_limit: Option<String>,
     headers: Option<String>,
+    ordering: Option<String>,
     other: Option<String>,
 }
 
@@ -231,6 +238,7 @@ impl FieldErrors {
             "signature_scheme" => &mut errors.signature_scheme,
             "rate_limit_per_second" => &mut errors.rate_limit,
             "headers" => &mut errors.headers,
+            "ordering" | "ordering_on_failure" => &mut errors.ordering,
             _ => &mut errors.other,
         };
         *slot = Some(message);
@@ -385,6 +393,8 @@ async fn add(state: &AppState, signed_in: &SignedIn, form: &EndpointForm) -> Res
         headers: Some(settings.headers),
         signature_scheme: Some(form.signature_scheme.clone()).filter(|s| !s.is_empty()),
         rate_limit_per_second: settings.rate_limit,
+        ordering: Some(form.ordering.clone()).filter(|s| !s.is_empty()),
+        ordering_on_failure: Some(form.ordering_on_failure.clone()).filter(|s| !s.is_empty()),
     };
     create_subscription(state, &Auth(signed_in.principal()), body).await
 }
@@ -453,6 +463,8 @@ async fn change(
         headers: Some(settings.headers),
         signature_scheme: Some(form.signature_scheme.clone()).filter(|s| !s.is_empty()),
         rate_limit_per_second: Some(settings.rate_limit),
+        ordering: Some(form.ordering.clone()).filter(|s| !s.is_empty()),
+        ordering_on_failure: Some(form.ordering_on_failure.clone()).filter(|s| !s.is_empty()),
         ..UpdateWebhook::default()
     };
     update_subscription(state, &Auth(signed_in.principal()), id, change).await

@@ -271,10 +271,18 @@ async fn the_events_feed_filters_by_type_and_opens_an_event_with_its_delivery() 
     let activated = app
         .publish(
             "signature_request.activated",
-            json!({"signature_request": {"id": "sr_1", "name": "Deal <script>alert(1)</script>"}}),
+            crate::helpers::lifecycle_data(
+                "signature_request.activated",
+                json!({"signature_request": {"id": "sr_1", "name": "Deal <script>alert(1)</script>"}}),
+            ),
         )
         .await;
-    let done = app.publish("signer.done", json!({"signer": {"name": "Ada"}})).await;
+    let done = app
+        .publish(
+            "signer.done",
+            crate::helpers::lifecycle_data("signer.done", json!({"signer": {"name": "Ada"}})),
+        )
+        .await;
     receiver.wait_for(2).await;
     let activated_id = activated["id"].as_str().unwrap();
     let done_id = done["id"].as_str().unwrap();
@@ -391,7 +399,9 @@ async fn a_viewer_sees_no_buttons() {
     let _receiver_webhook = app.create_webhook("http://127.0.0.1:9/down", json!({})).await;
     let request = app.out_for_signature(&app.tenant.live_key, two_signers("NDA")).await;
     let id = request["id"].as_str().unwrap();
-    let event = app.publish("signer.done", json!({})).await;
+    let event = app
+        .publish("signer.done", crate::helpers::lifecycle_data("signer.done", json!({})))
+        .await;
     let browser = signed_in_browser(&app, "victor@example.com", "viewer").await;
     browser.open(&app.url(&format!("/signature_requests/{id}"))).await;
     assert!(browser.text("#signers").await.contains("Ada Lovelace"));
@@ -422,7 +432,7 @@ on_both_backends! {
         let webhook = app.create_webhook(&receiver.url("/hooks"), json!({})).await;
         let request = app.out_for_signature(&app.tenant.live_key, two_signers("Deal <script>x</script>")).await;
         let id = request["id"].as_str().unwrap();
-        let event = app.publish("signer.done", json!({"note": "<script>alert(1)</script>"})).await;
+        let event = app.publish("signer.done", crate::helpers::lifecycle_data("signer.done", json!({"note": "<script>alert(1)</script>"}))).await;
         let event_id = event["id"].as_str().unwrap();
         receiver.wait_for(1).await;
         let webhook_id = webhook["id"].as_str().unwrap();
@@ -467,7 +477,7 @@ on_both_backends! {
         let theirs = app.create_signature_request(&other.live_key, two_signers("Theirs")).await;
         let their_id = theirs["id"].as_str().unwrap();
         let (status, their_event) = app
-            .request(reqwest::Method::POST, "/v1/events", &other.live_key, Some(json!({"type": "signer.done", "data": {}})))
+            .request(reqwest::Method::POST, "/v1/events", &other.live_key, Some(json!({"type": "signer.done", "data": crate::helpers::lifecycle_data("signer.done", json!({}))})))
             .await;
         assert_eq!(status, 201);
         let their_event_id = their_event["id"].as_str().unwrap();
