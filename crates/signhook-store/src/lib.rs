@@ -12,7 +12,9 @@
 //! releasing them, and what a restarted node gives back), [`deliveries`] (recording attempts, resends, the
 //! delivery log), [`ordering`] (ordered delivery: the lease on a key,
 //! blocked keys, skipping a dead letter), [`policy`] (the warn-then-disable sweep), [`recoveries`]
-//! (resend jobs), [`retention`] (purging old events) and
+//! (resend jobs), [`retention`] (purging old events), [`inbox`] (the
+//! `signhook inbox` gateway's own SQLite database, with its own
+//! migrations) and
 //! [`signature_requests`] (the e-signature lifecycle's aggregate, its
 //! documents and audit trail). [`blobs`] keeps files (uploaded PDFs, signed
 //! PDFs, audit certificates) in a local directory or an S3-compatible
@@ -48,6 +50,7 @@ mod db;
 pub mod deliveries;
 pub mod event_types;
 pub mod events;
+pub mod inbox;
 pub mod ordering;
 mod outbox;
 pub mod policy;

@@ -2,6 +2,8 @@
 //! environment variable), wires the library crates together and reports
 //! errors with their causes; the logic lives in the libraries.
 
+mod inbox;
+
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use signhook_core::duration::{parse_duration, parse_duration_list};
@@ -34,6 +36,9 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// A gateway in front of an app: verify webhooks, ack them once on
+    /// disk, forward them with retries; `list`, `show`, `replay`.
+    Inbox(Box<inbox::InboxArgs>),
     /// Print the OpenAPI document of the API.
     Openapi,
     /// Run one PDF job from stdin to stdout, under the limits the server
@@ -481,6 +486,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{{\"key_id\":{}}}", serde_json::Value::from(rotated.current_id()));
             Ok(())
         }
+        Command::Inbox(args) => inbox::run(*args).await,
         Command::Openapi => {
             print!("{}", signhook_server::openapi::document());
             Ok(())

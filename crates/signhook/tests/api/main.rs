@@ -14,6 +14,7 @@ mod events;
 mod failures;
 mod helpers;
 mod hostile;
+mod inbox;
 mod multinode;
 mod ordering;
 mod outbound;
