@@ -210,7 +210,11 @@ async fn serve_to_inbox_to_app_every_forward_verifies_with_the_original_headers(
     let mut published = HashSet::new();
     for i in 0..5 {
         let (status, event) = server
-            .post(&key, "/v1/events", json!({"type": "signer.done", "data": {"i": i}}))
+            .post(
+                &key,
+                "/v1/events",
+                json!({"type": "signer.done", "data": lifecycle_data("signer.done", json!({"i": i}))}),
+            )
             .await;
         assert!(status.is_success(), "{event}");
         published.insert(event["id"].as_str().unwrap().to_owned());
