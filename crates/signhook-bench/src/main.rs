@@ -17,6 +17,7 @@
 //! to prove the tool still works; the test suite runs it.
 
 mod fill;
+mod ordered;
 mod prepared;
 mod shapes;
 
@@ -31,7 +32,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -57,6 +58,9 @@ enum Scenario {
     Burst,
     /// 1,000 tenants, 10 subscriptions each, events spread evenly.
     ManyTenants,
+    /// Signature requests' events to an unordered, then an ordered
+    /// subscription: the cost of order, and arrivals out of order.
+    Ordered,
 }
 
 #[derive(Debug, Parser)]
@@ -143,6 +147,12 @@ struct Cli {
     /// milliseconds (0: at once).
     #[arg(long, default_value_t = 0)]
     response_ms: u64,
+    /// `ordered`: signature requests.
+    #[arg(long, default_value_t = 1_000)]
+    requests: usize,
+    /// `ordered`: events per signature request.
+    #[arg(long, default_value_t = 10)]
+    events_per_request: usize,
 }
 
 /// How a sink path answers.
@@ -176,6 +186,11 @@ struct Sink {
     requests: AtomicU64,
     /// How long `Slow` endpoints take to answer, in milliseconds.
     slow_ms: AtomicU64,
+    /// Whether to note each 2xx arrival's signature request `sequence`.
+    record_sequences: AtomicBool,
+    /// Per endpoint and signature request: the `sequence`s of its 2xx
+    /// arrivals, in arrival order.
+    sequences: Mutex<HashMap<(usize, String), Vec<u64>>>,
 }
 
 impl Sink {
@@ -188,6 +203,23 @@ impl Sink {
             .entry((id, index))
             .and_modify(|(_, n)| *n += 1)
             .or_insert((arrived, 1));
+    }
+
+    /// Notes the signature request `sequence` of a delivery's `body` at
+    /// endpoint `index`.
+    fn note_sequence(&self, index: usize, body: &[u8]) {
+        let Ok(envelope) = serde_json::from_slice::<Value>(body) else {
+            return;
+        };
+        let request = &envelope["data"]["signature_request"];
+        if let (Some(id), Some(sequence)) = (request["id"].as_str(), request["sequence"].as_u64()) {
+            self.sequences
+                .lock()
+                .expect("no panics hold this lock")
+                .entry((index, id.to_owned()))
+                .or_default()
+                .push(sequence);
+        }
     }
 
     /// Whether this request, of event `id` at endpoint `index`, is a first
@@ -252,10 +284,27 @@ async fn receive(
             StatusCode::NO_CONTENT
         }
         Behavior::Fast | Behavior::FailFirstAttempts => {
+            if sink.record_sequences.load(Ordering::Relaxed) {
+                sink.note_sequence(index, &body);
+            }
             sink.arrived(id, index, arrived);
             StatusCode::NO_CONTENT
         }
     }
+}
+
+/// The `signhook` binary: `--server-bin`, or the one beside this program.
+fn server_binary(cli: &Cli) -> anyhow::Result<PathBuf> {
+    let bin = match &cli.server_bin {
+        Some(bin) => bin.clone(),
+        None => std::env::current_exe()?.with_file_name("signhook"),
+    };
+    ensure!(
+        bin.exists(),
+        "{} not found: build it first (cargo build --release -p signhook) or pass --server-bin",
+        bin.display()
+    );
+    Ok(bin)
 }
 
 /// One `signhook serve` child process.
@@ -379,7 +428,8 @@ fn plan(cli: &Cli) -> Plan {
         | Scenario::Lists
         | Scenario::Drain
         | Scenario::Burst
-        | Scenario::ManyTenants => (0, None, Vec::new()),
+        | Scenario::ManyTenants
+        | Scenario::Ordered => (0, None, Vec::new()),
         Scenario::Mixed => {
             let count = if smoke { 10 } else { 100 };
             let mut endpoints = vec![Behavior::Fast; count];
@@ -554,15 +604,7 @@ impl Servers {
         if cli.nodes > 1 && cli.database_url.is_none() {
             bail!("--nodes above 1 needs --database-url postgres://…: SQLite serves one node");
         }
-        let bin = match &cli.server_bin {
-            Some(bin) => bin.clone(),
-            None => std::env::current_exe()?.with_file_name("signhook"),
-        };
-        ensure!(
-            bin.exists(),
-            "{} not found: build it first (cargo build --release -p signhook) or pass --server-bin",
-            bin.display()
-        );
+        let bin = server_binary(cli)?;
         let (dir, temporary) = match &cli.db_dir {
             Some(dir) => {
                 std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -814,6 +856,7 @@ async fn run(cli: &Cli) -> anyhow::Result<Value> {
         Scenario::Drain => return prepared::drain(cli, &sink, sink_addr).await,
         Scenario::Burst => return shapes::burst(cli, &sink, sink_addr).await,
         Scenario::ManyTenants => return shapes::many_tenants(cli, &sink, sink_addr).await,
+        Scenario::Ordered => return ordered::ordered(cli, &sink, sink_addr).await,
         _ => {}
     }
     let plan = plan(cli);

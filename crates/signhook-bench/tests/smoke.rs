@@ -122,3 +122,14 @@ fn bursts_and_many_tenants_deliver_everything() {
     let tenants = smoke(&["many-tenants"]);
     assert_eq!(tenants["subscriptions"], 20, "{tenants}");
 }
+
+/// `ordered` delivers the same requests' events unordered, then ordered:
+/// the ordered run has none out of `sequence` order.
+#[test]
+fn ordered_delivers_each_request_in_sequence() {
+    let report = smoke(&["ordered"]);
+    assert_eq!(report["scenario"], "ordered");
+    assert_eq!(report["out_of_order_ordered"], 0, "{report}");
+    assert_eq!(report["duplicates"], 0, "{report}");
+    assert_eq!(report["runs"][1]["ordering"], "signature_request", "{report}");
+}
