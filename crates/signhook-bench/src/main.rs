@@ -100,8 +100,9 @@ struct Cli {
     /// Give up waiting for deliveries after this many seconds.
     #[arg(long, default_value_t = 120)]
     wait_seconds: u64,
-    /// `slow-endpoint` without its hanging endpoint: the same load on the
-    /// fast ones, to compare their latency with and without it.
+    /// `slow-endpoint` without its hanging endpoint, `drain` without its
+    /// backlog: the same load on the healthy endpoints, to compare their
+    /// latency with and without the trouble.
     #[arg(long)]
     baseline: bool,
     /// `retry-punctuality`: the busy tenant publishes at this fraction of
@@ -469,8 +470,8 @@ fn round(x: f64) -> f64 {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     ensure!(
-        !cli.baseline || cli.scenario == Scenario::SlowEndpoint,
-        "--baseline applies to slow-endpoint only"
+        !cli.baseline || matches!(cli.scenario, Scenario::SlowEndpoint | Scenario::Drain),
+        "--baseline applies to slow-endpoint and drain only"
     );
     // The ceiling first, so the scenario's own load cannot lower it.
     let ceiling_per_s = if cli.with_ceiling && cli.scenario != Scenario::Ceiling {

@@ -133,3 +133,11 @@ fn ordered_delivers_each_request_in_sequence() {
     assert_eq!(report["duplicates"], 0, "{report}");
     assert_eq!(report["runs"][1]["ordering"], "signature_request", "{report}");
 }
+
+/// `drain --baseline` (the fresh traffic with no backlog), as
+/// BENCHMARKS.md runs it.
+#[test]
+fn drain_runs_with_its_baseline() {
+    let report = smoke(&["drain", "--baseline"]);
+    assert_eq!(report["baseline"], true, "{report}");
+}
