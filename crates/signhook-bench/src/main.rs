@@ -16,6 +16,11 @@
 //! other figures are a fraction of). `--smoke` runs a tiny version whose only purpose is
 //! to prove the tool still works; the test suite runs it.
 
+mod fill;
+mod ordered;
+mod prepared;
+mod shapes;
+
 use anyhow::{bail, ensure, Context};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -27,7 +32,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -43,6 +48,19 @@ enum Scenario {
     /// The loopback ceiling: `wrk` posting one signed delivery to the sink
     /// as fast as it can, no server in between.
     Ceiling,
+    /// Fills `--db-dir` with a month of data (10 M events by default).
+    BigDb,
+    /// The list pages' latency on a database `big-db` prepared.
+    Lists,
+    /// A backlog after an outage drains while fresh events flow.
+    Drain,
+    /// 10× the sustained rate for 5 s.
+    Burst,
+    /// 1,000 tenants, 10 subscriptions each, events spread evenly.
+    ManyTenants,
+    /// Signature requests' events to an unordered, then an ordered
+    /// subscription: the cost of order, and arrivals out of order.
+    Ordered,
 }
 
 #[derive(Debug, Parser)]
@@ -82,8 +100,9 @@ struct Cli {
     /// Give up waiting for deliveries after this many seconds.
     #[arg(long, default_value_t = 120)]
     wait_seconds: u64,
-    /// `slow-endpoint` without its hanging endpoint: the same load on the
-    /// fast ones, to compare their latency with and without it.
+    /// `slow-endpoint` without its hanging endpoint, `drain` without its
+    /// backlog: the same load on the healthy endpoints, to compare their
+    /// latency with and without the trouble.
     #[arg(long)]
     baseline: bool,
     /// `retry-punctuality`: the busy tenant publishes at this fraction of
@@ -104,6 +123,37 @@ struct Cli {
     /// `retry-punctuality`: the server's one retry step, in milliseconds.
     #[arg(long, default_value_t = 200)]
     retry_ms: u64,
+    /// Keep the database in DIR: `big-db` fills it; `lists`, `throughput`,
+    /// `latency` … then run on it instead of on a fresh one.
+    #[arg(long)]
+    db_dir: Option<PathBuf>,
+    /// Measure the loopback ceiling first (`wrk`), in the same invocation,
+    /// and give each throughput as a fraction of it too.
+    #[arg(long)]
+    with_ceiling: bool,
+    /// `big-db`, `many-tenants`: how many tenants (default 100 for
+    /// `big-db`, 1,000 for `many-tenants`).
+    #[arg(long)]
+    tenants: Option<u64>,
+    /// `big-db`, `many-tenants`: subscriptions per tenant.
+    #[arg(long, default_value_t = 10)]
+    subscriptions_per_tenant: u64,
+    /// `drain`: endpoints coming back (and as many receiving fresh events).
+    #[arg(long, default_value_t = 100)]
+    endpoints: usize,
+    /// `drain`: deliveries due at once when they come back.
+    #[arg(long, default_value_t = 500_000)]
+    backlog: u64,
+    /// `drain`: how long the returning endpoints take to answer, in
+    /// milliseconds (0: at once).
+    #[arg(long, default_value_t = 0)]
+    response_ms: u64,
+    /// `ordered`: signature requests.
+    #[arg(long, default_value_t = 1_000)]
+    requests: usize,
+    /// `ordered`: events per signature request.
+    #[arg(long, default_value_t = 10)]
+    events_per_request: usize,
 }
 
 /// How a sink path answers.
@@ -115,6 +165,8 @@ enum Behavior {
     /// 500 to the first attempt of a share of the events (every n-th, by
     /// arrival), then 204.
     FailFirstAttempts,
+    /// 204 after the sink's `slow_ms`.
+    Slow,
 }
 
 /// The receiving end: verifies, times and counts every delivery.
@@ -133,9 +185,44 @@ struct Sink {
     fail_per_mille: AtomicU64,
     bad_signatures: AtomicU64,
     requests: AtomicU64,
+    /// How long `Slow` endpoints take to answer, in milliseconds.
+    slow_ms: AtomicU64,
+    /// Whether to note each 2xx arrival's signature request `sequence`.
+    record_sequences: AtomicBool,
+    /// Per endpoint and signature request: the `sequence`s of its 2xx
+    /// arrivals, in arrival order.
+    sequences: Mutex<HashMap<(usize, String), Vec<u64>>>,
 }
 
 impl Sink {
+    /// Notes a delivery of event `id` at endpoint `index`, answered 2xx:
+    /// when it first came, and how many times it did.
+    fn arrived(&self, id: String, index: usize, arrived: Instant) {
+        self.arrivals
+            .lock()
+            .expect("no panics hold this lock")
+            .entry((id, index))
+            .and_modify(|(_, n)| *n += 1)
+            .or_insert((arrived, 1));
+    }
+
+    /// Notes the signature request `sequence` of a delivery's `body` at
+    /// endpoint `index`.
+    fn note_sequence(&self, index: usize, body: &[u8]) {
+        let Ok(envelope) = serde_json::from_slice::<Value>(body) else {
+            return;
+        };
+        let request = &envelope["data"]["signature_request"];
+        if let (Some(id), Some(sequence)) = (request["id"].as_str(), request["sequence"].as_u64()) {
+            self.sequences
+                .lock()
+                .expect("no panics hold this lock")
+                .entry((index, id.to_owned()))
+                .or_default()
+                .push(sequence);
+        }
+    }
+
     /// Whether this request, of event `id` at endpoint `index`, is a first
     /// attempt that fails on purpose (noted with its arrival time): a share
     /// of the new events' first attempts, the n-th of every 1/share, so the
@@ -192,15 +279,33 @@ async fn receive(
         Behavior::FailFirstAttempts if sink.fails_first_attempt(&id, index, arrived) => {
             StatusCode::INTERNAL_SERVER_ERROR
         }
+        Behavior::Slow => {
+            tokio::time::sleep(Duration::from_millis(sink.slow_ms.load(Ordering::Relaxed))).await;
+            sink.arrived(id, index, arrived);
+            StatusCode::NO_CONTENT
+        }
         Behavior::Fast | Behavior::FailFirstAttempts => {
-            let mut arrivals = sink.arrivals.lock().expect("no panics hold this lock");
-            arrivals
-                .entry((id, index))
-                .and_modify(|(_, n)| *n += 1)
-                .or_insert((arrived, 1));
+            if sink.record_sequences.load(Ordering::Relaxed) {
+                sink.note_sequence(index, &body);
+            }
+            sink.arrived(id, index, arrived);
             StatusCode::NO_CONTENT
         }
     }
+}
+
+/// The `signhook` binary: `--server-bin`, or the one beside this program.
+fn server_binary(cli: &Cli) -> anyhow::Result<PathBuf> {
+    let bin = match &cli.server_bin {
+        Some(bin) => bin.clone(),
+        None => std::env::current_exe()?.with_file_name("signhook"),
+    };
+    ensure!(
+        bin.exists(),
+        "{} not found: build it first (cargo build --release -p signhook) or pass --server-bin",
+        bin.display()
+    );
+    Ok(bin)
 }
 
 /// One `signhook serve` child process.
@@ -317,8 +422,15 @@ fn plan(cli: &Cli) -> Plan {
         }
         // No server and no events: wrk does the posting.
         Scenario::Ceiling => (0, None, vec![Behavior::Fast]),
-        // Planned by its own function (see `retry_punctuality`).
-        Scenario::RetryPunctuality => (0, None, Vec::new()),
+        // Planned by their own functions (see `retry_punctuality`, the
+        // `prepared` and `shapes` modules).
+        Scenario::RetryPunctuality
+        | Scenario::BigDb
+        | Scenario::Lists
+        | Scenario::Drain
+        | Scenario::Burst
+        | Scenario::ManyTenants
+        | Scenario::Ordered => (0, None, Vec::new()),
         Scenario::Mixed => {
             let count = if smoke { 10 } else { 100 };
             let mut endpoints = vec![Behavior::Fast; count];
@@ -358,14 +470,42 @@ fn round(x: f64) -> f64 {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     ensure!(
-        !cli.baseline || cli.scenario == Scenario::SlowEndpoint,
-        "--baseline applies to slow-endpoint only"
+        !cli.baseline || matches!(cli.scenario, Scenario::SlowEndpoint | Scenario::Drain),
+        "--baseline applies to slow-endpoint and drain only"
     );
-    let report = run(&cli).await?;
+    // The ceiling first, so the scenario's own load cannot lower it.
+    let ceiling_per_s = if cli.with_ceiling && cli.scenario != Scenario::Ceiling {
+        let (sink, sink_addr) = start_sink().await?;
+        ceiling(&cli, &sink, sink_addr).await?["requests_per_s"].as_f64()
+    } else {
+        None
+    };
+    let mut report = run(&cli).await?;
+    if let (Some(ceiling_per_s), Some(fields)) = (ceiling_per_s, report.as_object_mut()) {
+        let fractions: Vec<(String, Value)> = fields
+            .iter()
+            .filter(|(name, _)| name.ends_with("_per_s"))
+            .filter_map(|(name, value)| {
+                Some((
+                    format!("{name}_of_ceiling"),
+                    json!(round(value.as_f64()? / ceiling_per_s)),
+                ))
+            })
+            .collect();
+        fields.insert("ceiling_requests_per_s".to_owned(), json!(round(ceiling_per_s)));
+        fields.extend(fractions);
+    }
     println!("{}", serde_json::to_string_pretty(&report)?);
+    // (`big-db` and `lists` deliver nothing, so they have neither.)
     if cli.smoke {
-        ensure!(report["missing"] == 0, "smoke run: deliveries missing");
-        ensure!(report["signature_failures"] == 0, "smoke run: bad webhook signatures");
+        ensure!(
+            report.get("missing").is_none_or(|missing| missing == 0),
+            "smoke run: deliveries missing"
+        );
+        ensure!(
+            report.get("signature_failures").is_none_or(|bad| bad == 0),
+            "smoke run: bad webhook signatures"
+        );
     }
     Ok(())
 }
@@ -401,8 +541,14 @@ async fn ceiling(cli: &Cli, sink: &Sink, sink_addr: SocketAddr) -> anyhow::Resul
         ),
     )?;
     let seconds = if cli.smoke { 1 } else { 10 };
+    // Beside another scenario (`--with-ceiling`), the ceiling's own
+    // default connections, whatever that scenario's.
+    let connections = match cli.scenario {
+        Scenario::Ceiling => plan(cli).concurrency,
+        _ => 32,
+    };
     let out = Command::new("wrk")
-        .args(["-t2", &format!("-c{}", plan(cli).concurrency), &format!("-d{seconds}s")])
+        .args(["-t2", &format!("-c{connections}"), &format!("-d{seconds}s")])
         .arg("-s")
         .arg(script.path())
         .arg(format!("http://{sink_addr}/s/0"))
@@ -422,7 +568,7 @@ async fn ceiling(cli: &Cli, sink: &Sink, sink_addr: SocketAddr) -> anyhow::Resul
     Ok(json!({
         "scenario": "ceiling",
         "tool": "wrk -t2",
-        "connections": plan(cli).concurrency,
+        "connections": connections,
         "seconds": seconds,
         "requests_per_s": round(requests_per_s),
         "requests_verified": sink.requests.load(Ordering::Relaxed) - sink.bad_signatures.load(Ordering::Relaxed),
@@ -431,47 +577,72 @@ async fn ceiling(cli: &Cli, sink: &Sink, sink_addr: SocketAddr) -> anyhow::Resul
     }))
 }
 
-/// The `signhook` servers of a run, on a fresh database, with what they
-/// were started with.
+/// The `signhook` servers of a run, on a fresh database (or the prepared
+/// one of `--db-dir`), with what they were started with.
 struct Servers {
     nodes: Vec<Node>,
     db_args: Vec<String>,
+    /// The flags every node is started with.
+    server_args: Vec<String>,
     bin: PathBuf,
-    // Removes the SQLite file and blobs when the run ends.
-    _data_dir: tempfile::TempDir,
+    dir: PathBuf,
+    // Removes the SQLite file and blobs when the run ends, unless the
+    // database is a prepared one.
+    _temporary: Option<tempfile::TempDir>,
 }
 
 impl Servers {
-    /// Starts `cli.nodes` servers with `extra` flags on a fresh database.
+    /// Starts `cli.nodes` servers with `extra` flags, on a fresh database
+    /// or on `--db-dir`'s.
     async fn start(cli: &Cli, extra: &[&str]) -> anyhow::Result<Self> {
+        let mut servers = Self::prepare(cli, extra)?;
+        servers.restart(cli.nodes)?;
+        Ok(servers)
+    }
+
+    /// What [`Servers::start`] would run, with no node started yet.
+    fn prepare(cli: &Cli, extra: &[&str]) -> anyhow::Result<Self> {
         if cli.nodes > 1 && cli.database_url.is_none() {
             bail!("--nodes above 1 needs --database-url postgres://…: SQLite serves one node");
         }
-        let bin = match &cli.server_bin {
-            Some(bin) => bin.clone(),
-            None => std::env::current_exe()?.with_file_name("signhook"),
+        let bin = server_binary(cli)?;
+        let (dir, temporary) = match &cli.db_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+                (dir.clone(), None)
+            }
+            None => {
+                let temporary = tempfile::tempdir()?;
+                (temporary.path().to_owned(), Some(temporary))
+            }
         };
-        ensure!(
-            bin.exists(),
-            "{} not found: build it first (cargo build --release -p signhook) or pass --server-bin",
-            bin.display()
-        );
-        let data_dir = tempfile::tempdir()?;
-        let mut db_args = vec!["--data-dir".to_owned(), data_dir.path().display().to_string()];
+        let mut db_args = vec!["--data-dir".to_owned(), dir.display().to_string()];
         if let Some(url) = &cli.database_url {
             db_args.extend(["--database-url".to_owned(), url.clone()]);
         }
         let mut server_args = db_args.clone();
         server_args.extend(extra.iter().map(|a| (*a).to_owned()));
-        let nodes: Vec<Node> = (0..cli.nodes)
-            .map(|i| Node::start(&bin, &server_args, &format!("bench_{i}")))
-            .collect::<anyhow::Result<_>>()?;
         Ok(Self {
-            nodes,
+            nodes: Vec::new(),
             db_args,
+            server_args,
             bin,
-            _data_dir: data_dir,
+            dir,
+            _temporary: temporary,
         })
+    }
+
+    /// Stops every node (`kill -9`: what was acknowledged is on disk).
+    fn stop(&mut self) {
+        self.nodes.clear();
+    }
+
+    /// Starts `nodes` nodes on the database (after [`Servers::stop`]).
+    fn restart(&mut self, nodes: usize) -> anyhow::Result<()> {
+        self.nodes = (0..nodes)
+            .map(|i| Node::start(&self.bin, &self.server_args, &format!("bench_{i}")))
+            .collect::<anyhow::Result<_>>()?;
+        Ok(())
     }
 
     /// A new tenant (`signhook admin create-tenant`); its live key.
@@ -503,6 +674,29 @@ impl Servers {
     }
 }
 
+/// Creates a subscription of `key`'s tenant with `attributes`; the API's
+/// answer (with its id and secret).
+async fn create_subscription(
+    client: &reqwest::Client,
+    servers: &Servers,
+    key: &str,
+    attributes: Value,
+) -> anyhow::Result<Value> {
+    let response = client
+        .post(servers.nodes[0].url("/v1/webhooks"))
+        .bearer_auth(key)
+        .json(&attributes)
+        .send()
+        .await?;
+    let status = response.status();
+    let body: Value = response.json().await?;
+    ensure!(
+        status == StatusCode::CREATED,
+        "creating a subscription: {status} {body}"
+    );
+    Ok(body)
+}
+
 /// Subscribes `key`'s tenant to `signer.*` at the sink's path `index`,
 /// which answers as `behavior`.
 async fn subscribe(
@@ -514,15 +708,13 @@ async fn subscribe(
     index: usize,
     behavior: Behavior,
 ) -> anyhow::Result<String> {
-    let created: Value = client
-        .post(servers.nodes[0].url("/v1/webhooks"))
-        .bearer_auth(key)
-        .json(&json!({"url": format!("http://{sink_addr}/s/{index}"), "subscribed_events": ["signer.*"]}))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
+    let created = create_subscription(
+        client,
+        servers,
+        key,
+        json!({"url": format!("http://{sink_addr}/s/{index}"), "subscribed_events": ["signer.*"]}),
+    )
+    .await?;
     let secret = created["secret"].as_str().context("a secret")?;
     sink.verifiers
         .write()
@@ -542,14 +734,26 @@ async fn publish(
     concurrency: usize,
     rate: Option<f64>,
 ) -> anyhow::Result<HashMap<String, Instant>> {
+    publish_as(client, urls, Arc::new(vec![key.to_owned()]), events, concurrency, rate).await
+}
+
+/// As [`publish`], the `i`-th event by the tenant of `keys[i % keys.len()]`.
+async fn publish_as(
+    client: &reqwest::Client,
+    urls: Arc<Vec<String>>,
+    keys: Arc<Vec<String>>,
+    events: usize,
+    concurrency: usize,
+    rate: Option<f64>,
+) -> anyhow::Result<HashMap<String, Instant>> {
     let started: Arc<Mutex<HashMap<String, Instant>>> = Arc::new(Mutex::new(HashMap::with_capacity(events)));
     let next = Arc::new(AtomicUsize::new(0));
     let mut workers = tokio::task::JoinSet::new();
     let interval = rate.map(|rate| Duration::from_secs_f64(concurrency as f64 / rate));
     for worker in 0..concurrency {
-        let (client, key, started, next, urls) = (
+        let (client, keys, started, next, urls) = (
             client.clone(),
-            key.to_owned(),
+            keys.clone(),
             started.clone(),
             next.clone(),
             urls.clone(),
@@ -574,8 +778,8 @@ async fn publish(
                 let begun = Instant::now();
                 let response = client
                     .post(&urls[i % urls.len()])
-                    .bearer_auth(&key)
-                    .json(&json!({"type": "signer.done", "data": {"i": i}}))
+                    .bearer_auth(&keys[i % keys.len()])
+                    .json(&json!({"type": "signer.done", "data": signer_done_data(i)}))
                     .send()
                     .await?;
                 ensure!(
@@ -634,11 +838,26 @@ async fn start_sink() -> anyhow::Result<(Arc<Sink>, SocketAddr)> {
     Ok((sink, sink_addr))
 }
 
+/// `"sqlite"` or `"postgres"`: what the run's servers store in.
+fn backend_name(cli: &Cli) -> &'static str {
+    if cli.database_url.is_some() {
+        "postgres"
+    } else {
+        "sqlite"
+    }
+}
+
 async fn run(cli: &Cli) -> anyhow::Result<Value> {
     let (sink, sink_addr) = start_sink().await?;
     match cli.scenario {
         Scenario::Ceiling => return ceiling(cli, &sink, sink_addr).await,
         Scenario::RetryPunctuality => return retry_punctuality(cli, &sink, sink_addr).await,
+        Scenario::BigDb => return prepared::big_db(cli).await,
+        Scenario::Lists => return prepared::lists(cli).await,
+        Scenario::Drain => return prepared::drain(cli, &sink, sink_addr).await,
+        Scenario::Burst => return shapes::burst(cli, &sink, sink_addr).await,
+        Scenario::ManyTenants => return shapes::many_tenants(cli, &sink, sink_addr).await,
+        Scenario::Ordered => return ordered::ordered(cli, &sink, sink_addr).await,
         _ => {}
     }
     let plan = plan(cli);
@@ -688,7 +907,7 @@ async fn run(cli: &Cli) -> anyhow::Result<Value> {
     Ok(json!({
         "scenario": cli.scenario.to_possible_value().map(|v| v.get_name().to_owned()),
         "baseline": cli.baseline,
-        "backend": if cli.database_url.is_some() { "postgres" } else { "sqlite" },
+        "backend": backend_name(cli),
         "nodes": cli.nodes,
         "subscriptions": plan.endpoints.len(),
         "publishers": plan.concurrency,
@@ -850,7 +1069,7 @@ async fn retry_punctuality(cli: &Cli, sink: &Arc<Sink>, sink_addr: SocketAddr) -
     }
     Ok(json!({
         "scenario": "retry-punctuality",
-        "backend": if cli.database_url.is_some() { "postgres" } else { "sqlite" },
+        "backend": backend_name(cli),
         "nodes": cli.nodes,
         "capacity_deliveries_per_s": capacity.map(round),
         "load": if cli.rate.is_some() { Value::Null } else { json!(cli.load) },
@@ -870,4 +1089,21 @@ async fn retry_punctuality(cli: &Cli, sink: &Arc<Sink>, sink_addr: SocketAddr) -
         "missing": expected.saturating_sub(arrivals.len()),
         "retrying_events_published": retrying_published.len(),
     }))
+}
+
+/// A `signer.done` `data` that satisfies the type's schema (the server
+/// checks published built-in types against the catalog's), numbered `i`.
+fn signer_done_data(i: usize) -> serde_json::Value {
+    json!({
+        "i": i,
+        "signature_request": {
+            "id": "sr_01936f0e7c4a7b2e9d1f0a3b5c6d7e8f", "name": "Bench", "status": "ongoing", "sequence": 2,
+            "expires_at": "2026-12-22T10:00:00.000Z", "ordered_signers": false, "metadata": {}
+        },
+        "signer": {
+            "id": "sg_01936f0e7c4a7b2e9d1f0a3b5c6d7e90", "name": "Ada Lovelace", "email": "ada@example.com",
+            "status": "done", "notified_at": "2026-11-22T10:00:00.000Z", "link_opened_at": null,
+            "signed_at": "2026-11-22T10:04:05.123Z", "declined_at": null, "typed_name": "Ada Lovelace"
+        }
+    })
 }

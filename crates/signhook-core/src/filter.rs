@@ -3,7 +3,8 @@
 //! match (DESIGN §3). Each list accepts `"*"` as its only element, meaning
 //! "everything, now and later"; event lists also accept `namespace.*`.
 
-use crate::catalog::{self, EventType};
+use crate::catalog;
+use crate::event_types::{self, TenantTypeName};
 use crate::ids::WorkspaceId;
 
 /// The wildcard that stands for every value, now and later.
@@ -38,27 +39,54 @@ impl Scope {
 }
 
 /// One entry of `subscribed_events`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventPattern {
-    /// One type.
-    Exact(EventType),
-    /// Every type of a namespace (`signer.*`), now and later.
-    Namespace(&'static str),
+    /// One type: of the catalog, or one the tenant registered.
+    Exact(String),
+    /// Every type of a namespace (`signer.*`, or a tenant's `invoice.*`),
+    /// now and later.
+    Namespace(String),
 }
 
 impl EventPattern {
     fn matches(&self, event_type: &str) -> bool {
         match self {
-            EventPattern::Exact(t) => t.name() == event_type,
-            EventPattern::Namespace(ns) => event_type.strip_prefix(ns).is_some_and(|rest| rest.starts_with('.')),
+            EventPattern::Exact(t) => t == event_type,
+            EventPattern::Namespace(ns) => event_type
+                .strip_prefix(ns.as_str())
+                .is_some_and(|rest| rest.starts_with('.')),
         }
     }
 
     fn text(&self) -> String {
         match self {
-            EventPattern::Exact(t) => t.name().to_owned(),
+            EventPattern::Exact(t) => t.clone(),
             EventPattern::Namespace(ns) => format!("{ns}.*"),
         }
+    }
+}
+
+/// The tenant's own registered type names, beside the catalog: what
+/// `subscribed_events` may name besides the built-in types.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenantTypes(Vec<String>);
+
+impl TenantTypes {
+    /// The tenant's registered names (as the store keeps them).
+    pub fn new(names: Vec<String>) -> Self {
+        Self(names)
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.0.iter().any(|n| n == name)
+    }
+
+    /// The namespaces of the tenant's types, sorted, without duplicates.
+    pub fn namespaces(&self) -> Vec<&str> {
+        let mut namespaces: Vec<&str> = self.0.iter().map(|n| event_types::namespace_of(n)).collect();
+        namespaces.sort_unstable();
+        namespaces.dedup();
+        namespaces
     }
 }
 
@@ -150,25 +178,63 @@ impl EventFilter {
         Self(Selection::All)
     }
 
-    /// Parses `subscribed_events`.
+    /// Parses `subscribed_events` naming built-in types only.
     pub fn parse(texts: &[String]) -> Result<Self, FilterError> {
+        Self::parse_for(texts, &TenantTypes::default())
+    }
+
+    /// Parses `subscribed_events` for a tenant: built-in types and
+    /// namespaces, and the tenant's own registered types and their
+    /// namespaces (`invoice.*` once `invoice.paid` is registered). Anything
+    /// else is refused with the list of what is valid for this tenant.
+    pub fn parse_for(texts: &[String], tenant: &TenantTypes) -> Result<Self, FilterError> {
         parse_selection(texts, |text| {
             if let Some(ns) = text.strip_suffix(".*") {
-                if let Some(ns) = catalog::NAMESPACES.iter().find(|n| **n == ns) {
-                    return Ok(EventPattern::Namespace(ns));
+                if catalog::NAMESPACES.contains(&ns) || tenant.namespaces().contains(&ns) {
+                    return Ok(EventPattern::Namespace(ns.to_owned()));
                 }
             }
-            EventType::parse(text)
-                .map(EventPattern::Exact)
-                .map_err(|_| FilterError::UnknownEvent {
-                    given: text.chars().take(100).collect(),
-                    valid: catalog::all_names().join(", "),
-                    namespaces: catalog::NAMESPACES
-                        .iter()
-                        .map(|n| format!("{n}.*"))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                })
+            if catalog::lookup(text).is_some() || tenant.contains(text) {
+                return Ok(EventPattern::Exact(text.to_owned()));
+            }
+            let mut valid = catalog::all_names().join(", ");
+            for name in &tenant.0 {
+                valid.push_str(", ");
+                valid.push_str(name);
+            }
+            Err(FilterError::UnknownEvent {
+                given: text.chars().take(100).collect(),
+                valid,
+                namespaces: catalog::NAMESPACES
+                    .iter()
+                    .copied()
+                    .chain(tenant.namespaces())
+                    .map(|n| format!("{n}.*"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+        })
+        .map(Self)
+    }
+
+    /// Reads `subscribed_events` as the store kept them: checked against
+    /// the tenant's types when written, so only their form is checked
+    /// again (a built-in name, or a well-formed tenant name or namespace).
+    pub fn from_stored(texts: &[String]) -> Result<Self, FilterError> {
+        parse_selection(texts, |text| {
+            if let Some(ns) = text.strip_suffix(".*") {
+                if catalog::NAMESPACES.contains(&ns) || event_types::is_tenant_namespace(ns) {
+                    return Ok(EventPattern::Namespace(ns.to_owned()));
+                }
+            }
+            if catalog::lookup(text).is_some() || TenantTypeName::parse(text).is_ok() {
+                return Ok(EventPattern::Exact(text.to_owned()));
+            }
+            Err(FilterError::UnknownEvent {
+                given: text.chars().take(100).collect(),
+                valid: catalog::all_names().join(", "),
+                namespaces: String::new(),
+            })
         })
         .map(Self)
     }
@@ -323,6 +389,30 @@ mod tests {
         assert!(err.contains("signature_request.done"), "{err}");
         assert!(err.contains("signer.*"), "{err}");
         assert!(EventFilter::parse(&texts(&["contract.*"])).is_err());
+    }
+
+    #[test]
+    fn tenant_types_and_their_namespaces_are_accepted_for_their_tenant_only() {
+        let tenant = TenantTypes::new(vec!["invoice.paid".into(), "contract.renewed".into()]);
+        let f = EventFilter::parse_for(&texts(&["invoice.*", "contract.renewed", "signer.done"]), &tenant).unwrap();
+        assert!(f.matches("invoice.paid"));
+        assert!(f.matches("invoice.voided"));
+        assert!(f.matches("contract.renewed"));
+        assert!(!f.matches("contract.ended"));
+        assert!(!f.matches("invoicex.paid"));
+        let err = EventFilter::parse_for(&texts(&["invoice.pain"]), &tenant)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("invoice.paid") && err.contains("contract.*") && err.contains("signer.done"),
+            "{err}"
+        );
+        assert!(EventFilter::parse_for(&texts(&["billing.*"]), &tenant).is_err());
+        assert!(EventFilter::parse(&texts(&["invoice.paid"])).is_err());
+        assert!(EventFilter::parse(&texts(&["invoice.*"])).is_err());
+        let stored = EventFilter::from_stored(&f.to_texts()).unwrap();
+        assert_eq!(stored, f);
+        assert!(EventFilter::from_stored(&texts(&["signer.signed"])).is_err());
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! - [`ids`]: prefixed, time-ordered identifiers (`evt_…`, `wh_…`, …).
 //! - [`time`]: the injected [`Clock`](time::Clock) and timestamp helpers.
 //! - [`catalog`]: the event catalog (DESIGN §3.2) as data.
+//! - [`event_types`]: the tenant's own event types: names, JSON Schemas
+//!   and the check of published `data`, and where an event came from.
 //! - [`filter`]: what a subscription listens to (events, scopes, workspaces)
 //!   and the one function that decides whether an event matches.
 //! - [`endpoint`]: a subscription's URL, custom headers and signature scheme.
@@ -18,6 +20,8 @@
 //! - [`policy`]: when a failing subscription is warned, then disabled.
 //! - [`lifecycle`]: the signature-request state machine (DESIGN §3.1).
 //! - [`duration`]: the `5s,30s,2m` duration syntax used by flags.
+//! - [`ordering`]: ordered delivery per key — which key a delivery is
+//!   ordered by, and which deliveries hold back the later ones of their key.
 #![deny(missing_docs)]
 
 pub mod auth;
@@ -25,10 +29,12 @@ pub mod catalog;
 pub mod delivery;
 pub mod duration;
 pub mod endpoint;
+pub mod event_types;
 pub mod filter;
 pub mod ids;
 pub mod lifecycle;
 pub mod netguard;
+pub mod ordering;
 pub mod outcome;
 pub mod policy;
 pub mod retry;

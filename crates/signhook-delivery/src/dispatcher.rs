@@ -19,7 +19,10 @@
 //!
 //! The dispatcher reaches its work through a [`WorkQueue`] (the store's
 //! deliveries, for webhooks): claim, look ahead, record, release, and the
-//! announcements of work written.
+//! announcements of work written; it makes each attempt through the
+//! queue's [`Attempter`] ([`WebhookAttempts`] for webhooks). Nothing here
+//! depends on what an item is beyond its [`Claim`]: the inbox's forwards
+//! run through the same loop.
 //!
 //! Shutdown (the token given to [`Dispatcher::run`]): claiming stops at once
 //! and what waits in the lanes is released; sends in flight get
@@ -33,18 +36,17 @@
 use crate::agenda::{Agenda, Claimed, FAILED_GAP};
 use crate::lanes::{Lanes, Start};
 use crate::metrics::DeliveryMetrics;
-use crate::queue::WorkQueue;
+use crate::queue::{Attempter, Claim, HeldOf, LaneOf, WorkQueue};
 use crate::sender::{self, error_chain, Outbound, SendResult};
 use crate::DeliveryError;
 use chrono::{DateTime, Utc};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use signhook_core::ids::AttemptId;
-use signhook_core::ids::SubscriptionId;
 use signhook_core::netguard::AddressPolicy;
 use signhook_core::retry::{decide, Decision, RetryPolicy};
 use signhook_core::time::{to_millis, Clock};
-use signhook_store::claims::{ClaimedDelivery, Held, Lease};
+use signhook_store::claims::{ClaimedDelivery, Lease};
 use signhook_store::deliveries::{Attempt, AttemptRecord};
 use signhook_store::Store;
 use std::collections::{HashMap, HashSet};
@@ -121,14 +123,25 @@ const MAX_QUEUED: usize = 10_000;
 /// Hands deliveries that a publish on this node claimed for it straight to
 /// its dispatcher, which sends them at once: no claim round trip between a
 /// commit and the send. Cheap to clone.
-#[derive(Debug, Clone)]
-pub struct Handoff {
-    queue: mpsc::UnboundedSender<Vec<ClaimedDelivery>>,
+#[derive(Debug)]
+pub struct Handoff<C = ClaimedDelivery> {
+    queue: mpsc::UnboundedSender<Vec<C>>,
     node_id: String,
     lease: Duration,
 }
 
-impl Handoff {
+// Not derived: a derive would ask `C: Clone`, which claims need not be.
+impl<C> Clone for Handoff<C> {
+    fn clone(&self) -> Self {
+        Self {
+            queue: self.queue.clone(),
+            node_id: self.node_id.clone(),
+            lease: self.lease,
+        }
+    }
+}
+
+impl<C> Handoff<C> {
     /// The claim a publish at `now` takes on its deliveries for this node.
     pub fn lease(&self, now: DateTime<Utc>) -> Lease {
         Lease {
@@ -144,7 +157,7 @@ impl Handoff {
 
     /// Gives claimed deliveries to the dispatcher. Returns them if it has
     /// stopped (the caller releases them, or their lease ends).
-    pub fn send(&self, claims: Vec<ClaimedDelivery>) -> Result<(), Vec<ClaimedDelivery>> {
+    pub fn send(&self, claims: Vec<C>) -> Result<(), Vec<C>> {
         if claims.is_empty() {
             return Ok(());
         }
@@ -153,77 +166,72 @@ impl Handoff {
 }
 
 /// A send's result, or the claim given back unsent.
-enum Finished {
-    Attempted(Box<AttemptRecord>),
-    Abandoned(Held),
+enum Finished<Q: WorkQueue> {
+    Attempted(Box<Q::Record>),
+    Abandoned(HeldOf<Q>),
 }
 
 /// The delivery loop of one node, over the work of `Q` (the store's
-/// webhook deliveries unless said otherwise).
-pub struct Dispatcher<Q = Store> {
+/// webhook deliveries unless said otherwise), each attempt made by `A`.
+pub struct Dispatcher<Q: WorkQueue = Store, A = WebhookAttempts> {
     queue: Q,
     config: DispatcherConfig,
     clock: Arc<dyn Clock>,
-    context: Arc<SendContext>,
-    handoff: Handoff,
-    handoff_rx: Option<mpsc::UnboundedReceiver<Vec<ClaimedDelivery>>>,
+    attempts: Arc<A>,
+    handoff: Handoff<Q::Item>,
+    handoff_rx: Option<mpsc::UnboundedReceiver<Vec<Q::Item>>>,
 }
 
 /// What a running dispatcher holds; only its loop touches it.
-struct Node {
+struct Node<Q: WorkQueue> {
     agenda: Agenda,
-    lanes: Lanes,
+    lanes: Lanes<Q::Item>,
     /// The node's send slots (`max_in_flight`), taken by tasks holding a
     /// turn of their lane, first come first served.
     slots: Arc<Semaphore>,
     /// Send tasks (sending or waiting), each known by its subscription.
     in_flight: JoinSet<()>,
-    sending_to: HashMap<tokio::task::Id, SubscriptionId>,
+    sending_to: HashMap<tokio::task::Id, LaneOf<Q>>,
     /// The lanes the last claim left out because they were full: when one
     /// has room again, its due work may be claimed.
-    left_out: HashSet<SubscriptionId>,
+    left_out: HashSet<LaneOf<Q>>,
     /// Claims to give back to the database, due at once.
-    to_release: Vec<Held>,
-    results: mpsc::UnboundedSender<Finished>,
+    to_release: Vec<HeldOf<Q>>,
+    results: mpsc::UnboundedSender<Finished<Q>>,
     /// Cancelled when the shutdown grace runs out.
     abandon: CancellationToken,
 }
 
-impl<Q: WorkQueue> Dispatcher<Q> {
-    /// A dispatcher over the work of `queue`.
+impl<Q: WorkQueue<Item = ClaimedDelivery, Record = AttemptRecord>> Dispatcher<Q, WebhookAttempts> {
+    /// A dispatcher of webhooks over the work of `queue`.
     pub fn new(queue: Q, config: DispatcherConfig, clock: Arc<dyn Clock>) -> Result<Self, DeliveryError> {
-        let outbound = Outbound::new(
-            config.request_timeout,
-            config.addresses.clone(),
-            config.outbound_proxy.as_ref(),
-        )?
-        .with_relays(config.relays.clone());
+        let attempts = WebhookAttempts::new(&config, clock.clone())?;
+        Ok(Self::with_attempts(queue, attempts, config, clock))
+    }
+}
+
+impl<Q: WorkQueue, A: Attempter<Q>> Dispatcher<Q, A> {
+    /// A dispatcher over the work of `queue`, each attempt made by
+    /// `attempts`.
+    pub fn with_attempts(queue: Q, attempts: A, config: DispatcherConfig, clock: Arc<dyn Clock>) -> Self {
         let (handed_over, handoff_rx) = mpsc::unbounded_channel();
         let handoff = Handoff {
             queue: handed_over,
             node_id: config.node_id.clone(),
             lease: config.lease,
         };
-        let context = Arc::new(SendContext {
-            outbound,
-            clock: clock.clone(),
-            policy: config.retry_policy.clone(),
-            timeout: config.request_timeout,
-            node_id: config.node_id.clone(),
-            metrics: config.metrics.clone(),
-        });
-        Ok(Self {
+        Self {
             queue,
             config,
             clock,
-            context,
+            attempts: Arc::new(attempts),
             handoff,
             handoff_rx: Some(handoff_rx),
-        })
+        }
     }
 
     /// A handle that gives this dispatcher deliveries claimed at publish.
-    pub fn handoff(&self) -> Handoff {
+    pub fn handoff(&self) -> Handoff<Q::Item> {
         self.handoff.clone()
     }
 
@@ -309,13 +317,12 @@ impl<Q: WorkQueue> Dispatcher<Q> {
     /// due at once; sends in flight get the shutdown grace to finish, then
     /// are abandoned and their claims released. Returns once every result
     /// was passed to the recorder.
-    async fn stop(&self, mut node: Node, mut handed_over: mpsc::UnboundedReceiver<Vec<ClaimedDelivery>>) {
+    async fn stop(&self, mut node: Node<Q>, mut handed_over: mpsc::UnboundedReceiver<Vec<Q::Item>>) {
         handed_over.close();
         while let Ok(claims) = handed_over.try_recv() {
-            node.to_release.extend(claims.iter().map(ClaimedDelivery::held));
+            node.to_release.extend(claims.iter().map(Claim::held));
         }
-        node.to_release
-            .extend(node.lanes.drain().iter().map(ClaimedDelivery::held));
+        node.to_release.extend(node.lanes.drain().iter().map(Claim::held));
         self.release(&mut node).await;
         let Node {
             abandon,
@@ -344,7 +351,7 @@ impl<Q: WorkQueue> Dispatcher<Q> {
 
     /// Queues deliveries claimed at publish in their lanes; beyond what the
     /// node keeps waiting, they go back to the database.
-    fn take_in(&self, claims: Vec<ClaimedDelivery>, node: &mut Node) {
+    fn take_in(&self, claims: Vec<Q::Item>, node: &mut Node<Q>) {
         for claim in claims {
             if node.lanes.queued() < MAX_QUEUED {
                 node.lanes.push(claim);
@@ -356,7 +363,7 @@ impl<Q: WorkQueue> Dispatcher<Q> {
 
     /// Claims due deliveries into the lanes and tells the agenda what is
     /// left.
-    async fn claim(&self, node: &mut Node) {
+    async fn claim(&self, node: &mut Node<Q>) {
         let (started, now) = (Instant::now(), self.clock.now());
         let room = MAX_QUEUED.saturating_sub(node.lanes.queued());
         let limit = u32::try_from(room).unwrap_or(u32::MAX).min(self.config.batch_size);
@@ -380,6 +387,7 @@ impl<Q: WorkQueue> Dispatcher<Q> {
             }
         };
         let taken = claims.len();
+        self.config.metrics.observe_claim(taken);
         for claim in claims {
             node.lanes.push(claim);
         }
@@ -391,7 +399,7 @@ impl<Q: WorkQueue> Dispatcher<Q> {
         let next_due = if full {
             None
         } else {
-            match self.queue.next_due_at(&left_out).await {
+            match self.queue.next_due_at(&self.config.node_id, &left_out).await {
                 Ok(next) => next.map(|at| instant_of(at, started, now)),
                 Err(e) => {
                     tracing::warn!(error = %error_chain(&e), "could not read when work falls due next; looking again shortly");
@@ -406,10 +414,10 @@ impl<Q: WorkQueue> Dispatcher<Q> {
     /// The safety net: reads when work is next due (a lease a dead node
     /// left, work nobody announced) and claims only if some is due now, so
     /// that a quiet look never takes the database's writer.
-    async fn look(&self, node: &mut Node) {
+    async fn look(&self, node: &mut Node<Q>) {
         let (started, now) = (Instant::now(), self.clock.now());
         let left_out = node.lanes.full();
-        match self.queue.next_due_at(&left_out).await {
+        match self.queue.next_due_at(&self.config.node_id, &left_out).await {
             Ok(next) => {
                 let next = next.map(|at| instant_of(at, started, now));
                 if next.is_some_and(|at| at <= started) {
@@ -438,12 +446,12 @@ impl<Q: WorkQueue> Dispatcher<Q> {
     /// delivery that waited half its lease in its lane goes back to the
     /// database instead: its lease might end before its attempt, and
     /// another node would send it too.
-    fn start_sends(&self, node: &mut Node) {
+    fn start_sends(&self, node: &mut Node<Q>) {
         let half_lease = i64::try_from(self.config.lease.as_millis() / 2).unwrap_or(i64::MAX);
         let now = to_millis(self.clock.now());
         while let Some(start) = node.lanes.next_start() {
-            if start.claim.lease_until - now < half_lease {
-                node.lanes.finished(&start.claim.subscription.id);
+            if start.claim.lease_until() - now < half_lease {
+                node.lanes.finished(start.claim.lane());
                 node.to_release.push(start.claim.held());
                 continue;
             }
@@ -454,13 +462,13 @@ impl<Q: WorkQueue> Dispatcher<Q> {
     /// Runs one send in its own task: it waits for a turn of its lane, its
     /// lane's rate limit and a send slot of the node, then makes the
     /// attempt. Ending, it frees the turn at once for the lane's next task.
-    fn spawn_send(&self, start: Start, node: &mut Node) {
+    fn spawn_send(&self, start: Start<Q::Item>, node: &mut Node<Q>) {
         let Start { claim, turn, rate } = start;
-        let context = self.context.clone();
+        let attempts = self.attempts.clone();
         let slots = node.slots.clone();
         let results = node.results.clone();
         let abandon = node.abandon.clone();
-        let subscription = claim.subscription.id.clone();
+        let lane = claim.lane().clone();
         let task = node.in_flight.spawn(async move {
             let finished = tokio::select! {
                 record = async {
@@ -471,7 +479,7 @@ impl<Q: WorkQueue> Dispatcher<Q> {
                     }
                     let _slot = slots.acquire_owned().await.expect("the send slots stay open");
                     // Boxed: a task waiting for its turn stays small.
-                    Box::pin(context.attempt(&claim)).await
+                    Box::pin(attempts.attempt(&claim)).await
                 } => Finished::Attempted(Box::new(record)),
                 _ = abandon.cancelled() => Finished::Abandoned(claim.held()),
             };
@@ -479,12 +487,12 @@ impl<Q: WorkQueue> Dispatcher<Q> {
             // only happens when the process is already going down.
             let _ = results.send(finished);
         });
-        node.sending_to.insert(task.id(), subscription);
+        node.sending_to.insert(task.id(), lane);
     }
 
     /// A send task ended: its place in its lane is free. If that lane was
     /// left out of the last claim, its due work may be claimed now.
-    fn ended(&self, ended: Result<(tokio::task::Id, ()), tokio::task::JoinError>, node: &mut Node) {
+    fn ended(&self, ended: Result<(tokio::task::Id, ()), tokio::task::JoinError>, node: &mut Node<Q>) {
         let id = match ended {
             Ok((id, ())) => id,
             Err(e) => {
@@ -503,7 +511,7 @@ impl<Q: WorkQueue> Dispatcher<Q> {
     }
 
     /// Gives back what the node will not send itself, due at once.
-    async fn release(&self, node: &mut Node) {
+    async fn release(&self, node: &mut Node<Q>) {
         if node.to_release.is_empty() {
             return;
         }
@@ -557,8 +565,11 @@ fn instant_of(at: DateTime<Utc>, instant: Instant, now: DateTime<Utc>) -> Instan
     instant + (at - now).to_std().unwrap_or(Duration::ZERO)
 }
 
-/// What a send task needs, owned.
-struct SendContext {
+/// How a webhook's attempt is made: sign the event's envelope, POST it to
+/// the subscription's endpoint through the guarded client, decide what
+/// follows with the subscription's retry rules. The store's deliveries'
+/// [`Attempter`].
+pub struct WebhookAttempts {
     outbound: Outbound,
     clock: Arc<dyn Clock>,
     policy: RetryPolicy,
@@ -567,7 +578,28 @@ struct SendContext {
     metrics: DeliveryMetrics,
 }
 
-impl SendContext {
+impl WebhookAttempts {
+    /// The attempts `config` describes (timeout, schedule, address policy,
+    /// proxy, metrics).
+    pub fn new(config: &DispatcherConfig, clock: Arc<dyn Clock>) -> Result<Self, DeliveryError> {
+        let outbound = Outbound::new(
+            config.request_timeout,
+            config.addresses.clone(),
+            config.outbound_proxy.as_ref(),
+        )?
+        .with_relays(config.relays.clone());
+        Ok(Self {
+            outbound,
+            clock,
+            policy: config.retry_policy.clone(),
+            timeout: config.request_timeout,
+            node_id: config.node_id.clone(),
+            metrics: config.metrics.clone(),
+        })
+    }
+}
+
+impl<Q: WorkQueue<Item = ClaimedDelivery, Record = AttemptRecord>> Attempter<Q> for WebhookAttempts {
     /// Makes one attempt and decides what follows. Can take up to the
     /// request timeout.
     async fn attempt(&self, claim: &ClaimedDelivery) -> AttemptRecord {
@@ -602,6 +634,7 @@ impl SendContext {
                 scheduled_at: Some(claim.due_at),
                 request_headers: result.request_headers,
             },
+            ordered: claim.ordering_key.is_some(),
             decision,
             decided_at,
             subscription_id: claim.subscription.id.clone(),
@@ -660,7 +693,7 @@ async fn record_results<Q: WorkQueue>(
     queue: Q,
     node_id: String,
     clock: Arc<dyn Clock>,
-    mut results: mpsc::UnboundedReceiver<Finished>,
+    mut results: mpsc::UnboundedReceiver<Finished<Q>>,
     shutdown: CancellationToken,
 ) {
     const MAX_BATCH: usize = 512;

@@ -32,6 +32,8 @@ pub(crate) fn subscription(url: &str, rate_limit_per_second: Option<u32>) -> Arc
         headers: CustomHeaders::default(),
         signature_scheme: SignatureScheme::Standard,
         rate_limit_per_second,
+        ordering: Default::default(),
+        ordering_on_failure: Default::default(),
         secret: WebhookSecret::from_bytes(&[1; 32]),
         previous_secret: None,
         failing_since: None,
@@ -60,7 +62,10 @@ pub(crate) fn delivery(sub: &Arc<Subscription>) -> ClaimedDelivery {
             workspace_id: WorkspaceId::generate(),
             created_at: now,
             data: "{}".into(),
+            origin: signhook_core::event_types::Provenance::Api,
+            ordering_key: None,
         }),
         subscription: sub.clone(),
+        ordering_key: None,
     }
 }

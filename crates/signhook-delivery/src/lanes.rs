@@ -18,9 +18,13 @@
 //! claims ([`Lanes::full`]): a claim never brings more than a lane can start
 //! within about one request timeout, well inside the claim's lease. The
 //! dispatcher owns its lanes; nothing here locks or waits.
+//!
+//! A lane is whatever its items' [`Claim::lane`] names: a subscription for
+//! webhooks, a target for the inbox's forwards; "subscription" below is
+//! the webhook's case.
 
+use crate::queue::Claim;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use signhook_core::ids::SubscriptionId;
 use signhook_store::claims::ClaimedDelivery;
 use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroU32;
@@ -30,26 +34,27 @@ use tokio::sync::Semaphore;
 /// A lane's rate limit, shared with the sends that wait for it.
 pub type RateLimit = Arc<DefaultDirectRateLimiter>;
 
-/// The lanes of one dispatcher.
+/// The lanes of one dispatcher, of items `C` (webhook deliveries unless
+/// said otherwise), each lane named by [`Claim::lane`].
 #[derive(Debug)]
-pub struct Lanes {
+pub struct Lanes<C: Claim = ClaimedDelivery> {
     cap: usize,
-    lanes: HashMap<SubscriptionId, Lane>,
+    lanes: HashMap<C::Lane, Lane<C>>,
     /// Lanes with a delivery queued and room for another task, in turn
     /// order.
-    turns: VecDeque<SubscriptionId>,
+    turns: VecDeque<C::Lane>,
     /// Deliveries queued in all lanes.
     queued: usize,
 }
 
 #[derive(Debug)]
-struct Lane {
+struct Lane<C> {
     /// Send tasks: sending, or waiting for a turn. At most `2 × cap`.
     tasks: usize,
     /// `cap` permits: a task sends only while it holds one.
     turn: Arc<Semaphore>,
     /// Waiting for a task, oldest first.
-    queue: VecDeque<ClaimedDelivery>,
+    queue: VecDeque<C>,
     /// The limit per second and its limiter, when the owner set one.
     rate: Option<(u32, RateLimit)>,
     /// Whether the lane is in `turns`.
@@ -58,16 +63,16 @@ struct Lane {
 
 /// A delivery to start as a send task, with what the task waits for.
 #[derive(Debug)]
-pub struct Start {
+pub struct Start<C = ClaimedDelivery> {
     /// The delivery.
-    pub claim: ClaimedDelivery,
+    pub claim: C,
     /// Its lane's turns: the task sends while it holds one.
     pub turn: Arc<Semaphore>,
     /// Its lane's rate limit, if any.
     pub rate: Option<RateLimit>,
 }
 
-impl Lanes {
+impl<C: Claim> Lanes<C> {
     /// Lanes of at most `cap` sends each.
     pub fn new(cap: usize) -> Self {
         Self {
@@ -89,25 +94,25 @@ impl Lanes {
     }
 
     /// Queues `claim` at the back of its lane.
-    pub fn push(&mut self, claim: ClaimedDelivery) {
-        let sub = &claim.subscription;
+    pub fn push(&mut self, claim: C) {
+        let rate_limit_per_second = claim.rate_limit_per_second();
         let cap = self.cap;
-        let lane = self.lanes.entry(sub.id.clone()).or_insert_with(|| Lane {
+        let lane = self.lanes.entry(claim.lane().clone()).or_insert_with(|| Lane {
             tasks: 0,
             turn: Arc::new(Semaphore::new(cap)),
             queue: VecDeque::new(),
             rate: None,
             has_turn: false,
         });
-        if lane.rate.as_ref().map(|(per_second, _)| *per_second) != sub.rate_limit_per_second {
+        if lane.rate.as_ref().map(|(per_second, _)| *per_second) != rate_limit_per_second {
             // Evenly spaced, no burst: "N per second" holds in every
             // one-second window, not just on average.
-            lane.rate = sub.rate_limit_per_second.and_then(|per_second| {
+            lane.rate = rate_limit_per_second.and_then(|per_second| {
                 let quota = Quota::per_second(NonZeroU32::new(per_second)?).allow_burst(NonZeroU32::MIN);
                 Some((per_second, Arc::new(RateLimiter::direct(quota))))
             });
         }
-        let id = sub.id.clone();
+        let id = claim.lane().clone();
         lane.queue.push_back(claim);
         self.queued += 1;
         if lane.tasks < 2 * cap && !lane.has_turn {
@@ -118,7 +123,7 @@ impl Lanes {
 
     /// The next delivery to start as a send task, the lanes taking turns.
     /// It counts as one of its lane's tasks until [`Lanes::finished`].
-    pub fn next_start(&mut self) -> Option<Start> {
+    pub fn next_start(&mut self) -> Option<Start<C>> {
         while let Some(id) = self.turns.pop_front() {
             let Some(lane) = self.lanes.get_mut(&id) else { continue };
             lane.has_turn = false;
@@ -142,7 +147,7 @@ impl Lanes {
     }
 
     /// A send task of `sub`'s lane ended (or was never started).
-    pub fn finished(&mut self, sub: &SubscriptionId) {
+    pub fn finished(&mut self, sub: &C::Lane) {
         let Some(lane) = self.lanes.get_mut(sub) else { return };
         lane.tasks = lane.tasks.saturating_sub(1);
         if !lane.queue.is_empty() && !lane.has_turn {
@@ -158,16 +163,16 @@ impl Lanes {
 
     /// Whether `sub`'s lane has two rounds of deliveries on hand already
     /// (tasks and queue together).
-    pub fn is_full(&self, sub: &SubscriptionId) -> bool {
+    pub fn is_full(&self, sub: &C::Lane) -> bool {
         self.lanes.get(sub).is_some_and(|lane| self.lane_is_full(lane))
     }
 
-    fn lane_is_full(&self, lane: &Lane) -> bool {
+    fn lane_is_full(&self, lane: &Lane<C>) -> bool {
         lane.tasks + lane.queue.len() >= 2 * self.cap
     }
 
     /// The lanes a claim should leave out for now (see [`Lanes::is_full`]).
-    pub fn full(&self) -> Vec<SubscriptionId> {
+    pub fn full(&self) -> Vec<C::Lane> {
         self.lanes
             .iter()
             .filter(|(_, lane)| self.lane_is_full(lane))
@@ -176,7 +181,7 @@ impl Lanes {
     }
 
     /// Takes every delivery still queued (at shutdown).
-    pub fn drain(&mut self) -> Vec<ClaimedDelivery> {
+    pub fn drain(&mut self) -> Vec<C> {
         self.turns.clear();
         self.queued = 0;
         self.lanes
@@ -193,7 +198,7 @@ impl Lanes {
 mod tests {
     use super::*;
     use crate::fixtures::delivery;
-    use signhook_core::ids::DeliveryId;
+    use signhook_core::ids::{DeliveryId, SubscriptionId};
     use signhook_store::subscriptions::Subscription;
 
     fn subscription(rate: Option<u32>) -> Arc<Subscription> {
@@ -201,7 +206,7 @@ mod tests {
     }
 
     /// Which subscription each of the next `n` started tasks belongs to.
-    fn next_starts(lanes: &mut Lanes, n: usize) -> Vec<SubscriptionId> {
+    fn next_starts(lanes: &mut Lanes<ClaimedDelivery>, n: usize) -> Vec<SubscriptionId> {
         (0..n)
             .map_while(|_| lanes.next_start())
             .map(|start| start.claim.subscription.id.clone())
@@ -278,7 +283,7 @@ mod tests {
     /// Lanes named by letters, for tables: `'A'` is one subscription's lane,
     /// `'B'` another's.
     struct Named {
-        lanes: Lanes,
+        lanes: Lanes<ClaimedDelivery>,
         subscriptions: HashMap<char, Arc<Subscription>>,
         /// Every delivery pushed, in order, with its lane's letter.
         pushed: Vec<(char, DeliveryId)>,

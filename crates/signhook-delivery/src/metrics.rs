@@ -1,5 +1,7 @@
 //! What the engine counts, for the Prometheus endpoint: attempts by result,
-//! how long they took, and how late they left (started minus due). The server registers these beside the gauges it
+//! how long they took, how late they left (started minus due), and the
+//! claims that brought them (a backlog should take few claims per
+//! delivery, not one each). The server registers these beside the gauges it
 //! reads from the database at scrape time.
 
 use prometheus_client::metrics::counter::Counter;
@@ -15,6 +17,8 @@ pub struct DeliveryMetrics {
     attempts: Family<Vec<(String, String)>, Counter>,
     attempt_seconds: Histogram,
     lateness_seconds: Histogram,
+    claims: Counter,
+    claimed: Counter,
 }
 
 impl Default for DeliveryMetrics {
@@ -25,6 +29,8 @@ impl Default for DeliveryMetrics {
             attempt_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             // 1 ms to about 65 s.
             lateness_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 17)),
+            claims: Counter::default(),
+            claimed: Counter::default(),
         }
     }
 }
@@ -48,6 +54,22 @@ impl DeliveryMetrics {
              resent) to when its request began",
             self.lateness_seconds.clone(),
         );
+        registry.register(
+            "signhook_claims",
+            "Claims of due deliveries this node made (each one transaction on the database)",
+            self.claims.clone(),
+        );
+        registry.register(
+            "signhook_claimed_deliveries",
+            "Deliveries those claims brought",
+            self.claimed.clone(),
+        );
+    }
+
+    /// Counts one claim of due deliveries, which brought `taken`.
+    pub fn observe_claim(&self, taken: usize) {
+        self.claims.inc();
+        self.claimed.inc_by(taken as u64);
     }
 
     /// Counts one attempt, which took `took` and started `late` after it

@@ -24,10 +24,16 @@ pub struct Envelope<'a> {
     pub scope: &'static str,
     /// The workspace.
     pub workspace_id: &'a str,
+    /// Where the event came from: `lifecycle`, `api` or `system`.
+    pub origin: &'static str,
     /// The subscription this copy goes to (absent when an event is shown
     /// outside a delivery).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subscription: Option<SubscriptionRef<'a>>,
+    /// The key the event was published with for ordered delivery, when
+    /// it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ordering_key: Option<&'a str>,
     /// The event's data, as stored.
     pub data: &'a RawValue,
 }
@@ -58,10 +64,12 @@ impl<'a> Envelope<'a> {
             sandbox: event.sandbox,
             scope: event.scope.as_str(),
             workspace_id: event.workspace_id.as_str(),
+            origin: event.origin.as_str(),
             subscription: subscription.map(|s| SubscriptionRef {
                 id: s.id.as_str(),
                 description: &s.description,
             }),
+            ordering_key: event.ordering_key.as_deref(),
             data,
         })
     }

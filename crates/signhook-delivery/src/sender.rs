@@ -404,14 +404,24 @@ async fn relay(outbound: &Outbound, claim: &ClaimedDelivery, timeout: Duration, 
         attempt_number: claim.attempt_number,
         headers: headers
             .iter()
-            .map(|(name, value)| (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_owned(),
+                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                )
+            })
             .collect(),
         // The envelope is serde_json's output: always UTF-8.
         body: String::from_utf8_lossy(&body).into_owned(),
         reply,
     };
     if let Err(unavailable) = outbound.relays.submit(&claim.subscription.id, request) {
-        return failed(ErrorKind::Relay, unavailable.to_string(), started.elapsed(), request_headers);
+        return failed(
+            ErrorKind::Relay,
+            unavailable.to_string(),
+            started.elapsed(),
+            request_headers,
+        );
     }
     match tokio::time::timeout(timeout, answer).await {
         Err(_) => failed(
@@ -426,9 +436,11 @@ async fn relay(outbound: &Outbound, claim: &ClaimedDelivery, timeout: Duration, 
             started.elapsed(),
             request_headers,
         ),
-        Ok(Ok(RelayReply::Failed { kind, message, duration })) => {
-            failed(kind, format!("signhook listen: {message}"), duration, request_headers)
-        }
+        Ok(Ok(RelayReply::Failed {
+            kind,
+            message,
+            duration,
+        })) => failed(kind, format!("signhook listen: {message}"), duration, request_headers),
         Ok(Ok(RelayReply::Answered {
             status,
             headers,

@@ -116,6 +116,8 @@ async fn tenant(store: &Store, name: &str, endpoint: &Endpoint, now: DateTime<Ut
                 headers: CustomHeaders::default(),
                 signature_scheme: SignatureScheme::Standard,
                 rate_limit_per_second: None,
+                ordering: Default::default(),
+                ordering_on_failure: Default::default(),
                 secret: WebhookSecret::from_bytes(&[1; 32]),
             },
             now,
@@ -139,6 +141,7 @@ async fn publish(store: &Store, handoff: &Handoff, clock: &dyn Clock, tenant: &C
             workspace_id: tenant.default_workspace_id.clone(),
             data: "{}".into(),
             idempotency: None,
+            ordering_key: None,
         })
         .collect();
     let published = store.publish_events(events, now, Some(&handoff.lease(now))).await;

@@ -86,10 +86,23 @@ pub enum ListenError {
 /// How one connection ended, when it does not end the CLI.
 #[derive(Debug)]
 enum Dropped {
-    /// Before the socket opened.
+    /// Before the server said it was ready (a refused or reset
+    /// handshake): the backoff keeps growing.
     Connecting(String),
-    /// After it had been ready.
+    /// After it had been ready: the next connection starts the backoff
+    /// over.
     Lost(String),
+}
+
+impl Dropped {
+    /// A connection that ended for `reason`, `ready` or not.
+    fn after(ready: bool, reason: String) -> Self {
+        if ready {
+            Dropped::Lost(reason)
+        } else {
+            Dropped::Connecting(reason)
+        }
+    }
 }
 
 /// The WebSocket URL of `GET /v1/listen` on `api`.
@@ -152,7 +165,11 @@ pub async fn listen(options: Options, shutdown: CancellationToken) -> Result<(),
         };
         let delay = reconnect_delay(failures, &mut rand::thread_rng());
         failures = failures.saturating_add(1);
-        println!("connection to {}: {reason}; reconnecting in {} ms", options.api, delay.as_millis());
+        println!(
+            "connection to {}: {reason}; reconnecting in {} ms",
+            options.api,
+            delay.as_millis()
+        );
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
             _ = tokio::time::sleep(delay) => {}
@@ -179,10 +196,7 @@ async fn session(
     readied: &mut bool,
     shutdown: &CancellationToken,
 ) -> Result<Option<Dropped>, ListenError> {
-    let mut request = url
-        .as_str()
-        .into_client_request()
-        .map_err(|_| ListenError::BadApiUrl)?;
+    let mut request = url.as_str().into_client_request().map_err(|_| ListenError::BadApiUrl)?;
     let bearer = HeaderValue::from_str(&format!("Bearer {}", options.key))
         .map_err(|_| ListenError::Protocol("the API key is not a valid header value".into()))?;
     request.headers_mut().insert(header::AUTHORIZATION, bearer);
@@ -205,6 +219,7 @@ async fn session(
     };
     let (mut sink, mut stream) = socket.split();
     let (answers, mut answered) = mpsc::unbounded_channel::<ClientMessage>();
+    let mut ready = false;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => {
@@ -214,12 +229,12 @@ async fn session(
             Some(answer) = answered.recv() => {
                 let text = serde_json::to_string(&answer).expect("protocol messages serialize");
                 if let Err(e) = sink.send(Message::text(text)).await {
-                    return Ok(Some(Dropped::Lost(e.to_string())));
+                    return Ok(Some(Dropped::after(ready, e.to_string())));
                 }
             }
             frame = stream.next() => match frame {
-                None => return Ok(Some(Dropped::Lost("the server closed the connection".into()))),
-                Some(Err(e)) => return Ok(Some(Dropped::Lost(e.to_string()))),
+                None => return Ok(Some(Dropped::after(ready, "the server closed the connection".into()))),
+                Some(Err(e)) => return Ok(Some(Dropped::after(ready, e.to_string()))),
                 Some(Ok(Message::Text(text))) => {
                     match serde_json::from_str::<ServerMessage>(text.as_str()) {
                         Ok(ServerMessage::Ready { webhook_id, secret, subscribed_events, sandbox, waiting, canceled }) => {
@@ -231,6 +246,7 @@ async fn session(
                                 println!("{canceled} older deliveries were canceled (over the backlog limit); resend them from the delivery log");
                             }
                             *readied = true;
+                            ready = true;
                         }
                         Ok(delivery @ ServerMessage::Delivery { .. }) => {
                             tokio::spawn(forward(client.clone(), options.forward_to.clone(), delivery, answers.clone()));
@@ -243,7 +259,8 @@ async fn session(
                         return Err(ListenError::Replaced);
                     }
                     let reason = frame.map(|f| f.reason.to_string()).filter(|r| !r.is_empty());
-                    return Ok(Some(Dropped::Lost(reason.unwrap_or_else(|| "the server closed the connection".into()))));
+                    let reason = reason.unwrap_or_else(|| "the server closed the connection".into());
+                    return Ok(Some(Dropped::after(ready, reason)));
                 }
                 // Pings are answered by tungstenite itself.
                 Some(Ok(_)) => {}
@@ -258,7 +275,10 @@ fn print_ready(options: &Options, (webhook_id, secret, events, sandbox): (&str, 
         return;
     }
     let environment = if sandbox { "test" } else { "live" };
-    println!("Ready: relay subscription {webhook_id} ({environment} events: {})", events.join(", "));
+    println!(
+        "Ready: relay subscription {webhook_id} ({environment} events: {})",
+        events.join(", ")
+    );
     println!("Webhook signing secret: {secret}");
     println!("  (the same every time for this API key: configure your app with it)");
     println!("Forwarding to {}", options.forward_to);
@@ -295,7 +315,12 @@ async fn forward(
             let headers = response
                 .headers()
                 .iter()
-                .map(|(n, v)| (n.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                .map(|(n, v)| {
+                    (
+                        n.as_str().to_owned(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
                 .collect();
             let mut bytes = Vec::new();
             while bytes.len() < MAX_REPLY_BODY {
@@ -375,8 +400,7 @@ pub async fn resend(options: &Options, event_id: &str) -> Result<String, ListenE
     if !status.is_success() {
         return Err(refused(status, &body));
     }
-    let relay: serde_json::Value =
-        serde_json::from_slice(&body).map_err(|e| ListenError::Protocol(e.to_string()))?;
+    let relay: serde_json::Value = serde_json::from_slice(&body).map_err(|e| ListenError::Protocol(e.to_string()))?;
     let webhook_id = relay["webhook_id"]
         .as_str()
         .ok_or_else(|| ListenError::Protocol("no webhook_id in GET /v1/listen".into()))?;
@@ -416,7 +440,10 @@ mod tests {
         for attempt in 0..20 {
             let ceiling = (250u64 << attempt.min(16)).min(30_000);
             let delay = reconnect_delay(attempt, &mut rng).as_millis() as u64;
-            assert!((ceiling / 2..=ceiling).contains(&delay), "attempt {attempt}: {delay} ms");
+            assert!(
+                (ceiling / 2..=ceiling).contains(&delay),
+                "attempt {attempt}: {delay} ms"
+            );
         }
     }
 

@@ -106,7 +106,9 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let router = router.layer(tower_http::timeout::RequestBodyTimeoutLayer::new(limits.body_timeout));
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // hyper-util's `GracefulShutdown` does not take an upgradeable HTTP/1
+    // connection: each connection watches `shutdown` itself.
+    let connections = tokio_util::task::TaskTracker::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
@@ -139,18 +141,30 @@ pub async fn serve(
             let mut router = router.clone();
             async move { router.call(request).await }
         });
-        // No route upgrades the protocol yet; the WebSocket of `signhook
-        // listen` will need `with_upgrades` and its own graceful shutdown.
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-        tokio::spawn(async move {
+        // With upgrades, for `GET /v1/listen`'s WebSocket. An upgraded
+        // connection leaves hyper: the relay's own loop closes it at
+        // shutdown.
+        let connection = http.serve_connection(TokioIo::new(stream), service).with_upgrades();
+        let shutdown = shutdown.clone();
+        connections.spawn(async move {
+            let mut connection = std::pin::pin!(connection);
+            let ended = tokio::select! {
+                ended = connection.as_mut() => ended,
+                _ = shutdown.cancelled() => {
+                    // Idle: closed now; mid-request: after its response.
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
             // A client that goes away mid-request is routine.
-            if let Err(e) = connection.await {
+            if let Err(e) = ended {
                 tracing::debug!(error = %e, %peer, "connection ended with an error");
             }
             drop(slot);
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    connections.close();
+    connections.wait().await;
     Ok(())
 }

@@ -12,6 +12,11 @@ use utoipa::{Modify, OpenApi};
     info(title = "Signhook API", description = "Webhooks for an e-signature platform: subscriptions, events, signed deliveries."),
     paths(
         crate::routes::event_types::list,
+        crate::routes::event_types::get,
+        crate::routes::event_types::create,
+        crate::routes::event_types::update,
+        crate::routes::tenant::get,
+        crate::routes::tenant::update,
         crate::routes::workspaces::create,
         crate::routes::workspaces::list,
         crate::routes::api_keys::create,
@@ -32,6 +37,8 @@ use utoipa::{Modify, OpenApi};
         crate::routes::deliveries::list_for_webhook,
         crate::routes::deliveries::get,
         crate::routes::deliveries::resend,
+        crate::routes::ordering::blocked_keys,
+        crate::routes::ordering::skip,
         crate::routes::recoveries::start,
         crate::routes::recoveries::get,
         crate::routes::events::resend,
@@ -73,6 +80,7 @@ use utoipa::{Modify, OpenApi};
         (name = "portal", description = "The embeddable portal: one-time links to the webhook pages, and their look"),
         (name = "signature_requests", description = "The e-signature lifecycle: documents out for signature"),
         (name = "signing", description = "What signers and approvers reach through their links (no API key)"),
+        (name = "tenant", description = "Your tenant's settings"),
         (name = "health", description = "Liveness and readiness"),
         (name = "listen", description = "The relay of `signhook listen`: a tenant's test events to a developer's machine over a WebSocket")
     )

@@ -263,7 +263,18 @@ pub struct Caches {
     keys: std::sync::Mutex<std::collections::HashMap<[u8; 32], (Principal, std::time::Instant)>>,
     key_uses: KeyUses,
     default_workspaces: std::sync::RwLock<std::collections::HashMap<TenantId, WorkspaceId>>,
+    schemas: SchemaCache,
 }
+
+/// The tenants' event-type schemas, compiled: by tenant and type, with the
+/// revision they were compiled from (a changed type has a higher one, so a
+/// stale copy is never used, on any node).
+type SchemaCache = std::sync::RwLock<
+    std::collections::HashMap<(TenantId, String), (i64, Arc<signhook_core::event_types::EventSchema>)>,
+>;
+
+/// How many compiled schemas a node keeps before it starts over.
+const SCHEMA_CACHE_SIZE: usize = 10_000;
 
 impl Caches {
     /// The principal of `key`, authenticated against `store` at most every
@@ -323,6 +334,33 @@ impl Caches {
     ) -> std::sync::MutexGuard<'_, std::collections::HashMap<[u8; 32], (Principal, std::time::Instant)>> {
         // Only plain inserts and removes happen under this lock.
         self.keys.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The compiled schema of the tenant's type `t`, compiled once per
+    /// revision. `Err` when the stored schema no longer compiles (a bug or
+    /// a hand-edited database).
+    pub fn tenant_schema(
+        &self,
+        tenant: &TenantId,
+        t: &signhook_store::event_types::TenantEventType,
+    ) -> Result<Arc<signhook_core::event_types::EventSchema>, String> {
+        let key = (tenant.clone(), t.name.to_string());
+        if let Some((revision, schema)) = self.schemas.read().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            if *revision == t.revision {
+                return Ok(schema.clone());
+            }
+        }
+        let document = serde_json::from_str(&t.schema).map_err(|e| format!("event type {}: {e}", t.name))?;
+        let schema = Arc::new(
+            signhook_core::event_types::EventSchema::parse(document)
+                .map_err(|e| format!("event type {}: {e}", t.name))?,
+        );
+        let mut schemas = self.schemas.write().unwrap_or_else(|p| p.into_inner());
+        if schemas.len() >= SCHEMA_CACHE_SIZE {
+            schemas.clear();
+        }
+        schemas.insert(key, (t.revision, schema.clone()));
+        Ok(schema)
     }
 
     /// The tenant's default workspace.

@@ -66,6 +66,9 @@ pub struct ClaimedDelivery {
     pub event: Arc<Event>,
     /// The subscription (shared by its deliveries of one batch).
     pub subscription: Arc<Subscription>,
+    /// The key it is ordered by, if it is: it is then its key's head, and
+    /// recording its outcome may let the next one of the key go.
+    pub ordering_key: Option<String>,
 }
 
 impl ClaimedDelivery {
@@ -86,6 +89,7 @@ struct ClaimedRow {
     attempt_count: i64,
     schedule_offset: i64,
     due_at: Option<i64>,
+    ordering_key: Option<String>,
 }
 
 impl ClaimedRow {
@@ -112,6 +116,7 @@ impl ClaimedRow {
                 .cloned()
                 .ok_or_else(|| StoreError::corrupt("delivery without subscription"))?,
             delivery_id: self.id,
+            ordering_key: self.ordering_key,
         })
     }
 }
@@ -140,7 +145,7 @@ const CLAIM: Dialects = Dialects {
                  ) AS ranked WHERE place <= $7) \
                AND status = 'pending' AND next_attempt_at <= $3 \
                ORDER BY next_attempt_at LIMIT $4) \
-             RETURNING id, event_id, subscription_id, attempt_count, schedule_offset, due_at",
+             RETURNING id, event_id, subscription_id, attempt_count, schedule_offset, due_at, ordering_key",
     postgres: "UPDATE deliveries SET leased_by = $1, leased_until = $2, next_attempt_at = $2 \
                WHERE id IN (SELECT id FROM deliveries WHERE id IN ( \
                    SELECT id FROM ( \
@@ -154,14 +159,16 @@ const CLAIM: Dialects = Dialects {
                    ) AS ranked WHERE place <= $7) \
                  AND status = 'pending' AND next_attempt_at <= $3 \
                  ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
-               RETURNING id, event_id, subscription_id, attempt_count, schedule_offset, due_at",
+               RETURNING id, event_id, subscription_id, attempt_count, schedule_offset, due_at, ordering_key",
 };
 
 /// The events of the ids listed in `$1`.
 const EVENTS_IN: Dialects = Dialects {
-    sqlite: "SELECT id, tenant_id, sandbox, type, scope, workspace_id, created_at, data FROM events \
+    sqlite:
+        "SELECT id, tenant_id, sandbox, type, scope, workspace_id, created_at, data, origin, ordering_key FROM events \
              WHERE id IN (SELECT value FROM json_each($1))",
-    postgres: "SELECT id, tenant_id, sandbox, type, scope, workspace_id, created_at, data FROM events \
+    postgres:
+        "SELECT id, tenant_id, sandbox, type, scope, workspace_id, created_at, data, origin, ordering_key FROM events \
                WHERE id IN (SELECT json_array_elements_text(CAST($1 AS json)))",
 };
 
@@ -171,16 +178,20 @@ const LISTED: Dialects = Dialects {
     postgres: "SELECT json_array_elements_text(CAST($1 AS json))",
 };
 
-/// When a claim could next bring something, leaving out the subscriptions
-/// listed in `$1`, and the relays no CLI is connected to: their deliveries
-/// wait, and must not keep every dispatcher claiming in vain.
+/// When a claim by node `$2` could next bring something, leaving out the
+/// subscriptions listed in `$1`, and the relays whose CLI is not connected
+/// to this node: their deliveries wait for no one here, and must not keep
+/// this dispatcher claiming in vain (a relay another node holds, or one
+/// whose holder died with its hold).
 const NEXT_DUE: Dialects = Dialects {
     sqlite: "SELECT MIN(next_attempt_at) AS next FROM deliveries \
              WHERE status = 'pending' AND subscription_id NOT IN (SELECT value FROM json_each($1)) \
-             AND subscription_id NOT IN (SELECT id FROM subscriptions WHERE kind = 'relay' AND relay_node IS NULL)",
+             AND subscription_id NOT IN (SELECT id FROM subscriptions WHERE kind = 'relay' \
+                 AND (relay_node IS NULL OR relay_node <> $2))",
     postgres: "SELECT MIN(next_attempt_at) AS next FROM deliveries \
                WHERE status = 'pending' AND subscription_id NOT IN (SELECT json_array_elements_text(CAST($1 AS json))) \
-               AND subscription_id NOT IN (SELECT id FROM subscriptions WHERE kind = 'relay' AND relay_node IS NULL)",
+               AND subscription_id NOT IN (SELECT id FROM subscriptions WHERE kind = 'relay' \
+                   AND (relay_node IS NULL OR relay_node <> $2))",
 };
 
 /// Rows per multi-row statement: well under both backends' limits on
@@ -225,6 +236,7 @@ impl Store {
                     attempt_count: row.int("attempt_count")?,
                     schedule_offset: row.int("schedule_offset")?,
                     due_at: row.opt_int("due_at")?,
+                    ordering_key: row.opt_text("ordering_key")?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -331,12 +343,15 @@ impl Store {
         Ok(Released { deliveries, recoveries })
     }
 
-    /// When a claim could next bring something: the earliest time a pending
-    /// delivery falls due (past or future, a lease's end included), leaving
-    /// out the subscriptions in `skip` as the claim does.
-    pub async fn next_due_at(&self, skip: &[SubscriptionId]) -> Result<Option<DateTime<Utc>>> {
+    /// When a claim by `node` could next bring something: the earliest time
+    /// a pending delivery falls due (past or future, a lease's end
+    /// included), leaving out the subscriptions in `skip` and the relays
+    /// `node` does not hold, as the claim does.
+    pub async fn next_due_at(&self, node: &str, skip: &[SubscriptionId]) -> Result<Option<DateTime<Utc>>> {
         let reader = self.reader();
-        let sql = Sql::new(reader.pick(NEXT_DUE)).bind(json_strings(skip.iter().map(SubscriptionId::as_str)));
+        let sql = Sql::new(reader.pick(NEXT_DUE))
+            .bind(json_strings(skip.iter().map(SubscriptionId::as_str)))
+            .bind(node);
         Ok(reader.fetch_one(sql).await?.opt_int("next")?.map(from_millis))
     }
 

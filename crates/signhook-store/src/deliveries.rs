@@ -77,7 +77,7 @@ pub struct DeliveryQuery {
 pub struct EventDelivery {
     /// The delivery.
     pub delivery: Delivery,
-    /// The subscription's URL as it is now.
+    /// The subscription's URL as it is now (a relay's: [`crate::relays::RELAY_DESTINATION`]).
     pub webhook_url: String,
     /// Whether the subscription was deleted since.
     pub webhook_deleted: bool,
@@ -137,6 +137,10 @@ pub struct AttemptRecord {
     /// The event's type (a dead-lettered operational event raises no
     /// further `delivery.failed`, so failures cannot feed on themselves).
     pub event_type: String,
+    /// Whether the delivery is ordered by a key
+    /// ([`ClaimedDelivery::ordering_key`](crate::claims::ClaimedDelivery::ordering_key)):
+    /// its success or dead letter may then let the next one of its key go.
+    pub ordered: bool,
 }
 
 impl AttemptRecord {
@@ -401,6 +405,14 @@ impl Store {
                 .await?;
             }
         }
+        // A success or a dead letter of a key's head may let the next
+        // delivery of the key go; a retry keeps the head where it is.
+        let finished: Vec<&str> = outcomes
+            .iter()
+            .filter(|(record, then)| record.ordered && then.status != DeliveryStatus::Pending)
+            .map(|(record, _)| record.delivery_id.as_str())
+            .collect();
+        crate::ordering::release_next(&mut tx, crate::ordering::Keys::Of(&finished), now).await?;
         tx.commit().await?;
         if let Some(retry) = first_retry {
             self.work.due_at(retry);
@@ -566,7 +578,7 @@ impl Store {
         limit: u32,
     ) -> Result<Page<EventDelivery>> {
         let sql = format!(
-            "SELECT {DELIVERY_COLUMNS}, s.url, s.deleted_at FROM deliveries d JOIN events e ON e.id = d.event_id \
+            "SELECT {DELIVERY_COLUMNS}, s.url, s.kind, s.deleted_at FROM deliveries d JOIN events e ON e.id = d.event_id \
              JOIN subscriptions s ON s.id = d.subscription_id \
              WHERE d.event_id = $1 AND d.tenant_id = $2 AND e.sandbox = $3 ORDER BY d.id LIMIT $4"
         );
@@ -580,7 +592,10 @@ impl Store {
             .fetch_parsed(sql, |row| {
                 Ok(EventDelivery {
                     delivery: delivery_from_row(row)?,
-                    webhook_url: row.text("url")?,
+                    webhook_url: match row.text("kind")?.as_str() {
+                        "relay" => crate::relays::RELAY_DESTINATION.to_owned(),
+                        _ => row.text("url")?,
+                    },
                     webhook_deleted: row.opt_int("deleted_at")?.is_some(),
                 })
             })
@@ -618,9 +633,13 @@ impl Store {
         if row.opt_int("deleted_at")?.is_some() || !row.flag("enabled")? {
             return Ok(Some(Err(ResendRefusal::SubscriptionDisabled)));
         }
+        // An ordered delivery waits for its key like a new one (it is
+        // the key's next, its event being the oldest waiting).
         tx.gather(
             Sql::new(
-                "UPDATE deliveries SET status = 'pending', next_attempt_at = $1, due_at = $1, \
+                "UPDATE deliveries SET status = 'pending', \
+                 next_attempt_at = CASE WHEN ordering_key IS NULL THEN $1 END, \
+                 due_at = CASE WHEN ordering_key IS NULL THEN $1 END, \
                  schedule_offset = attempt_count, leased_by = NULL, leased_until = NULL, updated_at = $1 WHERE id = $2",
             )
             .bind(to_millis(now))
@@ -628,6 +647,7 @@ impl Store {
         )
         .await?;
         tx.work_due_at(now).await?;
+        crate::ordering::release_next(&mut tx, crate::ordering::Keys::Of(&[id.as_str()]), now).await?;
         tx.commit().await?;
         Ok(Some(Ok(())))
     }
@@ -651,7 +671,7 @@ impl Store {
         .bind(sandbox);
         let event = tx.fetch_optional(event).await?;
         let sub = Sql::new(
-            "SELECT enabled FROM subscriptions WHERE id = $1 AND tenant_id = $2 AND sandbox = $3 \
+            "SELECT enabled, ordering FROM subscriptions WHERE id = $1 AND tenant_id = $2 AND sandbox = $3 \
              AND deleted_at IS NULL",
         )
         .bind(subscription)
@@ -665,12 +685,21 @@ impl Store {
             return Ok(Some(Err(ResendRefusal::SubscriptionDisabled)));
         }
         let event = event_from_row(&event)?;
+        let ordering = sub.text("ordering")?;
+        let ordering = signhook_core::ordering::Ordering::parse(&ordering)
+            .ok_or_else(|| StoreError::corrupt(format_args!("ordering {ordering}")))?;
         let id = DeliveryId::generate();
+        // Sent again in its key's order: an old event's new delivery is the
+        // next of its key to leave.
+        let ordering_key = ordering.key_of(event.ordering_key.as_deref(), || {
+            signhook_core::ordering::signature_request_id(&event.data)
+        });
         let new = NewDelivery {
             id: id.clone(),
             event: &event,
             subscription_id: subscription,
             enabled: true,
+            ordering_key,
         };
         outbox::write_deliveries(&mut tx, &[new], None, now).await?;
         tx.commit().await?;

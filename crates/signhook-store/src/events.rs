@@ -5,6 +5,7 @@
 use crate::db::{DbRow, Sql};
 use crate::{Page, Result, Store, StoreError};
 use chrono::{DateTime, Utc};
+use signhook_core::event_types::Provenance;
 use signhook_core::filter::Scope;
 use signhook_core::ids::{EventId, TenantId, WorkspaceId};
 use signhook_core::time::from_millis;
@@ -28,6 +29,11 @@ pub struct Event {
     pub created_at: DateTime<Utc>,
     /// Its `data`, as JSON text (kept as written, never re-serialized).
     pub data: String,
+    /// Where it came from (the envelope's `origin`).
+    pub origin: Provenance,
+    /// The `ordering_key` it was published with, if any (ordered
+    /// delivery, [`signhook_core::ordering`]).
+    pub ordering_key: Option<String>,
 }
 
 /// A client's idempotency key and the fingerprint of its request.
@@ -56,13 +62,18 @@ pub struct NewEvent {
     pub data: String,
     /// Makes retried publishes safe.
     pub idempotency: Option<Idempotency>,
+    /// The key its deliveries are ordered by, for subscriptions ordered
+    /// by `key`.
+    pub ordering_key: Option<String>,
 }
 
 /// Every column of an event, for `SELECT … FROM events`.
-pub(crate) const EVENT_COLUMNS: &str = "id, tenant_id, sandbox, type, scope, workspace_id, created_at, data";
+pub(crate) const EVENT_COLUMNS: &str =
+    "id, tenant_id, sandbox, type, scope, workspace_id, created_at, data, origin, ordering_key";
 
 pub(crate) fn event_from_row(row: &impl DbRow) -> Result<Event> {
     let scope = row.text("scope")?;
+    let origin = row.text("origin")?;
     Ok(Event {
         id: EventId::parse(&row.text("id")?).map_err(StoreError::corrupt)?,
         tenant_id: TenantId::parse(&row.text("tenant_id")?).map_err(StoreError::corrupt)?,
@@ -72,6 +83,8 @@ pub(crate) fn event_from_row(row: &impl DbRow) -> Result<Event> {
         workspace_id: WorkspaceId::parse(&row.text("workspace_id")?).map_err(StoreError::corrupt)?,
         created_at: from_millis(row.int("created_at")?),
         data: row.text("data")?,
+        origin: Provenance::parse(&origin).ok_or_else(|| StoreError::corrupt(format_args!("origin {origin}")))?,
+        ordering_key: row.opt_text("ordering_key")?,
     })
 }
 

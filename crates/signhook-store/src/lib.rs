@@ -6,12 +6,16 @@
 //! One module per aggregate, each holding its queries and records:
 //! [`tenants`] (tenants and API keys), [`users`] (the dashboard's users,
 //! their one-time links and sessions), [`workspaces`], [`subscriptions`],
-//! [`events`] (the event records and the feed), [`publish`] (publishing
+//! [`events`] (the event records and the feed), [`event_types`] (the
+//! tenant's own event types and the tenant's publishing setting), [`publish`] (publishing
 //! through the API), [`claims`] (claiming due deliveries under a lease,
 //! releasing them, and what a restarted node gives back), [`deliveries`] (recording attempts, resends, the
-//! delivery log), [`policy`] (the warn-then-disable sweep), [`recoveries`]
+//! delivery log), [`ordering`] (ordered delivery: the lease on a key,
+//! blocked keys, skipping a dead letter), [`policy`] (the warn-then-disable sweep), [`recoveries`]
 //! (resend jobs), [`relays`] (`signhook listen`'s relay subscriptions and
-//! which node holds their sockets), [`retention`] (purging old events) and
+//! which node holds their sockets), [`retention`] (purging old events), [`inbox`] (the
+//! `signhook inbox` gateway's own SQLite database, with its own
+//! migrations) and
 //! [`signature_requests`] (the e-signature lifecycle's aggregate, its
 //! documents and audit trail). [`blobs`] keeps files (uploaded PDFs, signed
 //! PDFs, audit certificates) in a local directory or an S3-compatible
@@ -45,7 +49,10 @@ pub mod blobs;
 pub mod claims;
 mod db;
 pub mod deliveries;
+pub mod event_types;
 pub mod events;
+pub mod inbox;
+pub mod ordering;
 mod outbox;
 pub mod policy;
 pub mod portal;

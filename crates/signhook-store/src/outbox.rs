@@ -23,6 +23,7 @@ use crate::sealing::Keyring;
 use crate::subscriptions::{cancel_pending, subscription_from_row, webhook_data, Subscription, SUBSCRIPTION_COLUMNS};
 use crate::{Result, StoreError};
 use chrono::{DateTime, Utc};
+use signhook_core::event_types::Provenance;
 use signhook_core::filter::{EventFacts, Scope};
 use signhook_core::ids::{DeliveryId, EventId, SubscriptionId, TenantId, WorkspaceId};
 use signhook_core::policy::DisabledReason;
@@ -121,18 +122,39 @@ pub(crate) struct NewDelivery<'a> {
     /// Whether the subscription is enabled (otherwise the delivery is kept
     /// as canceled, for a later recovery).
     pub enabled: bool,
+    /// The key it is ordered by, when its subscription orders them
+    /// ([`ordering_key_of`]).
+    pub ordering_key: Option<String>,
+}
+
+/// The key a delivery of `event` to `sub` is ordered by, under the
+/// subscription's ordering. `request` keeps the event's signature request
+/// id once read, so a fan-out reads the event's data at most once.
+pub(crate) fn ordering_key_of(
+    sub: &Subscription,
+    event: &Event,
+    request: &mut Option<Option<String>>,
+) -> Option<String> {
+    sub.ordering.key_of(event.ordering_key.as_deref(), || {
+        request
+            .get_or_insert_with(|| signhook_core::ordering::signature_request_id(&event.data))
+            .clone()
+    })
 }
 
 /// Rows per multi-row INSERT: well under both backends' limits on bound
-/// parameters (11 per delivery row).
+/// parameters (12 per delivery row).
 pub(crate) const ROWS_PER_INSERT: usize = 500;
 
 /// Writes deliveries created at `now`, in statements of [`ROWS_PER_INSERT`]
 /// rows. A delivery to an enabled subscription is pending: due now, or —
 /// with a `lease` — already claimed by the publishing node, which sends it
 /// at once (it falls due again only if that lease ends). One to a disabled
-/// subscription is kept as canceled. Says when they fall due; returns how
-/// many are pending.
+/// subscription is kept as canceled. An ordered one (with a key) is written
+/// waiting, never claimed at once: it becomes its key's head only if the
+/// key is free ([`crate::ordering::release_next`]), and is then claimed
+/// like any due delivery. Says when they fall due; returns how many are
+/// pending.
 pub(crate) async fn write_deliveries(
     tx: &mut Tx<'_>,
     deliveries: &[NewDelivery<'_>],
@@ -143,10 +165,11 @@ pub(crate) async fn write_deliveries(
     for chunk in deliveries.chunks(ROWS_PER_INSERT) {
         let sql = Sql::new(
             "INSERT INTO deliveries (id, tenant_id, event_id, subscription_id, status, next_attempt_at, \
-             due_at, leased_by, leased_until, created_at, updated_at) ",
+             due_at, leased_by, leased_until, created_at, updated_at, ordering_key) ",
         )
         .push_values(chunk, |row, d| {
             let (status, next_attempt_at, due_at, leased_by, leased_until) = match (d.enabled, lease) {
+                (true, _) if d.ordering_key.is_some() => ("pending", None, None, None, None),
                 (true, Some(lease)) => {
                     let until = to_millis(lease.until);
                     (
@@ -170,13 +193,26 @@ pub(crate) async fn write_deliveries(
                 .bind(leased_by)
                 .bind(leased_until)
                 .bind(now_ms)
-                .bind(now_ms);
+                .bind(now_ms)
+                .bind(d.ordering_key.as_deref());
         });
         tx.gather(sql).await?;
     }
     let pending = deliveries.iter().filter(|d| d.enabled).count();
-    if pending > 0 && lease.is_none() {
+    let unordered = deliveries
+        .iter()
+        .filter(|d| d.enabled && d.ordering_key.is_none())
+        .count();
+    if unordered > 0 && lease.is_none() {
         tx.work_due_at(now).await?;
+    }
+    let ordered: Vec<&str> = deliveries
+        .iter()
+        .filter(|d| d.enabled && d.ordering_key.is_some())
+        .map(|d| d.id.as_str())
+        .collect();
+    if !ordered.is_empty() {
+        crate::ordering::release_next(tx, crate::ordering::Keys::Of(&ordered), now).await?;
     }
     Ok(pending)
 }
@@ -188,7 +224,7 @@ pub(crate) async fn write_events(tx: &mut Tx<'_>, events: &[(&Event, Option<&Ide
     for chunk in events.chunks(ROWS_PER_INSERT) {
         let sql = Sql::new(
             "INSERT INTO events (id, tenant_id, sandbox, type, scope, workspace_id, created_at, data, \
-             idempotency_key, request_hash) ",
+             idempotency_key, request_hash, origin, ordering_key) ",
         )
         .push_values(chunk, |row, (event, idempotency)| {
             row.bind(&event.id)
@@ -200,7 +236,9 @@ pub(crate) async fn write_events(tx: &mut Tx<'_>, events: &[(&Event, Option<&Ide
                 .bind(to_millis(event.created_at))
                 .bind(&event.data)
                 .bind(idempotency.map(|i| i.key.as_str()))
-                .bind(idempotency.map(|i| i.request_hash.to_vec()));
+                .bind(idempotency.map(|i| i.request_hash.to_vec()))
+                .bind(event.origin.as_str())
+                .bind(event.ordering_key.as_deref());
         });
         tx.gather(sql).await?;
     }
@@ -233,6 +271,7 @@ impl Outbox<'_> {
     ) -> Result<usize> {
         let candidates = self.cache.load(tx, &event.tenant_id, event.sandbox, self.keys).await?;
         write_events(tx, &[(event, idempotency)]).await?;
+        let mut request = None;
         let deliveries: Vec<NewDelivery<'_>> = candidates
             .iter()
             .filter(|sub| matches(sub, event))
@@ -241,6 +280,7 @@ impl Outbox<'_> {
                 event,
                 subscription_id: &sub.id,
                 enabled: sub.enabled,
+                ordering_key: ordering_key_of(sub, event, &mut request),
             })
             .collect();
         write_deliveries(tx, &deliveries, None, event.created_at).await
@@ -271,6 +311,8 @@ impl Outbox<'_> {
             workspace_id: WorkspaceId::parse(&workspace).map_err(StoreError::corrupt)?,
             created_at: now,
             data,
+            origin: Provenance::System,
+            ordering_key: None,
         };
         self.publish_one(tx, &event, None).await
     }

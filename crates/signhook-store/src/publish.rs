@@ -12,6 +12,7 @@ use crate::outbox::{self, key_taken, Candidates, NewDelivery};
 use crate::subscriptions::Subscription;
 use crate::{Result, Store, StoreError};
 use chrono::{DateTime, Utc};
+use signhook_core::event_types::Provenance;
 use signhook_core::filter::Scope;
 use signhook_core::ids::{DeliveryId, EventId, TenantId, WorkspaceId};
 use signhook_core::time::to_millis;
@@ -113,6 +114,8 @@ struct Planned {
     event: usize,
     group: usize,
     k: usize,
+    /// The key it is ordered by, if its subscription orders them.
+    ordering_key: Option<String>,
 }
 
 /// What a batch will write, worked out before anything is.
@@ -216,6 +219,7 @@ impl Store {
                     event: new_event(p.event),
                     subscription_id: &subscription(p).id,
                     enabled: subscription(p).enabled,
+                    ordering_key: p.ordering_key.clone(),
                 })
                 .collect();
             outbox::write_deliveries(&mut tx, &deliveries, lease, now)
@@ -254,6 +258,8 @@ impl Store {
                 workspace_id: new.workspace_id.clone(),
                 created_at: now,
                 data: new.data.clone(),
+                origin: Provenance::Api,
+                ordering_key: new.ordering_key.clone(),
             };
             // Subscriptions are looked up once per tenant and environment in
             // the batch, not once per event (and on SQLite kept between
@@ -271,11 +277,19 @@ impl Store {
                 }
             };
             let mut pending = 0;
+            let mut request = None;
             for (k, sub) in plan.candidates[group].1.iter().enumerate() {
                 if outbox::matches(sub, &event) {
                     let id = DeliveryId::generate();
+                    let ordering_key = outbox::ordering_key_of(sub, &event, &mut request);
                     let event = plan.results.len();
-                    plan.planned.push(Planned { id, event, group, k });
+                    plan.planned.push(Planned {
+                        id,
+                        event,
+                        group,
+                        k,
+                        ordering_key,
+                    });
                     pending += usize::from(sub.enabled);
                 }
             }
@@ -307,6 +321,8 @@ impl Store {
             workspace_id,
             created_at: now,
             data,
+            origin: Provenance::System,
+            ordering_key: None,
         };
         let delivery = DeliveryId::generate();
         let mut tx = self.begin().await?;
@@ -316,6 +332,9 @@ impl Store {
             event: &event,
             subscription_id: &subscription.id,
             enabled: true,
+            // A test event is never ordered: it must not wait behind, or
+            // hold up, the subscription's real deliveries.
+            ordering_key: None,
         };
         outbox::write_deliveries(&mut tx, &[new], None, now).await?;
         tx.commit().await?;
@@ -325,7 +344,10 @@ impl Store {
 
 /// The pending deliveries a batch wrote already claimed under `lease`, as
 /// the dispatcher sends them: one shared copy of each event and
-/// subscription, however many deliveries a fan-out makes.
+/// subscription, however many deliveries a fan-out makes. Ordered ones are
+/// not among them: they were written waiting for their key, which may
+/// still be held by an earlier delivery, and are claimed once they are
+/// their key's head.
 fn claimed_at_publish(
     planned: &[Planned],
     results: &[Result<Published>],
@@ -336,7 +358,10 @@ fn claimed_at_publish(
     let mut events: HashMap<usize, Arc<Event>> = HashMap::new();
     planned
         .iter()
-        .filter(|p| candidates[p.group].1[p.k].enabled && !candidates[p.group].1[p.k].is_relay())
+        .filter(|p| {
+            let sub = &candidates[p.group].1[p.k];
+            sub.enabled && !sub.is_relay() && p.ordering_key.is_none()
+        })
         .map(|p| ClaimedDelivery {
             delivery_id: p.id.clone(),
             attempt_number: 1,
@@ -348,6 +373,7 @@ fn claimed_at_publish(
                 .or_insert_with(|| Arc::new(results[p.event].as_ref().expect("a new event").event.clone()))
                 .clone(),
             subscription: candidates[p.group].1[p.k].clone(),
+            ordering_key: None,
         })
         .collect()
 }

@@ -113,12 +113,16 @@ const STILL_OURS: Dialects = Dialects {
 };
 
 /// Resends the deliveries listed in `$2`: pending, due at `$1`, on a fresh
-/// retry schedule.
+/// retry schedule — an ordered one waiting for its key's turn
+/// ([`crate::ordering`]).
 const RESEND: Dialects = Dialects {
-    sqlite: "UPDATE deliveries SET status = 'pending', next_attempt_at = $1, due_at = $1, \
+    sqlite: "UPDATE deliveries SET status = 'pending', next_attempt_at = CASE WHEN ordering_key IS NULL THEN $1 END, \
+             due_at = CASE WHEN ordering_key IS NULL THEN $1 END, \
              schedule_offset = attempt_count, leased_by = NULL, leased_until = NULL, updated_at = $1 \
              WHERE id IN (SELECT value FROM json_each($2))",
-    postgres: "UPDATE deliveries SET status = 'pending', next_attempt_at = $1, due_at = $1, \
+    postgres:
+        "UPDATE deliveries SET status = 'pending', next_attempt_at = CASE WHEN ordering_key IS NULL THEN $1 END, \
+               due_at = CASE WHEN ordering_key IS NULL THEN $1 END, \
                schedule_offset = attempt_count, leased_by = NULL, leased_until = NULL, updated_at = $1 \
                WHERE id IN (SELECT json_array_elements_text(CAST($2 AS json)))",
 };
@@ -265,6 +269,8 @@ impl Store {
                 .bind(json_strings(ids.iter().map(String::as_str)));
             tx.gather(resend).await?;
             tx.work_due_at(now).await?;
+            let resent: Vec<&str> = ids.iter().map(String::as_str).collect();
+            crate::ordering::release_next(&mut tx, crate::ordering::Keys::Of(&resent), now).await?;
         }
         let done = (ids.len() as u32) < batch;
         let cursor = ids.last().cloned().unwrap_or_else(|| job.cursor.clone());

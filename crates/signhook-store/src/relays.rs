@@ -25,6 +25,7 @@ use chrono::{DateTime, Utc};
 use signhook_core::endpoint::{CustomHeaders, SignatureScheme, WebhookUrl};
 use signhook_core::filter::{EventFilter, ScopeFilter, SubscriptionFilter, WorkspaceFilter};
 use signhook_core::ids::{SubscriptionId, TenantId};
+use signhook_core::ordering::{OnFailure, Ordering};
 use signhook_core::time::to_millis;
 use signhook_verify::WebhookSecret;
 
@@ -32,6 +33,10 @@ use signhook_verify::WebhookSecret;
 /// deliveries go over the socket. A name under `.invalid` (RFC 2606)
 /// resolves nowhere, so even a bug that posted there would reach no one.
 pub const RELAY_URL: &str = "https://signhook-listen.invalid/";
+
+/// Where a relay subscription's deliveries go, as pages show it in place
+/// of its placeholder URL.
+pub const RELAY_DESTINATION: &str = "signhook listen (relay to a developer's machine)";
 
 /// The description a relay subscription is made with.
 pub const RELAY_DESCRIPTION: &str = "signhook listen (local development relay)";
@@ -80,8 +85,13 @@ const TRIM_BACKLOG: &str = "UPDATE deliveries SET status = 'canceled', next_atte
 impl Store {
     /// The id (`key_…`) of the live API key `key`, if it is one.
     pub async fn api_key_id(&self, key: &str) -> Result<Option<String>> {
-        let sql = Sql::new("SELECT id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL").bind(key_hash(key).to_vec());
-        self.reader().fetch_optional(sql).await?.map(|row| row.text("id")).transpose()
+        let sql =
+            Sql::new("SELECT id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL").bind(key_hash(key).to_vec());
+        self.reader()
+            .fetch_optional(sql)
+            .await?
+            .map(|row| row.text("id"))
+            .transpose()
     }
 
     /// The relay subscription of key `key_id`, if it has listened before.
@@ -125,7 +135,7 @@ impl Store {
         let events = serde_json::Value::from(open.events.to_texts()).to_string();
         let (id, created) = match existing {
             Some(row) => {
-                        let id = SubscriptionId::parse(&row.text("id")?).map_err(StoreError::corrupt)?;
+                let id = SubscriptionId::parse(&row.text("id")?).map_err(StoreError::corrupt)?;
                 tx.gather(
                     Sql::new(
                         "UPDATE subscriptions SET subscribed_events = $1, enabled = TRUE, disabled_reason = NULL, \
@@ -159,6 +169,8 @@ impl Store {
                     headers: CustomHeaders::default(),
                     signature_scheme: SignatureScheme::Standard,
                     rate_limit_per_second: None,
+                    ordering: Ordering::None,
+                    ordering_on_failure: OnFailure::Skip,
                     secret: open.new_secret,
                     previous_secret: None,
                     failing_since: None,
@@ -244,9 +256,11 @@ impl Store {
     pub async fn end_relay_hold(&self, id: &SubscriptionId, node: &str) -> Result<()> {
         let mut tx = self.begin().await?;
         tx.gather(
-            Sql::new("UPDATE subscriptions SET relay_node = NULL, relay_until = NULL WHERE id = $1 AND relay_node = $2")
-                .bind(id)
-                .bind(node),
+            Sql::new(
+                "UPDATE subscriptions SET relay_node = NULL, relay_until = NULL WHERE id = $1 AND relay_node = $2",
+            )
+            .bind(id)
+            .bind(node),
         )
         .await?;
         tx.commit().await

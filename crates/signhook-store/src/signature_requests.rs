@@ -667,6 +667,8 @@ impl Store {
                     workspace_id: after.workspace_id.clone(),
                     created_at: now,
                     data: data.to_string(),
+                    origin: signhook_core::event_types::Provenance::Lifecycle,
+                    ordering_key: None,
                 };
                 (event, trail_detail(new, emitted), emitted.sequence)
             })

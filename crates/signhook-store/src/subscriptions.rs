@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use signhook_core::endpoint::{CustomHeaders, SignatureScheme, WebhookUrl};
 use signhook_core::filter::{EventFilter, ScopeFilter, SubscriptionFilter, WorkspaceFilter};
 use signhook_core::ids::{SubscriptionId, TenantId};
+use signhook_core::ordering::{OnFailure, Ordering};
 use signhook_core::policy::DisabledReason;
 use signhook_core::time::{from_millis, to_millis};
 use signhook_verify::WebhookSecret;
@@ -37,6 +38,10 @@ pub struct Subscription {
     pub signature_scheme: SignatureScheme,
     /// The most deliveries per second, when capped.
     pub rate_limit_per_second: Option<u32>,
+    /// How its deliveries are ordered ([`signhook_core::ordering`]).
+    pub ordering: Ordering,
+    /// What a dead letter does to the later deliveries of its key.
+    pub ordering_on_failure: OnFailure,
     /// The current signing secret.
     pub secret: WebhookSecret,
     /// The secret before the last rotation, still signing until it expires.
@@ -70,6 +75,16 @@ impl Subscription {
     /// Whether its deliveries go over a `signhook listen` socket.
     pub fn is_relay(&self) -> bool {
         self.relay.is_some()
+    }
+
+    /// Where its deliveries go, as pages show it: its URL, or for a relay
+    /// the `signhook listen` connection (its stored URL is a placeholder).
+    pub fn destination(&self) -> &str {
+        if self.is_relay() {
+            crate::relays::RELAY_DESTINATION
+        } else {
+            self.url.as_str()
+        }
     }
 
     /// The secrets that sign a request made at `now`: the current one, and the
@@ -106,6 +121,10 @@ pub struct NewSubscription {
     pub signature_scheme: SignatureScheme,
     /// The most deliveries per second, when capped.
     pub rate_limit_per_second: Option<u32>,
+    /// How its deliveries are ordered.
+    pub ordering: Ordering,
+    /// What a dead letter does to the later deliveries of its key.
+    pub ordering_on_failure: OnFailure,
     /// The signing secret.
     pub secret: WebhookSecret,
 }
@@ -133,6 +152,10 @@ pub struct SubscriptionChanges {
     pub signature_scheme: Option<SignatureScheme>,
     /// New rate limit (`Some(None)` removes it).
     pub rate_limit_per_second: Option<Option<u32>>,
+    /// New ordering.
+    pub ordering: Option<Ordering>,
+    /// New behaviour of an ordered key on a dead letter.
+    pub ordering_on_failure: Option<OnFailure>,
 }
 
 impl SubscriptionChanges {
@@ -170,6 +193,12 @@ impl SubscriptionChanges {
         if let Some(limit) = self.rate_limit_per_second {
             sub.rate_limit_per_second = limit;
         }
+        if let Some(ordering) = self.ordering {
+            sub.ordering = ordering;
+        }
+        if let Some(on_failure) = self.ordering_on_failure {
+            sub.ordering_on_failure = on_failure;
+        }
     }
 }
 
@@ -178,7 +207,7 @@ impl SubscriptionChanges {
 pub(crate) const SUBSCRIPTION_COLUMNS: &str = "s.id, s.tenant_id, s.sandbox, s.url, s.description, s.enabled, \
     s.disabled_reason, s.auto_retry, s.subscribed_events, s.scopes, s.workspaces, s.headers, s.signature_scheme, \
     s.secret, s.previous_secret, s.previous_secret_expires_at, s.created_at, s.updated_at, s.rate_limit_per_second, \
-    h.failing_since, h.failure_count, s.kind, s.relay_key_id, s.relay_node, s.relay_until";
+    s.ordering, s.ordering_on_failure, h.failing_since, h.failure_count, s.kind, s.relay_key_id, s.relay_node, s.relay_until";
 
 /// Clears a subscription's failure streak (after a success, or when its
 /// owner enables it again). A streak already clear is left alone: no row is
@@ -277,6 +306,8 @@ pub(crate) fn subscription_from_row(row: &impl DbRow, keys: &Keyring) -> Result<
     };
     let headers: BTreeMap<String, String> = from_json("headers", &opened("headers", &row.text("headers")?)?)?;
     let scheme = row.text("signature_scheme")?;
+    let ordering = row.text("ordering")?;
+    let on_failure = row.text("ordering_on_failure")?;
     Ok(Subscription {
         id: id.clone(),
         tenant_id: TenantId::parse(&row.text("tenant_id")?).map_err(|e| corrupt("tenant_id")(e.to_string()))?,
@@ -292,7 +323,7 @@ pub(crate) fn subscription_from_row(row: &impl DbRow, keys: &Keyring) -> Result<
         auto_retry: row.flag("auto_retry")?,
         filter: SubscriptionFilter {
             sandbox: row.flag("sandbox")?,
-            events: EventFilter::parse(&list("subscribed_events")?)
+            events: EventFilter::from_stored(&list("subscribed_events")?)
                 .map_err(|e| corrupt("subscribed_events")(e.to_string()))?,
             scopes: ScopeFilter::parse(&list("scopes")?).map_err(|e| corrupt("scopes")(e.to_string()))?,
             workspaces: WorkspaceFilter::parse(&list("workspaces")?)
@@ -303,6 +334,9 @@ pub(crate) fn subscription_from_row(row: &impl DbRow, keys: &Keyring) -> Result<
         rate_limit_per_second: row
             .opt_int("rate_limit_per_second")?
             .map(|n| n.clamp(1, i64::from(u32::MAX)) as u32),
+        ordering: Ordering::parse(&ordering).ok_or_else(|| corrupt("ordering")(ordering.clone()))?,
+        ordering_on_failure: OnFailure::parse(&on_failure)
+            .ok_or_else(|| corrupt("ordering_on_failure")(on_failure.clone()))?,
         secret: WebhookSecret::parse(&opened("secret", &row.text("secret")?)?)
             .map_err(|e| corrupt("secret")(e.to_string()))?,
         previous_secret,
@@ -312,7 +346,9 @@ pub(crate) fn subscription_from_row(row: &impl DbRow, keys: &Keyring) -> Result<
         updated_at: from_millis(row.int("updated_at")?),
         relay: match row.text("kind")?.as_str() {
             "relay" => Some(Relay {
-                key_id: row.opt_text("relay_key_id")?.ok_or_else(|| corrupt("relay_key_id")("missing".into()))?,
+                key_id: row
+                    .opt_text("relay_key_id")?
+                    .ok_or_else(|| corrupt("relay_key_id")("missing".into()))?,
                 held_by: match (row.opt_text("relay_node")?, row.opt_int("relay_until")?) {
                     (Some(node), Some(until)) => Some((node, from_millis(until))),
                     _ => None,
@@ -327,15 +363,16 @@ pub(crate) fn subscription_from_row(row: &impl DbRow, keys: &Keyring) -> Result<
 /// [`UPDATE`] number them.
 pub(crate) const INSERT: &str = "INSERT INTO subscriptions (url, description, enabled, disabled_reason, auto_retry, \
     subscribed_events, scopes, workspaces, headers, signature_scheme, secret, previous_secret, \
-    previous_secret_expires_at, updated_at, rate_limit_per_second, id, tenant_id, sandbox, created_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)";
+    previous_secret_expires_at, updated_at, rate_limit_per_second, id, tenant_id, sandbox, created_at, \
+    ordering, ordering_on_failure) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)";
 
 /// The configuration its owner may change, written back (the key columns
 /// only identify the row).
 const UPDATE: &str = "UPDATE subscriptions SET url = $1, description = $2, enabled = $3, disabled_reason = $4, \
     auto_retry = $5, subscribed_events = $6, scopes = $7, workspaces = $8, headers = $9, signature_scheme = $10, \
     secret = $11, previous_secret = $12, previous_secret_expires_at = $13, updated_at = $14, \
-    rate_limit_per_second = $15 WHERE id = $16 AND tenant_id = $17 AND sandbox = $18 AND created_at = $19";
+    rate_limit_per_second = $15, ordering = $20, ordering_on_failure = $21 WHERE id = $16 AND tenant_id = $17 AND sandbox = $18 AND created_at = $19";
 
 /// [`INSERT`] or [`UPDATE`] with every column of `sub` bound.
 pub(crate) fn written(statement: &'static str, sub: &Subscription, columns: StoredColumns) -> Sql {
@@ -359,6 +396,8 @@ pub(crate) fn written(statement: &'static str, sub: &Subscription, columns: Stor
         .bind(&sub.tenant_id)
         .bind(sub.filter.sandbox)
         .bind(to_millis(sub.created_at))
+        .bind(sub.ordering.as_str())
+        .bind(sub.ordering_on_failure.as_str())
 }
 
 impl Store {
@@ -409,6 +448,8 @@ impl Store {
             headers: new.headers,
             signature_scheme: new.signature_scheme,
             rate_limit_per_second: new.rate_limit_per_second,
+            ordering: new.ordering,
+            ordering_on_failure: new.ordering_on_failure,
             secret: new.secret,
             previous_secret: None,
             failing_since: None,
@@ -482,8 +523,12 @@ impl Store {
     ) -> Result<Option<Subscription>> {
         self.modify_subscription(tenant, sandbox, id, async |sub, tx| {
             let was_enabled = sub.enabled;
+            let was = (sub.ordering, sub.ordering_on_failure);
             changes.apply(sub);
             sub.updated_at = now;
+            if was != (sub.ordering, sub.ordering_on_failure) {
+                crate::ordering::ordering_changed(tx, sub, was.0, now).await?;
+            }
             if was_enabled && !sub.enabled {
                 // Paused: what is pending is kept as canceled, for `recover`.
                 cancel_pending(tx, &sub.id, now).await?;

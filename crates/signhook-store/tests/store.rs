@@ -71,6 +71,8 @@ async fn add_subscription(store: &Store, tenant: &CreatedTenant) -> signhook_sto
                 headers: CustomHeaders::default(),
                 signature_scheme: SignatureScheme::Standard,
                 rate_limit_per_second: None,
+                ordering: Default::default(),
+                ordering_on_failure: Default::default(),
                 secret: WebhookSecret::from_bytes(&[1; 32]),
             },
             t0(),
@@ -95,6 +97,7 @@ async fn publish_counting(store: &Store, tenant: &CreatedTenant, at: DateTime<Ut
                 workspace_id: tenant.default_workspace_id.clone(),
                 data: "{}".into(),
                 idempotency: None,
+                ordering_key: None,
             },
             at,
         )
@@ -125,6 +128,7 @@ fn succeeded(claim: &signhook_store::claims::ClaimedDelivery, at: DateTime<Utc>,
         decided_at: at,
         subscription_id: claim.subscription.id.clone(),
         event_type: claim.event.event_type.clone(),
+        ordered: claim.ordering_key.is_some(),
     }
 }
 
@@ -148,7 +152,7 @@ async fn a_lease_holds_until_it_ends_then_the_delivery_is_claimable_again(backen
         .await
         .unwrap()
         .is_empty());
-    assert_eq!(store.next_due_at(&[]).await.unwrap(), Some(t0() + lease));
+    assert_eq!(store.next_due_at("node-a", &[]).await.unwrap(), Some(t0() + lease));
     // node_a dies; when its lease ends, node_b takes over.
     let after = t0() + lease;
     let second = store
@@ -185,7 +189,7 @@ async fn a_lease_holds_until_it_ends_then_the_delivery_is_claimable_again(backen
         attempts.iter().map(|a| a.node_id.as_str()).collect::<Vec<_>>(),
         ["node_a", "node_b"]
     );
-    assert_eq!(store.next_due_at(&[]).await.unwrap(), None);
+    assert_eq!(store.next_due_at("node-a", &[]).await.unwrap(), None);
 }
 
 async fn a_released_claim_is_due_at_once(backend: Backend) {
@@ -274,6 +278,7 @@ async fn a_publish_that_fails_leaves_nothing_behind(backend: Backend) {
                 workspace_id: signhook_core::ids::WorkspaceId::generate(),
                 data: "{}".into(),
                 idempotency: None,
+                ordering_key: None,
             },
             t0(),
         )
@@ -285,7 +290,7 @@ async fn a_publish_that_fails_leaves_nothing_behind(backend: Backend) {
         .unwrap()
         .items
         .is_empty());
-    assert_eq!(store.next_due_at(&[]).await.unwrap(), None);
+    assert_eq!(store.next_due_at("node-a", &[]).await.unwrap(), None);
 }
 
 async fn keys_authenticate_only_as_themselves(backend: Backend) {
@@ -775,6 +780,7 @@ mod group_commit {
                 key: key.into(),
                 request_hash: [hash; 32],
             }),
+            ordering_key: None,
         }
     }
 
@@ -865,9 +871,9 @@ async fn every_write_that_makes_work_due_announces_when_and_claims_keep_the_due_
     let retry_at = t0() + Duration::seconds(5);
     store.record_attempts("n", &[retrying(&claim, t0(), retry_at)], t0()).await.unwrap();
     assert_eq!(signal.take(), Some(retry_at));
-    assert_eq!(store.next_due_at(&[]).await.unwrap(), Some(retry_at));
+    assert_eq!(store.next_due_at("node-a", &[]).await.unwrap(), Some(retry_at));
     assert_eq!(
-        store.next_due_at(std::slice::from_ref(&claim.subscription.id)).await.unwrap(),
+        store.next_due_at("node-a", std::slice::from_ref(&claim.subscription.id)).await.unwrap(),
         None,
         "a lane left out of claims is left out of what falls due next"
     );

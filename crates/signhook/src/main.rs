@@ -2,6 +2,8 @@
 //! environment variable), wires the library crates together and reports
 //! errors with their causes; the logic lives in the libraries.
 
+mod inbox;
+
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use signhook_core::duration::{parse_duration, parse_duration_list};
@@ -37,6 +39,9 @@ enum Command {
     /// Relay a tenant's events to an app on this machine (local
     /// development, no public URL needed).
     Listen(ListenArgs),
+    /// A gateway in front of an app: verify webhooks, ack them once on
+    /// disk, forward them with retries; `list`, `show`, `replay`.
+    Inbox(Box<inbox::InboxArgs>),
     /// Print the OpenAPI document of the API.
     Openapi,
     /// Run one PDF job from stdin to stdout, under the limits the server
@@ -463,10 +468,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = data.open_store().await?;
             let now = SystemClock.now();
             let valid_until = now + signhook_server::pages::team::INVITATION_VALIDITY;
-            // Beside a running server on SQLite, the two processes can each
-            // wait out the busy timeout on the other (seen in tests, at the
-            // server's start); the transaction changed nothing then, and
-            // trying it again succeeds.
+            // Beside a running server on SQLite this write waits for the
+            // server's writer, up to the busy timeout. Should the server hold
+            // it longer (a long maintenance transaction), the transaction
+            // changed nothing, and trying it again is safe.
             let mut created = store.create_user(&tenant, email.as_str(), role, now, valid_until).await;
             for _ in 0..2 {
                 if !created.as_ref().is_err_and(|e| e.is_busy()) {
@@ -516,6 +521,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{{\"key_id\":{}}}", serde_json::Value::from(rotated.current_id()));
             Ok(())
         }
+        Command::Inbox(args) => inbox::run(*args).await,
         Command::Openapi => {
             print!("{}", signhook_server::openapi::document());
             Ok(())

@@ -36,11 +36,21 @@ fn step(request: &SignatureRequest, action: Action) -> Transition {
         .unwrap_or_else(|e| panic!("{action:?} refused in {}: {e}", request.status));
     for (i, e) in t.events.iter().enumerate() {
         assert_eq!(e.sequence, request.sequence + 1 + i as i64);
-        assert!(
-            catalog::lookup(e.event_type).is_some(),
-            "{} not in catalog",
-            e.event_type
-        );
+        let info = catalog::lookup(e.event_type).unwrap_or_else(|| panic!("{} not in catalog", e.event_type));
+        // What the lifecycle really writes satisfies the schema the catalog
+        // publishes for its type (with `links` as the server adds them on
+        // `done`).
+        let links = json!({
+            "signed_pdf": {"url": "https://signhook.example.com/f/signed.pdf", "expires_at": "2026-11-22T10:30:00.000Z"},
+            "audit_certificate": {"url": "https://signhook.example.com/f/audit.pdf", "expires_at": "2026-11-22T10:30:00.000Z"}
+        });
+        let data = t.request.event_data(e, &json!({"crm_deal_id": "D-1"}), Some(&links));
+        if let Err(v) = info.schema().check(&data) {
+            panic!(
+                "{} as the lifecycle writes it breaks its schema: {v}\n{data:#}",
+                e.event_type
+            );
+        }
     }
     assert_eq!(t.request.sequence, request.sequence + t.events.len() as i64);
     t

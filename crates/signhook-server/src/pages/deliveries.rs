@@ -139,7 +139,7 @@ async fn render(
         event_id: delivery.event_id.to_string(),
         event_type: delivery.event_type,
         webhook_id: delivery.subscription_id.to_string(),
-        webhook_url: sub.map(|s| s.url.as_str().to_owned()),
+        webhook_url: sub.map(|s| s.destination().to_owned()),
         status: delivery.status.as_str(),
         created: readable(delivery.created_at),
         next_attempt: delivery

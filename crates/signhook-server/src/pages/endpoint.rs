@@ -28,7 +28,8 @@ use axum::Form;
 use serde::Deserialize;
 use signhook_core::catalog::{EventOrigin, EventTypeInfo, CATALOG};
 use signhook_core::endpoint::SignatureScheme;
-use signhook_core::ids::SubscriptionId;
+use signhook_core::ids::{DeliveryId, SubscriptionId};
+use signhook_core::ordering::Ordering;
 use signhook_core::time::readable;
 use signhook_store::subscriptions::Subscription;
 
@@ -36,6 +37,8 @@ use signhook_store::subscriptions::Subscription;
 const LOG_PAGE: u32 = 25;
 /// How many recovery jobs the page shows.
 const RECENT_RECOVERIES: u32 = 5;
+/// Blocked keys the page lists; the API lists more.
+const BLOCKED_KEYS_SHOWN: u32 = 20;
 
 /// The types a test event may take: every type a tenant's events can have
 /// (not the operational ones only Signhook raises about itself).
@@ -173,6 +176,8 @@ fn notice(done: Option<&str>) -> Option<&'static str> {
         "disabled" => "Endpoint disabled: nothing is sent to it until it is enabled again.",
         "recovering" => "Recovery started: its progress is below.",
         "saved" => "Changes saved.",
+        "key_resent" => "Sent again: its key moves on once it succeeds.",
+        "key_skipped" => "Skipped: the next delivery of its key leaves now.",
         _ => return None,
     })
 }
@@ -201,6 +206,9 @@ struct EndpointPage {
     test_example: String,
     recover_error: Option<String>,
     recoveries: Vec<RecoveryRow>,
+    ordering: String,
+    blocked: Vec<BlockedRow>,
+    more_blocked: bool,
     filters: Filters,
     filter_error: Option<String>,
     log_types: Vec<Choice>,
@@ -229,6 +237,17 @@ struct RecoveryRow {
     status: &'static str,
     resent: u64,
     total: u64,
+}
+
+/// A key waiting behind a failed delivery (ordered delivery).
+struct BlockedRow {
+    key: String,
+    delivery_id: String,
+    status: &'static str,
+    failed: bool,
+    attempts: u32,
+    waiting: u64,
+    since: String,
 }
 
 struct DeliveryRow {
@@ -302,6 +321,21 @@ async fn render(
             total: r.total,
         })
         .collect();
+    let blocked = state.store.blocked_keys(&sub.id, BLOCKED_KEYS_SHOWN).await?;
+    let more_blocked = blocked.has_more;
+    let blocked = blocked
+        .items
+        .into_iter()
+        .map(|b| BlockedRow {
+            key: b.key,
+            delivery_id: b.blocking_delivery_id.to_string(),
+            status: b.blocking_status.as_str(),
+            failed: b.blocking_status == signhook_core::delivery::DeliveryStatus::Failed,
+            attempts: b.blocking_attempts,
+            waiting: b.waiting,
+            since: readable(b.since),
+        })
+        .collect();
     let test = query
         .test_type
         .as_deref()
@@ -320,7 +354,7 @@ async fn render(
         nav: Nav::new(signed_in, "webhooks", "Endpoint"),
         id: sub.id.to_string(),
         admin: signed_in.is_admin(),
-        url: sub.url.as_str().to_owned(),
+        url: sub.destination().to_owned(),
         description: sub.description.clone(),
         enabled: sub.enabled,
         state: state_text,
@@ -341,6 +375,12 @@ async fn render(
         test_example: serde_json::to_string_pretty(&test.example_data()).unwrap_or_default(),
         recover_error: extras.recover_error,
         recoveries,
+        ordering: match (sub.ordering, sub.ordering_on_failure) {
+            (Ordering::None, _) => "none".to_owned(),
+            (ordering, on_failure) => format!("{} (on a dead letter: {})", ordering.as_str(), on_failure.as_str()),
+        },
+        blocked,
+        more_blocked,
         filters: Filters {
             event_id: text(&query.event_id),
             since: text(&query.since),
@@ -542,6 +582,44 @@ pub async fn recover(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// The blocked-key buttons: the delivery holding the key.
+#[derive(Debug, Deserialize)]
+pub struct BlockedForm {
+    csrf: String,
+    delivery: String,
+}
+
+/// `POST /webhooks/{id}/blocked/resend`: resends the delivery holding a
+/// key, as `POST /v1/deliveries/{id}/resend`; back to the endpoint.
+pub async fn resend_blocked(
+    State(state): State<AppState>,
+    signed_in: SignedIn,
+    Path(id): Path<String>,
+    Form(form): Form<BlockedForm>,
+) -> Result<Response, PageRefusal> {
+    let csrf = CsrfForm { csrf: form.csrf };
+    let sub = admin_action(&state, &signed_in, &id, &csrf).await?;
+    let auth = Auth(signed_in.principal());
+    let _resent = crate::routes::deliveries::resend(State(state.clone()), auth, Path(form.delivery)).await?;
+    Ok(see_other(&format!("/webhooks/{}?done=key_resent#blocked", sub.id)))
+}
+
+/// `POST /webhooks/{id}/blocked/skip`: skips the dead letter holding a
+/// key, as `POST /v1/deliveries/{id}/skip`; back to the endpoint.
+pub async fn skip_blocked(
+    State(state): State<AppState>,
+    signed_in: SignedIn,
+    Path(id): Path<String>,
+    Form(form): Form<BlockedForm>,
+) -> Result<Response, PageRefusal> {
+    let csrf = CsrfForm { csrf: form.csrf };
+    let sub = admin_action(&state, &signed_in, &id, &csrf).await?;
+    let delivery = DeliveryId::parse(&form.delivery)
+        .map_err(|_| PageRefusal::Error(ApiError::not_found("delivery", &form.delivery)))?;
+    crate::routes::ordering::skip_delivery(&state, &Auth(signed_in.principal()), &delivery).await?;
+    Ok(see_other(&format!("/webhooks/{}?done=key_skipped#blocked", sub.id)))
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use crate::extract::Auth;
 use crate::pages::frame::{Choice, Nav};
 use crate::pages::session::{CsrfForm, PageRefusal, SignedIn};
 use crate::pages::{dashboard_page, see_other};
-use crate::routes::event_types::example;
+use crate::routes::event_types::{example, tenant_view};
 use crate::routes::events::{listed_type, resend_to};
 use crate::state::AppState;
 use askama::Template;
@@ -43,6 +43,19 @@ fn given(value: &Option<String>) -> Option<&str> {
 struct EventTypesPage {
     nav: Nav,
     namespaces: Vec<NamespaceView>,
+    /// The tenant's own types (`POST /v1/event_types`), by name.
+    own: Vec<OwnTypeView>,
+}
+
+/// One of the tenant's own types: what it means, where it stands, its
+/// schema and an example of a delivery's body.
+struct OwnTypeView {
+    name: String,
+    description: String,
+    /// `deprecated`, `archived`, or empty.
+    standing: &'static str,
+    schema: String,
+    example: String,
 }
 
 struct NamespaceView {
@@ -66,8 +79,8 @@ fn origin_words(origin: EventOrigin) -> &'static str {
     }
 }
 
-/// `GET /event_types`: the catalog.
-pub async fn catalog(signed_in: SignedIn) -> Result<Response, PageRefusal> {
+/// `GET /event_types`: the catalog, then the tenant's own types.
+pub async fn catalog(State(state): State<AppState>, signed_in: SignedIn) -> Result<Response, PageRefusal> {
     let namespaces = NAMESPACES
         .iter()
         .map(|&namespace| NamespaceView {
@@ -84,9 +97,32 @@ pub async fn catalog(signed_in: SignedIn) -> Result<Response, PageRefusal> {
                 .collect(),
         })
         .collect();
+    let own = state
+        .store
+        .list_event_types(&signed_in.tenant_id)
+        .await?
+        .iter()
+        .map(|t| {
+            let view = tenant_view(t)?;
+            Ok(OwnTypeView {
+                name: view.name,
+                description: view.description,
+                standing: if view.archived {
+                    "archived"
+                } else if view.deprecated {
+                    "deprecated"
+                } else {
+                    ""
+                },
+                schema: serde_json::to_string_pretty(&view.schema).unwrap_or_default(),
+                example: serde_json::to_string_pretty(&view.example).unwrap_or_default(),
+            })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
     let page_view = EventTypesPage {
         nav: Nav::new(&signed_in, "event_types", "Event types"),
         namespaces,
+        own,
     };
     Ok(dashboard_page(StatusCode::OK, &page_view))
 }
@@ -150,7 +186,11 @@ pub async fn feed(
             None => search_error = Some(ApiError::not_found("event", id).to_string()),
         }
     }
-    let (filter_error, event_type) = match given(&query.event_type).map(listed_type).transpose() {
+    let listed = match given(&query.event_type) {
+        Some(text) => listed_type(&state, tenant, text).await.map(Some),
+        None => Ok(None),
+    };
+    let (filter_error, event_type) = match listed {
         Ok(t) => (None, t),
         Err(ApiError::Validation { message, .. }) => (Some(message), None),
         Err(e) => return Err(e.into()),
@@ -162,11 +202,15 @@ pub async fn feed(
         let before = given(&query.before).and_then(|b| EventId::parse(b).ok());
         let page = state
             .store
-            .recent_events(tenant, sandbox, before.as_ref(), event_type, FEED_PAGE)
+            .recent_events(tenant, sandbox, before.as_ref(), event_type.as_deref(), FEED_PAGE)
             .await?;
         let older = page
             .has_more
-            .then(|| page.items.last().map(|e| feed_href(event_type, e.id.as_str())))
+            .then(|| {
+                page.items
+                    .last()
+                    .map(|e| feed_href(event_type.as_deref(), e.id.as_str()))
+            })
             .flatten();
         let rows = page
             .items
@@ -188,7 +232,7 @@ pub async fn feed(
     };
     let page_view = FeedPage {
         nav: Nav::new(&signed_in, "events", "Events"),
-        types: Choice::list(CATALOG.iter().map(|t| t.name), event_type.unwrap_or("")),
+        types: Choice::list(CATALOG.iter().map(|t| t.name), event_type.as_deref().unwrap_or("")),
         filtered: event_type.is_some(),
         search: given(&query.id).unwrap_or("").to_owned(),
         search_error,

@@ -45,7 +45,7 @@ fn row(subscription: &Subscription, health: Health) -> Row {
     let (state, tone) = state_of(subscription);
     Row {
         id: subscription.id.to_string(),
-        url: subscription.url.as_str().to_owned(),
+        url: subscription.destination().to_owned(),
         description: subscription.description.clone(),
         events: subscription.filter.events.to_texts().join(", "),
         state,
@@ -102,6 +102,8 @@ struct EndpointForm {
     signature_scheme: String,
     rate_limit: String,
     headers: String,
+    ordering: String,
+    ordering_on_failure: String,
 }
 
 impl EndpointForm {
@@ -129,6 +131,8 @@ impl EndpointForm {
             signature_scheme: fields.one("signature_scheme"),
             rate_limit: fields.one("rate_limit_per_second").trim().to_owned(),
             headers: fields.one("headers"),
+            ordering: fields.one("ordering"),
+            ordering_on_failure: fields.one("ordering_on_failure"),
         }
     }
 
@@ -149,6 +153,8 @@ impl EndpointForm {
                 .map(|(name, value)| format!("{name}: {value}"))
                 .collect::<Vec<_>>()
                 .join("\n"),
+            ordering: sub.ordering.as_str().to_owned(),
+            ordering_on_failure: sub.ordering_on_failure.as_str().to_owned(),
         }
     }
 
@@ -215,6 +221,7 @@ struct FieldErrors {
     signature_scheme: Option<String>,
     rate_limit: Option<String>,
     headers: Option<String>,
+    ordering: Option<String>,
     other: Option<String>,
 }
 
@@ -231,6 +238,7 @@ impl FieldErrors {
             "signature_scheme" => &mut errors.signature_scheme,
             "rate_limit_per_second" => &mut errors.rate_limit,
             "headers" => &mut errors.headers,
+            "ordering" | "ordering_on_failure" => &mut errors.ordering,
             _ => &mut errors.other,
         };
         *slot = Some(message);
@@ -238,23 +246,48 @@ impl FieldErrors {
     }
 }
 
-/// The catalog grouped by namespace, for the event checkboxes.
+/// The catalog grouped by namespace, for the event checkboxes: the
+/// built-in namespaces, then the tenant's own (its types not archived).
 struct Namespace {
-    namespace: &'static str,
+    namespace: String,
     wildcard: String,
-    types: Vec<&'static signhook_core::catalog::EventTypeInfo>,
+    types: Vec<TypeChoice>,
 }
 
-fn catalog_groups() -> Vec<Namespace> {
-    signhook_core::catalog::NAMESPACES
-        .iter()
-        .map(|&namespace| Namespace {
-            namespace,
+/// One type's checkbox.
+struct TypeChoice {
+    name: String,
+    description: String,
+}
+
+fn catalog_groups(own: &[signhook_store::event_types::TenantEventType]) -> Vec<Namespace> {
+    let builtin = signhook_core::catalog::NAMESPACES.iter().map(|&namespace| {
+        let types = signhook_core::catalog::CATALOG
+            .iter()
+            .filter(|info| signhook_core::event_types::namespace_of(info.name) == namespace)
+            .map(|info| TypeChoice {
+                name: info.name.to_owned(),
+                description: info.description.to_owned(),
+            })
+            .collect();
+        (namespace.to_owned(), types)
+    });
+    let mut tenant: std::collections::BTreeMap<String, Vec<TypeChoice>> = std::collections::BTreeMap::new();
+    for t in own.iter().filter(|t| !t.archived) {
+        tenant
+            .entry(t.name.namespace().to_owned())
+            .or_default()
+            .push(TypeChoice {
+                name: t.name.to_string(),
+                description: t.description.clone(),
+            });
+    }
+    builtin
+        .chain(tenant)
+        .map(|(namespace, types)| Namespace {
             wildcard: format!("{namespace}.*"),
-            types: signhook_core::catalog::CATALOG
-                .iter()
-                .filter(|info| info.name.split_once('.').is_some_and(|(ns, _)| ns == namespace))
-                .collect(),
+            namespace,
+            types,
         })
         .collect()
 }
@@ -298,6 +331,7 @@ async fn form_page(
         .into_iter()
         .map(|w| (w.id.to_string(), w.name))
         .collect();
+    let own_types = state.store.list_event_types(&signed_in.tenant_id).await?;
     let (title, action, back, button) = match (mode, id) {
         (Mode::Edit, Some(id)) => (
             "Edit the endpoint",
@@ -317,7 +351,7 @@ async fn form_page(
         action,
         back,
         button,
-        catalog: catalog_groups(),
+        catalog: catalog_groups(&own_types),
         scopes: signhook_core::filter::Scope::ALL.iter().map(|s| s.as_str()).collect(),
         workspaces,
         form,
@@ -385,6 +419,8 @@ async fn add(state: &AppState, signed_in: &SignedIn, form: &EndpointForm) -> Res
         headers: Some(settings.headers),
         signature_scheme: Some(form.signature_scheme.clone()).filter(|s| !s.is_empty()),
         rate_limit_per_second: settings.rate_limit,
+        ordering: Some(form.ordering.clone()).filter(|s| !s.is_empty()),
+        ordering_on_failure: Some(form.ordering_on_failure.clone()).filter(|s| !s.is_empty()),
     };
     create_subscription(state, &Auth(signed_in.principal()), body).await
 }
@@ -453,6 +489,8 @@ async fn change(
         headers: Some(settings.headers),
         signature_scheme: Some(form.signature_scheme.clone()).filter(|s| !s.is_empty()),
         rate_limit_per_second: Some(settings.rate_limit),
+        ordering: Some(form.ordering.clone()).filter(|s| !s.is_empty()),
+        ordering_on_failure: Some(form.ordering_on_failure.clone()).filter(|s| !s.is_empty()),
         ..UpdateWebhook::default()
     };
     update_subscription(state, &Auth(signed_in.principal()), id, change).await

@@ -13,8 +13,10 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use signhook_core::catalog::{self, EventOrigin};
+use signhook_core::event_types::EventSchema;
 use signhook_core::filter::Scope;
 use signhook_core::ids::{EventId, WorkspaceId};
+use signhook_core::ordering::OrderingKey;
 use signhook_core::time::rfc3339;
 use signhook_store::events::{Event, Idempotency, NewEvent};
 use utoipa::{IntoParams, ToSchema};
@@ -23,7 +25,8 @@ use utoipa::{IntoParams, ToSchema};
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PublishEvent {
-    /// A lifecycle type of the catalog (see `GET /v1/event_types`).
+    /// A lifecycle type of the catalog or one of your own types (see
+    /// `GET /v1/event_types`); `data` must satisfy its schema.
     #[serde(rename = "type")]
     pub event_type: String,
     /// The event's data: a JSON object.
@@ -31,6 +34,10 @@ pub struct PublishEvent {
     pub data: serde_json::Value,
     /// The workspace (`ws_…`); the tenant's default workspace when absent.
     pub workspace_id: Option<String>,
+    /// For subscriptions with `"ordering": "key"`: the events of one key
+    /// reach each such subscription one at a time, in publish order. 1 to
+    /// 200 characters, no control characters; echoed in the envelope.
+    pub ordering_key: Option<String>,
 }
 
 /// An event.
@@ -49,6 +56,13 @@ pub struct EventView {
     pub scope: String,
     /// Its workspace.
     pub workspace_id: String,
+    /// Where it came from: `lifecycle` (one of Signhook's signature
+    /// requests), `api` (published with `POST /v1/events`) or `system`
+    /// (`webhook.test` and the operational events).
+    pub origin: &'static str,
+    /// The key it was published with for ordered delivery, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ordering_key: Option<String>,
     /// Its data.
     #[schema(value_type = Object)]
     pub data: Box<serde_json::value::RawValue>,
@@ -67,6 +81,8 @@ impl TryFrom<Event> for EventView {
             sandbox: e.sandbox,
             scope: e.scope.as_str().to_owned(),
             workspace_id: e.workspace_id.to_string(),
+            origin: e.origin.as_str(),
+            ordering_key: e.ordering_key,
             data,
         })
     }
@@ -99,25 +115,94 @@ pub struct EventParams {
     pub limit: Option<u32>,
 }
 
-fn parse_type(text: &str) -> Result<&'static str, ApiError> {
-    match catalog::lookup(text) {
-        Some(info) if info.origin == EventOrigin::Lifecycle => Ok(info.name),
-        Some(_) => Err(ApiError::validation(
-            "type",
-            format!(
-                "`{text}` is emitted by Signhook itself and cannot be published; publishable types are: {}",
-                catalog::publishable_names().join(", ")
-            ),
-        )),
-        None => Err(ApiError::validation(
-            "type",
-            format!(
-                "`{}` is not a known event type; publishable types are: {}",
-                text.chars().take(100).collect::<String>(),
-                catalog::publishable_names().join(", ")
-            ),
-        )),
+/// Checks a publish of `text` with `data` for the tenant: a lifecycle type
+/// of the catalog (unless the tenant's setting refuses them) or one of its
+/// own types that is not archived, and `data` satisfying the type's schema.
+/// Returns the type's name.
+async fn check_publish(
+    state: &AppState,
+    auth: &Auth,
+    text: &str,
+    data: &serde_json::Value,
+) -> Result<String, ApiError> {
+    let rules = state.store.publish_rules(auth.tenant(), text).await?;
+    let schema: std::sync::Arc<EventSchema>;
+    let (name, schema): (String, &EventSchema) = match (catalog::lookup(text), &rules.tenant_type) {
+        (Some(info), _) if info.origin != EventOrigin::Lifecycle => {
+            return Err(ApiError::validation(
+                "type",
+                format!(
+                    "`{text}` is emitted by Signhook itself and cannot be published; publishable types are: {}",
+                    publishable(state, auth).await?
+                ),
+            ))
+        }
+        (Some(_), _) if !rules.allow_lifecycle_publishes => {
+            return Err(ApiError::validation(
+                "type",
+                format!(
+                    "`{text}` is a built-in lifecycle type, and your tenant runs its documents through Signhook \
+                     (`allow_lifecycle_publishes` is false, see PATCH /v1/tenant): only Signhook's own signature \
+                     requests emit it. Publish one of your own types instead"
+                ),
+            ))
+        }
+        (Some(info), _) => (info.name.to_owned(), info.schema()),
+        (None, Some(t)) if t.archived => {
+            return Err(ApiError::validation(
+                "type",
+                format!("`{text}` is archived and takes no new events; un-archive it with PATCH /v1/event_types/{text}"),
+            ))
+        }
+        (None, Some(t)) => {
+            schema = state
+                .caches
+                .tenant_schema(auth.tenant(), t)
+                .map_err(|e| ApiError::Internal(e.into()))?;
+            (t.name.to_string(), &schema)
+        }
+        (None, None) => {
+            return Err(ApiError::validation(
+                "type",
+                format!(
+                    "`{}` is not a known event type; publishable types are: {} (register your own with POST /v1/event_types)",
+                    text.chars().take(100).collect::<String>(),
+                    publishable(state, auth).await?
+                ),
+            ))
+        }
+    };
+    if !data.is_object() {
+        return Err(ApiError::validation("data", "data must be a JSON object"));
     }
+    schema.check(data).map_err(|v| {
+        ApiError::validation(
+            v.path.clone(),
+            format!("{v} (the schema of `{name}`, see GET /v1/event_types/{name})"),
+        )
+    })?;
+    Ok(name)
+}
+
+/// The types the tenant may publish, for an error message: the catalog's
+/// lifecycle types (unless its setting refuses them) and its own types
+/// that are not archived.
+async fn publishable(state: &AppState, auth: &Auth) -> Result<String, ApiError> {
+    let mut names: Vec<String> = if state.store.allow_lifecycle_publishes(auth.tenant()).await? {
+        catalog::publishable_names().into_iter().map(str::to_owned).collect()
+    } else {
+        Vec::new()
+    };
+    for t in state.store.list_event_types(auth.tenant()).await? {
+        if !t.archived {
+            names.push(t.name.to_string());
+        }
+    }
+    Ok(if names.is_empty() {
+        "none yet".to_owned()
+    } else {
+        names.join(", ")
+    })
 }
 
 /// Publishes an event: when this answers 2xx, the event is stored and a
@@ -144,10 +229,13 @@ pub async fn publish(
     ApiJson(body, raw): ApiJson<PublishEvent>,
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
-    let event_type = parse_type(&body.event_type)?;
-    if !body.data.is_object() {
-        return Err(ApiError::validation("data", "data must be a JSON object"));
-    }
+    let event_type = check_publish(&state, &auth, &body.event_type, &body.data).await?;
+    let ordering_key = body
+        .ordering_key
+        .as_deref()
+        .map(OrderingKey::parse)
+        .transpose()
+        .map_err(|e| ApiError::validation("ordering_key", format!("ordering_key {e}")))?;
     let workspace_id = match body.workspace_id.as_deref() {
         None => state.caches.default_workspace(&state.store, auth.tenant()).await?,
         Some(text) => {
@@ -169,7 +257,7 @@ pub async fn publish(
     let new = NewEvent {
         tenant_id: auth.tenant().clone(),
         sandbox: auth.sandbox(),
-        event_type: event_type.to_owned(),
+        event_type,
         scope: Scope::PublicApi,
         workspace_id,
         data: body.data.to_string(),
@@ -177,6 +265,7 @@ pub async fn publish(
             key,
             request_hash: Sha256::digest(&raw).into(),
         }),
+        ordering_key: ordering_key.map(OrderingKey::into_string),
     };
     // Its deliveries go straight to this node's dispatcher.
     let published = state.publisher.publish(new).await?;
@@ -219,10 +308,19 @@ pub async fn list(
         .as_deref()
         .map(|a| EventId::parse(a).map_err(|e| ApiError::validation("after", e.to_string())))
         .transpose()?;
-    let event_type = params.event_type.as_deref().map(listed_type).transpose()?;
+    let event_type = match params.event_type.as_deref() {
+        Some(text) => Some(listed_type(&state, auth.tenant(), text).await?),
+        None => None,
+    };
     let page = state
         .store
-        .list_events(auth.tenant(), auth.sandbox(), after.as_ref(), event_type, limit)
+        .list_events(
+            auth.tenant(),
+            auth.sandbox(),
+            after.as_ref(),
+            event_type.as_deref(),
+            limit,
+        )
         .await?;
     let next_cursor = page.items.last().map(|e| e.id.to_string());
     let has_more = page.has_more;
@@ -242,16 +340,28 @@ pub async fn list(
 
 /// The type a feed is filtered by: any type of the catalog (the API's
 /// `?type=` and the dashboard's feed alike).
-pub(crate) fn listed_type(text: &str) -> Result<&'static str, ApiError> {
-    catalog::lookup(text).map(|info| info.name).ok_or_else(|| {
-        ApiError::validation(
-            "type",
-            format!(
-                "`{text}` is not a known event type; known types are: {}",
-                catalog::all_names().join(", ")
-            ),
-        )
-    })
+pub(crate) async fn listed_type(
+    state: &AppState,
+    tenant: &signhook_core::ids::TenantId,
+    text: &str,
+) -> Result<String, ApiError> {
+    if let Some(info) = catalog::lookup(text) {
+        return Ok(info.name.to_owned());
+    }
+    let own = state.store.event_type_names(tenant).await?;
+    if own.iter().any(|name| name == text) {
+        return Ok(text.to_owned());
+    }
+    let mut known: Vec<&str> = catalog::all_names();
+    known.extend(own.iter().map(String::as_str));
+    Err(ApiError::validation(
+        "type",
+        format!(
+            "`{}` is not a known event type; known types are: {}",
+            text.chars().take(100).collect::<String>(),
+            known.join(", ")
+        ),
+    ))
 }
 
 /// One event.

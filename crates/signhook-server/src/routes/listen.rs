@@ -152,7 +152,9 @@ pub async fn listen(
             .store
             .relay_of_key(auth.tenant(), auth.sandbox(), &key_id)
             .await?
-            .ok_or_else(|| ApiError::NotFound("this API key has no relay subscription yet; run signhook listen".into()))?;
+            .ok_or_else(|| {
+                ApiError::NotFound("this API key has no relay subscription yet; run signhook listen".into())
+            })?;
         return Ok(Json(relay_view(&sub, state.clock.now())).into_response());
     }
     let ws = WebSocketUpgrade::from_request_parts(&mut parts, &state)

@@ -6,10 +6,12 @@ pub mod event_types;
 pub mod events;
 pub mod health;
 pub mod listen;
+pub mod ordering;
 pub mod portal;
 pub mod recoveries;
 pub mod signature_requests;
 pub mod signing;
+pub mod tenant;
 pub mod webhooks;
 pub mod workspaces;
 
@@ -29,7 +31,9 @@ pub fn router(state: AppState) -> Router {
 /// Every route.
 fn routes(state: AppState) -> Router {
     let v1 = Router::new()
-        .route("/event_types", get(event_types::list))
+        .route("/event_types", get(event_types::list).post(event_types::create))
+        .route("/event_types/{name}", get(event_types::get).patch(event_types::update))
+        .route("/tenant", get(tenant::get).patch(tenant::update))
         .route("/workspaces", post(workspaces::create).get(workspaces::list))
         .route("/portal_sessions", post(portal::create_session))
         .route("/portal_theme", get(portal::get_theme).put(portal::put_theme))
@@ -49,6 +53,8 @@ fn routes(state: AppState) -> Router {
         .route("/recoveries/{id}", get(recoveries::get))
         .route("/deliveries/{id}", get(deliveries::get))
         .route("/deliveries/{id}/resend", post(deliveries::resend))
+        .route("/deliveries/{id}/skip", post(ordering::skip))
+        .route("/webhooks/{id}/blocked_keys", get(ordering::blocked_keys))
         .route("/events", post(events::publish).get(events::list))
         .route("/events/{id}", get(events::get))
         .route("/events/{id}/resend", post(events::resend))
@@ -125,6 +131,14 @@ fn routes(state: AppState) -> Router {
         .route("/webhooks/{id}/disable", post(crate::pages::endpoint::disable))
         .route("/webhooks/{id}/delete", post(crate::pages::endpoint::delete))
         .route("/webhooks/{id}/recover", post(crate::pages::endpoint::recover))
+        .route(
+            "/webhooks/{id}/blocked/resend",
+            post(crate::pages::endpoint::resend_blocked),
+        )
+        .route(
+            "/webhooks/{id}/blocked/skip",
+            post(crate::pages::endpoint::skip_blocked),
+        )
         .route(
             "/api_keys",
             get(crate::pages::api_keys::list).post(crate::pages::api_keys::create),

@@ -13,8 +13,9 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use signhook_core::auth::generate_webhook_key;
 use signhook_core::endpoint::{CustomHeaders, SignatureScheme, WebhookUrl};
-use signhook_core::filter::{EventFilter, FilterError, ScopeFilter, SubscriptionFilter, WorkspaceFilter};
+use signhook_core::filter::{EventFilter, FilterError, ScopeFilter, SubscriptionFilter, TenantTypes, WorkspaceFilter};
 use signhook_core::ids::{DeliveryId, SubscriptionId};
+use signhook_core::ordering::{OnFailure, Ordering};
 use signhook_core::time::rfc3339;
 use signhook_store::subscriptions::{NewSubscription, Subscription, SubscriptionChanges};
 use signhook_verify::WebhookSecret;
@@ -58,6 +59,14 @@ pub struct CreateWebhook {
     /// At most this many deliveries per second to the endpoint (1 to 10,000);
     /// none by default.
     pub rate_limit_per_second: Option<u32>,
+    /// Ordered delivery: `none` (the default), `signature_request` (the
+    /// events of one signature request one at a time, in order) or `key`
+    /// (likewise per the `ordering_key` of published events).
+    pub ordering: Option<String>,
+    /// What a dead letter does to the later deliveries of its key: `skip`
+    /// (the default: the next leaves) or `block` (the next leaves only once
+    /// it was resent and succeeded, or skipped).
+    pub ordering_on_failure: Option<String>,
 }
 
 /// Changing a subscription; absent fields stay as they are.
@@ -88,6 +97,11 @@ pub struct UpdateWebhook {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<u32>)]
     pub rate_limit_per_second: Option<Option<u32>>,
+    /// New ordering: `none`, `signature_request` or `key`. Turning it off
+    /// sends whatever was waiting at once.
+    pub ordering: Option<String>,
+    /// New behaviour on a dead letter: `skip` or `block`.
+    pub ordering_on_failure: Option<String>,
 }
 
 /// Tells "absent" (`None`) from "null" (`Some(None)`) for a PATCH field.
@@ -132,6 +146,10 @@ pub struct WebhookView {
     pub signature_scheme: String,
     /// Deliveries per second at most, when capped.
     pub rate_limit_per_second: Option<u32>,
+    /// `none`, `signature_request` or `key`.
+    pub ordering: String,
+    /// `skip` or `block`.
+    pub ordering_on_failure: String,
     /// When its current run of failed attempts began; null while healthy.
     pub failing_since: Option<String>,
     /// Failed attempts since the last success.
@@ -159,6 +177,8 @@ impl From<&Subscription> for WebhookView {
             headers: s.headers.as_map().clone(),
             signature_scheme: s.signature_scheme.as_str().to_owned(),
             rate_limit_per_second: s.rate_limit_per_second,
+            ordering: s.ordering.as_str().to_owned(),
+            ordering_on_failure: s.ordering_on_failure.as_str().to_owned(),
             failing_since: s.failing_since.map(rfc3339),
             failure_count: s.failure_count,
             created_at: rfc3339(s.created_at),
@@ -256,8 +276,21 @@ fn parse_scheme(text: &str) -> Result<SignatureScheme, ApiError> {
     })
 }
 
-fn parse_events(texts: &[String]) -> Result<EventFilter, ApiError> {
-    EventFilter::parse(texts).map_err(|e| filter_error("subscribed_events", e))
+fn parse_ordering(text: &str) -> Result<Ordering, ApiError> {
+    Ordering::parse(text)
+        .ok_or_else(|| ApiError::validation("ordering", "ordering must be `none`, `signature_request` or `key`"))
+}
+
+fn parse_on_failure(text: &str) -> Result<OnFailure, ApiError> {
+    OnFailure::parse(text)
+        .ok_or_else(|| ApiError::validation("ordering_on_failure", "ordering_on_failure must be `skip` or `block`"))
+}
+
+/// Parses `subscribed_events` for the tenant: built-in types and the
+/// tenant's own (and their namespaces).
+async fn parse_events(state: &AppState, auth: &Auth, texts: &[String]) -> Result<EventFilter, ApiError> {
+    let tenant_types = TenantTypes::new(state.store.event_type_names(auth.tenant()).await?);
+    EventFilter::parse_for(texts, &tenant_types).map_err(|e| filter_error("subscribed_events", e))
 }
 
 fn parse_scopes(texts: &[String]) -> Result<ScopeFilter, ApiError> {
@@ -326,7 +359,7 @@ pub(crate) async fn create_subscription(
         auto_retry: body.auto_retry.unwrap_or(true),
         filter: SubscriptionFilter {
             sandbox: check_sandbox(auth, body.sandbox)?,
-            events: parse_events(&body.subscribed_events.unwrap_or_else(wildcard))?,
+            events: parse_events(state, auth, &body.subscribed_events.unwrap_or_else(wildcard)).await?,
             scopes: parse_scopes(&body.scopes.unwrap_or_else(wildcard))?,
             workspaces: parse_workspaces(state, auth, &body.workspaces.unwrap_or_else(wildcard)).await?,
         },
@@ -338,6 +371,18 @@ pub(crate) async fn create_subscription(
             .transpose()?
             .unwrap_or_default(),
         rate_limit_per_second: body.rate_limit_per_second.map(parse_rate_limit).transpose()?,
+        ordering: body
+            .ordering
+            .as_deref()
+            .map(parse_ordering)
+            .transpose()?
+            .unwrap_or_default(),
+        ordering_on_failure: body
+            .ordering_on_failure
+            .as_deref()
+            .map(parse_on_failure)
+            .transpose()?
+            .unwrap_or_default(),
         secret: new_secret(),
     };
     Ok(state.store.create_subscription(new, state.clock.now()).await?)
@@ -480,7 +525,10 @@ pub(crate) async fn update_subscription(
         description: body.description.map(parse_description).transpose()?,
         enabled: body.enabled,
         auto_retry: body.auto_retry,
-        events: body.subscribed_events.as_deref().map(parse_events).transpose()?,
+        events: match body.subscribed_events.as_deref() {
+            Some(texts) => Some(parse_events(state, auth, texts).await?),
+            None => None,
+        },
         scopes: body.scopes.as_deref().map(parse_scopes).transpose()?,
         workspaces: match body.workspaces.as_deref() {
             Some(texts) => Some(parse_workspaces(state, auth, texts).await?),
@@ -492,6 +540,8 @@ pub(crate) async fn update_subscription(
             Some(Some(limit)) => Some(Some(parse_rate_limit(limit)?)),
             other => other,
         },
+        ordering: body.ordering.as_deref().map(parse_ordering).transpose()?,
+        ordering_on_failure: body.ordering_on_failure.as_deref().map(parse_on_failure).transpose()?,
     };
     state
         .store

@@ -35,6 +35,12 @@ impl From<bool> for Value {
         Value::Bool(Some(v))
     }
 }
+impl From<Option<bool>> for Value {
+    fn from(v: Option<bool>) -> Self {
+        Value::Bool(v)
+    }
+}
+
 impl From<String> for Value {
     fn from(v: String) -> Self {
         Value::Text(Some(v))

@@ -19,7 +19,7 @@ async fn publish(server: &BinaryServer, key: &str, count: usize) -> HashSet<Stri
             server,
             key,
             "/v1/events",
-            json!({"type": "signer.done", "data": {"i": i}}),
+            json!({"type": "signer.done", "data": crate::helpers::lifecycle_data("signer.done", json!({"i": i}))}),
         )
         .await;
         accepted.insert(event["id"].as_str().unwrap().to_owned());

@@ -8,6 +8,7 @@ use crate::helpers::*;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use serde_json::json;
 use signhook_testkit::browser::Browser;
+use std::sync::Arc;
 
 /// A client that keeps no cookies and follows no redirects: each answer
 /// is read as it came.
@@ -20,9 +21,9 @@ fn raw_client() -> reqwest::Client {
 
 #[tokio::test]
 async fn a_user_from_the_command_line_sets_a_password_and_logs_in() {
-    // The operator's command, run before the server starts: beside a
-    // running server on SQLite it can wait out its busy timeout (a known
-    // stall, see create_user).
+    // The operator's command, run before the server starts (the printed
+    // link is then opened on it); beside a running server, see
+    // `create_user_from_the_command_line_beside_a_busy_server_on_sqlite`.
     let db = Database::new(Backend::Sqlite).await;
     let tenant = db.create_tenant("Acme").await;
     let mut args = vec![
@@ -343,4 +344,58 @@ async fn create_user_refuses_bad_input_clearly() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(expected), "{expected}: {stderr}");
     }
+}
+
+#[tokio::test]
+async fn create_user_from_the_command_line_beside_a_busy_server_on_sqlite() {
+    // The operator's command is a second process writing to the SQLite file
+    // the server writes to all the time (schedulers every 50 ms, publishes
+    // in a steady stream): it waits its turn for the write lock, and never
+    // fails for it.
+    let app = Arc::new(TestApp::spawn(Backend::Sqlite).await);
+    let receiver = Receiver::start().await;
+    app.create_webhook(&receiver.url("/crm"), json!({})).await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let traffic = tokio::spawn({
+        let (app, stop) = (app.clone(), stop.clone());
+        async move {
+            let mut published = 0;
+            while !stop.is_cancelled() {
+                app.publish("signer.done", lifecycle_data("signer.done", json!({"n": published})))
+                    .await;
+                published += 1;
+            }
+            published
+        }
+    });
+    for n in 0..5 {
+        let email = format!("operator{n}@example.com");
+        let mut args: Vec<String> = [
+            "admin",
+            "create-user",
+            "--tenant",
+            app.tenant.id.as_str(),
+            "--email",
+            &email,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(app.db.cli_args());
+        let output = tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            run_cli(&args)
+        })
+        .await
+        .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{stderr}");
+        assert!(!stderr.contains("trying again"), "waited out a busy timeout: {stderr}");
+        let user: serde_json::Value = serde_json::from_slice(&output.stdout).expect("create-user prints JSON");
+        assert_eq!(user["email"], email.as_str());
+    }
+    stop.cancel();
+    let published = traffic.await.unwrap();
+    assert!(published > 0, "the server was busy meanwhile");
+    receiver.wait_for(published).await;
 }

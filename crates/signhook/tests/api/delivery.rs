@@ -29,7 +29,7 @@ async fn a_delivery_is_signed_and_shaped_as_documented(backend: Backend) {
         .await;
     let secret = hook["secret"].as_str().unwrap();
     let event = app
-        .publish("signer.done", json!({"signer": {"name": "Ada Lovelace"}}))
+        .publish("signer.done", crate::helpers::lifecycle_data("signer.done", json!({"signer": {"name": "Ada Lovelace"}})))
         .await;
 
     let received = receiver.wait_for(1).await.remove(0);
@@ -48,8 +48,9 @@ async fn a_delivery_is_signed_and_shaped_as_documented(backend: Backend) {
             "sandbox": false,
             "scope": "public_api",
             "workspace_id": event["workspace_id"],
+            "origin": "api",
             "subscription": {"id": hook["id"], "description": "CRM sync"},
-            "data": {"signer": {"name": "Ada Lovelace"}}
+            "data": crate::helpers::lifecycle_data("signer.done", json!({"signer": {"name": "Ada Lovelace"}}))
         })
     );
     let typed = signhook_verify::Webhook::new(secret)
@@ -76,7 +77,7 @@ async fn the_hex_scheme_signs_the_body_with_the_secret_text(backend: Backend) {
         .create_webhook(&receiver.url("/"), json!({"signature_scheme": "hmac-sha256-hex"}))
         .await;
     let secret = hook["secret"].as_str().unwrap();
-    app.publish("signature_request.done", json!({})).await;
+    app.publish("signature_request.done", crate::helpers::lifecycle_data("signature_request.done", json!({}))).await;
     let received = receiver.wait_for(1).await.remove(0);
     assert!(signhook_verify::verify_hex_body_signature(
         secret,
@@ -97,7 +98,7 @@ async fn failures_are_retried_with_the_same_webhook_id_until_success(backend: Ba
     .await;
     let hook = app.create_webhook(&receiver.url("/"), json!({})).await;
     let secret = hook["secret"].as_str().unwrap();
-    let event = app.publish("signer.notified", json!({})).await;
+    let event = app.publish("signer.notified", crate::helpers::lifecycle_data("signer.notified", json!({}))).await;
 
     let received = receiver.wait_for(4).await;
     for request in &received {
@@ -129,7 +130,7 @@ async fn without_auto_retry_one_failure_is_final(backend: Backend) {
     let hook = app
         .create_webhook(&receiver.url("/"), json!({"auto_retry": false, "subscribed_events": ["signer.*"]}))
         .await;
-    app.publish("signer.done", json!({})).await;
+    app.publish("signer.done", crate::helpers::lifecycle_data("signer.done", json!({}))).await;
     let delivery = app.only_delivery(hook["id"].as_str().unwrap()).await;
     let settled = app.wait_until_settled(delivery["id"].as_str().unwrap()).await;
     assert_eq!(settled["status"], "failed");
@@ -143,7 +144,7 @@ async fn an_exhausted_schedule_dead_letters_the_delivery(backend: Backend) {
     let receiver = Receiver::scripted(vec![], Reply::Status(500)).await;
     let hook = app.create_webhook(&receiver.url("/"), json!({"subscribed_events": ["signer.*"]})).await;
     let hook_id = hook["id"].as_str().unwrap();
-    app.publish("signer.done", json!({})).await;
+    app.publish("signer.done", crate::helpers::lifecycle_data("signer.done", json!({}))).await;
     let delivery = app.only_delivery(hook_id).await;
     let settled = app.wait_until_settled(delivery["id"].as_str().unwrap()).await;
     assert_eq!(settled["status"], "failed");
@@ -167,7 +168,7 @@ async fn an_unreachable_endpoint_is_recorded_as_connect(backend: Backend) {
             json!({"auto_retry": false, "subscribed_events": ["signer.done"]}),
         )
         .await;
-    app.publish("signer.done", json!({})).await;
+    app.publish("signer.done", crate::helpers::lifecycle_data("signer.done", json!({}))).await;
     let delivery = app.only_delivery(hook["id"].as_str().unwrap()).await;
     let settled = app.wait_until_settled(delivery["id"].as_str().unwrap()).await;
     assert_eq!(settled["status"], "failed");
@@ -212,7 +213,7 @@ async fn a_rotated_secret_signs_beside_the_new_one(backend: Backend) {
     let (_, revealed) = app.get(&format!("/v1/webhooks/{hook_id}/secret")).await;
     assert_eq!(revealed["secret"], new_secret);
 
-    app.publish("signer.done", json!({})).await;
+    app.publish("signer.done", crate::helpers::lifecycle_data("signer.done", json!({}))).await;
     let received = receiver.wait_for(1).await.remove(0);
     assert_eq!(received.header("webhook-signature").split(' ').count(), 2);
     verify_standard(old_secret, &received);
@@ -223,7 +224,7 @@ async fn a_rotated_secret_signs_beside_the_new_one(backend: Backend) {
         .post(&format!("/v1/webhooks/{hook_id}/promote_secret"), json!({}))
         .await;
     assert_eq!(status, StatusCode::OK);
-    app.publish("signer.done", json!({})).await;
+    app.publish("signer.done", crate::helpers::lifecycle_data("signer.done", json!({}))).await;
     let promoted = receiver.wait_for(2).await.remove(1);
     assert_eq!(promoted.header("webhook-signature").split(' ').count(), 1);
     verify_standard(new_secret, &promoted);
@@ -253,7 +254,7 @@ async fn a_rotated_hex_secret_keeps_the_old_signature_in_x_signature_until_the_o
     // During the overlap the receiver's unchanged code, still holding the
     // old secret, verifies; the new secret's signature is beside it.
     let second = rotate().await;
-    app.publish("signer.done", json!({})).await;
+    app.publish("signer.done", crate::helpers::lifecycle_data("signer.done", json!({}))).await;
     let during = receiver.wait_for(1).await.remove(0);
     assert!(snippet_accepts(&first, &during), "the old secret verifies X-Signature during the overlap");
     assert!(!snippet_accepts(&second, &during));
@@ -265,7 +266,7 @@ async fn a_rotated_hex_secret_keeps_the_old_signature_in_x_signature_until_the_o
 
     // After the overlap, the new secret alone.
     app.clock.advance(std::time::Duration::from_secs(25 * 3600));
-    app.publish("signer.done", json!({})).await;
+    app.publish("signer.done", crate::helpers::lifecycle_data("signer.done", json!({}))).await;
     let after = receiver.wait_for(2).await.remove(1);
     assert!(snippet_accepts(&second, &after), "the new secret verifies once the overlap is over");
     assert!(after.headers.get("x-signature-next").is_none());
@@ -278,7 +279,7 @@ async fn a_rotated_hex_secret_keeps_the_old_signature_in_x_signature_until_the_o
     assert_eq!(status, StatusCode::OK, "{promoted}");
     assert_eq!(promoted["secret"], third);
     assert_eq!(promoted["previous_secret_expires_at"], json!(null));
-    app.publish("signer.done", json!({})).await;
+    app.publish("signer.done", crate::helpers::lifecycle_data("signer.done", json!({}))).await;
     let promoted = receiver.wait_for(3).await.remove(2);
     assert!(snippet_accepts(&third, &promoted));
     assert!(promoted.headers.get("x-signature-next").is_none());
@@ -291,7 +292,7 @@ async fn graceful_stop_finishes_what_is_in_flight(backend: Backend) {
     let receiver = Receiver::start().await;
     let hook = app.create_webhook(&receiver.url("/"), json!({})).await;
     for _ in 0..20 {
-        app.publish("signer.done", json!({})).await;
+        app.publish("signer.done", crate::helpers::lifecycle_data("signer.done", json!({}))).await;
     }
     receiver.wait_for(20).await;
     let hook_id = hook["id"].as_str().unwrap().to_owned();
@@ -327,7 +328,7 @@ async fn a_burst_beyond_its_lane_is_delivered_once_each(backend: Backend) {
             let response = client
                 .post(url)
                 .bearer_auth(key)
-                .json(&json!({"type": "signer.done", "data": {"i": i}}))
+                .json(&json!({"type": "signer.done", "data": crate::helpers::lifecycle_data("signer.done", json!({"i": i}))}))
                 .send()
                 .await
                 .unwrap();

@@ -191,14 +191,14 @@ async fn bad_events_are_refused_and_write_nothing(backend: Backend) {
         (json!({"type": "signer.done"}), "data"),
         (json!({"type": "signer.done", "data": [1, 2]}), "data"),
         (
-            json!({"type": "signer.done", "data": {}, "workspace_id": "ws_nope"}),
+            json!({"type": "signer.done", "data": crate::helpers::lifecycle_data("signer.done", json!({})), "workspace_id": "ws_nope"}),
             "workspace_id",
         ),
         (
-            json!({"type": "signer.done", "data": {}, "workspace_id": other_ws}),
+            json!({"type": "signer.done", "data": crate::helpers::lifecycle_data("signer.done", json!({})), "workspace_id": other_ws}),
             "workspace_id",
         ),
-        (json!({"type": "signer.done", "data": {}, "extra": 1}), "extra"),
+        (json!({"type": "signer.done", "data": crate::helpers::lifecycle_data("signer.done", json!({})), "extra": 1}), "extra"),
     ];
     for (body, field) in cases {
         let (status, err) = app.post("/v1/events", body.clone()).await;

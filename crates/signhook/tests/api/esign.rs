@@ -685,7 +685,7 @@ on_both_backends! {
         // subscription got none of its events.
         let (status, _) = app.get(&format!("/v1/signature_requests/{id}")).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
-        let marker = app.publish("signer.done", json!({"marker": true})).await;
+        let marker = app.publish("signer.done", crate::helpers::lifecycle_data("signer.done", json!({"marker": true}))).await;
         live.wait_for(1).await;
         let got: Vec<Value> = live.received().iter().map(Received::json).collect();
         assert_eq!(got.len(), 1, "only the live marker: {got:?}");

@@ -65,14 +65,14 @@ async fn each_filter_decides_who_gets_an_event(backend: Backend) {
     let key = app.tenant.live_key.clone();
 
     assert_eq!(
-        reached(&app, &hooks, json!({"type": "signer.done", "data": {}}), &key).await,
+        reached(&app, &hooks, json!({"type": "signer.done", "data": crate::helpers::lifecycle_data("signer.done", json!({}))}), &key).await,
         ["all", "api_scope", "exact"]
     );
     assert_eq!(
         reached(
             &app,
             &hooks,
-            json!({"type": "signature_request.activated", "data": {}}),
+            json!({"type": "signature_request.activated", "data": crate::helpers::lifecycle_data("signature_request.activated", json!({}))}),
             &key
         )
         .await,
@@ -82,7 +82,7 @@ async fn each_filter_decides_who_gets_an_event(backend: Backend) {
         reached(
             &app,
             &hooks,
-            json!({"type": "signer.link_opened", "data": {}, "workspace_id": sales}),
+            json!({"type": "signer.link_opened", "data": crate::helpers::lifecycle_data("signer.link_opened", json!({})), "workspace_id": sales}),
             &key
         )
         .await,
@@ -94,7 +94,7 @@ async fn each_filter_decides_who_gets_an_event(backend: Backend) {
         reached(
             &app,
             &[("sandbox", &sandbox)],
-            json!({"type": "signer.done", "data": {}}),
+            json!({"type": "signer.done", "data": crate::helpers::lifecycle_data("signer.done", json!({}))}),
             &test_key
         )
         .await,
@@ -121,7 +121,7 @@ async fn disabled_subscriptions_keep_canceled_deliveries(backend: Backend) {
     let hook = app
         .create_webhook("https://crm.example.com/", json!({"enabled": false}))
         .await;
-    let published = app.publish("signer.done", json!({})).await;
+    let published = app.publish("signer.done", crate::helpers::lifecycle_data("signer.done", json!({}))).await;
     assert_eq!(published["deliveries"], 0);
     let delivery = app.only_delivery(hook["id"].as_str().unwrap()).await;
     assert_eq!(delivery["status"], "canceled");
@@ -129,7 +129,7 @@ async fn disabled_subscriptions_keep_canceled_deliveries(backend: Backend) {
 
 async fn publish_returns_the_event_and_it_reads_back(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let data = json!({"signature_request": {"id": "sr_1", "name": "MSA"}, "note": "ünïcødé"});
+    let data = crate::helpers::lifecycle_data("signature_request.activated", json!({"note": "ünïcødé"}));
     let event = app.publish("signature_request.activated", data.clone()).await;
     let id = event["id"].as_str().unwrap();
     assert!(id.starts_with("evt_"));
@@ -163,7 +163,7 @@ async fn idempotency_key_returns_the_same_event_once(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let receiver = Receiver::start().await;
     let hook = app.create_webhook(&receiver.url("/"), json!({})).await;
-    let body = json!({"type": "signer.done", "data": {"n": 1}});
+    let body = json!({"type": "signer.done", "data": crate::helpers::lifecycle_data("signer.done", json!({"n": 1}))});
     let send = |body: Value| {
         app.client
             .post(app.url("/v1/events"))
@@ -180,7 +180,7 @@ async fn idempotency_key_returns_the_same_event_once(backend: Backend) {
     assert_eq!(again.headers()["idempotent-replayed"], "true");
     let (_, again) = read(again).await;
     assert_eq!(again["id"], first["id"]);
-    let (status, err) = read(send(json!({"type": "signer.done", "data": {"n": 2}})).await.unwrap()).await;
+    let (status, err) = read(send(json!({"type": "signer.done", "data": crate::helpers::lifecycle_data("signer.done", json!({"n": 2}))})).await.unwrap()).await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(err["error"]["code"], "idempotency_key_reused");
     // One event, one delivery.
@@ -195,7 +195,7 @@ async fn the_feed_pages_in_order_by_cursor_and_type(backend: Backend) {
     for i in 0..7 {
         let event_type = if i % 2 == 0 { "signer.done" } else { "signer.notified" };
         ids.push(
-            app.publish(event_type, json!({"i": i})).await["id"]
+            app.publish(event_type, crate::helpers::lifecycle_data(event_type, json!({"i": i}))).await["id"]
                 .as_str()
                 .unwrap()
                 .to_owned(),
@@ -224,7 +224,7 @@ async fn the_feed_pages_in_order_by_cursor_and_type(backend: Backend) {
     }
     assert_eq!(seen, ids);
     // The last cursor is kept, and asking again later yields only what is new.
-    let newer = app.publish("signer.done", json!({})).await;
+    let newer = app.publish("signer.done", crate::helpers::lifecycle_data("signer.done", json!({}))).await;
     let (_, page) = app.get(&format!("/v1/events?after={}", cursor.unwrap())).await;
     assert_eq!(page["data"].as_array().unwrap().len(), 1);
     assert_eq!(page["data"][0]["id"], newer["id"]);

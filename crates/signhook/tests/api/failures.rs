@@ -47,7 +47,7 @@ async fn retry_after_is_waited_out_within_the_cap(backend: Backend) {
     let app = TestApp::spawn_with(options).await;
     let receiver = Receiver::scripted(vec![Reply::WithHeaders(503, &[("retry-after", "120")])], Reply::Status(200)).await;
     let hook = app.create_webhook(&receiver.url("/"), signer_events()).await;
-    app.publish("signer.done", json!({})).await;
+    app.publish("signer.done", crate::helpers::lifecycle_data("signer.done", json!({}))).await;
     receiver.wait_for(1).await;
     let delivery = app.only_delivery(hook["id"].as_str().unwrap()).await;
     let delivery = wait_until(&app, &format!("/v1/deliveries/{}", delivery["id"].as_str().unwrap()), |d| d["attempt_count"] == 1).await;
@@ -65,7 +65,7 @@ async fn gone_disables_the_subscription_at_once(backend: Backend) {
     let receiver = Receiver::scripted(vec![], Reply::Status(410)).await;
     let hook = app.create_webhook(&receiver.url("/"), signer_events()).await;
     let hook_id = hook["id"].as_str().unwrap();
-    app.publish("signer.done", json!({})).await;
+    app.publish("signer.done", crate::helpers::lifecycle_data("signer.done", json!({}))).await;
     let webhook = wait_until(&app, &format!("/v1/webhooks/{hook_id}"), |w| w["enabled"] == false).await;
     assert_eq!(webhook["disabled_reason"], "gone");
     let delivery = app.only_delivery(hook_id).await;
@@ -75,7 +75,7 @@ async fn gone_disables_the_subscription_at_once(backend: Backend) {
     assert_eq!(disabled["data"]["webhook"]["id"], hook_id);
     assert_eq!(disabled["data"]["webhook"]["disabled_reason"], "gone");
     // Events while disabled are kept, canceled.
-    app.publish("signer.done", json!({})).await;
+    app.publish("signer.done", crate::helpers::lifecycle_data("signer.done", json!({}))).await;
     let canceled = app.deliveries(hook_id, Some("canceled")).await;
     assert_eq!(canceled.len(), 1);
     assert_eq!(receiver.received().len(), 1);
@@ -86,7 +86,7 @@ async fn a_redirect_is_a_failure_that_records_where_it_pointed(backend: Backend)
     let receiver =
         Receiver::scripted(vec![Reply::WithHeaders(302, &[("location", "https://elsewhere.example.com/hook")])], Reply::Status(200)).await;
     let hook = app.create_webhook(&receiver.url("/"), signer_events()).await;
-    app.publish("signer.done", json!({})).await;
+    app.publish("signer.done", crate::helpers::lifecycle_data("signer.done", json!({}))).await;
     let delivery = app.only_delivery(hook["id"].as_str().unwrap()).await;
     let settled = app.wait_until_settled(delivery["id"].as_str().unwrap()).await;
     assert_eq!(settled["status"], "succeeded", "retried, and the retry succeeded");
@@ -106,7 +106,7 @@ async fn timeouts_and_dns_failures_are_named(backend: Backend) {
     let nowhere = app
         .create_webhook("http://does-not-exist.invalid/hook", json!({"auto_retry": false, "subscribed_events": ["signer.*"]}))
         .await;
-    app.publish("signer.done", json!({})).await;
+    app.publish("signer.done", crate::helpers::lifecycle_data("signer.done", json!({}))).await;
     for (hook, kind) in [(&slow, "timeout"), (&nowhere, "dns")] {
         let delivery = app.only_delivery(hook["id"].as_str().unwrap()).await;
         let settled = app.wait_until_settled(delivery["id"].as_str().unwrap()).await;
@@ -122,7 +122,7 @@ async fn dead_letters_are_resent_one_by_one_or_recovered_in_bulk(backend: Backen
     let hook_id = hook["id"].as_str().unwrap();
     let since = signhook_core::time::rfc3339(chrono::Utc::now() - chrono::Duration::seconds(1));
     for i in 0..4 {
-        app.publish("signer.done", json!({"i": i})).await;
+        app.publish("signer.done", crate::helpers::lifecycle_data("signer.done", json!({"i": i}))).await;
     }
     let dead = eventually("4 dead letters", || async {
         let dead = app.deliveries(hook_id, Some("failed")).await;
@@ -171,7 +171,7 @@ async fn any_event_can_be_sent_to_any_subscription(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let first = Receiver::start().await;
     app.create_webhook(&first.url("/"), signer_events()).await;
-    let event = app.publish("signer.done", json!({"n": 1})).await;
+    let event = app.publish("signer.done", crate::helpers::lifecycle_data("signer.done", json!({"n": 1}))).await;
     first.wait_for(1).await;
     let late = Receiver::start().await;
     let newcomer = app.create_webhook(&late.url("/"), json!({"subscribed_events": ["signature_request.done"]})).await;
@@ -205,7 +205,7 @@ async fn failing_subscriptions_are_warned_then_disabled_and_recover(backend: Bac
     let hook = app.create_webhook(&receiver.url("/crm"), json!({"subscribed_events": ["signer.*"], "description": "CRM"})).await;
     let hook_id = hook["id"].as_str().unwrap();
     let since = signhook_core::time::rfc3339(chrono::Utc::now() - chrono::Duration::seconds(1));
-    app.publish("signer.done", json!({"i": 0})).await;
+    app.publish("signer.done", crate::helpers::lifecycle_data("signer.done", json!({"i": 0}))).await;
     // Twelve failures, all within a second: failing, but not for a day yet.
     let failing = wait_until(&app, &format!("/v1/webhooks/{hook_id}"), |w| w["failure_count"] == 12).await;
     assert_eq!(failing["enabled"], true);
@@ -233,8 +233,8 @@ async fn failing_subscriptions_are_warned_then_disabled_and_recover(backend: Bac
     assert_eq!(ops.of_type("webhook.disabling_soon").len(), 1, "warned exactly once");
 
     // Missed while disabled: kept as canceled.
-    app.publish("signer.done", json!({"i": 1})).await;
-    app.publish("signer.done", json!({"i": 2})).await;
+    app.publish("signer.done", crate::helpers::lifecycle_data("signer.done", json!({"i": 1}))).await;
+    app.publish("signer.done", crate::helpers::lifecycle_data("signer.done", json!({"i": 2}))).await;
     let attempts_while_disabled = receiver.received().len();
 
     // The owner fixes the endpoint, enables the subscription and recovers.
@@ -270,7 +270,7 @@ async fn one_success_resets_the_streak(backend: Backend) {
     let receiver = Receiver::scripted(vec![], Reply::Status(500)).await;
     let hook = app.create_webhook(&receiver.url("/"), signer_events()).await;
     let hook_id = hook["id"].as_str().unwrap();
-    app.publish("signer.done", json!({})).await;
+    app.publish("signer.done", crate::helpers::lifecycle_data("signer.done", json!({}))).await;
     let failing = wait_until(&app, &format!("/v1/webhooks/{hook_id}"), |w| w["failure_count"] == 13).await;
     assert!(failing["failing_since"].is_string());
     wait_for_type(&ops, "delivery.failed").await;
@@ -296,10 +296,10 @@ async fn a_hanging_endpoint_does_not_hold_up_another(backend: Backend) {
     app.create_webhook(&hanging.url("/slow"), json!({"subscribed_events": ["signer.done"]})).await;
     app.create_webhook(&fast.url("/fast"), json!({"subscribed_events": ["signer.notified"]})).await;
     for _ in 0..30 {
-        app.publish("signer.done", json!({})).await;
+        app.publish("signer.done", crate::helpers::lifecycle_data("signer.done", json!({}))).await;
     }
     for _ in 0..50 {
-        app.publish("signer.notified", json!({})).await;
+        app.publish("signer.notified", crate::helpers::lifecycle_data("signer.notified", json!({}))).await;
     }
     fast.wait_for(50).await;
     let stuck = hanging.received().len();
@@ -312,7 +312,7 @@ async fn a_rate_limit_is_observed_at_the_receiver(backend: Backend) {
     let hook = app.create_webhook(&receiver.url("/"), json!({"subscribed_events": ["signer.*"], "rate_limit_per_second": 5})).await;
     assert_eq!(hook["rate_limit_per_second"], 5);
     for _ in 0..15 {
-        app.publish("signer.done", json!({})).await;
+        app.publish("signer.done", crate::helpers::lifecycle_data("signer.done", json!({}))).await;
     }
     receiver.wait_for(15).await;
     let times = receiver.arrival_times();
@@ -356,7 +356,7 @@ async fn private_addresses_are_refused_without_dev(backend: Backend) {
     // A name that resolves to loopback passes creation, and is refused at
     // send time, after DNS: recorded as `blocked`, never retried.
     let hook = app.create_webhook("https://localhost:9/hook", signer_events()).await;
-    app.publish("signer.done", json!({})).await;
+    app.publish("signer.done", crate::helpers::lifecycle_data("signer.done", json!({}))).await;
     let delivery = app.only_delivery(hook["id"].as_str().unwrap()).await;
     let settled = app.wait_until_settled(delivery["id"].as_str().unwrap()).await;
     assert_eq!(settled["status"], "failed");
@@ -369,7 +369,7 @@ async fn metrics_count_outcomes_and_the_backlog(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let receiver = Receiver::scripted(vec![Reply::Status(500)], Reply::Status(200)).await;
     app.create_webhook(&receiver.url("/"), signer_events()).await;
-    app.publish("signer.done", json!({})).await;
+    app.publish("signer.done", crate::helpers::lifecycle_data("signer.done", json!({}))).await;
     receiver.wait_for(2).await;
     eventually("both attempts counted in /metrics", || async {
         let response = app.client.get(app.url("/metrics")).send().await.unwrap();

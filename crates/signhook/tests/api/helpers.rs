@@ -359,6 +359,33 @@ pub fn merge(target: &mut Value, extra: Value) {
     }
 }
 
+/// A valid `data` for the built-in type `event_type` (its catalog
+/// example, which satisfies the type's schema) with `extra` merged in,
+/// object into object: what a test publishes of a built-in type now that
+/// `POST /v1/events` checks `data` against the type's schema.
+pub fn lifecycle_data(event_type: &str, extra: Value) -> Value {
+    fn deep_merge(target: &mut Value, extra: Value) {
+        match (target, extra) {
+            (Value::Object(target), Value::Object(extra)) => {
+                for (k, v) in extra {
+                    match target.get_mut(&k) {
+                        Some(existing) if existing.is_object() && v.is_object() => deep_merge(existing, v),
+                        _ => {
+                            target.insert(k, v);
+                        }
+                    }
+                }
+            }
+            (target, extra) => *target = extra,
+        }
+    }
+    let mut data = signhook_core::catalog::lookup(event_type)
+        .unwrap_or_else(|| panic!("{event_type} is not a built-in type"))
+        .example_data();
+    deep_merge(&mut data, extra);
+    data
+}
+
 /// What a receiver answers.
 #[derive(Debug, Clone, Copy)]
 pub enum Reply {
@@ -998,10 +1025,9 @@ impl SmtpSink {
 
 /// A dashboard user of the app's tenant with `role`, made as `signhook admin
 /// create-user` makes one, through the server's own store; the JSON that
-/// command prints. On SQLite a second process writing beside a server whose
-/// schedulers write every 50 ms can wait out its busy timeout (a stall not
-/// understood yet, see the notes of issue 14), so tests set users up in
-/// process; `dashboard::a_user_from_the_command_line…` runs the command.
+/// command prints. In process, which saves a process start per user; the
+/// command itself runs in `dashboard::a_user_from_the_command_line…` and,
+/// beside a busy server, in `dashboard::create_user_from_the_command_line…`.
 pub async fn create_user(app: &TestApp, email: &str, role: &str) -> Value {
     create_user_for(app, &app.tenant.id, email, role).await
 }

@@ -32,7 +32,13 @@ async fn publish_across(nodes: &[String], key: &str, count: usize) -> Vec<String
         let url = format!("{}/v1/events", nodes[i % nodes.len()]);
         let (client, key) = (client.clone(), key.to_owned());
         tasks.spawn(async move {
-            let (status, event) = post(&client, url, &key, json!({"type": "signer.done", "data": {"i": i}})).await;
+            let (status, event) = post(
+                &client,
+                url,
+                &key,
+                json!({"type": "signer.done", "data": crate::helpers::lifecycle_data("signer.done", json!({"i": i}))}),
+            )
+            .await;
             assert_eq!(status, 201, "{event}");
             event["id"].as_str().unwrap().to_owned()
         });
@@ -59,7 +65,7 @@ async fn publish_with_failover(nodes: Vec<String>, key: String, count: usize) ->
         tasks.spawn(async move {
             for attempt in 0..nodes.len() {
                 let url = format!("{}/v1/events", nodes[(i + attempt) % nodes.len()]);
-                let body = json!({"type": "signer.done", "data": {"i": i}});
+                let body = json!({"type": "signer.done", "data": crate::helpers::lifecycle_data("signer.done", json!({"i": i}))});
                 let Ok(response) = client.post(url).bearer_auth(&key).json(&body).send().await else {
                     continue; // that node is gone; try the next
                 };
@@ -258,7 +264,7 @@ async fn a_database_restart_is_a_503_then_nothing_acknowledged_is_lost() {
         &client,
         node.url("/v1/events"),
         &key,
-        json!({"type": "signer.done", "data": {}}),
+        json!({"type": "signer.done", "data": crate::helpers::lifecycle_data("signer.done", json!({}))}),
     )
     .await;
     assert_eq!(status, 503, "{body}");
@@ -272,7 +278,7 @@ async fn a_database_restart_is_a_503_then_nothing_acknowledged_is_lost() {
             &client,
             node.url("/v1/events"),
             &key,
-            json!({"type": "signer.done", "data": {}}),
+            json!({"type": "signer.done", "data": crate::helpers::lifecycle_data("signer.done", json!({}))}),
         )
         .await;
         assert!(

@@ -64,7 +64,11 @@ async fn first_attempt(server: &BinaryServer, key: &str, url: &str) -> Value {
         .await;
     assert_eq!(status, 201, "{hook}");
     let (status, event) = server
-        .post(key, "/v1/events", json!({"type": "signer.done", "data": {}}))
+        .post(
+            key,
+            "/v1/events",
+            json!({"type": "signer.done", "data": crate::helpers::lifecycle_data("signer.done", json!({}))}),
+        )
         .await;
     assert_eq!(status, 201, "{event}");
     let hook = hook["id"].as_str().unwrap();

@@ -32,7 +32,12 @@ async fn a_failing_endpoint_shows_its_retries_and_is_resent_and_recovered_from_t
         )
         .await;
     let id = hook["id"].as_str().unwrap();
-    let first = app.publish("signer.done", json!({"signer": {"name": "Ada"}})).await;
+    let first = app
+        .publish(
+            "signer.done",
+            crate::helpers::lifecycle_data("signer.done", json!({"signer": {"name": "Ada"}})),
+        )
+        .await;
     let first_id = first["id"].as_str().unwrap().to_owned();
     // Four attempts (the fast schedule's three retries), then a dead letter.
     app.wait_until(&format!("/v1/webhooks/{id}/deliveries?status=failed"), |page| {
@@ -107,8 +112,16 @@ async fn a_failing_endpoint_shows_its_retries_and_is_resent_and_recovered_from_t
     // ten minutes ago from the endpoint's page.
     receiver.set_reply(Reply::Status(503));
     let later: Vec<String> = [
-        app.publish("signer.done", json!({"n": 1})).await,
-        app.publish("signature_request.done", json!({"n": 2})).await,
+        app.publish(
+            "signer.done",
+            crate::helpers::lifecycle_data("signer.done", json!({"n": 1})),
+        )
+        .await,
+        app.publish(
+            "signature_request.done",
+            crate::helpers::lifecycle_data("signature_request.done", json!({"n": 2})),
+        )
+        .await,
     ]
     .iter()
     .map(|e| e["id"].as_str().unwrap().to_owned())
@@ -146,10 +159,15 @@ async fn a_failing_endpoint_shows_its_retries_and_is_resent_and_recovered_from_t
 async fn an_admin_rotates_the_secret_sends_typed_test_events_edits_disables_and_deletes() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     let receiver = Receiver::start().await;
+    // The tenant's own namespace is offered beside the built-in ones, so an
+    // edit keeps a subscription to it.
+    let invoice_paid = json!({"name": "invoice.paid", "description": "An invoice was paid",
+        "schema": {"type": "object"}, "example": {}});
+    assert_eq!(app.post("/v1/event_types", invoice_paid).await.0, 201);
     let hook = app
         .create_webhook(
             &receiver.url("/hooks"),
-            json!({"description": "CRM", "subscribed_events": ["signer.*"]}),
+            json!({"description": "CRM", "subscribed_events": ["signer.*", "invoice.*"]}),
         )
         .await;
     let id = hook["id"].as_str().unwrap();
@@ -201,7 +219,7 @@ async fn an_admin_rotates_the_secret_sends_typed_test_events_edits_disables_and_
     assert_eq!(edited["url"], receiver.url("/hooks/v2"));
     let mut events: Vec<String> = serde_json::from_value(edited["subscribed_events"].clone()).unwrap();
     events.sort();
-    assert_eq!(events, ["signature_request.done", "signer.*"]);
+    assert_eq!(events, ["invoice.*", "signature_request.done", "signer.*"]);
 
     // Disable, enable.
     browser.submit("#disable").await;
@@ -233,7 +251,8 @@ async fn the_log_filters_by_type_event_and_time_and_pages_back() {
             "signer.done"
         };
         published.push(
-            app.publish(event_type, json!({"n": n})).await["id"]
+            app.publish(event_type, crate::helpers::lifecycle_data(event_type, json!({"n": n})))
+                .await["id"]
                 .as_str()
                 .unwrap()
                 .to_owned(),
@@ -293,7 +312,7 @@ on_both_backends! {
         let app = TestApp::spawn(backend).await;
         let hook = app.create_webhook("http://127.0.0.1:9/hooks", json!({})).await;
         let id = hook["id"].as_str().unwrap();
-        app.publish("signer.done", json!({})).await;
+        app.publish("signer.done", crate::helpers::lifecycle_data("signer.done", json!({}))).await;
         let delivery = eventually("the delivery to exist", || async {
             let list = app.deliveries(id, None).await;
             done_when(!list.is_empty(), list)

@@ -271,10 +271,18 @@ async fn the_events_feed_filters_by_type_and_opens_an_event_with_its_delivery() 
     let activated = app
         .publish(
             "signature_request.activated",
-            json!({"signature_request": {"id": "sr_1", "name": "Deal <script>alert(1)</script>"}}),
+            crate::helpers::lifecycle_data(
+                "signature_request.activated",
+                json!({"signature_request": {"id": "sr_1", "name": "Deal <script>alert(1)</script>"}}),
+            ),
         )
         .await;
-    let done = app.publish("signer.done", json!({"signer": {"name": "Ada"}})).await;
+    let done = app
+        .publish(
+            "signer.done",
+            crate::helpers::lifecycle_data("signer.done", json!({"signer": {"name": "Ada"}})),
+        )
+        .await;
     receiver.wait_for(2).await;
     let activated_id = activated["id"].as_str().unwrap();
     let done_id = done["id"].as_str().unwrap();
@@ -362,6 +370,10 @@ async fn the_events_feed_filters_by_type_and_opens_an_event_with_its_delivery() 
 #[tokio::test]
 async fn the_event_types_page_shows_the_catalog_of_the_api() {
     let app = TestApp::spawn(Backend::Sqlite).await;
+    let invoice_paid = json!({"name": "invoice.paid", "description": "An invoice was paid",
+        "schema": {"type": "object", "required": ["amount"], "properties": {"amount": {"type": "integer"}}},
+        "example": {"amount": 4200}});
+    assert_eq!(app.post("/v1/event_types", invoice_paid).await.0, 201);
     let (_, catalog) = app.get("/v1/event_types").await;
     let browser = signed_in_browser(&app, "victor@example.com", "viewer").await;
     browser.click("#nav-event_types").await;
@@ -378,9 +390,18 @@ async fn the_event_types_page_shows_the_catalog_of_the_api() {
         let card = format!("[id='type-{name}']");
         assert_eq!(browser.text(&format!("{card} h3")).await, name);
         assert_eq!(browser.text(&format!("{card} .description")).await, t["description"]);
-        let example: Value = serde_json::from_str(&browser.text(&format!("{card} pre")).await).unwrap();
+        let example: Value = serde_json::from_str(&browser.text(&format!("{card} pre.example")).await).unwrap();
         assert_eq!(example, t["example"], "{name}");
+        if t["source"] == "tenant" {
+            let schema: Value = serde_json::from_str(&browser.text(&format!("{card} pre.schema")).await).unwrap();
+            assert_eq!(schema, t["schema"], "{name}");
+        }
     }
+    assert_eq!(
+        browser.texts(".own-type").await.len(),
+        1,
+        "the tenant's own type has its card"
+    );
     browser.screenshot("dashboard-event-types").await;
     browser.close().await;
 }
@@ -391,7 +412,9 @@ async fn a_viewer_sees_no_buttons() {
     let _receiver_webhook = app.create_webhook("http://127.0.0.1:9/down", json!({})).await;
     let request = app.out_for_signature(&app.tenant.live_key, two_signers("NDA")).await;
     let id = request["id"].as_str().unwrap();
-    let event = app.publish("signer.done", json!({})).await;
+    let event = app
+        .publish("signer.done", crate::helpers::lifecycle_data("signer.done", json!({})))
+        .await;
     let browser = signed_in_browser(&app, "victor@example.com", "viewer").await;
     browser.open(&app.url(&format!("/signature_requests/{id}"))).await;
     assert!(browser.text("#signers").await.contains("Ada Lovelace"));
@@ -422,7 +445,7 @@ on_both_backends! {
         let webhook = app.create_webhook(&receiver.url("/hooks"), json!({})).await;
         let request = app.out_for_signature(&app.tenant.live_key, two_signers("Deal <script>x</script>")).await;
         let id = request["id"].as_str().unwrap();
-        let event = app.publish("signer.done", json!({"note": "<script>alert(1)</script>"})).await;
+        let event = app.publish("signer.done", crate::helpers::lifecycle_data("signer.done", json!({"note": "<script>alert(1)</script>"}))).await;
         let event_id = event["id"].as_str().unwrap();
         receiver.wait_for(1).await;
         let webhook_id = webhook["id"].as_str().unwrap();
@@ -467,7 +490,7 @@ on_both_backends! {
         let theirs = app.create_signature_request(&other.live_key, two_signers("Theirs")).await;
         let their_id = theirs["id"].as_str().unwrap();
         let (status, their_event) = app
-            .request(reqwest::Method::POST, "/v1/events", &other.live_key, Some(json!({"type": "signer.done", "data": {}})))
+            .request(reqwest::Method::POST, "/v1/events", &other.live_key, Some(json!({"type": "signer.done", "data": crate::helpers::lifecycle_data("signer.done", json!({}))})))
             .await;
         assert_eq!(status, 201);
         let their_event_id = their_event["id"].as_str().unwrap();

@@ -33,7 +33,7 @@ impl Traffic {
                 let response = client
                     .post(&url)
                     .bearer_auth(&key)
-                    .json(&json!({"type": "signer.done", "data": {"i": published}}))
+                    .json(&json!({"type": "signer.done", "data": crate::helpers::lifecycle_data("signer.done", json!({"i": published}))}))
                     .send()
                     .await
                     .expect("the server answers");
@@ -86,7 +86,7 @@ async fn a_retry_leaves_on_time_while_another_tenant_publishes(backend: Backend)
 
     let traffic = Traffic::start(&app, &busy.live_key, Duration::from_millis(20));
     busy_receiver.wait_for(5).await;
-    app.publish("signer.done", json!({})).await;
+    app.publish("signer.done", crate::helpers::lifecycle_data("signer.done", json!({}))).await;
     receiver.wait_for(2).await;
     assert!(traffic.is_flowing(), "the retry waited for the other tenant to stop publishing");
     traffic.stop().await;
@@ -145,7 +145,7 @@ async fn a_warning_leaves_when_raised_and_before_the_endpoint_is_disabled(backen
     let ops_hook = app.create_webhook(&ops.url("/ops"), json!({"subscribed_events": ["webhook.*"]})).await;
     let failing = Receiver::scripted(vec![], Reply::Status(500)).await;
     let crm = app.create_webhook(&failing.url("/crm"), json!({"subscribed_events": ["signer.*"]})).await;
-    app.publish("signer.done", json!({})).await;
+    app.publish("signer.done", crate::helpers::lifecycle_data("signer.done", json!({}))).await;
     // Dead after twelve failures: nothing is in flight when the clock jumps.
     app.wait_until(&format!("/v1/webhooks/{}", crm["id"].as_str().unwrap()), |w| w["failure_count"] == 12).await;
 

@@ -58,7 +58,11 @@ async fn no_credential_reaches_the_log_and_every_file_is_private() {
     let secrets = [hook["secret"].as_str().unwrap(), rotated["secret"].as_str().unwrap()];
     assert_eq!(revealed["secret"], secrets[1]);
     server
-        .post(&key, "/v1/events", json!({"type": "signer.done", "data": {}}))
+        .post(
+            &key,
+            "/v1/events",
+            json!({"type": "signer.done", "data": crate::helpers::lifecycle_data("signer.done", json!({}))}),
+        )
         .await;
     receiver.wait_for(1).await;
 
@@ -161,7 +165,11 @@ fn assert_not_in_sqlite_files(db: &Database, backend: Backend, secrets: &[&str])
 /// receiver got (1-based).
 async fn deliver(server: &BinaryServer, key: &str, receiver: &Receiver, n: usize) -> Received {
     let (status, event) = server
-        .post(key, "/v1/events", json!({"type": "signer.done", "data": {}}))
+        .post(
+            key,
+            "/v1/events",
+            json!({"type": "signer.done", "data": crate::helpers::lifecycle_data("signer.done", json!({}))}),
+        )
         .await;
     assert_eq!(status, 201, "{event}");
     receiver.wait_for(n).await.remove(n - 1)

@@ -47,7 +47,11 @@ async fn a_full_disk_is_a_503_and_unready_then_everything_resumes() {
     let payload = json!({"filler": "x".repeat(20_000)});
     let publish = || async {
         server
-            .post(&key, "/v1/events", json!({"type": "signer.done", "data": payload}))
+            .post(
+                &key,
+                "/v1/events",
+                json!({"type": "signer.done", "data": crate::helpers::lifecycle_data("signer.done", payload.clone())}),
+            )
             .await
     };
 
@@ -79,7 +83,7 @@ async fn a_full_disk_is_a_503_and_unready_then_everything_resumes() {
     let response = client
         .post(server.url("/v1/events"))
         .bearer_auth(&key)
-        .json(&json!({"type": "signer.done", "data": payload}))
+        .json(&json!({"type": "signer.done", "data": crate::helpers::lifecycle_data("signer.done", payload.clone())}))
         .send()
         .await
         .expect("an answer, not a dropped connection");
@@ -128,7 +132,11 @@ async fn a_postgres_database_that_refuses_writes_is_a_503_then_everything_resume
     let client = reqwest::Client::new();
     let publish = || async {
         server
-            .post(&key, "/v1/events", json!({"type": "signer.done", "data": {}}))
+            .post(
+                &key,
+                "/v1/events",
+                json!({"type": "signer.done", "data": crate::helpers::lifecycle_data("signer.done", json!({}))}),
+            )
             .await
     };
     let (status, first) = publish().await;

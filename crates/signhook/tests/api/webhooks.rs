@@ -136,7 +136,7 @@ async fn delete_hides_it_and_cancels_pending_deliveries(backend: Backend) {
     let receiver = Receiver::scripted(vec![], Reply::Hang).await;
     let created = app.create_webhook(&receiver.url("/"), json!({})).await;
     let id = created["id"].as_str().unwrap();
-    app.publish("signer.done", json!({})).await;
+    app.publish("signer.done", crate::helpers::lifecycle_data("signer.done", json!({}))).await;
     let delivery = app.only_delivery(id).await;
     let (status, _) = app.delete(&format!("/v1/webhooks/{id}")).await;
     assert_eq!(status, StatusCode::NO_CONTENT);

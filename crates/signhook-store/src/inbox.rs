@@ -1,0 +1,913 @@
+//! The inbox's own database (`signhook inbox`): the genuine requests it
+//! answered 2xx, their forwards to the app behind it, and the event ids it
+//! has seen (deduplication).
+//!
+//! One SQLite file in the inbox's data directory ([`INBOX_FILE`]), WAL with
+//! `synchronous = FULL`, so a committed batch is on disk before any of its
+//! senders gets its 2xx. It has its own migrations (`migrations/inbox`) and
+//! is SQLite only: an inbox stands beside one app, on one machine. One
+//! writer connection (transactions queue in-process instead of failing
+//! with `SQLITE_BUSY`), a small pool of readers beside it.
+//!
+//! The forwards are claimed under a lease like the server's deliveries
+//! (see [`crate::claims`]): claiming moves `next_attempt_at` to the lease's
+//! end, so a request held by an inbox that died falls due again then; an
+//! outcome or a release is written only while the lease it was claimed
+//! under still holds. An inbox started again gives its own leases back at
+//! once ([`InboxStore::release_leases_of`]).
+//!
+//! Ordering: a request whose source orders by a key waits while an earlier
+//! request of the same key is pending (in flight, retrying), so one key has
+//! one forward in flight, in arrival order. A dead letter ends the wait.
+
+use crate::claims::Lease;
+use crate::work::WorkSignal;
+use crate::{Result, StoreError};
+use chrono::{DateTime, Utc};
+use signhook_core::time::{from_millis, to_millis};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::Row;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The name of the inbox's database file inside its data directory.
+pub const INBOX_FILE: &str = "inbox.db";
+
+/// The most bytes of an app's answer an attempt keeps.
+pub const MAX_RESPONSE_EXCERPT: usize = 4096;
+
+/// The inbox's database. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct InboxStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+    work: Arc<WorkSignal>,
+}
+
+/// A genuine request, as received.
+#[derive(Debug, Clone)]
+pub struct NewRequest {
+    /// The source's name.
+    pub source: String,
+    /// The sender's event id.
+    pub event_id: String,
+    /// The raw body.
+    pub body: Vec<u8>,
+    /// The headers, in order, as received.
+    pub headers: Vec<(String, String)>,
+    /// When the inbox received it.
+    pub received_at: DateTime<Utc>,
+    /// Its ordering key, when its source orders.
+    pub ordering_key: Option<String>,
+}
+
+/// What became of a received request.
+#[derive(Debug)]
+pub enum Received {
+    /// Stored; claimed for the inbox's forwarder when it could be sent at
+    /// once (a lease was given and no earlier request of its key waits).
+    Stored(Option<ClaimedRequest>),
+    /// Its event id was seen from this source within the window: not
+    /// stored again.
+    Duplicate,
+}
+
+/// A request claimed for forwarding.
+#[derive(Debug, Clone)]
+pub struct ClaimedRequest {
+    /// Its row (arrival order).
+    pub seq: i64,
+    /// The source's name.
+    pub source: String,
+    /// The sender's event id.
+    pub event_id: String,
+    /// The raw body.
+    pub body: Arc<[u8]>,
+    /// The headers as received.
+    pub headers: Arc<[(String, String)]>,
+    /// When it was received.
+    pub received_at: DateTime<Utc>,
+    /// The number this attempt will have.
+    pub attempt_number: u32,
+    /// Its place in the retry schedule (1 after receipt or a replay).
+    pub schedule_attempt: u32,
+    /// When this attempt was due.
+    pub due_at: DateTime<Utc>,
+    /// The lease's end, in milliseconds; proves the claim.
+    pub lease_until: i64,
+}
+
+impl ClaimedRequest {
+    /// The claim, as proof when giving the request back.
+    pub fn held(&self) -> HeldRequest {
+        HeldRequest {
+            seq: self.seq,
+            lease_until: self.lease_until,
+        }
+    }
+}
+
+/// The proof of a claim on a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldRequest {
+    /// The request's row.
+    pub seq: i64,
+    /// The lease's end, in milliseconds, as the claim wrote it.
+    pub lease_until: i64,
+}
+
+/// One attempt to forward a request.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ForwardAttempt {
+    /// 1 for the first.
+    pub attempt_number: u32,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// How long it took.
+    pub duration_ms: u64,
+    /// The app's status code, when it answered.
+    pub status_code: Option<u16>,
+    /// What went wrong, when it did.
+    pub error: Option<String>,
+    /// The first [`MAX_RESPONSE_EXCERPT`] bytes of the app's answer.
+    pub response_body: Option<String>,
+}
+
+/// What follows an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardOutcome {
+    /// The app took it.
+    Forwarded,
+    /// Try again at this instant.
+    RetryAt(DateTime<Utc>),
+    /// The schedule is spent: a dead letter, until replayed.
+    Dead,
+}
+
+/// An attempt and its outcome, as the forwarder records it.
+#[derive(Debug, Clone)]
+pub struct ForwardRecord {
+    /// The claim it was made under.
+    pub held: HeldRequest,
+    /// The attempt.
+    pub attempt: ForwardAttempt,
+    /// What follows.
+    pub outcome: ForwardOutcome,
+}
+
+/// A request's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RequestStatus {
+    /// Waiting for a forward (first, or a retry).
+    Pending,
+    /// The app took it.
+    Forwarded,
+    /// Every attempt of the schedule failed.
+    Dead,
+}
+
+impl RequestStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            RequestStatus::Pending => "pending",
+            RequestStatus::Forwarded => "forwarded",
+            RequestStatus::Dead => "dead",
+        }
+    }
+
+    fn parse(text: &str) -> Result<Self> {
+        match text {
+            "pending" => Ok(RequestStatus::Pending),
+            "forwarded" => Ok(RequestStatus::Forwarded),
+            "dead" => Ok(RequestStatus::Dead),
+            other => Err(StoreError::corrupt(format!("inbox request status `{other}`"))),
+        }
+    }
+}
+
+/// A request as `inbox list` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RequestSummary {
+    /// The sender's event id.
+    pub event_id: String,
+    /// The source's name.
+    pub source: String,
+    /// Its state.
+    pub status: RequestStatus,
+    /// When it was received.
+    pub received_at: DateTime<Utc>,
+    /// Attempts made.
+    pub attempts: u32,
+    /// When the next attempt is due (pending only).
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// The last failure.
+    pub last_error: Option<String>,
+}
+
+/// A request as `inbox show` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RequestDetail {
+    /// What `list` shows.
+    #[serde(flatten)]
+    pub summary: RequestSummary,
+    /// The headers as received.
+    pub headers: Vec<(String, String)>,
+    /// The raw body.
+    #[serde(skip)]
+    pub body: Vec<u8>,
+    /// Every attempt, first first.
+    pub attempt_log: Vec<ForwardAttempt>,
+}
+
+/// What [`InboxStore::purge`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Purged {
+    /// Forwarded requests past their retention.
+    pub requests: u64,
+    /// Event ids past the deduplication window.
+    pub seen: u64,
+}
+
+const SUMMARY_COLUMNS: &str = "seq, source, event_id, status, received_at, attempt_count, next_attempt_at, last_error";
+
+impl InboxStore {
+    /// Opens (creating if needed) the inbox database in `data_dir` and
+    /// applies its migrations.
+    pub async fn open(data_dir: &Path) -> Result<Self> {
+        crate::private_dir(data_dir).map_err(|e| StoreError::Corrupt(format!("cannot create the data dir: {e}")))?;
+        let options = SqliteConnectOptions::new()
+            .filename(data_dir.join(INBOX_FILE))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // A commit returns once it is on disk: the 2xx promise.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("./migrations/inbox").run(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(Self {
+            writer,
+            reader,
+            work: Arc::default(),
+        })
+    }
+
+    /// When the forwards this process writes fall due.
+    pub fn work_signal(&self) -> Arc<WorkSignal> {
+        self.work.clone()
+    }
+
+    /// Stores a batch of genuine requests in one transaction (one `fsync`),
+    /// each skipped if its event id was seen from its source. With a
+    /// `lease`, the stored ones that may go at once are claimed under it.
+    /// One result per request, in order; an error fails the whole batch.
+    pub async fn receive(&self, batch: &[NewRequest], lease: Option<&Lease>) -> Result<Vec<Received>> {
+        let mut tx = self.writer.begin().await?;
+        let mut results = Vec::with_capacity(batch.len());
+        for request in batch {
+            let received_at = to_millis(request.received_at);
+            let seen = sqlx::query(
+                "INSERT INTO inbox_seen (source, event_id, seen_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (source, event_id) DO NOTHING",
+            )
+            .bind(&request.source)
+            .bind(&request.event_id)
+            .bind(received_at)
+            .execute(&mut *tx)
+            .await?;
+            if seen.rows_affected() == 0 {
+                results.push(Received::Duplicate);
+                continue;
+            }
+            let waits = match &request.ordering_key {
+                Some(key) => {
+                    sqlx::query("SELECT 1 FROM inbox_requests WHERE ordering_key = $1 AND status = 'pending' LIMIT 1")
+                        .bind(key)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .is_some()
+                }
+                None => false,
+            };
+            let claim = lease.filter(|_| !waits);
+            let headers = serde_json::to_string(&request.headers)
+                .map_err(|e| StoreError::corrupt(format!("headers do not serialize: {e}")))?;
+            let next = claim.map_or(received_at, |lease| to_millis(lease.until));
+            let seq: i64 = sqlx::query_scalar(
+                "INSERT INTO inbox_requests \
+                 (source, event_id, body, headers, received_at, status, next_attempt_at, due_at, \
+                  leased_by, leased_until, ordering_key) \
+                 VALUES ($1, $2, $3, $4, $5, 'pending', $6, $5, $7, $8, $9) RETURNING seq",
+            )
+            .bind(&request.source)
+            .bind(&request.event_id)
+            .bind(&request.body)
+            .bind(&headers)
+            .bind(received_at)
+            .bind(next)
+            .bind(claim.map(|lease| lease.node_id.as_str()))
+            .bind(claim.map(|lease| to_millis(lease.until)))
+            .bind(&request.ordering_key)
+            .fetch_one(&mut *tx)
+            .await?;
+            results.push(Received::Stored(claim.map(|lease| ClaimedRequest {
+                seq,
+                source: request.source.clone(),
+                event_id: request.event_id.clone(),
+                body: request.body.clone().into(),
+                headers: request.headers.clone().into(),
+                received_at: request.received_at,
+                attempt_number: 1,
+                schedule_attempt: 1,
+                due_at: request.received_at,
+                lease_until: to_millis(lease.until),
+            })));
+        }
+        tx.commit().await?;
+        // What was stored unclaimed (waiting for its key, or no lease
+        // given) is for the next claim to find.
+        if let Some(first) = batch
+            .first()
+            .filter(|_| results.iter().any(|r| matches!(r, Received::Stored(None))))
+        {
+            self.work.due_at(first.received_at);
+        }
+        Ok(results)
+    }
+
+    /// Claims up to `limit` due requests for `node` until `lease_until`,
+    /// oldest due first, at most `per_source` of any source, none of the
+    /// sources in `skip`, and none that waits for an earlier request of its
+    /// ordering key.
+    pub async fn claim_due(
+        &self,
+        node: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+        per_source: u32,
+        skip: &[String],
+    ) -> Result<Vec<ClaimedRequest>> {
+        let skip = serde_json::to_string(skip).map_err(|e| StoreError::corrupt(e.to_string()))?;
+        let rows = sqlx::query(
+            "UPDATE inbox_requests SET leased_by = $1, leased_until = $2, next_attempt_at = $2 \
+             WHERE seq IN ( \
+               SELECT seq FROM ( \
+                 SELECT r.seq, ROW_NUMBER() OVER (PARTITION BY r.source ORDER BY r.next_attempt_at, r.seq) AS nth \
+                 FROM inbox_requests r \
+                 WHERE r.status = 'pending' AND r.next_attempt_at <= $3 \
+                   AND r.source NOT IN (SELECT value FROM json_each($4)) \
+                   AND (r.ordering_key IS NULL OR NOT EXISTS ( \
+                     SELECT 1 FROM inbox_requests e \
+                     WHERE e.ordering_key = r.ordering_key AND e.status = 'pending' AND e.seq < r.seq)) \
+                 ORDER BY r.next_attempt_at, r.seq LIMIT 2000) \
+               WHERE nth <= $5 LIMIT $6) \
+             RETURNING seq, source, event_id, body, headers, received_at, attempt_count, schedule_offset, due_at",
+        )
+        .bind(node)
+        .bind(to_millis(lease_until))
+        .bind(to_millis(now))
+        .bind(&skip)
+        .bind(i64::from(per_source))
+        .bind(i64::from(limit))
+        .fetch_all(&self.writer)
+        .await?;
+        let mut claimed = rows
+            .iter()
+            .map(|row| {
+                let attempts: i64 = row.try_get("attempt_count")?;
+                let offset: i64 = row.try_get("schedule_offset")?;
+                let headers: String = row.try_get("headers")?;
+                let headers: Vec<(String, String)> =
+                    serde_json::from_str(&headers).map_err(|e| StoreError::corrupt(format!("stored headers: {e}")))?;
+                let body: Vec<u8> = row.try_get("body")?;
+                let due_at: Option<i64> = row.try_get("due_at")?;
+                Ok(ClaimedRequest {
+                    seq: row.try_get("seq")?,
+                    source: row.try_get("source")?,
+                    event_id: row.try_get("event_id")?,
+                    body: body.into(),
+                    headers: headers.into(),
+                    received_at: from_millis(row.try_get("received_at")?),
+                    attempt_number: attempts as u32 + 1,
+                    schedule_attempt: (attempts - offset).max(0) as u32 + 1,
+                    due_at: due_at.map_or(now, from_millis),
+                    lease_until: to_millis(lease_until),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // RETURNING gives no order: arrival order within a source.
+        claimed.sort_by_key(|c| c.seq);
+        Ok(claimed)
+    }
+
+    /// When a claim could next bring something, leaving out `skip`.
+    pub async fn next_due_at(&self, skip: &[String]) -> Result<Option<DateTime<Utc>>> {
+        let skip = serde_json::to_string(skip).map_err(|e| StoreError::corrupt(e.to_string()))?;
+        let next: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(next_attempt_at) FROM inbox_requests \
+             WHERE status = 'pending' AND source NOT IN (SELECT value FROM json_each($1))",
+        )
+        .bind(&skip)
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(next.map(from_millis))
+    }
+
+    /// Records attempts and their outcomes, each only while `node` still
+    /// holds the claim it was made under.
+    pub async fn record_forwards(&self, node: &str, records: &[ForwardRecord], now: DateTime<Utc>) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.writer.begin().await?;
+        let mut earliest_retry: Option<DateTime<Utc>> = None;
+        for record in records {
+            let (status, next, due, finished) = match record.outcome {
+                ForwardOutcome::Forwarded => (RequestStatus::Forwarded, None, None, Some(to_millis(now))),
+                ForwardOutcome::Dead => (RequestStatus::Dead, None, None, Some(to_millis(now))),
+                ForwardOutcome::RetryAt(at) => {
+                    earliest_retry = Some(earliest_retry.map_or(at, |e| e.min(at)));
+                    (RequestStatus::Pending, Some(to_millis(at)), Some(to_millis(at)), None)
+                }
+            };
+            let attempt = &record.attempt;
+            let last_error = match (status, &attempt.error, attempt.status_code) {
+                (RequestStatus::Forwarded, _, _) => None,
+                (_, Some(error), _) => Some(error.clone()),
+                (_, None, Some(code)) => Some(format!("the app answered {code}")),
+                (_, None, None) => None,
+            };
+            let updated = sqlx::query(
+                "UPDATE inbox_requests SET attempt_count = attempt_count + 1, status = $1, next_attempt_at = $2, \
+                 due_at = COALESCE($3, due_at), leased_by = NULL, leased_until = NULL, finished_at = $4, \
+                 last_error = $5 \
+                 WHERE seq = $6 AND leased_by = $7 AND leased_until = $8",
+            )
+            .bind(status.as_str())
+            .bind(next)
+            .bind(due)
+            .bind(finished)
+            .bind(last_error)
+            .bind(record.held.seq)
+            .bind(node)
+            .bind(record.held.lease_until)
+            .execute(&mut *tx)
+            .await?;
+            if updated.rows_affected() == 0 {
+                // The lease passed on (or the row was purged): a newer
+                // state is not overwritten by a late answer.
+                continue;
+            }
+            sqlx::query(
+                "INSERT OR IGNORE INTO inbox_attempts \
+                 (request_seq, attempt_number, started_at, duration_ms, status_code, error, response_body) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(record.held.seq)
+            .bind(i64::from(attempt.attempt_number))
+            .bind(to_millis(attempt.started_at))
+            .bind(i64::try_from(attempt.duration_ms).unwrap_or(i64::MAX))
+            .bind(attempt.status_code.map(i64::from))
+            .bind(&attempt.error)
+            .bind(&attempt.response_body)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        if let Some(at) = earliest_retry {
+            self.work.due_at(at);
+        }
+        // A finished request may free the next of its ordering key.
+        self.work.due_at(now);
+        Ok(())
+    }
+
+    /// Gives claims back unsent: due again at once.
+    pub async fn release(&self, node: &str, held: &[HeldRequest], now: DateTime<Utc>) -> Result<()> {
+        if held.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.writer.begin().await?;
+        for claim in held {
+            sqlx::query(
+                "UPDATE inbox_requests SET leased_by = NULL, leased_until = NULL, next_attempt_at = $1 \
+                 WHERE seq = $2 AND leased_by = $3 AND leased_until = $4 AND status = 'pending'",
+            )
+            .bind(to_millis(now))
+            .bind(claim.seq)
+            .bind(node)
+            .bind(claim.lease_until)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        self.work.due_at(now);
+        Ok(())
+    }
+
+    /// Gives back every claim `node` holds (an inbox started again under
+    /// its id, after a crash): due at once. Returns how many.
+    pub async fn release_leases_of(&self, node: &str, now: DateTime<Utc>) -> Result<u64> {
+        let released = sqlx::query(
+            "UPDATE inbox_requests SET leased_by = NULL, leased_until = NULL, next_attempt_at = $1 \
+             WHERE status = 'pending' AND leased_by = $2",
+        )
+        .bind(to_millis(now))
+        .bind(node)
+        .execute(&self.writer)
+        .await?
+        .rows_affected();
+        self.work.due_at(now);
+        Ok(released)
+    }
+
+    /// The newest `limit` requests, of `status` if given.
+    pub async fn list(&self, status: Option<RequestStatus>, limit: u32) -> Result<Vec<RequestSummary>> {
+        let rows = match status {
+            Some(status) => {
+                sqlx::query(&format!(
+                    "SELECT {SUMMARY_COLUMNS} FROM inbox_requests WHERE status = $1 ORDER BY seq DESC LIMIT $2"
+                ))
+                .bind(status.as_str())
+                .bind(i64::from(limit))
+                .fetch_all(&self.reader)
+                .await?
+            }
+            None => {
+                sqlx::query(&format!(
+                    "SELECT {SUMMARY_COLUMNS} FROM inbox_requests ORDER BY seq DESC LIMIT $1"
+                ))
+                .bind(i64::from(limit))
+                .fetch_all(&self.reader)
+                .await?
+            }
+        };
+        rows.iter().map(summary_from_row).collect()
+    }
+
+    /// The newest request with `event_id`, with its headers, body and
+    /// attempts.
+    pub async fn show(&self, event_id: &str) -> Result<Option<RequestDetail>> {
+        let Some(row) = sqlx::query(&format!(
+            "SELECT {SUMMARY_COLUMNS}, headers, body FROM inbox_requests WHERE event_id = $1 \
+             ORDER BY seq DESC LIMIT 1"
+        ))
+        .bind(event_id)
+        .fetch_optional(&self.reader)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let summary = summary_from_row(&row)?;
+        let seq: i64 = row.try_get("seq")?;
+        let headers: String = row.try_get("headers")?;
+        let headers =
+            serde_json::from_str(&headers).map_err(|e| StoreError::corrupt(format!("stored headers: {e}")))?;
+        let attempts = sqlx::query(
+            "SELECT attempt_number, started_at, duration_ms, status_code, error, response_body \
+             FROM inbox_attempts WHERE request_seq = $1 ORDER BY attempt_number",
+        )
+        .bind(seq)
+        .fetch_all(&self.reader)
+        .await?;
+        let attempt_log = attempts
+            .iter()
+            .map(|row| {
+                Ok(ForwardAttempt {
+                    attempt_number: row.try_get::<i64, _>("attempt_number")? as u32,
+                    started_at: from_millis(row.try_get("started_at")?),
+                    duration_ms: row.try_get::<i64, _>("duration_ms")?.max(0) as u64,
+                    status_code: row.try_get::<Option<i64>, _>("status_code")?.map(|c| c as u16),
+                    error: row.try_get("error")?,
+                    response_body: row.try_get("response_body")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(RequestDetail {
+            summary,
+            headers,
+            body: row.try_get("body")?,
+            attempt_log,
+        }))
+    }
+
+    /// Makes the newest request with `event_id` pending again, due at once,
+    /// with a fresh retry schedule. `None` if there is no such request;
+    /// its status before otherwise (a pending one is left as it is).
+    pub async fn replay(&self, event_id: &str, now: DateTime<Utc>) -> Result<Option<RequestStatus>> {
+        let mut tx = self.writer.begin().await?;
+        let Some(row) =
+            sqlx::query("SELECT seq, status FROM inbox_requests WHERE event_id = $1 ORDER BY seq DESC LIMIT 1")
+                .bind(event_id)
+                .fetch_optional(&mut *tx)
+                .await?
+        else {
+            return Ok(None);
+        };
+        let seq: i64 = row.try_get("seq")?;
+        let status = RequestStatus::parse(row.try_get("status")?)?;
+        if status != RequestStatus::Pending {
+            sqlx::query(
+                "UPDATE inbox_requests SET status = 'pending', schedule_offset = attempt_count, \
+                 next_attempt_at = $1, due_at = $1, finished_at = NULL WHERE seq = $2",
+            )
+            .bind(to_millis(now))
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        self.work.due_at(now);
+        Ok(Some(status))
+    }
+
+    /// Makes every dead letter that died at or after `since` (all, without
+    /// it) pending again, due at once. Returns how many.
+    pub async fn replay_dead(&self, since: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Result<u64> {
+        let replayed = sqlx::query(
+            "UPDATE inbox_requests SET status = 'pending', schedule_offset = attempt_count, \
+             next_attempt_at = $1, due_at = $1, finished_at = NULL \
+             WHERE status = 'dead' AND finished_at >= $2",
+        )
+        .bind(to_millis(now))
+        .bind(since.map_or(i64::MIN, to_millis))
+        .execute(&self.writer)
+        .await?
+        .rows_affected();
+        self.work.due_at(now);
+        Ok(replayed)
+    }
+
+    /// Requests waiting to be forwarded (the queue's depth).
+    pub async fn pending_count(&self) -> Result<u64> {
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM inbox_requests WHERE status = 'pending'")
+            .fetch_one(&self.reader)
+            .await?;
+        Ok(count.max(0) as u64)
+    }
+
+    /// Deletes forwarded requests finished more than `retention` ago and
+    /// event ids seen more than `dedup_window` ago. Dead letters stay until
+    /// replayed and forwarded.
+    pub async fn purge(&self, now: DateTime<Utc>, retention: Duration, dedup_window: Duration) -> Result<Purged> {
+        let before = |d: Duration| to_millis(now) - i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2);
+        let requests = sqlx::query("DELETE FROM inbox_requests WHERE status = 'forwarded' AND finished_at < $1")
+            .bind(before(retention))
+            .execute(&self.writer)
+            .await?
+            .rows_affected();
+        let seen = sqlx::query("DELETE FROM inbox_seen WHERE seen_at < $1")
+            .bind(before(dedup_window))
+            .execute(&self.writer)
+            .await?
+            .rows_affected();
+        Ok(Purged { requests, seen })
+    }
+}
+
+fn summary_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<RequestSummary> {
+    Ok(RequestSummary {
+        event_id: row.try_get("event_id")?,
+        source: row.try_get("source")?,
+        status: RequestStatus::parse(row.try_get("status")?)?,
+        received_at: from_millis(row.try_get("received_at")?),
+        attempts: row.try_get::<i64, _>("attempt_count")?.max(0) as u32,
+        next_attempt_at: row.try_get::<Option<i64>, _>("next_attempt_at")?.map(from_millis),
+        last_error: row.try_get("last_error")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(event_id: &str, key: Option<&str>, at: DateTime<Utc>) -> NewRequest {
+        NewRequest {
+            source: "krebit".into(),
+            event_id: event_id.into(),
+            body: format!("{{\"id\":\"{event_id}\"}}").into_bytes(),
+            headers: vec![("content-type".into(), "application/json".into())],
+            received_at: at,
+            ordering_key: key.map(str::to_owned),
+        }
+    }
+
+    fn lease(now: DateTime<Utc>) -> Lease {
+        Lease {
+            node_id: "inbox-1".into(),
+            until: now + chrono::Duration::seconds(60),
+        }
+    }
+
+    fn record(claim: &ClaimedRequest, outcome: ForwardOutcome, now: DateTime<Utc>) -> ForwardRecord {
+        ForwardRecord {
+            held: claim.held(),
+            attempt: ForwardAttempt {
+                attempt_number: claim.attempt_number,
+                started_at: now,
+                duration_ms: 3,
+                status_code: Some(500),
+                error: None,
+                response_body: Some("no".into()),
+            },
+            outcome,
+        }
+    }
+
+    fn stored(received: Received) -> Option<ClaimedRequest> {
+        match received {
+            Received::Stored(claim) => claim,
+            Received::Duplicate => panic!("stored, not a duplicate"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_second_copy_of_an_event_id_is_a_duplicate_within_the_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = InboxStore::open(dir.path()).await.unwrap();
+        let now = Utc::now();
+        let results = store
+            .receive(
+                &[request("evt_1", None, now), request("evt_1", None, now)],
+                Some(&lease(now)),
+            )
+            .await
+            .unwrap();
+        assert!(matches!(results[0], Received::Stored(Some(_))));
+        assert!(matches!(results[1], Received::Duplicate), "the same batch");
+        let again = store.receive(&[request("evt_1", None, now)], None).await.unwrap();
+        assert!(matches!(again[0], Received::Duplicate), "a later batch");
+        // Past the window, the id is forgotten.
+        let later = now + chrono::Duration::hours(2);
+        let purged = store
+            .purge(later, Duration::from_secs(7 * 86_400), Duration::from_secs(3600))
+            .await
+            .unwrap();
+        assert_eq!(purged.seen, 1);
+        let after = store.receive(&[request("evt_1", None, later)], None).await.unwrap();
+        assert!(matches!(after[0], Received::Stored(None)));
+    }
+
+    #[tokio::test]
+    async fn a_failed_forward_is_retried_then_dead_then_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = InboxStore::open(dir.path()).await.unwrap();
+        let now = Utc::now();
+        let claim = stored(
+            store
+                .receive(&[request("evt_1", None, now)], Some(&lease(now)))
+                .await
+                .unwrap()
+                .remove(0),
+        )
+        .expect("claimed at receipt");
+        let retry_at = now + chrono::Duration::seconds(5);
+        store
+            .record_forwards(
+                "inbox-1",
+                &[record(&claim, ForwardOutcome::RetryAt(retry_at), now)],
+                now,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            store.next_due_at(&[]).await.unwrap(),
+            Some(from_millis(to_millis(retry_at)))
+        );
+        let none = store
+            .claim_due("inbox-1", now, now + chrono::Duration::seconds(60), 10, 10, &[])
+            .await;
+        assert!(none.unwrap().is_empty(), "not due yet");
+        let claimed = store
+            .claim_due(
+                "inbox-1",
+                retry_at,
+                retry_at + chrono::Duration::seconds(60),
+                10,
+                10,
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert_eq!((claimed[0].attempt_number, claimed[0].schedule_attempt), (2, 2));
+        assert_eq!(&*claimed[0].body, b"{\"id\":\"evt_1\"}");
+        store
+            .record_forwards(
+                "inbox-1",
+                &[record(&claimed[0], ForwardOutcome::Dead, retry_at)],
+                retry_at,
+            )
+            .await
+            .unwrap();
+        let dead = store.list(Some(RequestStatus::Dead), 10).await.unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].last_error.as_deref(), Some("the app answered 500"));
+        assert_eq!(store.replay_dead(Some(now), retry_at).await.unwrap(), 1);
+        let replayed = store
+            .claim_due(
+                "inbox-1",
+                retry_at,
+                retry_at + chrono::Duration::seconds(60),
+                10,
+                10,
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (replayed[0].attempt_number, replayed[0].schedule_attempt),
+            (3, 1),
+            "a fresh schedule"
+        );
+        let shown = store.show("evt_1").await.unwrap().unwrap();
+        assert_eq!(shown.attempt_log.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_late_answer_under_a_lease_that_passed_on_is_not_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = InboxStore::open(dir.path()).await.unwrap();
+        let now = Utc::now();
+        let claim = stored(
+            store
+                .receive(&[request("evt_1", None, now)], Some(&lease(now)))
+                .await
+                .unwrap()
+                .remove(0),
+        )
+        .unwrap();
+        assert_eq!(store.release_leases_of("inbox-1", now).await.unwrap(), 1);
+        store
+            .record_forwards("inbox-1", &[record(&claim, ForwardOutcome::Forwarded, now)], now)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.pending_count().await.unwrap(),
+            1,
+            "still pending: the claim was given back"
+        );
+    }
+
+    #[tokio::test]
+    async fn one_key_has_one_forward_in_flight_in_arrival_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = InboxStore::open(dir.path()).await.unwrap();
+        let now = Utc::now();
+        let results = store
+            .receive(
+                &[
+                    request("a1", Some("doc_a"), now),
+                    request("a2", Some("doc_a"), now),
+                    request("b1", Some("doc_b"), now),
+                ],
+                Some(&lease(now)),
+            )
+            .await
+            .unwrap();
+        let claimed: Vec<bool> = results
+            .into_iter()
+            .map(|r| matches!(r, Received::Stored(Some(_))))
+            .collect();
+        assert_eq!(claimed, [true, false, true], "a2 waits for a1");
+        let until = now + chrono::Duration::seconds(60);
+        assert!(store
+            .claim_due("inbox-1", now, until, 10, 10, &[])
+            .await
+            .unwrap()
+            .is_empty());
+        let first = store.show("a1").await.unwrap().unwrap();
+        assert_eq!(first.summary.status, RequestStatus::Pending);
+        // a1 forwarded: a2 may go.
+        let a1 = ClaimedRequest {
+            seq: 1,
+            source: "krebit".into(),
+            event_id: "a1".into(),
+            body: Arc::from(&b""[..]),
+            headers: Arc::from(Vec::new()),
+            received_at: now,
+            attempt_number: 1,
+            schedule_attempt: 1,
+            due_at: now,
+            lease_until: to_millis(until),
+        };
+        store
+            .record_forwards("inbox-1", &[record(&a1, ForwardOutcome::Forwarded, now)], now)
+            .await
+            .unwrap();
+        let next = store.claim_due("inbox-1", now, until, 10, 10, &[]).await.unwrap();
+        assert_eq!(next.iter().map(|c| c.event_id.as_str()).collect::<Vec<_>>(), ["a2"]);
+    }
+}
