@@ -17,6 +17,7 @@
 //! to prove the tool still works; the test suite runs it.
 
 mod fill;
+mod inbox;
 mod ordered;
 mod prepared;
 mod shapes;
@@ -61,6 +62,9 @@ enum Scenario {
     /// Signature requests' events to an unordered, then an ordered
     /// subscription: the cost of order, and arrivals out of order.
     Ordered,
+    /// `signhook inbox` in front of the sink: ack latency at `--rate`
+    /// (1,000/s), then acks per second flat out; every request forwarded.
+    Inbox,
 }
 
 #[derive(Debug, Parser)]
@@ -430,7 +434,8 @@ fn plan(cli: &Cli) -> Plan {
         | Scenario::Drain
         | Scenario::Burst
         | Scenario::ManyTenants
-        | Scenario::Ordered => (0, None, Vec::new()),
+        | Scenario::Ordered
+        | Scenario::Inbox => (0, None, Vec::new()),
         Scenario::Mixed => {
             let count = if smoke { 10 } else { 100 };
             let mut endpoints = vec![Behavior::Fast; count];
@@ -801,12 +806,13 @@ async fn publish_as(
 }
 
 /// Waits until the sink has `expected` first arrivals (or the run's
-/// patience ends), noting the servers' peak memory meanwhile.
-async fn wait_for_arrivals(cli: &Cli, sink: &Sink, servers: &Servers, expected: usize) -> f64 {
+/// patience ends), noting the peak of `rss_mib` (the servers' memory, or
+/// the inbox's) meanwhile.
+async fn wait_for_arrivals(cli: &Cli, sink: &Sink, rss_mib: impl Fn() -> f64, expected: usize) -> f64 {
     let deadline = Instant::now() + Duration::from_secs(cli.wait_seconds);
     let mut peak_rss: f64 = 0.0;
     loop {
-        peak_rss = peak_rss.max(servers.rss_mib().1);
+        peak_rss = peak_rss.max(rss_mib());
         let arrived = sink.arrivals.lock().expect("no panics hold this lock").len();
         if arrived >= expected || Instant::now() > deadline {
             return peak_rss;
@@ -858,6 +864,7 @@ async fn run(cli: &Cli) -> anyhow::Result<Value> {
         Scenario::Burst => return shapes::burst(cli, &sink, sink_addr).await,
         Scenario::ManyTenants => return shapes::many_tenants(cli, &sink, sink_addr).await,
         Scenario::Ordered => return ordered::ordered(cli, &sink, sink_addr).await,
+        Scenario::Inbox => return inbox::inbox(cli, &sink, sink_addr).await,
         _ => {}
     }
     let plan = plan(cli);
@@ -888,7 +895,7 @@ async fn run(cli: &Cli) -> anyhow::Result<Value> {
     // Wait for every delivery to the answering endpoints.
     let answering = plan.endpoints.iter().filter(|b| **b == Behavior::Fast).count();
     let expected = plan.events * answering;
-    let peak_rss = wait_for_arrivals(cli, &sink, &servers, expected).await;
+    let peak_rss = wait_for_arrivals(cli, &sink, || servers.rss_mib().1, expected).await;
     let arrivals = sink.arrivals.lock().expect("no panics hold this lock").clone();
     let mut latencies = Vec::with_capacity(arrivals.len());
     let mut duplicates = 0u64;
@@ -976,7 +983,7 @@ async fn retry_punctuality(cli: &Cli, sink: &Arc<Sink>, sink_addr: SocketAddr) -
     let capacity = if probe_events > 0 {
         let probe_start = Instant::now();
         publish(&client, servers.publish_urls(), &busy, probe_events, publishers, None).await?;
-        wait_for_arrivals(cli, sink, &servers, probe_events).await;
+        wait_for_arrivals(cli, sink, || servers.rss_mib().1, probe_events).await;
         let arrivals = sink.arrivals.lock().expect("no panics hold this lock");
         let last = arrivals.values().map(|(at, _)| *at).max().unwrap_or(probe_start);
         let span = last.saturating_duration_since(probe_start).as_secs_f64();
@@ -1017,7 +1024,7 @@ async fn retry_punctuality(cli: &Cli, sink: &Arc<Sink>, sink_addr: SocketAddr) -
     let (busy_published, retrying_published) = (busy_published?, retrying_published?);
     let steady_seconds = steady_start.elapsed().as_secs_f64();
     let expected = probe_events + busy_events + retrying_events;
-    wait_for_arrivals(cli, sink, &servers, expected).await;
+    wait_for_arrivals(cli, sink, || servers.rss_mib().1, expected).await;
 
     let arrivals = sink.arrivals.lock().expect("no panics hold this lock").clone();
     let failed_first = sink.failed_first.lock().expect("no panics hold this lock").clone();

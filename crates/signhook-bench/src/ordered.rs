@@ -117,7 +117,7 @@ async fn run_once(
             .map(|(_, (at, n))| (*at, *n))
             .collect::<Vec<_>>()
     };
-    let peak_rss = wait_for_arrivals(cli, sink, &servers, sink_total(sink, index) + expected).await;
+    let peak_rss = wait_for_arrivals(cli, sink, || servers.rss_mib().1, sink_total(sink, index) + expected).await;
     servers.stop();
     let arrivals = arrived_here(sink);
     let last = arrivals.iter().map(|(at, _)| *at).max().unwrap_or(started);

@@ -360,7 +360,7 @@ pub(crate) async fn drain(cli: &Cli, sink: &Arc<Sink>, sink_addr: SocketAddr) ->
     .await?;
     let expected_fresh = fresh_events * endpoints;
     let expected = written as usize + expected_fresh;
-    let peak_rss = crate::wait_for_arrivals(cli, sink, &servers, expected).await;
+    let peak_rss = crate::wait_for_arrivals(cli, sink, || servers.rss_mib().1, expected).await;
     let claims = metric(&client, &servers, "signhook_claimed_deliveries_total").await?;
     let claim_calls = metric(&client, &servers, "signhook_claims_total").await?;
     let arrivals = sink.arrivals.lock().expect("no panics hold this lock").clone();

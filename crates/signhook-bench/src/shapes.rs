@@ -70,7 +70,7 @@ pub(crate) async fn burst(cli: &Cli, sink: &Arc<Sink>, sink_addr: SocketAddr) ->
         phases.push((name, phase_rate, started));
     }
     let expected = published * endpoints;
-    let peak_rss = wait_for_arrivals(cli, sink, &servers, expected).await;
+    let peak_rss = wait_for_arrivals(cli, sink, || servers.rss_mib().1, expected).await;
     let (deliveries, duplicates) = counts(sink);
     let mut figures = serde_json::Map::new();
     for (name, phase_rate, started) in &phases {
@@ -138,7 +138,7 @@ pub(crate) async fn many_tenants(cli: &Cli, sink: &Arc<Sink>, sink_addr: SocketA
     .await?;
     let publish_seconds = publish_start.elapsed().as_secs_f64();
     let expected = events * per_tenant as usize;
-    let peak_rss = wait_for_arrivals(cli, sink, &servers, expected).await;
+    let peak_rss = wait_for_arrivals(cli, sink, || servers.rss_mib().1, expected).await;
     let (deliveries, duplicates) = counts(sink);
     let last = sink
         .arrivals

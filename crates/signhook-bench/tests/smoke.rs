@@ -141,3 +141,17 @@ fn drain_runs_with_its_baseline() {
     let report = smoke(&["drain", "--baseline"]);
     assert_eq!(report["baseline"], true, "{report}");
 }
+
+/// `inbox` posts signed requests to a real `signhook inbox`, which acks
+/// each and forwards it to the sink, where it still verifies.
+#[test]
+fn inbox_acks_and_forwards_every_request() {
+    let report = smoke(&["inbox"]);
+    assert_eq!(report["scenario"], "inbox");
+    assert_eq!(report["duplicates"], 0, "{report}");
+    assert_eq!(report["deliveries"], 400, "{report}");
+    assert!(
+        report["ack_latency_ms_at_rate"]["p99"].as_f64().unwrap() > 0.0,
+        "{report}"
+    );
+}

@@ -241,7 +241,7 @@ impl<Q: WorkQueue, A: Attempter<Q>> Dispatcher<Q, A> {
         let (results_tx, results_rx) = mpsc::unbounded_channel();
         let recorder = tokio::spawn(record_results(
             self.queue.clone(),
-            self.config.node_id.clone(),
+            self.handoff.clone(),
             self.clock.clone(),
             results_rx,
             shutdown.clone(),
@@ -688,10 +688,12 @@ const SHUTDOWN_WRITE_RETRIES: u32 = 10;
 /// batch, so no result is dropped while the process lives — except at
 /// shutdown, where the retries stop after [`SHUTDOWN_WRITE_RETRIES`]: those
 /// deliveries are then sent again when their leases end (at least once, as
-/// promised), rather than keeping the process from exiting.
+/// promised), rather than keeping the process from exiting. What a batch
+/// lets go already claimed (an ordered key's next delivery) goes to the
+/// dispatcher through `handoff`, as a publish's deliveries do.
 async fn record_results<Q: WorkQueue>(
     queue: Q,
-    node_id: String,
+    handoff: Handoff<Q::Item>,
     clock: Arc<dyn Clock>,
     mut results: mpsc::UnboundedReceiver<Finished<Q>>,
     shutdown: CancellationToken,
@@ -715,16 +717,22 @@ async fn record_results<Q: WorkQueue>(
         let mut failures = 0;
         loop {
             let now: DateTime<Utc> = clock.now();
+            let node_id = handoff.node_id();
             let written = async {
-                queue.record(&node_id, &attempts, now).await?;
+                let next = queue.record(node_id, &attempts, now, handoff.lease(now).until).await?;
                 if !released.is_empty() {
-                    queue.release(&node_id, &released, now).await?;
+                    queue.release(node_id, &released, now).await?;
                 }
-                Ok::<_, signhook_store::StoreError>(())
+                Ok::<_, signhook_store::StoreError>(next)
             }
             .await;
             match written {
-                Ok(()) => break,
+                Ok(next) => {
+                    // Once the dispatcher has stopped, their leases end and
+                    // they go out again (after a restart, at once).
+                    let _ = handoff.send(next);
+                    break;
+                }
                 Err(e) if shutdown.is_cancelled() && failures >= SHUTDOWN_WRITE_RETRIES => {
                     tracing::error!(
                         error = %error_chain(&e),

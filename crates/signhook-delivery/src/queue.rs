@@ -83,13 +83,16 @@ pub trait WorkQueue: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<DateTime<Utc>>, StoreError>> + Send;
 
     /// Records attempts and what follows from them, while `node` still
-    /// holds their claims.
+    /// holds their claims. Returns the work they let go that is claimed
+    /// for `node` until `next_lease` at once (an ordered key's next
+    /// delivery), which the dispatcher sends without claiming it.
     fn record(
         &self,
         node: &str,
         records: &[Self::Record],
         now: DateTime<Utc>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+        next_lease: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<Self::Item>, StoreError>> + Send;
 
     /// Gives claims back unsent: due again at once.
     fn release(
@@ -158,8 +161,14 @@ impl WorkQueue for Store {
         Store::next_due_at(self, node, skip).await
     }
 
-    async fn record(&self, node: &str, records: &[AttemptRecord], now: DateTime<Utc>) -> Result<(), StoreError> {
-        self.record_attempts(node, records, now).await
+    async fn record(
+        &self,
+        node: &str,
+        records: &[AttemptRecord],
+        now: DateTime<Utc>,
+        next_lease: DateTime<Utc>,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        self.record_attempts(node, records, now, next_lease).await
     }
 
     async fn release(&self, node: &str, held: &[Held], now: DateTime<Utc>) -> Result<(), StoreError> {

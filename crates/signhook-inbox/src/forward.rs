@@ -159,8 +159,17 @@ impl WorkQueue for ForwardQueue {
         self.store.next_due_at(skip).await
     }
 
-    async fn record(&self, node: &str, records: &[ForwardRecord], now: DateTime<Utc>) -> Result<(), StoreError> {
-        self.store.record_forwards(node, records, now).await
+    /// The inbox's ordered keys are released for the next claim, not
+    /// claimed by the record (its claims are cheap: one process, one file).
+    async fn record(
+        &self,
+        node: &str,
+        records: &[ForwardRecord],
+        now: DateTime<Utc>,
+        _next_lease: DateTime<Utc>,
+    ) -> Result<Vec<Forward>, StoreError> {
+        self.store.record_forwards(node, records, now).await?;
+        Ok(Vec::new())
     }
 
     async fn release(&self, node: &str, held: &[HeldRequest], now: DateTime<Utc>) -> Result<(), StoreError> {

@@ -8,7 +8,7 @@
 //! late answer from a node whose lease already passed to another cannot
 //! overwrite the newer state.
 
-use crate::db::{json_strings, DbRow, Dialects, Sql};
+use crate::db::{json_strings, DbRow, Dialects, Sql, Tx};
 use crate::events::{event_from_row, Event};
 use crate::subscriptions::{subscription_from_row, Subscription, SUBSCRIPTION_COLUMNS};
 use crate::{Result, Store, StoreError};
@@ -82,7 +82,7 @@ impl ClaimedDelivery {
 }
 
 /// A claimed row, before its event and subscription are attached.
-struct ClaimedRow {
+pub(crate) struct ClaimedRow {
     id: DeliveryId,
     event_id: String,
     subscription_id: String,
@@ -91,6 +91,29 @@ struct ClaimedRow {
     due_at: Option<i64>,
     ordering_key: Option<String>,
 }
+
+/// The rows an `UPDATE … RETURNING` of [`CLAIMED_COLUMNS`] claimed.
+pub(crate) async fn claimed_rows(tx: &mut Tx<'_>, claim: Sql) -> Result<Vec<ClaimedRow>> {
+    tx.fetch_all(claim)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(ClaimedRow {
+                id: DeliveryId::parse(&row.text("id")?).map_err(StoreError::corrupt)?,
+                event_id: row.text("event_id")?,
+                subscription_id: row.text("subscription_id")?,
+                attempt_count: row.int("attempt_count")?,
+                schedule_offset: row.int("schedule_offset")?,
+                due_at: row.opt_int("due_at")?,
+                ordering_key: row.opt_text("ordering_key")?,
+            })
+        })
+        .collect()
+}
+
+/// What a claim returns of each row it took.
+pub(crate) const CLAIMED_COLUMNS: &str =
+    "id, event_id, subscription_id, attempt_count, schedule_offset, due_at, ordering_key";
 
 impl ClaimedRow {
     /// The claim with its event and subscription, ready to send.
@@ -224,24 +247,22 @@ impl Store {
             .bind(json_strings(skip.iter().map(SubscriptionId::as_str)))
             .bind(i64::from(limit) * 4)
             .bind(i64::from(per_subscription.max(1)));
-        let mut claims = tx
-            .fetch_all(claim)
-            .await?
-            .iter()
-            .map(|row| {
-                Ok(ClaimedRow {
-                    id: DeliveryId::parse(&row.text("id")?).map_err(StoreError::corrupt)?,
-                    event_id: row.text("event_id")?,
-                    subscription_id: row.text("subscription_id")?,
-                    attempt_count: row.int("attempt_count")?,
-                    schedule_offset: row.int("schedule_offset")?,
-                    due_at: row.opt_int("due_at")?,
-                    ordering_key: row.opt_text("ordering_key")?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let claims = claimed_rows(&mut tx, claim).await?;
+        let claimed = self.attach_claims(&mut tx, claims, lease, now).await?;
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    /// Loads what sending the claimed `rows` needs (their events and
+    /// subscriptions) and hands them out oldest first.
+    pub(crate) async fn attach_claims(
+        &self,
+        tx: &mut Tx<'_>,
+        mut claims: Vec<ClaimedRow>,
+        lease: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ClaimedDelivery>> {
         if claims.is_empty() {
-            tx.commit().await?;
             return Ok(Vec::new());
         }
         // RETURNING has no order; hand them out oldest first.
@@ -265,7 +286,6 @@ impl Store {
             .iter()
             .map(|row| subscription_from_row(row, &self.keys).map(|s| (s.id.to_string(), Arc::new(s))))
             .collect::<Result<_>>()?;
-        tx.commit().await?;
         claims
             .into_iter()
             .map(|claim| claim.attach(&events, &subscriptions, lease, now))

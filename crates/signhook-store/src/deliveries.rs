@@ -2,6 +2,7 @@
 //! what follows from them), resends, and the delivery log the API shows.
 //! Claiming and releasing are [`crate::claims`].
 
+use crate::claims::ClaimedDelivery;
 use crate::db::{json_strings, DbRow, Dialects, Sql, Tx};
 use crate::events::{event_from_row, EVENT_COLUMNS};
 use crate::outbox::{self, NewDelivery};
@@ -335,9 +336,19 @@ impl Store {
     /// and disabling on `410 Gone` (with `webhook.disabled`). Once
     /// committed, announces the earliest retry and any operational event
     /// to this node's dispatcher.
-    pub async fn record_attempts(&self, node: &str, records: &[AttemptRecord], now: DateTime<Utc>) -> Result<()> {
+    ///
+    /// A success or dead letter of an ordered key's head lets the key's next
+    /// delivery go: claimed at once for `node` until `next_lease` and
+    /// returned, for the dispatcher to send without a claim in between.
+    pub async fn record_attempts(
+        &self,
+        node: &str,
+        records: &[AttemptRecord],
+        now: DateTime<Utc>,
+        next_lease: DateTime<Utc>,
+    ) -> Result<Vec<ClaimedDelivery>> {
         if records.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let outcomes: Vec<(&AttemptRecord, Consequences)> = records.iter().map(|r| (r, r.consequences())).collect();
         let first_retry = outcomes.iter().filter_map(|(_, then)| then.next_attempt_at).min();
@@ -412,12 +423,16 @@ impl Store {
             .filter(|(record, then)| record.ordered && then.status != DeliveryStatus::Pending)
             .map(|(record, _)| record.delivery_id.as_str())
             .collect();
-        crate::ordering::release_next(&mut tx, crate::ordering::Keys::Of(&finished), now).await?;
+        let lease = to_millis(next_lease);
+        let next =
+            crate::ordering::release_next_claimed(&mut tx, crate::ordering::Keys::Of(&finished), now, node, lease)
+                .await?;
+        let next = self.attach_claims(&mut tx, next, lease, now).await?;
         tx.commit().await?;
         if let Some(retry) = first_retry {
             self.work.due_at(retry);
         }
-        Ok(())
+        Ok(next)
     }
 
     /// Writes a dead letter and, if this node's lease still held it, what

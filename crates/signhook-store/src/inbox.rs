@@ -26,7 +26,8 @@ use crate::{Result, StoreError};
 use chrono::{DateTime, Utc};
 use signhook_core::time::{from_millis, to_millis};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::Row;
+use sqlx::{QueryBuilder, Row, Sqlite};
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,6 +61,37 @@ pub struct NewRequest {
     pub received_at: DateTime<Utc>,
     /// Its ordering key, when its source orders.
     pub ordering_key: Option<String>,
+}
+
+/// Rows per multi-row statement: 11 parameters each, well under SQLite's
+/// limit on bound parameters.
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// The start of a multi-row insert of received requests; each row bound by
+/// [`bind_request`].
+const INSERT_REQUEST: &str = "INSERT INTO inbox_requests \
+    (source, event_id, body, headers, received_at, status, next_attempt_at, due_at, leased_by, leased_until, ordering_key) ";
+
+/// One row of [`INSERT_REQUEST`]: pending, claimed under `claim` when
+/// given (due when its lease ends), else due at once.
+fn bind_request<'q>(
+    row: &mut sqlx::query_builder::Separated<'_, 'q, Sqlite, &'static str>,
+    request: &'q NewRequest,
+    claim: Option<&'q Lease>,
+) {
+    let received_at = to_millis(request.received_at);
+    let headers = serde_json::to_string(&request.headers).expect("pairs of strings always serialize");
+    row.push_bind(&request.source)
+        .push_bind(&request.event_id)
+        .push_bind(&request.body)
+        .push_bind(headers)
+        .push_bind(received_at)
+        .push_bind("pending")
+        .push_bind(claim.map_or(received_at, |lease| to_millis(lease.until)))
+        .push_bind(received_at)
+        .push_bind(claim.map(|lease| lease.node_id.as_str()))
+        .push_bind(claim.map(|lease| to_millis(lease.until)))
+        .push_bind(&request.ordering_key);
 }
 
 /// What became of a received request.
@@ -274,53 +306,85 @@ impl InboxStore {
     /// One result per request, in order; an error fails the whole batch.
     pub async fn receive(&self, batch: &[NewRequest], lease: Option<&Lease>) -> Result<Vec<Received>> {
         let mut tx = self.writer.begin().await?;
+        // Which are new: one statement per chunk, not one per request (each
+        // statement is a round trip to SQLite's thread). Of one id twice in
+        // a batch, the first is the new one.
+        let mut fresh: HashSet<(String, String)> = HashSet::new();
+        for chunk in batch.chunks(ROWS_PER_STATEMENT) {
+            let mut seen = QueryBuilder::<Sqlite>::new("INSERT INTO inbox_seen (source, event_id, seen_at) ");
+            seen.push_values(chunk, |mut row, request| {
+                row.push_bind(&request.source)
+                    .push_bind(&request.event_id)
+                    .push_bind(to_millis(request.received_at));
+            });
+            seen.push(" ON CONFLICT (source, event_id) DO NOTHING RETURNING source, event_id");
+            for row in seen.build().fetch_all(&mut *tx).await? {
+                fresh.insert((row.try_get("source")?, row.try_get("event_id")?));
+            }
+        }
+        let mut stored: Vec<Option<&NewRequest>> = batch
+            .iter()
+            .map(|request| {
+                fresh
+                    .remove(&(request.source.clone(), request.event_id.clone()))
+                    .then_some(request)
+            })
+            .collect();
+        // The ones without a key in one statement per chunk; a keyed one
+        // alone, in arrival order, as it may wait for an earlier one of its
+        // key (in the database, or just before it in this batch).
+        let unkeyed: Vec<&NewRequest> = stored
+            .iter()
+            .flatten()
+            .filter(|r| r.ordering_key.is_none())
+            .copied()
+            .collect();
+        let mut seqs: HashMap<(&str, &str), i64> = HashMap::new();
+        for chunk in unkeyed.chunks(ROWS_PER_STATEMENT) {
+            let mut insert = QueryBuilder::<Sqlite>::new(INSERT_REQUEST);
+            insert.push_values(chunk, |mut row, request| {
+                bind_request(&mut row, request, lease);
+            });
+            insert.push(" RETURNING seq, source, event_id");
+            for row in insert.build().fetch_all(&mut *tx).await? {
+                let (source, event_id): (String, String) = (row.try_get("source")?, row.try_get("event_id")?);
+                let request = chunk
+                    .iter()
+                    .find(|r| r.source == source && r.event_id == event_id)
+                    .ok_or_else(|| StoreError::corrupt("an inserted request that was not in the batch"))?;
+                seqs.insert((&request.source, &request.event_id), row.try_get("seq")?);
+            }
+        }
         let mut results = Vec::with_capacity(batch.len());
-        for request in batch {
-            let received_at = to_millis(request.received_at);
-            let seen = sqlx::query(
-                "INSERT INTO inbox_seen (source, event_id, seen_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (source, event_id) DO NOTHING",
-            )
-            .bind(&request.source)
-            .bind(&request.event_id)
-            .bind(received_at)
-            .execute(&mut *tx)
-            .await?;
-            if seen.rows_affected() == 0 {
+        for request in stored.iter_mut() {
+            let Some(request) = request.take() else {
                 results.push(Received::Duplicate);
                 continue;
-            }
-            let waits = match &request.ordering_key {
-                Some(key) => {
-                    sqlx::query("SELECT 1 FROM inbox_requests WHERE ordering_key = $1 AND status = 'pending' LIMIT 1")
-                        .bind(key)
-                        .fetch_optional(&mut *tx)
-                        .await?
-                        .is_some()
-                }
-                None => false,
             };
-            let claim = lease.filter(|_| !waits);
-            let headers = serde_json::to_string(&request.headers)
-                .map_err(|e| StoreError::corrupt(format!("headers do not serialize: {e}")))?;
-            let next = claim.map_or(received_at, |lease| to_millis(lease.until));
-            let seq: i64 = sqlx::query_scalar(
-                "INSERT INTO inbox_requests \
-                 (source, event_id, body, headers, received_at, status, next_attempt_at, due_at, \
-                  leased_by, leased_until, ordering_key) \
-                 VALUES ($1, $2, $3, $4, $5, 'pending', $6, $5, $7, $8, $9) RETURNING seq",
-            )
-            .bind(&request.source)
-            .bind(&request.event_id)
-            .bind(&request.body)
-            .bind(&headers)
-            .bind(received_at)
-            .bind(next)
-            .bind(claim.map(|lease| lease.node_id.as_str()))
-            .bind(claim.map(|lease| to_millis(lease.until)))
-            .bind(&request.ordering_key)
-            .fetch_one(&mut *tx)
-            .await?;
+            let (seq, claim) = match &request.ordering_key {
+                None => (
+                    *seqs
+                        .get(&(request.source.as_str(), request.event_id.as_str()))
+                        .ok_or_else(|| StoreError::corrupt("a stored request without its seq"))?,
+                    lease,
+                ),
+                Some(key) => {
+                    let waits = sqlx::query(
+                        "SELECT 1 FROM inbox_requests WHERE ordering_key = $1 AND status = 'pending' LIMIT 1",
+                    )
+                    .bind(key)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .is_some();
+                    let claim = lease.filter(|_| !waits);
+                    let mut insert = QueryBuilder::<Sqlite>::new(INSERT_REQUEST);
+                    insert.push_values([request], |mut row, request| {
+                        bind_request(&mut row, request, claim);
+                    });
+                    insert.push(" RETURNING seq");
+                    (insert.build().fetch_one(&mut *tx).await?.try_get("seq")?, claim)
+                }
+            };
             results.push(Received::Stored(claim.map(|lease| ClaimedRequest {
                 seq,
                 source: request.source.clone(),
@@ -758,6 +822,33 @@ mod tests {
         assert_eq!(purged.seen, 1);
         let after = store.receive(&[request("evt_1", None, later)], None).await.unwrap();
         assert!(matches!(after[0], Received::Stored(None)));
+    }
+
+    #[tokio::test]
+    async fn a_mixed_batch_keeps_each_request_its_own_row_and_a_key_its_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = InboxStore::open(dir.path()).await.unwrap();
+        let now = Utc::now();
+        let batch = [
+            request("evt_a", None, now),
+            request("evt_k1", Some("doc_1"), now),
+            request("evt_b", None, now),
+            request("evt_k2", Some("doc_1"), now),
+            request("evt_c", None, now),
+        ];
+        let results = store.receive(&batch, Some(&lease(now))).await.unwrap();
+        let claims: Vec<Option<ClaimedRequest>> = results.into_iter().map(stored).collect();
+        for (request, claim) in batch.iter().zip(&claims) {
+            let Some(claim) = claim else {
+                assert_eq!(request.event_id, "evt_k2", "only the key's second waits");
+                continue;
+            };
+            assert_eq!(claim.event_id, request.event_id);
+            assert_eq!(&*claim.body, &request.body[..]);
+        }
+        let seqs: Vec<i64> = claims.iter().flatten().map(|c| c.seq).collect();
+        assert_eq!(seqs.len(), 4);
+        assert_eq!(seqs.iter().collect::<HashSet<_>>().len(), 4, "one row each: {seqs:?}");
     }
 
     #[tokio::test]

@@ -56,9 +56,42 @@ pub(crate) enum Keys<'a> {
 /// (under `ordering_on_failure = 'block'`). Says when the new heads fall
 /// due. Gathered: on SQLite it costs no round trip of its own.
 pub(crate) async fn release_next(tx: &mut Tx<'_>, keys: Keys<'_>, now: DateTime<Utc>) -> Result<()> {
+    let Some(release) = release_statement(tx, keys, now, None).await? else {
+        return Ok(());
+    };
+    tx.gather(release).await?;
+    tx.work_due_at(now).await
+}
+
+/// As [`release_next`], the new heads claimed for `node` until `lease`
+/// (milliseconds) at once, as a claim would: what recording a key's head
+/// lets go is sent next by the node that recorded it, with no claim in
+/// between. Returns the rows claimed.
+pub(crate) async fn release_next_claimed(
+    tx: &mut Tx<'_>,
+    keys: Keys<'_>,
+    now: DateTime<Utc>,
+    node: &str,
+    lease: i64,
+) -> Result<Vec<crate::claims::ClaimedRow>> {
+    let Some(release) = release_statement(tx, keys, now, Some((node, lease))).await? else {
+        return Ok(Vec::new());
+    };
+    crate::claims::claimed_rows(tx, release).await
+}
+
+/// The statement of a release of `keys` (claimed for a node and lease
+/// when given), after the keys' advisory locks on PostgreSQL; `None` when
+/// there are no keys.
+async fn release_statement(
+    tx: &mut Tx<'_>,
+    keys: Keys<'_>,
+    now: DateTime<Utc>,
+    claim_for: Option<(&str, i64)>,
+) -> Result<Option<Sql>> {
     // `$2` of the subquery: the ids listed, or the subscription.
     let (subquery, keys) = match keys {
-        Keys::Of([]) => return Ok(()),
+        Keys::Of([]) => return Ok(None),
         Keys::Of(ids) => (tx.pick(LISTED), crate::db::json_strings(ids.iter().copied())),
         Keys::WaitingOf(sub) => (WAITING_OF, sub.to_string()),
     };
@@ -72,12 +105,22 @@ pub(crate) async fn release_next(tx: &mut Tx<'_>, keys: Keys<'_>, now: DateTime<
         .bind(keys.as_str());
         tx.gather(lock).await?;
     }
+    // Claimed: leased like a claim leases (`next_attempt_at` is the
+    // lease's end), and the claimed rows returned. (A relay is never
+    // ordered: `PATCH /v1/webhooks` refuses `ordering` on one.)
+    let (set, returning) = match claim_for {
+        None => ("next_attempt_at = $1", String::new()),
+        Some(_) => (
+            "leased_by = $3, leased_until = $4, next_attempt_at = $4",
+            format!(" RETURNING {}", crate::claims::CLAIMED_COLUMNS),
+        ),
+    };
     // A head is pending with a next attempt; a waiting one is pending
     // without. The earliest waiting one (event order, the delivery's id
     // breaking ties) takes the key only if nothing holds it: no head, and
     // under `block` no dead letter of an earlier event.
     let release = Sql::new(format!(
-        "UPDATE deliveries SET next_attempt_at = $1, due_at = $1, updated_at = $1 WHERE id IN ( \
+        "UPDATE deliveries SET {set}, due_at = $1, updated_at = $1 WHERE id IN ( \
              SELECT (SELECT p.id FROM deliveries p \
                      WHERE p.subscription_id = k.subscription_id AND p.ordering_key = k.ordering_key \
                      AND p.status = 'pending' AND p.next_attempt_at IS NULL \
@@ -88,12 +131,15 @@ pub(crate) async fn release_next(tx: &mut Tx<'_>, keys: Keys<'_>, now: DateTime<
                  AND a.status = 'pending' AND a.next_attempt_at IS NOT NULL)) \
          AND NOT EXISTS (SELECT 1 FROM deliveries f JOIN subscriptions s ON s.id = f.subscription_id \
              WHERE f.subscription_id = deliveries.subscription_id AND f.ordering_key = deliveries.ordering_key \
-             AND f.status = 'failed' AND s.ordering_on_failure = 'block' AND f.event_id < deliveries.event_id)"
+             AND f.status = 'failed' AND s.ordering_on_failure = 'block' AND f.event_id < deliveries.event_id)\
+         {returning}"
     ))
     .bind(to_millis(now))
     .bind(keys);
-    tx.gather(release).await?;
-    tx.work_due_at(now).await
+    Ok(Some(match claim_for {
+        None => release,
+        Some((node, lease)) => release.bind(node).bind(lease),
+    }))
 }
 
 /// A key whose deliveries wait behind one that failed: dead-lettered under

@@ -6,6 +6,7 @@ use signhook_core::delivery::DeliveryStatus;
 use signhook_core::endpoint::{CustomHeaders, SignatureScheme, WebhookUrl};
 use signhook_core::filter::{EventFilter, Scope, ScopeFilter, SubscriptionFilter, WorkspaceFilter};
 use signhook_core::ids::AttemptId;
+use signhook_core::ordering::Ordering;
 use signhook_core::retry::Decision;
 use signhook_store::deliveries::{Attempt, AttemptRecord};
 use signhook_store::events::NewEvent;
@@ -54,6 +55,16 @@ async fn tenant_with_subscription(store: &Store) -> CreatedTenant {
 
 /// A live subscription of `tenant` to everything.
 async fn add_subscription(store: &Store, tenant: &CreatedTenant) -> signhook_store::subscriptions::Subscription {
+    add_subscription_ordered(store, tenant, Ordering::None).await
+}
+
+/// A live subscription of `tenant` to everything, its deliveries ordered
+/// by `ordering`.
+async fn add_subscription_ordered(
+    store: &Store,
+    tenant: &CreatedTenant,
+    ordering: Ordering,
+) -> signhook_store::subscriptions::Subscription {
     store
         .create_subscription(
             NewSubscription {
@@ -71,7 +82,7 @@ async fn add_subscription(store: &Store, tenant: &CreatedTenant) -> signhook_sto
                 headers: CustomHeaders::default(),
                 signature_scheme: SignatureScheme::Standard,
                 rate_limit_per_second: None,
-                ordering: Default::default(),
+                ordering,
                 ordering_on_failure: Default::default(),
                 secret: WebhookSecret::from_bytes(&[1; 32]),
             },
@@ -165,7 +176,7 @@ async fn a_lease_holds_until_it_ends_then_the_delivery_is_claimable_again(backen
     // A late result under the expired lease is recorded as an attempt but
     // does not change the delivery; node_b's result does.
     store
-        .record_attempts("node_a", &[succeeded(&first[0], during, "node_a")], during)
+        .record_attempts("node_a", &[succeeded(&first[0], during, "node_a")], during, during + Duration::minutes(1))
         .await
         .unwrap();
     let (delivery, attempts) = store
@@ -176,7 +187,7 @@ async fn a_lease_holds_until_it_ends_then_the_delivery_is_claimable_again(backen
     assert_eq!(delivery.status, DeliveryStatus::Pending);
     assert_eq!(attempts.len(), 1);
     store
-        .record_attempts("node_b", &[succeeded(&second[0], after, "node_b")], after)
+        .record_attempts("node_b", &[succeeded(&second[0], after, "node_b")], after, after + Duration::minutes(1))
         .await
         .unwrap();
     let (delivery, attempts) = store
@@ -368,7 +379,10 @@ async fn dead_letters(store: &Store, tenant: &CreatedTenant, n: usize, at: DateT
         .await
         .unwrap();
     let records: Vec<_> = claims.iter().map(|c| dead_lettered(c, at, "n")).collect();
-    store.record_attempts("n", &records, at).await.unwrap();
+    store
+        .record_attempts("n", &records, at, at + Duration::minutes(1))
+        .await
+        .unwrap();
 }
 
 async fn event_types(store: &Store, tenant: &CreatedTenant) -> Vec<String> {
@@ -488,7 +502,7 @@ async fn events_past_retention_are_purged_unless_still_pending(backend: Backend)
     // An old event, delivered; and an old event still pending.
     publish(&store, &tenant, t0()).await;
     let claims = store.claim_due_deliveries("n", t0(), t0() + Duration::minutes(1), 10, 10, &[]).await.unwrap();
-    store.record_attempts("n", &[succeeded(&claims[0], t0(), "n")], t0()).await.unwrap();
+    store.record_attempts("n", &[succeeded(&claims[0], t0(), "n")], t0(), t0() + Duration::minutes(1)).await.unwrap();
     publish(&store, &tenant, t0() + Duration::seconds(1)).await;
     let recent = t0() + Duration::days(29);
     publish(&store, &tenant, recent).await;
@@ -869,7 +883,7 @@ async fn every_write_that_makes_work_due_announces_when_and_claims_keep_the_due_
 
     // Its attempt fails: the retry is announced for its own time.
     let retry_at = t0() + Duration::seconds(5);
-    store.record_attempts("n", &[retrying(&claim, t0(), retry_at)], t0()).await.unwrap();
+    store.record_attempts("n", &[retrying(&claim, t0(), retry_at)], t0(), t0() + Duration::minutes(1)).await.unwrap();
     assert_eq!(signal.take(), Some(retry_at));
     assert_eq!(store.next_due_at("node-a", &[]).await.unwrap(), Some(retry_at));
     assert_eq!(
@@ -890,7 +904,7 @@ async fn every_write_that_makes_work_due_announces_when_and_claims_keep_the_due_
 
     // Dead-lettered: `delivery.failed` goes to the tenant's subscription now.
     let dead_at = released_at + Duration::seconds(1);
-    store.record_attempts("n", &[dead_lettered(&again, dead_at, "n")], dead_at).await.unwrap();
+    store.record_attempts("n", &[dead_lettered(&again, dead_at, "n")], dead_at, dead_at + Duration::minutes(1)).await.unwrap();
     assert_eq!(signal.take(), Some(dead_at));
 
     // Resent by its owner: due now.
@@ -995,4 +1009,59 @@ mod team {
         assert_eq!(test[0].last_used_at, None);
     }
     }
+}
+
+on_both_backends! {
+/// Recording the success of an ordered key's head claims the key's next
+/// delivery for the recording node and returns it: no claim in between,
+/// and no other node can take it while that lease holds.
+async fn recording_a_keys_head_claims_its_next_delivery_for_the_recording_node(backend: Backend) {
+    let (_dir, store) = store(backend).await;
+    let tenant = store.create_tenant("Acme", t0()).await.unwrap();
+    add_subscription_ordered(&store, &tenant, Ordering::Key).await;
+    for _ in 0..3 {
+        let new = NewEvent {
+            tenant_id: tenant.tenant_id.clone(),
+            sandbox: false,
+            event_type: "invoice.paid".into(),
+            scope: Scope::PublicApi,
+            workspace_id: tenant.default_workspace_id.clone(),
+            data: "{}".into(),
+            idempotency: None,
+            ordering_key: Some("inv_1".into()),
+        };
+        store.publish_event(new, t0()).await.unwrap();
+    }
+    let lease = Duration::minutes(1);
+    let head = store.claim_due_deliveries("node_a", t0(), t0() + lease, 10, 100, &[]).await.unwrap();
+    assert_eq!(head.len(), 1, "only the key's head is claimable");
+
+    let at = t0() + Duration::seconds(1);
+    let next = store
+        .record_attempts("node_a", &[succeeded(&head[0], at, "node_a")], at, at + lease)
+        .await
+        .unwrap();
+    assert_eq!(next.len(), 1);
+    assert!(next[0].event.id > head[0].event.id, "the next event of the key");
+    assert_eq!(next[0].lease_until, signhook_core::time::to_millis(at + lease));
+    assert_eq!(next[0].ordering_key.as_deref(), Some("inv_1"));
+    // Leased to node_a: nobody claims it while the lease holds.
+    assert!(store.claim_due_deliveries("node_b", at, at + lease, 10, 100, &[]).await.unwrap().is_empty());
+
+    // The next success lets the last one go; the last leaves nothing.
+    let later = at + Duration::seconds(1);
+    let last = store
+        .record_attempts("node_a", &[succeeded(&next[0], later, "node_a")], later, later + lease)
+        .await
+        .unwrap();
+    assert_eq!(last.len(), 1);
+    assert!(last[0].event.id > next[0].event.id);
+    let end = later + Duration::seconds(1);
+    let none = store
+        .record_attempts("node_a", &[succeeded(&last[0], end, "node_a")], end, end + lease)
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    assert_eq!(store.next_due_at("node_a", &[]).await.unwrap(), None);
+}
 }

@@ -508,6 +508,11 @@ pub(crate) async fn update_subscription(
         ("headers", body.headers.is_some()),
         ("signature_scheme", body.signature_scheme.is_some()),
         ("subscribed_events", body.subscribed_events.is_some()),
+        // Only the node holding the CLI's socket may send a relay's
+        // deliveries; an ordered key's next one is claimed by whichever
+        // node recorded the previous.
+        ("ordering", body.ordering.is_some()),
+        ("ordering_on_failure", body.ordering_on_failure.is_some()),
     ];
     if let Some((field, _)) = relay_fields.iter().find(|(_, given)| *given) {
         if load(state, auth, id).await?.is_relay() {

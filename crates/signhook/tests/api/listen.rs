@@ -165,6 +165,13 @@ async fn listen_forwards_exact_verifiable_bytes_and_the_local_answers_are_the_at
     let (status, refused) = read(request.send().await.unwrap()).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
     assert_eq!(refused["error"]["field"], "url");
+    let request = reqwest::Client::new()
+        .patch(server.url(&format!("/v1/webhooks/{webhook_id}")))
+        .bearer_auth(&tenant.test_key)
+        .json(&json!({"ordering": "signature_request"}));
+    let (status, refused) = read(request.send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert_eq!(refused["error"]["field"], "ordering");
 
     // An event outside the filter never arrives; one inside does, exactly.
     publish(&server, &tenant.test_key, "approver.notified").await;
