@@ -10,7 +10,6 @@ use crate::{distribution, round, Behavior, Cli, Sink};
 use anyhow::{ensure, Context};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -39,41 +38,13 @@ impl InboxNode {
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("starting {} inbox", bin.display()))?;
-        let stderr = child.stderr.take().context("the inbox's stderr")?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("signhook inbox is receiving") {
-                    let addr = line
-                        .split(" addr=")
-                        .nth(1)
-                        .and_then(|rest| rest.split_whitespace().next())
-                        .map(str::to_owned);
-                    if let (Some(tx), Some(addr)) = (tx.take(), addr) {
-                        let _ = tx.send(addr);
-                    }
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(60))
-            .context("the inbox never said where it receives")?;
-        Ok(Self {
-            child,
-            addr: addr.parse()?,
-        })
+        let addr = crate::announced_addr(&mut child, "signhook inbox is receiving")?;
+        Ok(Self { child, addr })
     }
 
     /// Resident memory at its peak, in MiB (Linux).
     fn peak_rss_mib(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
-        status
-            .lines()
-            .find(|l| l.starts_with("VmHWM:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<f64>().ok())
-            .map_or(0.0, |kb| kb / 1024.0)
+        crate::rss_mib_of(&self.child).1
     }
 }
 

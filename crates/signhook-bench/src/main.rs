@@ -312,6 +312,32 @@ fn server_binary(cli: &Cli) -> anyhow::Result<PathBuf> {
     Ok(bin)
 }
 
+/// The address a `signhook` child process names (`addr=…`) on the stderr
+/// line holding `marker` once it listens; its stderr is drained meanwhile.
+fn announced_addr(child: &mut Child, marker: &'static str) -> anyhow::Result<SocketAddr> {
+    let stderr = child.stderr.take().context("the child's stderr")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains(marker) {
+                let addr = line
+                    .split(" addr=")
+                    .nth(1)
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .map(str::to_owned);
+                if let (Some(tx), Some(addr)) = (tx.take(), addr) {
+                    let _ = tx.send(addr);
+                }
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(60))
+        .with_context(|| format!("the child never logged `{marker}` with its address"))?;
+    Ok(addr.parse()?)
+}
+
 /// One `signhook serve` child process.
 struct Node {
     child: Child,
@@ -339,30 +365,8 @@ impl Node {
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
-        let stderr = child.stderr.take().context("the server's stderr")?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("signhook is serving") {
-                    let addr = line
-                        .split("addr=")
-                        .nth(1)
-                        .and_then(|rest| rest.split_whitespace().next())
-                        .map(str::to_owned);
-                    if let (Some(tx), Some(addr)) = (tx.take(), addr) {
-                        let _ = tx.send(addr);
-                    }
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(60))
-            .context("the server never said where it listens")?;
-        Ok(Self {
-            child,
-            addr: addr.parse()?,
-        })
+        let addr = announced_addr(&mut child, "signhook is serving")?;
+        Ok(Self { child, addr })
     }
 
     fn url(&self, path: &str) -> String {
@@ -371,17 +375,23 @@ impl Node {
 
     /// Resident memory now and at its peak, in MiB (Linux).
     fn rss_mib(&self) -> (f64, f64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find(|l| l.starts_with(name))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-                .map_or(0.0, |kb| kb / 1024.0)
-        };
-        (field("VmRSS:"), field("VmHWM:"))
+        rss_mib_of(&self.child)
     }
+}
+
+/// A child process's resident memory now and at its peak, in MiB (Linux;
+/// 0 where unknown).
+fn rss_mib_of(child: &Child) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
 }
 
 impl Drop for Node {

@@ -348,7 +348,7 @@ async fn forward(
                 "http"
             }
             .to_owned(),
-            message: error_chain(&e),
+            message: signhook_core::error_chain(&e),
             duration_ms: millis(started.elapsed()),
         },
     };
@@ -368,17 +368,6 @@ async fn forward(
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
 }
 
 /// `signhook listen --resend evt_…`: sends event `event_id` again to the

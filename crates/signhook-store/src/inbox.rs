@@ -339,7 +339,7 @@ impl InboxStore {
             .filter(|r| r.ordering_key.is_none())
             .copied()
             .collect();
-        let mut seqs: HashMap<(&str, &str), i64> = HashMap::new();
+        let mut seqs: HashMap<(String, String), i64> = HashMap::new();
         for chunk in unkeyed.chunks(ROWS_PER_STATEMENT) {
             let mut insert = QueryBuilder::<Sqlite>::new(INSERT_REQUEST);
             insert.push_values(chunk, |mut row, request| {
@@ -347,12 +347,7 @@ impl InboxStore {
             });
             insert.push(" RETURNING seq, source, event_id");
             for row in insert.build().fetch_all(&mut *tx).await? {
-                let (source, event_id): (String, String) = (row.try_get("source")?, row.try_get("event_id")?);
-                let request = chunk
-                    .iter()
-                    .find(|r| r.source == source && r.event_id == event_id)
-                    .ok_or_else(|| StoreError::corrupt("an inserted request that was not in the batch"))?;
-                seqs.insert((&request.source, &request.event_id), row.try_get("seq")?);
+                seqs.insert((row.try_get("source")?, row.try_get("event_id")?), row.try_get("seq")?);
             }
         }
         let mut results = Vec::with_capacity(batch.len());
@@ -363,8 +358,7 @@ impl InboxStore {
             };
             let (seq, claim) = match &request.ordering_key {
                 None => (
-                    *seqs
-                        .get(&(request.source.as_str(), request.event_id.as_str()))
+                    seqs.remove(&(request.source.clone(), request.event_id.clone()))
                         .ok_or_else(|| StoreError::corrupt("a stored request without its seq"))?,
                     lease,
                 ),
