@@ -116,6 +116,16 @@ pub(crate) const CLAIMED_COLUMNS: &str =
     "id, event_id, subscription_id, attempt_count, schedule_offset, due_at, ordering_key";
 
 impl ClaimedRow {
+    /// The delivery claimed.
+    pub(crate) fn id(&self) -> &DeliveryId {
+        &self.id
+    }
+
+    /// The delivery claimed, the rest dropped.
+    pub(crate) fn into_id(self) -> DeliveryId {
+        self.id
+    }
+
     /// The claim with its event and subscription, ready to send.
     fn attach(
         self,

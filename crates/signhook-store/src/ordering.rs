@@ -17,7 +17,11 @@
 //! parks the new ones) — ends with [`release_next`] over the keys it
 //! touched: the earliest parked delivery of a key becomes its head when the
 //! key has none and no earlier dead letter blocks it
-//! ([`signhook_core::ordering::holds_key`], here in SQL). On PostgreSQL two
+//! ([`signhook_core::ordering::holds_key`], here in SQL). Where the write
+//! is a node's own — recording an attempt, a publish through the API —
+//! the new heads are claimed for that node in the same statement
+//! ([`release_next_claimed`]) and sent at once, as unordered deliveries
+//! published there are: no claim in between. On PostgreSQL two
 //! transactions could each miss the other's write (a publish parking
 //! behind a head that another transaction is just finishing), so each
 //! takes a transaction-level advisory lock per key first, in key order;

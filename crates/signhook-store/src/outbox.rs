@@ -151,16 +151,16 @@ pub(crate) const ROWS_PER_INSERT: usize = 500;
 /// with a `lease` — already claimed by the publishing node, which sends it
 /// at once (it falls due again only if that lease ends). One to a disabled
 /// subscription is kept as canceled. An ordered one (with a key) is written
-/// waiting, never claimed at once: it becomes its key's head only if the
-/// key is free ([`crate::ordering::release_next`]), and is then claimed
-/// like any due delivery. Says when they fall due; returns how many are
-/// pending.
+/// waiting: it becomes its key's head only if the key is free
+/// ([`crate::ordering::release_next`]) — and then, with a `lease`, is
+/// claimed for that node like the rest; without, it is due like any other.
+/// Says when they fall due.
 pub(crate) async fn write_deliveries(
     tx: &mut Tx<'_>,
     deliveries: &[NewDelivery<'_>],
     lease: Option<&Lease>,
     now: DateTime<Utc>,
-) -> Result<usize> {
+) -> Result<Written> {
     let now_ms = to_millis(now);
     for chunk in deliveries.chunks(ROWS_PER_INSERT) {
         let sql = Sql::new(
@@ -211,10 +211,29 @@ pub(crate) async fn write_deliveries(
         .filter(|d| d.enabled && d.ordering_key.is_some())
         .map(|d| d.id.as_str())
         .collect();
-    if !ordered.is_empty() {
-        crate::ordering::release_next(tx, crate::ordering::Keys::Of(&ordered), now).await?;
-    }
-    Ok(pending)
+    let keys = crate::ordering::Keys::Of(&ordered);
+    let heads = match lease {
+        _ if ordered.is_empty() => Vec::new(),
+        None => {
+            crate::ordering::release_next(tx, keys, now).await?;
+            Vec::new()
+        }
+        Some(lease) => {
+            crate::ordering::release_next_claimed(tx, keys, now, &lease.node_id, to_millis(lease.until)).await?
+        }
+    };
+    Ok(Written { pending, heads })
+}
+
+/// What [`write_deliveries`] wrote.
+pub(crate) struct Written {
+    /// How many deliveries are pending.
+    pub pending: usize,
+    /// With a lease: the ordered deliveries that became their key's head,
+    /// claimed for the lease's node. Nearly always some of those written;
+    /// an earlier one of a key that nothing held (after an ordering
+    /// change) may be among them.
+    pub heads: Vec<crate::claims::ClaimedRow>,
 }
 
 /// Writes events, in statements of [`ROWS_PER_INSERT`] rows. An
@@ -283,7 +302,7 @@ impl Outbox<'_> {
                 ordering_key: ordering_key_of(sub, event, &mut request),
             })
             .collect();
-        write_deliveries(tx, &deliveries, None, event.created_at).await
+        Ok(write_deliveries(tx, &deliveries, None, event.created_at).await?.pending)
     }
 
     /// Publishes an operational event (about the webhook system itself) of

@@ -4,8 +4,7 @@
 //! none. Many publishes share one transaction and one durable commit (the
 //! group commit the engine's publisher gathers, `signhook_delivery::Publisher`).
 
-use crate::claims::ClaimedDelivery;
-use crate::claims::Lease;
+use crate::claims::{ClaimedDelivery, ClaimedRow, Lease};
 use crate::db::{DbRow, Sql, Tx};
 use crate::events::{event_from_row, Event, Idempotency, NewEvent, EVENT_COLUMNS};
 use crate::outbox::{self, key_taken, Candidates, NewDelivery};
@@ -16,7 +15,7 @@ use signhook_core::event_types::Provenance;
 use signhook_core::filter::Scope;
 use signhook_core::ids::{DeliveryId, EventId, TenantId, WorkspaceId};
 use signhook_core::time::to_millis;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// What a batch publish did.
@@ -211,6 +210,7 @@ impl Store {
         // holding its socket may claim them (see `relays`).
         let (relayed, direct): (Vec<&Planned>, Vec<&Planned>) =
             planned.iter().partition(|p| subscription(p).is_relay());
+        let mut heads = Vec::new();
         for (group, lease) in [(direct, lease), (relayed, None)] {
             let deliveries: Vec<NewDelivery<'_>> = group
                 .into_iter()
@@ -222,13 +222,33 @@ impl Store {
                     ordering_key: p.ordering_key.clone(),
                 })
                 .collect();
-            outbox::write_deliveries(&mut tx, &deliveries, lease, now)
+            let written = outbox::write_deliveries(&mut tx, &deliveries, lease, now)
                 .await
                 .map_err(key_taken)?;
+            heads.extend(written.heads);
         }
+        // The keys' heads the batch claimed are its own deliveries, sent
+        // from what it holds; an earlier delivery of a key is read back.
+        let heads: (HashSet<DeliveryId>, Vec<ClaimedRow>) = {
+            let written: HashSet<&DeliveryId> = planned.iter().map(|p| &p.id).collect();
+            let (own, earlier): (Vec<ClaimedRow>, Vec<ClaimedRow>) =
+                heads.into_iter().partition(|head| written.contains(head.id()));
+            (own.into_iter().map(ClaimedRow::into_id).collect(), earlier)
+        };
+        let earlier = match lease {
+            Some(lease) => {
+                self.attach_claims(&mut tx, heads.1, to_millis(lease.until), now)
+                    .await?
+            }
+            None => Vec::new(),
+        };
         tx.commit().await.map_err(key_taken)?;
         let claimed = match lease {
-            Some(lease) => claimed_at_publish(&planned, &results, &candidates, lease, now),
+            Some(lease) => {
+                let mut claimed = claimed_at_publish(&planned, &results, &candidates, &heads.0, lease, now);
+                claimed.extend(earlier);
+                claimed
+            }
             None => Vec::new(),
         };
         Ok(PublishedBatch { results, claimed })
@@ -344,14 +364,15 @@ impl Store {
 
 /// The pending deliveries a batch wrote already claimed under `lease`, as
 /// the dispatcher sends them: one shared copy of each event and
-/// subscription, however many deliveries a fan-out makes. Ordered ones are
-/// not among them: they were written waiting for their key, which may
-/// still be held by an earlier delivery, and are claimed once they are
-/// their key's head.
+/// subscription, however many deliveries a fan-out makes. Of the ordered
+/// ones only their keys' new `heads` are among them: the rest wait for
+/// their key, held by an earlier delivery, and are claimed by whoever
+/// records the one before (see [`crate::ordering`]).
 fn claimed_at_publish(
     planned: &[Planned],
     results: &[Result<Published>],
     candidates: &[((TenantId, bool), Candidates)],
+    heads: &HashSet<DeliveryId>,
     lease: &Lease,
     now: DateTime<Utc>,
 ) -> Vec<ClaimedDelivery> {
@@ -360,7 +381,7 @@ fn claimed_at_publish(
         .iter()
         .filter(|p| {
             let sub = &candidates[p.group].1[p.k];
-            sub.enabled && !sub.is_relay() && p.ordering_key.is_none()
+            sub.enabled && !sub.is_relay() && (p.ordering_key.is_none() || heads.contains(&p.id))
         })
         .map(|p| ClaimedDelivery {
             delivery_id: p.id.clone(),
@@ -373,7 +394,7 @@ fn claimed_at_publish(
                 .or_insert_with(|| Arc::new(results[p.event].as_ref().expect("a new event").event.clone()))
                 .clone(),
             subscription: candidates[p.group].1[p.k].clone(),
-            ordering_key: None,
+            ordering_key: p.ordering_key.clone(),
         })
         .collect()
 }

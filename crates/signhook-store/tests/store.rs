@@ -1012,6 +1012,46 @@ mod team {
 }
 
 on_both_backends! {
+/// A publish that claims its deliveries for its node (the API's, with a
+/// lease) claims an ordered key's new head too, and only it: the key's
+/// later deliveries, in the same batch or a later one, wait for it.
+async fn publishing_with_a_lease_claims_a_free_keys_head_and_nothing_behind_it(backend: Backend) {
+    let (_dir, store) = store(backend).await;
+    let tenant = store.create_tenant("Acme", t0()).await.unwrap();
+    add_subscription_ordered(&store, &tenant, Ordering::Key).await;
+    let invoice = |key: &str| NewEvent {
+        tenant_id: tenant.tenant_id.clone(),
+        sandbox: false,
+        event_type: "invoice.paid".into(),
+        scope: Scope::PublicApi,
+        workspace_id: tenant.default_workspace_id.clone(),
+        data: "{}".into(),
+        idempotency: None,
+        ordering_key: Some(key.into()),
+    };
+    let lease = signhook_store::claims::Lease {
+        node_id: "node_a".into(),
+        until: t0() + Duration::minutes(1),
+    };
+    let first = store
+        .publish_events(vec![invoice("inv_1"), invoice("inv_1"), invoice("inv_2")], t0(), Some(&lease))
+        .await;
+    let first_ids: Vec<_> = first.results.iter().map(|r| r.as_ref().unwrap().event.id.clone()).collect();
+    let mut claimed: Vec<_> = first.claimed.iter().map(|c| (c.ordering_key.clone().unwrap(), c.event.id.clone())).collect();
+    claimed.sort();
+    assert_eq!(
+        claimed,
+        vec![("inv_1".to_owned(), first_ids[0].clone()), ("inv_2".to_owned(), first_ids[2].clone())],
+        "each key's earliest, claimed for the node"
+    );
+    assert!(first.claimed.iter().all(|c| c.lease_until == signhook_core::time::to_millis(lease.until)));
+    let later = store.publish_events(vec![invoice("inv_1"), invoice("inv_3")], t0(), Some(&lease)).await;
+    let keys: Vec<_> = later.claimed.iter().map(|c| c.ordering_key.clone().unwrap()).collect();
+    assert_eq!(keys, vec!["inv_3".to_owned()], "inv_1 is held by its head");
+    // Claimed by node_a, the rest waiting: nothing for anyone to claim.
+    assert!(store.claim_due_deliveries("node_b", t0(), t0() + Duration::minutes(1), 10, 100, &[]).await.unwrap().is_empty());
+}
+
 /// Recording the success of an ordered key's head claims the key's next
 /// delivery for the recording node and returns it: no claim in between,
 /// and no other node can take it while that lease holds.
