@@ -5,9 +5,15 @@
 //! One SQLite file in the inbox's data directory ([`INBOX_FILE`]), WAL with
 //! `synchronous = FULL`, so a committed batch is on disk before any of its
 //! senders gets its 2xx. It has its own migrations (`migrations/inbox`) and
-//! is SQLite only: an inbox stands beside one app, on one machine. One
-//! writer connection (transactions queue in-process instead of failing
-//! with `SQLITE_BUSY`), a small pool of readers beside it.
+//! is SQLite only: an inbox stands beside one app, on one machine. Writes
+//! go through the server store's one writer connection and its gathered
+//! transactions ([`crate::db::sqlite`]): a transaction's statements reach
+//! SQLite's thread in as few round trips as its results allow, and what a
+//! crash may lose at no cost — a claim, a forward's outcome, a release, a
+//! purge — commits relaxed, without an fsync of its own, so the receipts'
+//! durable commits do not queue behind the forwarder's. (Lost in a power
+//! cut, a forward's outcome means the request is forwarded again, as
+//! at-least-once allows.) A small pool of readers stands beside it.
 //!
 //! The forwards are claimed under a lease like the server's deliveries
 //! (see [`crate::claims`]): claiming moves `next_attempt_at` to the lease's
@@ -21,12 +27,13 @@
 //! one forward in flight, in arrival order. A dead letter ends the wait.
 
 use crate::claims::Lease;
+use crate::db::sqlite::SqliteWriter;
+use crate::db::{DbRow, Reader, Row, Sql, Tx};
 use crate::work::WorkSignal;
 use crate::{Result, StoreError};
 use chrono::{DateTime, Utc};
 use signhook_core::time::{from_millis, to_millis};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{QueryBuilder, Row, Sqlite};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
@@ -41,7 +48,7 @@ pub const MAX_RESPONSE_EXCERPT: usize = 4096;
 /// The inbox's database. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct InboxStore {
-    writer: SqlitePool,
+    writer: Arc<SqliteWriter>,
     reader: SqlitePool,
     work: Arc<WorkSignal>,
 }
@@ -72,26 +79,31 @@ const ROWS_PER_STATEMENT: usize = 500;
 const INSERT_REQUEST: &str = "INSERT INTO inbox_requests \
     (source, event_id, body, headers, received_at, status, next_attempt_at, due_at, leased_by, leased_until, ordering_key) ";
 
-/// One row of [`INSERT_REQUEST`]: pending, claimed under `claim` when
-/// given (due when its lease ends), else due at once.
-fn bind_request<'q>(
-    row: &mut sqlx::query_builder::Separated<'_, 'q, Sqlite, &'static str>,
-    request: &'q NewRequest,
-    claim: Option<&'q Lease>,
-) {
-    let received_at = to_millis(request.received_at);
-    let headers = serde_json::to_string(&request.headers).expect("pairs of strings always serialize");
-    row.push_bind(&request.source)
-        .push_bind(&request.event_id)
-        .push_bind(&request.body)
-        .push_bind(headers)
-        .push_bind(received_at)
-        .push_bind("pending")
-        .push_bind(claim.map_or(received_at, |lease| to_millis(lease.until)))
-        .push_bind(received_at)
-        .push_bind(claim.map(|lease| lease.node_id.as_str()))
-        .push_bind(claim.map(|lease| to_millis(lease.until)))
-        .push_bind(&request.ordering_key);
+/// Received requests as rows of [`INSERT_REQUEST`], returning what
+/// `returning` names: pending, claimed under `claim` when given (due when
+/// its lease ends), else due at once.
+fn insert_requests<'a>(
+    requests: impl IntoIterator<Item = &'a NewRequest>,
+    claim: Option<&Lease>,
+    returning: &str,
+) -> Sql {
+    Sql::new(INSERT_REQUEST)
+        .push_values(requests, |row, request| {
+            let received_at = to_millis(request.received_at);
+            let headers = serde_json::to_string(&request.headers).expect("pairs of strings always serialize");
+            row.bind(&request.source)
+                .bind(&request.event_id)
+                .bind(request.body.clone())
+                .bind(headers)
+                .bind(received_at)
+                .bind("pending")
+                .bind(claim.map_or(received_at, |lease| to_millis(lease.until)))
+                .bind(received_at)
+                .bind(claim.map(|lease| lease.node_id.as_str()))
+                .bind(claim.map(|lease| to_millis(lease.until)))
+                .bind(request.ordering_key.as_deref());
+        })
+        .push(&format!(" RETURNING {returning}"))
 }
 
 /// What became of a received request.
@@ -128,6 +140,9 @@ pub struct ClaimedRequest {
     pub due_at: DateTime<Utc>,
     /// The lease's end, in milliseconds; proves the claim.
     pub lease_until: i64,
+    /// Whether its source orders by a key: once it is forwarded or dead,
+    /// the next request of its key may go.
+    pub ordered: bool,
 }
 
 impl ClaimedRequest {
@@ -136,6 +151,7 @@ impl ClaimedRequest {
         HeldRequest {
             seq: self.seq,
             lease_until: self.lease_until,
+            ordered: self.ordered,
         }
     }
 }
@@ -147,6 +163,8 @@ pub struct HeldRequest {
     pub seq: i64,
     /// The lease's end, in milliseconds, as the claim wrote it.
     pub lease_until: i64,
+    /// Whether the request has an ordering key.
+    pub ordered: bool,
 }
 
 /// One attempt to forward a request.
@@ -264,6 +282,32 @@ pub struct Purged {
 
 const SUMMARY_COLUMNS: &str = "seq, source, event_id, status, received_at, attempt_count, next_attempt_at, last_error";
 
+/// What a claim returns of each row it took.
+const CLAIMED_COLUMNS: &str =
+    "seq, source, event_id, body, headers, received_at, attempt_count, schedule_offset, due_at, ordering_key";
+
+/// A claimed request's row (of [`CLAIMED_COLUMNS`]) under a lease ending at
+/// `lease_until` (milliseconds); `now` stands in for a missing due time.
+fn claimed_from_row(row: &Row, lease_until: i64, now: DateTime<Utc>) -> Result<ClaimedRequest> {
+    let attempts = row.int("attempt_count")?;
+    let offset = row.int("schedule_offset")?;
+    let headers: Vec<(String, String)> =
+        serde_json::from_str(&row.text("headers")?).map_err(|e| StoreError::corrupt(format!("stored headers: {e}")))?;
+    Ok(ClaimedRequest {
+        seq: row.int("seq")?,
+        source: row.text("source")?,
+        event_id: row.text("event_id")?,
+        body: row.opt_bytes("body")?.unwrap_or_default().into(),
+        headers: headers.into(),
+        received_at: from_millis(row.int("received_at")?),
+        attempt_number: attempts as u32 + 1,
+        schedule_attempt: (attempts - offset).max(0) as u32 + 1,
+        due_at: row.opt_int("due_at")?.map_or(now, from_millis),
+        lease_until,
+        ordered: row.opt_text("ordering_key")?.is_some(),
+    })
+}
+
 impl InboxStore {
     /// Opens (creating if needed) the inbox database in `data_dir` and
     /// applies its migrations.
@@ -273,16 +317,14 @@ impl InboxStore {
             .filename(data_dir.join(INBOX_FILE))
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            // A commit returns once it is on disk: the 2xx promise.
+            // A durable commit returns once it is on disk: the 2xx promise.
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options.clone())
+        let writer = Arc::new(SqliteWriter::connect(&options).await?);
+        writer
+            .with_connection(async |conn| Ok(sqlx::migrate!("./migrations/inbox").run(conn).await?))
             .await?;
-        sqlx::migrate!("./migrations/inbox").run(&writer).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(2)
             .acquire_timeout(Duration::from_secs(30))
@@ -300,26 +342,41 @@ impl InboxStore {
         self.work.clone()
     }
 
+    /// A durable transaction: committed, it is on disk.
+    async fn begin(&self) -> Result<Tx<'_>> {
+        Ok(Tx::sqlite(self.writer.begin(false).await?, &self.work))
+    }
+
+    /// A transaction whose commit waits for no fsync of its own (the next
+    /// durable one flushes it): for what a power cut may undo harmlessly.
+    async fn begin_relaxed(&self) -> Result<Tx<'_>> {
+        Ok(Tx::sqlite(self.writer.begin(true).await?, &self.work))
+    }
+
+    fn reader(&self) -> Reader<'_> {
+        Reader::Sqlite(&self.reader)
+    }
+
     /// Stores a batch of genuine requests in one transaction (one `fsync`),
     /// each skipped if its event id was seen from its source. With a
     /// `lease`, the stored ones that may go at once are claimed under it.
     /// One result per request, in order; an error fails the whole batch.
     pub async fn receive(&self, batch: &[NewRequest], lease: Option<&Lease>) -> Result<Vec<Received>> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin().await?;
         // Which are new: one statement per chunk, not one per request (each
-        // statement is a round trip to SQLite's thread). Of one id twice in
-        // a batch, the first is the new one.
+        // statement that returns rows is a round trip to SQLite's thread).
+        // Of one id twice in a batch, the first is the new one.
         let mut fresh: HashSet<(String, String)> = HashSet::new();
         for chunk in batch.chunks(ROWS_PER_STATEMENT) {
-            let mut seen = QueryBuilder::<Sqlite>::new("INSERT INTO inbox_seen (source, event_id, seen_at) ");
-            seen.push_values(chunk, |mut row, request| {
-                row.push_bind(&request.source)
-                    .push_bind(&request.event_id)
-                    .push_bind(to_millis(request.received_at));
-            });
-            seen.push(" ON CONFLICT (source, event_id) DO NOTHING RETURNING source, event_id");
-            for row in seen.build().fetch_all(&mut *tx).await? {
-                fresh.insert((row.try_get("source")?, row.try_get("event_id")?));
+            let seen = Sql::new("INSERT INTO inbox_seen (source, event_id, seen_at) ")
+                .push_values(chunk, |row, request| {
+                    row.bind(&request.source)
+                        .bind(&request.event_id)
+                        .bind(to_millis(request.received_at));
+                })
+                .push(" ON CONFLICT (source, event_id) DO NOTHING RETURNING source, event_id");
+            for row in tx.fetch_all(seen).await? {
+                fresh.insert((row.text("source")?, row.text("event_id")?));
             }
         }
         let mut stored: Vec<Option<&NewRequest>> = batch
@@ -341,13 +398,11 @@ impl InboxStore {
             .collect();
         let mut seqs: HashMap<(String, String), i64> = HashMap::new();
         for chunk in unkeyed.chunks(ROWS_PER_STATEMENT) {
-            let mut insert = QueryBuilder::<Sqlite>::new(INSERT_REQUEST);
-            insert.push_values(chunk, |mut row, request| {
-                bind_request(&mut row, request, lease);
-            });
-            insert.push(" RETURNING seq, source, event_id");
-            for row in insert.build().fetch_all(&mut *tx).await? {
-                seqs.insert((row.try_get("source")?, row.try_get("event_id")?), row.try_get("seq")?);
+            for row in tx
+                .fetch_all(insert_requests(chunk.iter().copied(), lease, "seq, source, event_id"))
+                .await?
+            {
+                seqs.insert((row.text("source")?, row.text("event_id")?), row.int("seq")?);
             }
         }
         let mut results = Vec::with_capacity(batch.len());
@@ -363,20 +418,19 @@ impl InboxStore {
                     lease,
                 ),
                 Some(key) => {
-                    let waits = sqlx::query(
-                        "SELECT 1 FROM inbox_requests WHERE ordering_key = $1 AND status = 'pending' LIMIT 1",
-                    )
-                    .bind(key)
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .is_some();
+                    let waits = tx
+                        .fetch_optional(
+                            Sql::new(
+                                "SELECT 1 AS waits FROM inbox_requests \
+                                 WHERE ordering_key = $1 AND status = 'pending' LIMIT 1",
+                            )
+                            .bind(key),
+                        )
+                        .await?
+                        .is_some();
                     let claim = lease.filter(|_| !waits);
-                    let mut insert = QueryBuilder::<Sqlite>::new(INSERT_REQUEST);
-                    insert.push_values([request], |mut row, request| {
-                        bind_request(&mut row, request, claim);
-                    });
-                    insert.push(" RETURNING seq");
-                    (insert.build().fetch_one(&mut *tx).await?.try_get("seq")?, claim)
+                    let row = tx.fetch_one(insert_requests([request], claim, "seq")).await?;
+                    (row.int("seq")?, claim)
                 }
             };
             results.push(Received::Stored(claim.map(|lease| ClaimedRequest {
@@ -390,17 +444,18 @@ impl InboxStore {
                 schedule_attempt: 1,
                 due_at: request.received_at,
                 lease_until: to_millis(lease.until),
+                ordered: request.ordering_key.is_some(),
             })));
         }
-        tx.commit().await?;
         // What was stored unclaimed (waiting for its key, or no lease
         // given) is for the next claim to find.
         if let Some(first) = batch
             .first()
             .filter(|_| results.iter().any(|r| matches!(r, Received::Stored(None))))
         {
-            self.work.due_at(first.received_at);
+            tx.work_due_at(first.received_at).await?;
         }
+        tx.commit().await?;
         Ok(results)
     }
 
@@ -418,7 +473,8 @@ impl InboxStore {
         skip: &[String],
     ) -> Result<Vec<ClaimedRequest>> {
         let skip = serde_json::to_string(skip).map_err(|e| StoreError::corrupt(e.to_string()))?;
-        let rows = sqlx::query(
+        let lease = to_millis(lease_until);
+        let claim = Sql::new(format!(
             "UPDATE inbox_requests SET leased_by = $1, leased_until = $2, next_attempt_at = $2 \
              WHERE seq IN ( \
                SELECT seq FROM ( \
@@ -431,40 +487,18 @@ impl InboxStore {
                      WHERE e.ordering_key = r.ordering_key AND e.status = 'pending' AND e.seq < r.seq)) \
                  ORDER BY r.next_attempt_at, r.seq LIMIT 2000) \
                WHERE nth <= $5 LIMIT $6) \
-             RETURNING seq, source, event_id, body, headers, received_at, attempt_count, schedule_offset, due_at",
-        )
+             RETURNING {CLAIMED_COLUMNS}"
+        ))
         .bind(node)
-        .bind(to_millis(lease_until))
+        .bind(lease)
         .bind(to_millis(now))
-        .bind(&skip)
+        .bind(skip)
         .bind(i64::from(per_source))
-        .bind(i64::from(limit))
-        .fetch_all(&self.writer)
-        .await?;
-        let mut claimed = rows
-            .iter()
-            .map(|row| {
-                let attempts: i64 = row.try_get("attempt_count")?;
-                let offset: i64 = row.try_get("schedule_offset")?;
-                let headers: String = row.try_get("headers")?;
-                let headers: Vec<(String, String)> =
-                    serde_json::from_str(&headers).map_err(|e| StoreError::corrupt(format!("stored headers: {e}")))?;
-                let body: Vec<u8> = row.try_get("body")?;
-                let due_at: Option<i64> = row.try_get("due_at")?;
-                Ok(ClaimedRequest {
-                    seq: row.try_get("seq")?,
-                    source: row.try_get("source")?,
-                    event_id: row.try_get("event_id")?,
-                    body: body.into(),
-                    headers: headers.into(),
-                    received_at: from_millis(row.try_get("received_at")?),
-                    attempt_number: attempts as u32 + 1,
-                    schedule_attempt: (attempts - offset).max(0) as u32 + 1,
-                    due_at: due_at.map_or(now, from_millis),
-                    lease_until: to_millis(lease_until),
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        .bind(i64::from(limit));
+        // Relaxed: a claim a power cut undoes is due again, as it was.
+        let mut tx = self.begin_relaxed().await?;
+        let mut claimed = tx.fetch_parsed(claim, |row| claimed_from_row(row, lease, now)).await?;
+        tx.commit().await?;
         // RETURNING gives no order: arrival order within a source.
         claimed.sort_by_key(|c| c.seq);
         Ok(claimed)
@@ -473,33 +507,39 @@ impl InboxStore {
     /// When a claim could next bring something, leaving out `skip`.
     pub async fn next_due_at(&self, skip: &[String]) -> Result<Option<DateTime<Utc>>> {
         let skip = serde_json::to_string(skip).map_err(|e| StoreError::corrupt(e.to_string()))?;
-        let next: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(next_attempt_at) FROM inbox_requests \
-             WHERE status = 'pending' AND source NOT IN (SELECT value FROM json_each($1))",
-        )
-        .bind(&skip)
-        .fetch_one(&self.reader)
-        .await?;
-        Ok(next.map(from_millis))
+        let row = self
+            .reader()
+            .fetch_one(
+                Sql::new(
+                    "SELECT MIN(next_attempt_at) AS next FROM inbox_requests \
+                     WHERE status = 'pending' AND source NOT IN (SELECT value FROM json_each($1))",
+                )
+                .bind(skip),
+            )
+            .await?;
+        Ok(row.opt_int("next")?.map(from_millis))
     }
 
     /// Records attempts and their outcomes, each only while `node` still
-    /// holds the claim it was made under.
+    /// holds the claim it was made under: one round trip for the batch,
+    /// relaxed (an outcome a power cut undoes is forwarded again).
     pub async fn record_forwards(&self, node: &str, records: &[ForwardRecord], now: DateTime<Utc>) -> Result<()> {
         if records.is_empty() {
             return Ok(());
         }
-        let mut tx = self.writer.begin().await?;
-        let mut earliest_retry: Option<DateTime<Utc>> = None;
+        let mut tx = self.begin_relaxed().await?;
+        let mut frees_a_key = false;
         for record in records {
             let (status, next, due, finished) = match record.outcome {
                 ForwardOutcome::Forwarded => (RequestStatus::Forwarded, None, None, Some(to_millis(now))),
                 ForwardOutcome::Dead => (RequestStatus::Dead, None, None, Some(to_millis(now))),
                 ForwardOutcome::RetryAt(at) => {
-                    earliest_retry = Some(earliest_retry.map_or(at, |e| e.min(at)));
+                    tx.work_due_at(at).await?;
                     (RequestStatus::Pending, Some(to_millis(at)), Some(to_millis(at)), None)
                 }
             };
+            // A finished request may free the next of its ordering key.
+            frees_a_key |= record.held.ordered && status != RequestStatus::Pending;
             let attempt = &record.attempt;
             let last_error = match (status, &attempt.error, attempt.status_code) {
                 (RequestStatus::Forwarded, _, _) => None,
@@ -507,49 +547,49 @@ impl InboxStore {
                 (_, None, Some(code)) => Some(format!("the app answered {code}")),
                 (_, None, None) => None,
             };
-            let updated = sqlx::query(
-                "UPDATE inbox_requests SET attempt_count = attempt_count + 1, status = $1, next_attempt_at = $2, \
-                 due_at = COALESCE($3, due_at), leased_by = NULL, leased_until = NULL, finished_at = $4, \
-                 last_error = $5 \
-                 WHERE seq = $6 AND leased_by = $7 AND leased_until = $8",
+            // The attempt first, while the lease it proves still holds; a
+            // lease that passed on (or a purged row) keeps its newer state
+            // from a late answer.
+            tx.gather(
+                Sql::new(
+                    "INSERT OR IGNORE INTO inbox_attempts \
+                     (request_seq, attempt_number, started_at, duration_ms, status_code, error, response_body) \
+                     SELECT $1, $2, $3, $4, $5, $6, $7 WHERE EXISTS (SELECT 1 FROM inbox_requests \
+                         WHERE seq = $1 AND leased_by = $8 AND leased_until = $9)",
+                )
+                .bind(record.held.seq)
+                .bind(i64::from(attempt.attempt_number))
+                .bind(to_millis(attempt.started_at))
+                .bind(i64::try_from(attempt.duration_ms).unwrap_or(i64::MAX))
+                .bind(attempt.status_code.map(i64::from))
+                .bind(attempt.error.as_deref())
+                .bind(attempt.response_body.as_deref())
+                .bind(node)
+                .bind(record.held.lease_until),
             )
-            .bind(status.as_str())
-            .bind(next)
-            .bind(due)
-            .bind(finished)
-            .bind(last_error)
-            .bind(record.held.seq)
-            .bind(node)
-            .bind(record.held.lease_until)
-            .execute(&mut *tx)
             .await?;
-            if updated.rows_affected() == 0 {
-                // The lease passed on (or the row was purged): a newer
-                // state is not overwritten by a late answer.
-                continue;
-            }
-            sqlx::query(
-                "INSERT OR IGNORE INTO inbox_attempts \
-                 (request_seq, attempt_number, started_at, duration_ms, status_code, error, response_body) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            tx.gather(
+                Sql::new(
+                    "UPDATE inbox_requests SET attempt_count = attempt_count + 1, status = $1, next_attempt_at = $2, \
+                     due_at = COALESCE($3, due_at), leased_by = NULL, leased_until = NULL, finished_at = $4, \
+                     last_error = $5 \
+                     WHERE seq = $6 AND leased_by = $7 AND leased_until = $8",
+                )
+                .bind(status.as_str())
+                .bind(next)
+                .bind(due)
+                .bind(finished)
+                .bind(last_error)
+                .bind(record.held.seq)
+                .bind(node)
+                .bind(record.held.lease_until),
             )
-            .bind(record.held.seq)
-            .bind(i64::from(attempt.attempt_number))
-            .bind(to_millis(attempt.started_at))
-            .bind(i64::try_from(attempt.duration_ms).unwrap_or(i64::MAX))
-            .bind(attempt.status_code.map(i64::from))
-            .bind(&attempt.error)
-            .bind(&attempt.response_body)
-            .execute(&mut *tx)
             .await?;
         }
-        tx.commit().await?;
-        if let Some(at) = earliest_retry {
-            self.work.due_at(at);
+        if frees_a_key {
+            tx.work_due_at(now).await?;
         }
-        // A finished request may free the next of its ordering key.
-        self.work.due_at(now);
-        Ok(())
+        tx.commit().await
     }
 
     /// Gives claims back unsent: due again at once.
@@ -557,106 +597,90 @@ impl InboxStore {
         if held.is_empty() {
             return Ok(());
         }
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_relaxed().await?;
         for claim in held {
-            sqlx::query(
-                "UPDATE inbox_requests SET leased_by = NULL, leased_until = NULL, next_attempt_at = $1 \
-                 WHERE seq = $2 AND leased_by = $3 AND leased_until = $4 AND status = 'pending'",
+            tx.gather(
+                Sql::new(
+                    "UPDATE inbox_requests SET leased_by = NULL, leased_until = NULL, next_attempt_at = $1 \
+                     WHERE seq = $2 AND leased_by = $3 AND leased_until = $4 AND status = 'pending'",
+                )
+                .bind(to_millis(now))
+                .bind(claim.seq)
+                .bind(node)
+                .bind(claim.lease_until),
             )
-            .bind(to_millis(now))
-            .bind(claim.seq)
-            .bind(node)
-            .bind(claim.lease_until)
-            .execute(&mut *tx)
             .await?;
         }
-        tx.commit().await?;
-        self.work.due_at(now);
-        Ok(())
+        tx.work_due_at(now).await?;
+        tx.commit().await
     }
 
     /// Gives back every claim `node` holds (an inbox started again under
     /// its id, after a crash): due at once. Returns how many.
     pub async fn release_leases_of(&self, node: &str, now: DateTime<Utc>) -> Result<u64> {
-        let released = sqlx::query(
-            "UPDATE inbox_requests SET leased_by = NULL, leased_until = NULL, next_attempt_at = $1 \
-             WHERE status = 'pending' AND leased_by = $2",
-        )
-        .bind(to_millis(now))
-        .bind(node)
-        .execute(&self.writer)
-        .await?
-        .rows_affected();
-        self.work.due_at(now);
+        let mut tx = self.begin_relaxed().await?;
+        let released = tx
+            .execute(
+                Sql::new(
+                    "UPDATE inbox_requests SET leased_by = NULL, leased_until = NULL, next_attempt_at = $1 \
+                     WHERE status = 'pending' AND leased_by = $2",
+                )
+                .bind(to_millis(now))
+                .bind(node),
+            )
+            .await?;
+        tx.work_due_at(now).await?;
+        tx.commit().await?;
         Ok(released)
     }
 
     /// The newest `limit` requests, of `status` if given.
     pub async fn list(&self, status: Option<RequestStatus>, limit: u32) -> Result<Vec<RequestSummary>> {
-        let rows = match status {
-            Some(status) => {
-                sqlx::query(&format!(
-                    "SELECT {SUMMARY_COLUMNS} FROM inbox_requests WHERE status = $1 ORDER BY seq DESC LIMIT $2"
-                ))
-                .bind(status.as_str())
-                .bind(i64::from(limit))
-                .fetch_all(&self.reader)
-                .await?
-            }
-            None => {
-                sqlx::query(&format!(
-                    "SELECT {SUMMARY_COLUMNS} FROM inbox_requests ORDER BY seq DESC LIMIT $1"
-                ))
-                .bind(i64::from(limit))
-                .fetch_all(&self.reader)
-                .await?
-            }
-        };
-        rows.iter().map(summary_from_row).collect()
+        let filter = crate::db::optional_filter(status.is_some(), "status = $1", "$1", "TEXT");
+        let sql = Sql::new(format!(
+            "SELECT {SUMMARY_COLUMNS} FROM inbox_requests WHERE {filter} ORDER BY seq DESC LIMIT $2"
+        ))
+        .bind(status.map(RequestStatus::as_str))
+        .bind(i64::from(limit));
+        self.reader().fetch_parsed(sql, summary_from_row).await
     }
 
     /// The newest request with `event_id`, with its headers, body and
     /// attempts.
     pub async fn show(&self, event_id: &str) -> Result<Option<RequestDetail>> {
-        let Some(row) = sqlx::query(&format!(
+        let request = Sql::new(format!(
             "SELECT {SUMMARY_COLUMNS}, headers, body FROM inbox_requests WHERE event_id = $1 \
              ORDER BY seq DESC LIMIT 1"
         ))
-        .bind(event_id)
-        .fetch_optional(&self.reader)
-        .await?
-        else {
+        .bind(event_id);
+        let Some(row) = self.reader().fetch_optional(request).await? else {
             return Ok(None);
         };
         let summary = summary_from_row(&row)?;
-        let seq: i64 = row.try_get("seq")?;
-        let headers: String = row.try_get("headers")?;
-        let headers =
-            serde_json::from_str(&headers).map_err(|e| StoreError::corrupt(format!("stored headers: {e}")))?;
-        let attempts = sqlx::query(
+        let headers = serde_json::from_str(&row.text("headers")?)
+            .map_err(|e| StoreError::corrupt(format!("stored headers: {e}")))?;
+        let attempts = Sql::new(
             "SELECT attempt_number, started_at, duration_ms, status_code, error, response_body \
              FROM inbox_attempts WHERE request_seq = $1 ORDER BY attempt_number",
         )
-        .bind(seq)
-        .fetch_all(&self.reader)
-        .await?;
-        let attempt_log = attempts
-            .iter()
-            .map(|row| {
+        .bind(row.int("seq")?);
+        let attempt_log = self
+            .reader()
+            .fetch_parsed(attempts, |row| {
                 Ok(ForwardAttempt {
-                    attempt_number: row.try_get::<i64, _>("attempt_number")? as u32,
-                    started_at: from_millis(row.try_get("started_at")?),
-                    duration_ms: row.try_get::<i64, _>("duration_ms")?.max(0) as u64,
-                    status_code: row.try_get::<Option<i64>, _>("status_code")?.map(|c| c as u16),
-                    error: row.try_get("error")?,
-                    response_body: row.try_get("response_body")?,
+                    attempt_number: row.int("attempt_number")? as u32,
+                    started_at: from_millis(row.int("started_at")?),
+                    duration_ms: row.int("duration_ms")?.max(0) as u64,
+                    status_code: row.opt_int("status_code")?.map(|c| c as u16),
+                    error: row.opt_text("error")?,
+                    response_body: row.opt_text("response_body")?,
                 })
             })
-            .collect::<Result<Vec<_>>>()?;
+            .await?;
         Ok(Some(RequestDetail {
             summary,
             headers,
-            body: row.try_get("body")?,
+            body: row.opt_bytes("body")?.unwrap_or_default(),
             attempt_log,
         }))
     }
@@ -665,85 +689,90 @@ impl InboxStore {
     /// with a fresh retry schedule. `None` if there is no such request;
     /// its status before otherwise (a pending one is left as it is).
     pub async fn replay(&self, event_id: &str, now: DateTime<Utc>) -> Result<Option<RequestStatus>> {
-        let mut tx = self.writer.begin().await?;
-        let Some(row) =
-            sqlx::query("SELECT seq, status FROM inbox_requests WHERE event_id = $1 ORDER BY seq DESC LIMIT 1")
-                .bind(event_id)
-                .fetch_optional(&mut *tx)
-                .await?
-        else {
+        let mut tx = self.begin().await?;
+        let newest = Sql::new("SELECT seq, status FROM inbox_requests WHERE event_id = $1 ORDER BY seq DESC LIMIT 1")
+            .bind(event_id);
+        let Some(row) = tx.fetch_optional(newest).await? else {
             return Ok(None);
         };
-        let seq: i64 = row.try_get("seq")?;
-        let status = RequestStatus::parse(row.try_get("status")?)?;
+        let status = RequestStatus::parse(&row.text("status")?)?;
         if status != RequestStatus::Pending {
-            sqlx::query(
-                "UPDATE inbox_requests SET status = 'pending', schedule_offset = attempt_count, \
-                 next_attempt_at = $1, due_at = $1, finished_at = NULL WHERE seq = $2",
+            tx.gather(
+                Sql::new(
+                    "UPDATE inbox_requests SET status = 'pending', schedule_offset = attempt_count, \
+                     next_attempt_at = $1, due_at = $1, finished_at = NULL WHERE seq = $2",
+                )
+                .bind(to_millis(now))
+                .bind(row.int("seq")?),
             )
-            .bind(to_millis(now))
-            .bind(seq)
-            .execute(&mut *tx)
             .await?;
+            tx.work_due_at(now).await?;
         }
         tx.commit().await?;
-        self.work.due_at(now);
         Ok(Some(status))
     }
 
     /// Makes every dead letter that died at or after `since` (all, without
     /// it) pending again, due at once. Returns how many.
     pub async fn replay_dead(&self, since: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Result<u64> {
-        let replayed = sqlx::query(
-            "UPDATE inbox_requests SET status = 'pending', schedule_offset = attempt_count, \
-             next_attempt_at = $1, due_at = $1, finished_at = NULL \
-             WHERE status = 'dead' AND finished_at >= $2",
-        )
-        .bind(to_millis(now))
-        .bind(since.map_or(i64::MIN, to_millis))
-        .execute(&self.writer)
-        .await?
-        .rows_affected();
-        self.work.due_at(now);
+        let mut tx = self.begin().await?;
+        let replayed = tx
+            .execute(
+                Sql::new(
+                    "UPDATE inbox_requests SET status = 'pending', schedule_offset = attempt_count, \
+                     next_attempt_at = $1, due_at = $1, finished_at = NULL \
+                     WHERE status = 'dead' AND finished_at >= $2",
+                )
+                .bind(to_millis(now))
+                .bind(since.map_or(i64::MIN, to_millis)),
+            )
+            .await?;
+        tx.work_due_at(now).await?;
+        tx.commit().await?;
         Ok(replayed)
     }
 
     /// Requests waiting to be forwarded (the queue's depth).
     pub async fn pending_count(&self) -> Result<u64> {
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM inbox_requests WHERE status = 'pending'")
-            .fetch_one(&self.reader)
+        let row = self
+            .reader()
+            .fetch_one(Sql::new(
+                "SELECT COUNT(*) AS n FROM inbox_requests WHERE status = 'pending'",
+            ))
             .await?;
-        Ok(count.max(0) as u64)
+        Ok(row.int("n")?.max(0) as u64)
     }
 
     /// Deletes forwarded requests finished more than `retention` ago and
     /// event ids seen more than `dedup_window` ago. Dead letters stay until
-    /// replayed and forwarded.
+    /// replayed and forwarded. Relaxed: a purge a power cut undoes is done
+    /// again next time.
     pub async fn purge(&self, now: DateTime<Utc>, retention: Duration, dedup_window: Duration) -> Result<Purged> {
         let before = |d: Duration| to_millis(now) - i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2);
-        let requests = sqlx::query("DELETE FROM inbox_requests WHERE status = 'forwarded' AND finished_at < $1")
-            .bind(before(retention))
-            .execute(&self.writer)
-            .await?
-            .rows_affected();
-        let seen = sqlx::query("DELETE FROM inbox_seen WHERE seen_at < $1")
-            .bind(before(dedup_window))
-            .execute(&self.writer)
-            .await?
-            .rows_affected();
+        let mut tx = self.begin_relaxed().await?;
+        let requests = tx
+            .execute(
+                Sql::new("DELETE FROM inbox_requests WHERE status = 'forwarded' AND finished_at < $1")
+                    .bind(before(retention)),
+            )
+            .await?;
+        let seen = tx
+            .execute(Sql::new("DELETE FROM inbox_seen WHERE seen_at < $1").bind(before(dedup_window)))
+            .await?;
+        tx.commit().await?;
         Ok(Purged { requests, seen })
     }
 }
 
-fn summary_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<RequestSummary> {
+fn summary_from_row(row: &Row) -> Result<RequestSummary> {
     Ok(RequestSummary {
-        event_id: row.try_get("event_id")?,
-        source: row.try_get("source")?,
-        status: RequestStatus::parse(row.try_get("status")?)?,
-        received_at: from_millis(row.try_get("received_at")?),
-        attempts: row.try_get::<i64, _>("attempt_count")?.max(0) as u32,
-        next_attempt_at: row.try_get::<Option<i64>, _>("next_attempt_at")?.map(from_millis),
-        last_error: row.try_get("last_error")?,
+        event_id: row.text("event_id")?,
+        source: row.text("source")?,
+        status: RequestStatus::parse(&row.text("status")?)?,
+        received_at: from_millis(row.int("received_at")?),
+        attempts: row.int("attempt_count")?.max(0) as u32,
+        next_attempt_at: row.opt_int("next_attempt_at")?.map(from_millis),
+        last_error: row.opt_text("last_error")?,
     })
 }
 
@@ -843,6 +872,60 @@ mod tests {
         let seqs: Vec<i64> = claims.iter().flatten().map(|c| c.seq).collect();
         assert_eq!(seqs.len(), 4);
         assert_eq!(seqs.iter().collect::<HashSet<_>>().len(), 4, "one row each: {seqs:?}");
+    }
+
+    /// The forwarder claims when work is announced: a forward recorded as
+    /// done announces none (nothing waits on it), a retry its time, a keyed
+    /// one that finished the moment its key's next may go.
+    #[tokio::test]
+    async fn recording_announces_only_work_it_makes_due() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = InboxStore::open(dir.path()).await.unwrap();
+        let work = store.work_signal();
+        let now = Utc::now();
+        let batch = [request("plain", None, now), request("k1", Some("sr_1"), now)];
+        let claims: Vec<ClaimedRequest> = store
+            .receive(&batch, Some(&lease(now)))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| stored(r).expect("claimed at receipt"))
+            .collect();
+        assert_eq!(work.take(), None, "all claimed at receipt");
+        let later = now + chrono::Duration::seconds(1);
+        let done = |claim: &ClaimedRequest| record(claim, ForwardOutcome::Forwarded, later);
+        store
+            .record_forwards("inbox-1", &[done(&claims[0])], later)
+            .await
+            .unwrap();
+        assert_eq!(work.take(), None, "a plain forward done frees nothing");
+        store
+            .record_forwards("inbox-1", &[done(&claims[1])], later)
+            .await
+            .unwrap();
+        assert_eq!(
+            work.take(),
+            Some(from_millis(to_millis(later))),
+            "a keyed one may free its key's next"
+        );
+        let retry_at = later + chrono::Duration::seconds(5);
+        let again = stored(
+            store
+                .receive(&[request("again", None, later)], Some(&lease(later)))
+                .await
+                .unwrap()
+                .remove(0),
+        )
+        .unwrap();
+        store
+            .record_forwards(
+                "inbox-1",
+                &[record(&again, ForwardOutcome::RetryAt(retry_at), later)],
+                later,
+            )
+            .await
+            .unwrap();
+        assert_eq!(work.take(), Some(from_millis(to_millis(retry_at))));
     }
 
     #[tokio::test]
@@ -987,6 +1070,7 @@ mod tests {
             schedule_attempt: 1,
             due_at: now,
             lease_until: to_millis(until),
+            ordered: true,
         };
         store
             .record_forwards("inbox-1", &[record(&a1, ForwardOutcome::Forwarded, now)], now)
