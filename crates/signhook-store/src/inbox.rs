@@ -521,7 +521,10 @@ impl InboxStore {
     }
 
     /// Records attempts and their outcomes, each only while `node` still
-    /// holds the claim it was made under: one round trip for the batch,
+    /// holds the claim it was made under (a late answer under a lease that
+    /// passed on, or for a purged row, leaves the newer state alone). The
+    /// batch goes as one JSON parameter of two statements whose text never
+    /// changes, so SQLite parses little however many records there are;
     /// relaxed (an outcome a power cut undoes is forwarded again).
     pub async fn record_forwards(&self, node: &str, records: &[ForwardRecord], now: DateTime<Utc>) -> Result<()> {
         if records.is_empty() {
@@ -529,13 +532,14 @@ impl InboxStore {
         }
         let mut tx = self.begin_relaxed().await?;
         let mut frees_a_key = false;
+        let mut rows = Vec::with_capacity(records.len());
         for record in records {
-            let (status, next, due, finished) = match record.outcome {
-                ForwardOutcome::Forwarded => (RequestStatus::Forwarded, None, None, Some(to_millis(now))),
-                ForwardOutcome::Dead => (RequestStatus::Dead, None, None, Some(to_millis(now))),
+            let (status, next, finished) = match record.outcome {
+                ForwardOutcome::Forwarded => (RequestStatus::Forwarded, None, Some(to_millis(now))),
+                ForwardOutcome::Dead => (RequestStatus::Dead, None, Some(to_millis(now))),
                 ForwardOutcome::RetryAt(at) => {
                     tx.work_due_at(at).await?;
-                    (RequestStatus::Pending, Some(to_millis(at)), Some(to_millis(at)), None)
+                    (RequestStatus::Pending, Some(to_millis(at)), None)
                 }
             };
             // A finished request may free the next of its ordering key.
@@ -547,45 +551,52 @@ impl InboxStore {
                 (_, None, Some(code)) => Some(format!("the app answered {code}")),
                 (_, None, None) => None,
             };
-            // The attempt first, while the lease it proves still holds; a
-            // lease that passed on (or a purged row) keeps its newer state
-            // from a late answer.
-            tx.gather(
-                Sql::new(
-                    "INSERT OR IGNORE INTO inbox_attempts \
-                     (request_seq, attempt_number, started_at, duration_ms, status_code, error, response_body) \
-                     SELECT $1, $2, $3, $4, $5, $6, $7 WHERE EXISTS (SELECT 1 FROM inbox_requests \
-                         WHERE seq = $1 AND leased_by = $8 AND leased_until = $9)",
-                )
-                .bind(record.held.seq)
-                .bind(i64::from(attempt.attempt_number))
-                .bind(to_millis(attempt.started_at))
-                .bind(i64::try_from(attempt.duration_ms).unwrap_or(i64::MAX))
-                .bind(attempt.status_code.map(i64::from))
-                .bind(attempt.error.as_deref())
-                .bind(attempt.response_body.as_deref())
-                .bind(node)
-                .bind(record.held.lease_until),
-            )
-            .await?;
-            tx.gather(
-                Sql::new(
-                    "UPDATE inbox_requests SET attempt_count = attempt_count + 1, status = $1, next_attempt_at = $2, \
-                     due_at = COALESCE($3, due_at), leased_by = NULL, leased_until = NULL, finished_at = $4, \
-                     last_error = $5 \
-                     WHERE seq = $6 AND leased_by = $7 AND leased_until = $8",
-                )
-                .bind(status.as_str())
-                .bind(next)
-                .bind(due)
-                .bind(finished)
-                .bind(last_error)
-                .bind(record.held.seq)
-                .bind(node)
-                .bind(record.held.lease_until),
-            )
-            .await?;
+            rows.push(serde_json::json!({
+                "seq": record.held.seq,
+                "lease_until": record.held.lease_until,
+                "status": status.as_str(),
+                "next": next,
+                "finished": finished,
+                "last_error": last_error,
+                "attempt": attempt.attempt_number,
+                "started_at": to_millis(attempt.started_at),
+                "duration_ms": i64::try_from(attempt.duration_ms).unwrap_or(i64::MAX),
+                "status_code": attempt.status_code,
+                "error": attempt.error,
+                "response_body": attempt.response_body,
+            }));
         }
+        let rows = serde_json::Value::from(rows).to_string();
+        // The attempts first, while the leases they prove still hold.
+        tx.gather(
+            Sql::new(
+                "INSERT OR IGNORE INTO inbox_attempts \
+                 (request_seq, attempt_number, started_at, duration_ms, status_code, error, response_body) \
+                 SELECT r.seq, a.value ->> 'attempt', a.value ->> 'started_at', a.value ->> 'duration_ms', \
+                     a.value ->> 'status_code', a.value ->> 'error', a.value ->> 'response_body' \
+                 FROM json_each($1) AS a JOIN inbox_requests r ON r.seq = a.value ->> 'seq' \
+                     AND r.leased_by = $2 AND r.leased_until = a.value ->> 'lease_until'",
+            )
+            .bind(rows.as_str())
+            .bind(node),
+        )
+        .await?;
+        tx.gather(
+            Sql::new(
+                "UPDATE inbox_requests SET attempt_count = attempt_count + 1, status = v.status, \
+                     next_attempt_at = v.next, due_at = COALESCE(v.next, due_at), leased_by = NULL, \
+                     leased_until = NULL, finished_at = v.finished, last_error = v.last_error \
+                 FROM (SELECT value ->> 'seq' AS seq, value ->> 'lease_until' AS lease_until, \
+                           value ->> 'status' AS status, value ->> 'next' AS next, \
+                           value ->> 'finished' AS finished, value ->> 'last_error' AS last_error \
+                       FROM json_each($1)) AS v \
+                 WHERE inbox_requests.seq = v.seq AND inbox_requests.leased_by = $2 \
+                     AND inbox_requests.leased_until = v.lease_until",
+            )
+            .bind(rows)
+            .bind(node),
+        )
+        .await?;
         if frees_a_key {
             tx.work_due_at(now).await?;
         }
