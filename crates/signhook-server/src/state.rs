@@ -264,7 +264,17 @@ pub struct Caches {
     key_uses: KeyUses,
     default_workspaces: std::sync::RwLock<std::collections::HashMap<TenantId, WorkspaceId>>,
     schemas: SchemaCache,
+    publish_rules: PublishRulesCache,
 }
+
+/// What publishing a tenant's type needs (its setting, its own type of
+/// that name), by tenant and type, with when it was read: trusted for
+/// [`KEY_CACHE_TTL`], as a key is, so a publish reads nothing from the
+/// database. This node forgets a tenant's at once when it changes them;
+/// another node's change holds here within that time.
+type PublishRulesCache = std::sync::Mutex<
+    std::collections::HashMap<(TenantId, String), (signhook_store::event_types::PublishRules, std::time::Instant)>,
+>;
 
 /// The tenants' event-type schemas, compiled: by tenant and type, with the
 /// revision they were compiled from (a changed type has a higher one, so a
@@ -334,6 +344,48 @@ impl Caches {
     ) -> std::sync::MutexGuard<'_, std::collections::HashMap<[u8; 32], (Principal, std::time::Instant)>> {
         // Only plain inserts and removes happen under this lock.
         self.keys.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// What publishing the tenant's `event_type` needs, read from `store`
+    /// at most every [`KEY_CACHE_TTL`].
+    pub async fn publish_rules(
+        &self,
+        store: &Store,
+        tenant: &TenantId,
+        event_type: &str,
+    ) -> Result<signhook_store::event_types::PublishRules, StoreError> {
+        let key = (tenant.clone(), event_type.to_owned());
+        let now = std::time::Instant::now();
+        if let Some((rules, at)) = self.lock_publish_rules().get(&key) {
+            if now.duration_since(*at) < KEY_CACHE_TTL {
+                return Ok(rules.clone());
+            }
+        }
+        let rules = store.publish_rules(tenant, event_type).await?;
+        let mut cached = self.lock_publish_rules();
+        if cached.len() >= SCHEMA_CACHE_SIZE {
+            cached.clear();
+        }
+        cached.insert(key, (rules.clone(), now));
+        Ok(rules)
+    }
+
+    /// Forgets what publishing the tenant's types needs (this node changed
+    /// its setting or one of its types): the next publish reads it again.
+    pub fn forget_publish_rules(&self, tenant: &TenantId) {
+        self.lock_publish_rules().retain(|(of, _), _| of != tenant);
+    }
+
+    fn lock_publish_rules(
+        &self,
+    ) -> std::sync::MutexGuard<
+        '_,
+        std::collections::HashMap<(TenantId, String), (signhook_store::event_types::PublishRules, std::time::Instant)>,
+    > {
+        // Only plain inserts and removes happen under this lock.
+        self.publish_rules
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The compiled schema of the tenant's type `t`, compiled once per

@@ -229,15 +229,13 @@ impl Store {
         }
         // The keys' heads the batch claimed are its own deliveries, sent
         // from what it holds; an earlier delivery of a key is read back.
-        let heads: (HashSet<DeliveryId>, Vec<ClaimedRow>) = {
-            let written: HashSet<&DeliveryId> = planned.iter().map(|p| &p.id).collect();
-            let (own, earlier): (Vec<ClaimedRow>, Vec<ClaimedRow>) =
-                heads.into_iter().partition(|head| written.contains(head.id()));
-            (own.into_iter().map(ClaimedRow::into_id).collect(), earlier)
-        };
-        let earlier = match lease {
+        let written: HashSet<&DeliveryId> = planned.iter().map(|p| &p.id).collect();
+        let (own_heads, earlier_heads): (Vec<ClaimedRow>, Vec<ClaimedRow>) =
+            heads.into_iter().partition(|head| written.contains(head.id()));
+        let own_heads: HashSet<DeliveryId> = own_heads.into_iter().map(ClaimedRow::into_id).collect();
+        let earlier_heads = match lease {
             Some(lease) => {
-                self.attach_claims(&mut tx, heads.1, to_millis(lease.until), now)
+                self.attach_claims(&mut tx, earlier_heads, to_millis(lease.until), now)
                     .await?
             }
             None => Vec::new(),
@@ -245,8 +243,8 @@ impl Store {
         tx.commit().await.map_err(key_taken)?;
         let claimed = match lease {
             Some(lease) => {
-                let mut claimed = claimed_at_publish(&planned, &results, &candidates, &heads.0, lease, now);
-                claimed.extend(earlier);
+                let mut claimed = claimed_at_publish(&planned, &results, &candidates, &own_heads, lease, now);
+                claimed.extend(earlier_heads);
                 claimed
             }
             None => Vec::new(),

@@ -285,18 +285,19 @@ pub(crate) async fn register(
         schema: schema.document().to_string(),
         example: body.example.to_string(),
     };
-    state
+    let created = state
         .store
         .create_event_type(auth.tenant(), new, state.clock.now())
-        .await
-        .map_err(|e| match e {
-            signhook_store::StoreError::Conflict { .. } => ApiError::Conflict {
-                code: "conflict",
-                message: format!("you already have an event type `{}`; change it with PATCH", body.name),
-                field: Some("name".into()),
-            },
-            other => other.into(),
-        })
+        .await;
+    state.caches.forget_publish_rules(auth.tenant());
+    created.map_err(|e| match e {
+        signhook_store::StoreError::Conflict { .. } => ApiError::Conflict {
+            code: "conflict",
+            message: format!("you already have an event type `{}`; change it with PATCH", body.name),
+            field: Some("name".into()),
+        },
+        other => other.into(),
+    })
 }
 
 /// Changes one of your types: its description, schema or example, or
@@ -380,7 +381,9 @@ pub async fn update(
     let updated = state
         .store
         .update_event_type(auth.tenant(), &name, current.revision, changes, state.clock.now())
-        .await
+        .await;
+    state.caches.forget_publish_rules(auth.tenant());
+    let updated = updated
         .map_err(|e| match e {
             signhook_store::StoreError::Stale => ApiError::Conflict {
                 code: "changed_meanwhile",

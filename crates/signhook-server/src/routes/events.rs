@@ -125,7 +125,7 @@ async fn check_publish(
     text: &str,
     data: &serde_json::Value,
 ) -> Result<String, ApiError> {
-    let rules = state.store.publish_rules(auth.tenant(), text).await?;
+    let rules = state.caches.publish_rules(&state.store, auth.tenant(), text).await?;
     let schema: std::sync::Arc<EventSchema>;
     let (name, schema): (String, &EventSchema) = match (catalog::lookup(text), &rules.tenant_type) {
         (Some(info), _) if info.origin != EventOrigin::Lifecycle => {

@@ -73,6 +73,7 @@ pub async fn update(
 ) -> Result<Json<TenantView>, ApiError> {
     if let Some(allow) = body.allow_lifecycle_publishes {
         state.store.set_allow_lifecycle_publishes(auth.tenant(), allow).await?;
+        state.caches.forget_publish_rules(auth.tenant());
     }
     Ok(Json(view(&state, &auth).await?))
 }
