@@ -272,9 +272,9 @@ pub struct Caches {
 /// [`KEY_CACHE_TTL`], as a key is, so a publish reads nothing from the
 /// database. This node forgets a tenant's at once when it changes them;
 /// another node's change holds here within that time.
-type PublishRulesCache = std::sync::Mutex<
-    std::collections::HashMap<(TenantId, String), (signhook_store::event_types::PublishRules, std::time::Instant)>,
->;
+type PublishRulesCache = std::sync::Mutex<PublishRulesByType>;
+type PublishRulesByType =
+    std::collections::HashMap<(TenantId, String), (signhook_store::event_types::PublishRules, std::time::Instant)>;
 
 /// The tenants' event-type schemas, compiled: by tenant and type, with the
 /// revision they were compiled from (a changed type has a higher one, so a
@@ -376,12 +376,7 @@ impl Caches {
         self.lock_publish_rules().retain(|(of, _), _| of != tenant);
     }
 
-    fn lock_publish_rules(
-        &self,
-    ) -> std::sync::MutexGuard<
-        '_,
-        std::collections::HashMap<(TenantId, String), (signhook_store::event_types::PublishRules, std::time::Instant)>,
-    > {
+    fn lock_publish_rules(&self) -> std::sync::MutexGuard<'_, PublishRulesByType> {
         // Only plain inserts and removes happen under this lock.
         self.publish_rules
             .lock()
