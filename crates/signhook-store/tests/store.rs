@@ -1011,15 +1011,9 @@ mod team {
     }
 }
 
-on_both_backends! {
-/// A publish that claims its deliveries for its node (the API's, with a
-/// lease) claims an ordered key's new head too, and only it: the key's
-/// later deliveries, in the same batch or a later one, wait for it.
-async fn publishing_with_a_lease_claims_a_free_keys_head_and_nothing_behind_it(backend: Backend) {
-    let (_dir, store) = store(backend).await;
-    let tenant = store.create_tenant("Acme", t0()).await.unwrap();
-    add_subscription_ordered(&store, &tenant, Ordering::Key).await;
-    let invoice = |key: &str| NewEvent {
+/// An `invoice.paid` of the tenant's, ordered by `key`.
+fn keyed_invoice(tenant: &CreatedTenant, key: &str) -> NewEvent {
+    NewEvent {
         tenant_id: tenant.tenant_id.clone(),
         sandbox: false,
         event_type: "invoice.paid".into(),
@@ -1028,7 +1022,18 @@ async fn publishing_with_a_lease_claims_a_free_keys_head_and_nothing_behind_it(b
         data: "{}".into(),
         idempotency: None,
         ordering_key: Some(key.into()),
-    };
+    }
+}
+
+on_both_backends! {
+/// A publish that claims its deliveries for its node (the API's, with a
+/// lease) claims an ordered key's new head too, and only it: the key's
+/// later deliveries, in the same batch or a later one, wait for it.
+async fn publishing_with_a_lease_claims_a_free_keys_head_and_nothing_behind_it(backend: Backend) {
+    let (_dir, store) = store(backend).await;
+    let tenant = store.create_tenant("Acme", t0()).await.unwrap();
+    add_subscription_ordered(&store, &tenant, Ordering::Key).await;
+    let invoice = |key: &str| keyed_invoice(&tenant, key);
     let lease = signhook_store::claims::Lease {
         node_id: "node_a".into(),
         until: t0() + Duration::minutes(1),
@@ -1060,17 +1065,7 @@ async fn recording_a_keys_head_claims_its_next_delivery_for_the_recording_node(b
     let tenant = store.create_tenant("Acme", t0()).await.unwrap();
     add_subscription_ordered(&store, &tenant, Ordering::Key).await;
     for _ in 0..3 {
-        let new = NewEvent {
-            tenant_id: tenant.tenant_id.clone(),
-            sandbox: false,
-            event_type: "invoice.paid".into(),
-            scope: Scope::PublicApi,
-            workspace_id: tenant.default_workspace_id.clone(),
-            data: "{}".into(),
-            idempotency: None,
-            ordering_key: Some("inv_1".into()),
-        };
-        store.publish_event(new, t0()).await.unwrap();
+        store.publish_event(keyed_invoice(&tenant, "inv_1"), t0()).await.unwrap();
     }
     let lease = Duration::minutes(1);
     let head = store.claim_due_deliveries("node_a", t0(), t0() + lease, 10, 100, &[]).await.unwrap();
