@@ -237,16 +237,17 @@ impl SqliteTx<'_> {
         let single = !text.contains("; ");
         let first = !self.begun;
         if first {
-            // Deferred: a transaction takes the write lock at its first
-            // write, so reads never hold it. A transaction that reads and
-            // then writes fails with SQLITE_BUSY, without waiting, if another
-            // process wrote in between; only `signhook admin …` beside a
-            // running server is another process, and its transactions write
-            // first.
+            // Immediate: the transaction takes the write lock at once. A
+            // deferred one takes it at its first write, and one that read
+            // first then fails with SQLITE_BUSY, without waiting, if another
+            // process (`signhook admin …` beside a running server) committed
+            // in between: its snapshot is stale. The writer's transactions
+            // are writes (reads go to the reader pool), so holding the lock
+            // from the start costs only the reads that come before a write.
             let begin = match (self.relaxed, self.state.relaxed) {
-                (true, false) => "PRAGMA synchronous = NORMAL; BEGIN; ",
-                (false, true) => "PRAGMA synchronous = FULL; BEGIN; ",
-                _ => "BEGIN; ",
+                (true, false) => "PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE; ",
+                (false, true) => "PRAGMA synchronous = FULL; BEGIN IMMEDIATE; ",
+                _ => "BEGIN IMMEDIATE; ",
             };
             text.insert_str(0, begin);
         }
@@ -321,6 +322,8 @@ fn last_count(results: &[Either<SqliteQueryResult, SqliteRow>]) -> u64 {
 mod tests {
     use crate::db::{Sql, Tx};
     use crate::{Result, Store};
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+    use sqlx::Connection;
     use std::path::Path;
 
     /// Opens a migrated SQLite store in `dir` with a table `t`.
@@ -467,6 +470,39 @@ mod tests {
         assert!(
             rows(&store).await.is_empty(),
             "the abandoned transaction was rolled back"
+        );
+    }
+
+    #[tokio::test]
+    async fn another_process_writing_between_a_transactions_read_and_its_write_does_not_fail_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite(dir.path()).await;
+        // Another process's connection (`signhook admin …`), which gives up
+        // at once when the database is locked rather than waiting.
+        let options = SqliteConnectOptions::new()
+            .filename(dir.path().join(crate::SQLITE_FILE))
+            .busy_timeout(std::time::Duration::ZERO);
+        let mut other = SqliteConnection::connect_with(&options).await.unwrap();
+
+        let mut tx = store.begin().await.unwrap();
+        assert!(tx.fetch_all(Sql::new("SELECT x FROM t")).await.unwrap().is_empty());
+        let insert = || sqlx::query("INSERT INTO t VALUES (2, 'other')");
+        // Refused while the transaction holds the write lock (since its
+        // BEGIN); had it committed, the transaction's snapshot would be stale.
+        let other_wrote = insert().execute(&mut other).await.is_ok();
+        tx.gather(Sql::new("INSERT INTO t VALUES (1, 'after a read')"))
+            .await
+            .unwrap();
+        tx.commit().await.expect("the transaction commits");
+        if !other_wrote {
+            insert()
+                .execute(&mut other)
+                .await
+                .expect("the other process writes after it");
+        }
+        assert_eq!(
+            rows(&store).await,
+            [(1, "after a read".to_owned()), (2, "other".to_owned())]
         );
     }
 

@@ -119,6 +119,22 @@ pub struct TestApp {
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
+/// Sends the in-process servers' warnings and errors (a 500's cause among
+/// them) to libtest's capture, which prints them beside a failed test's
+/// assertion and hides them for a passing one. `RUST_LOG` picks more.
+fn keep_server_logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        // Fails only if a subscriber is already set, which is as good.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    });
+}
+
 /// Options for [`TestApp::spawn_with`].
 pub struct Options {
     pub backend: Backend,
@@ -175,6 +191,7 @@ impl TestApp {
 
     /// The server on a database the test prepared, with `tenant` in it.
     pub async fn spawn_on(db: Database, tenant: Tenant, options: Options) -> Self {
+        keep_server_logs();
         let mut settings = Settings::new(db.dir.path().to_owned());
         settings.disable_policy = options.disable_policy;
         settings.scheduler_interval = options.scheduler_interval;
