@@ -8,7 +8,7 @@
 //! late answer from a node whose lease already passed to another cannot
 //! overwrite the newer state.
 
-use crate::db::{json_strings, DbRow, Dialects, Sql, Tx};
+use crate::db::{json_strings, DbRow, Dialects, Row, Sql, Tx};
 use crate::events::{event_from_row, Event};
 use crate::subscriptions::{subscription_from_row, Subscription, SUBSCRIPTION_COLUMNS};
 use crate::{Result, Store, StoreError};
@@ -93,10 +93,8 @@ pub(crate) struct ClaimedRow {
 }
 
 /// The rows an `UPDATE … RETURNING` of [`CLAIMED_COLUMNS`] claimed.
-pub(crate) async fn claimed_rows(tx: &mut Tx<'_>, claim: Sql) -> Result<Vec<ClaimedRow>> {
-    tx.fetch_all(claim)
-        .await?
-        .iter()
+fn claimed_rows(rows: &[Row]) -> Result<Vec<ClaimedRow>> {
+    rows.iter()
         .map(|row| {
             Ok(ClaimedRow {
                 id: DeliveryId::parse(&row.text("id")?).map_err(StoreError::corrupt)?,
@@ -248,7 +246,7 @@ impl Store {
         skip: &[SubscriptionId],
     ) -> Result<Vec<ClaimedDelivery>> {
         let lease = to_millis(lease_until);
-        let mut tx = self.begin().await?;
+        let tx = self.begin().await?;
         let claim = Sql::new(tx.pick(CLAIM))
             .bind(node)
             .bind(lease)
@@ -257,17 +255,49 @@ impl Store {
             .bind(json_strings(skip.iter().map(SubscriptionId::as_str)))
             .bind(i64::from(limit) * 4)
             .bind(i64::from(per_subscription.max(1)));
-        let claims = claimed_rows(&mut tx, claim).await?;
-        let claimed = self.attach_claims(&mut tx, claims, lease, now).await?;
-        tx.commit().await?;
-        Ok(claimed)
+        let claims = self.commit_claiming(tx, Some(claim)).await?;
+        Ok(self.attach_claims(claims, lease, now).await)
     }
 
-    /// Loads what sending the claimed `rows` needs (their events and
-    /// subscriptions) and hands them out oldest first.
+    /// Commits `tx` with `claim`, an `UPDATE … RETURNING` of
+    /// [`CLAIMED_COLUMNS`] (or nothing more), as its last statement — on
+    /// SQLite one round trip of the writer, whatever the transaction
+    /// gathered — and returns the rows claimed. `Err` only when nothing was
+    /// committed.
+    pub(crate) async fn commit_claiming(&self, tx: Tx<'_>, claim: Option<Sql>) -> Result<Vec<ClaimedRow>> {
+        let Some(claim) = claim else {
+            tx.commit().await?;
+            return Ok(Vec::new());
+        };
+        let rows = tx.commit_fetching(claim).await?;
+        Ok(claimed_rows(&rows).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "a claimed row does not read back; it is due again when its lease ends");
+            Vec::new()
+        }))
+    }
+
+    /// Loads what sending the committed `claims` needs (their events and
+    /// subscriptions), beside the writer rather than in its transaction,
+    /// and hands them out oldest first. Should the read fail, they are left
+    /// to their lease, as a node that died holding them would leave them:
+    /// due again when it ends.
     pub(crate) async fn attach_claims(
         &self,
-        tx: &mut Tx<'_>,
+        claims: Vec<ClaimedRow>,
+        lease: i64,
+        now: DateTime<Utc>,
+    ) -> Vec<ClaimedDelivery> {
+        let count = claims.len();
+        self.read_what_claims_need(claims, lease, now)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, count, "loading claimed deliveries failed; they are due again when their lease ends");
+                Vec::new()
+            })
+    }
+
+    async fn read_what_claims_need(
+        &self,
         mut claims: Vec<ClaimedRow>,
         lease: i64,
         now: DateTime<Utc>,
@@ -277,22 +307,21 @@ impl Store {
         }
         // RETURNING has no order; hand them out oldest first.
         claims.sort_by(|a, b| a.id.cmp(&b.id));
-        let events = Sql::new(tx.pick(EVENTS_IN)).bind(json_strings(claims.iter().map(|c| c.event_id.as_str())));
-        let events: HashMap<String, Arc<Event>> = tx
-            .fetch_all(events)
-            .await?
+        let db = self.reader();
+        let events = Sql::new(db.pick(EVENTS_IN)).bind(json_strings(claims.iter().map(|c| c.event_id.as_str())));
+        let subscriptions = Sql::new(format!(
+            "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s JOIN subscription_health h ON h.subscription_id = s.id \
+             WHERE s.id IN ({})",
+            db.pick(LISTED)
+        ))
+        .bind(json_strings(claims.iter().map(|c| c.subscription_id.as_str())));
+        // Two connections of the pool at once.
+        let (events, subscriptions) = futures_util::try_join!(db.fetch_all(events), db.fetch_all(subscriptions))?;
+        let events: HashMap<String, Arc<Event>> = events
             .iter()
             .map(|row| event_from_row(row).map(|e| (e.id.to_string(), Arc::new(e))))
             .collect::<Result<_>>()?;
-        let listed = tx.pick(LISTED);
-        let subscriptions = Sql::new(format!(
-            "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s JOIN subscription_health h ON h.subscription_id = s.id \
-             WHERE s.id IN ({listed})"
-        ))
-        .bind(json_strings(claims.iter().map(|c| c.subscription_id.as_str())));
-        let subscriptions: HashMap<String, Arc<Subscription>> = tx
-            .fetch_all(subscriptions)
-            .await?
+        let subscriptions: HashMap<String, Arc<Subscription>> = subscriptions
             .iter()
             .map(|row| subscription_from_row(row, &self.keys).map(|s| (s.id.to_string(), Arc::new(s))))
             .collect::<Result<_>>()?;

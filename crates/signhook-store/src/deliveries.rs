@@ -427,12 +427,11 @@ impl Store {
         let next =
             crate::ordering::release_next_claimed(&mut tx, crate::ordering::Keys::Of(&finished), now, node, lease)
                 .await?;
-        let next = self.attach_claims(&mut tx, next, lease, now).await?;
-        tx.commit().await?;
+        let next = self.commit_claiming(tx, next).await?;
         if let Some(retry) = first_retry {
             self.work.due_at(retry);
         }
-        Ok(next)
+        Ok(self.attach_claims(next, lease, now).await)
     }
 
     /// Writes a dead letter and, if this node's lease still held it, what

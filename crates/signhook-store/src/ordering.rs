@@ -70,18 +70,17 @@ pub(crate) async fn release_next(tx: &mut Tx<'_>, keys: Keys<'_>, now: DateTime<
 /// As [`release_next`], the new heads claimed for `node` until `lease`
 /// (milliseconds) at once, as a claim would: what recording a key's head
 /// lets go is sent next by the node that recorded it, with no claim in
-/// between. Returns the rows claimed.
+/// between. The statement returns the rows claimed; the caller runs it
+/// last, with its commit ([`Store::commit_claiming`]). `None` when there
+/// are no keys.
 pub(crate) async fn release_next_claimed(
     tx: &mut Tx<'_>,
     keys: Keys<'_>,
     now: DateTime<Utc>,
     node: &str,
     lease: i64,
-) -> Result<Vec<crate::claims::ClaimedRow>> {
-    let Some(release) = release_statement(tx, keys, now, Some((node, lease))).await? else {
-        return Ok(Vec::new());
-    };
-    crate::claims::claimed_rows(tx, release).await
+) -> Result<Option<Sql>> {
+    release_statement(tx, keys, now, Some((node, lease))).await
 }
 
 /// The statement of a release of `keys` (claimed for a node and lease

@@ -212,28 +212,29 @@ pub(crate) async fn write_deliveries(
         .map(|d| d.id.as_str())
         .collect();
     let keys = crate::ordering::Keys::Of(&ordered);
-    let heads = match lease {
-        _ if ordered.is_empty() => Vec::new(),
+    let claim_heads = match lease {
+        _ if ordered.is_empty() => None,
         None => {
             crate::ordering::release_next(tx, keys, now).await?;
-            Vec::new()
+            None
         }
         Some(lease) => {
             crate::ordering::release_next_claimed(tx, keys, now, &lease.node_id, to_millis(lease.until)).await?
         }
     };
-    Ok(Written { pending, heads })
+    Ok(Written { pending, claim_heads })
 }
 
 /// What [`write_deliveries`] wrote.
 pub(crate) struct Written {
     /// How many deliveries are pending.
     pub pending: usize,
-    /// With a lease: the ordered deliveries that became their key's head,
-    /// claimed for the lease's node. Nearly always some of those written;
-    /// an earlier one of a key that nothing held (after an ordering
-    /// change) may be among them.
-    pub heads: Vec<crate::claims::ClaimedRow>,
+    /// With a lease: the statement that claims, for the lease's node, the
+    /// ordered deliveries that become their key's head, for the caller to
+    /// run with its commit ([`crate::Store::commit_claiming`]). Nearly
+    /// always heads among those written; an earlier one of a key that
+    /// nothing held (after an ordering change) may be among them.
+    pub claim_heads: Option<Sql>,
 }
 
 /// Writes events, in statements of [`ROWS_PER_INSERT`] rows. An

@@ -210,7 +210,7 @@ impl Store {
         // holding its socket may claim them (see `relays`).
         let (relayed, direct): (Vec<&Planned>, Vec<&Planned>) =
             planned.iter().partition(|p| subscription(p).is_relay());
-        let mut heads = Vec::new();
+        let mut claim_heads = None;
         for (group, lease) in [(direct, lease), (relayed, None)] {
             let deliveries: Vec<NewDelivery<'_>> = group
                 .into_iter()
@@ -225,30 +225,24 @@ impl Store {
             let written = outbox::write_deliveries(&mut tx, &deliveries, lease, now)
                 .await
                 .map_err(key_taken)?;
-            heads.extend(written.heads);
+            // Only the direct group has a lease to claim heads under.
+            claim_heads = claim_heads.or(written.claim_heads);
         }
+        let heads = self.commit_claiming(tx, claim_heads).await.map_err(key_taken)?;
+        let Some(lease) = lease else {
+            return Ok(PublishedBatch {
+                results,
+                claimed: Vec::new(),
+            });
+        };
         // The keys' heads the batch claimed are its own deliveries, sent
         // from what it holds; an earlier delivery of a key is read back.
         let written: HashSet<&DeliveryId> = planned.iter().map(|p| &p.id).collect();
         let (own_heads, earlier_heads): (Vec<ClaimedRow>, Vec<ClaimedRow>) =
             heads.into_iter().partition(|head| written.contains(head.id()));
         let own_heads: HashSet<DeliveryId> = own_heads.into_iter().map(ClaimedRow::into_id).collect();
-        let earlier_heads = match lease {
-            Some(lease) => {
-                self.attach_claims(&mut tx, earlier_heads, to_millis(lease.until), now)
-                    .await?
-            }
-            None => Vec::new(),
-        };
-        tx.commit().await.map_err(key_taken)?;
-        let claimed = match lease {
-            Some(lease) => {
-                let mut claimed = claimed_at_publish(&planned, &results, &candidates, &own_heads, lease, now);
-                claimed.extend(earlier_heads);
-                claimed
-            }
-            None => Vec::new(),
-        };
+        let mut claimed = claimed_at_publish(&planned, &results, &candidates, &own_heads, lease, now);
+        claimed.extend(self.attach_claims(earlier_heads, to_millis(lease.until), now).await);
         Ok(PublishedBatch { results, claimed })
     }
 

@@ -252,6 +252,24 @@ impl<'c> Tx<'c> {
         }
     }
 
+    /// Runs `sql` last (an `UPDATE … RETURNING`), commits, then announces
+    /// the work written: the rows `sql` returned. On SQLite, one round trip
+    /// with whatever is gathered.
+    pub(crate) async fn commit_fetching(self, sql: Sql) -> Result<Vec<Row>> {
+        let rows = match self.conn {
+            Conn::Sqlite(tx) => tx.commit_fetching(sql).await?.into_iter().map(Row::Sqlite).collect(),
+            Conn::Postgres(mut tx) => {
+                let rows = bound(sql.text(), sql.args()).fetch_all(&mut *tx).await?;
+                tx.commit().await?;
+                rows.into_iter().map(Row::Postgres).collect()
+            }
+        };
+        if let Some(at) = self.due {
+            self.work.due_at(at);
+        }
+        Ok(rows)
+    }
+
     /// Commits, then announces the work written.
     pub(crate) async fn commit(self) -> Result<()> {
         match self.conn {

@@ -224,6 +224,18 @@ impl SqliteTx<'_> {
         Ok(())
     }
 
+    /// Runs `sql` after what is gathered and commits, in one round trip:
+    /// the rows `sql` returned.
+    pub(crate) async fn commit_fetching(mut self, sql: Sql) -> Result<Vec<SqliteRow>> {
+        self.gather(sql);
+        self.gather(Sql::new("COMMIT"));
+        let Sent::Rows(rows) = self.send(Wanted::Rows).await? else {
+            unreachable!("rows were asked for")
+        };
+        self.state.open = false;
+        Ok(rows)
+    }
+
     /// Sends the gathered text as one call (`BEGIN` first if not sent yet):
     /// sqlx runs its statements in order. Only what is `wanted` comes back:
     /// results streamed statement by statement cost a hand-over from the
@@ -231,10 +243,11 @@ impl SqliteTx<'_> {
     async fn send(&mut self, wanted: Wanted) -> Result<Sent> {
         let mut text = std::mem::take(&mut self.text);
         let args = std::mem::take(&mut self.args);
-        // One statement (`BEGIN` before it or not) is the same text every
-        // time — a claim, a read — and worth keeping prepared; gathered
-        // statements differ with every transaction, and are not.
-        let single = !text.contains("; ");
+        // One statement (`BEGIN` before it or not, `COMMIT` after it or
+        // not) is the same text every time — a claim, a read — and worth
+        // keeping prepared; gathered statements differ with every
+        // transaction, and are not.
+        let single = !text.strip_suffix("; COMMIT").unwrap_or(&text).contains("; ");
         let first = !self.begun;
         if first {
             // Immediate: the transaction takes the write lock at once. A
