@@ -34,13 +34,15 @@ use signhook_core::delivery::DeliveryStatus;
 use signhook_core::ids::{DeliveryId, SubscriptionId, TenantId};
 use signhook_core::time::{from_millis, to_millis};
 
-/// The deliveries whose keys a write touched: those listed (JSON array of
-/// ids in `$2`).
+/// The keys of the deliveries a write touched: those listed (JSON array of
+/// ids in `$2`). A join rather than `IN` and no `DISTINCT`: SQLite builds a
+/// temporary b-tree for either, on every release; a key listed twice is
+/// released once all the same (the release updates a row once).
 const LISTED: Dialects = Dialects {
-    sqlite: "SELECT DISTINCT subscription_id, ordering_key FROM deliveries \
-             WHERE id IN (SELECT value FROM json_each($2)) AND ordering_key IS NOT NULL",
-    postgres: "SELECT DISTINCT subscription_id, ordering_key FROM deliveries \
-               WHERE id IN (SELECT json_array_elements_text(CAST($2 AS json))) AND ordering_key IS NOT NULL",
+    sqlite: "SELECT d.subscription_id, d.ordering_key FROM json_each($2) AS j \
+             JOIN deliveries d ON d.id = j.value WHERE d.ordering_key IS NOT NULL",
+    postgres: "SELECT d.subscription_id, d.ordering_key FROM json_array_elements_text(CAST($2 AS json)) AS j(value) \
+               JOIN deliveries d ON d.id = j.value WHERE d.ordering_key IS NOT NULL",
 };
 
 /// Every key of the subscription `$2` with deliveries waiting.
@@ -120,18 +122,21 @@ async fn release_statement(
     };
     // A head is pending with a next attempt; a waiting one is pending
     // without. The earliest waiting one (event order, the delivery's id
-    // breaking ties) takes the key only if nothing holds it: no head, and
-    // under `block` no dead letter of an earlier event.
+    // breaking ties: the index's order) takes the key only if nothing holds
+    // it: no head, and under `block` no dead letter of an earlier event.
+    // `UPDATE … FROM` rather than `id IN (…)`, which SQLite would gather in
+    // a temporary b-tree first.
     let release = Sql::new(format!(
-        "UPDATE deliveries SET {set}, due_at = $1, updated_at = $1 WHERE id IN ( \
+        "UPDATE deliveries SET {set}, due_at = $1, updated_at = $1 FROM ( \
              SELECT (SELECT p.id FROM deliveries p \
                      WHERE p.subscription_id = k.subscription_id AND p.ordering_key = k.ordering_key \
                      AND p.status = 'pending' AND p.next_attempt_at IS NULL \
-                     ORDER BY p.event_id, p.id LIMIT 1) \
+                     ORDER BY p.event_id, p.id LIMIT 1) AS head \
              FROM ({subquery}) AS k \
              WHERE NOT EXISTS (SELECT 1 FROM deliveries a \
                  WHERE a.subscription_id = k.subscription_id AND a.ordering_key = k.ordering_key \
-                 AND a.status = 'pending' AND a.next_attempt_at IS NOT NULL)) \
+                 AND a.status = 'pending' AND a.next_attempt_at IS NOT NULL)) AS n \
+         WHERE deliveries.id = n.head \
          AND NOT EXISTS (SELECT 1 FROM deliveries f JOIN subscriptions s ON s.id = f.subscription_id \
              WHERE f.subscription_id = deliveries.subscription_id AND f.ordering_key = deliveries.ordering_key \
              AND f.status = 'failed' AND s.ordering_on_failure = 'block' AND f.event_id < deliveries.event_id)\
