@@ -224,9 +224,16 @@ impl SqliteTx<'_> {
         Ok(())
     }
 
-    /// Runs `sql` after what is gathered and commits, in one round trip:
-    /// the rows `sql` returned.
+    /// Runs `sql` after what is gathered and commits: the rows `sql`
+    /// returned. What is gathered goes first, in a round trip of its own:
+    /// `sql` (a claim) is the same text every time and, sent alone with
+    /// `COMMIT`, stays prepared, whereas gathered with the transaction's
+    /// other statements SQLite would parse it again every time — a
+    /// release of ordered keys costs more to parse than the round trip.
     pub(crate) async fn commit_fetching(mut self, sql: Sql) -> Result<Vec<SqliteRow>> {
+        if !self.text.is_empty() {
+            self.send(Wanted::Count).await?;
+        }
         self.gather(sql);
         self.gather(Sql::new("COMMIT"));
         let Sent::Rows(rows) = self.send(Wanted::Rows).await? else {
