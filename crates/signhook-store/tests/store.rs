@@ -830,6 +830,28 @@ mod group_commit {
             assert_eq!(stored.items.len(), 3, "k0 before, then the plain event and k1");
         }
 
+        async fn what_a_batch_writes_reads_back_exactly(backend: Backend) {
+            // The rows travel as one JSON parameter: text that needs
+            // escaping, the environment's flag, the key and its hash bytes,
+            // and the time must all come back as they went.
+            let (_dir, store) = store(backend).await;
+            let tenant = tenant_with_subscription(&store).await;
+            let data = r#"{"quote":"\"","backslash":"\\","line":"a\nb","unicode":"é ✓ 😀","n":9007199254740993}"#;
+            let mut awkward = event(&tenant, Some(("key \"é\"", 0xab)), true);
+            awkward.sandbox = true;
+            awkward.data = data.into();
+            let plain = event(&tenant, None, true);
+            let results = store.publish_events(vec![awkward.clone(), plain], t0(), None).await.results;
+            let published = results[0].as_ref().unwrap().event.clone();
+            let stored = store.list_events(&tenant.tenant_id, true, None, None, 10).await.unwrap();
+            assert_eq!(stored.items.len(), 1, "only the sandbox event is in the sandbox");
+            let read = &stored.items[0];
+            assert_eq!((read.id.clone(), read.data.as_str(), read.sandbox), (published.id, data, true));
+            assert_eq!(read.created_at, t0());
+            let replayed = store.publish_event(awkward, t0()).await.unwrap();
+            assert!(replayed.replayed, "the key and its hash bytes were stored as given");
+        }
+
         async fn one_bad_event_does_not_sink_its_batch(backend: Backend) {
             let (_dir, store) = store(backend).await;
             let tenant = tenant_with_subscription(&store).await;
