@@ -15,9 +15,9 @@ use anyhow::{ensure, Context};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// The `signhook inbox` child process.
 struct InboxNode {
@@ -71,65 +71,39 @@ async fn send(
     rate: Option<f64>,
 ) -> anyhow::Result<(Vec<f64>, f64)> {
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(count)));
-    let next = Arc::new(AtomicUsize::new(0));
-    let interval = rate.map(|rate| Duration::from_secs_f64(concurrency as f64 / rate));
     let started = Instant::now();
-    let mut workers = tokio::task::JoinSet::new();
-    for worker in 0..concurrency {
-        let (client, url, secret, latencies, next) = (
-            client.clone(),
-            url.to_owned(),
-            secret.clone(),
-            latencies.clone(),
-            next.clone(),
-        );
-        workers.spawn(async move {
-            let mut ticker = interval.map(|every| {
-                let mut t = tokio::time::interval_at(
-                    tokio::time::Instant::now() + every.mul_f64(worker as f64 / concurrency as f64),
-                    every,
-                );
-                t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-                t
-            });
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= count {
-                    return Ok::<_, anyhow::Error>(());
-                }
-                if let Some(ticker) = ticker.as_mut() {
-                    ticker.tick().await;
-                }
-                let id = format!("msg_bench{:010}", first + i);
-                let timestamp = chrono::Utc::now().timestamp();
-                // A whole envelope: the sink parses what it verifies.
-                let created_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-                let body = json!({"id": id, "type": "signer.done", "created_at": created_at, "data": {"i": first + i}})
-                    .to_string();
-                let signature = signhook_verify::sign(&secret, &id, timestamp, body.as_bytes());
-                let begun = Instant::now();
-                let response = client
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .header("webhook-id", &id)
-                    .header("webhook-timestamp", timestamp.to_string())
-                    .header("webhook-signature", signature)
-                    .body(body)
-                    .send()
-                    .await?;
-                // The inbox acks 200 or 202; the sink (posted to
-                // directly) 2xx as it answers any delivery.
-                ensure!(response.status().is_success(), "{url} answered {}", response.status());
-                latencies
-                    .lock()
-                    .expect("no panics hold this lock")
-                    .push(begun.elapsed().as_secs_f64() * 1000.0);
-            }
-        });
-    }
-    while let Some(done) = workers.join_next().await {
-        done??;
-    }
+    let (client, url, secret, recorded) = (client.clone(), url.to_owned(), secret.clone(), latencies.clone());
+    crate::paced(count, concurrency, rate, move |i| {
+        let (client, url, secret, latencies) = (client.clone(), url.clone(), secret.clone(), recorded.clone());
+        async move {
+            let id = format!("msg_bench{:010}", first + i);
+            let timestamp = chrono::Utc::now().timestamp();
+            // A whole envelope: the sink parses what it verifies.
+            let created_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            let body = json!({"id": id, "type": "signer.done", "created_at": created_at, "data": {"i": first + i}})
+                .to_string();
+            let signature = signhook_verify::sign(&secret, &id, timestamp, body.as_bytes());
+            let begun = Instant::now();
+            let response = client
+                .post(&url)
+                .header("content-type", "application/json")
+                .header("webhook-id", &id)
+                .header("webhook-timestamp", timestamp.to_string())
+                .header("webhook-signature", signature)
+                .body(body)
+                .send()
+                .await?;
+            // The inbox acks 200 or 202; the sink (posted to directly) 2xx
+            // as it answers any delivery.
+            ensure!(response.status().is_success(), "{url} answered {}", response.status());
+            latencies
+                .lock()
+                .expect("no panics hold this lock")
+                .push(begun.elapsed().as_secs_f64() * 1000.0);
+            Ok(())
+        }
+    })
+    .await?;
     let seconds = started.elapsed().as_secs_f64();
     let latencies = std::mem::take(&mut *latencies.lock().expect("no panics hold this lock"));
     Ok((latencies, seconds))

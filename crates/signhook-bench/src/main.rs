@@ -762,17 +762,54 @@ async fn publish_as(
     rate: Option<f64>,
 ) -> anyhow::Result<HashMap<String, Instant>> {
     let started: Arc<Mutex<HashMap<String, Instant>>> = Arc::new(Mutex::new(HashMap::with_capacity(events)));
+    let (client, recorded) = (client.clone(), started.clone());
+    paced(events, concurrency, rate, move |i| {
+        let (client, urls, keys, started) = (client.clone(), urls.clone(), keys.clone(), recorded.clone());
+        async move {
+            let begun = Instant::now();
+            let event = json!({"type": "signer.done", "data": signer_done_data(i)});
+            let response = post_event(&client, &urls[i % urls.len()], &keys[i % keys.len()], &event).await?;
+            let event: Value = response.json().await?;
+            let id = event["id"].as_str().context("an event id")?.to_owned();
+            started.lock().expect("no panics hold this lock").insert(id, begun);
+            Ok(())
+        }
+    })
+    .await?;
+    let started = started.lock().expect("no panics hold this lock").clone();
+    Ok(started)
+}
+
+/// `POST /v1/events` of `event` as `key`'s tenant, which must answer 201.
+async fn post_event(
+    client: &reqwest::Client,
+    url: &str,
+    key: &str,
+    event: &Value,
+) -> anyhow::Result<reqwest::Response> {
+    let response = client.post(url).bearer_auth(key).json(event).send().await?;
+    ensure!(
+        response.status() == StatusCode::CREATED,
+        "publish answered {}",
+        response.status()
+    );
+    Ok(response)
+}
+
+/// Runs `job(i)` for every `i` in `0..count` over `concurrency` workers,
+/// each taking the next `i` when its job is done; at `rate` per second in
+/// all when given (each worker ticks at its share of it, the workers' ticks
+/// spread evenly), flat out otherwise. The first error ends the run.
+async fn paced<F, Fut>(count: usize, concurrency: usize, rate: Option<f64>, job: F) -> anyhow::Result<()>
+where
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
     let next = Arc::new(AtomicUsize::new(0));
-    let mut workers = tokio::task::JoinSet::new();
     let interval = rate.map(|rate| Duration::from_secs_f64(concurrency as f64 / rate));
+    let mut workers = tokio::task::JoinSet::new();
     for worker in 0..concurrency {
-        let (client, keys, started, next, urls) = (
-            client.clone(),
-            keys.clone(),
-            started.clone(),
-            next.clone(),
-            urls.clone(),
-        );
+        let (job, next) = (job.clone(), next.clone());
         workers.spawn(async move {
             let mut ticker = interval.map(|every| {
                 let mut t = tokio::time::interval_at(
@@ -784,35 +821,20 @@ async fn publish_as(
             });
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= events {
+                if i >= count {
                     return Ok::<_, anyhow::Error>(());
                 }
                 if let Some(ticker) = ticker.as_mut() {
                     ticker.tick().await;
                 }
-                let begun = Instant::now();
-                let response = client
-                    .post(&urls[i % urls.len()])
-                    .bearer_auth(&keys[i % keys.len()])
-                    .json(&json!({"type": "signer.done", "data": signer_done_data(i)}))
-                    .send()
-                    .await?;
-                ensure!(
-                    response.status() == StatusCode::CREATED,
-                    "publish answered {}",
-                    response.status()
-                );
-                let event: Value = response.json().await?;
-                let id = event["id"].as_str().context("an event id")?.to_owned();
-                started.lock().expect("no panics hold this lock").insert(id, begun);
+                job(i).await?;
             }
         });
     }
     while let Some(done) = workers.join_next().await {
         done??;
     }
-    let started = started.lock().expect("no panics hold this lock").clone();
-    Ok(started)
+    Ok(())
 }
 
 /// Waits until the sink has `expected` first arrivals (or the run's

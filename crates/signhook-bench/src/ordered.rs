@@ -7,11 +7,10 @@
 //! as they arrive and counts arrivals that came after a later one.
 
 use crate::{round, signer_done_data, wait_for_arrivals, Behavior, Cli, Servers, Sink};
-use anyhow::{ensure, Context};
-use reqwest::StatusCode;
+use anyhow::Context;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -36,33 +35,15 @@ async fn publish_rounds(
     publishers: usize,
 ) -> anyhow::Result<()> {
     for seq in 0..per_request {
-        let next = Arc::new(AtomicUsize::new(0));
-        let mut workers = tokio::task::JoinSet::new();
-        for _ in 0..publishers {
-            let (client, urls, next, key) = (client.clone(), urls.clone(), next.clone(), key.to_owned());
-            workers.spawn(async move {
-                loop {
-                    let request = next.fetch_add(1, Ordering::Relaxed);
-                    if request >= requests {
-                        return Ok::<_, anyhow::Error>(());
-                    }
-                    let response = client
-                        .post(&urls[request % urls.len()])
-                        .bearer_auth(&key)
-                        .json(&event_of(request, seq))
-                        .send()
-                        .await?;
-                    ensure!(
-                        response.status() == StatusCode::CREATED,
-                        "publish answered {}",
-                        response.status()
-                    );
-                }
-            });
-        }
-        while let Some(done) = workers.join_next().await {
-            done??;
-        }
+        let (client, urls, key) = (client.clone(), urls.clone(), key.to_owned());
+        crate::paced(requests, publishers, None, move |request| {
+            let (client, urls, key) = (client.clone(), urls.clone(), key.clone());
+            async move {
+                crate::post_event(&client, &urls[request % urls.len()], &key, &event_of(request, seq)).await?;
+                Ok(())
+            }
+        })
+        .await?;
     }
     Ok(())
 }
