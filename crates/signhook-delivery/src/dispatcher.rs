@@ -118,7 +118,11 @@ impl DispatcherConfig {
 
 /// The most deliveries a node keeps queued in its lanes; beyond, what is
 /// handed over goes back to the database, due at once, and claims wait.
-const MAX_QUEUED: usize = 10_000;
+/// Each queued delivery is a send task waiting for its lane's turn, so the
+/// queue is kept to a couple of lane-fulls of a busy node (100 lanes of 10
+/// in flight): `signhook-bench mixed` ran 9 % faster with 2,000 than with
+/// 10,000 (BENCHMARKS.md).
+const MAX_QUEUED: usize = 2_000;
 
 /// Hands deliveries that a publish on this node claimed for it straight to
 /// its dispatcher, which sends them at once: no claim round trip between a
