@@ -261,9 +261,9 @@ impl Store {
 
     /// Commits `tx` with `claim`, an `UPDATE … RETURNING` of
     /// [`CLAIMED_COLUMNS`] (or nothing more), as its last statement — on
-    /// SQLite one round trip of the writer, whatever the transaction
-    /// gathered — and returns the rows claimed. `Err` only when nothing was
-    /// committed.
+    /// SQLite sent with `COMMIT` alone, after what the transaction
+    /// gathered, so it stays prepared — and returns the rows claimed. `Err`
+    /// only when nothing was committed.
     pub(crate) async fn commit_claiming(&self, tx: Tx<'_>, claim: Option<Sql>) -> Result<Vec<ClaimedRow>> {
         let Some(claim) = claim else {
             tx.commit().await?;

@@ -253,8 +253,9 @@ impl<'c> Tx<'c> {
     }
 
     /// Runs `sql` last (an `UPDATE … RETURNING`), commits, then announces
-    /// the work written: the rows `sql` returned. On SQLite, one round trip
-    /// with whatever is gathered.
+    /// the work written: the rows `sql` returned. On SQLite `sql` goes with
+    /// `COMMIT` alone, a text kept prepared (see
+    /// [`sqlite::SqliteTx::commit_fetching`]).
     pub(crate) async fn commit_fetching(self, sql: Sql) -> Result<Vec<Row>> {
         let rows = match self.conn {
             Conn::Sqlite(tx) => tx.commit_fetching(sql).await?.into_iter().map(Row::Sqlite).collect(),
