@@ -738,9 +738,16 @@ async fn subscribe(
     Ok(created["id"].as_str().context("an id")?.to_owned())
 }
 
+/// What a run of publishes left: when each event's publish call began, by
+/// event id, and how long each call took until the API acknowledged it
+/// (the 201, which means the event is on disk).
+pub(crate) struct Published {
+    pub(crate) begun: HashMap<String, Instant>,
+    pub(crate) ack_ms: Vec<f64>,
+}
+
 /// Publishing: `events` events of `key`'s tenant over `concurrency`
-/// connections, at `rate` per second in all when given. Returns when each
-/// was accepted, by event id.
+/// connections, at `rate` per second in all when given.
 async fn publish(
     client: &reqwest::Client,
     urls: Arc<Vec<String>>,
@@ -748,7 +755,7 @@ async fn publish(
     events: usize,
     concurrency: usize,
     rate: Option<f64>,
-) -> anyhow::Result<HashMap<String, Instant>> {
+) -> anyhow::Result<Published> {
     publish_as(client, urls, Arc::new(vec![key.to_owned()]), events, concurrency, rate).await
 }
 
@@ -760,8 +767,8 @@ async fn publish_as(
     events: usize,
     concurrency: usize,
     rate: Option<f64>,
-) -> anyhow::Result<HashMap<String, Instant>> {
-    let started: Arc<Mutex<HashMap<String, Instant>>> = Arc::new(Mutex::new(HashMap::with_capacity(events)));
+) -> anyhow::Result<Published> {
+    let started: Arc<Mutex<Vec<(String, Instant, f64)>>> = Arc::new(Mutex::new(Vec::with_capacity(events)));
     let (client, recorded) = (client.clone(), started.clone());
     paced(events, concurrency, rate, move |i| {
         let (client, urls, keys, started) = (client.clone(), urls.clone(), keys.clone(), recorded.clone());
@@ -770,14 +777,20 @@ async fn publish_as(
             let event = json!({"type": "signer.done", "data": signer_done_data(i)});
             let response = post_event(&client, &urls[i % urls.len()], &keys[i % keys.len()], &event).await?;
             let event: Value = response.json().await?;
+            let acked = begun.elapsed().as_secs_f64() * 1000.0;
             let id = event["id"].as_str().context("an event id")?.to_owned();
-            started.lock().expect("no panics hold this lock").insert(id, begun);
+            started
+                .lock()
+                .expect("no panics hold this lock")
+                .push((id, begun, acked));
             Ok(())
         }
     })
     .await?;
-    let started = started.lock().expect("no panics hold this lock").clone();
-    Ok(started)
+    let started = std::mem::take(&mut *started.lock().expect("no panics hold this lock"));
+    let ack_ms = started.iter().map(|(_, _, acked)| *acked).collect();
+    let begun = started.into_iter().map(|(id, begun, _)| (id, begun)).collect();
+    Ok(Published { begun, ack_ms })
 }
 
 /// `POST /v1/events` of `event` as `key`'s tenant, which must answer 201.
@@ -913,7 +926,10 @@ async fn run(cli: &Cli) -> anyhow::Result<Value> {
     }
 
     let publish_start = Instant::now();
-    let started = publish(
+    let Published {
+        begun: started,
+        mut ack_ms,
+    } = publish(
         &client,
         servers.publish_urls(),
         &key,
@@ -956,6 +972,7 @@ async fn run(cli: &Cli) -> anyhow::Result<Value> {
         "deliveries": arrivals.len(),
         "deliveries_per_s": round(arrivals.len() as f64 / span),
         "latency_ms": distribution(&mut latencies),
+        "publish_ack_ms": distribution(&mut ack_ms),
         "signature_failures": sink.bad_signatures.load(Ordering::Relaxed),
         "duplicates": duplicates,
         "missing": expected.saturating_sub(arrivals.len()),
@@ -1113,7 +1130,7 @@ async fn retry_punctuality(cli: &Cli, sink: &Arc<Sink>, sink_addr: SocketAddr) -
         "capacity_deliveries_per_s": capacity.map(round),
         "load": if cli.rate.is_some() { Value::Null } else { json!(cli.load) },
         "busy_rate_per_s": round(rate),
-        "busy_events_accepted_per_s": round(busy_published.len() as f64 / steady_seconds),
+        "busy_events_accepted_per_s": round(busy_published.begun.len() as f64 / steady_seconds),
         "retrying_rate_per_s": cli.retrying_rate,
         "fail_share": cli.fail_share,
         "retry_schedule_ms": cli.retry_ms,
@@ -1126,7 +1143,7 @@ async fn retry_punctuality(cli: &Cli, sink: &Arc<Sink>, sink_addr: SocketAddr) -
         "signature_failures": sink.bad_signatures.load(Ordering::Relaxed),
         "duplicates": duplicates,
         "missing": expected.saturating_sub(arrivals.len()),
-        "retrying_events_published": retrying_published.len(),
+        "retrying_events_published": retrying_published.begun.len(),
     }))
 }
 

@@ -349,7 +349,10 @@ pub(crate) async fn drain(cli: &Cli, sink: &Arc<Sink>, sink_addr: SocketAddr) ->
 
     // Fresh traffic, timed on its own endpoints.
     let fresh_events = (rate * seconds) as usize;
-    let started = crate::publish(
+    let crate::Published {
+        begun: started,
+        mut ack_ms,
+    } = crate::publish(
         &client,
         servers.publish_urls(),
         &fresh,
@@ -401,6 +404,7 @@ pub(crate) async fn drain(cli: &Cli, sink: &Arc<Sink>, sink_addr: SocketAddr) ->
         "backlog_per_endpoint_min": per_lane.values().min().copied().unwrap_or(0),
         "fresh_rate_per_s": rate,
         "fresh_latency_ms": distribution(&mut fresh_latency),
+        "fresh_publish_ack_ms": distribution(&mut ack_ms),
         // Deliveries handed over at publish are not claimed; the backlog's
         // are. More claimed than the backlog means claims given back and
         // taken again (churn).

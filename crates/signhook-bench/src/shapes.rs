@@ -57,7 +57,7 @@ pub(crate) async fn burst(cli: &Cli, sink: &Arc<Sink>, sink_addr: SocketAddr) ->
         ("after", rate, after),
     ] {
         let events = (phase_rate * seconds) as usize;
-        let started = crate::publish(
+        let run = crate::publish(
             &client,
             servers.publish_urls(),
             &key,
@@ -67,16 +67,21 @@ pub(crate) async fn burst(cli: &Cli, sink: &Arc<Sink>, sink_addr: SocketAddr) ->
         )
         .await?;
         published += events;
-        phases.push((name, phase_rate, started));
+        phases.push((name, phase_rate, run));
     }
     let expected = published * endpoints;
     let peak_rss = wait_for_arrivals(cli, sink, || servers.rss_mib().1, expected).await;
     let (deliveries, duplicates) = counts(sink);
     let mut figures = serde_json::Map::new();
-    for (name, phase_rate, started) in &phases {
+    for (name, phase_rate, mut run) in phases {
         figures.insert(
-            (*name).to_owned(),
-            json!({"rate_per_s": phase_rate, "events": started.len(), "latency_ms": distribution(&mut latencies(sink, started))}),
+            name.to_owned(),
+            json!({
+                "rate_per_s": phase_rate,
+                "events": run.begun.len(),
+                "latency_ms": distribution(&mut latencies(sink, &run.begun)),
+                "publish_ack_ms": distribution(&mut run.ack_ms),
+            }),
         );
     }
     Ok(json!({
@@ -127,7 +132,7 @@ pub(crate) async fn many_tenants(cli: &Cli, sink: &Arc<Sink>, sink_addr: SocketA
     }
     let setup_seconds = setup_started.elapsed().as_secs_f64();
     let publish_start = Instant::now();
-    let started = crate::publish_as(
+    let mut published = crate::publish_as(
         &client,
         servers.publish_urls(),
         Arc::new(keys),
@@ -164,7 +169,8 @@ pub(crate) async fn many_tenants(cli: &Cli, sink: &Arc<Sink>, sink_addr: SocketA
         "events_accepted_per_s": round(events as f64 / publish_seconds),
         "deliveries": deliveries,
         "deliveries_per_s": round(deliveries as f64 / span),
-        "latency_ms": distribution(&mut latencies(sink, &started)),
+        "latency_ms": distribution(&mut latencies(sink, &published.begun)),
+        "publish_ack_ms": distribution(&mut published.ack_ms),
         "signature_failures": sink.bad_signatures.load(Ordering::Relaxed),
         "duplicates": duplicates,
         "missing": expected.saturating_sub(deliveries),
