@@ -10,6 +10,13 @@
 //! time however busy the node is (the store announces every retry it
 //! records, see [`signhook_store::work`]).
 //!
+//! One question to the database is under way at a time (a claim, or a look
+//! at when work falls due), and the loop does not wait for it: while a
+//! claim waits its turn at the database's writer, which may be busy
+//! recording a batch, handed-over deliveries are queued and sent, ended
+//! sends free their lanes and announcements reach the agenda. Fresh events
+//! behind a backlog's claims thus wait for no claim (`signhook-bench drain`).
+//!
 //! Both kinds wait in their subscription's lane ([`Lanes`]), first come
 //! first served; the lanes take turns to start send tasks, and the node's
 //! send slots go to the waiting tasks in the order they asked, so neither
@@ -25,7 +32,8 @@
 //! run through the same loop.
 //!
 //! Shutdown (the token given to [`Dispatcher::run`]): claiming stops at once
-//! and what waits in the lanes is released; sends in flight get
+//! and what waits in the lanes is released, with what a claim under way
+//! brings; sends in flight get
 //! `shutdown_grace` to finish and be recorded; any still running then are
 //! abandoned and their claims released, so they are due again immediately
 //! after a restart (or on another node). A crash skips all that: the node
@@ -48,8 +56,10 @@ use signhook_core::retry::{decide, Decision, RetryPolicy};
 use signhook_core::time::{to_millis, Clock};
 use signhook_store::claims::{ClaimedDelivery, Lease};
 use signhook_store::deliveries::{Attempt, AttemptRecord};
-use signhook_store::Store;
+use signhook_store::{Store, StoreError};
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, Notify, Semaphore};
@@ -124,6 +134,12 @@ impl DispatcherConfig {
 /// 10,000 (BENCHMARKS.md).
 const MAX_QUEUED: usize = 2_000;
 
+/// The most deliveries a node keeps queued counting those handed over at
+/// publish: claims stop at [`MAX_QUEUED`], and the room above it is fresh
+/// work's, so a backlog claimed from the database never sends this node's
+/// new events back to it (which would cost them a write and a claim).
+const MAX_HANDED_OVER: usize = 2 * MAX_QUEUED;
+
 /// Hands deliveries that a publish on this node claimed for it straight to
 /// its dispatcher, which sends them at once: no claim round trip between a
 /// commit and the send. Cheap to clone.
@@ -167,6 +183,31 @@ impl<C> Handoff<C> {
         }
         self.queue.send(claims).map_err(|e| e.0)
     }
+}
+
+/// A question to the database in flight. The loop polls it beside
+/// everything else, so sends, handovers and announcements go on while a
+/// claim waits for the database's writer.
+type Call<Q> = Pin<Box<dyn Future<Output = Answer<Q>> + Send>>;
+
+/// What the database answered a [`Call`].
+enum Answer<Q: WorkQueue> {
+    /// A claim that began at `started` (the store's `now`), of at most
+    /// `limit` deliveries.
+    Claimed {
+        started: Instant,
+        now: DateTime<Utc>,
+        limit: u32,
+        claims: Result<Vec<Q::Item>, StoreError>,
+    },
+    /// When work is next due: after a claim that began at `started` and
+    /// took `taken`, or, with `taken: None`, the safety net's look.
+    NextDue {
+        started: Instant,
+        now: DateTime<Utc>,
+        taken: Option<usize>,
+        next: Result<Option<DateTime<Utc>>, StoreError>,
+    },
 }
 
 /// A send's result, or the claim given back unsent.
@@ -265,6 +306,7 @@ impl<Q: WorkQueue, A: Attempter<Q>> Dispatcher<Q, A> {
             results: results_tx,
             abandon: CancellationToken::new(),
         };
+        let mut call: Option<Call<Q>> = None;
 
         while !shutdown.is_cancelled() {
             // Take in all that happened since the last turn, then claim if
@@ -281,22 +323,25 @@ impl<Q: WorkQueue, A: Attempter<Q>> Dispatcher<Q, A> {
                 node.agenda.due_at(self.instant(at));
             }
             let now = Instant::now();
-            if node.lanes.queued() < MAX_QUEUED && node.agenda.is_due(now) {
-                if node.agenda.work_is_due(now) {
-                    self.claim(&mut node).await;
+            if call.is_none() && node.lanes.queued() < MAX_QUEUED && node.agenda.is_due(now) {
+                call = Some(if node.agenda.work_is_due(now) {
+                    self.claim(&mut node)
                 } else {
-                    self.look(&mut node).await;
-                }
+                    self.next_due(&mut node, now, self.clock.now(), None)
+                });
             }
             self.start_sends(&mut node);
             self.release(&mut node).await;
 
             // While the lanes are full to the brim, a due claim waits for
             // sends to end instead of for its instant (passed already).
-            let may_claim = node.lanes.queued() < MAX_QUEUED;
+            let may_claim = call.is_none() && node.lanes.queued() < MAX_QUEUED;
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => {}
+                answer = async { call.as_mut().expect("polled only while asked").await }, if call.is_some() => {
+                    call = self.answered(answer, &mut node);
+                }
                 Some(ended) = node.in_flight.join_next_with_id(), if !node.in_flight.is_empty() => {
                     self.ended(ended, &mut node);
                 }
@@ -310,7 +355,7 @@ impl<Q: WorkQueue, A: Attempter<Q>> Dispatcher<Q, A> {
         if let Some(listener) = listener {
             listener.abort();
         }
-        self.stop(node, handed_over).await;
+        self.stop(node, handed_over, call).await;
         recorder
             .await
             .map_err(|_| DeliveryError::Store(signhook_store::StoreError::Corrupt("recorder panicked".into())))?;
@@ -321,8 +366,20 @@ impl<Q: WorkQueue, A: Attempter<Q>> Dispatcher<Q, A> {
     /// due at once; sends in flight get the shutdown grace to finish, then
     /// are abandoned and their claims released. Returns once every result
     /// was passed to the recorder.
-    async fn stop(&self, mut node: Node<Q>, mut handed_over: mpsc::UnboundedReceiver<Vec<Q::Item>>) {
+    async fn stop(
+        &self,
+        mut node: Node<Q>,
+        mut handed_over: mpsc::UnboundedReceiver<Vec<Q::Item>>,
+        call: Option<Call<Q>>,
+    ) {
         handed_over.close();
+        // A claim under way may have taken deliveries already: they go back
+        // with the rest.
+        if let Some(call) = call {
+            if let Answer::Claimed { claims: Ok(claims), .. } = call.await {
+                node.to_release.extend(claims.iter().map(Claim::held));
+            }
+        }
         while let Ok(claims) = handed_over.try_recv() {
             node.to_release.extend(claims.iter().map(Claim::held));
         }
@@ -357,7 +414,7 @@ impl<Q: WorkQueue, A: Attempter<Q>> Dispatcher<Q, A> {
     /// node keeps waiting, they go back to the database.
     fn take_in(&self, claims: Vec<Q::Item>, node: &mut Node<Q>) {
         for claim in claims {
-            if node.lanes.queued() < MAX_QUEUED {
+            if node.lanes.queued() < MAX_HANDED_OVER {
                 node.lanes.push(claim);
             } else {
                 node.to_release.push(claim.held());
@@ -365,83 +422,120 @@ impl<Q: WorkQueue, A: Attempter<Q>> Dispatcher<Q, A> {
         }
     }
 
-    /// Claims due deliveries into the lanes and tells the agenda what is
-    /// left.
-    async fn claim(&self, node: &mut Node<Q>) {
+    /// Asks the database for due deliveries, up to the room the lanes have
+    /// left. The lanes it leaves out (full now) are the ones whose room, when
+    /// it comes back, makes a claim due again (see `ended`).
+    fn claim(&self, node: &mut Node<Q>) -> Call<Q> {
         let (started, now) = (Instant::now(), self.clock.now());
         let room = MAX_QUEUED.saturating_sub(node.lanes.queued());
         let limit = u32::try_from(room).unwrap_or(u32::MAX).min(self.config.batch_size);
-        let claimed = self
-            .queue
-            .claim(
-                &self.config.node_id,
+        let per_lane = node.lanes.claim_per_subscription();
+        let skip = node.lanes.full();
+        node.left_out = skip.iter().cloned().collect();
+        let (queue, node_id, lease_until) = (self.queue.clone(), self.config.node_id.clone(), now + self.config.lease);
+        Box::pin(async move {
+            let claims = queue.claim(&node_id, now, lease_until, limit, per_lane, &skip).await;
+            Answer::Claimed {
+                started,
                 now,
-                now + self.config.lease,
                 limit,
-                node.lanes.claim_per_subscription(),
-                &node.lanes.full(),
-            )
-            .await;
-        let claims = match claimed {
-            Ok(claims) => claims,
-            Err(e) => {
-                tracing::error!(error = %error_chain(&e), "claiming due deliveries failed; retrying shortly");
-                node.agenda.failed(started);
-                return;
+                claims,
             }
-        };
-        let taken = claims.len();
-        self.config.metrics.observe_claim(taken);
-        for claim in claims {
-            node.lanes.push(claim);
-        }
-        let full = taken == limit as usize;
-        // The lanes full now are left out of the next claim too, and of the
-        // look at what falls due next: their work waits for them to have
-        // room (see `ended`).
-        let left_out = node.lanes.full();
-        let next_due = if full {
-            None
-        } else {
-            match self.queue.next_due_at(&self.config.node_id, &left_out).await {
-                Ok(next) => next.map(|at| instant_of(at, started, now)),
-                Err(e) => {
-                    tracing::warn!(error = %error_chain(&e), "could not read when work falls due next; looking again shortly");
-                    Some(started + FAILED_GAP)
-                }
-            }
-        };
-        node.left_out = left_out.into_iter().collect();
-        node.agenda.claimed(started, Claimed { taken, full, next_due });
+        })
     }
 
-    /// The safety net: reads when work is next due (a lease a dead node
-    /// left, work nobody announced) and claims only if some is due now, so
-    /// that a quiet look never takes the database's writer.
-    async fn look(&self, node: &mut Node<Q>) {
-        let (started, now) = (Instant::now(), self.clock.now());
+    /// Asks the database when work it holds for this node falls due next,
+    /// outside the lanes full now: after a claim that took `taken` and could
+    /// have taken more, or (`taken: None`) as the safety net's look.
+    fn next_due(&self, node: &mut Node<Q>, started: Instant, now: DateTime<Utc>, taken: Option<usize>) -> Call<Q> {
         let left_out = node.lanes.full();
-        match self.queue.next_due_at(&self.config.node_id, &left_out).await {
-            Ok(next) => {
-                let next = next.map(|at| instant_of(at, started, now));
-                if next.is_some_and(|at| at <= started) {
-                    node.agenda.due_at(started);
-                    self.claim(node).await;
-                } else {
-                    node.left_out = left_out.into_iter().collect();
-                    node.agenda.claimed(
-                        started,
-                        Claimed {
-                            taken: 0,
-                            full: false,
-                            next_due: next,
-                        },
-                    );
-                }
+        node.left_out = left_out.iter().cloned().collect();
+        let (queue, node_id) = (self.queue.clone(), self.config.node_id.clone());
+        Box::pin(async move {
+            let next = queue.next_due_at(&node_id, &left_out).await;
+            Answer::NextDue {
+                started,
+                now,
+                taken,
+                next,
             }
-            Err(e) => {
-                tracing::warn!(error = %error_chain(&e), "could not read when work falls due next; looking again shortly");
-                node.agenda.failed(started);
+        })
+    }
+
+    /// Takes in what the database answered: claimed deliveries go to their
+    /// lanes, and the agenda learns what is left. Returns the question that
+    /// follows, if any: when work falls due next after a claim that could
+    /// have taken more, or the claim after a look that found work due.
+    fn answered(&self, answer: Answer<Q>, node: &mut Node<Q>) -> Option<Call<Q>> {
+        match answer {
+            Answer::Claimed {
+                started,
+                now,
+                limit,
+                claims,
+            } => {
+                let claims = match claims {
+                    Ok(claims) => claims,
+                    Err(e) => {
+                        tracing::error!(error = %error_chain(&e), "claiming due deliveries failed; retrying shortly");
+                        node.agenda.failed(started);
+                        return None;
+                    }
+                };
+                let taken = claims.len();
+                self.config.metrics.observe_claim(taken);
+                for claim in claims {
+                    node.lanes.push(claim);
+                }
+                if taken < limit as usize {
+                    return Some(self.next_due(node, started, now, Some(taken)));
+                }
+                // More may be due at once; the lanes full now wait for room.
+                node.left_out = node.lanes.full().into_iter().collect();
+                node.agenda.claimed(
+                    started,
+                    Claimed {
+                        taken,
+                        full: true,
+                        next_due: None,
+                    },
+                );
+                None
+            }
+            Answer::NextDue {
+                started,
+                now,
+                taken,
+                next,
+            } => {
+                let next_due = match next {
+                    Ok(next) => next.map(|at| instant_of(at, started, now)),
+                    Err(e) => {
+                        tracing::warn!(error = %error_chain(&e), "could not read when work falls due next; looking again shortly");
+                        match taken {
+                            Some(_) => Some(started + FAILED_GAP),
+                            None => {
+                                node.agenda.failed(started);
+                                return None;
+                            }
+                        }
+                    }
+                };
+                // The safety net's look found work due: claim it (a look
+                // never takes the database's writer otherwise).
+                if taken.is_none() && next_due.is_some_and(|at| at <= started) {
+                    node.agenda.due_at(started);
+                    return Some(self.claim(node));
+                }
+                node.agenda.claimed(
+                    started,
+                    Claimed {
+                        taken: taken.unwrap_or(0),
+                        full: false,
+                        next_due,
+                    },
+                );
+                None
             }
         }
     }
