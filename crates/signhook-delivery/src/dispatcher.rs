@@ -126,8 +126,8 @@ impl DispatcherConfig {
     }
 }
 
-/// The most deliveries a node keeps queued in its lanes; beyond, what is
-/// handed over goes back to the database, due at once, and claims wait.
+/// The most deliveries a node claims into its lanes; beyond, claims wait
+/// (and handed-over work may go on up to [`MAX_HANDED_OVER`]).
 /// Each queued delivery is a send task waiting for its lane's turn, so the
 /// queue is kept to a couple of lane-fulls of a busy node (100 lanes of 10
 /// in flight): `signhook-bench mixed` ran 9 % faster with 2,000 than with
