@@ -512,13 +512,11 @@ impl<Q: WorkQueue, A: Attempter<Q>> Dispatcher<Q, A> {
                     Ok(next) => next.map(|at| instant_of(at, started, now)),
                     Err(e) => {
                         tracing::warn!(error = %error_chain(&e), "could not read when work falls due next; looking again shortly");
-                        match taken {
-                            Some(_) => Some(started + FAILED_GAP),
-                            None => {
-                                node.agenda.failed(started);
-                                return None;
-                            }
+                        if taken.is_none() {
+                            node.agenda.failed(started);
+                            return None;
                         }
+                        Some(started + FAILED_GAP)
                     }
                 };
                 // The safety net's look found work due: claim it (a look
